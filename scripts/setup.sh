@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Everything netctx and its tests need on a fresh Debian 12 machine, as root. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packages=(nftables iproute2 iputils-ping util-linux procps ca-certificates)
+# better-sqlite3 falls back to compiling when its prebuilt binary cannot be downloaded.
+packages+=(build-essential python3)
+missing=()
+for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "netctx needs Node.js 20 or newer (apt-get install nodejs from NodeSource, or nvm)" >&2
+  exit 1
+fi
+npm ci --no-audit --no-fund

@@ -1,0 +1,125 @@
+/**
+ * Test runner: every test file runs in its own throwaway host namespace (see src/sandbox.ts) with a private
+ * state directory and a private cgroup parent, so files cannot see each other's kernel objects or state.
+ * Prints node's spec output per file and one closing line: `tests: N passed, N failed, N skipped`.
+ *   npm test                 all files
+ *   npm test -- kernel ipam  only files whose path contains one of the words
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { sandboxArgv } from "../src/sandbox.ts";
+
+const root = join(import.meta.dirname, "..");
+const CGROUP_ROOT = "/sys/fs/cgroup/unified";
+const concurrency = Number(process.env.NETCTX_TEST_JOBS ?? 2);
+
+function findTests(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir)) {
+    const path = join(dir, entry);
+    if (statSync(path).isDirectory()) out.push(...findTests(path));
+    else if (entry.endsWith(".test.ts")) out.push(path);
+  }
+  return out.sort();
+}
+
+/** Remove a cgroup tree bottom-up; cgroup directories are removed with rmdir, never rm -r. */
+function removeCgroupTree(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) removeCgroupTree(join(dir, entry.name));
+  }
+  try {
+    rmdirSync(dir);
+  } catch (err) {
+    console.error(`warning: could not remove test cgroup ${dir}: ${(err as Error).message}`);
+  }
+}
+
+interface FileResult {
+  file: string;
+  pass: number;
+  fail: number;
+  skip: number;
+  code: number | null;
+  output: string;
+}
+
+function tapCount(tap: string, key: string): number {
+  const m = tap.match(new RegExp(`^# ${key} (\\d+)$`, "m"));
+  return m ? Number(m[1]) : 0;
+}
+
+function runFile(file: string): Promise<FileResult> {
+  const scratch = mkdtempSync(join(tmpdir(), "netctx-test-"));
+  const tapFile = join(scratch, "out.tap");
+  const cgroupParent = join(CGROUP_ROOT, `netctx-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  const argv = sandboxArgv([
+    process.execPath,
+    "--import",
+    "tsx",
+    "--test",
+    "--test-reporter=spec",
+    "--test-reporter-destination=stdout",
+    "--test-reporter=tap",
+    `--test-reporter-destination=${tapFile}`,
+    file,
+  ]);
+  const env = {
+    ...process.env,
+    NETCTX_STATE_DIR: join(scratch, "state"),
+    NETCTX_CGROUP_PARENT: cgroupParent,
+    NETCTX_TEST_SCRATCH: scratch,
+  };
+  return new Promise((resolve) => {
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (d) => {
+      output += d;
+    });
+    child.stderr.on("data", (d) => {
+      output += d;
+    });
+    child.on("close", (code) => {
+      const tap = existsSync(tapFile) ? readFileSync(tapFile, "utf8") : "";
+      removeCgroupTree(cgroupParent);
+      rmSync(scratch, { recursive: true, force: true });
+      const result = {
+        file,
+        pass: tapCount(tap, "pass"),
+        fail: tapCount(tap, "fail") + tapCount(tap, "cancelled"),
+        skip: tapCount(tap, "skipped") + tapCount(tap, "todo"),
+        code,
+        output,
+      };
+      // A file that died before reporting anything counts as one failure.
+      if (code !== 0 && result.fail === 0) result.fail = 1;
+      resolve(result);
+    });
+  });
+}
+
+const filters = process.argv.slice(2);
+const files = findTests(join(root, "test")).filter(
+  (f) => filters.length === 0 || filters.some((w) => relative(root, f).includes(w)),
+);
+const results: FileResult[] = [];
+const queue = [...files];
+const started = Date.now();
+await Promise.all(
+  Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
+    for (let file = queue.shift(); file; file = queue.shift()) {
+      const r = await runFile(file);
+      results.push(r);
+      const secs = ((Date.now() - started) / 1000).toFixed(0);
+      process.stdout.write(`\n=== ${relative(root, file)} (${r.pass} passed, ${r.fail} failed) at ${secs}s\n${r.output}`);
+    }
+  }),
+);
+const sum = (k: "pass" | "fail" | "skip") => results.reduce((n, r) => n + r[k], 0);
+const failedFiles = results.filter((r) => r.fail > 0).map((r) => relative(root, r.file));
+if (failedFiles.length) console.log(`\nfailed files: ${failedFiles.join(", ")}`);
+console.log(`\ntests: ${sum("pass")} passed, ${sum("fail")} failed, ${sum("skip")} skipped`);
+process.exit(sum("fail") > 0 || files.length === 0 ? 1 : 0);
