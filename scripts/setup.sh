@@ -17,3 +17,4 @@ if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split("."
   exit 1
 fi
 npm ci --no-audit --no-fund
+npm run build

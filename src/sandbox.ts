@@ -19,7 +19,19 @@ export function sandboxArgv(command: readonly string[]): string[] {
     `export ${SANDBOX_MARK}=1`,
     'exec "$@"',
   ].join("\n");
-  return ["unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c", setup, "sh", ...command];
+  return [
+    "unshare",
+    "--net",
+    "--mount",
+    "--propagation",
+    "private",
+    "--",
+    "sh",
+    "-c",
+    setup,
+    "sh",
+    ...command,
+  ];
 }
 
 export function insideSandbox(): boolean {

@@ -1,0 +1,118 @@
+/** netctx create|ls|inspect|rm|exec */
+import { spawnSync } from "node:child_process";
+import { constants } from "node:os";
+import type { Command } from "commander";
+import { createContext, removeContext } from "../engine/contexts.ts";
+import { contextView } from "../engine/views.ts";
+import { notFound } from "../errors.ts";
+import { levelDriver } from "../levels/registry.ts";
+import { withHost } from "./host.ts";
+import { collect, printJson, printTable } from "./output.ts";
+
+interface CreateOptions {
+  level: string;
+  network: string[];
+  ip: string[];
+  mac?: string;
+  ifname: string[];
+  route: string[];
+  json?: boolean;
+}
+
+export function registerContext(program: Command): void {
+  program
+    .command("create")
+    .description("create a network context")
+    .argument("<name>")
+    .requiredOption("--level <level>", "l2 | l3 | socket")
+    .option("--network <name>", "network to join (repeatable)", collect, [])
+    .option("--ip <addr>", "requested address (repeatable)", collect, [])
+    .option("--mac <mac>", "static MAC of the first interface (l2)")
+    .option(
+      "--ifname <name>",
+      "interface name inside the context, per network (l2; default eth0, eth1, ...)",
+      collect,
+      [],
+    )
+    .option("--route <route>", "extra route in `ip route` form (l3; repeatable)", collect, [])
+    .option("--json", "print the context as JSON")
+    .action((name: string, o: CreateOptions) => {
+      withHost((host) => {
+        const record = createContext(host, {
+          name,
+          level: o.level,
+          networks: o.network,
+          ips: o.ip,
+          ...(o.mac !== undefined ? { mac: o.mac } : {}),
+          ...(o.ifname.length ? { ifnames: o.ifname } : {}),
+          ...(o.route.length ? { routes: o.route } : {}),
+        });
+        if (o.json) printJson(contextView(host, record));
+        else console.log(record.name);
+      });
+    });
+
+  program
+    .command("ls")
+    .description("list contexts")
+    .option("--json", "JSON output")
+    .action((o: { json?: boolean }) => {
+      withHost((host) => {
+        const views = host.store.listContexts().map((c) => contextView(host, c, false));
+        if (o.json) return printJson(views);
+        printTable(
+          ["NAME", "LEVEL", "STATUS", "NETWORKS", "ADDRESSES"],
+          views.map((v) => [v.name, v.level, v.status, v.networks.join(","), v.addresses.join(",")]),
+        );
+      });
+    });
+
+  program
+    .command("inspect")
+    .description("show a context as JSON")
+    .argument("<name>")
+    .option("--json", "JSON output (the default)")
+    .action((name: string) => {
+      withHost((host) => {
+        const record = host.store.getContext(name);
+        if (!record) throw notFound("context", name);
+        printJson(contextView(host, record));
+      });
+    });
+
+  program
+    .command("rm")
+    .description("remove contexts (a missing one is not an error)")
+    .argument("<name...>")
+    .action((names: string[]) => {
+      withHost((host) => {
+        for (const name of names) {
+          if (removeContext(host, name)) console.log(name);
+          else console.error(`note: context "${name}" does not exist; nothing to remove`);
+        }
+      });
+    });
+
+  program
+    .command("exec")
+    .description("run a command inside a context and return its exit code")
+    .argument("<name>")
+    .argument("<command...>")
+    .passThroughOptions()
+    .action((name: string, args: string[]) => {
+      // commander keeps the "--" that separates our options from the command's
+      const command = args[0] === "--" ? args.slice(1) : args;
+      const argv = withHost((host) => {
+        const record = host.store.getContext(name);
+        if (!record) throw notFound("context", name);
+        return levelDriver(record.level).execArgv(record, command);
+      });
+      const result = spawnSync(argv[0]!, argv.slice(1), { stdio: "inherit" });
+      if (result.error) throw result.error;
+      process.exitCode = result.status ?? 128 + (result.signal ? signalNumber(result.signal) : 0);
+    });
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  return constants.signals[signal] ?? 0;
+}

@@ -1,0 +1,36 @@
+/** netctx command line: one file per command family; this file wires them and turns errors into one line. */
+import { Command, CommanderError } from "commander";
+import { errorLine } from "../errors.ts";
+import { registerContext } from "./context.ts";
+import { registerDemo } from "./demo.ts";
+import { registerNetwork } from "./network.ts";
+
+const program = new Command("netctx")
+  .description(
+    "network contexts for Linux processes: l2 (own netns), l3 (own routing table), socket (bind filtering)",
+  )
+  .option("--state-dir <dir>", "state directory (default: $NETCTX_STATE_DIR or /var/lib/netctx)")
+  .enablePositionalOptions()
+  .showHelpAfterError(false)
+  .exitOverride()
+  .configureOutput({ outputError: (str, write) => write(str.split("\n")[0] + "\n") })
+  .hook("preAction", (cmd) => {
+    const dir = cmd.opts<{ stateDir?: string }>().stateDir;
+    if (dir) process.env.NETCTX_STATE_DIR = dir;
+  });
+
+registerNetwork(program);
+registerContext(program);
+registerDemo(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // commander already printed its one line (or help / version, which are not errors)
+    process.exit(err.exitCode);
+  }
+  process.stderr.write(`error: ${errorLine(err)}\n`);
+  if (process.env.NETCTX_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  process.exit(1);
+}

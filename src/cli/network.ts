@@ -1,0 +1,133 @@
+/** netctx network create|ls|inspect|rm */
+import type { Command } from "commander";
+import { createNetwork, removeNetwork } from "../engine/networks.ts";
+import { notFound } from "../errors.ts";
+import type { Host } from "../host.ts";
+import { specOf } from "../levels/driver.ts";
+import type { NetworkRecord } from "../state/store.ts";
+import { withHost } from "./host.ts";
+import { collect, printJson, printTable } from "./output.ts";
+
+interface CreateOptions {
+  driver: string;
+  subnet: string[];
+  gateway: string[];
+  nat?: boolean;
+  internal?: boolean;
+  mtu?: string;
+  antispoof: boolean;
+  opt: string[];
+  json?: boolean;
+}
+
+export function registerNetwork(program: Command): void {
+  const network = program.command("network").description("manage networks");
+
+  network
+    .command("create")
+    .description("create a network")
+    .argument("<name>")
+    .requiredOption("--driver <driver>", "bridge | routed")
+    .option("--subnet <cidr>", "subnet, v4 or v6 (repeatable)", collect, [])
+    .option(
+      "--gateway <ip>",
+      "gateway address inside a subnet (repeatable; default: first host)",
+      collect,
+      [],
+    )
+    .option("--nat", "masquerade traffic leaving the host")
+    .option("--internal", "no egress: contexts reach only each other and the gateway")
+    .option("--mtu <n>", "MTU (default: the MTU of the host's default-route device, else 1500)")
+    .option("--no-antispoof", "let contexts send with addresses and MACs that are not theirs")
+    .option("-o, --opt <key=value>", "driver option (repeatable)", collect, [])
+    .option("--json", "print the network as JSON")
+    .action((name: string, o: CreateOptions) => {
+      const record = withHost((host) =>
+        createNetwork(host, {
+          name,
+          driver: o.driver,
+          subnets: o.subnet,
+          gateways: o.gateway,
+          nat: o.nat ?? false,
+          internal: o.internal ?? false,
+          antispoof: o.antispoof,
+          ...(o.mtu !== undefined ? { mtu: parseNumber(o.mtu) } : {}),
+          ...(o.opt.length ? { options: Object.fromEntries(o.opt.map(splitOption)) } : {}),
+        }),
+      );
+      if (o.json) printJson(record);
+      else console.log(record.name);
+    });
+
+  network
+    .command("ls")
+    .description("list networks")
+    .option("--json", "JSON output")
+    .action((o: { json?: boolean }) => {
+      withHost((host) => {
+        const nets = host.store.listNetworks();
+        if (o.json) return printJson(nets.map((n) => networkView(host, n)));
+        printTable(
+          ["NAME", "DRIVER", "SUBNETS", "GATEWAYS", "NAT", "INTERNAL", "MTU", "CONTEXTS"],
+          nets.map((n) => {
+            const v = networkView(host, n);
+            return [
+              n.name,
+              n.driver,
+              n.subnets.map((s) => s.cidr).join(","),
+              n.subnets.map((s) => s.gateway ?? "").join(","),
+              yesNo(n.nat),
+              yesNo(n.internal),
+              String(n.mtu),
+              String(v.contexts.length),
+            ];
+          }),
+        );
+      });
+    });
+
+  network
+    .command("inspect")
+    .description("show a network as JSON")
+    .argument("<name>")
+    .option("--json", "JSON output (the default)")
+    .action((name: string) => {
+      withHost((host) => {
+        const net = host.store.getNetwork(name);
+        if (!net) throw notFound("network", name);
+        printJson(networkView(host, net));
+      });
+    });
+
+  network
+    .command("rm")
+    .description("remove a network (no context may be on it)")
+    .argument("<name...>")
+    .action((names: string[]) => {
+      withHost((host) => {
+        for (const name of names) console.log(removeNetwork(host, name).name);
+      });
+    });
+}
+
+function networkView(host: Host, net: NetworkRecord) {
+  const contexts = host.store
+    .listContexts()
+    .filter((c) => specOf(c).attachments.some((a) => a.network === net.name))
+    .map((c) => c.name);
+  return { ...net, contexts, leases: host.store.leases({ network: net.name }) };
+}
+
+function yesNo(b: boolean): string {
+  return b ? "yes" : "no";
+}
+
+export function parseNumber(text: string): number {
+  // Left as NaN for a non-number: the schema then names the field.
+  return /^-?\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
+}
+
+function splitOption(kv: string): [string, string] {
+  const i = kv.indexOf("=");
+  return i < 0 ? [kv, "true"] : [kv.slice(0, i), kv.slice(i + 1)];
+}

@@ -1,0 +1,157 @@
+/**
+ * Context lifecycle. create: validate, record intent and allocate addresses in one transaction, make the kernel
+ * objects, mark ready; any failure undoes the kernel work and the record, so state and kernel agree.
+ * rm: idempotent, tolerates missing kernel objects.
+ */
+import { join } from "node:path";
+import { conflict, invalid, notFound } from "../errors.ts";
+import type { Host } from "../host.ts";
+import { contextsCgroupParent } from "../kernel/cgroup.ts";
+import { netnsPath } from "../kernel/netns.ts";
+import { type ContextSpec, specOf } from "../levels/driver.ts";
+import { FIRST_L3_TABLE } from "../levels/l3.ts";
+import { levelDriver } from "../levels/registry.ts";
+import { checkIfname, checkName, contextNetnsName, hostVethIfname } from "../model/names.ts";
+import { parseRouteArg } from "../model/route.ts";
+import { type ContextInput, ContextInputSchema, parseInput } from "../model/schemas.ts";
+import { cidrContains, macProblem, parseIp, parseSubnet } from "../net/cidr.ts";
+import type { Attachment } from "../networks/driver.ts";
+import { hostDevice } from "../networks/host-net.ts";
+import { networkDriver } from "../networks/registry.ts";
+import type { ContextRecord, NetworkRecord } from "../state/store.ts";
+
+export function createContext(host: Host, raw: unknown): ContextRecord {
+  const input = parseInput(ContextInputSchema, raw);
+  checkName("name", input.name);
+  const level = levelDriver(input.level);
+  const networks = resolveNetworks(host, input);
+  const requested = splitRequestedIps(input, networks);
+  const mac = input.mac === undefined ? undefined : checkMac(input.mac);
+  const ifnames = networks.map((_, i) => input.ifnames?.[i] ?? `eth${i}`);
+  for (const n of ifnames) checkIfname("ifname", n);
+  if (new Set(ifnames).size !== ifnames.length)
+    throw invalid("ifname", "two networks given the same interface name");
+  const hostIfnames = networks.map((_, i) => (input.level === "l2" ? hostVethIfname(input.name, i) : ""));
+  // Shared-stack contexts keep their addresses on the host device of their network.
+  const devices = networks.map((net, i) => (input.level === "l2" ? ifnames[i]! : hostDevice(net.name)));
+  const routes = input.routes ?? [];
+  if (routes.length && input.level !== "l3")
+    throw invalid("route", "only l3 contexts have a routing table of their own");
+  for (const r of routes) parseRouteArg(r);
+
+  const record = host.store.transaction(() => {
+    if (host.store.getContext(input.name)) throw conflict("name", `context "${input.name}" already exists`);
+    const spec: ContextSpec = { attachments: [] };
+    if (input.level === "l2") spec.netns = netnsPath(contextNetnsName(input.name));
+    else spec.cgroup = join(contextsCgroupParent(), input.name);
+    if (input.level === "l3") {
+      spec.table = freeTable(host);
+      spec.routes = routes;
+    }
+    const rec: ContextRecord = {
+      name: input.name,
+      level: input.level,
+      status: "creating",
+      spec: { ...spec },
+    };
+    host.store.insertContext(rec);
+    spec.attachments = networks.map((net, i): Attachment => {
+      const driver = networkDriver(net.driver);
+      const leases = host.store.allocate(net.name, input.name, requested[i]);
+      return {
+        network: net.name,
+        ifname: devices[i]!,
+        hostIfname: hostIfnames[i]!,
+        addresses: leases.map((l) => driver.contextAddress(l)),
+        gateways: net.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
+        mtu: net.mtu,
+        ...(mac && i === 0 ? { mac } : {}),
+      };
+    });
+    rec.spec = { ...spec };
+    host.store.updateContext(rec);
+    return rec;
+  });
+
+  const spec = specOf(record);
+  try {
+    level.create(host, record.name, spec);
+  } catch (err) {
+    try {
+      level.teardown(host, record.name, spec);
+    } catch {
+      // The original error is what the user needs; gc catches anything this left.
+    }
+    forget(host, record.name);
+    throw err;
+  }
+  record.status = "ready";
+  host.store.updateContext(record);
+  return record;
+}
+
+/** Returns the removed record, or undefined when there was nothing to remove. */
+export function removeContext(host: Host, name: string): ContextRecord | undefined {
+  const record = host.store.getContext(name);
+  if (!record) return undefined;
+  record.status = "removing";
+  host.store.updateContext(record);
+  levelDriver(record.level).teardown(host, name, specOf(record));
+  forget(host, name);
+  return record;
+}
+
+/** Lowest routing table number no l3 context holds; called inside the creating transaction. */
+function freeTable(host: Host): number {
+  const used = new Set(host.store.listContexts().map((c) => specOf(c).table));
+  let table = FIRST_L3_TABLE;
+  while (used.has(table)) table++;
+  return table;
+}
+
+function forget(host: Host, name: string): void {
+  host.store.transaction(() => {
+    host.store.releaseAll(name);
+    host.store.deleteContext(name);
+  });
+}
+
+function resolveNetworks(host: Host, input: ContextInput): NetworkRecord[] {
+  const seen = new Set<string>();
+  return input.networks.map((name) => {
+    if (seen.has(name)) throw conflict("network", `joins network "${name}" twice`);
+    seen.add(name);
+    const net = host.store.getNetwork(name);
+    if (!net) throw notFound("network", name);
+    const driver = networkDriver(net.driver);
+    if (!driver.levels.includes(input.level))
+      throw invalid(
+        "level",
+        `network "${name}" (driver ${net.driver}) does not serve level ${input.level} (it serves ${driver.levels.join(", ")})`,
+      );
+    return net;
+  });
+}
+
+/** Each requested address goes to the network whose subnet holds it. */
+function splitRequestedIps(input: ContextInput, networks: NetworkRecord[]): string[][] {
+  const perNetwork = networks.map((): string[] => []);
+  for (const text of input.ips ?? []) {
+    const ip = parseIp(text, "ip");
+    const index = networks.findIndex((net) =>
+      net.subnets.some((s) => cidrContains(parseSubnet(s.cidr, "subnet"), ip.family, ip.addr)),
+    );
+    if (index < 0) {
+      const all = networks.flatMap((n) => n.subnets.map((s) => s.cidr)).join(", ");
+      throw invalid("ip", `${ip.text} is outside the subnets of the context's networks (${all})`);
+    }
+    perNetwork[index]!.push(ip.text);
+  }
+  return perNetwork;
+}
+
+function checkMac(text: string): string {
+  const problem = macProblem(text);
+  if (problem) throw invalid("mac", problem);
+  return text.toLowerCase();
+}

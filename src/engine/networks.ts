@@ -1,0 +1,104 @@
+/** Network lifecycle: validate, record, make the kernel objects; undo the record if the kernel refuses. */
+import { conflict, invalid, notFound } from "../errors.ts";
+import type { Host } from "../host.ts";
+import { specOf } from "../levels/driver.ts";
+import { checkName } from "../model/names.ts";
+import { type NetworkInput, NetworkInputSchema, parseInput } from "../model/schemas.ts";
+import {
+  type Cidr,
+  cidrContains,
+  cidrsOverlap,
+  formatIp,
+  hostAt,
+  lastAddress,
+  parseIp,
+  parseSubnet,
+} from "../net/cidr.ts";
+import { networkDriver } from "../networks/registry.ts";
+import type { NetworkRecord, SubnetRecord } from "../state/store.ts";
+
+export const DEFAULT_MTU = 1500;
+
+export function createNetwork(host: Host, raw: unknown): NetworkRecord {
+  const input = parseInput(NetworkInputSchema, raw);
+  const record = networkRecord(host, input);
+  const driver = networkDriver(record.driver);
+  driver.validate(record);
+  host.store.insertNetwork(record);
+  try {
+    host.enableForwarding();
+    driver.create(host, record);
+  } catch (err) {
+    host.store.deleteNetwork(record.name);
+    throw err;
+  }
+  return record;
+}
+
+export function removeNetwork(host: Host, name: string): NetworkRecord {
+  const record = host.store.getNetwork(name);
+  if (!record) throw notFound("network", name);
+  const users = host.store
+    .listContexts()
+    .filter((c) => specOf(c).attachments.some((a) => a.network === name))
+    .map((c) => c.name);
+  if (users.length > 0)
+    throw conflict("network", `network "${name}" is in use by ${users.map((u) => `"${u}"`).join(", ")}`);
+  networkDriver(record.driver).destroy(host, record);
+  host.store.deleteNetwork(name);
+  return record;
+}
+
+function networkRecord(host: Host, input: NetworkInput): NetworkRecord {
+  checkName("name", input.name, 32);
+  networkDriver(input.driver);
+  const subnets = input.subnets.map((text) => parseSubnet(text, "subnet"));
+  for (const [i, a] of subnets.entries()) {
+    const other = subnets.slice(i + 1).find((b) => cidrsOverlap(a, b));
+    if (other) throw invalid("subnet", `${a.text} overlaps ${other.text}`);
+  }
+  const gateways = (input.gateways ?? []).map((text) => parseIp(text, "gateway"));
+  const subnetRecords: SubnetRecord[] = subnets.map((subnet) => {
+    const mine = gateways.filter((g) => cidrContains(subnet, g.family, g.addr));
+    if (mine.length > 1) throw invalid("gateway", `two gateways given for ${subnet.text}`);
+    return { cidr: subnet.text, gateway: formatIp(subnet.family, gatewayFor(subnet, mine[0]?.addr)) };
+  });
+  for (const g of gateways) {
+    if (!subnets.some((s) => cidrContains(s, g.family, g.addr)))
+      throw invalid(
+        "gateway",
+        `${g.text} is outside the network's subnets (${subnets.map((s) => s.text).join(", ")})`,
+      );
+  }
+  return {
+    name: input.name,
+    driver: input.driver,
+    subnets: subnetRecords,
+    nat: input.nat ?? false,
+    internal: input.internal ?? false,
+    mtu: input.mtu ?? defaultRouteMtu(host),
+    options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true },
+  };
+}
+
+/** The gateway holds one host address; the subnet must leave room for it and at least one context. */
+function gatewayFor(subnet: Cidr, requested: bigint | undefined): bigint {
+  const size = lastAddress(subnet) - subnet.network + 1n;
+  const reserved = subnet.family === 4 ? 2n : 1n; // v4 network + broadcast; v6 subnet-router anycast
+  if (size - reserved < 2n)
+    throw invalid("subnet", `${subnet.text} is too small for a gateway and a context`);
+  if (requested === undefined) return hostAt(subnet, 1n);
+  const text = formatIp(subnet.family, requested);
+  if (requested === subnet.network)
+    throw invalid("gateway", `${text} is the network address of ${subnet.text}`);
+  if (subnet.family === 4 && requested === lastAddress(subnet))
+    throw invalid("gateway", `${text} is the broadcast address of ${subnet.text}`);
+  return requested;
+}
+
+/** MTU of the device that carries the host's default route; 1500 when there is none (a fresh namespace). */
+function defaultRouteMtu(host: Host): number {
+  const route = host.rtnl.routeList({ family: 4, table: 254 }).find((r) => r.dst === "default" && r.devIndex);
+  if (!route) return DEFAULT_MTU;
+  return host.rtnl.linkList().find((l) => l.index === route.devIndex)?.mtu ?? DEFAULT_MTU;
+}

@@ -1,0 +1,70 @@
+/** What `inspect` and `ls` show of a context: the record plus what the kernel says now. */
+import { existsSync } from "node:fs";
+import type { Host } from "../host.ts";
+import { Rtnl } from "../kernel/rtnl.ts";
+import { specOf } from "../levels/driver.ts";
+import type { ContextRecord } from "../state/store.ts";
+
+export interface InterfaceView {
+  name: string;
+  network: string;
+  hostIfname?: string;
+  addresses: string[];
+  gateways: string[];
+  mac?: string;
+  mtu: number;
+}
+
+export interface ContextView {
+  name: string;
+  level: string;
+  status: string;
+  networks: string[];
+  addresses: string[];
+  netns?: string;
+  cgroup?: string;
+  table?: number;
+  interfaces: InterfaceView[];
+  createdAt?: string;
+}
+
+export function contextView(_host: Host, record: ContextRecord, live = true): ContextView {
+  const spec = specOf(record);
+  const macs = live && spec.netns ? liveMacs(spec.netns) : new Map<string, string>();
+  const interfaces = spec.attachments.map((a): InterfaceView => {
+    const mac = macs.get(a.ifname) ?? a.mac;
+    return {
+      name: a.ifname,
+      network: a.network,
+      ...(a.hostIfname ? { hostIfname: a.hostIfname } : {}),
+      addresses: a.addresses,
+      gateways: a.gateways,
+      ...(mac ? { mac } : {}),
+      mtu: a.mtu,
+    };
+  });
+  return {
+    name: record.name,
+    level: record.level,
+    status: record.status,
+    networks: spec.attachments.map((a) => a.network),
+    addresses: spec.attachments.flatMap((a) => a.addresses),
+    ...(spec.netns ? { netns: spec.netns } : {}),
+    ...(spec.cgroup ? { cgroup: spec.cgroup } : {}),
+    ...(spec.table !== undefined ? { table: spec.table } : {}),
+    interfaces,
+    ...(record.createdAt ? { createdAt: record.createdAt } : {}),
+  };
+}
+
+function liveMacs(netns: string): Map<string, string> {
+  const macs = new Map<string, string>();
+  if (!existsSync(netns)) return macs;
+  const rtnl = Rtnl.open(netns);
+  try {
+    for (const link of rtnl.linkList()) if (link.mac) macs.set(link.name, link.mac);
+  } finally {
+    rtnl.close();
+  }
+  return macs;
+}

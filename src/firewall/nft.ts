@@ -1,0 +1,104 @@
+/**
+ * The `nft` binary as a library: a script goes in as one atomic transaction (`nft -f -` on stdin, so the kernel
+ * applies all of it or none of it), listings come back as parsed JSON (`nft -j list ...`).
+ * Failures become one-line NetctxErrors carrying nft's own first line of stderr and the offending command.
+ */
+import { spawnSync } from "node:child_process";
+import { NetctxError } from "../errors.ts";
+
+/** One object of `nft -j` output: `{ table: {...} }`, `{ set: {...} }`, `{ rule: {...} }`, ... */
+export type NftObject = Record<string, NftValue>;
+export type NftValue = string | number | boolean | null | NftValue[] | { [key: string]: NftValue };
+
+export interface NftOptions {
+  /** Path or name of the nft binary; default `nft` looked up in PATH. */
+  nftPath?: string;
+}
+
+interface RunResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+// The CLI of a one-shot netctx process runs nft from a root shell whose PATH may lack /usr/sbin.
+const SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export class Nft {
+  readonly path: string;
+
+  constructor(opts: NftOptions = {}) {
+    this.path = opts.nftPath ?? "nft";
+  }
+
+  /** Apply a script as one transaction. An empty script is a no-op (no fork). */
+  apply(script: string): void {
+    if (script.trim() === "") return;
+    const r = this.exec(["-f", "-"], script);
+    if (r.status !== 0) throw nftError(r.stderr, script);
+  }
+
+  /**
+   * `nft -j list <what...>` parsed into its objects (the metainfo object dropped).
+   * Returns null when the listed object does not exist (ENOENT), so callers can treat "no table" as empty.
+   */
+  list(what: readonly string[]): NftObject[] | null {
+    const r = this.exec(["-j", "list", ...what]);
+    if (r.status !== 0) {
+      if (/No such file or directory/.test(r.stderr)) return null;
+      throw nftError(r.stderr, `list ${what.join(" ")}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(r.stdout);
+    } catch {
+      throw new NetctxError("internal", `nft: unparsable JSON from "nft -j list ${what.join(" ")}"`);
+    }
+    const objects = (parsed as { nftables?: unknown }).nftables;
+    if (!Array.isArray(objects))
+      throw new NetctxError("internal", "nft: JSON listing without an nftables array");
+    return (objects as NftObject[]).filter((o) => !("metainfo" in o));
+  }
+
+  private exec(args: string[], input?: string): RunResult {
+    const r = spawnSync(this.path, args, {
+      input: input ?? "",
+      encoding: "utf8",
+      env: { ...process.env, PATH: `${process.env.PATH ?? ""}:${SEARCH_PATH}` },
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    if (r.error) {
+      const code = (r.error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") {
+        throw new NetctxError(
+          "unsupported",
+          `nftables: the nft binary "${this.path}" was not found (install the nftables package)`,
+        );
+      }
+      throw new NetctxError("kernel", `nft: could not run "${this.path}": ${r.error.message}`);
+    }
+    if (r.signal) throw new NetctxError("kernel", `nft: killed by ${r.signal}`);
+    return { status: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
+  }
+}
+
+/**
+ * nft reports a failed script as `/dev/stdin:LINE:COLS: Error: <text>`, then echoes the line and a caret line.
+ * We keep the error text and append the script line it points at, all on one line.
+ */
+export function nftError(stderr: string, script: string): NetctxError {
+  const lines = stderr.split("\n").filter((l) => l.trim() !== "");
+  const first = lines[0] ?? "nft failed without a message";
+  const located = first.match(/^\/dev\/stdin:(\d+):[\d-]+:\s*(.*)$/);
+  let text = first;
+  let where = "";
+  if (located) {
+    text = located[2] ?? first;
+    const line = script.split("\n")[Number(located[1]) - 1];
+    if (line !== undefined) where = ` (in: ${line.trim()})`;
+  } else if (!script.includes("\n") && script.trim() !== "") {
+    where = ` (in: ${script.trim()})`;
+  }
+  const code = /Operation not supported|Protocol not supported/.test(text) ? "unsupported" : "kernel";
+  return new NetctxError(code, `nft: ${text}${where}`);
+}

@@ -1,0 +1,48 @@
+/**
+ * The host netctx manages: its state store, a netlink socket in its network namespace and its firewall.
+ * Normally the machine's own namespace; in tests and the demo a throwaway one.
+ */
+import { Firewall } from "./firewall/firewall.ts";
+import { Rtnl } from "./kernel/rtnl.ts";
+import { readSysctl, writeSysctl } from "./kernel/sysctl.ts";
+import { Store } from "./state/store.ts";
+
+export class Host {
+  private rtnlHandle: Rtnl | undefined;
+  private firewallHandle: Firewall | undefined;
+
+  constructor(readonly store: Store) {}
+
+  static open(stateDir?: string): Host {
+    return new Host(Store.open(stateDir));
+  }
+
+  /** Netlink socket in the host namespace, opened on first use (a listing never needs one). */
+  get rtnl(): Rtnl {
+    this.rtnlHandle ??= Rtnl.open();
+    return this.rtnlHandle;
+  }
+
+  /**
+   * Change our nft tables. Each change reads the table and writes a diff, so two processes changing it at once
+   * could trip over each other: the state store's write lock serialises them.
+   */
+  firewall(change: (fw: Firewall) => void): void {
+    this.firewallHandle ??= new Firewall();
+    const fw = this.firewallHandle;
+    this.store.transaction(() => change(fw));
+  }
+
+  /** Routing between contexts and out through NAT needs forwarding; written only when it is off. */
+  enableForwarding(): void {
+    for (const key of ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]) {
+      if (readSysctl(key).trim() !== "1") writeSysctl(key, "1");
+    }
+  }
+
+  close(): void {
+    this.rtnlHandle?.close();
+    this.rtnlHandle = undefined;
+    this.store.close();
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * The socket-isolation programs, one per cgroup hook, with the context's addresses baked in as constants
+ * (measured cheaper than a map lookup keyed by cgroup id; see bench/bpf-hooks.ts).
+ *
+ * Addresses are compared as the u32 words the program loads from memory. Kernel structs hold them in network
+ * byte order, so on this little-endian machine the constant is the address bytes read as little-endian u32s.
+ *
+ * Loopback: binds to 127.0.0.0/8 and ::1 are refused and the ingress filter drops packets to them. Allowing
+ * them would let contexts share loopback ports and reach each other's loopback listeners. A context still
+ * talks to itself through its own address (a wildcard listener is narrowed to it and it is local).
+ */
+import { Asm, FP, R0, R1, R2, R3, R4, R6, type Reg } from "./asm.ts";
+
+export const ProgType = { CGROUP_SKB: 8, CGROUP_SOCK: 9, CGROUP_SOCK_ADDR: 18 } as const;
+
+export const AttachType = {
+  CGROUP_INET_INGRESS: 0,
+  CGROUP_INET_EGRESS: 1,
+  CGROUP_INET_SOCK_CREATE: 2,
+  CGROUP_INET4_BIND: 8,
+  CGROUP_INET6_BIND: 9,
+  CGROUP_INET4_CONNECT: 10,
+  CGROUP_INET6_CONNECT: 11,
+  CGROUP_UDP4_SENDMSG: 14,
+  CGROUP_UDP6_SENDMSG: 15,
+} as const;
+export type AttachTypeName = keyof typeof AttachType;
+
+const Helper = { skb_load_bytes: 26, bind: 64 } as const;
+
+// struct bpf_sock_addr
+const SA_USER_IP4 = 4;
+const SA_USER_IP6 = 8;
+const SA_MSG_SRC_IP4 = 40;
+const SA_MSG_SRC_IP6 = 44;
+const SA_SK = 64;
+// struct bpf_sock
+const SK_TYPE = 8;
+const SK_PROTOCOL = 12;
+const SK_MARK = 16;
+const SK_SRC_IP4 = 24;
+const SK_SRC_IP6 = 28;
+// struct __sk_buff
+const SKB_PROTOCOL = 16;
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const SOCK_DGRAM = 2;
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+// skb->protocol is __be16; read as a u32 on little-endian the bytes come out swapped.
+const ETH_P_IP_LE = 0x0008;
+const ETH_P_IPV6_LE = 0xdd86;
+
+/** The words of an address as the program sees them: 1 for IPv4, 4 for IPv6. */
+export type AddrWords = number[];
+
+export interface ProgramSpec {
+  name: string;
+  progType: number;
+  attachType: AttachTypeName;
+  insns: Uint8Array;
+}
+
+export interface PolicyWords {
+  ipv4?: AddrWords;
+  ipv6?: AddrWords;
+  fwmark?: number;
+}
+
+/** Address bytes in network order -> the little-endian u32 words a BPF load yields. */
+export function addrWords(bytes: Uint8Array): AddrWords {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const words: number[] = [];
+  for (let i = 0; i < bytes.length; i += 4) words.push(dv.getUint32(i, true));
+  return words;
+}
+
+/** Jump to `target` unless the words at base+off equal `addr` (JMP32: a 64-bit compare sign-extends). */
+function unlessEqual(a: Asm, base: Reg, off: number, addr: AddrWords, target: string): void {
+  addr.forEach((w, i) => {
+    a.ldx("w", R3, base, off + 4 * i);
+    a.jmp32Imm("ne", R3, w, target);
+  });
+}
+
+function unlessZero(a: Asm, base: Reg, off: number, words: number, target: string): void {
+  for (let i = 0; i < words; i++) {
+    a.ldx("w", R3, base, off + 4 * i);
+    a.jmp32Imm("ne", R3, 0, target);
+  }
+}
+
+function store(a: Asm, base: Reg, off: number, addr: AddrWords): void {
+  addr.forEach((w, i) => {
+    // BPF_ST (store immediate) into a context pointer is refused by the verifier; go through a register.
+    a.mov32Imm(R3, w);
+    a.stx("w", base, off + 4 * i, R3);
+  });
+}
+
+/** bind4/bind6: own address passes, the wildcard is narrowed to it, anything else is EPERM (return 0). */
+export function bindProgram(family: 4 | 6, addr: AddrWords | undefined): ProgramSpec {
+  const a = new Asm();
+  const off = family === 4 ? SA_USER_IP4 : SA_USER_IP6;
+  if (addr === undefined) a.ret(0);
+  else {
+    a.mov64Reg(R6, R1);
+    unlessEqual(a, R6, off, addr, "not-own");
+    a.ret(1);
+    a.label("not-own");
+    unlessZero(a, R6, off, addr.length, "deny");
+    store(a, R6, off, addr);
+    a.ret(1);
+    a.label("deny");
+    a.ret(0);
+  }
+  return {
+    name: `nctx_bind${family}`,
+    progType: ProgType.CGROUP_SOCK_ADDR,
+    attachType: family === 4 ? "CGROUP_INET4_BIND" : "CGROUP_INET6_BIND",
+    insns: a.assemble(),
+  };
+}
+
+/**
+ * connect4/connect6: bind the socket to the context's address (port 0 = pick the port at connect, the
+ * IP_BIND_ADDRESS_NO_PORT way) with the bpf_bind helper. A socket already bound to its own address passes.
+ * bpf_bind fails (EINVAL) on any other bound socket, e.g. a UDP socket auto-bound to the wildcard by an earlier
+ * sendmsg: the connect is refused then, or it would leave with whatever source the route picks.
+ */
+export function connectProgram(family: 4 | 6, addr: AddrWords | undefined): ProgramSpec {
+  const a = new Asm();
+  if (addr === undefined) a.ret(0);
+  else {
+    a.mov64Reg(R6, R1);
+    a.ldx("dw", R2, R6, SA_SK);
+    unlessEqual(a, R2, family === 4 ? SK_SRC_IP4 : SK_SRC_IP6, addr, "bind");
+    a.ret(1);
+    a.label("bind");
+    // struct sockaddr_in (16 bytes) / sockaddr_in6 (28) at fp-32, zeroed first: helpers read only
+    // initialised stack.
+    a.mov64Imm(R3, 0);
+    for (let o = -32; o < 0; o += 8) a.stx("dw", FP, o, R3);
+    a.mov64Imm(R3, family === 4 ? AF_INET : AF_INET6);
+    a.stx("h", FP, -32, R3);
+    const addrOff = family === 4 ? -28 : -24;
+    addr.forEach((w, i) => {
+      a.mov32Imm(R3, w);
+      a.stx("w", FP, addrOff + 4 * i, R3);
+    });
+    a.mov64Reg(R1, R6);
+    a.mov64Reg(R2, FP);
+    a.alu64Imm("add", R2, -32);
+    a.mov64Imm(R3, family === 4 ? 16 : 28);
+    a.call(Helper.bind);
+    a.jmpImm("ne", R0, 0, "deny");
+    a.ret(1);
+    a.label("deny");
+    a.ret(0);
+  }
+  return {
+    name: `nctx_connect${family}`,
+    progType: ProgType.CGROUP_SOCK_ADDR,
+    attachType: family === 4 ? "CGROUP_INET4_CONNECT" : "CGROUP_INET6_CONNECT",
+    insns: a.assemble(),
+  };
+}
+
+/** sendmsg4/sendmsg6 (unconnected UDP): bpf_bind is not allowed here, so set the datagram's source. */
+export function sendmsgProgram(family: 4 | 6, addr: AddrWords | undefined): ProgramSpec {
+  const a = new Asm();
+  if (addr === undefined) a.ret(0);
+  else {
+    a.mov64Reg(R6, R1);
+    store(a, R6, family === 4 ? SA_MSG_SRC_IP4 : SA_MSG_SRC_IP6, addr);
+    a.ret(1);
+  }
+  return {
+    name: `nctx_sendmsg${family}`,
+    progType: ProgType.CGROUP_SOCK_ADDR,
+    attachType: family === 4 ? "CGROUP_UDP4_SENDMSG" : "CGROUP_UDP6_SENDMSG",
+    insns: a.assemble(),
+  };
+}
+
+/**
+ * Socket creation: only TCP stream and UDP datagram sockets. Everything else is refused because the
+ * address hooks do not cover it: raw sockets, ICMP "ping" sockets (their bind bypasses the bind hook),
+ * SCTP, MPTCP, UDP-Lite. Sets the socket mark when the context has an fwmark (the l3 level's table).
+ */
+export function sockCreateProgram(fwmark: number | undefined): ProgramSpec {
+  const a = new Asm();
+  a.ldx("w", R2, R1, SK_TYPE);
+  a.ldx("w", R3, R1, SK_PROTOCOL);
+  a.jmp32Imm("ne", R2, SOCK_STREAM, "not-stream");
+  a.jmp32Imm("eq", R3, IPPROTO_TCP, "allow");
+  a.ret(0);
+  a.label("not-stream");
+  a.jmp32Imm("ne", R2, SOCK_DGRAM, "deny");
+  a.jmp32Imm("eq", R3, IPPROTO_UDP, "allow");
+  a.label("deny");
+  a.ret(0);
+  a.label("allow");
+  if (fwmark !== undefined) {
+    a.mov32Imm(R2, fwmark);
+    a.stx("w", R1, SK_MARK, R2);
+  }
+  a.ret(1);
+  return {
+    name: "nctx_sock",
+    progType: ProgType.CGROUP_SOCK,
+    attachType: "CGROUP_INET_SOCK_CREATE",
+    insns: a.assemble(),
+  };
+}
+
+/**
+ * Ingress: pass only packets addressed to the context. A socket that listens or sends without bind()
+ * is auto-bound to the wildcard without any bind hook running; this is what keeps it from receiving
+ * traffic for other contexts' (or loopback) addresses. skb->data is at the network header here.
+ */
+export function ingressProgram(policy: PolicyWords): ProgramSpec {
+  const a = new Asm();
+  a.mov64Reg(R6, R1);
+  a.ldx("w", R2, R6, SKB_PROTOCOL);
+  a.jmp32Imm("eq", R2, ETH_P_IP_LE, "v4");
+  a.jmp32Imm("eq", R2, ETH_P_IPV6_LE, "v6");
+  a.ja("drop");
+  for (const family of [4, 6] as const) {
+    const addr = family === 4 ? policy.ipv4 : policy.ipv6;
+    a.label(`v${family}`);
+    if (addr === undefined) {
+      a.ja("drop");
+      continue;
+    }
+    // bpf_skb_load_bytes(skb, offsetof(daddr), fp-16, len)
+    a.mov64Reg(R1, R6);
+    a.mov64Imm(R2, family === 4 ? 16 : 24);
+    a.mov64Reg(R3, FP);
+    a.alu64Imm("add", R3, -16);
+    a.mov64Imm(R4, addr.length * 4);
+    a.call(Helper.skb_load_bytes);
+    a.jmpImm("ne", R0, 0, "drop");
+    a.mov64Reg(R2, FP);
+    a.alu64Imm("add", R2, -16);
+    unlessEqual(a, R2, 0, addr, "drop");
+    a.ret(1);
+  }
+  a.label("drop");
+  a.ret(0);
+  return {
+    name: "nctx_ingress",
+    progType: ProgType.CGROUP_SKB,
+    attachType: "CGROUP_INET_INGRESS",
+    insns: a.assemble(),
+  };
+}
+
+/** Every program of a policy, one per hook. */
+export function policyPrograms(policy: PolicyWords): ProgramSpec[] {
+  return [
+    bindProgram(4, policy.ipv4),
+    bindProgram(6, policy.ipv6),
+    connectProgram(4, policy.ipv4),
+    connectProgram(6, policy.ipv6),
+    sendmsgProgram(4, policy.ipv4),
+    sendmsgProgram(6, policy.ipv6),
+    sockCreateProgram(policy.fwmark),
+    ingressProgram(policy),
+  ];
+}
+
+/** Our programs carry this name prefix; PROG_QUERY + OBJ_GET_INFO tell ours from anybody else's. */
+export const PROGRAM_PREFIX = "nctx_";

@@ -1,0 +1,138 @@
+/**
+ * One rtnetlink socket bound to one network namespace (Go netlink's Handle): every call is a synchronous
+ * request/ack exchange, so callers may use it inside setns windows and keep it open for a resident engine.
+ */
+import { type Addr, addrAdd, addrDel, addrList } from "./addr.ts";
+import {
+  type Link,
+  type LinkAddSpec,
+  type LinkChange,
+  linkAdd,
+  linkDel,
+  linkDelGroup,
+  linkGet,
+  linkIndex,
+  linkList,
+  linkNames,
+  linkSet,
+} from "./link.ts";
+import { type Neigh, type NeighSpec, neighAdd, neighDel, neighList } from "./neigh.ts";
+import { NetlinkSocket } from "./netlink.ts";
+import { inNetns } from "./netns.ts";
+import { type Route, type RouteSpec, routeChange, routeList } from "./route.ts";
+import { type Rule, type RuleSpec, ruleAdd, ruleDel, ruleList } from "./rule.ts";
+
+export type { Addr, Link, LinkAddSpec, LinkChange, Neigh, NeighSpec, Route, RouteSpec, Rule, RuleSpec };
+
+export class Rtnl {
+  private constructor(private readonly sock: NetlinkSocket) {}
+
+  /** A socket inside the netns at netnsPath (opened in a setns window), or in the current one. */
+  static open(netnsPath?: string): Rtnl {
+    const sock =
+      netnsPath === undefined ? NetlinkSocket.open() : inNetns(netnsPath, () => NetlinkSocket.open());
+    return new Rtnl(sock);
+  }
+
+  close(): void {
+    this.sock.close();
+  }
+
+  /** The ifindex of a link; KernelError ENODEV when missing. */
+  linkIndex(name: string): number {
+    return linkIndex(this.sock, name, `link show ${name}`);
+  }
+
+  linkAdd(spec: LinkAddSpec): void {
+    linkAdd(this.sock, spec);
+  }
+
+  linkDel(name: string): void {
+    linkDel(this.sock, name);
+  }
+
+  /** Deletes all links of an interface group at once. */
+  linkDelGroup(group: number): void {
+    linkDelGroup(this.sock, group);
+  }
+
+  linkGet(name: string): Link | undefined {
+    return linkGet(this.sock, name);
+  }
+
+  linkList(): Link[] {
+    return linkList(this.sock);
+  }
+
+  linkSet(name: string, change: LinkChange): void {
+    linkSet(this.sock, name, change);
+  }
+
+  addrAdd(ifname: string, cidr: string, opts?: { nodad?: boolean; noprefixroute?: boolean }): void {
+    addrAdd(this.sock, this.index(ifname, `addr add ${cidr} dev ${ifname}`), ifname, cidr, opts);
+  }
+
+  addrDel(ifname: string, cidr: string): void {
+    addrDel(this.sock, this.index(ifname, `addr del ${cidr} dev ${ifname}`), ifname, cidr);
+  }
+
+  addrList(ifname?: string): Addr[] {
+    const names = linkNames(this.sock);
+    if (ifname === undefined) return addrList(this.sock, names);
+    const index = [...names].find(([, n]) => n === ifname)?.[0];
+    return index === undefined ? [] : addrList(this.sock, names, index);
+  }
+
+  routeAdd(r: RouteSpec): void {
+    this.route("add", r);
+  }
+
+  routeReplace(r: RouteSpec): void {
+    this.route("replace", r);
+  }
+
+  routeDel(r: RouteSpec): void {
+    this.route("del", r);
+  }
+
+  private route(verb: "add" | "replace" | "del", r: RouteSpec): void {
+    const dev = r.dev === undefined ? undefined : this.index(r.dev, `route ${verb} ${r.dst} dev ${r.dev}`);
+    routeChange(this.sock, verb, r, dev);
+  }
+
+  /** Routes of all tables unless filtered. */
+  routeList(filter?: { family?: 4 | 6; table?: number }): Route[] {
+    return routeList(this.sock, linkNames(this.sock), filter);
+  }
+
+  ruleAdd(r: RuleSpec): void {
+    ruleAdd(this.sock, r);
+  }
+
+  ruleDel(r: RuleSpec): void {
+    ruleDel(this.sock, r);
+  }
+
+  ruleList(family: 4 | 6): Rule[] {
+    return ruleList(this.sock, family);
+  }
+
+  neighAdd(n: NeighSpec): void {
+    neighAdd(this.sock, this.index(n.ifname, `neigh add ${n.ip} dev ${n.ifname}`), n);
+  }
+
+  neighDel(n: NeighSpec): void {
+    neighDel(this.sock, this.index(n.ifname, `neigh del ${n.ip} dev ${n.ifname}`), n);
+  }
+
+  neighList(ifname?: string): Neigh[] {
+    const names = linkNames(this.sock);
+    if (ifname === undefined) return neighList(this.sock, names);
+    const index = [...names].find(([, n]) => n === ifname)?.[0];
+    return index === undefined ? [] : neighList(this.sock, names, index);
+  }
+
+  private index(name: string, op: string): number {
+    return linkIndex(this.sock, name, op);
+  }
+}

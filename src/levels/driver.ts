@@ -1,0 +1,33 @@
+/**
+ * One interface for every level of the seed's table. The engine owns state and addresses; a level owns the
+ * kernel objects that realise a context.
+ */
+import type { Host } from "../host.ts";
+import type { Attachment } from "../networks/driver.ts";
+import type { ContextRecord, Level } from "../state/store.ts";
+
+/** What the engine records about a context before touching the kernel, so gc can finish or undo it. */
+export interface ContextSpec {
+  attachments: Attachment[];
+  /** l2: path of the context's own netns. */
+  netns?: string;
+  /** l3 and socket: the context's cgroup directory. */
+  cgroup?: string;
+  /** l3: the context's routing table. */
+  table?: number;
+  routes?: string[];
+}
+
+export interface LevelDriver {
+  readonly level: Level;
+  /** Make the context's kernel objects. On error the engine calls teardown, so partial work is undone. */
+  create(host: Host, name: string, spec: ContextSpec): void;
+  /** Remove them; tolerates objects that are already gone (CNI DEL semantics). */
+  teardown(host: Host, name: string, spec: ContextSpec): void;
+  /** argv that runs a command inside the context. */
+  execArgv(record: ContextRecord, command: string[]): string[];
+}
+
+export function specOf(record: ContextRecord): ContextSpec {
+  return record.spec as unknown as ContextSpec;
+}

@@ -1,0 +1,53 @@
+/**
+ * l2 (OpenVZ veth): the context is its own network namespace with its own devices, routes, neighbours,
+ * sysctls and firewall; it reaches its networks through veth (or macvlan) links.
+ */
+
+import { notFound } from "../errors.ts";
+import type { Host } from "../host.ts";
+import { createNetns, deleteNetns } from "../kernel/netns.ts";
+import { Rtnl } from "../kernel/rtnl.ts";
+import { writeSysctl } from "../kernel/sysctl.ts";
+import { contextNetnsName } from "../model/names.ts";
+import { deleteOwnLink } from "../networks/common.ts";
+import { networkDriver } from "../networks/registry.ts";
+import type { ContextSpec, LevelDriver } from "./driver.ts";
+import { specOf } from "./driver.ts";
+
+export const l2Level: LevelDriver = {
+  level: "l2",
+
+  create(host: Host, name: string, spec: ContextSpec) {
+    const path = createNetns(contextNetnsName(name));
+    // Duplicate address detection would hold the context's IPv6 addresses tentative for a second or more;
+    // the addresses come from our IPAM, so nobody else on the segment holds them.
+    writeSysctl("net.ipv6.conf.default.accept_dad", "0", path);
+    const rtnl = Rtnl.open(path);
+    try {
+      rtnl.linkSet("lo", { up: true });
+      for (const att of spec.attachments) {
+        const net = host.store.getNetwork(att.network);
+        if (!net) throw notFound("network", att.network);
+        const driver = networkDriver(net.driver);
+        if (!driver.attach) throw new Error(`driver ${driver.name} cannot attach l2 contexts`);
+        driver.attach(host, net, { path, rtnl }, att);
+      }
+    } finally {
+      rtnl.close();
+    }
+  },
+
+  teardown(host: Host, name: string, spec: ContextSpec) {
+    for (const att of spec.attachments) {
+      const net = host.store.getNetwork(att.network);
+      if (net) networkDriver(net.driver).detach?.(host, net, att);
+      else if (att.hostIfname) deleteOwnLink(host, att.hostIfname);
+    }
+    deleteNetns(contextNetnsName(name));
+  },
+
+  execArgv(record, command) {
+    const path = specOf(record).netns;
+    return ["nsenter", `--net=${path}`, "--", ...command];
+  },
+};

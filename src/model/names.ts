@@ -1,0 +1,57 @@
+/**
+ * Names of netctx objects and the kernel names derived from them. Interface names are limited to 15 bytes
+ * (IFNAMSIZ 16 with the NUL), so a name that would derive a longer one is refused up front, naming the field.
+ */
+import { invalid } from "../errors.ts";
+
+export const IFNAME_MAX = 15;
+const NAME_RE = /^[a-z0-9][a-z0-9_-]*$/;
+// Kernel interface names may not contain '/', ':', whitespace; we only allow what NAME_RE allows plus '.'.
+const IFNAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/** Marks every kernel object we create, so gc can tell ours from anybody else's. */
+export const PREFIX = "nc-";
+export const NETNS_PREFIX = "netctx-";
+/** Interface group of every host-side link we create ("nc"): the ownership mark gc and teardown rely on. */
+export const LINK_GROUP = 0x6e63;
+
+export function checkName(field: string, name: string, max = 64): void {
+  if (name.length === 0) throw invalid(field, "must not be empty");
+  if (name.length > max) throw invalid(field, `"${name.slice(0, 80)}" is longer than ${max} characters`);
+  if (!NAME_RE.test(name))
+    throw invalid(
+      field,
+      `"${name.slice(0, 80)}" may only contain lowercase letters, digits, '-' and '_', and must start with a letter or digit`,
+    );
+}
+
+export function checkIfname(field: string, name: string): void {
+  if (Buffer.byteLength(name) > IFNAME_MAX)
+    throw invalid(field, `interface name "${name}" is longer than ${IFNAME_MAX} bytes`);
+  if (!IFNAME_RE.test(name) || name === "." || name === "..")
+    throw invalid(field, `"${name}" is not a valid interface name`);
+}
+
+/** A derived interface name; a name that would not fit is refused naming the user's field, not the derived one. */
+export function derivedIfname(field: string, owner: string, ifname: string, role: string): string {
+  if (Buffer.byteLength(ifname) > IFNAME_MAX)
+    throw invalid(
+      field,
+      `"${owner}" would make ${role} interface "${ifname}" longer than ${IFNAME_MAX} bytes; use a shorter name`,
+    );
+  return ifname;
+}
+
+export function bridgeIfname(network: string): string {
+  return derivedIfname("name", network, `${PREFIX}${network}`, "the bridge");
+}
+
+/** Host side of a context's veth on its n-th network: nc-web, nc-web-1, ... */
+export function hostVethIfname(context: string, index: number): string {
+  const name = index === 0 ? `${PREFIX}${context}` : `${PREFIX}${context}-${index}`;
+  return derivedIfname("name", context, name, "the host-side veth");
+}
+
+export function contextNetnsName(context: string): string {
+  return `${NETNS_PREFIX}${context}`;
+}

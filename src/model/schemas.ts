@@ -1,0 +1,54 @@
+/**
+ * Input schemas: one per thing a user can ask for, shared by the CLI, apply files, the API and CNI.
+ * Shape checks live here; checks that need state (overlaps, taken addresses) live in the engine.
+ */
+import { z } from "zod";
+import { invalid } from "../errors.ts";
+
+export const LEVELS = ["l2", "l3", "socket"] as const;
+
+export const NetworkInputSchema = z.strictObject({
+  name: z.string(),
+  driver: z.string(),
+  subnets: z.array(z.string()).min(1, "at least one subnet is required"),
+  gateways: z.array(z.string()).optional(),
+  nat: z.boolean().optional(),
+  internal: z.boolean().optional(),
+  mtu: z.number().int().min(68).max(65535).optional(),
+  antispoof: z.boolean().optional(),
+  /** Driver-specific options (macvlan parent, vxlan vni, ...). */
+  options: z.record(z.string(), z.unknown()).optional(),
+});
+export type NetworkInput = z.infer<typeof NetworkInputSchema>;
+
+export const RouteInputSchema = z.string();
+
+export const ContextInputSchema = z.strictObject({
+  name: z.string(),
+  level: z.enum(LEVELS, {
+    error: (iss) => `unknown level "${String(iss.input)}" (known: ${LEVELS.join(", ")})`,
+  }),
+  networks: z.array(z.string()).min(1, "at least one network is required"),
+  ips: z.array(z.string()).optional(),
+  mac: z.string().optional(),
+  /** Interface names inside an l2 context, one per network; default eth0, eth1, ... */
+  ifnames: z.array(z.string()).optional(),
+  /** Extra routes for an l3 context, in `ip route` form: "default via 10.1.0.1", "10.9.0.0/16 via 10.1.0.254". */
+  routes: z.array(RouteInputSchema).optional(),
+});
+export type ContextInput = z.infer<typeof ContextInputSchema>;
+
+/** Parse with a schema; the first problem becomes one NetctxError naming the field path. */
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown, root = ""): z.infer<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const path = [root, ...issue.path.map(String)].filter(Boolean).join(".");
+  let message = issue.message;
+  if (issue.code === "unrecognized_keys") message = `unknown key "${issue.keys.join('", "')}"`;
+  return throwInvalid(path || "input", message);
+}
+
+function throwInvalid(field: string, message: string): never {
+  throw invalid(field, message.replace(/\s+/g, " "));
+}

@@ -1,0 +1,91 @@
+/** Pieces several network drivers share. */
+import type { Host } from "../host.ts";
+import { KernelError } from "../kernel/errors.ts";
+import type { Rtnl } from "../kernel/rtnl.ts";
+import { LINK_GROUP } from "../model/names.ts";
+import type { NetworkRecord } from "../state/store.ts";
+import type { Attachment } from "./driver.ts";
+
+export function familyOf(address: string): 4 | 6 {
+  return address.includes(":") ? 6 : 4;
+}
+
+export function hostPrefix(address: string): string {
+  return `${address.split("/")[0]}/${familyOf(address) === 4 ? 32 : 128}`;
+}
+
+/** Run a removal that may find its object already gone (CNI DEL semantics). */
+export function tolerateMissing(fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof KernelError && ["ENODEV", "ENOENT", "ESRCH", "EADDRNOTAVAIL"].includes(err.errnoName))
+      return;
+    throw err;
+  }
+}
+
+/**
+ * Delete a host-side link only if it carries our group: a failed create must not take a link somebody else
+ * made under the name it wanted.
+ */
+export function deleteOwnLink(host: Host, name: string): void {
+  const link = host.rtnl.linkGet(name);
+  if (link?.group === LINK_GROUP) tolerateMissing(() => host.rtnl.linkDel(name));
+}
+
+/** Firewall view of a network. */
+export function firewallNetwork(net: NetworkRecord) {
+  return { name: net.name, subnets: net.subnets.map((s) => s.cidr), nat: net.nat, internal: net.internal };
+}
+
+export function addNetworkToFirewall(host: Host, net: NetworkRecord): void {
+  host.firewall((fw) => fw.addNetwork(firewallNetwork(net)));
+}
+
+export function removeNetworkFromFirewall(host: Host, net: NetworkRecord): void {
+  host.firewall((fw) =>
+    fw.removeNetwork(
+      net.name,
+      net.subnets.map((s) => s.cidr),
+    ),
+  );
+}
+
+/**
+ * The context's side of an attachment: addresses, link up, default routes through the gateways.
+ * With gatewayOnLink the gateway is not inside any prefix the context holds (routed networks give /32 and /128
+ * addresses), so a host route to the gateway on the interface comes first.
+ */
+export function configureContextSide(
+  rtnl: Rtnl,
+  att: Attachment,
+  opts: { gatewayOnLink: boolean; defaultRoute: boolean },
+): void {
+  for (const cidr of att.addresses) rtnl.addrAdd(att.ifname, cidr, { nodad: familyOf(cidr) === 6 });
+  rtnl.linkSet(att.ifname, { up: true });
+  for (const gateway of att.gateways) {
+    if (opts.gatewayOnLink) rtnl.routeAdd({ dst: hostPrefix(gateway), dev: att.ifname, scope: "link" });
+    if (opts.defaultRoute)
+      rtnl.routeAdd({ dst: "default", family: familyOf(gateway), gateway, dev: att.ifname });
+  }
+}
+
+/** A host-side veth whose peer is created straight inside the context's netns (no move afterwards). */
+export function addVethPair(
+  host: Host,
+  netnsPath: string,
+  att: Attachment,
+  master?: string,
+  up = true,
+): void {
+  host.rtnl.linkAdd({
+    name: att.hostIfname,
+    kind: "veth",
+    mtu: att.mtu,
+    up,
+    group: LINK_GROUP,
+    ...(master ? { master } : {}),
+    peer: { name: att.ifname, netns: netnsPath, mtu: att.mtu, ...(att.mac ? { mac: att.mac } : {}) },
+  });
+}

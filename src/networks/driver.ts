@@ -1,0 +1,47 @@
+/**
+ * One interface for every network driver (netavark's NetworkDriver): adding a driver never touches the others.
+ */
+import type { Host } from "../host.ts";
+import type { Rtnl } from "../kernel/rtnl.ts";
+import type { Lease, Level, NetworkRecord } from "../state/store.ts";
+
+/** An l2 context's link into a network, as planned before any kernel work and recorded in state. */
+export interface Attachment {
+  network: string;
+  /** Interface name inside the context's netns. */
+  ifname: string;
+  /** Host-side peer (veth) name; empty for drivers without one. */
+  hostIfname: string;
+  /** The context's addresses on this network as configured inside it ("10.1.0.5/24", "10.2.0.5/32"). */
+  addresses: string[];
+  /** The network's gateways, one per family it has. */
+  gateways: string[];
+  mac?: string;
+  mtu: number;
+}
+
+/** The context side of an attachment: its netns and a netlink socket bound inside it. */
+export interface ContextNetns {
+  path: string;
+  rtnl: Rtnl;
+}
+
+export interface NetworkDriver {
+  readonly name: string;
+  /** Levels whose contexts may join networks of this driver. */
+  readonly levels: readonly Level[];
+  /** Driver-specific checks of a new network; throws invalid(field, ...). Must not touch the kernel. */
+  validate(net: NetworkRecord): void;
+  /** Make the network's host-side kernel objects. */
+  create(host: Host, net: NetworkRecord): void;
+  /** Remove them; tolerates objects that are already gone. */
+  destroy(host: Host, net: NetworkRecord): void;
+  /** The address a context gets from a lease, as configured on its interface. */
+  contextAddress(lease: Lease): string;
+  /** Link an l2 context into the network and configure its side. */
+  attach?(host: Host, net: NetworkRecord, ctx: ContextNetns, att: Attachment): void;
+  /** Undo attach on the host side; tolerates a missing link. The context's netns is removed by its level. */
+  detach?(host: Host, net: NetworkRecord, att: Attachment): void;
+}
+
+export type { Level };

@@ -1,0 +1,30 @@
+/**
+ * host: a pool of addresses that live on a host device netctx owns, for the shared-stack levels (l3, socket).
+ * This kernel has no `dummy` link kind; a bridge without ports serves the same purpose.
+ */
+import type { Host } from "../host.ts";
+import { bridgeIfname } from "../model/names.ts";
+import type { Lease } from "../state/store.ts";
+import { bridgeDriver } from "./bridge.ts";
+import { familyOf } from "./common.ts";
+import type { NetworkDriver } from "./driver.ts";
+
+export const hostDriver: NetworkDriver = {
+  name: "host",
+  levels: ["l3", "socket"],
+  validate: bridgeDriver.validate,
+  create: bridgeDriver.create,
+  destroy: bridgeDriver.destroy,
+  contextAddress(lease: Lease) {
+    return `${lease.address}/${lease.prefix}`;
+  },
+};
+
+/** The host device of a host network: where its contexts' addresses live. */
+export const hostDevice = bridgeIfname;
+
+/** The subnet route already exists through the gateway address, so the context's addresses add none. */
+export function addHostAddresses(host: Host, device: string, addresses: string[]): void {
+  for (const cidr of addresses)
+    host.rtnl.addrAdd(device, cidr, { nodad: familyOf(cidr) === 6, noprefixroute: true });
+}

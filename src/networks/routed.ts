@@ -1,0 +1,61 @@
+/**
+ * routed: no bridge and no L2 adjacency between contexts (OpenVZ venet, Calico, CNI ptp). Each context holds
+ * /32 and /128 addresses; its host-side veth holds the gateway addresses and a host route to each of them,
+ * so every packet between contexts crosses the host's routing code (and its firewall).
+ */
+import { writeSysctl } from "../kernel/sysctl.ts";
+import type { Lease } from "../state/store.ts";
+import {
+  addNetworkToFirewall,
+  addVethPair,
+  configureContextSide,
+  deleteOwnLink,
+  familyOf,
+  hostPrefix,
+  removeNetworkFromFirewall,
+} from "./common.ts";
+import type { NetworkDriver } from "./driver.ts";
+
+export const routedDriver: NetworkDriver = {
+  name: "routed",
+  levels: ["l2"],
+
+  validate() {},
+
+  create(host, net) {
+    addNetworkToFirewall(host, net);
+  },
+
+  destroy(host, net) {
+    removeNetworkFromFirewall(host, net);
+  },
+
+  contextAddress(lease: Lease) {
+    return hostPrefix(lease.address);
+  },
+
+  attach(host, net, ctx, att) {
+    addVethPair(host, ctx.path, att, undefined, false);
+    // The host resolves a context's address from its host-side veth, and Linux sources that neighbour
+    // solicitation from the link-local address: while DAD holds it tentative (~1 s) the context cannot be reached.
+    writeSysctl(`net/ipv6/conf/${att.hostIfname}/accept_dad`, "0");
+    host.rtnl.linkSet(att.hostIfname, { up: true });
+    host.firewall((fw) => fw.addInterface(net.name, att.hostIfname));
+    // The same gateway address on every host-side veth answers each context's ARP/ND for its gateway
+    // (the CNI ptp plugin does the same); as a /32 and /128 it adds no subnet route.
+    for (const gateway of att.gateways)
+      host.rtnl.addrAdd(att.hostIfname, hostPrefix(gateway), {
+        nodad: familyOf(gateway) === 6,
+        noprefixroute: true,
+      });
+    for (const address of att.addresses)
+      host.rtnl.routeAdd({ dst: hostPrefix(address), dev: att.hostIfname, scope: "link" });
+    configureContextSide(ctx.rtnl, att, { gatewayOnLink: true, defaultRoute: !net.internal });
+  },
+
+  detach(host, net, att) {
+    host.firewall((fw) => fw.removeInterface(net.name, att.hostIfname));
+    // Deleting the veth takes its addresses and routes with it.
+    deleteOwnLink(host, att.hostIfname);
+  },
+};

@@ -1,0 +1,171 @@
+/**
+ * Address management: one lease per subnet of a network, requested or automatic. Callers run this inside a
+ * write transaction, so the read of free addresses and the insert cannot interleave with another process.
+ */
+import { conflict, invalid, NetctxError } from "../errors.ts";
+import { type Cidr, cidrContains, formatIp, lastAddress, parseIp, parseSubnet } from "../net/cidr.ts";
+import type { Sqlite } from "./db.ts";
+import type { Lease } from "./store.ts";
+
+/** 32 hex digits: text order equals numeric order, which SQLite's INTEGER (64-bit) cannot give for v6. */
+export function addrKey(addr: bigint): string {
+  return addr.toString(16).padStart(32, "0");
+}
+
+function keyAddr(key: string): bigint {
+  return BigInt(`0x${key}`);
+}
+
+/** RFC 3021 /31 and single-address subnets have no network or broadcast address to spare; v6 likewise at /127. */
+function isPointToPoint(c: Cidr): boolean {
+  return c.prefix >= (c.family === 4 ? 31 : 127);
+}
+
+/** First and last address IPAM may hand out (the gateway aside). */
+export function usableRange(c: Cidr): { first: bigint; last: bigint } {
+  if (isPointToPoint(c)) return { first: c.network, last: lastAddress(c) };
+  // v6 has no broadcast, but its network address is the subnet-router anycast address (RFC 4291 2.6.1).
+  return { first: c.network + 1n, last: lastAddress(c) - (c.family === 4 ? 1n : 0n) };
+}
+
+interface SubnetRow {
+  cidr: string;
+  gateway: string | null;
+  free_hint: string | null;
+}
+
+interface Pool {
+  cidr: Cidr;
+  text: string;
+  gateway: bigint | undefined;
+  hint: string | null;
+}
+
+export class Ipam {
+  private readonly subnets;
+  private readonly holder;
+  private readonly takenFrom;
+  private readonly insert;
+  private readonly setHint;
+  private readonly ownerHas;
+
+  constructor(db: Sqlite) {
+    this.subnets = db.prepare<[string], SubnetRow>(
+      "SELECT cidr, gateway, free_hint FROM subnets WHERE network = ? ORDER BY position",
+    );
+    this.holder = db
+      .prepare<[string, string], string>("SELECT owner FROM leases WHERE network = ? AND addr_key = ?")
+      .pluck();
+    this.takenFrom = db
+      .prepare<[string, string, string], string>(
+        "SELECT addr_key FROM leases WHERE network = ? AND subnet = ? AND addr_key >= ? ORDER BY addr_key",
+      )
+      .pluck();
+    this.insert = db.prepare<[string, string, string, string, string, string]>(
+      "INSERT INTO leases (network, subnet, address, addr_key, owner, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    this.setHint = db.prepare<[string, string, string]>(
+      "UPDATE subnets SET free_hint = ? WHERE network = ? AND cidr = ?",
+    );
+    this.ownerHas = db
+      .prepare<[string, string], string>(
+        "SELECT address FROM leases WHERE network = ? AND owner = ? ORDER BY subnet, addr_key",
+      )
+      .pluck();
+  }
+
+  /** The network must exist; the caller checked it (and holds the write transaction). */
+  allocate(network: string, owner: string, requested: readonly string[]): Lease[] {
+    if (owner.length === 0) throw invalid("owner", "a lease owner is required");
+    const held = this.ownerHas.all(network, owner);
+    if (held.length > 0)
+      throw conflict("owner", `"${owner}" already holds ${held.join(", ")} on network "${network}"`);
+    const pools = this.subnets.all(network).map((row): Pool => {
+      const cidr = parseSubnet(row.cidr, "subnet");
+      return {
+        cidr,
+        text: row.cidr,
+        gateway: row.gateway === null ? undefined : parseIp(row.gateway, "gateway").addr,
+        hint: row.free_hint,
+      };
+    });
+    if (pools.length === 0) throw invalid("network", `network "${network}" has no subnets to allocate from`);
+    const wanted = this.assignRequested(network, pools, requested);
+    const now = new Date().toISOString();
+    return pools.map((pool, i) => {
+      const want = wanted.get(i);
+      const addr =
+        want === undefined ? this.pickFree(network, pool) : this.checkRequested(network, pool, want);
+      const address = formatIp(pool.cidr.family, addr);
+      this.insert.run(network, pool.text, address, addrKey(addr), owner, now);
+      return { network, subnet: pool.text, address, prefix: pool.cidr.prefix, owner };
+    });
+  }
+
+  /** Maps each requested address to the index of the subnet that contains it. */
+  private assignRequested(network: string, pools: Pool[], requested: readonly string[]): Map<number, bigint> {
+    const wanted = new Map<number, bigint>();
+    for (const text of requested) {
+      const ip = parseIp(text, "ip");
+      const i = pools.findIndex((p) => cidrContains(p.cidr, ip.family, ip.addr));
+      const pool = pools[i];
+      if (pool === undefined)
+        throw invalid(
+          "ip",
+          `${ip.text} is outside the subnets of network "${network}" (${pools.map((p) => p.text).join(", ")})`,
+        );
+      const earlier = wanted.get(i);
+      if (earlier !== undefined)
+        throw invalid(
+          "ip",
+          earlier === ip.addr
+            ? `${ip.text} is requested twice`
+            : `${formatIp(ip.family, earlier)} and ${ip.text} are both in ${pool.text} of network "${network}": one address per subnet`,
+        );
+      wanted.set(i, ip.addr);
+    }
+    return wanted;
+  }
+
+  private checkRequested(network: string, pool: Pool, addr: bigint): bigint {
+    const { cidr } = pool;
+    const text = formatIp(cidr.family, addr);
+    const { first, last } = usableRange(cidr);
+    if (addr < first) throw invalid("ip", `${text} is the network address of ${pool.text}`);
+    if (addr > last) throw invalid("ip", `${text} is the broadcast address of ${pool.text}`);
+    if (addr === pool.gateway) throw invalid("ip", `${text} is the gateway of network "${network}"`);
+    const owner = this.holder.get(network, addrKey(addr));
+    if (owner !== undefined) throw conflict("ip", `${text} is already in use by "${owner}"`);
+    return addr;
+  }
+
+  /** The lowest free address, scanning forward from the subnet's hint over the (sorted) leases only. */
+  private pickFree(network: string, pool: Pool): bigint {
+    const { first, last } = usableRange(pool.cidr);
+    let cand = first;
+    if (pool.hint !== null) {
+      const hint = keyAddr(pool.hint);
+      if (hint > cand) cand = hint;
+    }
+    const skipGateway = () => {
+      if (cand === pool.gateway) cand++;
+    };
+    skipGateway();
+    let candKey = addrKey(cand);
+    for (const key of this.takenFrom.iterate(network, pool.text, candKey)) {
+      if (key > candKey) break;
+      if (key === candKey) {
+        cand++;
+        skipGateway();
+        candKey = addrKey(cand);
+      }
+    }
+    if (cand > last) throw exhausted(network, pool.text);
+    this.setHint.run(addrKey(cand < last ? cand + 1n : last), network, pool.text);
+    return cand;
+  }
+}
+
+function exhausted(network: string, subnet: string): NetctxError {
+  return new NetctxError("exhausted", `network "${network}": no free address left in ${subnet}`, "ip");
+}

@@ -1,0 +1,448 @@
+/**
+ * The state store: networks, contexts and address leases in one SQLite file, shared safely by every netctx
+ * process on the host. Every write runs in an immediate transaction (see db.ts); records are validated here
+ * only as far as the store's own invariants go (canonical subnets, no overlaps, no double leases).
+ */
+import { conflict, invalid, notFound } from "../errors.ts";
+import { type Cidr, cidrContains, cidrsOverlap, lastAddress, parseIp, parseSubnet } from "../net/cidr.ts";
+import { DEFAULT_STATE_DIR, type OpenOptions, StateDb } from "./db.ts";
+import { addrKey, Ipam, usableRange } from "./ipam.ts";
+
+export type Level = "l2" | "l3" | "socket";
+export type ContextStatus = "creating" | "ready" | "removing";
+const LEVELS: readonly string[] = ["l2", "l3", "socket"];
+const STATUSES: readonly string[] = ["creating", "ready", "removing"];
+
+export interface SubnetRecord {
+  cidr: string;
+  gateway?: string;
+}
+
+export interface NetworkRecord {
+  name: string;
+  driver: string;
+  subnets: SubnetRecord[];
+  nat: boolean;
+  internal: boolean;
+  mtu: number;
+  options: Record<string, unknown>;
+  createdAt?: string;
+}
+
+export interface ContextRecord {
+  name: string;
+  level: Level;
+  status: ContextStatus;
+  /** Free-form JSON the engine owns: attachments, netns, cgroup, table ... */
+  spec: Record<string, unknown>;
+  createdAt?: string;
+}
+
+export interface Lease {
+  network: string;
+  subnet: string;
+  address: string;
+  prefix: number;
+  owner: string;
+}
+
+export type { OpenOptions };
+
+interface NetworkRow {
+  name: string;
+  driver: string;
+  nat: number;
+  internal: number;
+  mtu: number;
+  options: string;
+  created_at: string;
+}
+
+interface SubnetRow {
+  network: string;
+  cidr: string;
+  gateway: string | null;
+}
+
+interface ContextRow {
+  name: string;
+  level: string;
+  status: string;
+  spec: string;
+  created_at: string;
+}
+
+interface LeaseRow {
+  network: string;
+  subnet: string;
+  address: string;
+  owner: string;
+}
+
+/** A subnet as stored: canonical text, key range for overlap queries, canonical gateway. */
+interface NormalSubnet {
+  cidr: Cidr;
+  text: string;
+  gateway: string | null;
+}
+
+function toJson(field: string, value: Record<string, unknown>): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw invalid(field, `cannot be stored as JSON: ${(err as Error).message}`);
+  }
+  if (text === undefined || !text.startsWith("{")) throw invalid(field, "must be a JSON object");
+  return text;
+}
+
+function normalizeSubnets(network: string, subnets: readonly SubnetRecord[]): NormalSubnet[] {
+  const out: NormalSubnet[] = [];
+  for (const s of subnets) {
+    const cidr = parseSubnet(s.cidr, "subnet");
+    const text = cidr.text;
+    let gateway: string | null = null;
+    if (s.gateway !== undefined) {
+      const gw = parseIp(s.gateway, "gateway");
+      if (!cidrContains(cidr, gw.family, gw.addr))
+        throw invalid("gateway", `${gw.text} is outside subnet ${text}`);
+      const { first, last } = usableRange(cidr);
+      if (gw.addr < first) throw invalid("gateway", `${gw.text} is the network address of ${text}`);
+      if (gw.addr > last) throw invalid("gateway", `${gw.text} is the broadcast address of ${text}`);
+      gateway = gw.text;
+    }
+    const clash = out.find((o) => cidrsOverlap(o.cidr, cidr));
+    if (clash)
+      throw invalid(
+        "subnet",
+        clash.text === text
+          ? `${text} is given twice for network "${network}"`
+          : `${text} overlaps ${clash.text}, also given for network "${network}"`,
+      );
+    out.push({ cidr, text, gateway });
+  }
+  return out;
+}
+
+function prefixOf(subnet: string): number {
+  return Number(subnet.slice(subnet.indexOf("/") + 1));
+}
+
+function toLease(row: LeaseRow): Lease {
+  return {
+    network: row.network,
+    subnet: row.subnet,
+    address: row.address,
+    prefix: prefixOf(row.subnet),
+    owner: row.owner,
+  };
+}
+
+function toNetwork(row: NetworkRow, subnets: readonly SubnetRow[]): NetworkRecord {
+  return {
+    name: row.name,
+    driver: row.driver,
+    subnets: subnets.map((s) =>
+      s.gateway === null ? { cidr: s.cidr } : { cidr: s.cidr, gateway: s.gateway },
+    ),
+    nat: row.nat === 1,
+    internal: row.internal === 1,
+    mtu: row.mtu,
+    options: JSON.parse(row.options) as Record<string, unknown>,
+    createdAt: row.created_at,
+  };
+}
+
+function toContext(row: ContextRow): ContextRecord {
+  return {
+    name: row.name,
+    level: row.level as Level,
+    status: row.status as ContextStatus,
+    spec: JSON.parse(row.spec) as Record<string, unknown>,
+    createdAt: row.created_at,
+  };
+}
+
+function checkContext(c: ContextRecord): void {
+  if (c.name.length === 0) throw invalid("name", "must not be empty");
+  if (!LEVELS.includes(c.level))
+    throw invalid("level", `unknown level "${c.level}" (known: ${LEVELS.join(", ")})`);
+  if (!STATUSES.includes(c.status)) throw invalid("status", `unknown status "${c.status}"`);
+}
+
+function checkNetwork(n: NetworkRecord): void {
+  if (n.name.length === 0) throw invalid("name", "must not be empty");
+  if (!Number.isInteger(n.mtu) || n.mtu < 0) throw invalid("mtu", `${n.mtu} is not a valid MTU`);
+}
+
+export class Store {
+  readonly dir: string;
+  private readonly state: StateDb;
+  private readonly ipam: Ipam;
+  private readonly q;
+
+  private constructor(state: StateDb) {
+    this.state = state;
+    this.dir = state.dir;
+    this.ipam = new Ipam(state.db);
+    const db = state.db;
+    this.q = {
+      network: db.prepare<[string], NetworkRow>(`SELECT * FROM networks WHERE name = ?`),
+      networks: db.prepare<[], NetworkRow>(`SELECT * FROM networks ORDER BY name`),
+      subnetsOf: db.prepare<[string], SubnetRow>(
+        `SELECT network, cidr, gateway FROM subnets WHERE network = ? ORDER BY position`,
+      ),
+      allSubnets: db.prepare<[], SubnetRow>(
+        `SELECT network, cidr, gateway FROM subnets ORDER BY network, position`,
+      ),
+      insertNetwork: db.prepare(
+        `INSERT INTO networks (name, driver, nat, internal, mtu, options, created_at)
+            VALUES (@name, @driver, @nat, @internal, @mtu, @options, @created_at)`,
+      ),
+      updateNetwork: db.prepare(
+        `UPDATE networks SET driver = @driver, nat = @nat, internal = @internal, mtu = @mtu,
+            options = @options, created_at = @created_at WHERE name = @name`,
+      ),
+      deleteNetwork: db.prepare<[string]>(`DELETE FROM networks WHERE name = ?`),
+      insertSubnet: db.prepare(
+        `INSERT INTO subnets (network, position, cidr, family, first_key, last_key, gateway)
+            VALUES (@network, @position, @cidr, @family, @first_key, @last_key, @gateway)`,
+      ),
+      updateSubnet: db.prepare(
+        `UPDATE subnets SET position = @position, gateway = @gateway,
+            free_hint = CASE WHEN gateway IS @gateway THEN free_hint ELSE NULL END
+            WHERE network = @network AND cidr = @cidr`,
+      ),
+      deleteSubnet: db.prepare<[string, string]>(`DELETE FROM subnets WHERE network = ? AND cidr = ?`),
+      overlapping: db.prepare<[number, string, string, string], { network: string; cidr: string }>(
+        `SELECT network, cidr FROM subnets
+            WHERE family = ? AND first_key <= ? AND last_key >= ? AND network <> ? LIMIT 1`,
+      ),
+      leaseOwners: db
+        .prepare<[string], string>(`SELECT DISTINCT owner FROM leases WHERE network = ? ORDER BY owner`)
+        .pluck(),
+      subnetLeaseCount: db
+        .prepare<[string, string], number>(`SELECT count(*) FROM leases WHERE network = ? AND subnet = ?`)
+        .pluck(),
+      leaseAt: db
+        .prepare<[string, string], string>(`SELECT owner FROM leases WHERE network = ? AND addr_key = ?`)
+        .pluck(),
+      context: db.prepare<[string], ContextRow>(`SELECT * FROM contexts WHERE name = ?`),
+      contexts: db.prepare<[], ContextRow>(`SELECT * FROM contexts ORDER BY name`),
+      insertContext: db.prepare(
+        `INSERT INTO contexts (name, level, status, spec, created_at)
+            VALUES (@name, @level, @status, @spec, @created_at)`,
+      ),
+      updateContext: db.prepare(
+        `UPDATE contexts SET level = @level, status = @status, spec = @spec, created_at = @created_at
+            WHERE name = @name`,
+      ),
+      deleteContext: db.prepare<[string]>(`DELETE FROM contexts WHERE name = ?`),
+      // better-sqlite3 counts a numbered parameter once per use: named ones bind each value once.
+      leases: db.prepare<[{ network: string | null; owner: string | null }], LeaseRow>(
+        `SELECT l.network, l.subnet, l.address, l.owner FROM leases l
+            JOIN subnets s ON s.network = l.network AND s.cidr = l.subnet
+            WHERE (@network IS NULL OR l.network = @network) AND (@owner IS NULL OR l.owner = @owner)
+            ORDER BY l.network, l.owner, s.position, l.addr_key`,
+      ),
+      release: db.prepare<[string, string]>(`DELETE FROM leases WHERE network = ? AND owner = ?`),
+      releaseAll: db.prepare<[string]>(`DELETE FROM leases WHERE owner = ?`),
+    };
+  }
+
+  /** Opens (creating if needed) the store in `dir`, default $NETCTX_STATE_DIR or /var/lib/netctx. */
+  static open(dir?: string, options: OpenOptions = {}): Store {
+    return new Store(StateDb.open(dir ?? process.env.NETCTX_STATE_DIR ?? DEFAULT_STATE_DIR, options));
+  }
+
+  close(): void {
+    this.state.close();
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.state.transaction(fn);
+  }
+
+  // ---- networks
+
+  insertNetwork(n: NetworkRecord): void {
+    checkNetwork(n);
+    const subnets = normalizeSubnets(n.name, n.subnets);
+    const options = toJson("options", n.options);
+    this.transaction(() => {
+      if (this.q.network.get(n.name)) throw conflict("name", `network "${n.name}" already exists`);
+      this.checkOverlaps(n.name, subnets);
+      this.q.insertNetwork.run(this.networkParams(n, options, n.createdAt ?? new Date().toISOString()));
+      subnets.forEach((s, position) => {
+        this.q.insertSubnet.run(subnetParams(n.name, position, s));
+      });
+    });
+  }
+
+  getNetwork(name: string): NetworkRecord | undefined {
+    const row = this.q.network.get(name);
+    return row && toNetwork(row, this.q.subnetsOf.all(name));
+  }
+
+  listNetworks(): NetworkRecord[] {
+    const subnets = new Map<string, SubnetRow[]>();
+    for (const s of this.q.allSubnets.all()) {
+      const list = subnets.get(s.network) ?? [];
+      list.push(s);
+      subnets.set(s.network, list);
+    }
+    return this.q.networks.all().map((row) => toNetwork(row, subnets.get(row.name) ?? []));
+  }
+
+  /**
+   * Replaces a network's record. Subnets may be added; a subnet with leases may not be removed, and a new
+   * gateway may not be an address somebody holds.
+   */
+  updateNetwork(n: NetworkRecord): void {
+    checkNetwork(n);
+    const subnets = normalizeSubnets(n.name, n.subnets);
+    const options = toJson("options", n.options);
+    this.transaction(() => {
+      const old = this.q.network.get(n.name);
+      if (!old) throw notFound("network", n.name);
+      this.checkOverlaps(n.name, subnets);
+      const oldSubnets = this.q.subnetsOf.all(n.name);
+      const keep = new Set(subnets.map((s) => s.text));
+      for (const o of oldSubnets) {
+        if (keep.has(o.cidr)) continue;
+        const count = this.q.subnetLeaseCount.get(n.name, o.cidr) ?? 0;
+        if (count > 0)
+          throw conflict(
+            "subnet",
+            `cannot remove ${o.cidr} from network "${n.name}": ${count} address${count === 1 ? " is" : "es are"} leased in it`,
+          );
+        this.q.deleteSubnet.run(n.name, o.cidr);
+      }
+      const existing = new Set(oldSubnets.map((o) => o.cidr));
+      subnets.forEach((s, position) => {
+        if (s.gateway !== null) {
+          const holder = this.q.leaseAt.get(n.name, addrKey(parseIp(s.gateway, "gateway").addr));
+          if (holder !== undefined)
+            throw conflict("gateway", `${s.gateway} is already in use by "${holder}"`);
+        }
+        const params = subnetParams(n.name, position, s);
+        if (existing.has(s.text)) this.q.updateSubnet.run(params);
+        else this.q.insertSubnet.run(params);
+      });
+      this.q.updateNetwork.run(this.networkParams(n, options, n.createdAt ?? old.created_at));
+    });
+  }
+
+  /** Refuses while leases exist on the network: their owners' kernel objects still use those addresses. */
+  deleteNetwork(name: string): boolean {
+    return this.transaction(() => {
+      const owners = this.q.leaseOwners.all(name);
+      if (owners.length > 0) {
+        const shown = owners.slice(0, 5).map((o) => `"${o}"`);
+        if (owners.length > 5) shown.push(`and ${owners.length - 5} more`);
+        throw conflict("network", `network "${name}" is still used by ${shown.join(", ")}`);
+      }
+      return this.q.deleteNetwork.run(name).changes > 0;
+    });
+  }
+
+  private networkParams(n: NetworkRecord, options: string, createdAt: string) {
+    return {
+      name: n.name,
+      driver: n.driver,
+      nat: n.nat ? 1 : 0,
+      internal: n.internal ? 1 : 0,
+      mtu: n.mtu,
+      options,
+      created_at: createdAt,
+    };
+  }
+
+  private checkOverlaps(name: string, subnets: readonly NormalSubnet[]): void {
+    for (const s of subnets) {
+      const hit = this.q.overlapping.get(
+        s.cidr.family,
+        addrKey(lastAddress(s.cidr)),
+        addrKey(s.cidr.network),
+        name,
+      );
+      if (hit) throw conflict("subnet", `${s.text} overlaps network "${hit.network}" (${hit.cidr})`);
+    }
+  }
+
+  // ---- contexts
+
+  insertContext(c: ContextRecord): void {
+    checkContext(c);
+    const spec = toJson("spec", c.spec);
+    this.transaction(() => {
+      if (this.q.context.get(c.name)) throw conflict("name", `context "${c.name}" already exists`);
+      this.q.insertContext.run({
+        ...contextParams(c, spec),
+        created_at: c.createdAt ?? new Date().toISOString(),
+      });
+    });
+  }
+
+  getContext(name: string): ContextRecord | undefined {
+    const row = this.q.context.get(name);
+    return row && toContext(row);
+  }
+
+  listContexts(): ContextRecord[] {
+    return this.q.contexts.all().map(toContext);
+  }
+
+  updateContext(c: ContextRecord): void {
+    checkContext(c);
+    const spec = toJson("spec", c.spec);
+    this.transaction(() => {
+      const old = this.q.context.get(c.name);
+      if (!old) throw notFound("context", c.name);
+      this.q.updateContext.run({ ...contextParams(c, spec), created_at: c.createdAt ?? old.created_at });
+    });
+  }
+
+  deleteContext(name: string): boolean {
+    return this.transaction(() => this.q.deleteContext.run(name).changes > 0);
+  }
+
+  // ---- leases
+
+  /** One address per subnet of `network`; see Ipam. All or nothing, also when joined to an outer transaction. */
+  allocate(network: string, owner: string, requested: string[] = []): Lease[] {
+    return this.transaction(() => {
+      if (!this.q.network.get(network)) throw notFound("network", network);
+      return this.ipam.allocate(network, owner, requested);
+    });
+  }
+
+  release(network: string, owner: string): number {
+    return this.transaction(() => this.q.release.run(network, owner).changes);
+  }
+
+  releaseAll(owner: string): number {
+    return this.transaction(() => this.q.releaseAll.run(owner).changes);
+  }
+
+  leases(filter: { network?: string; owner?: string } = {}): Lease[] {
+    return this.q.leases.all({ network: filter.network ?? null, owner: filter.owner ?? null }).map(toLease);
+  }
+}
+
+function contextParams(c: ContextRecord, spec: string) {
+  return { name: c.name, level: c.level, status: c.status, spec };
+}
+
+function subnetParams(network: string, position: number, s: NormalSubnet) {
+  return {
+    network,
+    position,
+    cidr: s.text,
+    family: s.cidr.family,
+    first_key: addrKey(s.cidr.network),
+    last_key: addrKey(lastAddress(s.cidr)),
+    gateway: s.gateway,
+  };
+}

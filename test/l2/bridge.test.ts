@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { netctxJson, netctxOk } from "../helpers/cli.ts";
+import { addressesOf, links, ping, routes } from "../helpers/kernel.ts";
+
+interface Inspect {
+  name: string;
+  level: string;
+  networks: string[];
+  addresses: string[];
+  netns: string;
+  interfaces: { name: string; mac?: string; hostIfname?: string; mtu: number }[];
+}
+
+test("two l2 contexts on a bridge network reach each other over IPv4 and IPv6", () => {
+  netctxOk("network", "create", "front", "--driver", "bridge", "--subnet", "10.61.0.0/24", "--subnet", "fd61::/64", "--mtu", "1400");
+  netctxOk("create", "a", "--level", "l2", "--network", "front", "--ip", "10.61.0.50", "--mac", "02:11:22:33:44:55");
+  netctxOk("create", "b", "--level", "l2", "--network", "front");
+  const a = netctxJson<Inspect>("inspect", "a");
+  const b = netctxJson<Inspect>("inspect", "b");
+
+  assert.equal(a.level, "l2");
+  assert.deepEqual(a.networks, ["front"]);
+  assert.equal(a.netns, "/run/netns/netctx-a");
+  assert.ok(a.addresses.includes("10.61.0.50/24"));
+  assert.equal(a.interfaces[0]?.mac, "02:11:22:33:44:55");
+  // The kernel agrees with inspect: addresses, MAC, MTU, master, default routes.
+  assert.deepEqual(addressesOf(a.netns, "eth0").sort(), [...a.addresses].sort());
+  const eth0 = links(a.netns).find((l) => l.ifname === "eth0")!;
+  assert.equal(eth0.address, "02:11:22:33:44:55");
+  assert.equal(eth0.mtu, 1400);
+  const bridge = links().find((l) => l.ifname === "nc-front")!;
+  assert.equal(bridge.linkinfo?.info_kind, "bridge");
+  assert.equal(links().find((l) => l.ifname === "nc-a")?.master, "nc-front");
+  assert.deepEqual(addressesOf(undefined, "nc-front").sort(), ["10.61.0.1/24", "fd61::1/64"]);
+  assert.equal(routes(4, a.netns).find((r) => r.dst === "default")?.gateway, "10.61.0.1");
+  assert.equal(routes(6, a.netns).find((r) => r.dst === "default")?.gateway, "fd61::1");
+
+  const bv4 = b.addresses.find((x) => !x.includes(":"))!.split("/")[0]!;
+  const bv6 = b.addresses.find((x) => x.includes(":"))!.split("/")[0]!;
+  assert.ok(ping(a.netns, bv4), `a -> b ${bv4}`);
+  assert.ok(ping(a.netns, bv6), `a -> b ${bv6}`);
+  assert.ok(ping(b.netns, "10.61.0.50"), "b -> a");
+  assert.ok(ping(a.netns, "10.61.0.1"), "a -> gateway");
+});
