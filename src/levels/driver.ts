@@ -11,6 +11,8 @@ export interface ContextSpec {
   attachments: Attachment[];
   /** l2: path of the context's own netns. */
   netns?: string;
+  /** l2: the netns belongs to somebody else (a container runtime): never delete it. */
+  netnsExternal?: boolean;
   /** l3 and socket: the context's cgroup directory. */
   cgroup?: string;
   /** l3: the context's routing table. */

@@ -38,12 +38,13 @@ export const l2Level: LevelDriver = {
   },
 
   teardown(host: Host, name: string, spec: ContextSpec) {
+    const linksGoWithNetns = spec.netnsExternal !== true;
     for (const att of spec.attachments) {
       const net = host.store.getNetwork(att.network);
-      if (net) networkDriver(net.driver).detach?.(host, net, att);
-      else if (att.hostIfname) deleteOwnLink(host, att.hostIfname);
+      if (net) networkDriver(net.driver).detach?.(host, net, att, linksGoWithNetns);
+      else if (att.hostIfname && !linksGoWithNetns) deleteOwnLink(host, att.hostIfname);
     }
-    deleteNetns(contextNetnsName(name));
+    if (linksGoWithNetns) deleteNetns(contextNetnsName(name));
   },
 
   execArgv(record, command) {

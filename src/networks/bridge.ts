@@ -55,7 +55,7 @@ export const bridgeDriver: NetworkDriver = {
     configureContextSide(ctx.rtnl, att, { gatewayOnLink: false, defaultRoute: !net.internal });
   },
 
-  detach(host, _net, att) {
-    deleteOwnLink(host, att.hostIfname);
+  detach(host, _net, att, linkGoesWithNetns) {
+    if (!linkGoesWithNetns) deleteOwnLink(host, att.hostIfname);
   },
 };

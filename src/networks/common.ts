@@ -72,13 +72,27 @@ export function configureContextSide(
 }
 
 /** A host-side veth whose peer is created straight inside the context's netns (no move afterwards). */
-export function addVethPair(
-  host: Host,
-  netnsPath: string,
-  att: Attachment,
-  master?: string,
-  up = true,
-): void {
+export function addVethPair(host: Host, netnsPath: string, att: Attachment, master?: string, up = true): void {
+  // An rm deletes only the context's netns and the kernel removes the veth with it, a moment later: a context
+  // re-created at once under the same name may find that leftover, which carries our group and no owner.
+  retryOnLeftover(host, att.hostIfname, () => linkAddVeth(host, netnsPath, att, master, up));
+}
+
+function retryOnLeftover(host: Host, name: string, add: () => void): void {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return add();
+    } catch (err) {
+      const leftover =
+        err instanceof KernelError && err.errnoName === "EEXIST" && host.rtnl.linkGet(name)?.group === LINK_GROUP;
+      if (!leftover || attempt >= 50) throw err;
+      deleteOwnLink(host, name);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+    }
+  }
+}
+
+function linkAddVeth(host: Host, netnsPath: string, att: Attachment, master: string | undefined, up: boolean): void {
   host.rtnl.linkAdd({
     name: att.hostIfname,
     kind: "veth",

@@ -53,9 +53,9 @@ export const routedDriver: NetworkDriver = {
     configureContextSide(ctx.rtnl, att, { gatewayOnLink: true, defaultRoute: !net.internal });
   },
 
-  detach(host, net, att) {
+  detach(host, net, att, linkGoesWithNetns) {
     host.firewall((fw) => fw.removeInterface(net.name, att.hostIfname));
-    // Deleting the veth takes its addresses and routes with it.
-    deleteOwnLink(host, att.hostIfname);
+    // Deleting the veth (here or with the netns) takes its addresses and routes with it.
+    if (!linkGoesWithNetns) deleteOwnLink(host, att.hostIfname);
   },
 };

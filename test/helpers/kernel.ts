@@ -73,3 +73,17 @@ export function kernelSnapshot(): string {
 export function ping(netns: string, address: string): boolean {
   return spawnSync("nsenter", [`--net=${netns}`, "--", "ping", "-n", "-q", "-c", "1", "-W", "1", address]).status === 0;
 }
+
+/**
+ * Wait until the kernel agrees: rm deletes a context's netns and the kernel removes its veth pair a moment later
+ * (asynchronously, in its netns cleanup work).
+ */
+export function eventually<T>(read: () => T, expected: T, timeoutMs = 5000): T {
+  const deadline = Date.now() + timeoutMs;
+  let value = read();
+  while (JSON.stringify(value) !== JSON.stringify(expected) && Date.now() < deadline) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    value = read();
+  }
+  return value;
+}

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
 import { netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
-import { addrs, links, netnsNames, nftRuleset, routes } from "../helpers/kernel.ts";
+import { addrs, eventually, links, netnsNames, nftRuleset, routes } from "../helpers/kernel.ts";
 
 interface NetView {
   leases: { address: string; owner: string }[];
@@ -22,7 +22,8 @@ test("rm removes every link, netns, address, route, nft element and lease, and i
   assert.notEqual(nftRuleset(), before.nft, "the routed context's interface is in our nft sets");
 
   netctxOk("rm", "x");
-  assert.deepEqual(links().map((l) => l.ifname).sort(), before.links);
+  const linkNames = () => links().map((l) => l.ifname).sort();
+  assert.deepEqual(eventually(linkNames, before.links), before.links);
   assert.deepEqual(netnsNames(), before.netns);
   assert.deepEqual(routeKeys(), before.routes);
   assert.equal(nftRuleset(), before.nft);
@@ -59,7 +60,7 @@ test("a failure half-way through create undoes what it made", () => {
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /^error: .*EEXIST/);
   assert.equal(r.stderr.trim().split("\n").length, 1);
-  assert.equal(links().length, before.links);
+  assert.equal(eventually(() => links().length, before.links), before.links);
   assert.deepEqual(netnsNames(), before.netns);
   assert.deepEqual(netctxJson<unknown[]>("ls"), []);
   assert.equal(netctxJson<NetView>("network", "inspect", "br").leases.length, 0);
@@ -74,7 +75,7 @@ test("a network in use cannot be removed; an unused one leaves nothing behind", 
   netctxOk("rm", "w");
   netctxOk("network", "rm", "br", "rt");
   assert.deepEqual(
-    links().map((l) => l.ifname),
+    eventually(() => links().map((l) => l.ifname), ["lo"]),
     ["lo"],
   );
   assert.deepEqual(netctxJson<unknown[]>("network", "ls"), []);
