@@ -10,7 +10,10 @@ await build({
   platform: "node",
   target: "node20",
   format: "esm",
-  packages: "external",
+  // Pure-JS dependencies go into the bundle (one file loads faster than hundreds); native ones cannot.
+  external: ["koffi", "better-sqlite3"],
   sourcemap: "linked",
+  // Bundled CommonJS dependencies (commander) require node builtins; ESM output needs a require to give them.
+  banner: { js: 'import { createRequire as __netctxRequire } from "node:module"; const require = __netctxRequire(import.meta.url);' },
   logLevel: "warning",
 });
