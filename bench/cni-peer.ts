@@ -49,7 +49,11 @@ export function bridgeConf(ipMasq: boolean, dataDir: string, subnet = "10.201.0.
   };
 }
 
-export function cniLifecycle(label: string, n: number, makeConf: (dataDir: string) => object & { type: string }): LifecycleResult {
+export function cniLifecycle(
+  label: string,
+  n: number,
+  makeConf: (dataDir: string) => object & { type: string },
+): LifecycleResult {
   const dataDir = mkdtempSync(join(tmpdir(), "netctx-bench-ipam-"));
   try {
     const conf = makeConf(dataDir);
@@ -63,7 +67,10 @@ export function cniLifecycle(label: string, n: number, makeConf: (dataDir: strin
     );
     const teardown = ids.map((id, i) =>
       time(() => {
-        execPlugin(conf.type, "DEL", id, `/run/netns/${id}`, { ...conf, prevResult: JSON.parse(results[i]!) });
+        execPlugin(conf.type, "DEL", id, `/run/netns/${id}`, {
+          ...conf,
+          prevResult: JSON.parse(results[i]!),
+        });
         ip("netns", "del", id);
       }),
     );

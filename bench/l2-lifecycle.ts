@@ -43,7 +43,9 @@ export function libraryLifecycle(n: number): LifecycleResult {
     try {
       createNetwork(host, NETWORK);
       const names = Array.from({ length: n }, (_, i) => `b${i}`);
-      const setup = names.map((name) => time(() => createContext(host, { name, level: "l2", networks: ["benchnet"] })));
+      const setup = names.map((name) =>
+        time(() => createContext(host, { name, level: "l2", networks: ["benchnet"] })),
+      );
       const teardown = names.map((name) => time(() => removeContext(host, name)));
       removeNetwork(host, NETWORK.name);
       return result("netctx library", setup, teardown);
@@ -63,7 +65,9 @@ export function cliLifecycle(n: number): LifecycleResult {
     };
     run("network", "create", NETWORK.name, "--driver", "bridge", "--subnet", NETWORK.subnets[0]!, "--nat");
     const names = Array.from({ length: n }, (_, i) => `c${i}`);
-    const setup = names.map((name) => time(() => run("create", name, "--level", "l2", "--network", NETWORK.name)));
+    const setup = names.map((name) =>
+      time(() => run("create", name, "--level", "l2", "--network", NETWORK.name)),
+    );
     const teardown = names.map((name) => time(() => run("rm", name)));
     run("network", "rm", NETWORK.name);
     return result("netctx CLI", setup, teardown);

@@ -4,8 +4,8 @@
  * peer is reported, not faked.
  */
 import { spawnSync } from "node:child_process";
-import { cpus } from "node:os";
 import { writeFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { insideSandbox, sandboxArgv } from "../src/sandbox.ts";
 import { bridgeConf, cniAvailable, cniLifecycle } from "./cni-peer.ts";
@@ -35,7 +35,8 @@ if (cniAvailable("bridge")) {
 } else console.log(`CNI reference plugins not found in /usr/lib/cni: run ../shared/peers/setup.sh`);
 
 const reference = rows.find((r) => r.label === "CNI bridge + ipMasq");
-const ratio = (r: LifecycleResult) => (reference ? (r.both.median / reference.both.median).toFixed(3) : "n/a");
+const ratio = (r: LifecycleResult) =>
+  reference ? (r.both.median / reference.both.median).toFixed(3) : "n/a";
 const table = [
   "| path | N | setup median ms | setup p95 | teardown median ms | teardown p95 | setup+teardown median | ratio to CNI bridge + ipMasq |",
   "|---|---|---|---|---|---|---|---|",

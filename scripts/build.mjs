@@ -2,8 +2,7 @@
 // on every run (~0.15 s instead of ~0.5 s). Native modules (koffi, better-sqlite3) stay in node_modules.
 import { build } from "esbuild";
 
-await build({
-  entryPoints: { netctx: "src/cli/main.ts" },
+const common = {
   outdir: "dist",
   outExtension: { ".js": ".mjs" },
   bundle: true,
@@ -14,6 +13,18 @@ await build({
   external: ["koffi", "better-sqlite3"],
   sourcemap: "linked",
   // Bundled CommonJS dependencies (commander) require node builtins; ESM output needs a require to give them.
-  banner: { js: 'import { createRequire as __netctxRequire } from "node:module"; const require = __netctxRequire(import.meta.url);' },
+  banner: {
+    js: 'import { createRequire as __netctxRequire } from "node:module"; const require = __netctxRequire(import.meta.url);',
+  },
   logLevel: "warning",
+};
+
+await build({ ...common, entryPoints: { netctx: "src/cli/main.ts" } });
+// The CNI plugin a container runtime execs per verb: its own entry with the engine in a lazily imported chunk, so
+// VERSION (three calls per `podman run`) starts in node's own time (measured: 0.22 s -> 0.09-0.15 s).
+await build({
+  ...common,
+  entryPoints: { "netctx-cni": "src/cni/entry.ts" },
+  outdir: "dist/cni",
+  splitting: true,
 });

@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(nftables iproute2 iputils-ping util-linux procps ca-certificates)
+# The CNI path is tested with podman 4.3 (CNI backend) as the real client: test/cni/podman.test.ts.
+packages+=(podman crun conmon containernetworking-plugins busybox-static tar)
 # better-sqlite3 falls back to compiling when its prebuilt binary cannot be downloaded.
 packages+=(build-essential python3)
 missing=()

@@ -6,7 +6,7 @@
  *   npm test -- kernel ipam  only files whose path contains one of the words
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { sandboxArgv } from "../src/sandbox.ts";
@@ -55,7 +55,10 @@ function tapCount(tap: string, key: string): number {
 function runFile(file: string): Promise<FileResult> {
   const scratch = mkdtempSync(join(tmpdir(), "netctx-test-"));
   const tapFile = join(scratch, "out.tap");
-  const cgroupParent = join(CGROUP_ROOT, `netctx-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  const cgroupParent = join(
+    CGROUP_ROOT,
+    `netctx-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+  );
   const argv = sandboxArgv([
     process.execPath,
     "--import",
@@ -114,7 +117,9 @@ await Promise.all(
       const r = await runFile(file);
       results.push(r);
       const secs = ((Date.now() - started) / 1000).toFixed(0);
-      process.stdout.write(`\n=== ${relative(root, file)} (${r.pass} passed, ${r.fail} failed) at ${secs}s\n${r.output}`);
+      process.stdout.write(
+        `\n=== ${relative(root, file)} (${r.pass} passed, ${r.fail} failed) at ${secs}s\n${r.output}`,
+      );
     }
   }),
 );

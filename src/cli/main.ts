@@ -1,8 +1,11 @@
 /** netctx command line: one file per command family; this file wires them and turns errors into one line. */
 import { Command, CommanderError } from "commander";
 import { errorLine } from "../errors.ts";
+import { registerAudit } from "./audit.ts";
+import { registerCni } from "./cni.ts";
 import { registerContext } from "./context.ts";
 import { registerDemo } from "./demo.ts";
+import { registerGc } from "./gc.ts";
 import { registerNetwork } from "./network.ts";
 
 const program = new Command("netctx")
@@ -22,6 +25,9 @@ const program = new Command("netctx")
 registerNetwork(program);
 registerContext(program);
 registerDemo(program);
+registerGc(program);
+registerCni(program);
+registerAudit(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -12,13 +12,15 @@ import { type ContextSpec, specOf } from "../levels/driver.ts";
 import { FIRST_L3_TABLE } from "../levels/l3.ts";
 import { levelDriver } from "../levels/registry.ts";
 import { checkIfname, checkName, contextNetnsName, hostVethIfname } from "../model/names.ts";
-import { parseRouteArg } from "../model/route.ts";
+import { checkRouteArgs } from "../model/route.ts";
 import { type ContextInput, ContextInputSchema, parseInput } from "../model/schemas.ts";
 import { cidrContains, macProblem, parseIp, parseSubnet } from "../net/cidr.ts";
 import type { Attachment } from "../networks/driver.ts";
 import { hostDevice } from "../networks/host-net.ts";
 import { networkDriver } from "../networks/registry.ts";
 import type { ContextRecord, NetworkRecord } from "../state/store.ts";
+import { opMark } from "./intent.ts";
+import { pausePoint } from "./pause.ts";
 
 export function createContext(host: Host, raw: unknown): ContextRecord {
   const input = parseInput(ContextInputSchema, raw);
@@ -37,22 +39,33 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
   const routes = input.routes ?? [];
   if (routes.length && input.level !== "l3")
     throw invalid("route", "only l3 contexts have a routing table of their own");
-  for (const r of routes) parseRouteArg(r);
+  checkRouteArgs(
+    routes,
+    networks.flatMap((n) => n.subnets.map((s) => s.cidr)),
+  );
 
   const record = host.store.transaction(() => {
     if (host.store.getContext(input.name)) throw conflict("name", `context "${input.name}" already exists`);
     const spec: ContextSpec = { attachments: [] };
     if (input.level === "l2") spec.netns = netnsPath(contextNetnsName(input.name));
-    else spec.cgroup = join(contextsCgroupParent(), input.name);
+    if (input.netns !== undefined) {
+      if (input.level !== "l2") throw invalid("netns", "only l2 contexts live in a network namespace");
+      spec.netns = input.netns;
+      spec.netnsExternal = true;
+    }
+    if (input.labels) spec.labels = { ...input.labels };
+    if (input.level !== "l2") spec.cgroup = join(contextsCgroupParent(), input.name);
     if (input.level === "l3") {
       spec.table = freeTable(host);
       spec.routes = routes;
     }
+    // gc rolls back a "creating" record only once this process is gone.
+    const op = opMark("create");
     const rec: ContextRecord = {
       name: input.name,
       level: input.level,
       status: "creating",
-      spec: { ...spec },
+      spec: { ...spec, op },
     };
     host.store.insertContext(rec);
     spec.attachments = networks.map((net, i): Attachment => {
@@ -68,10 +81,11 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
         ...(mac && i === 0 ? { mac } : {}),
       };
     });
-    rec.spec = { ...spec };
+    rec.spec = { ...spec, op };
     host.store.updateContext(rec);
     return rec;
   });
+  pausePoint("create:after-record");
 
   const spec = specOf(record);
   try {
@@ -85,6 +99,7 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
     forget(host, record.name);
     throw err;
   }
+  pausePoint("create:before-ready");
   record.status = "ready";
   host.store.updateContext(record);
   return record;
@@ -95,15 +110,25 @@ export function removeContext(host: Host, name: string): ContextRecord | undefin
   const record = host.store.getContext(name);
   if (!record) return undefined;
   record.status = "removing";
+  record.spec = { ...record.spec, op: opMark("remove") };
   host.store.updateContext(record);
+  pausePoint("rm:after-mark");
   levelDriver(record.level).teardown(host, name, specOf(record));
+  pausePoint("rm:after-teardown");
   forget(host, name);
   return record;
 }
 
-/** Lowest routing table number no l3 context holds; called inside the creating transaction. */
+/**
+ * Lowest routing table number that no l3 context holds and no rule or route in the kernel uses (another tool's
+ * table, or one a crashed create left behind, which teardown would flush); called inside the creating transaction.
+ */
 function freeTable(host: Host): number {
   const used = new Set(host.store.listContexts().map((c) => specOf(c).table));
+  for (const family of [4, 6] as const) {
+    for (const rule of host.rtnl.ruleList(family)) used.add(rule.table);
+    for (const route of host.rtnl.routeList({ family })) used.add(route.table);
+  }
   let table = FIRST_L3_TABLE;
   while (used.has(table)) table++;
   return table;
@@ -119,6 +144,8 @@ function forget(host: Host, name: string): void {
 function resolveNetworks(host: Host, input: ContextInput): NetworkRecord[] {
   const seen = new Set<string>();
   return input.networks.map((name) => {
+    // A name no network can have is refused as such (bounded, escaped) rather than echoed whole as "not found".
+    checkName("network", name, 32);
     if (seen.has(name)) throw conflict("network", `joins network "${name}" twice`);
     seen.add(name);
     const net = host.store.getNetwork(name);

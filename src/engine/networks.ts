@@ -16,6 +16,8 @@ import {
 } from "../net/cidr.ts";
 import { networkDriver } from "../networks/registry.ts";
 import type { NetworkRecord, SubnetRecord } from "../state/store.ts";
+import { opMark } from "./intent.ts";
+import { pausePoint } from "./pause.ts";
 
 export const DEFAULT_MTU = 1500;
 
@@ -24,7 +26,9 @@ export function createNetwork(host: Host, raw: unknown): NetworkRecord {
   const record = networkRecord(host, input);
   const driver = networkDriver(record.driver);
   driver.validate(record);
-  host.store.insertNetwork(record);
+  // The op mark tells gc that a crash left this network half made (it finishes it) while we are gone.
+  host.store.insertNetwork({ ...record, options: { ...record.options, op: opMark("create") } });
+  pausePoint("network-create:after-record");
   try {
     host.enableForwarding();
     driver.create(host, record);
@@ -32,6 +36,8 @@ export function createNetwork(host: Host, raw: unknown): NetworkRecord {
     host.store.deleteNetwork(record.name);
     throw err;
   }
+  pausePoint("network-create:before-ready");
+  host.store.updateNetwork(record);
   return record;
 }
 
@@ -44,7 +50,10 @@ export function removeNetwork(host: Host, name: string): NetworkRecord {
     .map((c) => c.name);
   if (users.length > 0)
     throw conflict("network", `network "${name}" is in use by ${users.map((u) => `"${u}"`).join(", ")}`);
+  host.store.updateNetwork({ ...record, options: { ...record.options, op: opMark("remove") } });
+  pausePoint("network-rm:after-mark");
   networkDriver(record.driver).destroy(host, record);
+  pausePoint("network-rm:after-destroy");
   host.store.deleteNetwork(name);
   return record;
 }

@@ -246,15 +246,58 @@ export class Firewall {
 
   /** Number of rules in `table inet netctx` as the kernel reports them (0 without the table). */
   ruleCount(): number {
-    return (this.nft.list(["table", "inet", TABLE]) ?? []).filter((o) => "rule" in o).length;
+    // Only our fixed chains: the anti-spoofing chain (antispoof.ts) shares the table and has its own count.
+    return (this.nft.list(["table", "inet", TABLE]) ?? []).filter((o) =>
+      CHAINS.some((c) => c.name === asRecord(o["rule"])?.["chain"]),
+    ).length;
   }
 
-  /** Delete our tables (inet, and bridge when it exists); other tables are not touched. */
+  /**
+   * Make our table hold exactly these networks and interfaces (ifname -> network), rebuilding it when it is
+   * missing or damaged (gc, `netctx repair` after `nft flush ruleset`). Other tables are never touched.
+   * Returns the element diff; with dryRun nothing is applied.
+   */
+  reconcile(
+    networks: readonly FirewallNetwork[],
+    ifaces: ReadonlyMap<string, string>,
+    dryRun = false,
+  ): { rebuild: boolean; remove: string[]; add: string[] } {
+    this.rollback();
+    const model: Model = { networks: new Map(), ifaces: new Map() };
+    for (const n of networks) {
+      validateNetworkName(n.name);
+      const subnets = dedupe(n.subnets.map((s, i) => parseCidr(s, `subnets[${i}]`)));
+      model.networks.set(n.name, { subnets, nat: n.nat, internal: n.internal });
+    }
+    for (const [ifname, network] of ifaces) {
+      validateIfname(ifname);
+      if (model.networks.has(network)) model.ifaces.set(ifname, network);
+    }
+    const listing = readListing(this.nft);
+    const ensure = model.networks.size > 0;
+    const rebuild = (ensure || listing.exists) && (!listing.exists || !listing.healthy);
+    const present = rebuild ? new Map<string, Map<string, Elem>>() : listing.elements;
+    const desired = desiredElements(model);
+    const remove: string[] = [];
+    const add: string[] = [];
+    for (const def of SETS) {
+      const want = desired.get(def.name) ?? new Map<string, Elem>();
+      const have = present.get(def.name) ?? new Map<string, Elem>();
+      for (const e of have.values())
+        if (!want.has(e.key)) remove.push(`${def.name} ${e.text.replaceAll('"', "")}`);
+      for (const e of want.values())
+        if (!have.has(e.key)) add.push(`${def.name} ${e.text.replaceAll('"', "")}`);
+    }
+    if (!dryRun) this.nft.apply(buildScript(listing, model, ensure));
+    return { rebuild, remove, add };
+  }
+
+  /** Delete our tables (inet, and bridge and arp of antispoof.ts when they exist); others are not touched. */
   removeAll(): void {
     this.rollback();
     const tables = (this.nft.list(["tables"]) ?? [])
       .map((o) => asRecord(o["table"]))
-      .filter((t) => t?.["name"] === TABLE && (t["family"] === "inet" || t["family"] === "bridge"));
+      .filter((t) => t?.["name"] === TABLE && ["inet", "bridge", "arp"].includes(String(t["family"])));
     this.nft.apply(tables.map((t) => `delete table ${String(t?.["family"])} ${TABLE}`).join("\n"));
   }
 

@@ -12,7 +12,7 @@
  */
 import { cgroup2Mounts } from "../kernel/cgroup.ts";
 
-const DROPPED = ["net_admin", "net_raw", "sys_admin", "bpf", "perfmon"];
+const DROPPED = ["net_admin", "net_raw", "sys_admin", "bpf", "perfmon", "sys_ptrace", "sys_module"];
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;

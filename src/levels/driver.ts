@@ -13,6 +13,8 @@ export interface ContextSpec {
   netns?: string;
   /** l2: the netns belongs to somebody else (a container runtime): never delete it. */
   netnsExternal?: boolean;
+  /** Owner marks from ContextInput.labels (CNI: container id, ifname, config name). */
+  labels?: Record<string, string>;
   /** l3 and socket: the context's cgroup directory. */
   cgroup?: string;
   /** l3: the context's routing table. */

@@ -3,6 +3,7 @@
  * sysctls and firewall; it reaches its networks through veth (or macvlan) links.
  */
 
+import { pausePoint } from "../engine/pause.ts";
 import { notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { createNetns, deleteNetns } from "../kernel/netns.ts";
@@ -18,10 +19,12 @@ export const l2Level: LevelDriver = {
   level: "l2",
 
   create(host: Host, name: string, spec: ContextSpec) {
-    const path = createNetns(contextNetnsName(name));
+    // An external netns (a container runtime's) already exists and stays the runtime's to delete.
+    const path = spec.netnsExternal && spec.netns ? spec.netns : createNetns(contextNetnsName(name));
     // Duplicate address detection would hold the context's IPv6 addresses tentative for a second or more;
     // the addresses come from our IPAM, so nobody else on the segment holds them.
     writeSysctl("net.ipv6.conf.default.accept_dad", "0", path);
+    pausePoint("create:after-netns");
     const rtnl = Rtnl.open(path);
     try {
       rtnl.linkSet("lo", { up: true });
@@ -31,6 +34,7 @@ export const l2Level: LevelDriver = {
         const driver = networkDriver(net.driver);
         if (!driver.attach) throw new Error(`driver ${driver.name} cannot attach l2 contexts`);
         driver.attach(host, net, { path, rtnl }, att);
+        pausePoint("create:after-attach");
       }
     } finally {
       rtnl.close();

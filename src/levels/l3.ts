@@ -2,7 +2,8 @@
  * l3 (the IBM model): the shared stack, with a routing table of the context's own. Policy rules send traffic from
  * its addresses, and from its cgroup's sockets (by the fwmark the socket-creation hook sets), to that table.
  */
-import type { Host } from "../host.ts";
+import { pausePoint } from "../engine/pause.ts";
+import type { RouteSpec } from "../kernel/route.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
 import { parseRouteArg } from "../model/route.ts";
 import { cidrContains, formatIp, parseInterfaceAddress, parseIp } from "../net/cidr.ts";
@@ -21,7 +22,8 @@ export const l3Level: LevelDriver = {
     const table = spec.table!;
     confineContext(host, spec, table);
     for (const rule of rulesOf(spec)) host.rtnl.ruleAdd(rule);
-    for (const route of routesOf(host, spec)) host.rtnl.routeAdd(route);
+    pausePoint("create:after-rules");
+    for (const route of routesOf(spec)) host.rtnl.routeAdd(route);
   },
 
   teardown(host, _name, spec) {
@@ -51,33 +53,44 @@ function rulesOf(spec: ContextSpec) {
 }
 
 /**
- * The table holds the connected routes of the context's networks and the routes it was given. Without a default
- * route of its own a lookup falls through to the host's main table (fib rules continue past a table with no match).
+ * The table holds the connected routes of the context's networks (one per subnet, with the context's address as
+ * source) and the routes it was given. Without a default route of its own a lookup falls through to the host's main
+ * table (fib rules go on past a table with no match); with one, the host's more specific routes are not seen.
  */
-function routesOf(_host: Host, spec: ContextSpec) {
+function routesOf(spec: ContextSpec): RouteSpec[] {
   const table = spec.table!;
-  const connected = spec.attachments.flatMap((a) =>
-    a.addresses.map((cidr) => ({
-      dst: subnetOf(cidr),
-      dev: a.ifname,
-      scope: "link" as const,
-      src: cidr.split("/")[0]!,
-      table,
-    })),
-  );
-  const given = (spec.routes ?? []).map((text) => {
+  const connected = new Map<string, RouteSpec>();
+  for (const a of spec.attachments)
+    for (const cidr of a.addresses) {
+      const dst = subnetOf(cidr);
+      // Two addresses in one subnet: the first is the source, a second route would be EEXIST.
+      if (!connected.has(dst))
+        connected.set(dst, { dst, dev: a.ifname, scope: "link", src: cidr.split("/")[0]!, table });
+    }
+  const given = (spec.routes ?? []).map((text): RouteSpec => {
     const r = parseRouteArg(text);
-    const att = r.gateway ? attachmentHolding(spec, r.gateway) : spec.attachments[0];
-    return {
+    const base = {
       dst: r.dst,
       family: r.family,
       table,
-      ...(att ? { dev: att.ifname } : {}),
-      ...(r.gateway ? { gateway: r.gateway, onlink: att !== undefined } : {}),
       ...(r.metric !== undefined ? { metric: r.metric } : {}),
     };
+    if (!r.gateway) {
+      const att = spec.attachments.find((a) => a.addresses.some((c) => familyOf(c) === r.family));
+      return { ...base, ...(att ? { dev: att.ifname } : {}) };
+    }
+    // A gateway inside a host network's subnet is on-link through its host device. A link-local IPv6 gateway
+    // needs a device too. Any other gateway is left to the kernel, which resolves it through this table and
+    // then the others (fib_check_nh), and refuses one it cannot reach (ENETUNREACH).
+    const holder = attachmentHolding(spec, r.gateway);
+    if (holder) return { ...base, gateway: r.gateway, dev: holder.ifname, onlink: true };
+    const linkLocal = r.family === 6 && /^fe[89ab]/i.test(r.gateway);
+    const att = linkLocal
+      ? spec.attachments.find((a) => a.addresses.some((c) => familyOf(c) === 6))
+      : undefined;
+    return { ...base, gateway: r.gateway, ...(att ? { dev: att.ifname } : {}) };
   });
-  return [...connected, ...given];
+  return [...connected.values(), ...given];
 }
 
 function subnetOf(cidr: string): string {
@@ -85,6 +98,7 @@ function subnetOf(cidr: string): string {
   return `${formatIp(c.family, c.network)}/${c.prefix}`;
 }
 
+/** The attachment whose network subnet (the address's prefix) holds the gateway. */
 function attachmentHolding(spec: ContextSpec, gateway: string) {
   const gw = parseIp(gateway, "route");
   return spec.attachments.find((a) =>

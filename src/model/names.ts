@@ -15,21 +15,26 @@ export const NETNS_PREFIX = "netctx-";
 /** Interface group of every host-side link we create ("nc"): the ownership mark gc and teardown rely on. */
 export const LINK_GROUP = 0x6e63;
 
+/** A user's text inside an error message: quoted, escaped (a newline would split the one-line error), capped. */
+function shown(text: string): string {
+  return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text);
+}
+
 export function checkName(field: string, name: string, max = 64): void {
   if (name.length === 0) throw invalid(field, "must not be empty");
-  if (name.length > max) throw invalid(field, `"${name.slice(0, 80)}" is longer than ${max} characters`);
+  if (name.length > max) throw invalid(field, `${shown(name)} is longer than ${max} characters`);
   if (!NAME_RE.test(name))
     throw invalid(
       field,
-      `"${name.slice(0, 80)}" may only contain lowercase letters, digits, '-' and '_', and must start with a letter or digit`,
+      `${shown(name)} may only contain lowercase letters, digits, '-' and '_', and must start with a letter or digit`,
     );
 }
 
 export function checkIfname(field: string, name: string): void {
   if (Buffer.byteLength(name) > IFNAME_MAX)
-    throw invalid(field, `interface name "${name}" is longer than ${IFNAME_MAX} bytes`);
+    throw invalid(field, `interface name ${shown(name)} is longer than ${IFNAME_MAX} bytes`);
   if (!IFNAME_RE.test(name) || name === "." || name === "..")
-    throw invalid(field, `"${name}" is not a valid interface name`);
+    throw invalid(field, `${shown(name)} is not a valid interface name`);
 }
 
 /** A derived interface name; a name that would not fit is refused naming the user's field, not the derived one. */

@@ -42,3 +42,33 @@ export function parseRouteArg(text: string, field = "route"): RouteArg {
   if (family === undefined) throw invalid(field, `"${text}": a default route needs "via GATEWAY"`);
   return { ...route, dst, family };
 }
+
+/**
+ * Routes of an l3 context, checked before anything is made: each of a family the context has an address in (its
+ * table has no rule for another family, so such a route would never be used), and no two to the same destination
+ * and metric (the kernel would refuse the second one with EEXIST halfway through).
+ */
+export function checkRouteArgs(
+  texts: readonly string[],
+  subnets: readonly string[],
+  field = "route",
+): RouteArg[] {
+  const families = new Set(subnets.map((s) => parseSubnet(s, "subnet").family));
+  const seen = new Set<string>();
+  return texts.map((text) => {
+    const route = parseRouteArg(text, field);
+    if (!families.has(route.family))
+      throw invalid(
+        field,
+        `"${text}" is IPv${route.family}, but the context's networks have no IPv${route.family} subnet`,
+      );
+    const key = `${route.family} ${route.dst} ${route.metric ?? ""}`;
+    if (seen.has(key))
+      throw invalid(
+        field,
+        `two routes to ${route.dst}${route.metric !== undefined ? ` metric ${route.metric}` : ""}`,
+      );
+    seen.add(key);
+    return route;
+  });
+}

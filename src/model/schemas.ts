@@ -35,6 +35,10 @@ export const ContextInputSchema = z.strictObject({
   ifnames: z.array(z.string()).optional(),
   /** Extra routes for an l3 context, in `ip route` form: "default via 10.1.0.1", "10.9.0.0/16 via 10.1.0.254". */
   routes: z.array(RouteInputSchema).optional(),
+  /** l2: join a network namespace somebody else made (a container runtime's); teardown never deletes it. */
+  netns: z.string().startsWith("/", "must be an absolute path").optional(),
+  /** Free-form owner marks kept in the record (CNI keeps its container id and ifname here for GC). */
+  labels: z.record(z.string(), z.string()).optional(),
 });
 export type ContextInput = z.infer<typeof ContextInputSchema>;
 

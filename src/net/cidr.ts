@@ -81,7 +81,10 @@ function parseV6(text: string): bigint | undefined {
 }
 
 function shortText(text: string): string {
-  return text.length > 80 ? `${text.slice(0, 80)}...` : text;
+  const short = text.length > 80 ? `${text.slice(0, 80)}...` : text;
+  // Control characters (a newline above all) would break the one-line error: show them escaped.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+  return short.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => JSON.stringify(c).slice(1, -1));
 }
 
 /** Parse a bare address ("10.1.0.5", "FD00::1"); the returned text is canonical. */

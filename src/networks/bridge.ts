@@ -1,6 +1,8 @@
 /**
  * bridge: a Linux bridge holding the gateway addresses; each l2 context hangs off it by a veth (podman, CNI bridge).
  */
+import { pausePoint } from "../engine/pause.ts";
+import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
 import type { Lease, NetworkRecord } from "../state/store.ts";
@@ -18,12 +20,14 @@ export const bridgeDriver: NetworkDriver = {
   create(host, net) {
     const bridge = bridgeIfname(net.name);
     host.rtnl.linkAdd({ name: bridge, kind: "bridge", mtu: net.mtu, up: true, group: LINK_GROUP });
+    pausePoint("network-create:after-link");
     try {
       for (const subnet of net.subnets) {
         const prefix = subnet.cidr.split("/")[1];
         if (subnet.gateway)
           host.rtnl.addrAdd(bridge, `${subnet.gateway}/${prefix}`, { nodad: familyOf(subnet.cidr) === 6 });
       }
+      pausePoint("network-create:after-addresses");
       host.firewall((fw) => {
         fw.addNetwork(firewallNetwork(net));
         fw.addInterface(net.name, bridge);
@@ -43,6 +47,7 @@ export const bridgeDriver: NetworkDriver = {
         net.subnets.map((s) => s.cidr),
       );
     });
+    pausePoint("network-rm:after-nft");
     deleteOwnLink(host, bridge);
   },
 
@@ -52,10 +57,12 @@ export const bridgeDriver: NetworkDriver = {
 
   attach(host: Host, net: NetworkRecord, ctx: ContextNetns, att: Attachment) {
     addVethPair(host, ctx.path, att, bridgeIfname(net.name));
+    guardAttachment(host, net, ctx.rtnl, att);
     configureContextSide(ctx.rtnl, att, { gatewayOnLink: false, defaultRoute: !net.internal });
   },
 
-  detach(host, _net, att, linkGoesWithNetns) {
+  detach(host, net, att, linkGoesWithNetns) {
+    unguardAttachment(host, net, att);
     if (!linkGoesWithNetns) deleteOwnLink(host, att.hostIfname);
   },
 };

@@ -1,4 +1,6 @@
 /** Pieces several network drivers share. */
+
+import { pausePoint } from "../engine/pause.ts";
 import type { Host } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
@@ -63,28 +65,50 @@ export function configureContextSide(
   opts: { gatewayOnLink: boolean; defaultRoute: boolean },
 ): void {
   for (const cidr of att.addresses) rtnl.addrAdd(att.ifname, cidr, { nodad: familyOf(cidr) === 6 });
+  pausePoint("create:after-addresses");
   rtnl.linkSet(att.ifname, { up: true });
   for (const gateway of att.gateways) {
     if (opts.gatewayOnLink) rtnl.routeAdd({ dst: hostPrefix(gateway), dev: att.ifname, scope: "link" });
-    if (opts.defaultRoute)
-      rtnl.routeAdd({ dst: "default", family: familyOf(gateway), gateway, dev: att.ifname });
+    if (opts.defaultRoute) addDefaultRoute(rtnl, gateway, att.ifname);
+  }
+}
+
+/**
+ * A netns on several networks (or a runtime's netns that already has one) keeps the first default route per family,
+ * as the CNI reference plugins do: a second one would fail with EEXIST.
+ */
+function addDefaultRoute(rtnl: Rtnl, gateway: string, dev: string): void {
+  try {
+    rtnl.routeAdd({ dst: "default", family: familyOf(gateway), gateway, dev });
+  } catch (err) {
+    if (!(err instanceof KernelError && err.errnoName === "EEXIST")) throw err;
   }
 }
 
 /** A host-side veth whose peer is created straight inside the context's netns (no move afterwards). */
-export function addVethPair(host: Host, netnsPath: string, att: Attachment, master?: string, up = true): void {
+export function addVethPair(
+  host: Host,
+  netnsPath: string,
+  att: Attachment,
+  master?: string,
+  up = true,
+): void {
   // An rm deletes only the context's netns and the kernel removes the veth with it, a moment later: a context
   // re-created at once under the same name may find that leftover, which carries our group and no owner.
   retryOnLeftover(host, att.hostIfname, () => linkAddVeth(host, netnsPath, att, master, up));
+  pausePoint("create:after-veth");
 }
 
 function retryOnLeftover(host: Host, name: string, add: () => void): void {
   for (let attempt = 0; ; attempt++) {
     try {
-      return add();
+      add();
+      return;
     } catch (err) {
       const leftover =
-        err instanceof KernelError && err.errnoName === "EEXIST" && host.rtnl.linkGet(name)?.group === LINK_GROUP;
+        err instanceof KernelError &&
+        err.errnoName === "EEXIST" &&
+        host.rtnl.linkGet(name)?.group === LINK_GROUP;
       if (!leftover || attempt >= 50) throw err;
       deleteOwnLink(host, name);
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
@@ -92,7 +116,13 @@ function retryOnLeftover(host: Host, name: string, add: () => void): void {
   }
 }
 
-function linkAddVeth(host: Host, netnsPath: string, att: Attachment, master: string | undefined, up: boolean): void {
+function linkAddVeth(
+  host: Host,
+  netnsPath: string,
+  att: Attachment,
+  master: string | undefined,
+  up: boolean,
+): void {
   host.rtnl.linkAdd({
     name: att.hostIfname,
     kind: "veth",

@@ -3,6 +3,8 @@
  * /32 and /128 addresses; its host-side veth holds the gateway addresses and a host route to each of them,
  * so every packet between contexts crosses the host's routing code (and its firewall).
  */
+import { pausePoint } from "../engine/pause.ts";
+import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import { writeSysctl } from "../kernel/sysctl.ts";
 import type { Lease } from "../state/store.ts";
 import {
@@ -39,8 +41,10 @@ export const routedDriver: NetworkDriver = {
     // The host resolves a context's address from its host-side veth, and Linux sources that neighbour
     // solicitation from the link-local address: while DAD holds it tentative (~1 s) the context cannot be reached.
     writeSysctl(`net/ipv6/conf/${att.hostIfname}/accept_dad`, "0");
+    guardAttachment(host, net, ctx.rtnl, att);
     host.rtnl.linkSet(att.hostIfname, { up: true });
     host.firewall((fw) => fw.addInterface(net.name, att.hostIfname));
+    pausePoint("create:after-nft");
     // The same gateway address on every host-side veth answers each context's ARP/ND for its gateway
     // (the CNI ptp plugin does the same); as a /32 and /128 it adds no subnet route.
     for (const gateway of att.gateways)
@@ -50,11 +54,14 @@ export const routedDriver: NetworkDriver = {
       });
     for (const address of att.addresses)
       host.rtnl.routeAdd({ dst: hostPrefix(address), dev: att.hostIfname, scope: "link" });
+    pausePoint("create:after-routes");
     configureContextSide(ctx.rtnl, att, { gatewayOnLink: true, defaultRoute: !net.internal });
   },
 
   detach(host, net, att, linkGoesWithNetns) {
     host.firewall((fw) => fw.removeInterface(net.name, att.hostIfname));
+    unguardAttachment(host, net, att);
+    pausePoint("rm:after-nft");
     // Deleting the veth (here or with the netns) takes its addresses and routes with it.
     if (!linkGoesWithNetns) deleteOwnLink(host, att.hostIfname);
   },

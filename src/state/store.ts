@@ -91,7 +91,7 @@ function toJson(field: string, value: Record<string, unknown>): string {
   try {
     text = JSON.stringify(value);
   } catch (err) {
-    throw invalid(field, `cannot be stored as JSON: ${(err as Error).message}`);
+    throw invalid(field, `cannot be stored as JSON: ${(err as Error).message.split("\n")[0]}`);
   }
   if (text === undefined || !text.startsWith("{")) throw invalid(field, "must be a JSON object");
   return text;
@@ -264,6 +264,11 @@ export class Store {
     return this.state.transaction(fn);
   }
 
+  /** WAL readers do not wait for writers, but can still meet SQLITE_BUSY while another process recovers the WAL. */
+  private read<T>(fn: () => T): T {
+    return this.state.retryBusy(fn);
+  }
+
   // ---- networks
 
   insertNetwork(n: NetworkRecord): void {
@@ -281,11 +286,17 @@ export class Store {
   }
 
   getNetwork(name: string): NetworkRecord | undefined {
-    const row = this.q.network.get(name);
-    return row && toNetwork(row, this.q.subnetsOf.all(name));
+    return this.read(() => {
+      const row = this.q.network.get(name);
+      return row && toNetwork(row, this.q.subnetsOf.all(name));
+    });
   }
 
   listNetworks(): NetworkRecord[] {
+    return this.read(() => this.listNetworksNow());
+  }
+
+  private listNetworksNow(): NetworkRecord[] {
     const subnets = new Map<string, SubnetRow[]>();
     for (const s of this.q.allSubnets.all()) {
       const list = subnets.get(s.network) ?? [];
@@ -386,12 +397,14 @@ export class Store {
   }
 
   getContext(name: string): ContextRecord | undefined {
-    const row = this.q.context.get(name);
-    return row && toContext(row);
+    return this.read(() => {
+      const row = this.q.context.get(name);
+      return row && toContext(row);
+    });
   }
 
   listContexts(): ContextRecord[] {
-    return this.q.contexts.all().map(toContext);
+    return this.read(() => this.q.contexts.all().map(toContext));
   }
 
   updateContext(c: ContextRecord): void {
@@ -427,7 +440,9 @@ export class Store {
   }
 
   leases(filter: { network?: string; owner?: string } = {}): Lease[] {
-    return this.q.leases.all({ network: filter.network ?? null, owner: filter.owner ?? null }).map(toLease);
+    return this.read(() =>
+      this.q.leases.all({ network: filter.network ?? null, owner: filter.owner ?? null }).map(toLease),
+    );
   }
 }
 

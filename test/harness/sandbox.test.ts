@@ -4,7 +4,9 @@ import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 test("each test file runs in its own throwaway host namespace", () => {
-  const links = JSON.parse(execFileSync("ip", ["-j", "link", "show"], { encoding: "utf8" })) as { ifname: string }[];
+  const links = JSON.parse(execFileSync("ip", ["-j", "link", "show"], { encoding: "utf8" })) as {
+    ifname: string;
+  }[];
   assert.deepEqual(
     links.map((l) => l.ifname),
     ["lo"],

@@ -46,7 +46,9 @@ export function routes(family: 4 | 6, netns?: string, table = "main"): IpRoute[]
 export function addressesOf(netns: string | undefined, ifname: string): string[] {
   return addrs(netns)
     .filter((a) => a.ifname === ifname)
-    .flatMap((a) => a.addr_info.filter((i) => !i.local.startsWith("fe80")).map((i) => `${i.local}/${i.prefixlen}`));
+    .flatMap((a) =>
+      a.addr_info.filter((i) => !i.local.startsWith("fe80")).map((i) => `${i.local}/${i.prefixlen}`),
+    );
 }
 
 export function netnsNames(): string[] {
@@ -71,7 +73,10 @@ export function kernelSnapshot(): string {
 }
 
 export function ping(netns: string, address: string): boolean {
-  return spawnSync("nsenter", [`--net=${netns}`, "--", "ping", "-n", "-q", "-c", "1", "-W", "1", address]).status === 0;
+  return (
+    spawnSync("nsenter", [`--net=${netns}`, "--", "ping", "-n", "-q", "-c", "1", "-W", "1", address])
+      .status === 0
+  );
 }
 
 /**

@@ -13,8 +13,31 @@ interface Inspect {
 }
 
 test("two l2 contexts on a bridge network reach each other over IPv4 and IPv6", () => {
-  netctxOk("network", "create", "front", "--driver", "bridge", "--subnet", "10.61.0.0/24", "--subnet", "fd61::/64", "--mtu", "1400");
-  netctxOk("create", "a", "--level", "l2", "--network", "front", "--ip", "10.61.0.50", "--mac", "02:11:22:33:44:55");
+  netctxOk(
+    "network",
+    "create",
+    "front",
+    "--driver",
+    "bridge",
+    "--subnet",
+    "10.61.0.0/24",
+    "--subnet",
+    "fd61::/64",
+    "--mtu",
+    "1400",
+  );
+  netctxOk(
+    "create",
+    "a",
+    "--level",
+    "l2",
+    "--network",
+    "front",
+    "--ip",
+    "10.61.0.50",
+    "--mac",
+    "02:11:22:33:44:55",
+  );
   netctxOk("create", "b", "--level", "l2", "--network", "front");
   const a = netctxJson<Inspect>("inspect", "a");
   const b = netctxJson<Inspect>("inspect", "b");

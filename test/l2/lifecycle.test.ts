@@ -9,11 +9,29 @@ interface NetView {
 }
 
 test("rm removes every link, netns, address, route, nft element and lease, and is idempotent", () => {
-  netctxOk("network", "create", "br", "--driver", "bridge", "--subnet", "10.71.0.0/24", "--subnet", "fd71::/64", "--nat");
+  netctxOk(
+    "network",
+    "create",
+    "br",
+    "--driver",
+    "bridge",
+    "--subnet",
+    "10.71.0.0/24",
+    "--subnet",
+    "fd71::/64",
+    "--nat",
+  );
   netctxOk("network", "create", "rt", "--driver", "routed", "--subnet", "10.72.0.0/24", "--internal");
   // A bridge reports "linkdown" once its last port is gone; compare routes without their flags.
   const routeKeys = () => routes(4).map((r) => `${r.dst} ${r.dev} ${r.gateway ?? ""}`);
-  const before = { links: links().map((l) => l.ifname).sort(), routes: routeKeys(), nft: nftRuleset(), netns: netnsNames() };
+  const before = {
+    links: links()
+      .map((l) => l.ifname)
+      .sort(),
+    routes: routeKeys(),
+    nft: nftRuleset(),
+    netns: netnsNames(),
+  };
   netctxOk("create", "x", "--level", "l2", "--network", "br", "--network", "rt");
   assert.ok(links().some((l) => l.ifname === "nc-x"));
   assert.ok(links().some((l) => l.ifname === "nc-x-1"));
@@ -22,12 +40,18 @@ test("rm removes every link, netns, address, route, nft element and lease, and i
   assert.notEqual(nftRuleset(), before.nft, "the routed context's interface is in our nft sets");
 
   netctxOk("rm", "x");
-  const linkNames = () => links().map((l) => l.ifname).sort();
+  const linkNames = () =>
+    links()
+      .map((l) => l.ifname)
+      .sort();
   assert.deepEqual(eventually(linkNames, before.links), before.links);
   assert.deepEqual(netnsNames(), before.netns);
   assert.deepEqual(routeKeys(), before.routes);
   assert.equal(nftRuleset(), before.nft);
-  assert.ok(!addrs().some((a) => a.addr_info.some((i) => i.local.startsWith("10.72."))), "no gateway address left");
+  assert.ok(
+    !addrs().some((a) => a.addr_info.some((i) => i.local.startsWith("10.72."))),
+    "no gateway address left",
+  );
   assert.equal(netctxJson<NetView>("network", "inspect", "br").leases.length, 0);
   assert.deepEqual(netctxJson<unknown[]>("ls"), []);
 
@@ -60,7 +84,10 @@ test("a failure half-way through create undoes what it made", () => {
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /^error: .*EEXIST/);
   assert.equal(r.stderr.trim().split("\n").length, 1);
-  assert.equal(eventually(() => links().length, before.links), before.links);
+  assert.equal(
+    eventually(() => links().length, before.links),
+    before.links,
+  );
   assert.deepEqual(netnsNames(), before.netns);
   assert.deepEqual(netctxJson<unknown[]>("ls"), []);
   assert.equal(netctxJson<NetView>("network", "inspect", "br").leases.length, 0);

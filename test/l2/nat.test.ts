@@ -4,8 +4,6 @@ import { after, before, test } from "node:test";
 import { netctxJson, netctxOk } from "../helpers/cli.ts";
 import { ping } from "../helpers/kernel.ts";
 
-const OUTSIDE = "/run/netns/outside";
-
 /** An "outside" namespace the host reaches on a veth; it has no route back to any context subnet. */
 before(() => {
   const sh = (cmd: string) => execFileSync("sh", ["-c", cmd]);
@@ -14,7 +12,9 @@ before(() => {
   sh("ip addr add 203.0.113.1/24 dev up0 && ip link set up0 up");
   sh("ip addr add 2001:db8:99::1/64 dev up0 nodad");
   sh("ip -n outside link set lo up && ip -n outside link set eth0 up");
-  sh("ip -n outside addr add 203.0.113.2/24 dev eth0 && ip -n outside addr add 2001:db8:99::2/64 dev eth0 nodad");
+  sh(
+    "ip -n outside addr add 203.0.113.2/24 dev eth0 && ip -n outside addr add 2001:db8:99::2/64 dev eth0 nodad",
+  );
 });
 
 after(() => {
@@ -26,7 +26,18 @@ function netnsOf(name: string): string {
 }
 
 test("a context reaches the outside through NAT, v4 and v6", () => {
-  netctxOk("network", "create", "natted", "--driver", "bridge", "--subnet", "10.63.0.0/24", "--subnet", "fd63::/64", "--nat");
+  netctxOk(
+    "network",
+    "create",
+    "natted",
+    "--driver",
+    "bridge",
+    "--subnet",
+    "10.63.0.0/24",
+    "--subnet",
+    "fd63::/64",
+    "--nat",
+  );
   netctxOk("create", "c1", "--level", "l2", "--network", "natted");
   assert.ok(ping(netnsOf("c1"), "203.0.113.2"), "v4 through masquerade");
   assert.ok(ping(netnsOf("c1"), "2001:db8:99::2"), "v6 through masquerade");
@@ -46,7 +57,17 @@ test("without NAT the outside cannot answer", () => {
 });
 
 test("an internal network has no egress even with NAT asked for, but reaches its gateway and members", () => {
-  netctxOk("network", "create", "inner", "--driver", "bridge", "--subnet", "10.65.0.0/24", "--nat", "--internal");
+  netctxOk(
+    "network",
+    "create",
+    "inner",
+    "--driver",
+    "bridge",
+    "--subnet",
+    "10.65.0.0/24",
+    "--nat",
+    "--internal",
+  );
   netctxOk("create", "c3", "--level", "l2", "--network", "inner");
   netctxOk("create", "c4", "--level", "l2", "--network", "inner");
   assert.ok(!ping(netnsOf("c3"), "203.0.113.2"), "no egress");

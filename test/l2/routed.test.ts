@@ -10,7 +10,17 @@ interface Inspect {
 }
 
 test("two l2 contexts on a routed network reach each other through the host, with no L2 adjacency", () => {
-  netctxOk("network", "create", "back", "--driver", "routed", "--subnet", "10.62.0.0/24", "--subnet", "fd62::/64");
+  netctxOk(
+    "network",
+    "create",
+    "back",
+    "--driver",
+    "routed",
+    "--subnet",
+    "10.62.0.0/24",
+    "--subnet",
+    "fd62::/64",
+  );
   netctxOk("create", "a", "--level", "l2", "--network", "back");
   netctxOk("create", "b", "--level", "l2", "--network", "back");
   const a = netctxJson<Inspect>("inspect", "a");
@@ -18,9 +28,16 @@ test("two l2 contexts on a routed network reach each other through the host, wit
   // Host routes (/32 and /128), not a shared prefix: every packet crosses the host.
   assert.deepEqual(a.addresses.map((x) => x.split("/")[1]).sort(), ["128", "32"]);
   assert.deepEqual(addressesOf(a.netns, "eth0").sort(), [...a.addresses].sort());
-  assert.equal(links().filter((l) => l.linkinfo?.info_kind === "bridge").length, 0, "no bridge on a routed network");
+  assert.equal(
+    links().filter((l) => l.linkinfo?.info_kind === "bridge").length,
+    0,
+    "no bridge on a routed network",
+  );
   const hostRoutes = routes(4).map((r) => `${r.dst} ${r.dev}`);
-  assert.ok(hostRoutes.includes(`${a.addresses.find((x) => x.endsWith("/32"))!.split("/")[0]} nc-a`), hostRoutes.join("; "));
+  assert.ok(
+    hostRoutes.includes(`${a.addresses.find((x) => x.endsWith("/32"))!.split("/")[0]} nc-a`),
+    hostRoutes.join("; "),
+  );
   assert.equal(routes(4, a.netns).find((r) => r.dst === "default")?.gateway, "10.62.0.1");
 
   for (const family of [4, 6] as const) {
@@ -28,7 +45,12 @@ test("two l2 contexts on a routed network reach each other through the host, wit
     assert.ok(ping(a.netns, target), `a -> b ${target}`);
   }
   // a only ever resolved its gateway: b's address is not a neighbour of a.
-  const neigh = execFileSync("nsenter", [`--net=${a.netns}`, "ip", "-j", "neigh", "show"], { encoding: "utf8" });
+  const neigh = execFileSync("nsenter", [`--net=${a.netns}`, "ip", "-j", "neigh", "show"], {
+    encoding: "utf8",
+  });
   const neighbours = (JSON.parse(neigh) as { dst: string }[]).map((n) => n.dst);
-  assert.ok(!neighbours.some((n) => b.addresses.some((x) => x.startsWith(`${n}/`))), `neighbours ${neighbours}`);
+  assert.ok(
+    !neighbours.some((n) => b.addresses.some((x) => x.startsWith(`${n}/`))),
+    `neighbours ${neighbours}`,
+  );
 });

@@ -8,6 +8,10 @@ export function freshDir(tag: string): string {
   return join(mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH ?? tmpdir(), `${tag}-`)), "state");
 }
 
-export function network(name: string, subnets: NetworkRecord["subnets"], extra: Partial<NetworkRecord> = {}): NetworkRecord {
+export function network(
+  name: string,
+  subnets: NetworkRecord["subnets"],
+  extra: Partial<NetworkRecord> = {},
+): NetworkRecord {
   return { name, driver: "bridge", subnets, nat: true, internal: false, mtu: 1500, options: {}, ...extra };
 }

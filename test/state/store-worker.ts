@@ -3,7 +3,7 @@
  *   alloc      open the store, print "ready", wait for a line on stdin, allocate, print one JSON result line
  *   open-late  wait for stdin first, then open (racing the creation of the store) and insert network OWNER/ARG
  *   hold       open, take the write lock, print "locked", keep it ARG ms, commit
- *   hang       commit one lease for OWNER, then inside a second transaction write ~12 MB and a lease for
+ *   hang       commit one lease for OWNER, then inside a second transaction write ~24 MB and a lease for
  *              OWNER-2, print "inside" and block until killed
  */
 import { writeSync } from "node:fs";
@@ -68,8 +68,14 @@ if (mode === "alloc") {
   const store = Store.open(dir);
   store.allocate(network, owner);
   store.transaction(() => {
-    for (let i = 0; i < 3; i++)
-      store.insertContext({ name: `bulk-${i}`, level: "l2", status: "creating", spec: { blob: "x".repeat(4 << 20) } });
+    // better-sqlite3 builds SQLite with a 16 MB page cache; more than that must spill into the WAL.
+    for (let i = 0; i < 6; i++)
+      store.insertContext({
+        name: `bulk-${i}`,
+        level: "l2",
+        status: "creating",
+        spec: { blob: "x".repeat(4 << 20) },
+      });
     store.allocate(network, `${owner}-2`);
     say("inside");
     Atomics.wait(blocker, 0, 0);

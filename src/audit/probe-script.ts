@@ -1,0 +1,193 @@
+/**
+ * The probes that run inside a context, as one small Python program (python3 is the only interpreter here that
+ * opens AF_PACKET and raw sockets without a compiler; node would need FFI inside a confined process).
+ *
+ * Modes (argv[1]):
+ *   marker PARAMS  listen on TCP port 0 of the wildcard, print {"port"}, live until stdin closes
+ *   probe PARAMS   phase 1: print one JSON line of results; read one JSON line (what the auditor did meanwhile);
+ *                  phase 2: print one more JSON line
+ *   icmp PARAMS    forge an ICMP "fragmentation needed" for a UDP flow (run by the auditor in the context's stack)
+ * Each result carries the command or call that produced it, so the audit can show its evidence.
+ */
+import { existsSync } from "node:fs";
+
+export const PROBE_PY = String.raw`
+import errno, json, os, select, socket, struct, subprocess, sys, time
+
+def err(e):
+    return errno.errorcode.get(e.errno, str(e.errno)) if isinstance(e, OSError) and e.errno else str(e)
+
+def macb(s): return bytes(int(x, 16) for x in s.split(":"))
+
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+
+def iphdr(src, dst, proto, plen):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + plen, 0, 0x4000, 64, proto, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:]
+
+def udp(sp, dp, data): return struct.pack("!HHHH", sp, dp, 8 + len(data), 0) + data
+
+def run(argv):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+        return {"cmd": " ".join(argv), "rc": r.returncode, "out": (r.stdout + r.stderr).strip()[:2000]}
+    except Exception as e:
+        return {"cmd": " ".join(argv), "rc": -1, "out": str(e)}
+
+def try_(what, fn):
+    try:
+        v = fn()
+        return {"call": what, "ok": True, **({"value": v} if v is not None else {})}
+    except Exception as e:
+        return {"call": what, "ok": False, "errno": err(e)}
+
+def tcp_ports_seen(ports):
+    seen = set()
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            for line in open(f).read().splitlines()[1:]:
+                local = line.split()[1]
+                seen.add(int(local.rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
+    return sorted(p for p in ports if p in seen)
+
+def connect_all(targets, timeout):
+    socks, out = {}, {}
+    for t in targets:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); s.setblocking(False)
+        try:
+            s.connect((t["addr"], t["port"]))
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            out[t["key"]] = {"call": "connect(%s:%d)" % (t["addr"], t["port"]), "ok": False, "errno": err(e)}; s.close(); continue
+        socks[s] = t
+    deadline = time.time() + timeout
+    while socks and time.time() < deadline:
+        _, w, _ = select.select([], list(socks), [], max(0, deadline - time.time()))
+        for s in w:
+            t = socks.pop(s); e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            out[t["key"]] = {"call": "connect(%s:%d)" % (t["addr"], t["port"]), "ok": e == 0, **({} if e == 0 else {"errno": errno.errorcode.get(e, str(e))})}
+            s.close()
+    for s, t in socks.items():
+        out[t["key"]] = {"call": "connect(%s:%d)" % (t["addr"], t["port"]), "ok": False, "errno": "timeout"}; s.close()
+    return out
+
+def marker(p):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 0)); s.listen(16)
+    print(json.dumps({"port": s.getsockname()[1], "bound": s.getsockname()[0]}), flush=True)
+    s.setblocking(False)
+    while True:
+        r, _, _ = select.select([sys.stdin, s], [], [])
+        if sys.stdin in r and not sys.stdin.readline(): return
+        if s in r:
+            try: s.accept()[0].close()
+            except OSError: pass
+
+def probe(p):
+    ip = p["ip"]; res = {}
+    res["netns"] = os.stat("/proc/self/ns/net").st_ino
+    res["interfaces"] = sorted(n for _, n in socket.if_nameindex())
+    mtu = run([ip, "-j", "link", "show", "lo"])
+    try: cur = json.loads(mtu["out"])[0]["mtu"]
+    except Exception: cur = 65536
+    res["changeDevice"] = run([ip, "link", "set", "dev", "lo", "mtu", str(cur)])
+    if p.get("foreignDev"):
+        fd = p["foreignDev"]
+        def send_via():
+            idx = socket.if_nametoindex(fd["ifname"])
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            pkt = struct.pack("=I4s4s", idx, b"\0" * 4, b"\0" * 4)
+            s.sendmsg([b"netctx-audit"], [(socket.IPPROTO_IP, 8, pkt)], 0, (fd["dst"], 9))
+            s.close()
+        res["useDevice"] = try_("sendmsg(udp %s:9, IP_PKTINFO ifindex=%s)" % (fd["dst"], fd["ifname"]), send_via)
+    res["routes"] = run([ip, "-j", "route", "show", "table", "all"])
+    res["routeGet"] = run([ip, "-j", "-d", "route", "get", p["probeDst"]] + (["from", p["own4"]] if p["shared"] else []))
+    add = run([ip, "route", "add", p["routeAdd"], "dev", "lo"])
+    res["routeAdd"] = add
+    res["markers"] = {"looked": p["markerPorts"], "seen": tcp_ports_seen(p["markerPorts"]), "files": "/proc/net/tcp /proc/net/tcp6"}
+    def bind_to(addr, port):
+        def f():
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((addr, port)); return "%s:%d" % s.getsockname()
+            finally:
+                s.close()
+        return f
+    res["bindForeign"] = try_("bind(%s:0)" % p["foreign4"], bind_to(p["foreign4"], 0))
+    if p.get("wildPort"):
+        res["bindWildcardPort"] = try_("bind(0.0.0.0:%d)" % p["wildPort"], bind_to("0.0.0.0", p["wildPort"]))
+    res["rawSocket"] = try_("socket(AF_INET, SOCK_RAW, IPPROTO_RAW)", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).close())
+    res["packetSocket"] = try_("socket(AF_PACKET, SOCK_RAW)", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close())
+    sp = p["spoof"]
+    def send_spoofed_ip():
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        data = (sp["token"] + ":ip").encode()
+        s.sendto(iphdr(sp["src"], sp["dst"], 17, 8 + len(data)) + udp(40000, sp["port"], data), (sp["dst"], 0)); s.close()
+    res["spoofIp"] = try_("raw IPv4/UDP %s -> %s:%d" % (sp["src"], sp["dst"], sp["port"]), send_spoofed_ip)
+    l2 = p.get("l2")
+    if l2:
+        def packet(frame):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0); s.bind((l2["ifname"], 0)); s.send(frame); s.close()
+        data = (sp["token"] + ":mac").encode()
+        frame = macb(l2["gwMac"]) + macb(l2["fakeMac"]) + b"\x08\x00" + iphdr(p["own4"], sp["dst"], 17, 8 + len(data)) + udp(40001, sp["port"], data)
+        res["spoofMac"] = try_("ether %s -> %s, IPv4/UDP %s -> %s:%d" % (l2["fakeMac"], l2["gwMac"], p["own4"], sp["dst"], sp["port"]), lambda: packet(frame))
+        arp = b"\xff" * 6 + macb(l2["mac"]) + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + macb(l2["mac"]) + socket.inet_aton(l2["arpSpa"]) + b"\0" * 6 + socket.inet_aton(sp["dst"])
+        res["arp"] = try_("ARP who-has %s tell %s is-at %s" % (sp["dst"], l2["arpSpa"], l2["mac"]), lambda: packet(arp))
+    res["reach"] = connect_all(p["reach"], 1.0)
+    rx = []
+    for auto in (False, True):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if auto:
+            s.sendto(b"x", (p["own4"], 9))
+        else:
+            s.bind(("0.0.0.0", 0))
+        rx.append(s)
+    res["rxPorts"] = [s.getsockname()[1] for s in rx]
+    res["rxBound"] = ["%s:%d" % s.getsockname() for s in rx]
+    cache = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        cache.bind((p["own4"], 0)); cache.connect((p["probeDst"], 9))
+        res["cacheFlow"] = {"src": p["own4"], "sport": cache.getsockname()[1], "dst": p["probeDst"], "dport": 9}
+    except OSError as e:
+        res["cacheFlow"] = {"error": err(e)}
+    print(json.dumps(res), flush=True)
+    go = json.loads(sys.stdin.readline() or "{}")
+    out = {"received": []}
+    deadline = time.time() + 0.3
+    while time.time() < deadline:
+        r, _, _ = select.select(rx, [], [], max(0, deadline - time.time()))
+        for s in r:
+            d, a = s.recvfrom(2048); out["received"].append({"from": a[0], "data": d.decode(errors="replace")})
+    out["cacheSeen"] = [run([ip, "-j", "-d", "route", "get", c["dst"]] + (["from", c["from"]] if c.get("from") else [])) | {"key": c["key"]} for c in go.get("cacheChecks", [])]
+    if add["rc"] == 0:
+        out["routeDel"] = run([ip, "route", "del", p["routeAdd"], "dev", "lo"])
+    cache.close()
+    print(json.dumps(out), flush=True)
+
+def icmp(p):
+    inner = iphdr(p["src"], p["dst"], 17, 8) + struct.pack("!HHHH", p["sport"], p["dport"], 8, 0)
+    body = struct.pack("!BBHHH", 3, 4, 0, 0, p["mtu"]) + inner
+    body = body[:2] + struct.pack("!H", csum(body)) + body[4:]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.sendto(body, (p["src"], 0)); s.close()
+    print(json.dumps({"sent": True}), flush=True)
+
+{"marker": marker, "probe": probe, "icmp": icmp}[sys.argv[1]](json.loads(sys.argv[2]))
+`;
+
+/** python3 from the distribution: pyenv shims need HOME and a shell, which confined processes may not have. */
+export function pythonPath(): string {
+  return ["/usr/bin/python3", "/usr/local/bin/python3"].find((p) => existsSync(p)) ?? "python3";
+}
+
+export function pythonArgv(mode: "marker" | "probe" | "icmp", params: unknown): string[] {
+  return [pythonPath(), "-c", PROBE_PY, mode, JSON.stringify(params)];
+}

@@ -1,0 +1,116 @@
+/**
+ * Running the in-context probes: one marker process and one probe process per context, all started through the
+ * context's exec path (nsenter for l2, the confined cgroup argv for l3/socket) and run in parallel.
+ */
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
+import { NetctxError } from "../errors.ts";
+import { levelDriver } from "../levels/registry.ts";
+import type { ContextRecord } from "../state/store.ts";
+import { pythonArgv } from "./probe-script.ts";
+
+export const LINE_TIMEOUT_MS = 20_000;
+
+/** A child that speaks one JSON line at a time on stdout. */
+export class LineChild {
+  private buffer = "";
+  private lines: string[] = [];
+  private waiters: ((line: string | null) => void)[] = [];
+  private closed = false;
+  private stderr = "";
+
+  constructor(
+    readonly what: string,
+    readonly child: ChildProcessWithoutNullStreams,
+  ) {
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (d: string) => {
+      this.buffer += d;
+      for (let i = this.buffer.indexOf("\n"); i >= 0; i = this.buffer.indexOf("\n")) {
+        this.push(this.buffer.slice(0, i));
+        this.buffer = this.buffer.slice(i + 1);
+      }
+    });
+    child.stderr.on("data", (d) => {
+      this.stderr += String(d);
+    });
+    child.on("close", () => {
+      this.closed = true;
+      for (const w of this.waiters.splice(0)) w(null);
+    });
+    child.on("error", () => {
+      this.closed = true;
+      for (const w of this.waiters.splice(0)) w(null);
+    });
+  }
+
+  private push(line: string): void {
+    const w = this.waiters.shift();
+    if (w) w(line);
+    else this.lines.push(line);
+  }
+
+  async json<T>(): Promise<T> {
+    const line = await new Promise<string | null>((resolve) => {
+      const queued = this.lines.shift();
+      if (queued !== undefined) return resolve(queued);
+      if (this.closed) return resolve(null);
+      const timer = setTimeout(() => resolve(null), LINE_TIMEOUT_MS);
+      this.waiters.push((l) => {
+        clearTimeout(timer);
+        resolve(l);
+      });
+    });
+    if (line === null)
+      throw new NetctxError(
+        "internal",
+        `audit: ${this.what} gave no answer: ${this.stderr.trim().split("\n").pop() ?? ""}`,
+      );
+    return JSON.parse(line) as T;
+  }
+
+  send(value: unknown): void {
+    this.child.stdin.write(`${JSON.stringify(value)}\n`);
+  }
+
+  end(): void {
+    this.child.stdin.end();
+  }
+}
+
+export function spawnInContext(record: ContextRecord, mode: "marker" | "probe", params: unknown): LineChild {
+  const argv = levelDriver(record.level).execArgv(record, pythonArgv(mode, params));
+  return new LineChild(`${mode} in ${record.name}`, spawn(argv[0]!, argv.slice(1), { stdio: "pipe" }));
+}
+
+/** Forge the ICMP that teaches a PMTU exception, in the stack the context's flow lives in. */
+export function forgeIcmp(
+  netns: string | undefined,
+  flow: { src: string; sport: number; dst: string; dport: number },
+  mtu: number,
+): Promise<string> {
+  const py = pythonArgv("icmp", { ...flow, mtu });
+  const argv = netns ? ["nsenter", `--net=${netns}`, "--", ...py] : py;
+  return new Promise((resolve) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += String(d);
+    });
+    child.stderr.on("data", (d) => {
+      out += String(d);
+    });
+    child.on("close", () => resolve(out.trim()));
+    child.on("error", (e) => resolve(e.message));
+  });
+}
+
+export interface CmdResult {
+  cmd: string;
+  rc: number;
+  out: string;
+}
+
+export function runHost(argv: string[]): CmdResult {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", timeout: 5000 });
+  return { cmd: argv.join(" "), rc: r.status ?? -1, out: `${r.stdout ?? ""}${r.stderr ?? ""}`.trim() };
+}

@@ -1,0 +1,463 @@
+/**
+ * gc: compare state with the kernel and converge. Records half-done by a process that is gone are finished or
+ * rolled back; ready records whose kernel anchor is gone are dropped; kernel objects that carry netctx's marks
+ * (interface group LINK_GROUP or an nc- name, netns netctx-*, cgroups under our parent, nctx_* BPF programs,
+ * our nft table, priority-1000 rules, routes on our devices in tables >= 1000) and that no record owns are
+ * removed. Nothing without one of those marks is ever touched.
+ *
+ * The kernel is listed before the store is read: a record always exists before its kernel objects (and outlives
+ * them on removal), so an object a concurrent create makes after our listing is never mistaken for an orphan.
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { basename, join } from "node:path";
+import { errorLine } from "../errors.ts";
+import type { FirewallNetwork } from "../firewall/firewall.ts";
+import type { Host } from "../host.ts";
+import { openCgroup, progFdById, progInfo, queryPrograms, withFd } from "../kernel/bpf/attach.ts";
+import { PROGRAM_PREFIX } from "../kernel/bpf/programs.ts";
+import { attachSocketPolicy, detachSocketPolicy, POLICY_HOOKS } from "../kernel/bpf/socket-policy.ts";
+import { closeFd } from "../kernel/bpf/syscall.ts";
+import { contextsCgroupParent, removeCgroup } from "../kernel/cgroup.ts";
+import { deleteNetns, listNetns } from "../kernel/netns.ts";
+import type { Addr, Link, Route, Rule } from "../kernel/rtnl.ts";
+import { type ContextSpec, specOf } from "../levels/driver.ts";
+import { FIRST_L3_TABLE, L3_RULE_PRIORITY } from "../levels/l3.ts";
+import { levelDriver } from "../levels/registry.ts";
+import { firstAddress } from "../levels/shared-stack.ts";
+import { bridgeIfname, LINK_GROUP, NETNS_PREFIX, PREFIX } from "../model/names.ts";
+import { formatIp, parseCidr } from "../net/cidr.ts";
+import { familyOf, firewallNetwork, hostPrefix, tolerateMissing } from "../networks/common.ts";
+import { networkDriver } from "../networks/registry.ts";
+import type { ContextRecord, NetworkRecord } from "../state/store.ts";
+import { asOpMark, ownerAlive } from "./intent.ts";
+
+export interface GcAction {
+  action: string;
+  object: string;
+  reason: string;
+  /** Set when the action was tried and failed; gc goes on with the rest. */
+  error?: string;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  actions: GcAction[];
+  /** Records another live process is working on: left alone. */
+  busy: string[];
+}
+
+/** Drivers whose network is a bridge named nc-NET on the host, registered in the firewall by that name. */
+const BRIDGED = new Set(["bridge", "host"]);
+/** Drivers whose contexts' host-side veths are registered in the firewall one by one. */
+const PER_VETH = new Set(["routed"]);
+
+type Act = (action: string, object: string, reason: string, run: () => void) => void;
+
+export function gc(host: Host, opts: { dryRun?: boolean } = {}): GcReport {
+  const report: GcReport = { dryRun: opts.dryRun ?? false, actions: [], busy: [] };
+  const act: Act = (action, object, reason, run) => {
+    const a: GcAction = { action, object, reason };
+    report.actions.push(a);
+    if (report.dryRun) return;
+    try {
+      run();
+    } catch (err) {
+      a.error = errorLine(err);
+    }
+  };
+  settleContexts(host, act, report);
+  settleNetworks(host, act, report);
+  sweepKernel(host, act, report.dryRun);
+  return report;
+}
+
+/** Reinstall our nft table and its elements from state (after `nft flush ruleset`); other tables untouched. */
+export function repair(host: Host): { rebuild: boolean; remove: string[]; add: string[] } {
+  const want = desiredFirewall(host.store.listNetworks(), host.store.listContexts());
+  let diff = { rebuild: false, remove: [] as string[], add: [] as string[] };
+  host.firewall((fw) => {
+    diff = fw.reconcile(want.networks, want.ifaces);
+  });
+  return diff;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// records
+
+function settleContexts(host: Host, act: Act, report: GcReport): void {
+  const contexts = host.store.listContexts();
+  for (const c of contexts) {
+    if (c.status !== "ready") {
+      const mark = asOpMark(c.spec["op"]);
+      if (ownerAlive(mark)) {
+        report.busy.push(`context ${c.name}`);
+        continue;
+      }
+      const who = mark ? `process ${mark.pid}` : "a process";
+      if (c.status === "creating")
+        act("rollback", `context ${c.name}`, `create by ${who} did not finish`, () => dropContext(host, c));
+      else act("finish-rm", `context ${c.name}`, `rm by ${who} did not finish`, () => dropContext(host, c));
+      continue;
+    }
+    const gone = missingAnchor(c);
+    if (gone) act("drop", `context ${c.name}`, gone, () => dropContext(host, c));
+  }
+  const owners = new Set(contexts.map((c) => c.name));
+  const orphans = new Set(
+    host.store
+      .leases()
+      .filter((l) => !owners.has(l.owner))
+      .map((l) => l.owner),
+  );
+  for (const owner of orphans)
+    act("release", `leases of ${owner}`, "no context of that name", () => host.store.releaseAll(owner));
+}
+
+/** Why a ready context cannot be working any more, or undefined when its anchor is there. */
+function missingAnchor(c: ContextRecord): string | undefined {
+  const spec = specOf(c);
+  if (c.level === "l2")
+    return spec.netns && !existsSync(spec.netns) ? `its netns ${spec.netns} is gone` : undefined;
+  return spec.cgroup && !existsSync(spec.cgroup) ? `its cgroup ${spec.cgroup} is gone` : undefined;
+}
+
+/** Teardown tolerates missing objects; the record and its leases go only once the kernel side is gone. */
+function dropContext(host: Host, c: ContextRecord): void {
+  levelDriver(c.level).teardown(host, c.name, specOf(c));
+  host.store.transaction(() => {
+    host.store.releaseAll(c.name);
+    host.store.deleteContext(c.name);
+  });
+}
+
+function settleNetworks(host: Host, act: Act, report: GcReport): void {
+  const contexts = host.store.listContexts();
+  for (const n of host.store.listNetworks()) {
+    const mark = asOpMark(n.options["op"]);
+    const clean = withoutMark(n);
+    const users = contexts.filter((c) => specOf(c).attachments.some((a) => a.network === n.name));
+    if (mark) {
+      if (ownerAlive(mark)) {
+        report.busy.push(`network ${n.name}`);
+        continue;
+      }
+      if (mark.op === "remove" && users.length === 0) {
+        act("finish-rm", `network ${n.name}`, `network rm by process ${mark.pid} did not finish`, () => {
+          networkDriver(n.driver).destroy(host, clean);
+          host.store.deleteNetwork(n.name);
+        });
+        continue;
+      }
+      const verb = mark.op === "remove" ? "keep" : "finish-create";
+      act(verb, `network ${n.name}`, `network ${mark.op} by process ${mark.pid} did not finish`, () => {
+        ensureBridge(host, clean, users);
+        host.store.updateNetwork(clean);
+      });
+      continue;
+    }
+    if (BRIDGED.has(n.driver) && !host.rtnl.linkGet(bridgeIfname(n.name)))
+      act("recreate", `network ${n.name}`, `its bridge ${bridgeIfname(n.name)} is missing`, () =>
+        ensureBridge(host, n, users),
+      );
+  }
+}
+
+function withoutMark(n: NetworkRecord): NetworkRecord {
+  const { op: _op, ...options } = n.options;
+  return { ...n, options };
+}
+
+/** A missing bridge is made again and the l2 contexts' veths go back on it; addresses and nft follow in the sweep. */
+function ensureBridge(host: Host, n: NetworkRecord, users: ContextRecord[]): void {
+  if (!BRIDGED.has(n.driver)) return;
+  const bridge = bridgeIfname(n.name);
+  if (host.rtnl.linkGet(bridge)) return;
+  networkDriver(n.driver).create(host, n);
+  for (const c of users) {
+    if (c.level !== "l2") continue;
+    for (const att of specOf(c).attachments)
+      if (att.network === n.name && att.hostIfname && host.rtnl.linkGet(att.hostIfname))
+        host.rtnl.linkSet(att.hostIfname, { master: bridge });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// kernel objects
+
+interface KernelView {
+  links: Link[];
+  netns: string[];
+  cgroupParent: string | undefined;
+  cgroups: string[];
+  rules: Rule[];
+  routes: Route[];
+  addrs: Addr[];
+}
+
+function readKernel(host: Host): KernelView {
+  const cgroupParent = cgroupParentIfAny();
+  return {
+    links: host.rtnl.linkList(),
+    netns: listNetns().filter((n) => n.startsWith(NETNS_PREFIX)),
+    cgroupParent,
+    cgroups: cgroupParent ? subdirs(cgroupParent) : [],
+    rules: [...host.rtnl.ruleList(4), ...host.rtnl.ruleList(6)],
+    routes: host.rtnl.routeList(),
+    addrs: host.rtnl.addrList(),
+  };
+}
+
+function cgroupParentIfAny(): string | undefined {
+  try {
+    return contextsCgroupParent();
+  } catch {
+    return undefined; // no cgroup v2: no cgroups of ours either
+  }
+}
+
+function subdirs(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
+function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
+  const k = readKernel(host);
+  const networks = host.store.listNetworks();
+  const contexts = host.store.listContexts();
+  const l2 = contexts.filter((c) => c.level === "l2");
+  const shared = contexts.filter((c) => c.level !== "l2");
+  const ready = (c: ContextRecord) => c.status === "ready";
+
+  // links
+  const ownedLinks = new Set<string>();
+  for (const n of networks) if (BRIDGED.has(n.driver)) ownedLinks.add(bridgeIfname(n.name));
+  for (const c of l2) for (const a of specOf(c).attachments) if (a.hostIfname) ownedLinks.add(a.hostIfname);
+  const removedLinks = new Set<string>();
+  for (const link of k.links) {
+    const ours = link.group === LINK_GROUP || link.name.startsWith(PREFIX);
+    if (!ours || ownedLinks.has(link.name)) continue;
+    removedLinks.add(link.name);
+    act("remove", `link ${link.name}`, "no network or context owns it", () =>
+      tolerateMissing(() => host.rtnl.linkDel(link.name)),
+    );
+  }
+
+  // network namespaces
+  const ownedNetns = new Set(l2.flatMap((c) => (specOf(c).netns ? [basename(specOf(c).netns!)] : [])));
+  for (const name of k.netns)
+    if (!ownedNetns.has(name)) act("remove", `netns ${name}`, "no context owns it", () => deleteNetns(name));
+
+  // cgroups and their BPF programs
+  if (k.cgroupParent) {
+    const parent = k.cgroupParent;
+    const ownedCgroups = new Map(
+      shared.flatMap((c) => (specOf(c).cgroup ? [[specOf(c).cgroup!, c] as const] : [])),
+    );
+    for (const name of k.cgroups) {
+      const path = join(parent, name);
+      const owner = ownedCgroups.get(path);
+      if (!owner) {
+        act("remove", `cgroup ${path}`, "no context owns it", () => {
+          detachSocketPolicy(path);
+          removeCgroup(path);
+        });
+        continue;
+      }
+      if (!ready(owner)) continue;
+      const counts = ourProgramCounts(path);
+      const total = [...counts.values()].reduce((a, b) => a + b, 0);
+      const doubled = [...counts].filter(([, n]) => n > 1).map(([hook]) => hook);
+      if (total === 0 || doubled.length > 0)
+        act(
+          "reattach",
+          `bpf ${path}`,
+          total === 0
+            ? "context's socket policy is missing"
+            : `two policies attached at ${doubled.join(", ")}`,
+          () => attachSocketPolicy(path, policyOf(owner)),
+        );
+    }
+  }
+
+  // policy rules and routes of l3 tables
+  const ownedTables = new Set(
+    contexts.flatMap((c) => (specOf(c).table !== undefined ? [specOf(c).table!] : [])),
+  );
+  for (const rule of k.rules)
+    if (rule.priority === L3_RULE_PRIORITY && !ownedTables.has(rule.table))
+      act("remove", `rule ${describeRule(rule)}`, `no l3 context owns table ${rule.table}`, () =>
+        tolerateMissing(() => host.rtnl.ruleDel(rule)),
+      );
+  for (const route of k.routes) {
+    if (route.table < FIRST_L3_TABLE || ownedTables.has(route.table)) continue;
+    if (!route.dev?.startsWith(PREFIX) || removedLinks.has(route.dev)) continue;
+    act(
+      "remove",
+      `route ${route.dst} dev ${route.dev} table ${route.table}`,
+      "no l3 context owns the table",
+      () => tolerateMissing(() => host.rtnl.routeDel(route)),
+    );
+  }
+
+  // addresses on our devices
+  const expected = expectedAddresses(networks, contexts);
+  const present = new Map<string, Set<string>>();
+  for (const a of k.addrs) {
+    if (a.scope !== "global") continue;
+    const set = present.get(a.ifname) ?? new Set<string>();
+    set.add(normal(a.cidr));
+    present.set(a.ifname, set);
+  }
+  for (const a of k.addrs) {
+    if (a.scope !== "global" || !ownedLinks.has(a.ifname)) continue;
+    if (expected.get(a.ifname)?.owned.has(normal(a.cidr))) continue;
+    act("remove", `address ${a.cidr} dev ${a.ifname}`, "no network or lease owns it", () =>
+      tolerateMissing(() => host.rtnl.addrDel(a.ifname, a.cidr)),
+    );
+  }
+  for (const [ifname, want] of expected) {
+    if (!k.links.some((l) => l.name === ifname)) continue;
+    for (const [cidr, opts] of want.required)
+      if (!present.get(ifname)?.has(cidr))
+        act("add", `address ${cidr} dev ${ifname}`, "its network or lease needs it", () =>
+          host.rtnl.addrAdd(ifname, cidr, opts),
+        );
+  }
+
+  // nft elements
+  const want = desiredFirewall(networks, contexts);
+  host.firewall((fw) => {
+    const diff = fw.reconcile(want.networks, want.ifaces, dryRun);
+    const mark = (action: string, what: string, reason: string) =>
+      act(action, what, reason, () => {
+        // applied by reconcile above, as one nft transaction
+      });
+    if (diff.rebuild) mark("rebuild", "nft table inet netctx", "missing or damaged");
+    for (const e of diff.remove) mark("remove", `nft element ${e}`, "no network or interface owns it");
+    for (const e of diff.add) mark("add", `nft element ${e}`, "a network or interface needs it");
+  });
+}
+
+function ourProgramCounts(cgroupPath: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  let cg: number;
+  try {
+    cg = openCgroup(cgroupPath);
+  } catch {
+    return counts;
+  }
+  withFd(cg, () => {
+    for (const hook of POLICY_HOOKS) {
+      for (const id of queryPrograms(cg, hook)) {
+        let fd: number;
+        try {
+          fd = progFdById(id);
+        } catch {
+          continue; // detached between query and lookup
+        }
+        try {
+          if (progInfo(fd).name.startsWith(PROGRAM_PREFIX)) counts.set(hook, (counts.get(hook) ?? 0) + 1);
+        } finally {
+          closeFd(fd);
+        }
+      }
+    }
+  });
+  return counts;
+}
+
+function policyOf(c: ContextRecord) {
+  const spec: ContextSpec = specOf(c);
+  const ipv4 = firstAddress(spec, 4);
+  const ipv6 = firstAddress(spec, 6);
+  return {
+    ...(ipv4 ? { ipv4 } : {}),
+    ...(ipv6 ? { ipv6 } : {}),
+    ...(c.level === "l3" && spec.table !== undefined ? { fwmark: spec.table } : {}),
+  };
+}
+
+function describeRule(r: Rule): string {
+  const parts = [`-${r.family} pref ${r.priority}`];
+  if (r.from) parts.push(`from ${r.from}`);
+  if (r.fwmark !== undefined) parts.push(`fwmark ${r.fwmark}`);
+  parts.push(`table ${r.table}`);
+  return parts.join(" ");
+}
+
+function normal(cidr: string): string {
+  const c = parseCidr(cidr, "address");
+  return `${formatIp(c.family, c.addr)}/${c.prefix}`;
+}
+
+interface AddrOpts {
+  nodad?: boolean;
+  noprefixroute?: boolean;
+}
+
+interface DeviceAddresses {
+  /** Every address some record accounts for: never removed. */
+  owned: Set<string>;
+  /** Addresses of settled records: added back when missing. */
+  required: Map<string, AddrOpts>;
+}
+
+function expectedAddresses(
+  networks: NetworkRecord[],
+  contexts: ContextRecord[],
+): Map<string, DeviceAddresses> {
+  const out = new Map<string, DeviceAddresses>();
+  const put = (ifname: string, cidr: string, required: boolean, opts: AddrOpts) => {
+    const d = out.get(ifname) ?? { owned: new Set<string>(), required: new Map<string, AddrOpts>() };
+    const key = normal(cidr);
+    d.owned.add(key);
+    if (required) d.required.set(key, opts);
+    out.set(ifname, d);
+  };
+  const byName = new Map(networks.map((n) => [n.name, n]));
+  for (const n of networks) {
+    if (!BRIDGED.has(n.driver)) continue;
+    const settled = n.options["op"] === undefined;
+    for (const s of n.subnets)
+      if (s.gateway)
+        put(bridgeIfname(n.name), `${s.gateway}/${s.cidr.split("/")[1]}`, settled, {
+          nodad: familyOf(s.cidr) === 6,
+        });
+  }
+  for (const c of contexts) {
+    const settled = c.status === "ready";
+    for (const att of specOf(c).attachments) {
+      const net = byName.get(att.network);
+      if (!net) continue;
+      if (c.level !== "l2")
+        for (const cidr of att.addresses)
+          put(att.ifname, cidr, settled, { nodad: familyOf(cidr) === 6, noprefixroute: true });
+      else if (PER_VETH.has(net.driver) && att.hostIfname)
+        for (const gw of att.gateways)
+          put(att.hostIfname, hostPrefix(gw), settled, { nodad: familyOf(gw) === 6, noprefixroute: true });
+    }
+  }
+  return out;
+}
+
+function desiredFirewall(
+  networks: NetworkRecord[],
+  contexts: ContextRecord[],
+): { networks: FirewallNetwork[]; ifaces: Map<string, string> } {
+  // A network whose rm is under way keeps no elements: its remover is deleting them.
+  const live = networks.filter((n) => asOpMark(n.options["op"])?.op !== "remove");
+  const ifaces = new Map<string, string>();
+  for (const n of live) if (BRIDGED.has(n.driver)) ifaces.set(bridgeIfname(n.name), n.name);
+  const perVeth = new Set(live.filter((n) => PER_VETH.has(n.driver)).map((n) => n.name));
+  for (const c of contexts)
+    if (c.level === "l2")
+      for (const a of specOf(c).attachments)
+        if (perVeth.has(a.network) && a.hostIfname) ifaces.set(a.hostIfname, a.network);
+  return { networks: live.map(firewallNetwork), ifaces };
+}

@@ -1,0 +1,49 @@
+/**
+ * `netctx state export`: networks and contexts as the inputs that would make them again (the shapes of
+ * NetworkInputSchema and ContextInputSchema), so a dump can be fed back through the engine or an apply file.
+ * Addresses are exported as requested addresses: a restore gives every context the address it had.
+ */
+import { specOf } from "../levels/driver.ts";
+import type { ContextInput, NetworkInput } from "../model/schemas.ts";
+import type { Store } from "../state/store.ts";
+
+export interface StateExport {
+  version: 1;
+  networks: NetworkInput[];
+  contexts: ContextInput[];
+}
+
+export function exportState(store: Store): StateExport {
+  const networks = store.listNetworks().map((n): NetworkInput => {
+    const { op: _op, antispoof, ...options } = n.options;
+    return {
+      name: n.name,
+      driver: n.driver,
+      subnets: n.subnets.map((s) => s.cidr),
+      gateways: n.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
+      nat: n.nat,
+      internal: n.internal,
+      mtu: n.mtu,
+      ...(typeof antispoof === "boolean" ? { antispoof } : {}),
+      ...(Object.keys(options).length ? { options } : {}),
+    };
+  });
+  // Half-made or half-removed contexts are not part of the state anybody asked for.
+  const contexts = store
+    .listContexts()
+    .filter((c) => c.status === "ready")
+    .map((c): ContextInput => {
+      const spec = specOf(c);
+      const mac = spec.attachments[0]?.mac;
+      return {
+        name: c.name,
+        level: c.level,
+        networks: spec.attachments.map((a) => a.network),
+        ips: spec.attachments.flatMap((a) => a.addresses.map((cidr) => cidr.split("/")[0]!)),
+        ...(mac ? { mac } : {}),
+        ...(c.level === "l2" ? { ifnames: spec.attachments.map((a) => a.ifname) } : {}),
+        ...(c.level === "l3" && spec.routes?.length ? { routes: spec.routes } : {}),
+      };
+    });
+  return { version: 1, networks, contexts };
+}

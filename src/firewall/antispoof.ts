@@ -1,0 +1,276 @@
+/**
+ * Anti-spoofing for l2 contexts (CNI's spoofcheck as its own unit): a context's host-side port may send only
+ * its own MAC and addresses, and ARP/ND only for its own addresses.
+ *
+ * Where:
+ *  - bridge ports: `table bridge netctx`, chain `antispoof` at bridge prerouting. It sees every frame a port
+ *    sends, forwarded or for the host, before br_netfilter hands IP packets to the inet hooks.
+ *  - routed networks' host-side veths are not bridge ports: `table inet netctx`, chain `antispoof` at
+ *    prerouting (raw priority, before conntrack), and `table arp netctx` for ARP, which no inet hook sees.
+ *    The inet chain and its `as_*` sets are unknown to Firewall: its health check and its element diff
+ *    ignore them (a Firewall rebuild after a flush drops them; the next guard re-creates the chain).
+ *
+ * Every port shares the same fixed rules; a port only adds elements to sets keyed by `ifname . value`, so
+ * the rule count does not grow with the number of contexts. Ports not in `as_ports` are never touched.
+ * nft 1.0.6 has no `icmpv6 taddr`: the ND target is the raw payload `@th,64,128` in a `typeof` set (as_nd).
+ * DAD (neighbour solicitation from ::) and MLD reports from :: stay allowed, the former only for the
+ * port's own addresses.
+ */
+import { NetctxError } from "../errors.ts";
+import type { Host } from "../host.ts";
+import type { Rtnl } from "../kernel/rtnl.ts";
+import { parseIp } from "../net/cidr.ts";
+import type { Attachment } from "../networks/driver.ts";
+import type { NetworkRecord } from "../state/store.ts";
+import { Nft, type NftObject, type NftValue } from "./nft.ts";
+
+export const ANTISPOOF_CHAIN = "antispoof";
+const TABLE = "netctx";
+
+export type PortKind = "bridge" | "routed";
+
+export interface GuardedPort {
+  /** Host-side interface the context sends from (a bridge port or a routed veth). */
+  ifname: string;
+  kind: PortKind;
+  /** The context's MAC on that link. */
+  mac: string;
+  /** The context's addresses on that link, with or without a prefix length. */
+  addresses: string[];
+}
+
+interface SetDef {
+  name: string;
+  decl: string;
+}
+
+interface TableDef {
+  family: "bridge" | "inet" | "arp";
+  hook: string;
+  sets: SetDef[];
+  rules: string[];
+}
+
+const S_PORTS = { name: "as_ports", decl: "type ifname;" };
+const S_MAC = { name: "as_mac", decl: "type ifname . ether_addr;" };
+const S_IP4 = { name: "as_ip4", decl: "type ifname . ipv4_addr;" };
+const S_IP6 = { name: "as_ip6", decl: "type ifname . ipv6_addr;" };
+const S_ND = { name: "as_nd", decl: "typeof iifname . @th,64,128;" };
+
+const ND_RULES = [
+  "ip6 saddr :: icmpv6 type nd-neighbor-solicit iifname . @th,64,128 @as_nd accept",
+  "ip6 saddr :: icmpv6 type { mld-listener-report, mld2-listener-report } accept",
+];
+
+const TABLES: Record<"bridge" | "inet" | "arp", TableDef> = {
+  bridge: {
+    family: "bridge",
+    hook: "prerouting",
+    sets: [S_PORTS, S_MAC, S_IP4, S_IP6, S_ND],
+    rules: [
+      "iifname != @as_ports accept",
+      "iifname . ether saddr != @as_mac drop",
+      "ether type arp iifname . arp saddr ether != @as_mac drop",
+      "ether type arp iifname . arp saddr ip != @as_ip4 drop",
+      "ether type arp accept",
+      "ether type ip iifname . ip saddr != @as_ip4 drop",
+      "ether type ip accept",
+      ...ND_RULES,
+      "ether type ip6 iifname . ip6 saddr != @as_ip6 drop",
+      "icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @as_nd drop",
+      "ether type ip6 accept",
+      // VLAN tags, PPPoE and anything else would carry IP past the checks above.
+      "drop",
+    ],
+  },
+  inet: {
+    family: "inet",
+    hook: "prerouting",
+    sets: [S_PORTS, S_MAC, S_IP4, S_IP6, S_ND],
+    rules: [
+      "iifname != @as_ports accept",
+      "iifname . ether saddr != @as_mac drop",
+      "meta nfproto ipv4 iifname . ip saddr != @as_ip4 drop",
+      ...ND_RULES,
+      "meta nfproto ipv6 iifname . ip6 saddr != @as_ip6 drop",
+      "icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @as_nd drop",
+    ],
+  },
+  arp: {
+    family: "arp",
+    hook: "input",
+    sets: [S_PORTS, S_MAC, S_IP4],
+    rules: [
+      "iifname != @as_ports accept",
+      "iifname . arp saddr ether != @as_mac drop",
+      "iifname . arp saddr ip != @as_ip4 drop",
+    ],
+  },
+};
+
+function tablesFor(kind: PortKind): TableDef[] {
+  return kind === "bridge" ? [TABLES.bridge] : [TABLES.inet, TABLES.arp];
+}
+
+/** Anti-spoofing applies to bridge and routed networks unless the network was created with --no-antispoof. */
+export function antispoofEnabled(net: NetworkRecord): boolean {
+  return (net.driver === "bridge" || net.driver === "routed") && net.options["antispoof"] !== false;
+}
+
+/** The EUI-64 link-local address the kernel derives from a MAC (addr_gen_mode 0, the default). */
+export function linkLocalOf(mac: string): string {
+  const b = mac.split(":").map((h) => Number.parseInt(h, 16));
+  if (b.length !== 6 || b.some((n) => !(n >= 0 && n <= 255)))
+    throw new NetctxError("internal", `bad MAC ${mac}`);
+  const bytes = [b[0]! ^ 2, b[1]!, b[2]!, 0xff, 0xfe, b[3]!, b[4]!, b[5]!];
+  const groups = [0, 2, 4, 6].map((i) => ((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+  return `fe80::${groups.join(":")}`;
+}
+
+/** Allow `port` to send as itself and nothing else. Serialised with every other firewall change. */
+export function guardPort(host: Host, port: GuardedPort): void {
+  host.firewall(() => {
+    const nft = new Nft();
+    const lines: string[] = [];
+    for (const t of tablesFor(port.kind)) {
+      const objs = nft.list(["table", t.family, TABLE]);
+      const rebuild = ensureScript(objs, t);
+      // A rebuilt table starts with empty sets; otherwise a leftover of the same port name goes first.
+      lines.push(
+        ...rebuild,
+        ...(rebuild.length ? [] : deleteScript(objs, t, port.ifname)),
+        ...addScript(t, port),
+      );
+    }
+    nft.apply(lines.join("\n"));
+  });
+}
+
+/** Remove every element of `ifname` from our anti-spoofing sets; missing tables and elements are fine. */
+export function unguardPort(host: Host, ifname: string): void {
+  host.firewall(() => {
+    const nft = new Nft();
+    const lines = Object.values(TABLES).flatMap((t) =>
+      deleteScript(nft.list(["table", t.family, TABLE]), t, ifname),
+    );
+    nft.apply(lines.join("\n"));
+  });
+}
+
+/** Elements of our anti-spoofing sets per table, as `set: ["ifname . value", ...]` (for tests and audit). */
+export function guardedElements(nft = new Nft()): Record<string, Record<string, string[]>> {
+  const out: Record<string, Record<string, string[]>> = {};
+  for (const t of Object.values(TABLES)) {
+    const objs = nft.list(["table", t.family, TABLE]);
+    if (!objs) continue;
+    const sets: Record<string, string[]> = {};
+    for (const s of t.sets) sets[s.name] = setElements(objs, s.name).map((e) => e.join(" . "));
+    out[t.family] = sets;
+  }
+  return out;
+}
+
+/** The ports currently guarded (any table). */
+export function guardedPorts(nft = new Nft()): string[] {
+  const all = guardedElements(nft);
+  return [...new Set(Object.values(all).flatMap((sets) => sets["as_ports"] ?? []))].sort();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+function ensureScript(objs: NftObject[] | null, t: TableDef): string[] {
+  if (objs && healthy(objs, t)) return [];
+  const T = `${t.family} ${TABLE}`;
+  const lines = [`add table ${T}`];
+  // Damaged or missing: the chain and the sets go and come back together (a set in use cannot be deleted).
+  if (objs?.some((o) => chainName(o) === ANTISPOOF_CHAIN)) lines.push(`delete chain ${T} ${ANTISPOOF_CHAIN}`);
+  for (const s of t.sets)
+    if (objs?.some((o) => setName(o) === s.name)) lines.push(`delete set ${T} ${s.name}`);
+  for (const s of t.sets) lines.push(`add set ${T} ${s.name} { ${s.decl} }`);
+  lines.push(
+    `add chain ${T} ${ANTISPOOF_CHAIN} { type filter hook ${t.hook} priority -300; policy accept; }`,
+    ...t.rules.map((r) => `add rule ${T} ${ANTISPOOF_CHAIN} ${r}`),
+  );
+  return lines;
+}
+
+function healthy(objs: NftObject[], t: TableDef): boolean {
+  const rules = objs.filter((o) => asRecord(o["rule"])?.["chain"] === ANTISPOOF_CHAIN).length;
+  const hasChain = objs.some((o) => chainName(o) === ANTISPOOF_CHAIN);
+  return hasChain && rules === t.rules.length && t.sets.every((s) => objs.some((o) => setName(o) === s.name));
+}
+
+function addScript(t: TableDef, port: GuardedPort): string[] {
+  const T = `${t.family} ${TABLE}`;
+  const q = `"${port.ifname}"`;
+  const ips = [...port.addresses.map((a) => a.split("/")[0]!), linkLocalOf(port.mac)].map((a) =>
+    parseIp(a, "address"),
+  );
+  const v4 = ips.filter((ip) => ip.family === 4);
+  const v6 = ips.filter((ip) => ip.family === 6);
+  const elems: Record<string, string[]> = {
+    as_ports: [q],
+    as_mac: [`${q} . ${port.mac.toLowerCase()}`],
+    as_ip4: v4.map((ip) => `${q} . ${ip.text}`),
+    as_ip6: v6.map((ip) => `${q} . ${ip.text}`),
+    as_nd: v6.map((ip) => `${q} . 0x${ip.addr.toString(16).padStart(32, "0")}`),
+  };
+  return t.sets
+    .filter((s) => (elems[s.name] ?? []).length > 0)
+    .map((s) => `add element ${T} ${s.name} { ${(elems[s.name] ?? []).join(", ")} }`);
+}
+
+function deleteScript(objs: NftObject[] | null, t: TableDef, ifname: string): string[] {
+  if (!objs) return [];
+  const lines: string[] = [];
+  for (const s of t.sets) {
+    const mine = setElements(objs, s.name).filter((e) => e[0] === ifname);
+    if (mine.length === 0) continue;
+    const text = mine.map((e) => e.map((v, i) => (i === 0 ? `"${v}"` : v)).join(" . "));
+    lines.push(`delete element ${t.family} ${TABLE} ${s.name} { ${text.join(", ")} }`);
+  }
+  return lines;
+}
+
+/** Elements of one set as their components: `["nc-web"]`, `["nc-web", "10.1.0.2"]`. */
+function setElements(objs: NftObject[], name: string): string[][] {
+  const set = objs.map((o) => asRecord(o["set"])).find((s) => s?.["name"] === name);
+  const elems = set?.["elem"];
+  if (!Array.isArray(elems)) return [];
+  return elems.map((raw) => {
+    const val = asRecord(raw)?.["elem"] ? (asRecord(asRecord(raw)?.["elem"])?.["val"] ?? null) : raw;
+    const concat = asRecord(val)?.["concat"];
+    return Array.isArray(concat) ? concat.map(String) : [String(val)];
+  });
+}
+
+function chainName(o: NftObject): string | undefined {
+  const c = asRecord(o["chain"]);
+  return c ? String(c["name"]) : undefined;
+}
+
+function setName(o: NftObject): string | undefined {
+  const s = asRecord(o["set"]);
+  return s ? String(s["name"]) : undefined;
+}
+
+function asRecord(v: NftValue | undefined): { [key: string]: NftValue } | null {
+  return v !== null && v !== undefined && typeof v === "object" && !Array.isArray(v) ? v : null;
+}
+
+/** Guard an l2 context's attachment right after its veth exists, before its side comes up. */
+export function guardAttachment(host: Host, net: NetworkRecord, ctxRtnl: Rtnl, att: Attachment): void {
+  if (!antispoofEnabled(net) || !att.hostIfname) return;
+  const mac = ctxRtnl.linkGet(att.ifname)?.mac ?? att.mac;
+  if (!mac) throw new NetctxError("internal", `antispoof: no MAC on ${att.ifname}`);
+  guardPort(host, {
+    ifname: att.hostIfname,
+    kind: net.driver === "routed" ? "routed" : "bridge",
+    mac,
+    addresses: att.addresses,
+  });
+}
+
+export function unguardAttachment(host: Host, net: NetworkRecord, att: Attachment): void {
+  if (antispoofEnabled(net) && att.hostIfname) unguardPort(host, att.hostIfname);
+}

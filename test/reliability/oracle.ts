@@ -1,0 +1,194 @@
+/**
+ * Independent checks that state and kernel agree, for the reliability tests: read the store through the
+ * library and the kernel through iproute2, nft and /sys, and list every disagreement (empty = consistent).
+ * This does not reuse gc's own reasoning, so a gc bug cannot hide itself.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
+import { specOf } from "../../src/levels/driver.ts";
+import { Store } from "../../src/state/store.ts";
+
+interface IpLinkJ {
+  ifname: string;
+}
+interface IpAddrJ {
+  ifname: string;
+  addr_info: { local: string; prefixlen: number; scope: string }[];
+}
+interface IpRuleJ {
+  priority: number;
+  table: string;
+}
+interface IpRouteJ {
+  dst: string;
+  dev?: string;
+  table?: string;
+}
+
+function ipJson<T>(args: string[]): T {
+  return JSON.parse(execFileSync("ip", ["-j", ...args], { encoding: "utf8" }) || "[]") as T;
+}
+
+/** Elements of one of our nft sets as plain text ("nc-x", "nc-x . 10.1.0.0/24"); [] without the table. */
+export function nftSet(name: string): string[] {
+  let out: string;
+  try {
+    out = execFileSync("nft", ["-j", "list", "set", "inet", "netctx", name], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+  } catch {
+    return [];
+  }
+  const objs = (JSON.parse(out) as { nftables: Record<string, unknown>[] }).nftables;
+  const set = objs.find((o) => "set" in o)?.["set"] as { elem?: unknown[] } | undefined;
+  const text = (v: unknown): string => {
+    if (typeof v === "string") return v;
+    const r = v as Record<string, unknown>;
+    if (r["elem"]) return text((r["elem"] as Record<string, unknown>)["val"]);
+    if (r["concat"]) return (r["concat"] as unknown[]).map(text).join(" . ");
+    if (r["prefix"]) {
+      const p = r["prefix"] as { addr: string; len: number };
+      return `${p.addr}/${p.len}`;
+    }
+    return JSON.stringify(v);
+  };
+  return (set?.elem ?? []).map(text).sort();
+}
+
+export function netctxLinks(): string[] {
+  return ipJson<IpLinkJ[]>(["link", "show"])
+    .map((l) => l.ifname)
+    .filter((n) => n !== "lo")
+    .sort();
+}
+
+const BRIDGED = new Set(["bridge", "host"]);
+
+/** Every disagreement between the store and the kernel, as readable lines. */
+export function disagreements(store: Store, cgroupParent: string | undefined): string[] {
+  const problems: string[] = [];
+  const networks = store.listNetworks();
+  const contexts = store.listContexts();
+  const nets = new Map(networks.map((n) => [n.name, n]));
+  const diff = (what: string, want: string[], have: string[]) => {
+    const w = [...new Set(want)].sort();
+    const h = [...new Set(have)].sort();
+    if (JSON.stringify(w) !== JSON.stringify(h))
+      problems.push(`${what}: want [${w.join(" ")}] have [${h.join(" ")}]`);
+  };
+
+  for (const c of contexts) if (c.status !== "ready") problems.push(`context ${c.name} is ${c.status}`);
+  for (const n of networks)
+    if (n.options["op"] !== undefined) problems.push(`network ${n.name} still marked`);
+
+  // leases: exactly the addresses the contexts hold, no owner without a context
+  const leases = store.leases();
+  diff(
+    "lease owners",
+    contexts.filter((c) => specOf(c).attachments.some((a) => a.addresses.length)).map((c) => c.name),
+    leases.map((l) => l.owner),
+  );
+  for (const c of contexts)
+    diff(
+      `leases of ${c.name}`,
+      specOf(c).attachments.flatMap((a) => a.addresses.map((x) => x.split("/")[0]!)),
+      leases.filter((l) => l.owner === c.name).map((l) => l.address),
+    );
+  const addrs = leases.map((l) => `${l.network}/${l.address}`);
+  if (new Set(addrs).size !== addrs.length) problems.push("duplicate lease");
+
+  // netns
+  const l2 = contexts.filter((c) => c.level === "l2");
+  const netns = existsSync("/run/netns")
+    ? readdirSync("/run/netns").filter((n) => n.startsWith("netctx-"))
+    : [];
+  diff(
+    "netns",
+    l2.map((c) => `netctx-${c.name}`),
+    netns,
+  );
+
+  // links: our bridges and host-side veths, nothing else
+  const wantLinks = [
+    ...networks.filter((n) => BRIDGED.has(n.driver)).map((n) => `nc-${n.name}`),
+    ...l2.flatMap((c) => specOf(c).attachments.map((a) => a.hostIfname)),
+  ];
+  diff("links", wantLinks, netctxLinks());
+
+  // global addresses on our devices
+  const wantAddrs: string[] = [];
+  for (const n of networks)
+    if (BRIDGED.has(n.driver))
+      for (const s of n.subnets) wantAddrs.push(`nc-${n.name} ${s.gateway}/${s.cidr.split("/")[1]}`);
+  for (const c of contexts)
+    for (const a of specOf(c).attachments) {
+      if (c.level !== "l2") for (const x of a.addresses) wantAddrs.push(`${a.ifname} ${x}`);
+      else if (nets.get(a.network)?.driver === "routed")
+        for (const g of a.gateways) wantAddrs.push(`${a.hostIfname} ${g}/${g.includes(":") ? 128 : 32}`);
+    }
+  const haveAddrs = ipJson<IpAddrJ[]>(["addr", "show"]).flatMap((l) =>
+    l.addr_info.filter((i) => i.scope === "global").map((i) => `${l.ifname} ${i.local}/${i.prefixlen}`),
+  );
+  diff("addresses", wantAddrs, haveAddrs);
+
+  // l3 rules and tables
+  const tables = contexts.flatMap((c) => (specOf(c).table !== undefined ? [String(specOf(c).table)] : []));
+  const ruleTables = [4, 6].flatMap((f) =>
+    ipJson<IpRuleJ[]>([`-${f}`, "rule", "show"])
+      .filter((r) => r.priority === 1000)
+      .map((r) => r.table),
+  );
+  diff("rule tables", tables, ruleTables);
+  const routeTables = [4, 6].flatMap((f) =>
+    ipJson<IpRouteJ[]>([`-${f}`, "route", "show", "table", "all"])
+      .filter((r) => r.table !== undefined && Number(r.table) >= 1000)
+      .map((r) => r.table!),
+  );
+  for (const t of routeTables) if (!tables.includes(t)) problems.push(`routes in table ${t} nobody owns`);
+
+  // nft: interfaces and networks registered exactly as state says
+  const wantIfaces = [
+    ...networks.filter((n) => BRIDGED.has(n.driver)).map((n) => `nc-${n.name}`),
+    ...l2.flatMap((c) =>
+      specOf(c)
+        .attachments.filter((a) => nets.get(a.network)?.driver === "routed")
+        .map((a) => a.hostIfname),
+    ),
+  ];
+  diff("nft ifaces", wantIfaces, nftSet("ifaces"));
+  diff(
+    "nft nets4",
+    networks.flatMap((n) => n.subnets.filter((s) => !s.cidr.includes(":")).map((s) => s.cidr)),
+    nftSet("nets4"),
+  );
+
+  // cgroups and BPF programs
+  if (cgroupParent) {
+    const shared = contexts.filter((c) => c.level !== "l2");
+    const dirs = existsSync(cgroupParent)
+      ? readdirSync(cgroupParent, { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .map((e) => e.name)
+      : [];
+    diff(
+      "cgroups",
+      shared.map((c) => c.name),
+      dirs,
+    );
+    for (const c of shared) {
+      const hooks = querySocketPolicy(join(cgroupParent, c.name));
+      if (hooks.length === 0) problems.push(`context ${c.name} has no BPF programs`);
+      for (const h of hooks)
+        if (h.progIds.length !== 1)
+          problems.push(`context ${c.name}: ${h.progIds.length} programs at ${h.attachType}`);
+    }
+  }
+  return problems;
+}
+
+export function openStore(): Store {
+  return Store.open();
+}

@@ -1,0 +1,315 @@
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import Database from "better-sqlite3";
+import { NetctxError } from "../../src/errors.ts";
+import { SCHEMA_VERSION } from "../../src/state/migrations.ts";
+import { Store } from "../../src/state/store.ts";
+import { freshDir, network } from "./helpers.ts";
+
+function fails(fn: () => unknown, code: string, message: string): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof NetctxError, String(err));
+    assert.equal(err.message, message);
+    assert.equal(err.code, code);
+    return true;
+  });
+}
+
+test("a new store: directory 0700, WAL, foreign keys, current schema version", () => {
+  const dir = freshDir("new");
+  const store = Store.open(dir);
+  assert.equal(store.dir, dir);
+  store.insertNetwork(network("gone", [{ cidr: "10.1.0.0/24" }]));
+  assert.equal(store.deleteNetwork("gone"), true);
+  store.close();
+  assert.equal(statSync(dir).mode & 0o777, 0o700);
+  const raw = new Database(join(dir, "netctx.db"));
+  assert.equal(raw.pragma("journal_mode", { simple: true }), "wal");
+  assert.equal(raw.pragma("user_version", { simple: true }), SCHEMA_VERSION);
+  const tables = raw
+    .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+    .pluck()
+    .all();
+  assert.deepEqual(tables, ["contexts", "leases", "networks", "subnets"]);
+  // Only enforced foreign keys cascade the network's subnets away.
+  assert.equal(raw.prepare("SELECT count(*) FROM subnets").pluck().get(), 0);
+  raw.close();
+  // Reopening an up-to-date store changes nothing and keeps the data.
+  const again = Store.open(dir);
+  assert.deepEqual(again.listNetworks(), []);
+  again.close();
+});
+
+test("NETCTX_STATE_DIR is the default directory", () => {
+  const dir = freshDir("envdir");
+  const saved = process.env.NETCTX_STATE_DIR;
+  process.env.NETCTX_STATE_DIR = dir;
+  try {
+    const store = Store.open();
+    assert.equal(store.dir, dir);
+    store.close();
+    assert.ok(readdirSync(dir).includes("netctx.db"));
+  } finally {
+    process.env.NETCTX_STATE_DIR = saved;
+  }
+});
+
+test("a store with a newer schema is refused and left byte-for-byte unchanged", () => {
+  const dir = freshDir("newer");
+  const store = Store.open(dir);
+  store.insertNetwork(network("front", [{ cidr: "10.1.0.0/24" }]));
+  store.close();
+  const raw = new Database(join(dir, "netctx.db"));
+  raw.pragma(`user_version = ${SCHEMA_VERSION + 41}`);
+  raw.close();
+  const file = join(dir, "netctx.db");
+  const before = readFileSync(file);
+  const listing = readdirSync(dir).sort();
+  fails(
+    () => Store.open(dir),
+    "internal",
+    `state store at ${dir} has schema version ${SCHEMA_VERSION + 41}; this netctx knows up to ${SCHEMA_VERSION}: upgrade netctx`,
+  );
+  assert.ok(readFileSync(file).equals(before), "file unchanged");
+  assert.deepEqual(readdirSync(dir).sort(), listing, "no journal or WAL left behind");
+});
+
+test("a file that is not a database is refused, not overwritten", () => {
+  const dir = freshDir("garbage");
+  Store.open(dir).close();
+  const file = join(dir, "netctx.db");
+  writeFileSync(file, "this is not sqlite, it is a note somebody left here ".repeat(100));
+  const before = readFileSync(file);
+  fails(() => Store.open(dir), "internal", `state store at ${dir}: netctx.db is not a SQLite database`);
+  assert.ok(readFileSync(file).equals(before));
+});
+
+test("networks: insert, get, list, update, delete, canonical subnets", () => {
+  const store = Store.open(freshDir("networks"));
+  store.insertNetwork(
+    network(
+      "front",
+      [
+        { cidr: "10.1.0.0/24", gateway: "10.1.0.1" },
+        { cidr: "FD00:1:0::/64", gateway: "FD00:1::1" },
+      ],
+      {
+        options: { vni: 42, peers: ["a", "b"], nested: { x: null } },
+        createdAt: "2026-01-01T00:00:00.000Z",
+      },
+    ),
+  );
+  store.insertNetwork(
+    network("back", [{ cidr: "10.2.0.0/24" }], { nat: false, internal: true, mtu: 9000, driver: "routed" }),
+  );
+  assert.deepEqual(store.getNetwork("front"), {
+    name: "front",
+    driver: "bridge",
+    subnets: [
+      { cidr: "10.1.0.0/24", gateway: "10.1.0.1" },
+      { cidr: "fd00:1::/64", gateway: "fd00:1::1" },
+    ],
+    nat: true,
+    internal: false,
+    mtu: 1500,
+    options: { vni: 42, peers: ["a", "b"], nested: { x: null } },
+    createdAt: "2026-01-01T00:00:00.000Z",
+  });
+  const back = store.getNetwork("back")!;
+  assert.equal(back.internal, true);
+  assert.equal(back.nat, false);
+  assert.equal(back.mtu, 9000);
+  assert.deepEqual(back.subnets, [{ cidr: "10.2.0.0/24" }], "no gateway key when none was given");
+  assert.match(back.createdAt ?? "", /^\d{4}-\d\d-\d\dT/);
+  assert.deepEqual(
+    store.listNetworks().map((n) => n.name),
+    ["back", "front"],
+  );
+  assert.equal(store.getNetwork("nope"), undefined);
+
+  fails(
+    () => store.insertNetwork(network("front", [{ cidr: "10.9.0.0/24" }])),
+    "conflict",
+    'name: network "front" already exists',
+  );
+
+  store.updateNetwork({ ...back, mtu: 1400, subnets: [{ cidr: "10.2.0.0/24" }, { cidr: "fd00:2::/64" }] });
+  assert.equal(store.getNetwork("back")?.mtu, 1400);
+  assert.equal(store.getNetwork("back")?.subnets.length, 2);
+  assert.equal(store.getNetwork("back")?.createdAt, back.createdAt, "createdAt kept");
+  fails(
+    () => store.updateNetwork(network("ghost", [{ cidr: "10.3.0.0/24" }])),
+    "not-found",
+    'network "ghost" does not exist',
+  );
+
+  assert.equal(store.deleteNetwork("back"), true);
+  assert.equal(store.deleteNetwork("back"), false);
+  assert.equal(store.getNetwork("back"), undefined);
+  store.close();
+});
+
+test("bad network records are refused naming the field", () => {
+  const store = Store.open(freshDir("badnet"));
+  fails(
+    () => store.insertNetwork(network("n", [{ cidr: "10.1.0.5/24" }])),
+    "invalid",
+    "subnet: 10.1.0.5/24 has host bits set (did you mean 10.1.0.0/24?)",
+  );
+  fails(
+    () => store.insertNetwork(network("n", [{ cidr: "10.1.0.0/24", gateway: "10.2.0.1" }])),
+    "invalid",
+    "gateway: 10.2.0.1 is outside subnet 10.1.0.0/24",
+  );
+  fails(
+    () => store.insertNetwork(network("n", [{ cidr: "10.1.0.0/24", gateway: "10.1.0.255" }])),
+    "invalid",
+    "gateway: 10.1.0.255 is the broadcast address of 10.1.0.0/24",
+  );
+  fails(
+    () => store.insertNetwork(network("n", [{ cidr: "10.1.0.0/24", gateway: "fd00::1" }])),
+    "invalid",
+    "gateway: fd00::1 is outside subnet 10.1.0.0/24",
+  );
+  fails(
+    () => store.insertNetwork(network("n", [{ cidr: "10.1.0.0/16" }, { cidr: "10.1.5.0/24" }])),
+    "invalid",
+    'subnet: 10.1.5.0/24 overlaps 10.1.0.0/16, also given for network "n"',
+  );
+  fails(
+    () => store.insertNetwork(network("n", [{ cidr: "10.1.0.0/24" }], { mtu: 1.5 })),
+    "invalid",
+    "mtu: 1.5 is not a valid MTU",
+  );
+  const circular: Record<string, unknown> = {};
+  circular.self = circular;
+  fails(
+    () => store.insertNetwork(network("n", [{ cidr: "10.1.0.0/24" }], { options: circular })),
+    "invalid",
+    "options: cannot be stored as JSON: Converting circular structure to JSON",
+  );
+  assert.deepEqual(store.listNetworks(), [], "nothing half-written");
+  store.close();
+});
+
+test("a subnet overlapping another network's is a conflict naming that network", () => {
+  const store = Store.open(freshDir("overlap"));
+  store.insertNetwork(network("front", [{ cidr: "10.1.0.0/16" }, { cidr: "fd00:1::/48" }]));
+  fails(
+    () => store.insertNetwork(network("back", [{ cidr: "10.1.0.0/24" }])),
+    "conflict",
+    'subnet: 10.1.0.0/24 overlaps network "front" (10.1.0.0/16)',
+  );
+  fails(
+    () => store.insertNetwork(network("back", [{ cidr: "10.0.0.0/8" }])),
+    "conflict",
+    'subnet: 10.0.0.0/8 overlaps network "front" (10.1.0.0/16)',
+  );
+  fails(
+    () => store.insertNetwork(network("back", [{ cidr: "10.2.0.0/24" }, { cidr: "fd00:1:0:5::/64" }])),
+    "conflict",
+    'subnet: fd00:1:0:5::/64 overlaps network "front" (fd00:1::/48)',
+  );
+  assert.equal(store.getNetwork("back"), undefined, "the whole insert was undone");
+  // Adjacent ranges and the other family are fine.
+  store.insertNetwork(
+    network("back", [{ cidr: "10.2.0.0/16" }, { cidr: "10.0.255.252/30" }, { cidr: "fd00:2::/48" }]),
+  );
+  // Updating a network never conflicts with itself, but does with others.
+  store.updateNetwork(
+    network("front", [{ cidr: "10.1.0.0/16" }, { cidr: "fd00:1::/48" }, { cidr: "10.3.0.0/24" }]),
+  );
+  fails(
+    () =>
+      store.updateNetwork(
+        network("front", [{ cidr: "10.1.0.0/16" }, { cidr: "fd00:1::/48" }, { cidr: "10.2.128.0/24" }]),
+      ),
+    "conflict",
+    'subnet: 10.2.128.0/24 overlaps network "back" (10.2.0.0/16)',
+  );
+  store.close();
+});
+
+test("contexts: insert, conflict, get, list, update, delete; spec round-trips as JSON", () => {
+  const store = Store.open(freshDir("contexts"));
+  const spec = {
+    attachments: [{ network: "front", ifname: "eth0", mac: "02:00:00:00:00:01" }],
+    netns: "netctx-web",
+    table: 1001,
+  };
+  store.insertContext({ name: "web", level: "l2", status: "creating", spec });
+  store.insertContext({ name: "api", level: "socket", status: "ready", spec: {} });
+  fails(
+    () => store.insertContext({ name: "web", level: "l3", status: "creating", spec: {} }),
+    "conflict",
+    'name: context "web" already exists',
+  );
+  const web = store.getContext("web")!;
+  assert.deepEqual(
+    { ...web, createdAt: undefined },
+    { name: "web", level: "l2", status: "creating", spec, createdAt: undefined },
+  );
+  assert.deepEqual(
+    store.listContexts().map((c) => c.name),
+    ["api", "web"],
+  );
+  store.updateContext({ ...web, status: "ready", spec: { ...spec, table: 1002 } });
+  assert.equal(store.getContext("web")?.status, "ready");
+  assert.equal(store.getContext("web")?.spec.table, 1002);
+  assert.equal(store.getContext("web")?.createdAt, web.createdAt);
+  fails(
+    () => store.updateContext({ name: "ghost", level: "l2", status: "ready", spec: {} }),
+    "not-found",
+    'context "ghost" does not exist',
+  );
+  fails(
+    () => store.insertContext({ name: "x", level: "l4" as "l2", status: "ready", spec: {} }),
+    "invalid",
+    'level: unknown level "l4" (known: l2, l3, socket)',
+  );
+  assert.equal(store.deleteContext("web"), true);
+  assert.equal(store.deleteContext("web"), false);
+  assert.equal(store.getContext("web"), undefined);
+  store.close();
+});
+
+test("transactions: nested calls join the outer one; a throw undoes everything; async is refused", () => {
+  const store = Store.open(freshDir("tx"));
+  assert.throws(() =>
+    store.transaction(() => {
+      store.insertContext({ name: "a", level: "l2", status: "creating", spec: {} });
+      store.transaction(() => store.insertContext({ name: "b", level: "l2", status: "creating", spec: {} }));
+      throw new Error("kernel said no");
+    }),
+  );
+  assert.deepEqual(store.listContexts(), [], "inner work rolled back with the outer transaction");
+
+  const out = store.transaction(() => {
+    store.insertContext({ name: "a", level: "l2", status: "creating", spec: {} });
+    // A nested failure that the caller handles undoes only its own part.
+    try {
+      store.transaction(() => {
+        store.insertContext({ name: "b", level: "l2", status: "creating", spec: {} });
+        store.insertContext({ name: "a", level: "l2", status: "creating", spec: {} });
+      });
+    } catch {}
+    return 7;
+  });
+  assert.equal(out, 7);
+  assert.deepEqual(
+    store.listContexts().map((c) => c.name),
+    ["a"],
+  );
+  fails(
+    () =>
+      store.transaction(async () =>
+        store.insertContext({ name: "z", level: "l2", status: "creating", spec: {} }),
+      ),
+    "internal",
+    "a state transaction must be synchronous (the function returned a promise)",
+  );
+  assert.equal(store.getContext("z"), undefined);
+  store.close();
+});
