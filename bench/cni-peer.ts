@@ -15,8 +15,15 @@ export function cniAvailable(plugin: string): boolean {
   return existsSync(join(CNI_DIR, plugin));
 }
 
-function execPlugin(plugin: string, command: string, id: string, netns: string, conf: object): string {
-  const r = spawnSync(join(CNI_DIR, plugin), [], {
+function execPlugin(
+  dir: string,
+  plugin: string,
+  command: string,
+  id: string,
+  netns: string,
+  conf: object,
+): string {
+  const r = spawnSync(join(dir, plugin), [], {
     input: JSON.stringify(conf),
     encoding: "utf8",
     env: {
@@ -53,6 +60,7 @@ export function cniLifecycle(
   label: string,
   n: number,
   makeConf: (dataDir: string) => object & { type: string },
+  pluginDir = CNI_DIR,
 ): LifecycleResult {
   const dataDir = mkdtempSync(join(tmpdir(), "netctx-bench-ipam-"));
   try {
@@ -62,12 +70,12 @@ export function cniLifecycle(
     const setup = ids.map((id) =>
       time(() => {
         ip("netns", "add", id);
-        results.push(execPlugin(conf.type, "ADD", id, `/run/netns/${id}`, conf));
+        results.push(execPlugin(pluginDir, conf.type, "ADD", id, `/run/netns/${id}`, conf));
       }),
     );
     const teardown = ids.map((id, i) =>
       time(() => {
-        execPlugin(conf.type, "DEL", id, `/run/netns/${id}`, {
+        execPlugin(pluginDir, conf.type, "DEL", id, `/run/netns/${id}`, {
           ...conf,
           prevResult: JSON.parse(results[i]!),
         });

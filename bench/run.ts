@@ -8,6 +8,7 @@ import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { insideSandbox, sandboxArgv } from "../src/sandbox.ts";
+import { netctxCniLifecycle } from "./cni-netctx.ts";
 import { bridgeConf, cniAvailable, cniLifecycle } from "./cni-peer.ts";
 import { cliLifecycle, type LifecycleResult, libraryLifecycle } from "./l2-lifecycle.ts";
 
@@ -29,6 +30,8 @@ const log = (r: LifecycleResult) => {
 
 log(libraryLifecycle(n));
 log(cliLifecycle(n));
+log(await netctxCniLifecycle(n, true));
+log(await netctxCniLifecycle(n, false));
 if (cniAvailable("bridge")) {
   log(cniLifecycle("CNI bridge + ipMasq", n, (dir) => bridgeConf(true, dir)));
   log(cniLifecycle("CNI bridge, no masq", n, (dir) => bridgeConf(false, dir, "10.202.0.0/16")));

@@ -2,8 +2,9 @@
 import { spawnSync } from "node:child_process";
 import { constants } from "node:os";
 import type { Command } from "commander";
+import { callEngine } from "../api/client.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
-import { contextView } from "../engine/views.ts";
+import { type ContextView, contextView } from "../engine/views.ts";
 import { notFound } from "../errors.ts";
 import { levelDriver } from "../levels/registry.ts";
 import { withHost } from "./host.ts";
@@ -36,20 +37,21 @@ export function registerContext(program: Command): void {
     )
     .option("--route <route>", "extra route in `ip route` form (l3; repeatable)", collect, [])
     .option("--json", "print the context as JSON")
-    .action((name: string, o: CreateOptions) => {
-      withHost((host) => {
-        const record = createContext(host, {
-          name,
-          level: o.level,
-          networks: o.network,
-          ips: o.ip,
-          ...(o.mac !== undefined ? { mac: o.mac } : {}),
-          ...(o.ifname.length ? { ifnames: o.ifname } : {}),
-          ...(o.route.length ? { routes: o.route } : {}),
-        });
-        if (o.json) printJson(contextView(host, record));
-        else console.log(record.name);
-      });
+    .action(async (name: string, o: CreateOptions) => {
+      const input = {
+        name,
+        level: o.level,
+        networks: o.network,
+        ips: o.ip,
+        ...(o.mac !== undefined ? { mac: o.mac } : {}),
+        ...(o.ifname.length ? { ifnames: o.ifname } : {}),
+        ...(o.route.length ? { routes: o.route } : {}),
+      };
+      const view =
+        (await callEngine<ContextView>("POST", "/v1/contexts", input)) ??
+        withHost((host) => contextView(host, createContext(host, input)));
+      if (o.json) printJson(view);
+      else console.log(view.name);
     });
 
   program
@@ -84,13 +86,16 @@ export function registerContext(program: Command): void {
     .command("rm")
     .description("remove contexts (a missing one is not an error)")
     .argument("<name...>")
-    .action((names: string[]) => {
-      withHost((host) => {
-        for (const name of names) {
-          if (removeContext(host, name)) console.log(name);
-          else console.error(`note: context "${name}" does not exist; nothing to remove`);
-        }
-      });
+    .action(async (names: string[]) => {
+      for (const name of names) {
+        const remote = await callEngine<{ removed: boolean }>(
+          "DELETE",
+          `/v1/contexts/${encodeURIComponent(name)}`,
+        );
+        const removed = remote ? remote.removed : withHost((host) => removeContext(host, name) !== undefined);
+        if (removed) console.log(name);
+        else console.error(`note: context "${name}" does not exist; nothing to remove`);
+      }
     });
 
   program

@@ -7,6 +7,7 @@ import { registerContext } from "./context.ts";
 import { registerDemo } from "./demo.ts";
 import { registerGc } from "./gc.ts";
 import { registerNetwork } from "./network.ts";
+import { registerServe } from "./serve.ts";
 
 const program = new Command("netctx")
   .description(
@@ -23,6 +24,7 @@ const program = new Command("netctx")
   });
 
 registerNetwork(program);
+registerServe(program);
 registerContext(program);
 registerDemo(program);
 registerGc(program);

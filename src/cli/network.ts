@@ -1,5 +1,6 @@
 /** netctx network create|ls|inspect|rm */
 import type { Command } from "commander";
+import { callEngine } from "../api/client.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import { notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
@@ -41,20 +42,21 @@ export function registerNetwork(program: Command): void {
     .option("--no-antispoof", "let contexts send with addresses and MACs that are not theirs")
     .option("-o, --opt <key=value>", "driver option (repeatable)", collect, [])
     .option("--json", "print the network as JSON")
-    .action((name: string, o: CreateOptions) => {
-      const record = withHost((host) =>
-        createNetwork(host, {
-          name,
-          driver: o.driver,
-          subnets: o.subnet,
-          gateways: o.gateway,
-          nat: o.nat ?? false,
-          internal: o.internal ?? false,
-          antispoof: o.antispoof,
-          ...(o.mtu !== undefined ? { mtu: parseNumber(o.mtu) } : {}),
-          ...(o.opt.length ? { options: Object.fromEntries(o.opt.map(splitOption)) } : {}),
-        }),
-      );
+    .action(async (name: string, o: CreateOptions) => {
+      const input = {
+        name,
+        driver: o.driver,
+        subnets: o.subnet,
+        gateways: o.gateway,
+        nat: o.nat ?? false,
+        internal: o.internal ?? false,
+        antispoof: o.antispoof,
+        ...(o.mtu !== undefined ? { mtu: parseNumber(o.mtu) } : {}),
+        ...(o.opt.length ? { options: Object.fromEntries(o.opt.map(splitOption)) } : {}),
+      };
+      const record =
+        (await callEngine<NetworkRecord>("POST", "/v1/networks", input)) ??
+        withHost((host) => createNetwork(host, input));
       if (o.json) printJson(record);
       else console.log(record.name);
     });
@@ -103,10 +105,11 @@ export function registerNetwork(program: Command): void {
     .command("rm")
     .description("remove a network (no context may be on it)")
     .argument("<name...>")
-    .action((names: string[]) => {
-      withHost((host) => {
-        for (const name of names) console.log(removeNetwork(host, name).name);
-      });
+    .action(async (names: string[]) => {
+      for (const name of names) {
+        const remote = await callEngine<NetworkRecord>("DELETE", `/v1/networks/${encodeURIComponent(name)}`);
+        console.log((remote ?? withHost((host) => removeNetwork(host, name))).name);
+      }
     });
 }
 

@@ -16,8 +16,8 @@ export interface CniOutcome {
   stdout: string;
 }
 
-/** Runs one CNI invocation; never throws. */
-export function runCni(env: NodeJS.ProcessEnv, stdin: string): CniOutcome {
+/** Runs one CNI invocation; never throws. A resident engine passes its open host; otherwise one is opened. */
+export function runCni(env: NodeJS.ProcessEnv, stdin: string, resident?: Host): CniOutcome {
   let version = guessVersion(stdin);
   try {
     const cni = parseEnv(env);
@@ -25,7 +25,7 @@ export function runCni(env: NodeJS.ProcessEnv, stdin: string): CniOutcome {
       return ok(JSON.stringify({ cniVersion: version, supportedVersions: [...SUPPORTED_VERSIONS] }));
     const conf: NetConf = parseConf(stdin);
     version = conf.cniVersion;
-    const host = Host.open();
+    const host = resident ?? Host.open();
     try {
       switch (cni.command) {
         case "ADD":
@@ -43,8 +43,9 @@ export function runCni(env: NodeJS.ProcessEnv, stdin: string): CniOutcome {
           cniStatus(host, conf);
           return ok("");
       }
+      throw new Error(`unknown CNI command ${String(cni.command)}`);
     } finally {
-      host.close();
+      if (!resident) host.close();
     }
   } catch (err) {
     const e: CniError = toCniError(err);

@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { NETCTX, netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
+import { links, ping } from "../helpers/kernel.ts";
+import { addNetns, cni, cniRaw } from "../cni/runtime.ts";
+
+const SOCKET = join(process.env.NETCTX_STATE_DIR!, "netctx.sock");
+let engine: ChildProcess;
+let engineLog = "";
+
+function startEngine(): Promise<void> {
+  engineLog = "";
+  engine = spawn(NETCTX, ["serve"], { stdio: ["ignore", "pipe", "inherit"] });
+  engine.stdout!.on("data", (d) => {
+    engineLog += d;
+  });
+  return new Promise((resolve) => {
+    const wait = () => (engineLog.includes("serving on") ? resolve() : setTimeout(wait, 20));
+    wait();
+  });
+}
+
+function stopEngine(signal: NodeJS.Signals): Promise<void> {
+  return new Promise((resolve) => {
+    engine.once("exit", () => resolve());
+    engine.kill(signal);
+  });
+}
+
+/** The engine's log arrives through the event loop, which spawnSync blocks: wait for the line. */
+async function logged(re: RegExp): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!re.test(engineLog) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.match(engineLog, re);
+}
+
+const conf = { cniVersion: "1.0.0", name: "srv", type: "netctx", subnets: ["10.73.0.0/24"], nat: true };
+
+before(startEngine);
+after(() => (engine.exitCode === null ? stopEngine("SIGTERM") : undefined));
+
+test("the engine listens on a root-only unix socket beside its state", () => {
+  assert.ok(existsSync(SOCKET));
+  assert.equal(statSync(SOCKET).mode & 0o777, 0o600);
+  const second = netctx("serve");
+  assert.notEqual(second.code, 0, "a second engine on the same state is refused");
+  assert.match(second.stderr, /already serving/);
+});
+
+test("the CLI goes through the running engine, and its errors still come back as one line", async () => {
+  netctxOk("network", "create", "viaeng", "--driver", "bridge", "--subnet", "10.74.0.0/24");
+  netctxOk("create", "e1", "--level", "l2", "--network", "viaeng");
+  netctxOk("create", "e2", "--level", "l2", "--network", "viaeng");
+  await logged(/POST \/v1\/networks -> 201/);
+  await logged(/POST \/v1\/contexts -> 201/);
+  const [e1, e2] = ["e1", "e2"].map((n) => netctxJson<{ netns: string; addresses: string[] }>("inspect", n));
+  assert.ok(ping(e1!.netns, e2!.addresses[0]!.split("/")[0]!));
+  const bad = netctx("create", "e3", "--level", "l2", "--network", "viaeng", "--ip", "10.99.0.1");
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /^error: ip: 10\.99\.0\.1 is outside/);
+  assert.equal(bad.stderr.trim().split("\n").length, 1);
+  netctxOk("rm", "e1", "e2");
+  await logged(/DELETE \/v1\/contexts\/e1 -> 200/);
+  netctxOk("network", "rm", "viaeng");
+});
+
+test("the CNI launcher hands calls to the engine, and does the work itself when the engine is gone", async () => {
+  const ns1 = addNetns("srv1");
+  const add = cni("ADD", conf, { id: "a".repeat(64), netns: ns1, ifname: "eth0" });
+  assert.equal(add.code, 0, add.stdout + add.stderr);
+  await logged(/POST \/v1\/cni ADD a{64} -> 200/);
+  const bad = cniRaw({ CNI_COMMAND: "ADD", CNI_CONTAINERID: "b", CNI_NETNS: ns1, CNI_IFNAME: "eth1" }, "{not json");
+  assert.notEqual(bad.code, 0);
+  assert.equal(bad.json?.code, 6, "the spec's JSON error, through the engine");
+
+  // Killed without a chance to clean up: the socket file stays, nobody answers; the launcher falls back.
+  await stopEngine("SIGKILL");
+  assert.ok(existsSync(SOCKET));
+  const before = engineLog;
+  const ns2 = addNetns("srv2");
+  const add2 = cni("ADD", conf, { id: "c".repeat(64), netns: ns2, ifname: "eth0" });
+  assert.equal(add2.code, 0, add2.stdout + add2.stderr);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(engineLog, before, "nothing reached the dead engine");
+  const ip2 = ((add2.json?.ips as { address: string }[])[0]!.address).split("/")[0]!;
+  assert.ok(ping(ns1, ip2), "both containers are real");
+
+  // A new engine takes over the leftover socket; DEL through it removes the host side.
+  await startEngine();
+  for (const id of ["a".repeat(64), "c".repeat(64)]) {
+    const del = cni("DEL", conf, { id, netns: id.startsWith("a") ? ns1 : ns2, ifname: "eth0" });
+    assert.equal(del.code, 0, del.stdout);
+  }
+  await logged(/POST \/v1\/cni DEL c{64} -> 200/);
+  assert.equal(links().filter((l) => l.ifname.startsWith("nc-") && l.linkinfo?.info_kind === "veth").length, 0);
+});
