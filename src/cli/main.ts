@@ -1,6 +1,7 @@
 /** netctx command line: one file per command family; this file wires them and turns errors into one line. */
 import { Command, CommanderError } from "commander";
 import { errorLine } from "../errors.ts";
+import { registerApply } from "./apply.ts";
 import { registerAudit } from "./audit.ts";
 import { registerCni } from "./cni.ts";
 import { registerContext } from "./context.ts";
@@ -24,6 +25,7 @@ const program = new Command("netctx")
   });
 
 registerNetwork(program);
+registerApply(program);
 registerServe(program);
 registerContext(program);
 registerDemo(program);

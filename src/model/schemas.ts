@@ -47,7 +47,11 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown, root 
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
-  const path = [root, ...issue.path.map(String)].filter(Boolean).join(".");
+  // networks[0].subnets[1], the way a user finds the field in a file
+  const path = [root, ...issue.path.map(String)]
+    .filter(Boolean)
+    .join(".")
+    .replace(/\.(\d+)(?=\.|$)/g, "[$1]");
   let message = issue.message;
   if (issue.code === "unrecognized_keys") message = `unknown key "${issue.keys.join('", "')}"`;
   return throwInvalid(path || "input", message);
