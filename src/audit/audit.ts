@@ -90,6 +90,8 @@ interface Phase2 {
   cacheSeen: (CmdResult & { key: string })[];
 }
 
+/** ip_rt_min_pmtu's default: the kernel ignores a "fragmentation needed" below it. */
+const MIN_PMTU = 552;
 const IP_PATHS = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"];
 
 export async function runAudit(host: Host, names: string[] = []): Promise<AuditReport> {
@@ -135,11 +137,17 @@ export async function runAudit(host: Host, names: string[] = []): Promise<AuditR
 
     // Outside work between the phases.
     const hostRoutes = runHost([ip, "-j", "route", "show", "table", "all"]);
+    // Each context's exception gets an MTU no other context's has, so a second context that routes to the same
+    // destination (the gateway of a routed network) cannot be mistaken for seeing it. A PMTU exception only ever
+    // lowers the MTU, so the new ones undercut whatever an earlier audit left (they live for 10 minutes).
+    const currents = [...phase1.values()].map((p1) => mtuOf(p1.routeGet.out) ?? 1408);
+    const base = Math.min(1408, ...currents) - 8;
     const forged = new Map<string, string>();
     await Promise.all(
       subjects.map(async (s) => {
         const p1 = phase1.get(s.name)!;
         const pl = plans.get(s.name)!;
+        pl.mtu = Math.max(MIN_PMTU, base - subjects.indexOf(s));
         if ("sport" in p1.cacheFlow) forged.set(s.name, await forgeIcmp(s.netns, p1.cacheFlow, pl.mtu));
         for (const port of p1.rxPorts) {
           await sendUdp(sink.socket, pl.foreign4, port, `rx:${s.name}`);
@@ -192,8 +200,7 @@ export async function runAudit(host: Host, names: string[] = []): Promise<AuditR
       ok: contexts.every((c) => c.ok) && auditedSkipped.length === 0,
     };
   } finally {
-    for (const p of probes.values()) p.child.kill();
-    for (const m of markers.values()) m.child.end();
+    await Promise.all([...probes.values(), ...[...markers.values()].map((m) => m.child)].map((c) => c.end()));
     service.server.close();
     sink.socket.close();
   }
@@ -270,7 +277,7 @@ function plan(
       // A spare address nobody holds: a neighbour's real address would be re-claimed by its own ARP at once.
       arpSpa: s.spare4,
     };
-  return { mtu: 1400 - (index % 800), foreign4, params };
+  return { mtu: 0, foreign4, params };
 }
 
 function hex(n: number): string {

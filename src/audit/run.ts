@@ -72,8 +72,14 @@ export class LineChild {
     this.child.stdin.write(`${JSON.stringify(value)}\n`);
   }
 
-  end(): void {
+  /** Close its stdin and wait for it to exit (killed after a second): a process left in a cgroup blocks rm. */
+  async end(): Promise<void> {
+    if (this.closed) return;
+    const done = new Promise<void>((resolve) => this.child.once("close", () => resolve()));
     this.child.stdin.end();
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 1000);
+    await done;
+    clearTimeout(timer);
   }
 }
 

@@ -2,19 +2,31 @@
  * `netctx demo`: builds a small scene in a throwaway host namespace, shows traffic working and failing where it
  * must, prints what it made, and removes it all.
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
+import { readdirSync, rmdirSync } from "node:fs";
+import { join } from "node:path";
+import { printAuditTable } from "../audit/report.ts";
 import { formatTable } from "../cli/output.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import { contextView } from "../engine/views.ts";
 import { Host } from "../host.ts";
+import { cgroup2Root, contextsCgroupParent } from "../kernel/cgroup.ts";
 import { createNetns, deleteNetns, netnsPath } from "../kernel/netns.ts";
 import { specOf } from "../levels/driver.ts";
+import { levelDriver } from "../levels/registry.ts";
 import { nsArgv, ping, run } from "./probe.ts";
 
 const OUTSIDE = "demo-outside";
 const OUTSIDE_IP = "203.0.113.2";
 const UPLINK_IP = "203.0.113.1";
+/** Two upstream routers on the host network "shared", both holding the same far address. */
+const FAR_IP = "198.51.100.9";
+const FAR_PORT = 7001;
+const UPSTREAMS = [
+  { name: "demo-isp1", ip: "10.88.4.254" },
+  { name: "demo-isp2", ip: "10.88.4.253" },
+] as const;
 
 interface Check {
   what: string;
@@ -24,8 +36,13 @@ interface Check {
 }
 
 export async function runDemo(): Promise<boolean> {
+  // The shared-stack contexts' cgroups go under a parent of the demo's own, removed at the end: the throwaway
+  // namespace does not cover cgroups.
+  const ownCgroupParent = process.env.NETCTX_CGROUP_PARENT === undefined;
+  if (ownCgroupParent) process.env.NETCTX_CGROUP_PARENT = join(cgroup2Root(), `netctx-demo-${process.pid}`);
   const host = Host.open();
   const checks: Check[] = [];
+  const servers: ChildProcess[] = [];
   const say = (line: string) => process.stdout.write(`${line}\n`);
   try {
     say("netctx demo: a throwaway host namespace; everything below vanishes with it.\n");
@@ -36,6 +53,7 @@ export async function runDemo(): Promise<boolean> {
       { name: "front", driver: "bridge", subnets: ["10.88.1.0/24", "fd88:1::/64"], nat: true },
       { name: "back", driver: "routed", subnets: ["10.88.2.0/24", "fd88:2::/64"], nat: false },
       { name: "vault", driver: "bridge", subnets: ["10.88.3.0/24"], internal: true },
+      { name: "shared", driver: "host", subnets: ["10.88.4.0/24", "fd88:4::/64"], nat: false },
     ];
     for (const n of nets) {
       createNetwork(host, n);
@@ -49,6 +67,9 @@ export async function runDemo(): Promise<boolean> {
       { name: "api", level: "l2", networks: ["back"] },
       { name: "worker", level: "l2", networks: ["back"] },
       { name: "safe", level: "l2", networks: ["vault"] },
+      { name: "shop", level: "socket", networks: ["shared"] },
+      { name: "blog", level: "socket", networks: ["shared"] },
+      { name: "mail", level: "l3", networks: ["shared"], routes: [`default via ${UPSTREAMS[1].ip}`] },
     ];
     for (const c of ctxs) {
       const rec = createContext(host, c);
@@ -56,7 +77,17 @@ export async function runDemo(): Promise<boolean> {
         `context ${c.name} (${c.level}) on ${c.networks.join(",")}: ${contextView(host, rec).addresses.join(" ")}`,
       );
     }
+    for (const u of UPSTREAMS) servers.push(await startUpstream(host, u.name, u.ip, "nc-shared"));
+    // The host's own route to the far address goes through isp1; mail's table sends it through isp2.
+    host.rtnl.routeAdd({ dst: `${FAR_IP}/32`, gateway: UPSTREAMS[0].ip, dev: "nc-shared" });
+    say(
+      `upstreams: ${UPSTREAMS.map((u) => `${u.name} at ${u.ip}`).join(", ")}, both answering on ${FAR_IP}; the host routes it via ${UPSTREAMS[0].name}`,
+    );
     const ns = (name: string) => specOf(host.store.getContext(name)!).netns!;
+    const inContext = (name: string, argv: string[]) => {
+      const rec = host.store.getContext(name)!;
+      return levelDriver(rec.level).execArgv(rec, argv);
+    };
     const addr = (name: string, family: 4 | 6) =>
       contextView(host, host.store.getContext(name)!, false)
         .addresses.map((a) => a.split("/")[0]!)
@@ -97,29 +128,66 @@ export async function runDemo(): Promise<boolean> {
     check("safe -> its gateway on an internal network", true, ping(ns("safe"), "10.88.3.1").ok);
     check("safe -> outside from an internal network", false, ping(ns("safe"), OUTSIDE_IP).ok);
     check("safe -> web from an internal network", false, ping(ns("safe"), addr("web", 4)).ok);
+    const foreign = run(inContext("shop", nodeArgv(bindScript(addr("blog", 4)))), 15_000);
+    check(`shop binds blog's address ${addr("blog", 4)} (socket)`, false, foreign.ok, foreign.output);
+    const wildcard = run(inContext("shop", nodeArgv(bindScript("0.0.0.0"))), 15_000);
+    check(
+      "shop binds 0.0.0.0, narrowed to its own address (socket)",
+      true,
+      wildcard.ok && wildcard.output === addr("shop", 4),
+      `getsockname: ${wildcard.output}`,
+    );
+    for (const [name, via] of [
+      ["mail", UPSTREAMS[1].name],
+      ["shop", UPSTREAMS[0].name],
+    ] as const) {
+      const r = run(inContext(name, nodeArgv(fetchScript(FAR_IP, FAR_PORT))), 15_000);
+      const level = host.store.getContext(name)!.level;
+      const table =
+        level === "l3" ? `its own table ${specOf(host.store.getContext(name)!).table}` : "the host's table";
+      check(
+        `${name} -> ${FAR_IP} by ${table} (${level})`,
+        true,
+        r.ok && r.output === `${via} saw ${addr(name, 4)}`,
+        r.output || undefined,
+      );
+    }
 
     say("\ncontexts:");
     say(
       indent(
         formatTable(
-          ["NAME", "LEVEL", "NETWORKS", "ADDRESSES", "NETNS"],
+          ["NAME", "LEVEL", "NETWORKS", "ADDRESSES", "NETNS / CGROUP"],
           host.store.listContexts().map((c) => {
             const v = contextView(host, c, false);
-            return [v.name, v.level, v.networks.join(","), v.addresses.join(" "), v.netns ?? ""];
+            const anchor =
+              v.netns ?? `${v.cgroup ?? ""}${v.table !== undefined ? ` (table ${v.table})` : ""}`;
+            return [v.name, v.level, v.networks.join(","), v.addresses.join(" "), anchor];
           }),
         ),
       ),
     );
+    say("\naudit of the scene (netctx audit):");
+    const audited = await printAuditTable(host, (line) => say(indent(line)));
+    check("audit: each context measures its level's row; promised escapes blocked", true, audited);
     say("\ncleaning up:");
     for (const c of ctxs) removeContext(host, c.name);
+    stopUpstreams(host, servers);
     for (const n of nets) removeNetwork(host, n.name);
+    // Like the upstreams' veths: gone with the netns, but only a moment later.
+    if (host.rtnl.linkGet("demo-up")) host.rtnl.linkDel("demo-up");
     deleteNetns(OUTSIDE);
     const left = host.rtnl.linkList().filter((l) => l.name !== "lo");
+    const cgroupsLeft = readdirSync(contextsCgroupParent(), { withFileTypes: true }).filter((e) =>
+      e.isDirectory(),
+    );
     say(
-      `  removed ${ctxs.length} contexts and ${nets.length} networks; links left in the host namespace: ${left.length}`,
+      `  removed ${ctxs.length} contexts and ${nets.length} networks; links left in the host namespace: ${left.length}; cgroups left: ${cgroupsLeft.length}`,
     );
   } finally {
+    stopUpstreams(host, servers);
     host.close();
+    if (ownCgroupParent) removeDemoCgroupParent();
   }
   const failed = checks.filter((c) => c.ok !== c.expect);
   say(`\n${checks.length - failed.length} of ${checks.length} checks behaved as they must.`);
@@ -161,6 +229,58 @@ async function sourceSeenOutside(outsideNs: string, fromNs: string): Promise<str
   } finally {
     server.kill();
   }
+}
+
+/** An upstream router: a namespace on a veth whose host side is a port of the host network's bridge. */
+async function startUpstream(host: Host, name: string, ip: string, bridge: string): Promise<ChildProcess> {
+  const path = createNetns(name);
+  host.rtnl.linkAdd({ name, kind: "veth", up: true, master: bridge, peer: { name: "eth0", netns: path } });
+  run(nsArgv(path, ["ip", "link", "set", "lo", "up"]));
+  run(nsArgv(path, ["ip", "link", "set", "eth0", "up"]));
+  run(nsArgv(path, ["ip", "addr", "add", `${ip}/24`, "dev", "eth0"]));
+  run(nsArgv(path, ["ip", "addr", "add", `${FAR_IP}/32`, "dev", "lo"]));
+  const server = spawn(
+    "nsenter",
+    nsArgv(path, [
+      process.execPath,
+      "-e",
+      `require("net").createServer(c=>c.end("${name} saw "+c.remoteAddress+"\\n")).listen(${FAR_PORT},"${FAR_IP}",()=>console.log("up"))`,
+    ]).slice(1),
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  await new Promise<void>((resolve) => server.stdout?.once("data", () => resolve()));
+  return server;
+}
+
+function stopUpstreams(host: Host, servers: ChildProcess[]): void {
+  for (const s of servers.splice(0)) s.kill();
+  for (const u of UPSTREAMS) {
+    // The veth goes with its netns, but asynchronously: delete it first so the link count below is final.
+    if (host.rtnl.linkGet(u.name)) host.rtnl.linkDel(u.name);
+    deleteNetns(u.name);
+  }
+}
+
+function removeDemoCgroupParent(): void {
+  try {
+    rmdirSync(process.env.NETCTX_CGROUP_PARENT!);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+}
+
+function nodeArgv(script: string): string[] {
+  return [process.execPath, "-e", script];
+}
+
+/** Listens on host:0 and prints the address getsockname reports, or the error code. */
+function bindScript(host: string): string {
+  return `const s=require("net").createServer();s.on("error",e=>{console.log(e.code);process.exit(1)});s.listen(0,"${host}",()=>{console.log(s.address().address);s.close()})`;
+}
+
+/** Prints what the server sends. */
+function fetchScript(ip: string, port: number): string {
+  return `const c=require("net").connect(${port},"${ip}");let d="";c.setTimeout(3000,()=>process.exit(1));c.on("data",x=>{d+=x});c.on("end",()=>{console.log(d.trim());process.exit(0)});c.on("error",()=>process.exit(1))`;
 }
 
 function indent(text: string): string {

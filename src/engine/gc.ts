@@ -11,6 +11,7 @@
 import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { errorLine } from "../errors.ts";
+import { antispoofEnabled, guardAttachment, guardedElements, unguardPort } from "../firewall/antispoof.ts";
 import type { FirewallNetwork } from "../firewall/firewall.ts";
 import type { Host } from "../host.ts";
 import { openCgroup, progFdById, progInfo, queryPrograms, withFd } from "../kernel/bpf/attach.ts";
@@ -19,7 +20,7 @@ import { attachSocketPolicy, detachSocketPolicy, POLICY_HOOKS } from "../kernel/
 import { closeFd } from "../kernel/bpf/syscall.ts";
 import { contextsCgroupParent, removeCgroup } from "../kernel/cgroup.ts";
 import { deleteNetns, listNetns } from "../kernel/netns.ts";
-import type { Addr, Link, Route, Rule } from "../kernel/rtnl.ts";
+import { type Addr, type Link, type Route, Rtnl, type Rule } from "../kernel/rtnl.ts";
 import { type ContextSpec, specOf } from "../levels/driver.ts";
 import { FIRST_L3_TABLE, L3_RULE_PRIORITY } from "../levels/l3.ts";
 import { levelDriver } from "../levels/registry.ts";
@@ -27,6 +28,7 @@ import { firstAddress } from "../levels/shared-stack.ts";
 import { bridgeIfname, LINK_GROUP, NETNS_PREFIX, PREFIX } from "../model/names.ts";
 import { formatIp, parseCidr } from "../net/cidr.ts";
 import { familyOf, firewallNetwork, hostPrefix, tolerateMissing } from "../networks/common.ts";
+import type { Attachment } from "../networks/driver.ts";
 import { networkDriver } from "../networks/registry.ts";
 import type { ContextRecord, NetworkRecord } from "../state/store.ts";
 import { asOpMark, ownerAlive } from "./intent.ts";
@@ -71,14 +73,67 @@ export function gc(host: Host, opts: { dryRun?: boolean } = {}): GcReport {
   return report;
 }
 
-/** Reinstall our nft table and its elements from state (after `nft flush ruleset`); other tables untouched. */
+/**
+ * Reinstall our nft tables and their elements from state (after `nft flush ruleset`): the NAT/isolation table and
+ * the anti-spoofing guards of every ready l2 context. Other tables are untouched.
+ */
 export function repair(host: Host): { rebuild: boolean; remove: string[]; add: string[] } {
-  const want = desiredFirewall(host.store.listNetworks(), host.store.listContexts());
+  const networks = host.store.listNetworks();
+  const contexts = host.store.listContexts();
+  const want = desiredFirewall(networks, contexts);
   let diff = { rebuild: false, remove: [] as string[], add: [] as string[] };
   host.firewall((fw) => {
     diff = fw.reconcile(want.networks, want.ifaces);
   });
+  for (const g of guardPlan(networks, contexts).missing) {
+    guard(host, g);
+    diff.add.push(`antispoof port ${g.att.hostIfname}`);
+  }
   return diff;
+}
+
+interface Guard {
+  net: NetworkRecord;
+  netns: string;
+  att: Attachment;
+}
+
+/** Ports our anti-spoofing tables guard that no record owns, and guards that ready contexts miss. */
+function guardPlan(
+  networks: NetworkRecord[],
+  contexts: ContextRecord[],
+): { stray: string[]; missing: Guard[] } {
+  const tables = guardedElements();
+  const inTable = (family: string) => new Set(tables[family]?.["as_ports"] ?? []);
+  const bridged = inTable("bridge");
+  const routed = [inTable("inet"), inTable("arp")];
+  const nets = new Map(networks.map((n) => [n.name, n]));
+  const owned = new Set<string>();
+  const missing: Guard[] = [];
+  for (const c of contexts) {
+    const spec = specOf(c);
+    if (c.level !== "l2" || !spec.netns) continue;
+    for (const att of spec.attachments) {
+      const net = nets.get(att.network);
+      if (!net || !att.hostIfname || !antispoofEnabled(net)) continue;
+      owned.add(att.hostIfname);
+      const there =
+        net.driver === "routed" ? routed.every((t) => t.has(att.hostIfname)) : bridged.has(att.hostIfname);
+      if (!there && c.status === "ready" && existsSync(spec.netns))
+        missing.push({ net, netns: spec.netns, att });
+    }
+  }
+  const stray = [...new Set([...bridged, ...routed.flatMap((t) => [...t])])].filter((p) => !owned.has(p));
+  return { stray, missing };
+}
+
+function guard(host: Host, g: Guard): void {
+  const rtnl = Rtnl.open(g.netns);
+  try {
+    guardAttachment(host, g.net, rtnl, g.att);
+  } finally {
+    rtnl.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -342,6 +397,12 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
     for (const e of diff.remove) mark("remove", `nft element ${e}`, "no network or interface owns it");
     for (const e of diff.add) mark("add", `nft element ${e}`, "a network or interface needs it");
   });
+  // Anti-spoofing guards live in their own sets (firewall/antispoof.ts); a rebuild above drops the inet part.
+  const guards = guardPlan(networks, contexts);
+  for (const port of guards.stray)
+    act("remove", `antispoof port ${port}`, "no context owns it", () => unguardPort(host, port));
+  for (const g of guards.missing)
+    act("add", `antispoof port ${g.att.hostIfname}`, "its context is ready", () => guard(host, g));
 }
 
 function ourProgramCounts(cgroupPath: string): Map<string, number> {

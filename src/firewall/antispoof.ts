@@ -150,9 +150,13 @@ export function guardPort(host: Host, port: GuardedPort): void {
 export function unguardPort(host: Host, ifname: string): void {
   host.firewall(() => {
     const nft = new Nft();
-    const lines = Object.values(TABLES).flatMap((t) =>
-      deleteScript(nft.list(["table", t.family, TABLE]), t, ifname),
-    );
+    const lines = Object.values(TABLES).flatMap((t) => {
+      const objs = nft.list(["table", t.family, TABLE]);
+      const others = setElements(objs ?? [], S_PORTS.name).filter((e) => e[0] !== ifname);
+      // The last guarded port takes our chain and sets with it, so the ruleset is what it was before the first.
+      if (objs && others.length === 0) return dropScript(objs, t);
+      return deleteScript(objs, t, ifname);
+    });
     nft.apply(lines.join("\n"));
   });
 }
@@ -191,6 +195,23 @@ function ensureScript(objs: NftObject[] | null, t: TableDef): string[] {
     `add chain ${T} ${ANTISPOOF_CHAIN} { type filter hook ${t.hook} priority -300; policy accept; }`,
     ...t.rules.map((r) => `add rule ${T} ${ANTISPOOF_CHAIN} ${r}`),
   );
+  return lines;
+}
+
+function dropScript(objs: NftObject[], t: TableDef): string[] {
+  const T = `${t.family} ${TABLE}`;
+  // A table holding nothing but ours goes whole (bridge, arp); the inet table belongs to Firewall.
+  const foreign = objs.some((o) => {
+    const rule = asRecord(o["rule"]);
+    if (rule) return rule["chain"] !== ANTISPOOF_CHAIN;
+    if ("table" in o) return false;
+    return chainName(o) !== ANTISPOOF_CHAIN && !t.sets.some((s) => s.name === setName(o));
+  });
+  if (!foreign) return [`delete table ${T}`];
+  const lines: string[] = [];
+  if (objs.some((o) => chainName(o) === ANTISPOOF_CHAIN)) lines.push(`delete chain ${T} ${ANTISPOOF_CHAIN}`);
+  for (const s of t.sets)
+    if (objs.some((o) => setName(o) === s.name)) lines.push(`delete set ${T} ${s.name}`);
   return lines;
 }
 

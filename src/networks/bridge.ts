@@ -1,6 +1,7 @@
 /**
  * bridge: a Linux bridge holding the gateway addresses; each l2 context hangs off it by a veth (podman, CNI bridge).
  */
+import { createHash } from "node:crypto";
 import { pausePoint } from "../engine/pause.ts";
 import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
@@ -8,6 +9,12 @@ import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
 import type { Lease, NetworkRecord } from "../state/store.ts";
 import { addVethPair, configureContextSide, deleteOwnLink, familyOf, firewallNetwork } from "./common.ts";
 import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
+
+/** Locally administered unicast (02:...), stable for a network name. */
+export function bridgeMac(network: string): string {
+  const h = createHash("sha256").update(`netctx-bridge:${network}`).digest();
+  return ["02", ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
+}
 
 export const bridgeDriver: NetworkDriver = {
   name: "bridge",
@@ -19,7 +26,17 @@ export const bridgeDriver: NetworkDriver = {
 
   create(host, net) {
     const bridge = bridgeIfname(net.name);
-    host.rtnl.linkAdd({ name: bridge, kind: "bridge", mtu: net.mtu, up: true, group: LINK_GROUP });
+    // A bridge without a MAC of its own takes the lowest MAC of its ports and changes it as contexts come and
+    // go: contexts that cached the gateway's old MAC then send to a port's MAC, which the bridge drops as
+    // PACKET_OTHERHOST (seen in the crash campaign). A fixed MAC derived from the name also survives gc's recreate.
+    host.rtnl.linkAdd({
+      name: bridge,
+      kind: "bridge",
+      mtu: net.mtu,
+      up: true,
+      group: LINK_GROUP,
+      mac: bridgeMac(net.name),
+    });
     pausePoint("network-create:after-link");
     try {
       for (const subnet of net.subnets) {

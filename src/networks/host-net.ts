@@ -1,6 +1,9 @@
 /**
  * host: a pool of addresses that live on a host device netctx owns, for the shared-stack levels (l3, socket).
- * This kernel has no `dummy` link kind; a bridge without ports serves the same purpose.
+ * This kernel has no `dummy` link kind; a bridge without ports serves the same purpose. Unlike a dummy it can lose
+ * its carrier (once a port has come and gone, e.g. an upstream router's veth): its routes then show "linkdown" but
+ * stay in use (net.ipv4.conf.*.ignore_routes_with_linkdown is 0 by default), and local delivery is unaffected.
+ * Ports are allowed: routers for l3 contexts' routes can hang off the bridge (the tests and the demo do that).
  */
 import type { Host } from "../host.ts";
 import { bridgeIfname } from "../model/names.ts";

@@ -76,10 +76,10 @@ test("a scene with one context of each level measures exactly each level's row",
 });
 
 test("broken contexts are caught: detached socket programs and an l2 context without anti-spoofing", () => {
-  netctxOk("network", "create", "pool", "--driver", "host", "--subnet", "10.83.0.0/24");
+  netctxOk("network", "create", "pool2", "--driver", "host", "--subnet", "10.83.0.0/24");
   netctxOk("network", "create", "open", "--driver", "bridge", "--subnet", "10.84.0.0/24", "--no-antispoof");
-  netctxOk("create", "s1", "--level", "socket", "--network", "pool");
-  netctxOk("create", "s2", "--level", "socket", "--network", "pool");
+  netctxOk("create", "s1", "--level", "socket", "--network", "pool2");
+  netctxOk("create", "s2", "--level", "socket", "--network", "pool2");
   netctxOk("create", "loose", "--level", "l2", "--network", "open");
 
   const before = audit();

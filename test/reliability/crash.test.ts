@@ -208,7 +208,7 @@ test(`crash campaign: ${KILLS} SIGKILLs across create, rm, network create/rm, th
           `round ${round}: ops ${tGc - tRound} ms, gc ${tCheck - tGc} ms, check ${Date.now() - tCheck} ms`,
           outcomes.map((o) => o.killed),
         );
-      if (round % 10 === 0) assertWire(store);
+      if (round % 5 === 0) assertWire(store);
     }
     assertWire(store);
     const again = JSON.parse(netctxOk("gc", "--dry-run", "--json")) as { actions: unknown[] };

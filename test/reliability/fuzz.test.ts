@@ -4,7 +4,7 @@
  * Every case must be refused with a NetctxError whose message is one line, and leave the state store and the
  * kernel exactly as they were. Most cases go through the library (createNetwork / createContext, which parse
  * with the zod schemas), a sample through the real CLI (one line on stderr starting "error:", non-zero exit).
- * NETCTX_FUZZ_SEED, NETCTX_FUZZ_CASES (library, default 1000) and NETCTX_FUZZ_CLI (default 100) tune it.
+ * NETCTX_FUZZ_SEED, NETCTX_FUZZ_CASES (library, default 2000) and NETCTX_FUZZ_CLI (default 100) tune it.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -17,7 +17,7 @@ import { kernelSnapshot } from "../helpers/kernel.ts";
 import { mulberry32 } from "./prng.ts";
 
 const SEED = Number(process.env.NETCTX_FUZZ_SEED ?? 7);
-const CASES = Number(process.env.NETCTX_FUZZ_CASES ?? 1000);
+const CASES = Number(process.env.NETCTX_FUZZ_CASES ?? 2000);
 const CLI_CASES = Number(process.env.NETCTX_FUZZ_CLI ?? 100);
 
 type Rand = () => number;

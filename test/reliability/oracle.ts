@@ -6,6 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { antispoofEnabled, guardedElements } from "../../src/firewall/antispoof.ts";
 import { querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { specOf } from "../../src/levels/driver.ts";
 import { Store } from "../../src/state/store.ts";
@@ -163,6 +164,21 @@ export function disagreements(store: Store, cgroupParent: string | undefined): s
     "nft nets4",
     networks.flatMap((n) => n.subnets.filter((s) => !s.cidr.includes(":")).map((s) => s.cidr)),
     nftSet("nets4"),
+  );
+
+  // anti-spoofing guards: exactly the host-side ports of l2 contexts on guarded networks
+  const guarded = Object.values(guardedElements()).flatMap((sets) => sets["as_ports"] ?? []);
+  diff(
+    "antispoof ports",
+    l2.flatMap((c) =>
+      specOf(c)
+        .attachments.filter((a) => {
+          const n = nets.get(a.network);
+          return n !== undefined && antispoofEnabled(n);
+        })
+        .map((a) => a.hostIfname),
+    ),
+    guarded,
   );
 
   // cgroups and BPF programs
