@@ -8,11 +8,24 @@
  *   write its pid to a parent's cgroup.procs);
  * - CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON leave the bounding and inheritable sets
  *   before the final exec, so root gets none of them back: no routes, no AF_PACKET sockets (the socket-creation
- *   hook does not see those), no remount, no detaching programs.
+ *   hook does not see those), no remount, no detaching programs. CAP_SYS_PTRACE goes too: with it root opens
+ *   /proc/PPID/root of the unconfined parent and finds cgroupfs writable there. CAP_SETUID and CAP_SETGID go
+ *   as well: without them root could become another user, whose processes outside pass the ptrace access check
+ *   (their capabilities are a subset of ours), and reach their /proc/PID/root the same way.
  */
 import { cgroup2Mounts } from "../kernel/cgroup.ts";
 
-const DROPPED = ["net_admin", "net_raw", "sys_admin", "bpf", "perfmon", "sys_ptrace", "sys_module"];
+const DROPPED = [
+  "net_admin",
+  "net_raw",
+  "sys_admin",
+  "bpf",
+  "perfmon",
+  "sys_ptrace",
+  "sys_module",
+  "setuid",
+  "setgid",
+];
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;

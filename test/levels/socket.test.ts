@@ -168,6 +168,8 @@ describe("level socket", () => {
       `(echo $$ > ${procs}) 2>/dev/null && echo procs=ok || echo procs=refused`,
       // Through a process outside the confinement (the netctx that started us): its mount namespace has cgroupfs rw.
       `(echo $$ > /proc/$PPID/root${procs}) 2>/dev/null && echo parent-root=ok || echo parent-root=refused`,
+      // Becoming another user would pass the ptrace check on that user's processes outside, and their /proc/PID/root.
+      "setpriv --reuid nobody true 2>/dev/null && echo setuid=ok || echo setuid=refused",
       `${process.execPath} ${import.meta.dirname}/probe.mjs '[{"op":"raw"},{"op":"packet"}]'`,
       "echo pid=$$",
       "read x",
@@ -180,9 +182,15 @@ describe("level socket", () => {
     });
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split("\n");
-    assert.deepEqual(lines.slice(0, 4), ["0", "route=refused", "procs=refused", "parent-root=refused"]);
+    assert.deepEqual(lines.slice(0, 5), [
+      "0",
+      "route=refused",
+      "procs=refused",
+      "parent-root=refused",
+      "setuid=refused",
+    ]);
     assert.deepEqual(
-      lines.slice(4, 6).map((l) => JSON.parse(l) as { ok: boolean; code: string }),
+      lines.slice(5, 7).map((l) => JSON.parse(l) as { ok: boolean; code: string }),
       [
         { ok: false, code: "EPERM" },
         { ok: false, code: "EPERM" },
