@@ -69,7 +69,13 @@ export function netctxLinks(): string[] {
 const BRIDGED = new Set(["bridge", "host"]);
 
 /** Every disagreement between the store and the kernel, as readable lines. */
-export function disagreements(store: Store, cgroupParent: string | undefined): string[] {
+export function disagreements(
+  store: Store,
+  cgroupParent: string | undefined,
+  /** Objects a test made on purpose without our marks: not ours to account for. */
+  foreign: { links?: string[]; tables?: string[] } = {},
+): string[] {
+  const foreignLinks = new Set(foreign.links ?? []);
   const problems: string[] = [];
   const networks = store.listNetworks();
   const contexts = store.listContexts();
@@ -117,7 +123,11 @@ export function disagreements(store: Store, cgroupParent: string | undefined): s
     ...networks.filter((n) => BRIDGED.has(n.driver)).map((n) => `nc-${n.name}`),
     ...l2.flatMap((c) => specOf(c).attachments.map((a) => a.hostIfname)),
   ];
-  diff("links", wantLinks, netctxLinks());
+  diff(
+    "links",
+    wantLinks,
+    netctxLinks().filter((l) => !foreignLinks.has(l)),
+  );
 
   // global addresses on our devices
   const wantAddrs: string[] = [];
@@ -130,9 +140,11 @@ export function disagreements(store: Store, cgroupParent: string | undefined): s
       else if (nets.get(a.network)?.driver === "routed")
         for (const g of a.gateways) wantAddrs.push(`${a.hostIfname} ${g}/${g.includes(":") ? 128 : 32}`);
     }
-  const haveAddrs = ipJson<IpAddrJ[]>(["addr", "show"]).flatMap((l) =>
-    l.addr_info.filter((i) => i.scope === "global").map((i) => `${l.ifname} ${i.local}/${i.prefixlen}`),
-  );
+  const haveAddrs = ipJson<IpAddrJ[]>(["addr", "show"])
+    .filter((l) => !foreignLinks.has(l.ifname))
+    .flatMap((l) =>
+      l.addr_info.filter((i) => i.scope === "global").map((i) => `${l.ifname} ${i.local}/${i.prefixlen}`),
+    );
   diff("addresses", wantAddrs, haveAddrs);
 
   // l3 rules and tables
@@ -148,7 +160,9 @@ export function disagreements(store: Store, cgroupParent: string | undefined): s
       .filter((r) => r.table !== undefined && Number(r.table) >= 1000)
       .map((r) => r.table!),
   );
-  for (const t of routeTables) if (!tables.includes(t)) problems.push(`routes in table ${t} nobody owns`);
+  for (const t of routeTables)
+    if (!tables.includes(t) && !foreign.tables?.includes(t))
+      problems.push(`routes in table ${t} nobody owns`);
 
   // nft: interfaces and networks registered exactly as state says
   const wantIfaces = [
