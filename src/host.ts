@@ -5,11 +5,13 @@
 import { Firewall } from "./firewall/firewall.ts";
 import { Rtnl } from "./kernel/rtnl.ts";
 import { readSysctl, writeSysctl } from "./kernel/sysctl.ts";
+import { ProcessLock } from "./state/lock.ts";
 import { Store } from "./state/store.ts";
 
 export class Host {
   private rtnlHandle: Rtnl | undefined;
   private firewallHandle: Firewall | undefined;
+  private firewallLock: ProcessLock | undefined;
 
   constructor(readonly store: Store) {}
 
@@ -25,12 +27,13 @@ export class Host {
 
   /**
    * Change our nft tables. Each change reads the table and writes a diff, so two processes changing it at once
-   * could trip over each other: the state store's write lock serialises them.
+   * could trip over each other: a lock file beside the state serialises them (see state/lock.ts).
    */
   firewall(change: (fw: Firewall) => void): void {
     this.firewallHandle ??= new Firewall();
+    this.firewallLock ??= new ProcessLock(this.store.dir, "firewall");
     const fw = this.firewallHandle;
-    this.store.transaction(() => change(fw));
+    this.firewallLock.hold(() => change(fw));
   }
 
   /** Routing between contexts and out through NAT needs forwarding; written only when it is off. */
@@ -43,6 +46,7 @@ export class Host {
   close(): void {
     this.rtnlHandle?.close();
     this.rtnlHandle = undefined;
+    this.firewallLock?.close();
     this.store.close();
   }
 }

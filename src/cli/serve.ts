@@ -3,6 +3,7 @@ import { rmSync } from "node:fs";
 import type { Command } from "commander";
 import { serve } from "../api/server.ts";
 import { apiSocketPath } from "../api/socket-path.ts";
+import { gc } from "../engine/gc.ts";
 import { Host } from "../host.ts";
 
 export function registerServe(program: Command): void {
@@ -15,6 +16,10 @@ export function registerServe(program: Command): void {
     .action(async (o: { socket?: string }) => {
       const socketPath = o.socket ?? apiSocketPath();
       const host = Host.open();
+      // Whatever a crashed run left half-done is finished or undone before the first request.
+      const report = gc(host);
+      for (const a of report.actions)
+        console.log(`gc: ${a.action} ${a.object} (${a.reason})${a.error ? `: ${a.error}` : ""}`);
       const server = await serve(host, socketPath, (line) => console.log(line));
       console.log(`netctx engine (pid ${process.pid}) serving on ${socketPath}`);
       await new Promise<void>((resolve) => {
