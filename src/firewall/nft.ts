@@ -5,6 +5,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { NetctxError } from "../errors.ts";
+import { libnftablesAvailable, runNftBuffer } from "./libnftables.ts";
 
 /** One object of `nft -j` output: `{ table: {...} }`, `{ set: {...} }`, `{ rule: {...} }`, ... */
 export type NftObject = Record<string, NftValue>;
@@ -27,15 +28,26 @@ const SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 export class Nft {
   readonly path: string;
 
+  /** In-process libnftables unless a binary was asked for by path (tests wrap the binary to count runs). */
+  private readonly inProcess: boolean;
+
   constructor(opts: NftOptions = {}) {
     this.path = opts.nftPath ?? "nft";
+    this.inProcess =
+      opts.nftPath === undefined && process.env.NETCTX_NFT_BINARY !== "1" && libnftablesAvailable();
   }
 
   /** Apply a script as one transaction. An empty script is a no-op (no fork). */
   apply(script: string): void {
     if (script.trim() === "") return;
     const r = this.exec(["-f", "-"], script);
-    if (r.status !== 0) throw nftError(r.stderr, script);
+    if (r.status !== 0) {
+      // libnftables 1.0.6 echoes the first line of a buffer under a kernel error, not the failing one; the binary
+      // reading /dev/stdin names the right line. A failed batch changed nothing (atomic), so asking again is safe.
+      if (this.inProcess && script.includes("\n"))
+        throw nftError(this.execBinary(["-f", "-"], script).stderr, script);
+      throw nftError(r.stderr, script);
+    }
   }
 
   /**
@@ -61,6 +73,15 @@ export class Nft {
   }
 
   private exec(args: string[], input?: string): RunResult {
+    if (this.inProcess) {
+      const json = args[0] === "-j";
+      const command = args[args.length - 1] === "-" ? (input ?? "") : args.slice(json ? 1 : 0).join(" ");
+      return runNftBuffer(command, json);
+    }
+    return this.execBinary(args, input);
+  }
+
+  private execBinary(args: string[], input?: string): RunResult {
     const r = spawnSync(this.path, args, {
       input: input ?? "",
       encoding: "utf8",
@@ -89,13 +110,17 @@ export class Nft {
 export function nftError(stderr: string, script: string): NetctxError {
   const lines = stderr.split("\n").filter((l) => l.trim() !== "");
   const first = lines[0] ?? "nft failed without a message";
-  const located = first.match(/^\/dev\/stdin:(\d+):[\d-]+:\s*(.*)$/);
+  // The binary reads the script from /dev/stdin; libnftables names a buffer <cmdline>.
+  const located = first.match(/^(?:\/dev\/stdin|<cmdline>):(\d+):[\d-]+:\s*(.*)$/);
   let text = first;
   let where = "";
   if (located) {
     text = located[2] ?? first;
     const line = script.split("\n")[Number(located[1]) - 1];
     if (line !== undefined) where = ` (in: ${line.trim()})`;
+  } else if (lines[1] !== undefined && !/^\s*\^+\s*$/.test(lines[1])) {
+    // libnftables prints no location, but echoes the offending line under the error
+    where = ` (in: ${lines[1].trim()})`;
   } else if (!script.includes("\n") && script.trim() !== "") {
     where = ` (in: ${script.trim()})`;
   }
