@@ -34,6 +34,12 @@ export function launcherScript(stateDir: string | undefined): string {
   const lines = ["#!/bin/sh", "# netctx CNI plugin launcher (written by `netctx cni install`)"];
   if (stateDir)
     lines.push(`: "\${NETCTX_STATE_DIR:=${stateDir.replaceAll('"', "")}}"`, "export NETCTX_STATE_DIR");
+  // A runtime execs the plugin with a bare env: the cgroups chosen at install time (tests: a private parent, so the
+  // loopback publish hook never lands on the machine's cgroup root) travel in the launcher.
+  for (const key of ["NETCTX_CGROUP_PARENT", "NETCTX_PUBLISH_CGROUP"]) {
+    const value = process.env[key];
+    if (value) lines.push(`: "\${${key}:=${value.replaceAll('"', "")}}"`, `export ${key}`);
+  }
   if (!existsSync(BUNDLE)) lines.push(`cd ${q(ROOT)}`);
   const headers = CNI_ENV_KEYS.map((key) => `-H "${cniHeaderName(key)}: $${key}"`).join(" ");
   lines.push(

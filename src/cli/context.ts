@@ -7,6 +7,7 @@ import { createContext, removeContext } from "../engine/contexts.ts";
 import { type ContextView, contextView } from "../engine/views.ts";
 import { notFound } from "../errors.ts";
 import { levelDriver } from "../levels/registry.ts";
+import { parseBandwidthArg } from "../model/publish.ts";
 import { withHost } from "./host.ts";
 import { collect, printJson, printTable } from "./output.ts";
 
@@ -17,6 +18,8 @@ interface CreateOptions {
   mac?: string;
   ifname: string[];
   route: string[];
+  publish: string[];
+  bandwidth?: string;
   json?: boolean;
 }
 
@@ -36,6 +39,16 @@ export function registerContext(program: Command): void {
       [],
     )
     .option("--route <route>", "extra route in `ip route` form (l3; repeatable)", collect, [])
+    .option(
+      "--publish <spec>",
+      "publish a port: [HOSTIP:]HOSTPORT:PORT[/tcp|udp] (repeatable; IPv6 host address in [])",
+      collect,
+      [],
+    )
+    .option(
+      "--bandwidth <rate>",
+      "l2 rate limit: RATE (both ways) or IN/OUT, tc units (10mbit, 500kbit; - = none)",
+    )
     .option("--json", "print the context as JSON")
     .action(async (name: string, o: CreateOptions) => {
       const input = {
@@ -46,6 +59,8 @@ export function registerContext(program: Command): void {
         ...(o.mac !== undefined ? { mac: o.mac } : {}),
         ...(o.ifname.length ? { ifnames: o.ifname } : {}),
         ...(o.route.length ? { routes: o.route } : {}),
+        ...(o.publish.length ? { publish: o.publish } : {}),
+        ...(o.bandwidth !== undefined ? { bandwidth: parseBandwidthArg(o.bandwidth) } : {}),
       };
       const view =
         (await callEngine<ContextView>("POST", "/v1/contexts", input)) ??

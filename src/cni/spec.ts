@@ -103,7 +103,7 @@ export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
   if (!(VERBS as readonly string[]).includes(command))
     throw new CniError(
       CniCode.invalidEnv,
-      `CNI_COMMAND "${command}" is unknown (known: ${VERBS.join(", ")})`,
+      `CNI_COMMAND "${clip(command)}" is unknown (known: ${VERBS.join(", ")})`,
     );
   const verb = command as Verb;
   const need = (key: string): string => {
@@ -119,7 +119,7 @@ export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
   if (containerId && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(containerId))
     throw new CniError(
       CniCode.invalidEnv,
-      `CNI_CONTAINERID "${containerId.slice(0, 80)}" has characters outside [A-Za-z0-9_.-]`,
+      `CNI_CONTAINERID "${clip(containerId)}" has characters outside [A-Za-z0-9_.-]`,
     );
   return {
     command: verb,
@@ -131,6 +131,11 @@ export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
   };
 }
 
+/** A hostile value echoed in an error stays short: runtimes log the whole message (the fuzz test sends 100 KiB). */
+export function clip(value: string): string {
+  return value.length > 80 ? `${value.slice(0, 80)}...` : value;
+}
+
 const KNOWN_ARGS = new Set(["IgnoreUnknown", "IP", "MAC"]);
 
 /** CNI_ARGS "K=V;K=V"; unknown keys are an error unless IgnoreUnknown=1 (the reference plugins' convention). */
@@ -138,7 +143,7 @@ export function parseArgs(text: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const pair of text.split(";").filter(Boolean)) {
     const eq = pair.indexOf("=");
-    if (eq <= 0) throw new CniError(CniCode.invalidEnv, `CNI_ARGS: "${pair}" is not KEY=VALUE`);
+    if (eq <= 0) throw new CniError(CniCode.invalidEnv, `CNI_ARGS: "${clip(pair)}" is not KEY=VALUE`);
     out.set(pair.slice(0, eq), pair.slice(eq + 1));
   }
   const ignore = /^(1|true)$/i.test(out.get("IgnoreUnknown") ?? "");
@@ -147,7 +152,7 @@ export function parseArgs(text: string): Map<string, string> {
     if (unknown.length)
       throw new CniError(
         CniCode.invalidEnv,
-        `CNI_ARGS: unknown key "${unknown.join('", "')}" (set IgnoreUnknown=1 to allow)`,
+        `CNI_ARGS: unknown key "${clip(unknown.join('", "'))}" (set IgnoreUnknown=1 to allow)`,
       );
   }
   return out;
@@ -176,7 +181,7 @@ export function checkVersion(version: string): void {
   if (!(SUPPORTED_VERSIONS as readonly string[]).includes(version))
     throw new CniError(
       CniCode.incompatibleVersion,
-      `cniVersion "${version}" is not supported (supported: ${SUPPORTED_VERSIONS.join(", ")})`,
+      `cniVersion "${clip(version)}" is not supported (supported: ${SUPPORTED_VERSIONS.join(", ")})`,
     );
 }
 

@@ -11,12 +11,13 @@ import type { Host } from "../host.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
 import { specOf } from "../levels/driver.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
+import type { Bandwidth } from "../model/publish.ts";
 import { familyOf } from "../networks/common.ts";
 import type { ContextRecord, NetworkRecord } from "../state/store.ts";
 import { CniCode, CniError } from "./errors.ts";
 import type { Result, ResultInterface, ResultRoute } from "./result.ts";
 import { mergePrev } from "./result.ts";
-import type { CniEnv, NetConf } from "./spec.ts";
+import { type CniEnv, clip, type NetConf } from "./spec.ts";
 
 export const LABEL_CONTAINER = "cni.containerId";
 export const LABEL_IFNAME = "cni.ifname";
@@ -33,7 +34,7 @@ export function networkNameOf(conf: NetConf): string {
 
 export function cniAdd(host: Host, env: CniEnv, conf: NetConf): Result {
   if (!existsSync(env.netns))
-    throw new CniError(CniCode.unknownContainer, `CNI_NETNS ${env.netns} does not exist`);
+    throw new CniError(CniCode.unknownContainer, `CNI_NETNS ${clip(env.netns)} does not exist`);
   const net = ensureNetwork(host, conf);
   const name = contextNameFor(env.containerId, env.ifname);
   const existing = host.store.getContext(name);
@@ -58,6 +59,7 @@ export function cniAdd(host: Host, env: CniEnv, conf: NetConf): Result {
     ifnames: [env.ifname],
     netns: env.netns,
     labels: { [LABEL_CONTAINER]: env.containerId, [LABEL_IFNAME]: env.ifname, [LABEL_CONFIG]: conf.name },
+    ...capabilities(conf),
   });
   return mergePrev(conf.prevResult, resultOf(host, record, net, conf));
 }
@@ -84,7 +86,7 @@ export function cniCheck(host: Host, env: CniEnv, conf: NetConf): void {
   if (spec.netns !== env.netns)
     throw new CniError(CniCode.checkFailed, `attachment was made in ${spec.netns}, not ${env.netns}`);
   if (!existsSync(env.netns))
-    throw new CniError(CniCode.unknownContainer, `CNI_NETNS ${env.netns} does not exist`);
+    throw new CniError(CniCode.unknownContainer, `CNI_NETNS ${clip(env.netns)} does not exist`);
   const fail = (msg: string) => new CniError(CniCode.checkFailed, `CHECK ${env.ifname}: ${msg}`);
   const host_ = host.rtnl.linkGet(att.hostIfname);
   if (!host_ || host_.group !== LINK_GROUP) throw fail(`host-side link ${att.hostIfname} is missing`);
@@ -145,7 +147,7 @@ export function cniStatus(host: Host, conf: NetConf): void {
   if (!host.store.getNetwork(name) && !conf.subnets)
     throw new CniError(
       CniCode.notAvailable,
-      `network "${name}" does not exist and the config has no "subnets" to create it`,
+      `network "${clip(name)}" does not exist and the config has no "subnets" to create it`,
     );
 }
 
@@ -156,7 +158,7 @@ function ensureNetwork(host: Host, conf: NetConf): NetworkRecord {
   if (!conf.subnets)
     throw new CniError(
       CniCode.invalidConfig,
-      `network "${name}" does not exist and the config has no "subnets" to create it`,
+      `network "${clip(name)}" does not exist and the config has no "subnets" to create it`,
     );
   const gateways = conf.gateway === undefined ? [] : [conf.gateway].flat();
   try {
@@ -174,6 +176,32 @@ function ensureNetwork(host: Host, conf: NetConf): NetworkRecord {
     if (err instanceof NetctxError && err.code === "conflict" && made) return made;
     throw err;
   }
+}
+
+/** runtimeConfig `portMappings` and `bandwidth` (rates in bits/s; 0 or absent = unlimited) as context input. */
+function capabilities(conf: NetConf): { publish?: string[]; bandwidth?: Bandwidth } {
+  const rc = conf.runtimeConfig;
+  const publish = (rc?.portMappings ?? []).map((m) => {
+    const host =
+      m.hostIP === undefined || m.hostIP === ""
+        ? ""
+        : m.hostIP.includes(":")
+          ? `[${m.hostIP}]:`
+          : `${m.hostIP}:`;
+    return `${host}${m.hostPort}:${m.containerPort}/${(m.protocol ?? "tcp").toLowerCase()}`;
+  });
+  const b = rc?.bandwidth;
+  const bandwidth: Bandwidth = {};
+  if (b?.ingressRate) {
+    bandwidth.ingressRate = b.ingressRate;
+    if (b.ingressBurst) bandwidth.ingressBurst = b.ingressBurst;
+  }
+  if (b?.egressRate) {
+    bandwidth.egressRate = b.egressRate;
+    if (b.egressBurst) bandwidth.egressBurst = b.egressBurst;
+  }
+  const limited = bandwidth.ingressRate !== undefined || bandwidth.egressRate !== undefined;
+  return { ...(publish.length ? { publish } : {}), ...(limited ? { bandwidth } : {}) };
 }
 
 function requestedIps(env: CniEnv, conf: NetConf): string[] {

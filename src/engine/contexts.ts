@@ -19,6 +19,7 @@ import type { Attachment } from "../networks/driver.ts";
 import { hostDevice } from "../networks/host-net.ts";
 import { networkDriver } from "../networks/registry.ts";
 import type { ContextRecord, NetworkRecord } from "../state/store.ts";
+import { applyExtras, checkPublishFree, parseExtras, removeExtras } from "./context-extras.ts";
 import { opMark } from "./intent.ts";
 import { pausePoint } from "./pause.ts";
 
@@ -43,10 +44,14 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
     routes,
     networks.flatMap((n) => n.subnets.map((s) => s.cidr)),
   );
+  const extras = parseExtras(input);
 
   const record = host.store.transaction(() => {
     if (host.store.getContext(input.name)) throw conflict("name", `context "${input.name}" already exists`);
+    checkPublishFree(host.store, input.name, extras.publish);
     const spec: ContextSpec = { attachments: [] };
+    if (extras.publish.length) spec.publish = extras.publish;
+    if (extras.bandwidth) spec.bandwidth = extras.bandwidth;
     if (input.level === "l2") spec.netns = netnsPath(contextNetnsName(input.name));
     if (input.netns !== undefined) {
       if (input.level !== "l2") throw invalid("netns", "only l2 contexts live in a network namespace");
@@ -90,7 +95,13 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
   const spec = specOf(record);
   try {
     level.create(host, record.name, spec);
+    applyExtras(host, record.name, spec);
   } catch (err) {
+    try {
+      removeExtras(host, record.name, spec);
+    } catch {
+      // gc catches what this left; the level's teardown must still run.
+    }
     try {
       level.teardown(host, record.name, spec);
     } catch {
@@ -113,6 +124,7 @@ export function removeContext(host: Host, name: string): ContextRecord | undefin
   record.spec = { ...record.spec, op: opMark("remove") };
   host.store.updateContext(record);
   pausePoint("rm:after-mark");
+  removeExtras(host, name, specOf(record));
   levelDriver(record.level).teardown(host, name, specOf(record));
   pausePoint("rm:after-teardown");
   forget(host, name);

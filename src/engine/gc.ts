@@ -27,6 +27,7 @@ import { levelDriver } from "../levels/registry.ts";
 import { firstAddress } from "../levels/shared-stack.ts";
 import { bridgeIfname, LINK_GROUP, NETNS_PREFIX, PREFIX } from "../model/names.ts";
 import { formatIp, parseCidr } from "../net/cidr.ts";
+import { ifbName } from "../networks/bandwidth.ts";
 import { familyOf, firewallNetwork, hostPrefix, tolerateMissing } from "../networks/common.ts";
 import type { Attachment } from "../networks/driver.ts";
 import { networkDriver } from "../networks/registry.ts";
@@ -293,6 +294,11 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
   const ownedLinks = new Set<string>();
   for (const n of networks) if (BRIDGED.has(n.driver)) ownedLinks.add(bridgeIfname(n.name));
   for (const c of l2) for (const a of specOf(c).attachments) if (a.hostIfname) ownedLinks.add(a.hostIfname);
+  // A limited context's ifb (networks/bandwidth.ts) carries our group too.
+  for (const c of l2) {
+    const first = specOf(c).attachments[0]?.hostIfname;
+    if (specOf(c).bandwidth?.egressRate !== undefined && first) ownedLinks.add(ifbName(first));
+  }
   const removedLinks = new Set<string>();
   for (const link of k.links) {
     const ours = link.group === LINK_GROUP || link.name.startsWith(PREFIX);

@@ -3,6 +3,8 @@ import { existsSync } from "node:fs";
 import type { Host } from "../host.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
 import { specOf } from "../levels/driver.ts";
+import { type Bandwidth, formatPublish } from "../model/publish.ts";
+import { liveBandwidth } from "../networks/bandwidth.ts";
 import type { ContextRecord } from "../state/store.ts";
 
 export interface InterfaceView {
@@ -25,6 +27,10 @@ export interface ContextView {
   cgroup?: string;
   table?: number;
   interfaces: InterfaceView[];
+  /** `[HOSTIP:]HOSTPORT:PORT/proto` as recorded. */
+  publish?: string[];
+  /** Recorded limits (bits per second) and, live, what tc holds now. */
+  bandwidth?: Bandwidth & { live?: ReturnType<typeof liveBandwidth> };
   createdAt?: string;
 }
 
@@ -53,8 +59,19 @@ export function contextView(_host: Host, record: ContextRecord, live = true): Co
     ...(spec.cgroup ? { cgroup: spec.cgroup } : {}),
     ...(spec.table !== undefined ? { table: spec.table } : {}),
     interfaces,
+    ...(spec.publish?.length ? { publish: spec.publish.map(formatPublish) } : {}),
+    ...(spec.bandwidth
+      ? { bandwidth: bandwidthView(spec.bandwidth, live ? spec.attachments[0]?.hostIfname : undefined) }
+      : {}),
     ...(record.createdAt ? { createdAt: record.createdAt } : {}),
   };
+}
+
+function bandwidthView(
+  bw: Bandwidth,
+  hostIfname: string | undefined,
+): Bandwidth & { live?: ReturnType<typeof liveBandwidth> } {
+  return hostIfname ? { ...bw, live: liveBandwidth(hostIfname) } : { ...bw };
 }
 
 function liveMacs(netns: string): Map<string, string> {

@@ -3,6 +3,7 @@
  * kernel objects that realise a context.
  */
 import type { Host } from "../host.ts";
+import type { Bandwidth, Published } from "../model/publish.ts";
 import type { Attachment } from "../networks/driver.ts";
 import type { ContextRecord, Level } from "../state/store.ts";
 
@@ -20,6 +21,10 @@ export interface ContextSpec {
   /** l3: the context's routing table. */
   table?: number;
   routes?: string[];
+  /** Published ports (firewall/publish.ts). */
+  publish?: Published[];
+  /** l2: rate limits on the host side of the first attachment (networks/bandwidth.ts). */
+  bandwidth?: Bandwidth;
 }
 
 export interface LevelDriver {

@@ -39,6 +39,17 @@ export const ContextInputSchema = z.strictObject({
   netns: z.string().startsWith("/", "must be an absolute path").optional(),
   /** Free-form owner marks kept in the record (CNI keeps its container id and ifname here for GC). */
   labels: z.record(z.string(), z.string()).optional(),
+  /** Published ports, `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]` (parsed by model/publish.ts, field "publish"). */
+  publish: z.array(z.string()).optional(),
+  /** l2: rate limits in bits per second (bursts in bits), the CNI bandwidth capability's keys. */
+  bandwidth: z
+    .strictObject({
+      ingressRate: z.number().int().min(8000).optional(),
+      ingressBurst: z.number().int().positive().optional(),
+      egressRate: z.number().int().min(8000).optional(),
+      egressBurst: z.number().int().positive().optional(),
+    })
+    .optional(),
 });
 export type ContextInput = z.infer<typeof ContextInputSchema>;
 
@@ -53,7 +64,11 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown, root 
     .join(".")
     .replace(/\.(\d+)(?=\.|$)/g, "[$1]");
   let message = issue.message;
-  if (issue.code === "unrecognized_keys") message = `unknown key "${issue.keys.join('", "')}"`;
+  if (issue.code === "unrecognized_keys") {
+    // A hostile file may carry a 100 KiB key: the message names it, not all of it.
+    const keys = issue.keys.join('", "');
+    message = `unknown key "${keys.length > 80 ? `${keys.slice(0, 80)}...` : keys}"`;
+  }
   return throwInvalid(path || "input", message);
 }
 

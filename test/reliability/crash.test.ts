@@ -3,20 +3,27 @@
  * pause points inside kernel work and at random instants, several at once; then `netctx gc` runs and the store and
  * the kernel must agree exactly (oracle.ts): no leaked netns, link, address, rule, route, nft element, cgroup or
  * BPF program, no lost or duplicate lease. Every surviving context must still work on the wire.
- * Seeded (NETCTX_CRASH_SEED); NETCTX_CRASH_KILLS sets the number of kills (default 200).
+ * The CNI plugin (installed launcher, a sh script that execs node) is crashed the same way inside ADD and DEL; the
+ * runtime then retries DEL as libcni does after a failed ADD, and gc must never touch the runtime's netns.
+ * Seeded (NETCTX_CRASH_SEED); NETCTX_CRASH_KILLS and NETCTX_CRASH_CNI_KILLS set the kills (default 120 + 90).
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
 import { test } from "node:test";
+import { contextNameFor } from "../../src/cni/verbs.ts";
 import { PAUSE_ENV, PAUSE_MARK } from "../../src/engine/pause.ts";
 import { specOf } from "../../src/levels/driver.ts";
+import { addNetns, type CniResult, delNetns, installedPlugin } from "../cni/runtime.ts";
 import { NETCTX, netctx, netctxOk } from "../helpers/cli.ts";
 import { eventually, ping } from "../helpers/kernel.ts";
 import { disagreements, openStore } from "./oracle.ts";
 import { mulberry32 } from "./prng.ts";
 
 const SEED = Number(process.env.NETCTX_CRASH_SEED ?? 7);
-const KILLS = Number(process.env.NETCTX_CRASH_KILLS ?? 200);
+// The CNI campaign below adds its own kills; together they stay above 200.
+const KILLS = Number(process.env.NETCTX_CRASH_KILLS ?? 120);
+const CNI_KILLS = Number(process.env.NETCTX_CRASH_CNI_KILLS ?? 90);
 const PER_ROUND = 4;
 const CGROUP_PARENT = process.env.NETCTX_CGROUP_PARENT;
 
@@ -115,6 +122,7 @@ test(`crash campaign: ${KILLS} SIGKILLs across create, rm, network create/rm, th
   let seq = 0;
   let round = 0;
   const gcActions = new Map<string, number>();
+  const perOp = new Map<string, number>();
   try {
     while (kills < KILLS && round < 3 * KILLS) {
       round++;
@@ -181,9 +189,12 @@ test(`crash campaign: ${KILLS} SIGKILLs across create, rm, network create/rm, th
               })),
         ),
       );
-      for (const o of outcomes) {
+      for (const [i, o] of outcomes.entries()) {
         if (o.killed) {
           kills++;
+          const args = ops[i]!.args;
+          const label = args[0] === "network" ? `network ${args[1]}` : args[0]!;
+          perOp.set(label, (perOp.get(label) ?? 0) + 1);
           if (o.pause) pauseKills++;
         } else {
           completed++;
@@ -219,7 +230,257 @@ test(`crash campaign: ${KILLS} SIGKILLs across create, rm, network create/rm, th
   assert.ok(kills >= KILLS, `only ${kills} kills`);
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   console.log(
-    `crash campaign: seed ${SEED}, ${round} rounds, ${kills} kills (${pauseKills} at pause points), ${completed} completed, gc actions ${JSON.stringify(Object.fromEntries(gcActions))}, ${secs} s`,
+    `crash campaign: seed ${SEED}, ${round} rounds, ${kills} kills (${pauseKills} at pause points; ${JSON.stringify(Object.fromEntries(perOp))}), ${completed} completed, gc actions ${JSON.stringify(Object.fromEntries(gcActions))}, ${secs} s`,
+  );
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// CNI ADD and DEL
+
+interface Container {
+  id: string;
+  /** `ip netns add` name: the runtime's netns, never ours to delete. */
+  netns: string;
+  conf: Record<string, unknown>;
+  /** The address ADD returned, once it succeeded. */
+  ip?: string;
+}
+
+/**
+ * Exec the installed plugin as a runtime does (CNI_* env, config on stdin) and SIGKILL it at a pause point or after a
+ * delay. The launcher is sh running node in a pipeline, so node is a grandchild: the whole process group is killed.
+ */
+function cniAndKill(
+  command: "ADD" | "DEL",
+  c: Container,
+  kill: { pauseAt: string } | { afterMs: number } | undefined,
+): Promise<Outcome & { stdout: string }> {
+  return new Promise((resolve) => {
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      CNI_PATH: "/usr/lib/cni",
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: c.id,
+      CNI_NETNS: `/run/netns/${c.netns}`,
+      CNI_IFNAME: "eth0",
+    };
+    if (kill && "pauseAt" in kill) env[PAUSE_ENV] = kill.pauseAt;
+    const child = spawn(installedPlugin(), [], { env, stdio: ["pipe", "pipe", "pipe"], detached: true });
+    const killGroup = () => {
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    };
+    child.stdin.on("error", () => {
+      // killed before it read its config
+    });
+    child.stdin.end(JSON.stringify(c.conf));
+    let stdout = "";
+    let stderr = "";
+    let killed = false;
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+      if (kill && "pauseAt" in kill && stderr.includes(`${PAUSE_MARK}${kill.pauseAt}`)) {
+        killed = true;
+        killGroup();
+      }
+    });
+    const timer =
+      kill && "afterMs" in kill
+        ? setTimeout(() => {
+            if (child.exitCode === null) {
+              killed = true;
+              killGroup();
+            }
+          }, kill.afterMs)
+        : undefined;
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ killed: killed || signal === "SIGKILL", code, stderr, stdout });
+    });
+  });
+}
+
+const CNI_DEL = ["rm:after-mark", "rm:after-nft", "rm:after-teardown"];
+
+function runtimeNetns(): string[] {
+  return existsSync("/run/netns") ? readdirSync("/run/netns").filter((n) => n.startsWith("crt")) : [];
+}
+
+function linksIn(netns: string): string[] {
+  const out = spawnSync("ip", ["-n", netns, "-j", "link", "show"], { encoding: "utf8" });
+  return (JSON.parse(out.stdout || "[]") as { ifname: string }[]).map((l) => l.ifname).sort();
+}
+
+/** What the runtime's side must look like: its netns all there (gc never deletes one), each with lo + eth0. */
+function runtimeProblems(store: ReturnType<typeof openStore>, live: Container[]): string[] {
+  const problems: string[] = [];
+  const have = runtimeNetns().sort();
+  const want = live.map((c) => c.netns).sort();
+  if (JSON.stringify(have) !== JSON.stringify(want))
+    problems.push(`runtime netns: want [${want.join(" ")}] have [${have.join(" ")}]`);
+  for (const c of live) {
+    const links = linksIn(c.netns);
+    if (JSON.stringify(links) !== JSON.stringify(["eth0", "lo"]))
+      problems.push(`container ${c.id}: links [${links.join(" ")}]`);
+    const record = store.getContext(contextNameFor(c.id, "eth0"));
+    if (!record) {
+      problems.push(`container ${c.id}: its context is lost`);
+      continue;
+    }
+    const held = store
+      .leases()
+      .filter((l) => l.owner === record.name)
+      .map((l) => l.address);
+    if (JSON.stringify(held) !== JSON.stringify([c.ip]))
+      problems.push(`container ${c.id}: ADD returned ${c.ip}, leases [${held.join(" ")}]`);
+  }
+  return problems;
+}
+
+test(`CNI crash campaign: ${CNI_KILLS} SIGKILLs inside ADD and DEL, then DEL retries and gc converge`, async () => {
+  const started = Date.now();
+  const rand = mulberry32(SEED + 100);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+  const bridged = { cniVersion: "1.0.0", name: "cnb", type: "netctx", subnets: ["10.94.0.0/24"], nat: true };
+  const routed = {
+    cniVersion: "1.0.0",
+    name: "cnr",
+    type: "netctx",
+    driver: "routed",
+    subnets: ["10.95.0.0/24"],
+  };
+  let seq = 0;
+  const fresh = (conf: Record<string, unknown>): Container => {
+    const c = { id: `ctr${++seq}`, netns: `crt${seq}`, conf };
+    addNetns(c.netns);
+    return c;
+  };
+  const live: Container[] = [];
+  const addOk = async (c: Container) => {
+    const r = await cniAndKill("ADD", c, undefined);
+    assert.equal(r.code, 0, `ADD ${c.id}: ${r.stdout}${r.stderr}`);
+    c.ip = (JSON.parse(r.stdout) as CniResult).ips[0]!.address.split("/")[0]!;
+  };
+  // The first ADDs make the networks (from the configs' subnets) and give the random kills their time scale.
+  for (const conf of [bridged, routed]) {
+    const c = fresh(conf);
+    await addOk(c);
+    live.push(c);
+  }
+  const probe = fresh(bridged);
+  const t0 = Date.now();
+  await addOk(probe);
+  const opMs = Date.now() - t0;
+  assert.equal((await cniAndKill("DEL", probe, undefined)).code, 0);
+  delNetns(probe.netns);
+
+  const store = openStore();
+  const kills = new Map<string, number>();
+  let total = 0;
+  let completed = 0;
+  let lost = 0;
+  let round = 0;
+  const gcActions = new Map<string, number>();
+  try {
+    while (total < CNI_KILLS && round < 3 * CNI_KILLS) {
+      round++;
+      const ops: { command: "ADD" | "DEL"; c: Container; points: string[] }[] = [];
+      const busy = new Set<Container>();
+      for (let i = 0; i < PER_ROUND; i++) {
+        const removable = live.filter((c) => !busy.has(c) && c !== live[0] && c !== live[1]);
+        if (removable.length > 0 && (rand() < 0.6 || removable.length > 10)) {
+          const c = pick(removable);
+          busy.add(c);
+          ops.push({ command: "DEL", c, points: CNI_DEL });
+        } else {
+          const conf = rand() < 0.7 ? bridged : routed;
+          ops.push({ command: "ADD", c: fresh(conf), points: conf === routed ? CREATE_ROUTED : CREATE_L2 });
+        }
+      }
+      // A fifth of the operations run undisturbed, so containers accumulate for DEL to crash in.
+      const plans = ops.map((op) => {
+        const r = rand();
+        if (r < 0.2) return undefined;
+        return r < 0.6 ? { pauseAt: pick(op.points) } : { afterMs: Math.floor(opMs * (0.3 + 2 * rand())) };
+      });
+      const outcomes = await Promise.all(ops.map((op, i) => cniAndKill(op.command, op.c, plans[i])));
+      // The runtime's view: a failed ADD or DEL is followed by DEL (libcni's cleanup), then the netns goes.
+      const retry: Container[] = [];
+      for (const [i, o] of outcomes.entries()) {
+        const { command, c } = ops[i]!;
+        if (o.killed) {
+          total++;
+          const how = plans[i] && "pauseAt" in plans[i] ? "pause" : "random";
+          kills.set(`${command} ${how}`, (kills.get(`${command} ${how}`) ?? 0) + 1);
+          retry.push(c);
+          continue;
+        }
+        completed++;
+        assert.equal(o.code, 0, `CNI ${command} ${c.id} was not killed and failed: ${o.stdout}${o.stderr}`);
+        if (command === "ADD") {
+          c.ip = (JSON.parse(o.stdout) as CniResult).ips[0]!.address.split("/")[0]!;
+          live.push(c);
+        } else retry.push(c);
+      }
+      // Containers are torn down independently of each other: their DELs run at once.
+      const retryDel = async () => {
+        const results = await Promise.all(retry.map((c) => cniAndKill("DEL", c, undefined)));
+        for (const [i, r] of results.entries()) {
+          const c = retry[i]!;
+          assert.equal(r.code, 0, `DEL retry ${c.id}: ${r.stdout}${r.stderr}`);
+          delNetns(c.netns);
+          const at = live.indexOf(c);
+          if (at >= 0) live.splice(at, 1);
+        }
+      };
+      const runGc = () => {
+        const gc = netctx("gc", "--json");
+        assert.equal(gc.code, 0, `gc failed: ${gc.stderr}${gc.stdout}`);
+        for (const a of (JSON.parse(gc.stdout) as { actions: { action: string }[] }).actions)
+          gcActions.set(a.action, (gcActions.get(a.action) ?? 0) + 1);
+      };
+      // gc may run before the runtime gets round to its DEL, or after it.
+      if (rand() < 0.5) {
+        runGc();
+        await retryDel();
+      } else {
+        await retryDel();
+        runGc();
+      }
+      // Now and then a runtime loses a container without DEL: gc must drop its context once the netns is gone.
+      if (rand() < 0.1 && live.length > 2) {
+        const c = live.splice(2 + Math.floor(rand() * (live.length - 2)), 1)[0]!;
+        delNetns(c.netns);
+        lost++;
+        runGc();
+      }
+      const problems = eventually(
+        () => [...disagreements(store, CGROUP_PARENT), ...runtimeProblems(store, live)],
+        [],
+        3000,
+      );
+      assert.deepEqual(
+        problems,
+        [],
+        `CNI round ${round} (seed ${SEED}): ${ops.map((o) => `${o.command} ${o.c.id}`).join("; ")}`,
+      );
+      if (round % 5 === 0) assertWire(store);
+    }
+    assertWire(store);
+    const again = JSON.parse(netctxOk("gc", "--dry-run", "--json")) as { actions: unknown[] };
+    assert.deepEqual(again.actions, [], "a converged host needs no gc");
+  } finally {
+    store.close();
+  }
+  assert.ok(total >= CNI_KILLS, `only ${total} kills`);
+  console.log(
+    `CNI crash campaign: seed ${SEED}, ${round} rounds, ${total} kills ${JSON.stringify(Object.fromEntries(kills))}, ${completed} completed, ${lost} containers lost without DEL, gc actions ${JSON.stringify(Object.fromEntries(gcActions))}, ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
 });
 

@@ -112,9 +112,10 @@ export function disagreements(
   const netns = existsSync("/run/netns")
     ? readdirSync("/run/netns").filter((n) => n.startsWith("netctx-"))
     : [];
+  // A CNI context lives in the runtime's netns (netnsExternal): that one is not ours to count or delete.
   diff(
     "netns",
-    l2.map((c) => `netctx-${c.name}`),
+    l2.filter((c) => specOf(c).netnsExternal !== true).map((c) => `netctx-${c.name}`),
     netns,
   );
 

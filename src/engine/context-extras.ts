@@ -1,0 +1,74 @@
+/**
+ * What a context has beyond its level's kernel objects: published ports (firewall/publish.ts) and bandwidth
+ * limits (networks/bandwidth.ts). Applied after the level made the context, removed before its teardown.
+ */
+import { conflict, invalid } from "../errors.ts";
+import { type PublishTarget, publishContext, unpublishContext } from "../firewall/publish.ts";
+import type { Host } from "../host.ts";
+import type { ContextSpec } from "../levels/driver.ts";
+import { specOf } from "../levels/driver.ts";
+import {
+  type Bandwidth,
+  formatPublish,
+  type Published,
+  parsePublish,
+  publishCollides,
+} from "../model/publish.ts";
+import type { ContextInput } from "../model/schemas.ts";
+import { limitBandwidth, unlimitBandwidth } from "../networks/bandwidth.ts";
+import type { Store } from "../state/store.ts";
+
+/** Shape checks of `publish` and `bandwidth`; no state needed. */
+export function parseExtras(input: ContextInput): { publish: Published[]; bandwidth?: Bandwidth } {
+  const publish = (input.publish ?? []).map((text) => parsePublish(text, "publish"));
+  for (const [i, p] of publish.entries()) {
+    const twin = publish.slice(0, i).find((q) => publishCollides(p, q));
+    if (twin)
+      throw invalid("publish", `${formatPublish(p)} and ${formatPublish(twin)} take the same host port`);
+  }
+  const b = input.bandwidth;
+  if (b === undefined) return { publish };
+  if (input.level !== "l2") throw invalid("bandwidth", "only l2 contexts have a host-side link to shape");
+  const bandwidth: Bandwidth = {};
+  if (b.ingressRate !== undefined) bandwidth.ingressRate = b.ingressRate;
+  if (b.ingressBurst !== undefined) bandwidth.ingressBurst = b.ingressBurst;
+  if (b.egressRate !== undefined) bandwidth.egressRate = b.egressRate;
+  if (b.egressBurst !== undefined) bandwidth.egressBurst = b.egressBurst;
+  if (bandwidth.ingressRate === undefined && bandwidth.egressRate === undefined) return { publish };
+  return { publish, bandwidth };
+}
+
+/** Inside the creating transaction: a host port another context publishes is refused before any change. */
+export function checkPublishFree(store: Store, name: string, publish: readonly Published[]): void {
+  for (const other of store.listContexts()) {
+    if (other.name === name) continue;
+    for (const q of specOf(other).publish ?? []) {
+      const p = publish.find((x) => publishCollides(x, q));
+      if (p)
+        throw conflict(
+          "publish",
+          `host port ${p.hostPort}/${p.protocol} is already published by context "${other.name}" (${formatPublish(q)})`,
+        );
+    }
+  }
+}
+
+export function publishTarget(spec: ContextSpec): PublishTarget {
+  const addrs = spec.attachments.flatMap((a) => a.addresses.map((c) => c.split("/")[0]!));
+  const v4 = addrs.find((a) => !a.includes(":"));
+  const v6 = addrs.find((a) => a.includes(":"));
+  return { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
+}
+
+export function applyExtras(host: Host, name: string, spec: ContextSpec): void {
+  if (spec.publish?.length) publishContext(host, name, spec.publish, publishTarget(spec));
+  const hostIfname = spec.attachments[0]?.hostIfname;
+  if (spec.bandwidth && hostIfname) limitBandwidth(host, hostIfname, spec.bandwidth);
+}
+
+/** Tolerates everything already gone (rm and CNI DEL semantics). */
+export function removeExtras(host: Host, name: string, spec: ContextSpec): void {
+  if (spec.publish?.length) unpublishContext(host, name, spec.publish);
+  const hostIfname = spec.attachments[0]?.hostIfname;
+  if (spec.bandwidth && hostIfname) unlimitBandwidth(host, hostIfname);
+}

@@ -1,0 +1,242 @@
+/**
+ * Published ports on the wire: from an "outside" namespace to the host's uplink (v4, v6, udp), hairpin from a
+ * neighbour on the same bridge, from the host itself, and from the host's loopback through the cgroup connect
+ * hook. The nft side is checked with nft -j: fixed rule count, elements removed on rm, conflicts change nothing.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, rmdirSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { loopbackProgramNames } from "../../src/kernel/bpf/publish-loopback.ts";
+import { netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
+
+const PROBE = join(import.meta.dirname, "probe.mjs");
+const servers: ChildProcess[] = [];
+const CLIENT_CG = join(process.env.NETCTX_CGROUP_PARENT ?? "/nonexistent", "client");
+
+function must(argv: string[]): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+function inNs(ns: string | undefined, argv: string[]): string[] {
+  return ns ? ["ip", "netns", "exec", ns, ...argv] : argv;
+}
+
+async function serve(ns: string, proto: "tcp" | "udp", port: number, text: string): Promise<void> {
+  const child = spawn(
+    inNs(ns, [])[0] ?? "ip",
+    [...inNs(ns, []).slice(1), "node", PROBE, "serve", proto, String(port), text],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  servers.push(child);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.once("data", () => resolve());
+    child.once("exit", (code) => reject(new Error(`server ${text} exited ${code}`)));
+  });
+}
+
+/** The answer, or null when none came (refused, dropped, timed out). Retries once for a slow start under load. */
+function get(
+  ns: string | undefined,
+  proto: "tcp" | "udp",
+  host: string,
+  port: number,
+  cgroup?: string,
+): string | null {
+  const argv = inNs(ns, ["node", PROBE, "get", proto, host, String(port)]);
+  const run = cgroup ? ["sh", "-c", `echo $$ > ${cgroup}/cgroup.procs && exec "$@"`, "sh", ...argv] : argv;
+  for (let i = 0; i < 2; i++) {
+    const r = spawnSync(run[0]!, run.slice(1), { encoding: "utf8", timeout: 10_000 });
+    if (r.status === 0) return r.stdout.trim();
+  }
+  return null;
+}
+
+interface NftElem {
+  map: string;
+  key: string;
+  context: string;
+}
+
+function nftTable(): Record<string, unknown>[] {
+  const out = JSON.parse(must(["nft", "-j", "list", "table", "inet", "netctx"])) as {
+    nftables: Record<string, unknown>[];
+  };
+  return out.nftables;
+}
+
+function publishElements(): NftElem[] {
+  const out: NftElem[] = [];
+  for (const o of nftTable()) {
+    const m = o["map"] as { name: string; elem?: unknown[] } | undefined;
+    if (!m || !m.name.startsWith("pub")) continue;
+    for (const e of (m.elem ?? []) as [
+      { elem: { val: { concat: unknown[] }; comment?: string } },
+      unknown,
+    ][]) {
+      out.push({ map: m.name, key: e[0].elem.val.concat.join(" . "), context: e[0].elem.comment ?? "" });
+    }
+  }
+  return out;
+}
+
+function ruleCount(): number {
+  return nftTable().filter((o) => "rule" in o).length;
+}
+
+before(async () => {
+  // The "outside": a namespace on the host's uplink 198.51.100.1 / fd51::1, plus a second host address
+  // 203.0.113.1 on the same link to show that a host-address publication answers only on its address.
+  must(["ip", "netns", "add", "outside"]);
+  must(["ip", "link", "add", "ncup0", "type", "veth", "peer", "name", "eth0", "netns", "outside"]);
+  for (const a of ["198.51.100.1/24", "203.0.113.1/24"]) must(["ip", "addr", "add", a, "dev", "ncup0"]);
+  must(["ip", "addr", "add", "fd51::1/64", "dev", "ncup0", "nodad"]);
+  must(["ip", "link", "set", "ncup0", "up"]);
+  for (const a of ["198.51.100.2/24", "203.0.113.2/24"])
+    must(["ip", "-n", "outside", "addr", "add", a, "dev", "eth0"]);
+  must(["ip", "-n", "outside", "addr", "add", "fd51::2/64", "dev", "eth0", "nodad"]);
+  must(["ip", "-n", "outside", "link", "set", "eth0", "up"]);
+  must(["ip", "-n", "outside", "link", "set", "lo", "up"]);
+  netctxOk(
+    "network",
+    "create",
+    "front",
+    "--driver",
+    "bridge",
+    "--subnet",
+    "10.60.0.0/24",
+    "--subnet",
+    "fd60::/64",
+  );
+  netctxOk(
+    "create",
+    "web",
+    "--level",
+    "l2",
+    "--network",
+    "front",
+    "--ip",
+    "10.60.0.10",
+    "--publish",
+    "8080:80",
+    "--publish",
+    "5353:53/udp",
+    "--publish",
+    "198.51.100.1:8082:80",
+  );
+  netctxOk("create", "peer", "--level", "l2", "--network", "front");
+  await serve("netctx-web", "tcp", 80, "web");
+  await serve("netctx-web", "udp", 53, "webudp");
+  mkdirSync(CLIENT_CG, { recursive: true });
+});
+
+after(() => {
+  for (const s of servers) if (s.pid !== undefined && s.exitCode === null) process.kill(s.pid);
+  try {
+    rmdirSync(CLIENT_CG);
+  } catch {}
+  netctx("rm", "web", "peer", "many");
+});
+
+test("from outside to the host's uplink, v4 and v6, reaches the context with the client's own address", () => {
+  assert.equal(get("outside", "tcp", "198.51.100.1", 8080), "web from 198.51.100.2");
+  assert.equal(get("outside", "tcp", "fd51::1", 8080), "web from fd51::2");
+  assert.equal(get("outside", "tcp", "198.51.100.1", 8081), null, "an unpublished port stays closed");
+});
+
+test("udp is published too", () => {
+  assert.equal(get("outside", "udp", "198.51.100.1", 5353), "webudp from 198.51.100.2");
+  assert.equal(get("outside", "udp", "fd51::1", 5353), "webudp from fd51::2");
+});
+
+test("a publication on one host address answers only there", () => {
+  assert.equal(get("outside", "tcp", "198.51.100.1", 8082), "web from 198.51.100.2");
+  assert.equal(get("outside", "tcp", "203.0.113.1", 8082), null);
+  assert.equal(get("outside", "tcp", "203.0.113.1", 8080), "web from 203.0.113.2");
+});
+
+test("hairpin: a neighbour on the same bridge reaches it through the host's addresses", () => {
+  // Masqueraded to the gateway, or web would answer the neighbour directly and the neighbour drop the reply.
+  assert.equal(get("netctx-peer", "tcp", "198.51.100.1", 8080), "web from 10.60.0.1");
+  assert.equal(get("netctx-peer", "tcp", "10.60.0.1", 8080), "web from 10.60.0.1");
+  assert.equal(get("netctx-peer", "tcp", "fd60::1", 8080), "web from fd60::1");
+});
+
+test("from the host itself on the gateway and uplink addresses", () => {
+  assert.equal(get(undefined, "tcp", "10.60.0.1", 8080), "web from 10.60.0.1");
+  assert.equal(get(undefined, "tcp", "198.51.100.1", 8080), "web from 198.51.100.1");
+  assert.equal(get(undefined, "tcp", "fd60::1", 8080), "web from fd60::1");
+});
+
+test("from the host's loopback, 127.0.0.1 and ::1, through the connect hook (no route_localnet)", () => {
+  assert.deepEqual(loopbackProgramNames(), ["ncpub4t8080", "ncpub4u5353", "ncpub6t8080", "ncpub6u5353"]);
+  assert.equal(must(["sysctl", "-n", "net.ipv4.conf.all.route_localnet"]).trim(), "0");
+  assert.equal(get(undefined, "tcp", "127.0.0.1", 8080, CLIENT_CG), "web from 10.60.0.1");
+  assert.equal(get(undefined, "tcp", "::1", 8080, CLIENT_CG), "web from fd60::1");
+  assert.equal(get(undefined, "udp", "127.0.0.1", 5353, CLIENT_CG), "webudp from 10.60.0.1");
+  // Outside the publish cgroup (tests never attach at the machine's root) loopback stays plain loopback.
+  assert.equal(get(undefined, "tcp", "127.0.0.1", 8080), null);
+  // Another netns under the same cgroup keeps its own 127.0.0.1:8080 (the program checks the netns cookie).
+  assert.equal(get("outside", "tcp", "127.0.0.1", 8080, CLIENT_CG), null);
+});
+
+test("inspect shows the publications", () => {
+  const view = netctxJson<{ publish?: string[] }>("inspect", "web");
+  assert.deepEqual(view.publish, ["8080:80/tcp", "5353:53/udp", "198.51.100.1:8082:80/tcp"]);
+});
+
+test("the rule count does not grow with the number of publications", () => {
+  const before = ruleCount();
+  const elems = publishElements().length;
+  const many = Array.from({ length: 20 }, (_, i) => `${9000 + i}:80`);
+  netctxOk("create", "many", "--level", "l2", "--network", "front", ...many.flatMap((p) => ["--publish", p]));
+  assert.equal(ruleCount(), before);
+  assert.equal(publishElements().length, elems + 40, "20 ports x (v4 + v6)");
+  assert.equal(publishElements().filter((e) => e.context === "many").length, 40);
+  netctxOk("rm", "many");
+  assert.equal(publishElements().length, elems);
+  assert.equal(ruleCount(), before);
+});
+
+test("a host port another context publishes is refused and nothing changes", () => {
+  const elems = publishElements();
+  const r = netctx(
+    "create",
+    "dup",
+    "--level",
+    "l2",
+    "--network",
+    "front",
+    "--publish",
+    "7000:70",
+    "--publish",
+    "8080:81",
+  );
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /publish/);
+  assert.match(r.stderr, /web/);
+  assert.deepEqual(publishElements(), elems);
+  assert.equal(netctx("inspect", "dup").code, 1, "no record");
+  const again = netctx("create", "dup", "--level", "l2", "--network", "front", "--publish", "1.2.3:8080:81");
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /publish/);
+});
+
+test("rm removes its map elements and loopback programs", () => {
+  assert.ok(publishElements().some((e) => e.context === "web"));
+  netctxOk("rm", "web");
+  assert.deepEqual(
+    publishElements().filter((e) => e.context === "web"),
+    [],
+  );
+  assert.deepEqual(publishElements(), []);
+  assert.equal(get("outside", "tcp", "198.51.100.1", 8080), null);
+  assert.equal(get(undefined, "tcp", "127.0.0.1", 8080, CLIENT_CG), null);
+  const left = loopbackProgramNames();
+  assert.deepEqual(left, [], `loopback programs left: ${left.join(", ")}`);
+});
