@@ -45,8 +45,8 @@ export function parseScene(host: Host, raw: unknown): { networks: NetworkInput[]
     checkName(`${at}.name`, n.name, 32);
     if (seen.has(n.name)) throw conflict(`${at}.name`, `network "${n.name}" is declared twice`);
     seen.add(n.name);
-    n.subnets.forEach((s, j) => parseSubnet(s, `${at}.subnets[${j}]`));
-    (n.gateways ?? []).forEach((g, j) => parseIp(g, `${at}.gateways[${j}]`));
+    for (const [j, s] of n.subnets.entries()) parseSubnet(s, `${at}.subnets[${j}]`);
+    for (const [j, g] of (n.gateways ?? []).entries()) parseIp(g, `${at}.gateways[${j}]`);
   });
   const names = new Set<string>();
   contexts.forEach((c, i) => {
@@ -58,7 +58,7 @@ export function parseScene(host: Host, raw: unknown): { networks: NetworkInput[]
       if (!seen.has(n) && !host.store.getNetwork(n))
         throw invalid(`${at}.networks[${j}]`, `network "${n}" is neither declared nor existing`);
     });
-    (c.ips ?? []).forEach((ip, j) => parseIp(ip, `${at}.ips[${j}]`));
+    for (const [j, ip] of (c.ips ?? []).entries()) parseIp(ip, `${at}.ips[${j}]`);
   });
   return { networks, contexts };
 }

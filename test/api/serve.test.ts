@@ -3,9 +3,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { addNetns, cni, cniRaw } from "../cni/runtime.ts";
 import { NETCTX, netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
 import { links, ping } from "../helpers/kernel.ts";
-import { addNetns, cni, cniRaw } from "../cni/runtime.ts";
 
 const SOCKET = join(process.env.NETCTX_STATE_DIR!, "netctx.sock");
 let engine: ChildProcess;
@@ -72,7 +72,10 @@ test("the CNI launcher hands calls to the engine, and does the work itself when 
   const add = cni("ADD", conf, { id: "a".repeat(64), netns: ns1, ifname: "eth0" });
   assert.equal(add.code, 0, add.stdout + add.stderr);
   await logged(/POST \/v1\/cni ADD a{64} -> 200/);
-  const bad = cniRaw({ CNI_COMMAND: "ADD", CNI_CONTAINERID: "b", CNI_NETNS: ns1, CNI_IFNAME: "eth1" }, "{not json");
+  const bad = cniRaw(
+    { CNI_COMMAND: "ADD", CNI_CONTAINERID: "b", CNI_NETNS: ns1, CNI_IFNAME: "eth1" },
+    "{not json",
+  );
   assert.notEqual(bad.code, 0);
   assert.equal(bad.json?.code, 6, "the spec's JSON error, through the engine");
 
@@ -85,7 +88,8 @@ test("the CNI launcher hands calls to the engine, and does the work itself when 
   assert.equal(add2.code, 0, add2.stdout + add2.stderr);
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(engineLog, before, "nothing reached the dead engine");
-  const ip2 = ((add2.json?.ips as { address: string }[])[0]!.address).split("/")[0]!;
+  const ips = (add2.json?.ips ?? []) as { address: string }[];
+  const ip2 = ips[0]!.address.split("/")[0]!;
   assert.ok(ping(ns1, ip2), "both containers are real");
 
   // A new engine takes over the leftover socket; DEL through it removes the host side.
@@ -95,5 +99,8 @@ test("the CNI launcher hands calls to the engine, and does the work itself when 
     assert.equal(del.code, 0, del.stdout);
   }
   await logged(/POST \/v1\/cni DEL c{64} -> 200/);
-  assert.equal(links().filter((l) => l.ifname.startsWith("nc-") && l.linkinfo?.info_kind === "veth").length, 0);
+  assert.equal(
+    links().filter((l) => l.ifname.startsWith("nc-") && l.linkinfo?.info_kind === "veth").length,
+    0,
+  );
 });

@@ -63,7 +63,10 @@ test("a changed context is replaced, a new one added, and --prune removes what i
   const first = netctxOk("apply", scene);
   assert.match(first, /replace context web \(address 10\.91\.0\.11 differs\)/);
   assert.match(first, /replace context db \(networks differs\)/);
-  assert.ok(netctxJson<View[]>("ls").some((v) => v.name === "job"), "without --prune, undeclared contexts stay");
+  assert.ok(
+    netctxJson<View[]>("ls").some((v) => v.name === "job"),
+    "without --prune, undeclared contexts stay",
+  );
   const out = netctxOk("apply", "--prune", scene);
   assert.match(out, /remove context job/);
   assert.doesNotMatch(out, /replace/, "what matches is left alone");
