@@ -114,15 +114,11 @@ export async function runAudit(host: Host, names: string[] = []): Promise<AuditR
   const service = await listenTcp();
   const sink = await listenUdp();
   const markers = new Map<string, { child: LineChild; port: number }>();
+  const children: LineChild[] = [];
   const probes = new Map<string, LineChild>();
   try {
     // Markers of every context that can be a second context or a reach target.
-    await Promise.all(
-      everyone.map(async (s) => {
-        const child = spawnInContext(s.record, "marker", {});
-        markers.set(s.name, { child, port: (await child.json<{ port: number }>()).port });
-      }),
-    );
+    await startMarkers(everyone, [service.port], markers, children);
     const plans = new Map(
       subjects.map((s, i) => [s.name, plan(s, i, everyone, markers, service.port, sink.port, ip)]),
     );
@@ -200,9 +196,41 @@ export async function runAudit(host: Host, names: string[] = []): Promise<AuditR
       ok: contexts.every((c) => c.ok) && auditedSkipped.length === 0,
     };
   } finally {
-    await Promise.all([...probes.values(), ...[...markers.values()].map((m) => m.child)].map((c) => c.end()));
+    await Promise.all([...probes.values(), ...children].map((c) => c.end()));
     service.server.close();
     sink.socket.close();
+  }
+}
+
+/**
+ * One marker per context, each on a port number no other marker (nor the host's service) holds. A probe binds the
+ * second context's marker port in its own stack and reads EADDRINUSE as a shared port space; the kernel hands out
+ * the same number for two different addresses (or two namespaces), and a probe whose own marker sat on that
+ * number would be refused by its own listener. Such a marker is replaced: the new one is started while the old
+ * one still holds the port, so the kernel cannot pick the same number again.
+ */
+async function startMarkers(
+  subjects: Subject[],
+  reserved: number[],
+  markers: Map<string, { child: LineChild; port: number }>,
+  children: LineChild[],
+): Promise<void> {
+  const start = async (s: Subject) => {
+    const child = spawnInContext(s.record, "marker", {});
+    children.push(child);
+    return { child, port: (await child.json<{ port: number }>()).port };
+  };
+  const started = await Promise.all(subjects.map(start));
+  const taken = new Set(reserved);
+  for (const [i, s] of subjects.entries()) {
+    let m = started[i]!;
+    for (let attempt = 0; taken.has(m.port) && attempt < 8; attempt++) {
+      const old = m;
+      m = await start(s);
+      await old.child.end();
+    }
+    taken.add(m.port);
+    markers.set(s.name, m);
   }
 }
 
@@ -378,7 +406,7 @@ function classify(x: ClassifyInput): ContextAudit {
   const wildBusy = p1.bindWildcardPort?.ok === false && p1.bindWildcardPort.errno === "EADDRINUSE";
   ev(
     "sockets",
-    `read ${p1.markers.files} for ports ${p1.markers.looked.join(",")}`,
+    `read ${p1.markers.files} for listeners on ports ${p1.markers.looked.join(",")}`,
     sees ? `sees ${p1.markers.seen.join(",")}` : "sees none",
   );
   ev("sockets", p1.bindForeign.call, callText(p1.bindForeign));
@@ -461,7 +489,9 @@ function cmdText(r: CmdResult): string {
 }
 
 function callText(c: Call): string {
-  return c.ok ? `ok${c.value ? ` (${c.value})` : ""}` : (c.errno ?? "failed");
+  return c.ok
+    ? `ok${c.value ? ` (${c.value})` : ""}`
+    : `${c.errno ?? "failed"}${c.value ? ` (${c.value})` : ""}`;
 }
 
 function short(text: string): string {

@@ -45,16 +45,40 @@ def try_(what, fn):
     except Exception as e:
         return {"call": what, "ok": False, "errno": err(e)}
 
+# Listeners only: the markers listen, and a TIME_WAIT left by a connection to this context's own marker in an
+# earlier audit can carry the number another marker has drawn now, without being anyone's socket.
 def tcp_ports_seen(ports):
     seen = set()
     for f in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             for line in open(f).read().splitlines()[1:]:
-                local = line.split()[1]
-                seen.add(int(local.rsplit(":", 1)[1], 16))
+                fields = line.split()
+                if int(fields[3], 16) == 10:
+                    seen.add(int(fields[1].rsplit(":", 1)[1], 16))
         except OSError:
             pass
     return sorted(p for p in ports if p in seen)
+
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"}
+
+# /proc/net/tcp prints each 32-bit word of an address in host byte order (little-endian here).
+def hexaddr(h):
+    if len(h) == 8: return socket.inet_ntop(socket.AF_INET, struct.pack("<I", int(h, 16)))
+    return socket.inet_ntop(socket.AF_INET6, b"".join(struct.pack("<I", int(h[i:i + 8], 16)) for i in range(0, 32, 8)))
+
+# Who holds a port in this stack, for the evidence of a refused bind.
+def tcp_holders(port):
+    out = []
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            for line in open(f).read().splitlines()[1:]:
+                fields = line.split()
+                addr, p = fields[1].rsplit(":", 1)
+                if int(p, 16) == port:
+                    out.append("%s:%d %s" % (hexaddr(addr), port, TCP_STATES.get(int(fields[3], 16), fields[3])))
+        except OSError:
+            pass
+    return out
 
 def connect_all(targets, timeout):
     socks, out = {}, {}
@@ -113,17 +137,24 @@ def probe(p):
     add = run([ip, "route", "add", p["routeAdd"], "dev", "lo"])
     res["routeAdd"] = add
     res["markers"] = {"looked": p["markerPorts"], "seen": tcp_ports_seen(p["markerPorts"]), "files": "/proc/net/tcp /proc/net/tcp6"}
-    def bind_to(addr, port):
+    def bind_to(addr, port, reuse=False):
         def f():
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
+                if reuse: s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((addr, port)); return "%s:%d" % s.getsockname()
             finally:
                 s.close()
         return f
     res["bindForeign"] = try_("bind(%s:0)" % p["foreign4"], bind_to(p["foreign4"], 0))
     if p.get("wildPort"):
-        res["bindWildcardPort"] = try_("bind(0.0.0.0:%d)" % p["wildPort"], bind_to("0.0.0.0", p["wildPort"]))
+        # SO_REUSEADDR, as servers set it: a TIME_WAIT left on this context's own address at that port number (a
+        # connection to its own marker, from this or an earlier audit) then no longer answers EADDRINUSE, while a
+        # listener that shares the port space, which is what the second context's marker is, still does.
+        wp = p["wildPort"]
+        res["bindWildcardPort"] = try_("bind(0.0.0.0:%d, SO_REUSEADDR)" % wp, bind_to("0.0.0.0", wp, True))
+        if not res["bindWildcardPort"]["ok"]:
+            res["bindWildcardPort"]["value"] = "held here by " + (", ".join(tcp_holders(wp)) or "nothing visible")
     res["rawSocket"] = try_("socket(AF_INET, SOCK_RAW, IPPROTO_RAW)", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).close())
     res["packetSocket"] = try_("socket(AF_PACKET, SOCK_RAW)", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close())
     sp = p["spoof"]
