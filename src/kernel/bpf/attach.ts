@@ -146,3 +146,28 @@ export function withFd<T>(fd: number, fn: (fd: number) => T): T {
     closeFd(fd);
   }
 }
+
+/**
+ * Detach the programs `list` finds on the cgroup at `path`; a missing cgroup means nothing is attached.
+ * `list` opens an fd per program; every one is closed, detached or not.
+ */
+export function detachFrom(
+  path: string,
+  list: (cgroupFd: number) => { fd: number; type: AttachTypeName }[],
+): void {
+  let cg: number;
+  try {
+    cg = openCgroup(path);
+  } catch (err) {
+    if (err instanceof NetctxError && err.code === "not-found") return;
+    throw err;
+  }
+  withFd(cg, () => {
+    const found = list(cg);
+    try {
+      for (const p of found) detachProgram(cg, p.fd, p.type);
+    } finally {
+      for (const p of found) closeFd(p.fd);
+    }
+  });
+}

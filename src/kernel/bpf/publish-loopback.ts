@@ -24,6 +24,7 @@ import { close, errno, socket } from "../ffi.ts";
 import { Asm, R0, R1, R2, R3, R6 } from "./asm.ts";
 import {
   attachProgram,
+  detachFrom,
   detachProgram,
   loadProgram,
   openCgroup,
@@ -210,20 +211,11 @@ export function detachLoopbackPublish(published: readonly Published[]): void {
   if (names.size === 0) return;
   const where = publishCgroup();
   if (where === undefined) return;
-  let cg: number;
-  try {
-    cg = openCgroup(where);
-  } catch (err) {
-    if (err instanceof NetctxError && err.code === "not-found") return;
-    throw err;
-  }
-  withFd(cg, () => {
-    const ours = attached(cg);
-    try {
-      for (const o of ours) if (names.has(o.name)) detachProgram(cg, o.fd, o.type);
-    } finally {
-      for (const o of ours) closeFd(o.fd);
-    }
+  // Programs of other publications are listed too, and closed without being detached.
+  detachFrom(where, (cg) => {
+    const all = attached(cg);
+    for (const o of all) if (!names.has(o.name)) closeFd(o.fd);
+    return all.filter((o) => names.has(o.name));
   });
 }
 

@@ -10,6 +10,7 @@ import { cgroup2Root } from "../cgroup.ts";
 import { KernelError } from "../errors.ts";
 import {
   attachProgram,
+  detachFrom,
   detachProgram,
   loadProgram,
   openCgroup,
@@ -120,21 +121,7 @@ export function attachSocketPolicy(cgroupPath: string, policy: SocketPolicy): vo
 }
 
 export function detachSocketPolicy(cgroupPath: string): void {
-  let cg: number;
-  try {
-    cg = openCgroup(cgroupPath);
-  } catch (err) {
-    if (err instanceof NetctxError && err.code === "not-found") return;
-    throw err;
-  }
-  withFd(cg, () => {
-    const ours = ourPrograms(cg);
-    try {
-      for (const p of ours) detachProgram(cg, p.fd, p.type);
-    } finally {
-      for (const p of ours) closeFd(p.fd);
-    }
-  });
+  detachFrom(cgroupPath, ourPrograms);
 }
 
 /** Every program attached directly to the cgroup at our hooks (ours or not); hooks with none are left out. */
