@@ -12,6 +12,7 @@ export class Host {
   private rtnlHandle: Rtnl | undefined;
   private firewallHandle: Firewall | undefined;
   private firewallLock: ProcessLock | undefined;
+  private readonly deferred = new Set<(host: Host) => void>();
 
   constructor(readonly store: Store) {}
 
@@ -43,7 +44,35 @@ export class Host {
     }
   }
 
+  /**
+   * Queue cleanup that may wait, so that many of them share one kernel commit (see antispoof.ts). The same
+   * function queued twice runs once. It runs at flushDeferred(): the engine calls it when requests pause,
+   * one-shot commands at close().
+   */
+  defer(work: (host: Host) => void): void {
+    this.deferred.add(work);
+  }
+
+  get hasDeferred(): boolean {
+    return this.deferred.size > 0;
+  }
+
+  flushDeferred(): void {
+    for (const work of [...this.deferred]) {
+      this.deferred.delete(work);
+      work(this);
+    }
+  }
+
   close(): void {
+    try {
+      this.flushDeferred();
+    } finally {
+      this.closeHandles();
+    }
+  }
+
+  private closeHandles(): void {
     this.rtnlHandle?.close();
     this.rtnlHandle = undefined;
     this.firewallLock?.close();

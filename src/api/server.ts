@@ -129,12 +129,28 @@ function requestLine(req: IncomingMessage, status: number, ms: number): string {
   return `${req.method} ${req.url}${what} -> ${status} (${ms.toFixed(1)} ms)`;
 }
 
+const IDLE_FLUSH_MS = 30;
+
 export async function serve(
   host: Host,
   socketPath: string,
   log: (line: string) => void = () => {},
 ): Promise<Server> {
   await claimSocket(socketPath);
+  // Deferred cleanup (host.defer) runs once requests pause, so a burst of DELs shares its kernel commits.
+  let idle: NodeJS.Timeout | undefined;
+  const flushWhenIdle = () => {
+    clearTimeout(idle);
+    if (!host.hasDeferred) return;
+    idle = setTimeout(() => {
+      try {
+        host.flushDeferred();
+      } catch (err) {
+        log(`deferred cleanup failed (gc will finish it): ${(err as Error).message}`);
+      }
+    }, IDLE_FLUSH_MS);
+    idle.unref();
+  };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -153,6 +169,7 @@ export async function serve(
       });
       res.end(reply.body);
       log(requestLine(req, reply.status, performance.now() - started));
+      flushWhenIdle();
     });
   });
   await new Promise<void>((resolve, reject) => {

@@ -140,6 +140,10 @@ const KNOWN_ARGS = new Set(["IgnoreUnknown", "IP", "MAC"]);
 
 /** CNI_ARGS "K=V;K=V"; unknown keys are an error unless IgnoreUnknown=1 (the reference plugins' convention). */
 export function parseArgs(text: string): Map<string, string> {
+  // Keys and values are names and addresses; a control character is an injection attempt or a broken caller.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+  if (/[\x00-\x1f\x7f]/.test(text))
+    throw new CniError(CniCode.invalidEnv, "CNI_ARGS: control characters are not allowed");
   const out = new Map<string, string>();
   for (const pair of text.split(";").filter(Boolean)) {
     const eq = pair.indexOf("=");

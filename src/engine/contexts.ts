@@ -14,7 +14,7 @@ import { levelDriver } from "../levels/registry.ts";
 import { checkIfname, checkName, contextNetnsName, hostVethIfname } from "../model/names.ts";
 import { checkRouteArgs } from "../model/route.ts";
 import { type ContextInput, ContextInputSchema, parseInput } from "../model/schemas.ts";
-import { cidrContains, macProblem, parseIp, parseSubnet } from "../net/cidr.ts";
+import { cidrContains, macProblem, parseIp, parseSubnet, randomMac } from "../net/cidr.ts";
 import type { Attachment } from "../networks/driver.ts";
 import { hostDevice } from "../networks/host-net.ts";
 import { networkDriver } from "../networks/registry.ts";
@@ -83,7 +83,8 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
         addresses: leases.map((l) => driver.contextAddress(l)),
         gateways: net.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
         mtu: net.mtu,
-        ...(mac && i === 0 ? { mac } : {}),
+        // Chosen here rather than by the kernel so that the record alone names every anti-spoofing element.
+        ...(input.level === "l2" ? { mac: (i === 0 ? mac : undefined) ?? randomMac() } : {}),
       };
     });
     rec.spec = { ...spec, op };

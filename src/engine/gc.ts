@@ -33,6 +33,7 @@ import type { Attachment } from "../networks/driver.ts";
 import { networkDriver } from "../networks/registry.ts";
 import type { ContextRecord, NetworkRecord } from "../state/store.ts";
 import { asOpMark, ownerAlive } from "./intent.ts";
+import { type Act, settlePublications } from "./settle-publish.ts";
 
 export interface GcAction {
   action: string;
@@ -54,8 +55,6 @@ const BRIDGED = new Set(["bridge", "host"]);
 /** Drivers whose contexts' host-side veths are registered in the firewall one by one. */
 const PER_VETH = new Set(["routed"]);
 
-type Act = (action: string, object: string, reason: string, run: () => void) => void;
-
 export function gc(host: Host, opts: { dryRun?: boolean } = {}): GcReport {
   const report: GcReport = { dryRun: opts.dryRun ?? false, actions: [], busy: [] };
   const act: Act = (action, object, reason, run) => {
@@ -76,7 +75,8 @@ export function gc(host: Host, opts: { dryRun?: boolean } = {}): GcReport {
 
 /**
  * Reinstall our nft tables and their elements from state (after `nft flush ruleset`): the NAT/isolation table and
- * the anti-spoofing guards of every ready l2 context. Other tables are untouched.
+ * the anti-spoofing guards of every ready l2 context, and every ready context's published ports. Other tables are
+ * untouched.
  */
 export function repair(host: Host): { rebuild: boolean; remove: string[]; add: string[] } {
   const networks = host.store.listNetworks();
@@ -90,6 +90,10 @@ export function repair(host: Host): { rebuild: boolean; remove: string[]; add: s
     guard(host, g);
     diff.add.push(`antispoof port ${g.att.hostIfname}`);
   }
+  settlePublications(host, contexts, (action, object, _reason, run) => {
+    run();
+    (action === "remove" ? diff.remove : diff.add).push(object);
+  });
   return diff;
 }
 
@@ -409,6 +413,8 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
     act("remove", `antispoof port ${port}`, "no context owns it", () => unguardPort(host, port));
   for (const g of guards.missing)
     act("add", `antispoof port ${g.att.hostIfname}`, "its context is ready", () => guard(host, g));
+  // Published ports live in maps of the inet table: a rebuild above emptied them.
+  settlePublications(host, contexts, act);
 }
 
 function ourProgramCounts(cgroupPath: string): Map<string, number> {

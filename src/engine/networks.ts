@@ -1,5 +1,7 @@
 /** Network lifecycle: validate, record, make the kernel objects; undo the record if the kernel refuses. */
+
 import { conflict, invalid, notFound } from "../errors.ts";
+import { antispoofEnabled, prepareAntispoof, releaseIdleTables } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import { checkName } from "../model/names.ts";
@@ -32,6 +34,8 @@ export function createNetwork(host: Host, raw: unknown): NetworkRecord {
   try {
     host.enableForwarding();
     driver.create(host, record);
+    // After the driver, like a repair does it, so a rebuilt ruleset lists the same as the original.
+    if (antispoofEnabled(record)) prepareAntispoofOrUndo(host, record);
   } catch (err) {
     host.store.deleteNetwork(record.name);
     throw err;
@@ -39,6 +43,20 @@ export function createNetwork(host: Host, raw: unknown): NetworkRecord {
   pausePoint("network-create:before-ready");
   host.store.updateNetwork(record);
   return record;
+}
+
+function prepareAntispoofOrUndo(host: Host, record: NetworkRecord): void {
+  try {
+    prepareAntispoof(host, record);
+  } catch (err) {
+    try {
+      networkDriver(record.driver).destroy(host, record);
+      releaseIdleTables(host, record.name);
+    } catch {
+      // The nft error is the one to report; gc removes what the undo could not.
+    }
+    throw err;
+  }
 }
 
 export function removeNetwork(host: Host, name: string): NetworkRecord {
@@ -53,6 +71,8 @@ export function removeNetwork(host: Host, name: string): NetworkRecord {
   host.store.updateNetwork({ ...record, options: { ...record.options, op: opMark("remove") } });
   pausePoint("network-rm:after-mark");
   networkDriver(record.driver).destroy(host, record);
+  // Anti-spoofing tables live as long as a network that uses them (a context coming and going keeps them).
+  if (antispoofEnabled(record)) releaseIdleTables(host, record.name);
   pausePoint("network-rm:after-destroy");
   host.store.deleteNetwork(name);
   return record;

@@ -12,6 +12,9 @@
  *
  * Every port shares the same fixed rules; a port only adds elements to sets keyed by `ifname . value`, so
  * the rule count does not grow with the number of contexts. Ports not in `as_ports` are never touched.
+ * The chains and sets come with the first network that needs them (prepareAntispoof) and stay while such a
+ * network does, so a context coming and going costs one element transaction each way; releaseIdleTables()
+ * drops them with the last network.
  * nft 1.0.6 has no `icmpv6 taddr`: the ND target is the raw payload `@th,64,128` in a `typeof` set (as_nd).
  * DAD (neighbour solicitation from ::) and MLD reports from :: stay allowed, the former only for the
  * port's own addresses.
@@ -127,35 +130,120 @@ export function linkLocalOf(mac: string): string {
   return `fe80::${groups.join(":")}`;
 }
 
-/** Allow `port` to send as itself and nothing else. Serialised with every other firewall change. */
+/**
+ * Allow `port` to send as itself and nothing else. Serialised with every other firewall change.
+ * The usual case is one transaction of exact elements, with no listing: listing our tables costs O(contexts)
+ * per change. `create` (not `add`) of the port's as_ports element makes that transaction fail whole when a
+ * leftover of the same port name is still there (a crash between guard and unguard); then, as when a table
+ * or set is missing, the slow path lists, rebuilds and purges.
+ */
 export function guardPort(host: Host, port: GuardedPort): void {
+  const stale = staleGuards(host);
+  const previous = stale.get(port.ifname);
+  stale.delete(port.ifname);
   host.firewall(() => {
     const nft = new Nft();
+    const fast = tablesFor(port.kind).flatMap((t) => [
+      ...(previous ? removeScript(t, previous) : []),
+      ...addScript(t, port, "create"),
+    ]);
+    if (nft.tryApply(fast.join("\n"))) return;
     const lines: string[] = [];
     for (const t of tablesFor(port.kind)) {
       const objs = nft.list(["table", t.family, TABLE]);
       const rebuild = ensureScript(objs, t);
-      // A rebuilt table starts with empty sets; otherwise a leftover of the same port name goes first.
       lines.push(
         ...rebuild,
         ...(rebuild.length ? [] : deleteScript(objs, t, port.ifname)),
-        ...addScript(t, port),
+        ...addScript(t, port, "add"),
       );
     }
     nft.apply(lines.join("\n"));
   });
 }
 
-/** Remove every element of `ifname` from our anti-spoofing sets; missing tables and elements are fine. */
-export function unguardPort(host: Host, ifname: string): void {
+/**
+ * Remove every element of `ifname` from our anti-spoofing sets; missing tables and elements are fine.
+ * Given the port as it was guarded, its exact elements are queued and go with others in one transaction
+ * (host.defer): deleting set elements costs a kernel grace period (~10 ms here) per transaction, not per
+ * element. Waiting is safe: the elements name an interface, and the next port of that name either takes
+ * them out in its own guard transaction or finds them in the way. Without the port, the listing path runs now.
+ */
+export function unguardPort(host: Host, ifname: string, guarded?: GuardedPort): void {
+  if (guarded) {
+    const stale = staleGuards(host);
+    stale.set(ifname, guarded);
+    if (stale.size >= STALE_BATCH) dropStaleGuards(host);
+    else host.defer(dropStaleGuards);
+    return;
+  }
+  host.firewall(() => removeListed(new Nft(), [ifname]));
+}
+
+/** At most this many unguarded ports wait for their elements to be dropped. */
+const STALE_BATCH = 64;
+
+const staleByHost = new WeakMap<Host, Map<string, GuardedPort>>();
+
+function staleGuards(host: Host): Map<string, GuardedPort> {
+  const stale = staleByHost.get(host) ?? new Map<string, GuardedPort>();
+  staleByHost.set(host, stale);
+  return stale;
+}
+
+function dropStaleGuards(host: Host): void {
+  const stale = staleGuards(host);
+  if (stale.size === 0) return;
+  const ports = [...stale.values()];
+  stale.clear();
+  host.firewall(() => {
+    const nft = new Nft();
+    const exact = ports.flatMap((p) => tablesFor(p.kind).flatMap((t) => removeScript(t, p)));
+    // One of them already gone (gc took it, a flush emptied the tables) fails the batch: list and diff instead.
+    if (!nft.tryApply(exact.join("\n")))
+      removeListed(
+        nft,
+        ports.map((p) => p.ifname),
+      );
+  });
+}
+
+function removeListed(nft: Nft, ifnames: string[]): void {
+  const lines = Object.values(TABLES).flatMap((t) => {
+    const objs = nft.list(["table", t.family, TABLE]);
+    return ifnames.flatMap((ifname) => deleteScript(objs, t, ifname));
+  });
+  nft.apply(lines.join("\n"));
+}
+
+/** Make (or mend) the chains and sets that `net`'s ports will use; a network creates them before its first port. */
+export function prepareAntispoof(host: Host, net: NetworkRecord): void {
+  host.firewall(() => {
+    const nft = new Nft();
+    const lines = tablesFor(portKind(net)).flatMap((t) =>
+      ensureScript(nft.list(["table", t.family, TABLE]), t),
+    );
+    nft.apply(lines.join("\n"));
+  });
+}
+
+/**
+ * Drop our anti-spoofing chains and sets that no network needs any more and no port uses (after a network's
+ * removal; `leaving` is that network, its record still in the store).
+ */
+export function releaseIdleTables(host: Host, leaving?: string): void {
+  const needed = new Set(
+    host.store
+      .listNetworks()
+      .filter((n) => n.name !== leaving && antispoofEnabled(n))
+      .flatMap((n) => tablesFor(portKind(n)).map((t) => t.family)),
+  );
   host.firewall(() => {
     const nft = new Nft();
     const lines = Object.values(TABLES).flatMap((t) => {
+      if (needed.has(t.family)) return [];
       const objs = nft.list(["table", t.family, TABLE]);
-      const others = setElements(objs ?? [], S_PORTS.name).filter((e) => e[0] !== ifname);
-      // The last guarded port takes our chain and sets with it, so the ruleset is what it was before the first.
-      if (objs && others.length === 0) return dropScript(objs, t);
-      return deleteScript(objs, t, ifname);
+      return objs && setElements(objs, S_PORTS.name).length === 0 ? dropScript(objs, t) : [];
     });
     nft.apply(lines.join("\n"));
   });
@@ -221,8 +309,8 @@ function healthy(objs: NftObject[], t: TableDef): boolean {
   return hasChain && rules === t.rules.length && t.sets.every((s) => objs.some((o) => setName(o) === s.name));
 }
 
-function addScript(t: TableDef, port: GuardedPort): string[] {
-  const T = `${t.family} ${TABLE}`;
+/** The elements `port` owns in each of `t`'s sets. */
+function portElements(t: TableDef, port: GuardedPort): { set: string; elems: string[] }[] {
   const q = `"${port.ifname}"`;
   const ips = [...port.addresses.map((a) => a.split("/")[0]!), linkLocalOf(port.mac)].map((a) =>
     parseIp(a, "address"),
@@ -236,9 +324,21 @@ function addScript(t: TableDef, port: GuardedPort): string[] {
     as_ip6: v6.map((ip) => `${q} . ${ip.text}`),
     as_nd: v6.map((ip) => `${q} . 0x${ip.addr.toString(16).padStart(32, "0")}`),
   };
-  return t.sets
-    .filter((s) => (elems[s.name] ?? []).length > 0)
-    .map((s) => `add element ${T} ${s.name} { ${(elems[s.name] ?? []).join(", ")} }`);
+  return t.sets.map((s) => ({ set: s.name, elems: elems[s.name] ?? [] })).filter((e) => e.elems.length > 0);
+}
+
+/** `create` for the port's as_ports element refuses a leftover of the same name; `add` lets it be. */
+function addScript(t: TableDef, port: GuardedPort, verb: "add" | "create"): string[] {
+  return portElements(t, port).map(
+    (e) =>
+      `${e.set === S_PORTS.name ? verb : "add"} element ${t.family} ${TABLE} ${e.set} { ${e.elems.join(", ")} }`,
+  );
+}
+
+function removeScript(t: TableDef, port: GuardedPort): string[] {
+  return portElements(t, port).map(
+    (e) => `delete element ${t.family} ${TABLE} ${e.set} { ${e.elems.join(", ")} }`,
+  );
 }
 
 function deleteScript(objs: NftObject[] | null, t: TableDef, ifname: string): string[] {
@@ -282,16 +382,26 @@ function asRecord(v: NftValue | undefined): { [key: string]: NftValue } | null {
 /** Guard an l2 context's attachment right after its veth exists, before its side comes up. */
 export function guardAttachment(host: Host, net: NetworkRecord, ctxRtnl: Rtnl, att: Attachment): void {
   if (!antispoofEnabled(net) || !att.hostIfname) return;
-  const mac = ctxRtnl.linkGet(att.ifname)?.mac ?? att.mac;
+  // The engine picks every l2 attachment's MAC when it plans it; older records read theirs from the kernel.
+  const mac = att.mac ?? ctxRtnl.linkGet(att.ifname)?.mac;
   if (!mac) throw new NetctxError("internal", `antispoof: no MAC on ${att.ifname}`);
   guardPort(host, {
     ifname: att.hostIfname,
-    kind: net.driver === "routed" ? "routed" : "bridge",
+    kind: portKind(net),
     mac,
     addresses: att.addresses,
   });
 }
 
 export function unguardAttachment(host: Host, net: NetworkRecord, att: Attachment): void {
-  if (antispoofEnabled(net) && att.hostIfname) unguardPort(host, att.hostIfname);
+  if (!antispoofEnabled(net) || !att.hostIfname) return;
+  // Records from before MACs were chosen at planning time lack one: those take the listing path.
+  const guarded = att.mac
+    ? { ifname: att.hostIfname, kind: portKind(net), mac: att.mac, addresses: att.addresses }
+    : undefined;
+  unguardPort(host, att.hostIfname, guarded);
+}
+
+function portKind(net: NetworkRecord): PortKind {
+  return net.driver === "routed" ? "routed" : "bridge";
 }

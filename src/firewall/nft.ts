@@ -51,6 +51,15 @@ export class Nft {
   }
 
   /**
+   * Apply a script as one transaction if the kernel takes it; false when it does not (nothing changed then).
+   * For fast paths whose failure only means "take the slow path": no error text, no binary re-run.
+   */
+  tryApply(script: string): boolean {
+    if (script.trim() === "") return true;
+    return this.exec(["-f", "-"], script).status === 0;
+  }
+
+  /**
    * `nft -j list <what...>` parsed into its objects (the metainfo object dropped).
    * Returns null when the listed object does not exist (ENOENT), so callers can treat "no table" as empty.
    */

@@ -183,6 +183,38 @@ export function publishedElements(nft = new Nft()): PublishElement[] {
   return elementsOf(nft.list(["table", "inet", TABLE]) ?? []);
 }
 
+/** A context's publications as its record states them. */
+export interface WantedPublish {
+  context: string;
+  published: Published[];
+  target: PublishTarget;
+}
+
+/**
+ * Compare records with the kernel in one listing: contexts missing any of their elements (all of them, when a
+ * chain or map is damaged: a flush or a table rebuild), and contexts that own elements but are not wanted.
+ */
+export function publishDrift(
+  wanted: WantedPublish[],
+  nft = new Nft(),
+): { missing: string[]; stray: string[] } {
+  const objs = nft.list(["table", "inet", TABLE]);
+  const healthy = ensureScript(objs).length === 0;
+  const have = elementsOf(objs ?? []);
+  const missing = wanted
+    .filter(
+      (w) =>
+        !healthy ||
+        desired(w.context, w.published, w.target).some(
+          (d) => !have.some((h) => same(h, d) && h.context === w.context),
+        ),
+    )
+    .map((w) => w.context);
+  const names = new Set(wanted.map((w) => w.context));
+  const stray = [...new Set(have.map((h) => h.context))].filter((c) => !names.has(c));
+  return { missing, stray };
+}
+
 /** The kernel's publish chains hold their fixed rules and the maps exist. */
 export function publishHealthy(nft = new Nft()): boolean {
   return ensureScript(nft.list(["table", "inet", TABLE])).length === 0;

@@ -3,6 +3,7 @@
  * Parsing is strict: what we store and hand to the kernel is the canonical text (RFC 5952 for v6),
  * and every rejection names the user's field.
  */
+import { randomBytes } from "node:crypto";
 import { invalid, NetctxError } from "../errors.ts";
 
 export type Family = 4 | 6;
@@ -217,6 +218,13 @@ export function macProblem(text: string): string | undefined {
   if (first & 1) return `${text} is a multicast MAC address`;
   if (/^(00:){5}00$/.test(text)) return `${text} is the all-zero MAC address`;
   return undefined;
+}
+
+/** A random locally administered unicast MAC, as the kernel's eth_random_addr() makes them. */
+export function randomMac(): string {
+  const bytes = randomBytes(6);
+  bytes[0] = (bytes[0]! & 0xfe) | 0x02;
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(":");
 }
 
 /** A unicast, non-zero MAC in colon form, i.e. one the kernel accepts as a device address. */

@@ -79,6 +79,25 @@ test("the CNI launcher hands calls to the engine, and does the work itself when 
   assert.notEqual(bad.code, 0);
   assert.equal(bad.json?.code, 6, "the spec's JSON error, through the engine");
 
+  // A value HTTP headers cannot carry (a runtime would not send it, a hostile caller might) never reaches the
+  // engine as a forged header: the client hands the call to the in-process path, which refuses CNI_ARGS.
+  await logged(/POST \/v1\/cni ADD b -> 500/);
+  const seen = engineLog;
+  const forged = cniRaw(
+    {
+      CNI_COMMAND: "ADD",
+      CNI_CONTAINERID: "d".repeat(64),
+      CNI_NETNS: ns1,
+      CNI_IFNAME: "eth2",
+      CNI_ARGS: "IgnoreUnknown=1\r\nX-Cni-Command: DEL",
+    },
+    JSON.stringify(conf),
+  );
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(engineLog, seen, "nothing reached the engine");
+  assert.notEqual(forged.code, 0, forged.stdout);
+  assert.equal(forged.json?.code, 4, forged.stdout);
+
   // Killed without a chance to clean up: the socket file stays, nobody answers; the launcher falls back.
   await stopEngine("SIGKILL");
   assert.ok(existsSync(SOCKET));

@@ -5,7 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Store } from "../../src/state/store.ts";
@@ -15,6 +23,10 @@ import { links } from "../helpers/kernel.ts";
 const FIXTURES = join(import.meta.dirname, "fixtures");
 const SCRATCH = join(process.env.NETCTX_TEST_SCRATCH ?? "/tmp", "podman");
 const IMAGE = "localhost/ncbox:latest";
+const CGROUP_PARENT = (process.env.NETCTX_CGROUP_PARENT ?? "/nonexistent").replace(
+  /^\/sys\/fs\/cgroup\/unified\//,
+  "/sys/fs/cgroup/",
+);
 const havePodman = spawnSync("podman", ["--version"]).status === 0;
 const skip = havePodman ? false : "podman is not installed (scripts/setup.sh installs it)";
 
@@ -72,6 +84,9 @@ before(() => {
   must(["mount", "-t", "tmpfs", "tmpfs", "/var/lib"]);
   // crun 1.8 refuses this VM's hybrid cgroup v1+v2 layout; cgroups are disabled in containers.conf anyway.
   must(["mount", "-t", "cgroup2", "none", "/sys/fs/cgroup"]);
+  // The same cgroup2 hierarchy, now at /sys/fs/cgroup: the test's private parent (loopback publish programs
+  // attach there) is reached by its new path, and the runner still removes it by the old one.
+  process.env.NETCTX_CGROUP_PARENT = CGROUP_PARENT;
   fromFixture("containers.conf", join(SCRATCH, "containers.conf"));
   fromFixture("storage.conf", join(SCRATCH, "storage.conf"));
   fromFixture("ncpod.conflist", join(SCRATCH, "cni.d", "ncpod.conflist"));
@@ -90,6 +105,18 @@ before(() => {
 after(() => {
   if (havePodman) podman("rm", "-f", "-t", "0", "-a");
 });
+
+/** An HTTP GET with busybox nc from the host (optionally from inside `cgroup`); "" when nothing answers. */
+function httpGet(cgroup: string | undefined, ip: string, port: number, attempts = 10): string {
+  const get = `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 ${ip} ${port}`;
+  const script = cgroup ? `echo $$ > ${cgroup}/cgroup.procs && ${get}` : get;
+  for (let i = 0; i < attempts; i++) {
+    const r = sh(["sh", "-c", script]);
+    if (r.code === 0 && r.out.includes("hello")) return r.out;
+    spawnSync("sleep", ["0.3"]);
+  }
+  return "";
+}
 
 function ctxLinks(): string[] {
   return links()
@@ -112,6 +139,8 @@ test("podman run: two containers on a netctx network reach each other and the ou
     "ncpod",
     "--ip",
     "10.97.0.10",
+    "-p",
+    "8080:80",
     IMAGE,
     "httpd",
     "-f",
@@ -157,9 +186,31 @@ test("podman run: two containers on a netctx network reach each other and the ou
   const out = podman("exec", "a", "ping", "-c", "1", "-W", "2", "198.51.100.2");
   assert.equal(out.code, 0, `a reaches the outside through NAT: ${out.out}`);
 
+  // -p 8080:80 answers from the host: on the host's own address, and on 127.0.0.1 for a client in the cgroup
+  // where the loopback programs attach (tests never attach at the machine's root cgroup).
+  assert.match(
+    httpGet(undefined, "198.51.100.1", 8080),
+    /hello from netctx/,
+    "published port on a host address",
+  );
+  const client = join(CGROUP_PARENT, "client");
+  mkdirSync(client, { recursive: true });
+  try {
+    assert.match(httpGet(client, "127.0.0.1", 8080), /hello from netctx/, "published port on 127.0.0.1");
+  } finally {
+    rmdirSync(client);
+  }
+  assert.doesNotMatch(
+    httpGet(undefined, "127.0.0.1", 8080, 1),
+    /hello/,
+    "outside that cgroup 127.0.0.1 stays local",
+  );
+
   const rm = podman("rm", "-f", "-t", "0", "a", "b");
   assert.equal(rm.code, 0, rm.out);
   assert.deepEqual(netctxJson<unknown[]>("ls"), [], "no context left");
+  assert.doesNotMatch(httpGet(undefined, "198.51.100.1", 8080, 1), /hello/, "the published port is gone");
+  assert.doesNotMatch(must(["nft", "list", "ruleset"]), /8080/, "no publish element left");
   assert.deepEqual(ctxLinks(), [], "no host veth left");
   assert.deepEqual(
     readdirSync("/run/netns").filter((n) => n !== "outside"),

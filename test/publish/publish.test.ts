@@ -74,7 +74,7 @@ function publishElements(): NftElem[] {
   const out: NftElem[] = [];
   for (const o of nftTable()) {
     const m = o["map"] as { name: string; elem?: unknown[] } | undefined;
-    if (!m || !m.name.startsWith("pub")) continue;
+    if (!m?.name.startsWith("pub")) continue;
     for (const e of (m.elem ?? []) as [
       { elem: { val: { concat: unknown[] }; comment?: string } },
       unknown,

@@ -963,6 +963,7 @@ function badCni(rand: Rand): CniCase {
 function assertCniError(out: { code: number; stdout: string }, label: string): number {
   assert.equal(out.code, 1, `${label}: exit ${out.code}, stdout ${out.stdout.slice(0, 300)}`);
   assert.ok(!out.stdout.trim().includes("\n"), `${label}: more than one line`);
+  assert.ok(out.stdout.startsWith("{"), `${label}: stdout ${JSON.stringify(out.stdout.slice(0, 300))}`);
   const e = JSON.parse(out.stdout) as { cniVersion?: unknown; code?: unknown; msg?: unknown };
   assert.equal(typeof e.cniVersion, "string", `${label}: no cniVersion`);
   assert.ok(typeof e.code === "number" && Number.isInteger(e.code) && e.code > 0, `${label}: code ${e.code}`);
@@ -1030,7 +1031,10 @@ test(`a sample through the real entry points: \`netctx apply FILE\` and the inst
       continue;
     plugin++;
     const r = cniRaw(c.env, c.stdin);
-    assertCniError({ code: r.code, stdout: r.stdout }, `plugin ${showCni(c)}`);
+    assertCniError(
+      { code: r.code, stdout: r.stdout },
+      `plugin ${showCni(c)} (stderr ${r.stderr.slice(0, 300)})`,
+    );
   }
   assert.equal(stateDump(), stateBefore, "state unchanged");
   assert.equal(fullSnapshot(), kernelBefore, "kernel unchanged");

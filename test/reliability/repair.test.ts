@@ -1,5 +1,5 @@
 /**
- * `netctx repair` after `nft flush ruleset`: NAT and anti-spoofing work again, and nobody else's table is touched.
+ * `netctx repair` after `nft flush ruleset`: NAT, published ports and anti-spoofing work again, and nobody else's table is touched.
  * A foreign table whose forward chain drops by default: nftables runs every base chain at a hook and a drop in any
  * of them is final, so our accept cannot override it; netctx never edits that table or the global policy. What
  * stays true (and is tested): the host itself (the gateway) is still reachable, repair leaves the foreign table
@@ -7,7 +7,7 @@
  * `netctx state export` writes inputs the engine accepts again.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { ContextInputSchema, NetworkInputSchema, parseInput } from "../../src/model/schemas.ts";
 import { netctxJson, netctxOk } from "../helpers/cli.ts";
@@ -16,6 +16,16 @@ import { nftSet } from "./oracle.ts";
 
 const sh = (cmd: string) => execFileSync("sh", ["-c", cmd], { encoding: "utf8" });
 const nft = (args: string) => sh(`nft ${args}`);
+
+/** The first non-empty answer of a few tries (the server loop restarts nc between connections). */
+function retry(get: () => string): string {
+  for (let i = 0; i < 10; i++) {
+    const out = get();
+    if (out) return out;
+    spawnSync("sleep", ["0.2"]);
+  }
+  return "";
+}
 
 function pingOk(netns: string, ip: string): boolean {
   return ping(netns, ip) || ping(netns, ip);
@@ -29,20 +39,49 @@ function makeOutside(): void {
   sh("ip -n ext addr add 192.0.2.2/24 dev eth0 && ip -n ext link set eth0 up && ip -n ext link set lo up");
 }
 
-test("flush ruleset, repair: NAT and anti-spoofing work again; foreign tables are left alone", () => {
+/** A TCP server in `netns` that answers every connection with `text` (busybox nc in a loop); returns its pid. */
+function serveText(netns: string, port: number, text: string): ChildProcess {
+  return spawn(
+    "nsenter",
+    [`--net=${netns}`, "sh", "-c", `while true; do echo ${text} | busybox nc -l -p ${port}; done`],
+    { stdio: "ignore", detached: true },
+  );
+}
+
+/** What a TCP connection from the host to ip:port reads ("" when refused or silent). */
+function fetchText(ip: string, port: number): string {
+  const r = spawnSync("busybox", ["nc", "-w", "2", ip, String(port)], { encoding: "utf8", input: "" });
+  return r.stdout.trim();
+}
+
+test("flush ruleset, repair: NAT, published ports and anti-spoofing work again; foreign tables are left alone", (t) => {
   makeOutside();
   netctxOk("network", "create", "rp", "--driver", "bridge", "--subnet", "10.97.0.0/24", "--nat");
-  netctxOk("create", "ra", "--level", "l2", "--network", "rp");
+  netctxOk("create", "ra", "--level", "l2", "--network", "rp", "--publish", "8080:80");
   const ra = "/run/netns/netctx-ra";
+  const server = serveText(ra, 80, "published");
+  // The whole group: the shell loop and its nc.
+  t.after(() => process.kill(-server.pid!, "SIGKILL"));
   // Only a masqueraded packet comes back: ext has no route to 10.97.0.0/24.
   assert.ok(pingOk(ra, "192.0.2.2"), "NAT works before the flush");
+  assert.equal(
+    retry(() => fetchText("192.0.2.1", 8080)),
+    "published",
+    "the published port answers on a host address",
+  );
   const before = { nets: nftSet("nets4"), ifaces: nftSet("ifaces"), rules: nft("list ruleset") };
 
   nft("flush ruleset");
   assert.ok(!pingOk(ra, "192.0.2.2"), "without our table there is no NAT");
+  assert.equal(fetchText("192.0.2.1", 8080), "", "without our table the port is not published");
   const diff = netctxJson<{ rebuild: boolean; add: string[] }>("repair");
   assert.ok(diff.rebuild);
   assert.ok(pingOk(ra, "192.0.2.2"), "NAT works again after repair");
+  assert.equal(
+    retry(() => fetchText("192.0.2.1", 8080)),
+    "published",
+    "the published port answers again",
+  );
   assert.deepEqual(nftSet("nets4"), before.nets);
   assert.deepEqual(nftSet("ifaces"), before.ifaces);
   assert.equal(nft("list ruleset"), before.rules, "the same tables, chains, rules and elements as before");
