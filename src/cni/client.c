@@ -1,5 +1,6 @@
 /*
- * netctx-cni-client SOCKET -- FALLBACK...
+ * The CNI plugin `netctx` as `netctx cni install DIR` writes it: this program with its configuration appended
+ * (see read_config: the environment defaults chosen at install time and the fallback command line).
  *
  * The part of the CNI plugin that a container runtime execs per verb when the resident engine runs: it hands
  * the call (CNI_* environment + config on stdin) to `netctx serve` over its unix socket and prints the reply.
@@ -12,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +114,62 @@ static void header_name(char *out, const char *key) {
 	out[i] = 0;
 }
 
+/*
+ * The configuration `netctx cni install` appends to its copy of this program:
+ *   "env NAME=VALUE\n"   set NAME unless the runtime's environment has it
+ *   "arg VALUE\n"        the fallback command line, one argument per line
+ * followed by its length as 8 hex digits and the magic. No trailer: not an installed copy.
+ */
+#define CONFIG_MAGIC "NCXCONF1"
+#define MAX_ARGS 16
+
+static int read_config(char **fallback) {
+	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return -1;
+	char tail[17] = {0};
+	off_t size = lseek(fd, 0, SEEK_END);
+	if (size < 16 || pread(fd, tail, 16, size - 16) != 16 || memcmp(tail + 8, CONFIG_MAGIC, 8) != 0) {
+		close(fd);
+		return -1;
+	}
+	tail[8] = 0;
+	long len = strtol(tail, NULL, 16);
+	if (len <= 0 || len > size - 16) {
+		close(fd);
+		return -1;
+	}
+	char *text = malloc((size_t)len + 1);
+	if (!text || pread(fd, text, (size_t)len, size - 16 - len) != len) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	text[len] = 0;
+	int n = 0;
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "env ", 4) == 0) {
+			char *eq = strchr(line + 4, '=');
+			if (!eq) continue;
+			*eq = 0;
+			setenv(line + 4, eq + 1, 0);
+		} else if (strncmp(line, "arg ", 4) == 0 && n < MAX_ARGS) {
+			fallback[n++] = line + 4;
+		}
+	}
+	fallback[n] = NULL;
+	return n > 0 ? 0 : -1;
+}
+
+/* NETCTX_SOCKET, else netctx.sock in NETCTX_STATE_DIR, else in the default state dir (as in api/socket-path.ts). */
+static const char *socket_path(void) {
+	const char *explicit_ = getenv("NETCTX_SOCKET");
+	if (explicit_ && *explicit_) return explicit_;
+	const char *dir = getenv("NETCTX_STATE_DIR");
+	static char path[4096];
+	snprintf(path, sizeof path, "%s/netctx.sock", dir && *dir ? dir : "/var/lib/netctx");
+	return path;
+}
+
 static int connect_engine(const char *path) {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof addr.sun_path) return -1;
@@ -126,11 +184,14 @@ static int connect_engine(const char *path) {
 }
 
 int main(int argc, char **argv) {
-	if (argc < 4 || strcmp(argv[2], "--") != 0) {
-		fputs("usage: netctx-cni-client SOCKET -- FALLBACK...\n", stderr);
+	(void)argc;
+	(void)argv;
+	char *fallback[MAX_ARGS + 1];
+	if (read_config(fallback) != 0) {
+		fputs("netctx-cni-client: no configuration appended: install it with `netctx cni install DIR`\n", stderr);
 		return 1;
 	}
-	char **fallback = argv + 3;
+	const char *sock = socket_path();
 	/* An engine that goes away mid-call must show as an error here, not as a silent SIGPIPE death. */
 	signal(SIGPIPE, SIG_IGN);
 	struct buf conf = {0};
@@ -161,7 +222,7 @@ int main(int argc, char **argv) {
 	puts_(&req, "\r\n");
 	put(&req, conf.data ? conf.data : "", conf.len);
 
-	int fd = connect_engine(argv[1]);
+	int fd = connect_engine(sock);
 	if (fd < 0) exec_fallback(fallback, &conf); /* no engine (or a dead one's socket): do the work here */
 	struct buf resp = {0};
 	if (write_all(fd, req.data, req.len) < 0 || read_all(fd, &resp) < 0) {

@@ -3,7 +3,7 @@
  * so teardown never deletes it), named from the container id and ifname so DEL, CHECK and GC find it again.
  */
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { createNetwork } from "../engine/networks.ts";
 import { NetctxError } from "../errors.ts";
@@ -28,6 +28,11 @@ export function contextNameFor(containerId: string, ifname: string): string {
   return `c${createHash("sha256").update(`${containerId}\0${ifname}`).digest("hex").slice(0, 11)}`;
 }
 
+/** Namespace files (a /run/netns bind mount, /proc/PID/ns/net) all live on nsfs: one device number. */
+function isNamespaceFile(path: string): boolean {
+  return statSync(path).dev === statSync("/proc/self/ns/net").dev;
+}
+
 export function networkNameOf(conf: NetConf): string {
   return conf.network ?? conf.name;
 }
@@ -35,6 +40,8 @@ export function networkNameOf(conf: NetConf): string {
 export function cniAdd(host: Host, env: CniEnv, conf: NetConf): Result {
   if (!existsSync(env.netns))
     throw new CniError(CniCode.unknownContainer, `CNI_NETNS ${clip(env.netns)} does not exist`);
+  if (!isNamespaceFile(env.netns))
+    throw new CniError(CniCode.invalidEnv, `CNI_NETNS ${clip(env.netns)} is not a network namespace`);
   const net = ensureNetwork(host, conf);
   const name = contextNameFor(env.containerId, env.ifname);
   const existing = host.store.getContext(name);

@@ -105,6 +105,15 @@ test("bad input is the spec's JSON error with its code", () => {
       3,
       /does not exist/,
     ],
+    [
+      "netns that is a plain directory",
+      {
+        env: { CNI_COMMAND: "ADD", CNI_CONTAINERID: "x1", CNI_IFNAME: "eth0", CNI_NETNS: "/tmp" },
+        stdin: JSON.stringify(conf()),
+      },
+      4,
+      /CNI_NETNS \/tmp is not a network namespace/,
+    ],
   ];
   for (const [what, input, code, msg] of cases) {
     const r = cniRaw(input.env, input.stdin);

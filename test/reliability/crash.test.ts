@@ -33,19 +33,25 @@ interface Outcome {
   stderr: string;
 }
 
-/** Run netctx and SIGKILL it at a pause point (when it gets there) or after a delay (when still running). */
-function runAndKill(args: string[], kill: { pauseAt: string } | { afterMs: number }): Promise<Outcome> {
+/**
+ * Run netctx and SIGKILL it at a pause point (when it gets there) or after a delay (when still running);
+ * without a kill it runs to the end.
+ */
+function runAndKill(
+  args: string[],
+  kill: { pauseAt: string } | { afterMs: number } | undefined,
+): Promise<Outcome> {
   return new Promise((resolve) => {
     const env = { ...process.env };
-    if ("pauseAt" in kill) env[PAUSE_ENV] = kill.pauseAt;
+    if (kill && "pauseAt" in kill) env[PAUSE_ENV] = kill.pauseAt;
     const child = spawn(NETCTX, args, { env, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d) => {
       stderr += d;
-      if ("pauseAt" in kill && stderr.includes(`${PAUSE_MARK}${kill.pauseAt}`)) child.kill("SIGKILL");
+      if (kill && "pauseAt" in kill && stderr.includes(`${PAUSE_MARK}${kill.pauseAt}`)) child.kill("SIGKILL");
     });
     const timer =
-      "afterMs" in kill
+      kill && "afterMs" in kill
         ? setTimeout(() => {
             if (child.exitCode === null) child.kill("SIGKILL");
           }, kill.afterMs)
@@ -179,15 +185,21 @@ test(`crash campaign: ${KILLS} SIGKILLs across create, rm, network create/rm, th
         }
       }
       const tRound = Date.now();
+      // Removals are quick and need something to remove: they are killed at a pause point more often (a timed kill
+      // mostly lands after they finished), and a fifth of the creates run undisturbed so contexts accumulate.
       const outcomes = await Promise.all(
-        ops.map((op) =>
-          rand() < 0.5
+        ops.map((op) => {
+          const removal = op.args.includes("rm");
+          const r = rand();
+          if (!removal && r < 0.2)
+            return runAndKill(op.args, undefined).then((o) => ({ ...o, pause: false }));
+          return r < (removal ? 0.85 : 0.6)
             ? runAndKill(op.args, { pauseAt: pick(op.points) }).then((o) => ({ ...o, pause: true }))
             : runAndKill(op.args, { afterMs: Math.floor(opMs * (0.5 + 2 * rand())) }).then((o) => ({
                 ...o,
                 pause: false,
-              })),
-        ),
+              }));
+        }),
       );
       for (const [i, o] of outcomes.entries()) {
         if (o.killed) {
