@@ -1,37 +1,90 @@
-/** netctx as a CNI plugin, exec'd the way a runtime does: with and without the resident engine. */
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+/**
+ * netctx's own front ends for the l2 walk: the CLI (one process per operation) and the CNI plugin exec'd the way a
+ * runtime does, each with the resident engine (`netctx serve`) answering or doing the work itself.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { cniLifecycle } from "./cni-peer.ts";
-import type { LifecycleResult } from "./l2-lifecycle.ts";
+import { cniPath } from "./cni-peer.ts";
+import type { Path } from "./population.ts";
+import { sleep } from "./stats.ts";
 
-const BIN = join(import.meta.dirname, "..", "bin", "netctx");
+export const NETCTX_BIN = join(import.meta.dirname, "..", "bin", "netctx");
+/** Pointing NETCTX_SOCKET here makes the CLI and the CNI launcher find no engine and do the work themselves. */
+const NO_ENGINE = { NETCTX_SOCKET: "/nonexistent/netctx-bench.sock" };
 
-export async function netctxCniLifecycle(n: number, resident: boolean): Promise<LifecycleResult> {
-  const stateDir = mkdtempSync(join(tmpdir(), "netctx-bench-cni-"));
-  const env = { ...process.env, NETCTX_STATE_DIR: stateDir };
-  const pluginDir = join(stateDir, "cni-bin");
-  spawnSync(BIN, ["cni", "install", pluginDir], { env });
-  const engine = resident ? spawn(BIN, ["serve"], { env, stdio: "ignore" }) : undefined;
-  try {
-    const socket = join(stateDir, "netctx.sock");
-    while (engine && !existsSync(socket)) await new Promise((r) => setTimeout(r, 20));
-    const conf = {
-      cniVersion: "1.0.0",
-      name: resident ? "ncres" : "ncexec",
-      type: "netctx",
-      subnets: [resident ? "10.204.0.0/16" : "10.205.0.0/16"],
-      nat: true,
-    };
-    const label = resident ? "netctx CNI, engine running" : "netctx CNI, no engine";
-    return cniLifecycle(label, n, () => conf, pluginDir);
-  } finally {
-    if (engine) {
-      const exited = new Promise((r) => engine.once("exit", r));
-      engine.kill("SIGTERM");
-      await exited;
+export interface Engine {
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export async function startEngine(stateDir: string): Promise<Engine> {
+  const child: ChildProcess = spawn(NETCTX_BIN, ["serve"], {
+    env: { ...process.env, NETCTX_STATE_DIR: stateDir },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const socket = join(stateDir, "netctx.sock");
+  const t0 = Date.now();
+  while (!existsSync(socket)) {
+    if (child.exitCode !== null) throw new Error(`netctx serve exited with ${child.exitCode}`);
+    if (Date.now() - t0 > 30_000) {
+      child.kill("SIGTERM");
+      throw new Error("netctx serve did not open its socket within 30 s");
     }
-    rmSync(stateDir, { recursive: true, force: true });
+    await sleep(20);
   }
+  return {
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+/** Install the CNI launcher into pluginDir; it carries the state dir and the bench's cgroup parent. */
+export function installCniPlugin(stateDir: string, pluginDir: string): void {
+  const r = spawnSync(NETCTX_BIN, ["cni", "install", pluginDir], {
+    env: { ...process.env, NETCTX_STATE_DIR: stateDir },
+    encoding: "utf8",
+  });
+  if (r.status !== 0) throw new Error(`netctx cni install: ${r.stderr}`);
+}
+
+/** The CNI plugin joining the existing network `network`; with engine=false it never reaches the engine. */
+export function netctxCniPath(
+  label: string,
+  prefix: string,
+  pluginDir: string,
+  network: string,
+  engine: boolean,
+) {
+  return cniPath(
+    label,
+    prefix,
+    { cniVersion: "1.0.0", name: `bench-${prefix}`, type: "netctx", network },
+    pluginDir,
+    engine ? {} : NO_ENGINE,
+  );
+}
+
+/** `netctx create NAME --level l2 --network NET` and `netctx rm NAME`, one process each. */
+export function cliPath(
+  label: string,
+  prefix: string,
+  stateDir: string,
+  network: string,
+  engine: boolean,
+): Path {
+  const env = { ...process.env, NETCTX_STATE_DIR: stateDir, ...(engine ? {} : NO_ENGINE) };
+  const run = (...args: string[]) => {
+    const r = spawnSync(NETCTX_BIN, args, { env, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`netctx ${args.join(" ")}: ${r.stderr}`);
+  };
+  return {
+    label,
+    add: (i) => run("create", `${prefix}${i}`, "--level", "l2", "--network", network),
+    remove: (i) => run("rm", `${prefix}${i}`),
+  };
 }

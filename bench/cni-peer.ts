@@ -1,50 +1,89 @@
 /**
- * The CNI reference plugins as a runtime drives them: per container `ip netns add` + ADD, then DEL + `ip netns del`,
- * with the config on stdin and the CNI_* environment (what ../shared/peers/bench-cni.js measures).
+ * CNI plugins as a runtime drives them: per container `ip netns add` + ADD, then DEL (with the ADD result as
+ * prevResult) + `ip netns del`, the config on stdin and the CNI_* environment (what ../shared/peers/bench-cni.js
+ * measures). Used for the reference plugins and for netctx's own CNI plugin alike.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { LifecycleResult } from "./l2-lifecycle.ts";
-import { stats, time } from "./stats.ts";
+import type { Path } from "./population.ts";
 
 export const CNI_DIR = "/usr/lib/cni";
 
-export function cniAvailable(plugin: string): boolean {
-  return existsSync(join(CNI_DIR, plugin));
+export function cniAvailable(plugin: string, dir = CNI_DIR): boolean {
+  return existsSync(join(dir, plugin));
+}
+
+export interface CniConf {
+  cniVersion: string;
+  name: string;
+  type: string;
+  [key: string]: unknown;
 }
 
 function execPlugin(
   dir: string,
-  plugin: string,
   command: string,
   id: string,
-  netns: string,
-  conf: object,
+  conf: object & { type: string },
+  extraEnv: Record<string, string>,
 ): string {
-  const r = spawnSync(join(dir, plugin), [], {
+  const r = spawnSync(join(dir, conf.type), [], {
     input: JSON.stringify(conf),
     encoding: "utf8",
     env: {
       PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
       CNI_COMMAND: command,
       CNI_CONTAINERID: id,
-      CNI_NETNS: netns,
+      CNI_NETNS: `/run/netns/${id}`,
       CNI_IFNAME: "eth0",
       CNI_PATH: CNI_DIR,
+      ...extraEnv,
     },
   });
-  if (r.status !== 0) throw new Error(`${plugin} ${command}: ${r.stdout}${r.stderr}`);
+  if (r.status !== 0) throw new Error(`${conf.type} ${command} ${id}: ${r.stdout}${r.stderr}`);
   return r.stdout;
 }
 
-function ip(...args: string[]): void {
+export function ip(...args: string[]): void {
   const r = spawnSync("ip", args, { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`ip ${args.join(" ")}: ${r.stderr}`);
 }
 
-export function bridgeConf(ipMasq: boolean, dataDir: string, subnet = "10.201.0.0/16") {
+/** Container number i is `${prefix}${i}`, its netns /run/netns/${prefix}${i}. */
+export function cniPath(
+  label: string,
+  prefix: string,
+  conf: CniConf,
+  pluginDir = CNI_DIR,
+  extraEnv: Record<string, string> = {},
+): Path {
+  const results = new Map<number, string>();
+  return {
+    label,
+    add(i) {
+      const id = `${prefix}${i}`;
+      ip("netns", "add", id);
+      results.set(i, execPlugin(pluginDir, "ADD", id, conf, extraEnv));
+    },
+    remove(i) {
+      const id = `${prefix}${i}`;
+      const prev = results.get(i);
+      execPlugin(
+        pluginDir,
+        "DEL",
+        id,
+        prev === undefined ? conf : { ...conf, prevResult: JSON.parse(prev) as unknown },
+        extraEnv,
+      );
+      results.delete(i);
+      ip("netns", "del", id);
+    },
+  };
+}
+
+/** The reference bridge plugin with host-local IPAM, as podman's CNI backend configures it. */
+export function bridgeConf(ipMasq: boolean, dataDir: string): CniConf {
   return {
     cniVersion: "1.0.0",
     name: ipMasq ? "peerbr" : "peerbrnm",
@@ -52,39 +91,28 @@ export function bridgeConf(ipMasq: boolean, dataDir: string, subnet = "10.201.0.
     bridge: ipMasq ? "cni-peer0" : "cni-peer1",
     isGateway: true,
     ipMasq,
-    ipam: { type: "host-local", ranges: [[{ subnet }]], routes: [{ dst: "0.0.0.0/0" }], dataDir },
+    ipam: {
+      type: "host-local",
+      ranges: [[{ subnet: ipMasq ? "10.201.0.0/16" : "10.202.0.0/16" }]],
+      routes: [{ dst: "0.0.0.0/0" }],
+      dataDir,
+    },
   };
 }
 
-export function cniLifecycle(
-  label: string,
-  n: number,
-  makeConf: (dataDir: string) => object & { type: string },
-  pluginDir = CNI_DIR,
-): LifecycleResult {
-  const dataDir = mkdtempSync(join(tmpdir(), "netctx-bench-ipam-"));
-  try {
-    const conf = makeConf(dataDir);
-    const ids = Array.from({ length: n }, (_, i) => `peer${label.replace(/\W/g, "")}${i}`);
-    const results: string[] = [];
-    const setup = ids.map((id) =>
-      time(() => {
-        ip("netns", "add", id);
-        results.push(execPlugin(pluginDir, conf.type, "ADD", id, `/run/netns/${id}`, conf));
-      }),
-    );
-    const teardown = ids.map((id, i) =>
-      time(() => {
-        execPlugin(pluginDir, conf.type, "DEL", id, `/run/netns/${id}`, {
-          ...conf,
-          prevResult: JSON.parse(results[i]!),
-        });
-        ip("netns", "del", id);
-      }),
-    );
-    const both = setup.map((s, i) => s + teardown[i]!);
-    return { label, n, setup: stats(setup), teardown: stats(teardown), both: stats(both) };
-  } finally {
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+/** The reference ptp plugin (a veth per container, host routes, no bridge), as ../shared/peers/conf/ptp.json. */
+export function ptpConf(dataDir: string): CniConf {
+  return {
+    cniVersion: "1.0.0",
+    name: "peerptp",
+    type: "ptp",
+    ipMasq: true,
+    mtu: 1500,
+    ipam: {
+      type: "host-local",
+      ranges: [[{ subnet: "10.203.0.0/16" }]],
+      routes: [{ dst: "0.0.0.0/0" }],
+      dataDir,
+    },
+  };
 }

@@ -1,75 +1,131 @@
-/** l2 context setup and teardown per context: netctx as a library, netctx as one CLI process per operation. */
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+/**
+ * netctx's side of the walks: one state dir, one network, one population built through the apply path, and the
+ * front ends measured at each N against that population (library/apply, CLI, CNI; with and without the resident
+ * engine). All of them join the same network, so the population every one of them meets is the same.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createContext, removeContext } from "../src/engine/contexts.ts";
+import { applyScene } from "../src/engine/apply.ts";
+import { removeContext } from "../src/engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../src/engine/networks.ts";
 import { Host } from "../src/host.ts";
-import { type Stats, stats, time } from "./stats.ts";
+import { cliPath, type Engine, installCniPlugin, netctxCniPath, startEngine } from "./cni-netctx.ts";
+import { type DatabaseSize, databaseSize, type KernelReading, kernelMemory, statusKb } from "./memory.ts";
+import { type Cell, type Path, type WalkResult, walk } from "./population.ts";
+import { nowMs } from "./stats.ts";
 
-export interface LifecycleResult {
-  label: string;
+export type Level = "l2" | "l3" | "socket";
+
+/** createContext through applyScene, k at a time; each context's time runs from the previous step's end. */
+export function applyPath(host: Host, label: string, prefix: string, level: Level, network: string): Path {
+  const addMany = (indices: number[]) => {
+    const times: number[] = [];
+    let t = nowMs();
+    applyScene(
+      host,
+      { contexts: indices.map((i) => ({ name: `${prefix}${i}`, level, networks: [network] })) },
+      {
+        progress: () => {
+          const now = nowMs();
+          times.push(now - t);
+          t = now;
+        },
+      },
+    );
+    return times;
+  };
+  return {
+    label,
+    addMany,
+    add: (i) => {
+      addMany([i]);
+    },
+    remove: (i) => {
+      removeContext(host, `${prefix}${i}`);
+    },
+  };
+}
+
+export const L2_PATHS = {
+  library: "netctx library (apply)",
+  cli: "netctx CLI, no engine",
+  cliEngine: "netctx CLI, engine running",
+  cniEngine: "netctx CNI, engine running",
+  cniExec: "netctx CNI, no engine",
+} as const;
+export type L2PathId = keyof typeof L2_PATHS;
+
+export interface L2Cell {
   n: number;
-  setup: Stats;
-  teardown: Stats;
-  both: Stats;
+  paths: { id: L2PathId; k: number }[];
+}
+
+/** Readings at the largest N, taken with exactly N contexts alive (after the library path's k setups). */
+export interface L2Memory {
+  kernel: KernelReading;
+  dbBefore: DatabaseSize;
+  dbAtN?: DatabaseSize;
+  engineRssStartKb: number;
+  /** After the CNI path's k setups at the largest N, with N contexts alive. */
+  engineRssAtNKb?: number;
+  engineHwmKb?: number;
+}
+
+export interface L2Section {
+  walk: WalkResult;
+  memory: L2Memory;
 }
 
 const NETWORK = { name: "benchnet", driver: "bridge", subnets: ["10.200.0.0/16"], nat: true };
 
-function withStateDir<T>(fn: (dir: string) => T): T {
-  const dir = mkdtempSync(join(tmpdir(), "netctx-bench-"));
+export async function netctxL2Walk(cells: L2Cell[], log: (line: string) => void): Promise<L2Section> {
+  const stateDir = mkdtempSync(join(tmpdir(), "netctx-bench-"));
+  const pluginDir = join(stateDir, "cni-bin");
+  mkdirSync(pluginDir);
+  const host = Host.open(stateDir);
+  let engine: Engine | undefined;
   try {
-    return fn(dir);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function result(label: string, setup: number[], teardown: number[]): LifecycleResult {
-  return {
-    label,
-    n: setup.length,
-    setup: stats(setup),
-    teardown: stats(teardown),
-    both: stats(setup.map((s, i) => s + teardown[i]!)),
-  };
-}
-
-export function libraryLifecycle(n: number): LifecycleResult {
-  return withStateDir((dir) => {
-    const host = Host.open(dir);
-    try {
-      createNetwork(host, NETWORK);
-      const names = Array.from({ length: n }, (_, i) => `b${i}`);
-      const setup = names.map((name) =>
-        time(() => createContext(host, { name, level: "l2", networks: ["benchnet"] })),
-      );
-      const teardown = names.map((name) => time(() => removeContext(host, name)));
-      removeNetwork(host, NETWORK.name);
-      return result("netctx library", setup, teardown);
-    } finally {
-      host.close();
-    }
-  });
-}
-
-export function cliLifecycle(n: number): LifecycleResult {
-  return withStateDir((dir) => {
-    const bin = join(import.meta.dirname, "..", "bin", "netctx");
-    const env = { ...process.env, NETCTX_STATE_DIR: dir };
-    const run = (...args: string[]) => {
-      const r = spawnSync(bin, args, { env, encoding: "utf8" });
-      if (r.status !== 0) throw new Error(`netctx ${args.join(" ")}: ${r.stderr}`);
+    createNetwork(host, NETWORK);
+    installCniPlugin(stateDir, pluginDir);
+    engine = await startEngine(stateDir);
+    const maxN = Math.max(...cells.map((c) => c.n));
+    const memory: L2Memory = {
+      kernel: { n: maxN, before: kernelMemory() },
+      dbBefore: databaseSize(stateDir),
+      engineRssStartKb: statusKb(engine.pid, "VmRSS"),
     };
-    run("network", "create", NETWORK.name, "--driver", "bridge", "--subnet", NETWORK.subnets[0]!, "--nat");
-    const names = Array.from({ length: n }, (_, i) => `c${i}`);
-    const setup = names.map((name) =>
-      time(() => run("create", name, "--level", "l2", "--network", NETWORK.name)),
-    );
-    const teardown = names.map((name) => time(() => run("rm", name)));
-    run("network", "rm", NETWORK.name);
-    return result("netctx CLI", setup, teardown);
-  });
+    const paths: Record<L2PathId, Path> = {
+      library: applyPath(host, L2_PATHS.library, "b", "l2", NETWORK.name),
+      cli: cliPath(L2_PATHS.cli, "c", stateDir, NETWORK.name, false),
+      cliEngine: cliPath(L2_PATHS.cliEngine, "e", stateDir, NETWORK.name, true),
+      cniEngine: netctxCniPath(L2_PATHS.cniEngine, "ncres", pluginDir, NETWORK.name, true),
+      cniExec: netctxCniPath(L2_PATHS.cniExec, "ncexec", pluginDir, NETWORK.name, false),
+    };
+    const walkCells: Cell[] = cells.map((c) => ({
+      n: c.n,
+      paths: c.paths.map((p) => ({ path: paths[p.id], k: p.k })),
+    }));
+    const pid = engine.pid;
+    const result = walk(paths.library, walkCells, {
+      log,
+      atFull(n, label) {
+        if (n !== maxN) return;
+        if (label === L2_PATHS.library) {
+          memory.kernel.atN = kernelMemory();
+          memory.dbAtN = databaseSize(stateDir);
+        }
+        if (label === L2_PATHS.cniEngine) {
+          memory.engineRssAtNKb = statusKb(pid, "VmRSS");
+          memory.engineHwmKb = statusKb(pid, "VmHWM");
+        }
+      },
+    });
+    removeNetwork(host, NETWORK.name);
+    return { walk: result, memory };
+  } finally {
+    await engine?.stop();
+    host.close();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
 }

@@ -5,7 +5,7 @@ import type { Command } from "commander";
 import { callEngine } from "../api/client.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { type ContextView, contextView } from "../engine/views.ts";
-import { notFound } from "../errors.ts";
+import { conflict, notFound } from "../errors.ts";
 import { levelDriver } from "../levels/registry.ts";
 import { parseBandwidthArg } from "../model/publish.ts";
 import { withHost } from "./host.ts";
@@ -125,6 +125,10 @@ export function registerContext(program: Command): void {
       const argv = withHost((host) => {
         const record = host.store.getContext(name);
         if (!record) throw notFound("context", name);
+        // A context being made may not be guarded yet (apply guards a batch at its end), one being removed is
+        // going: either way nothing of the user's should start in it.
+        if (record.status !== "ready")
+          throw conflict("name", `context "${name}" is ${record.status}, not ready`);
         return levelDriver(record.level).execArgv(record, command);
       });
       const result = spawnSync(argv[0]!, argv.slice(1), { stdio: "inherit" });

@@ -17,7 +17,7 @@ import {
 } from "../model/schemas.ts";
 import { parseIp, parseSubnet } from "../net/cidr.ts";
 import type { ContextRecord, NetworkRecord } from "../state/store.ts";
-import { createContext, removeContext } from "./contexts.ts";
+import { createContext, createContexts, removeContext } from "./contexts.ts";
 import { createNetwork, removeNetwork } from "./networks.ts";
 
 export const SceneSchema = z.strictObject({
@@ -128,16 +128,34 @@ export interface ApplyOptions {
   progress?: (done: number, total: number, step: Step) => void;
 }
 
+/** Consecutive context creations go to the kernel together, this many at a time (see createContexts). */
+const BATCH = 64;
+
 /** Carry out the plan; on failure undo what this apply created, then rethrow. Removals cannot be undone. */
 export function applyScene(host: Host, raw: unknown, opts: ApplyOptions = {}): Step[] {
   const steps = planScene(host, raw, opts.prune ?? false);
   const created: Step[] = [];
+  let done = 0;
+  const finished = (step: Step) => {
+    if (step.op === "create-network" || step.op === "create-context") created.push(step);
+    opts.progress?.(++done, steps.length, step);
+  };
   try {
-    steps.forEach((step, i) => {
-      runStep(host, step);
-      if (step.op === "create-network" || step.op === "create-context") created.push(step);
-      opts.progress?.(i + 1, steps.length, step);
-    });
+    for (let i = 0; i < steps.length; ) {
+      const run = creationRun(steps, i);
+      if (run.length > 0) {
+        createContexts(
+          host,
+          run.map((s) => s.input),
+          (record) => finished(run.find((s) => s.name === record.name)!),
+        );
+        i += run.length;
+      } else {
+        runStep(host, steps[i]!);
+        finished(steps[i]!);
+        i++;
+      }
+    }
   } catch (err) {
     for (const step of created.reverse()) {
       try {
@@ -149,7 +167,20 @@ export function applyScene(host: Host, raw: unknown, opts: ApplyOptions = {}): S
     }
     throw err;
   }
+  // Removals left their anti-spoofing elements to one batch (host.defer): that batch is part of this apply.
+  host.flushDeferred();
   return steps;
+}
+
+/** The create-context steps from `start` on, up to BATCH of them (empty when steps[start] is another kind). */
+function creationRun(steps: Step[], start: number): Extract<Step, { op: "create-context" }>[] {
+  const run: Extract<Step, { op: "create-context" }>[] = [];
+  for (let i = start; i < steps.length && run.length < BATCH; i++) {
+    const step = steps[i]!;
+    if (step.op !== "create-context") break;
+    run.push(step);
+  }
+  return run;
 }
 
 function runStep(host: Host, step: Step): void {

@@ -3,8 +3,10 @@
  * objects, mark ready; any failure undoes the kernel work and the record, so state and kernel agree.
  * rm: idempotent, tolerates missing kernel objects.
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { conflict, invalid, notFound } from "../errors.ts";
+import { withGuardBatch } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import { contextsCgroupParent } from "../kernel/cgroup.ts";
 import { netnsPath } from "../kernel/netns.ts";
@@ -23,10 +25,78 @@ import { applyExtras, checkPublishFree, parseExtras, removeExtras } from "./cont
 import { opMark } from "./intent.ts";
 import { pausePoint } from "./pause.ts";
 
+/** A context input checked against the store: what its record and attachments will be made of. */
+interface ContextPlan {
+  input: ContextInput;
+  networks: NetworkRecord[];
+  requested: string[][];
+  mac: string | undefined;
+  devices: string[];
+  hostIfnames: string[];
+  routes: NonNullable<ContextInput["routes"]>;
+  extras: ReturnType<typeof parseExtras>;
+}
+
 export function createContext(host: Host, raw: unknown): ContextRecord {
+  const plan = planContext(host, raw);
+  const record = host.store.transaction(() => recordContext(host, plan));
+  pausePoint("create:after-record");
+  realizeContext(host, record);
+  pausePoint("create:before-ready");
+  record.status = "ready";
+  host.store.updateContext(record);
+  return record;
+}
+
+/**
+ * Create several contexts as one batch (netctx apply): one state transaction records them all and allocates
+ * their addresses, the kernel work runs per context with the anti-spoofing guards of the whole batch in one nft
+ * transaction, and one more state transaction marks them ready. A failure undoes the whole batch.
+ * Guards land after the links come up here, but before the contexts are ready: nothing of a context runs
+ * (`netctx exec` refuses contexts that are not ready), so only the kernel's own packets could pass unguarded.
+ */
+export function createContexts(
+  host: Host,
+  raws: readonly unknown[],
+  onCreated?: (record: ContextRecord) => void,
+): ContextRecord[] {
+  const plans = raws.map((raw) => planContext(host, raw));
+  const records = host.store.transaction(() => plans.map((plan) => recordContext(host, plan)));
+  const realized: ContextRecord[] = [];
+  try {
+    withGuardBatch(host, () => {
+      for (const record of records) {
+        realizeContext(host, record);
+        realized.push(record);
+      }
+    });
+  } catch (err) {
+    for (const record of realized) {
+      try {
+        removeContext(host, record.name);
+      } catch {
+        // gc finishes what this leaves; the original error is the one to report
+      }
+    }
+    // The one that failed undid itself; the ones never reached hold only records and leases.
+    for (const record of records.slice(realized.length + 1)) forget(host, record.name);
+    throw err;
+  }
+  host.store.transaction(() => {
+    for (const record of records) {
+      record.status = "ready";
+      host.store.updateContext(record);
+    }
+  });
+  for (const record of records) onCreated?.(record);
+  return records;
+}
+
+/** Parse and check an input against the store and the kernel-independent rules; changes nothing. */
+function planContext(host: Host, raw: unknown): ContextPlan {
   const input = parseInput(ContextInputSchema, raw);
   checkName("name", input.name);
-  const level = levelDriver(input.level);
+  levelDriver(input.level);
   const networks = resolveNetworks(host, input);
   const requested = splitRequestedIps(input, networks);
   const mac = input.mac === undefined ? undefined : checkMac(input.mac);
@@ -45,55 +115,69 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
     networks.flatMap((n) => n.subnets.map((s) => s.cidr)),
   );
   const extras = parseExtras(input);
+  return { input, networks, requested, mac, devices, hostIfnames, routes, extras };
+}
 
-  const record = host.store.transaction(() => {
-    if (host.store.getContext(input.name)) throw conflict("name", `context "${input.name}" already exists`);
-    checkPublishFree(host.store, input.name, extras.publish);
-    const spec: ContextSpec = { attachments: [] };
-    if (extras.publish.length) spec.publish = extras.publish;
-    if (extras.bandwidth) spec.bandwidth = extras.bandwidth;
-    if (input.level === "l2") spec.netns = netnsPath(contextNetnsName(input.name));
-    if (input.netns !== undefined) {
-      if (input.level !== "l2") throw invalid("netns", "only l2 contexts live in a network namespace");
-      spec.netns = input.netns;
-      spec.netnsExternal = true;
-    }
-    if (input.labels) spec.labels = { ...input.labels };
-    if (input.level !== "l2") spec.cgroup = join(contextsCgroupParent(), input.name);
-    if (input.level === "l3") {
-      spec.table = freeTable(host);
-      spec.routes = routes;
-    }
-    // gc rolls back a "creating" record only once this process is gone.
-    const op = opMark("create");
-    const rec: ContextRecord = {
-      name: input.name,
-      level: input.level,
-      status: "creating",
-      spec: { ...spec, op },
+/** Insert the "creating" record and allocate its addresses; runs inside the caller's state transaction. */
+function recordContext(host: Host, plan: ContextPlan): ContextRecord {
+  const { input, networks, requested, mac, devices, hostIfnames, routes, extras } = plan;
+  if (host.store.getContext(input.name)) throw conflict("name", `context "${input.name}" already exists`);
+  checkPublishFree(host.store, input.name, extras.publish);
+  const spec: ContextSpec = { attachments: [] };
+  if (extras.publish.length) spec.publish = extras.publish;
+  if (extras.bandwidth) spec.bandwidth = extras.bandwidth;
+  if (input.level === "l2" && input.netns === undefined) {
+    spec.netns = netnsPath(contextNetnsName(input.name));
+    // Not ours to reuse, and a failed create would delete it: a crash's leftover is gc's to remove.
+    if (existsSync(spec.netns))
+      throw conflict(
+        "name",
+        `network namespace ${contextNetnsName(input.name)} already exists (netctx gc removes leftovers)`,
+      );
+  }
+  if (input.netns !== undefined) {
+    if (input.level !== "l2") throw invalid("netns", "only l2 contexts live in a network namespace");
+    spec.netns = input.netns;
+    spec.netnsExternal = true;
+  }
+  if (input.labels) spec.labels = { ...input.labels };
+  if (input.level !== "l2") spec.cgroup = join(contextsCgroupParent(), input.name);
+  if (input.level === "l3") {
+    spec.table = freeTable(host);
+    spec.routes = routes;
+  }
+  // gc rolls back a "creating" record only once this process is gone.
+  const op = opMark("create");
+  const rec: ContextRecord = {
+    name: input.name,
+    level: input.level,
+    status: "creating",
+    spec: { ...spec, op },
+  };
+  host.store.insertContext(rec);
+  spec.attachments = networks.map((net, i): Attachment => {
+    const driver = networkDriver(net.driver);
+    const leases = host.store.allocate(net.name, input.name, requested[i]);
+    return {
+      network: net.name,
+      ifname: devices[i]!,
+      hostIfname: hostIfnames[i]!,
+      addresses: leases.map((l) => driver.contextAddress(l)),
+      gateways: net.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
+      mtu: net.mtu,
+      // Chosen here rather than by the kernel so that the record alone names every anti-spoofing element.
+      ...(input.level === "l2" ? { mac: (i === 0 ? mac : undefined) ?? randomMac() } : {}),
     };
-    host.store.insertContext(rec);
-    spec.attachments = networks.map((net, i): Attachment => {
-      const driver = networkDriver(net.driver);
-      const leases = host.store.allocate(net.name, input.name, requested[i]);
-      return {
-        network: net.name,
-        ifname: devices[i]!,
-        hostIfname: hostIfnames[i]!,
-        addresses: leases.map((l) => driver.contextAddress(l)),
-        gateways: net.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
-        mtu: net.mtu,
-        // Chosen here rather than by the kernel so that the record alone names every anti-spoofing element.
-        ...(input.level === "l2" ? { mac: (i === 0 ? mac : undefined) ?? randomMac() } : {}),
-      };
-    });
-    rec.spec = { ...spec, op };
-    host.store.updateContext(rec);
-    return rec;
   });
-  pausePoint("create:after-record");
+  rec.spec = { ...spec, op };
+  host.store.updateContext(rec);
+  return rec;
+}
 
+/** Make the kernel objects of a recorded context; on failure undo them and the record, then rethrow. */
+function realizeContext(host: Host, record: ContextRecord): void {
   const spec = specOf(record);
+  const level = levelDriver(record.level);
   try {
     level.create(host, record.name, spec);
     applyExtras(host, record.name, spec);
@@ -111,13 +195,8 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
     forget(host, record.name);
     throw err;
   }
-  pausePoint("create:before-ready");
-  record.status = "ready";
-  host.store.updateContext(record);
-  return record;
 }
 
-/** Returns the removed record, or undefined when there was nothing to remove. */
 export function removeContext(host: Host, name: string): ContextRecord | undefined {
   const record = host.store.getContext(name);
   if (!record) return undefined;

@@ -138,6 +138,11 @@ export function linkLocalOf(mac: string): string {
  * or set is missing, the slow path lists, rebuilds and purges.
  */
 export function guardPort(host: Host, port: GuardedPort): void {
+  const batch = guardBatches.get(host);
+  if (batch) {
+    batch.set(port.ifname, port);
+    return;
+  }
   const stale = staleGuards(host);
   const previous = stale.get(port.ifname);
   stale.delete(port.ifname);
@@ -170,6 +175,8 @@ export function guardPort(host: Host, port: GuardedPort): void {
  * them out in its own guard transaction or finds them in the way. Without the port, the listing path runs now.
  */
 export function unguardPort(host: Host, ifname: string, guarded?: GuardedPort): void {
+  // Guarded in an open batch: its elements never reached the kernel.
+  if (guardBatches.get(host)?.delete(ifname)) return;
   if (guarded) {
     const stale = staleGuards(host);
     stale.set(ifname, guarded);
@@ -178,6 +185,41 @@ export function unguardPort(host: Host, ifname: string, guarded?: GuardedPort): 
     return;
   }
   host.firewall(() => removeListed(new Nft(), [ifname]));
+}
+
+const guardBatches = new WeakMap<Host, Map<string, GuardedPort>>();
+
+/**
+ * Run `fn` with every guardPort() inside it collected, then guard them all in one nft transaction (netctx apply:
+ * one commit per batch instead of one per context). The caller keeps the ports' contexts from running anything
+ * until this returns. If the batch transaction fails, each port takes the one-by-one path.
+ */
+export function withGuardBatch<T>(host: Host, fn: () => T): T {
+  if (guardBatches.has(host)) return fn();
+  const batch = new Map<string, GuardedPort>();
+  guardBatches.set(host, batch);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    guardBatches.delete(host);
+  }
+  const ports = [...batch.values()];
+  const stale = staleGuards(host);
+  const previous = ports.flatMap((p) => {
+    const old = stale.get(p.ifname);
+    stale.delete(p.ifname);
+    return old ? [old] : [];
+  });
+  host.firewall(() => {
+    const script = [
+      ...previous.flatMap((p) => tablesFor(p.kind).flatMap((t) => removeScript(t, p))),
+      ...ports.flatMap((p) => tablesFor(p.kind).flatMap((t) => addScript(t, p, "create"))),
+    ];
+    if (new Nft().tryApply(script.join("\n"))) ports.length = 0;
+  });
+  for (const port of ports) guardPort(host, port);
+  return result;
 }
 
 /** At most this many unguarded ports wait for their elements to be dropped. */

@@ -1,10 +1,16 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { test } from "node:test";
 import { NETCTX, netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
-import { eventually, kernelSnapshot, netnsNames, ping } from "../helpers/kernel.ts";
+import { eventually, kernelSnapshot, links, netnsNames, ping } from "../helpers/kernel.ts";
+
+function must(argv: string[]): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
 
 const dir = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH ?? "/tmp", "apply-"));
 function file(name: string, text: string): string {
@@ -44,6 +50,32 @@ test("apply creates the scene, and a second apply changes nothing", () => {
   const job = views.find((v) => v.name === "job")!;
   assert.ok(ping(web.netns, views.find((v) => v.name === "db")!.addresses[0]!.split("/")[0]!));
   assert.ok(ping(job.netns, "10.91.0.10"), "routed to bridged across the host");
+  // The batch guarded every port in one transaction: each context's host veth is in its table's port set.
+  const ports = (family: string) =>
+    JSON.stringify(JSON.parse(must(["nft", "-j", "list", "set", family, "netctx", "as_ports"])));
+  for (const v of views)
+    for (const hostIf of netctxJson<{ interfaces: { hostIfname: string; network: string }[] }>(
+      "inspect",
+      v.name,
+      "--json",
+    ).interfaces)
+      assert.match(
+        ports(hostIf.network === "back" ? "inet" : "bridge"),
+        new RegExp(`"${hostIf.hostIfname}"`),
+      );
+  // And a forged source address from a batch-made context is dropped.
+  spawnSync("ip", ["-n", basename(web.netns), "addr", "add", "10.91.0.200/24", "dev", "eth0"]);
+  const spoofed = spawnSync("nsenter", [
+    `--net=${web.netns}`,
+    "ping",
+    "-c1",
+    "-W1",
+    "-I",
+    "10.91.0.200",
+    "10.91.0.1",
+  ]);
+  assert.notEqual(spoofed.status, 0, "spoofed source dropped");
+  spawnSync("ip", ["-n", basename(web.netns), "addr", "del", "10.91.0.200/24", "dev", "eth0"]);
 
   const before = { state: state(), kernel: kernelSnapshot() };
   assert.match(netctxOk("apply", scene), /nothing to do/);
@@ -134,6 +166,45 @@ test("a failure half-way undoes what the apply made", () => {
   assert.match(r.stderr, /^error: ip: 10\.91\.0\.11 is already in use by "web"/);
   assert.equal(state(), before.state);
   assert.deepEqual(eventually(netnsNames, before.netns), before.netns);
+});
+
+test("a kernel failure inside a batch undoes the whole batch, and leaves foreign objects alone", () => {
+  const before = {
+    state: state(),
+    elements: must(["nft", "-j", "list", "set", "bridge", "netctx", "as_ports"]),
+  };
+  // Somebody else's link holds the name the second context's host-side veth would get.
+  must(["ip", "link", "add", "nc-b2", "type", "veth", "peer", "name", "foreign-b2"]);
+  const scene = file(
+    "batch.yaml",
+    `contexts:
+  - { name: b1, level: l2, networks: [front] }
+  - { name: b2, level: l2, networks: [front] }
+  - { name: b3, level: l2, networks: [front] }
+`,
+  );
+  const r = netctx("apply", scene);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /^error: [^\n]*\n$/);
+  assert.equal(state(), before.state, "no record or lease of the batch is left");
+  assert.equal(must(["nft", "-j", "list", "set", "bridge", "netctx", "as_ports"]), before.elements);
+  assert.deepEqual(
+    eventually(() => netnsNames().filter((n) => /^netctx-b\d$/.test(n)), []),
+    [],
+    "no netns of the batch is left",
+  );
+  assert.ok(
+    links().some((l) => l.ifname === "nc-b2"),
+    "the foreign link is still there",
+  );
+  must(["ip", "link", "del", "nc-b2"]);
+
+  // A namespace of someone else under a context's name is refused up front, and left alone.
+  must(["ip", "netns", "add", "netctx-b9"]);
+  const taken = netctx("create", "b9", "--level", "l2", "--network", "front");
+  assert.match(taken.stderr, /^error: name: network namespace netctx-b9 already exists/);
+  assert.ok(netnsNames().includes("netctx-b9"));
+  must(["ip", "netns", "del", "netctx-b9"]);
 });
 
 test("state export is an apply file: a fresh host restores the same contexts and addresses", () => {
