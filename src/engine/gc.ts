@@ -18,7 +18,7 @@ import { openCgroup, progFdById, progInfo, queryPrograms, withFd } from "../kern
 import { PROGRAM_PREFIX } from "../kernel/bpf/programs.ts";
 import { attachSocketPolicy, detachSocketPolicy, POLICY_HOOKS } from "../kernel/bpf/socket-policy.ts";
 import { closeFd } from "../kernel/bpf/syscall.ts";
-import { contextsCgroupParent, removeCgroup } from "../kernel/cgroup.ts";
+import { contextsCgroupParentPath, removeCgroup } from "../kernel/cgroup.ts";
 import { deleteNetns, listNetns } from "../kernel/netns.ts";
 import { type Addr, type Link, type Route, Rtnl, type Rule } from "../kernel/rtnl.ts";
 import { type ContextSpec, specOf } from "../levels/driver.ts";
@@ -269,7 +269,8 @@ function readKernel(host: Host): KernelView {
 
 function cgroupParentIfAny(): string | undefined {
   try {
-    return contextsCgroupParent();
+    const parent = contextsCgroupParentPath();
+    return existsSync(parent) ? parent : undefined;
   } catch {
     return undefined; // no cgroup v2: no cgroups of ours either
   }

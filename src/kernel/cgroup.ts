@@ -33,10 +33,16 @@ export function cgroup2Root(): string {
   return root;
 }
 
+/** Where shared-stack contexts' cgroups live, made on first use. */
 export function contextsCgroupParent(): string {
-  const parent = process.env.NETCTX_CGROUP_PARENT ?? join(cgroup2Root(), "netctx");
+  const parent = contextsCgroupParentPath();
   mkdirSync(parent, { recursive: true });
   return parent;
+}
+
+/** The same path without making it (for readers such as gc: looking must not create). */
+export function contextsCgroupParentPath(): string {
+  return process.env.NETCTX_CGROUP_PARENT ?? join(cgroup2Root(), "netctx");
 }
 
 export function createCgroup(path: string): void {
