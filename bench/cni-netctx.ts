@@ -52,6 +52,22 @@ export function installCniPlugin(stateDir: string, pluginDir: string): void {
   if (r.status !== 0) throw new Error(`netctx cni install: ${r.stderr}`);
 }
 
+/**
+ * The engine defers kernel cleanup until requests pause; a path that went through it settles it at the end of its
+ * removals, so that time is charged to them (POST /v1/settle runs it at once).
+ */
+function settleEngine(stateDir: string): void {
+  const r = spawnSync("curl", [
+    "-sf",
+    "-X",
+    "POST",
+    "--unix-socket",
+    join(stateDir, "netctx.sock"),
+    "http://netctx/v1/settle",
+  ]);
+  if (r.status !== 0) throw new Error(`engine settle failed (curl exit ${r.status})`);
+}
+
 /** The CNI plugin joining the existing network `network`; with engine=false it never reaches the engine. */
 export function netctxCniPath(
   label: string,
@@ -59,14 +75,16 @@ export function netctxCniPath(
   pluginDir: string,
   network: string,
   engine: boolean,
-) {
-  return cniPath(
+  stateDir: string,
+): Path {
+  const path = cniPath(
     label,
     prefix,
     { cniVersion: "1.0.0", name: `bench-${prefix}`, type: "netctx", network },
     pluginDir,
     engine ? {} : NO_ENGINE,
   );
+  return engine ? { ...path, settle: () => settleEngine(stateDir) } : path;
 }
 
 /** `netctx create NAME --level l2 --network NET` and `netctx rm NAME`, one process each. */
@@ -86,5 +104,6 @@ export function cliPath(
     label,
     add: (i) => run("create", `${prefix}${i}`, "--level", "l2", "--network", network),
     remove: (i) => run("rm", `${prefix}${i}`),
+    ...(engine ? { settle: () => settleEngine(stateDir) } : {}),
   };
 }

@@ -17,23 +17,19 @@ import { nowMs } from "./stats.ts";
 
 export type Level = "l2" | "l3" | "socket";
 
-/** createContext through applyScene, k at a time; each context's time runs from the previous step's end. */
+/**
+ * Contexts through applyScene, k in one apply: it works in batches (one state transaction, one nft transaction per
+ * batch), so each context's time is its share of the apply's wall time. Removal leaves anti-spoofing elements to a
+ * batch (host.defer): settle() runs it.
+ */
 export function applyPath(host: Host, label: string, prefix: string, level: Level, network: string): Path {
   const addMany = (indices: number[]) => {
-    const times: number[] = [];
-    let t = nowMs();
-    applyScene(
-      host,
-      { contexts: indices.map((i) => ({ name: `${prefix}${i}`, level, networks: [network] })) },
-      {
-        progress: () => {
-          const now = nowMs();
-          times.push(now - t);
-          t = now;
-        },
-      },
-    );
-    return times;
+    const t = nowMs();
+    applyScene(host, {
+      contexts: indices.map((i) => ({ name: `${prefix}${i}`, level, networks: [network] })),
+    });
+    const share = (nowMs() - t) / indices.length;
+    return indices.map(() => share);
   };
   return {
     label,
@@ -44,6 +40,7 @@ export function applyPath(host: Host, label: string, prefix: string, level: Leve
     remove: (i) => {
       removeContext(host, `${prefix}${i}`);
     },
+    settle: () => host.flushDeferred(),
   };
 }
 
@@ -99,8 +96,8 @@ export async function netctxL2Walk(cells: L2Cell[], log: (line: string) => void)
       library: applyPath(host, L2_PATHS.library, "b", "l2", NETWORK.name),
       cli: cliPath(L2_PATHS.cli, "c", stateDir, NETWORK.name, false),
       cliEngine: cliPath(L2_PATHS.cliEngine, "e", stateDir, NETWORK.name, true),
-      cniEngine: netctxCniPath(L2_PATHS.cniEngine, "ncres", pluginDir, NETWORK.name, true),
-      cniExec: netctxCniPath(L2_PATHS.cniExec, "ncexec", pluginDir, NETWORK.name, false),
+      cniEngine: netctxCniPath(L2_PATHS.cniEngine, "ncres", pluginDir, NETWORK.name, true, stateDir),
+      cniExec: netctxCniPath(L2_PATHS.cniExec, "ncexec", pluginDir, NETWORK.name, false, stateDir),
     };
     const walkCells: Cell[] = cells.map((c) => ({
       n: c.n,

@@ -12,6 +12,11 @@ export interface Path {
   remove(i: number): void;
   /** Several adds in one call (the apply path); returns the time of each, in ms. */
   addMany?(indices: number[]): number[];
+  /**
+   * Work the removals left for later (netctx defers kernel cleanup and batches it): timed after the k removals and
+   * charged to them in equal shares, so deferring cannot hide a cost.
+   */
+  settle?(): void;
 }
 
 export interface Measured {
@@ -116,11 +121,13 @@ export function walk(fill: Path, cells: Cell[], hooks: WalkHooks = {}): WalkResu
             });
           }
           hooks.atFull?.(cell.n, path.label);
-          const teardown = indices.map((i) => {
+          const removals = indices.map((i) => {
             const t = time(() => path.remove(i));
             made.splice(made.indexOf(i), 1);
             return t;
           });
+          const settling = path.settle ? time(() => path.settle?.()) : 0;
+          const teardown = removals.map((t) => t + settling / removals.length);
           const row = measured(path.label, cell.n, setup, teardown);
           rows.push(row);
           log(describe(row));

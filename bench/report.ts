@@ -75,6 +75,22 @@ function ordered(rows: Measured[], labels: string[]): Measured[] {
   );
 }
 
+/** The columns of every setup/teardown table, the last one naming what the ratio is taken to. */
+function lifecycleColumns(ratio: string): string[] {
+  return [
+    "path",
+    "N",
+    "k",
+    "setup median",
+    "setup p95",
+    "teardown median",
+    "teardown p95",
+    "setup+teardown median",
+    "setup+teardown p95",
+    ratio,
+  ];
+}
+
 function table(head: string[], body: string[][]): string {
   return [
     `| ${head.join(" | ")} |`,
@@ -112,21 +128,7 @@ DEL with the ADD result + \`ip netns del\`). Each figure is per context, measure
 others exist (so the last one makes N) and then removed again. ms; ratio = setup+teardown median over the
 ${REFERENCE} median at the same N in this run.
 
-${table(
-  [
-    "path",
-    "N",
-    "k",
-    "setup median",
-    "setup p95",
-    "teardown median",
-    "teardown p95",
-    "setup+teardown median",
-    "setup+teardown p95",
-    `ratio to ${REFERENCE}`,
-  ],
-  body,
-)}
+${table(lifecycleColumns(`ratio to ${REFERENCE}`), body)}
 
 ![l2 setup per context against N](bench/setup-vs-n.png)
 `;
@@ -202,21 +204,7 @@ On a \`host\` network (addresses on a host device). socket: a cgroup with the bi
 programs; l3: the same plus its own routing table and policy rules. Measured as the l2 rows (k at a population of N
 contexts of the same level, through the apply path). ms; ratio = setup+teardown median over ${refText}.
 
-${table(
-  [
-    "path",
-    "N",
-    "k",
-    "setup median",
-    "setup p95",
-    "teardown median",
-    "teardown p95",
-    "setup+teardown median",
-    "setup+teardown p95",
-    "ratio",
-  ],
-  body,
-)}
+${table(lifecycleColumns("ratio"), body)}
 `;
 }
 

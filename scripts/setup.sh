@@ -5,8 +5,10 @@ cd "$(dirname "$0")/.."
 packages=(nftables iproute2 iputils-ping util-linux procps ca-certificates)
 # The CNI path is tested with podman 4.3 (CNI backend) as the real client: test/cni/podman.test.ts.
 packages+=(podman crun conmon containernetworking-plugins busybox-static tar)
-# better-sqlite3 falls back to compiling when its prebuilt binary cannot be downloaded.
+# better-sqlite3 falls back to compiling when its prebuilt binary cannot be downloaded; the CNI client is C.
 packages+=(build-essential python3)
+# The CNI plugin's hand-off without a C compiler, and the bench's way to settle the engine.
+packages+=(curl)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

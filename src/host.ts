@@ -57,11 +57,15 @@ export class Host {
     return this.deferred.size > 0;
   }
 
+  /** Runs until nothing is queued: deferred work may queue more (a removal leaves its nft elements to a batch). */
   flushDeferred(): void {
-    for (const work of [...this.deferred]) {
-      this.deferred.delete(work);
-      work(this);
-    }
+    for (let work = this.next(); work; work = this.next()) work(this);
+  }
+
+  private next(): ((host: Host) => void) | undefined {
+    const [work] = this.deferred;
+    if (work) this.deferred.delete(work);
+    return work;
   }
 
   close(): void {

@@ -1,14 +1,16 @@
 /** netctx apply FILE [--prune] | netctx destroy FILE: declarative scenes in YAML or JSON. */
 import { readFileSync } from "node:fs";
-import cliProgress from "cli-progress";
 import type { Command } from "commander";
-import { parseDocument } from "yaml";
 import { applyScene, destroyScene, planScene, type Step } from "../engine/apply.ts";
 import { invalid } from "../errors.ts";
 import { withHost } from "./host.ts";
 
-/** YAML 1.2 is a superset of JSON, so one parser reads both; its errors carry line and column. */
-export function readSceneFile(path: string): unknown {
+/**
+ * YAML 1.2 is a superset of JSON, so one parser reads both; its errors carry line and column. Loaded on use: every
+ * other command would pay ~70 ms to initialise it.
+ */
+export async function readSceneFile(path: string): Promise<unknown> {
+  const { parseDocument } = await import("yaml");
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -35,15 +37,15 @@ export function registerApply(program: Command): void {
     .argument("<file>", "YAML or JSON: {networks: [...], contexts: [...]}")
     .option("--prune", "also remove contexts and networks the file does not declare")
     .option("--dry-run", "print the plan without changing anything")
-    .action((file: string, o: { prune?: boolean; dryRun?: boolean }) => {
-      const scene = readSceneFile(file);
+    .action(async (file: string, o: { prune?: boolean; dryRun?: boolean }) => {
+      const scene = await readSceneFile(file);
+      const cliProgress = process.stdout.isTTY === true ? (await import("cli-progress")).default : undefined;
       withHost((host) => {
         if (o.dryRun) {
           for (const step of planScene(host, scene, o.prune ?? false)) console.log(describe(step));
           return;
         }
-        const tty = process.stdout.isTTY === true;
-        const bar = tty
+        const bar = cliProgress
           ? new cliProgress.SingleBar(
               { format: "{bar} {value}/{total} {step}" },
               cliProgress.Presets.shades_classic,
@@ -70,8 +72,8 @@ export function registerApply(program: Command): void {
     .command("destroy")
     .description("remove the contexts and networks a scene file declares")
     .argument("<file>")
-    .action((file: string) => {
-      const scene = readSceneFile(file);
+    .action(async (file: string) => {
+      const scene = await readSceneFile(file);
       withHost((host) => {
         for (const line of destroyScene(host, scene)) console.log(`removed ${line}`);
       });

@@ -4,7 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
-import { createContext, removeContext } from "../engine/contexts.ts";
+import { createContext, finishRemoval, removeContext, removeContextLater } from "../engine/contexts.ts";
 import { createNetwork } from "../engine/networks.ts";
 import { NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
@@ -44,6 +44,8 @@ export function cniAdd(host: Host, env: CniEnv, conf: NetConf): Result {
     throw new CniError(CniCode.invalidEnv, `CNI_NETNS ${clip(env.netns)} is not a network namespace`);
   const net = ensureNetwork(host, conf);
   const name = contextNameFor(env.containerId, env.ifname);
+  // A DEL of this very attachment may still have its teardown queued: it goes first.
+  finishRemoval(host, name);
   const existing = host.store.getContext(name);
   if (existing) {
     const spec = specOf(existing);
@@ -71,9 +73,12 @@ export function cniAdd(host: Host, env: CniEnv, conf: NetConf): Result {
   return mergePrev(conf.prevResult, resultOf(host, record, net, conf));
 }
 
-/** Idempotent: a missing context, netns or network is success; leases and host objects go either way. */
+/**
+ * Idempotent: a missing context, netns or network is success; leases and host objects go either way. The kernel
+ * teardown follows the reply (removeContextLater): the runtime deletes the netns next, and the veth goes with it.
+ */
 export function cniDel(host: Host, env: CniEnv): void {
-  removeContext(host, contextNameFor(env.containerId, env.ifname));
+  removeContextLater(host, contextNameFor(env.containerId, env.ifname));
 }
 
 export function cniCheck(host: Host, env: CniEnv, conf: NetConf): void {

@@ -5,7 +5,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { conflict, invalid, notFound } from "../errors.ts";
+import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
 import { withGuardBatch } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import { contextsCgroupParent } from "../kernel/cgroup.ts";
@@ -39,7 +39,10 @@ interface ContextPlan {
 
 export function createContext(host: Host, raw: unknown): ContextRecord {
   const plan = planContext(host, raw);
-  const record = host.store.transaction(() => recordContext(host, plan));
+  finishRemoval(host, plan.input.name);
+  const record = withPendingRemovalsFinished(host, () =>
+    host.store.transaction(() => recordContext(host, plan)),
+  );
   pausePoint("create:after-record");
   realizeContext(host, record);
   pausePoint("create:before-ready");
@@ -61,7 +64,10 @@ export function createContexts(
   onCreated?: (record: ContextRecord) => void,
 ): ContextRecord[] {
   const plans = raws.map((raw) => planContext(host, raw));
-  const records = host.store.transaction(() => plans.map((plan) => recordContext(host, plan)));
+  for (const plan of plans) finishRemoval(host, plan.input.name);
+  const records = withPendingRemovalsFinished(host, () =>
+    host.store.transaction(() => plans.map((plan) => recordContext(host, plan))),
+  );
   const realized: ContextRecord[] = [];
   try {
     withGuardBatch(host, () => {
@@ -198,17 +204,85 @@ function realizeContext(host: Host, record: ContextRecord): void {
 }
 
 export function removeContext(host: Host, name: string): ContextRecord | undefined {
+  finishRemoval(host, name);
+  const record = markRemoving(host, name);
+  if (record) tearDown(host, record);
+  return record;
+}
+
+/**
+ * Remove a context in two steps: mark it "removing" now, and leave its kernel teardown to host.defer(), which the
+ * engine runs when requests pause and a one-shot command at its end (CNI DEL: the runtime deletes the netns right
+ * after, and the kernel then takes the veth with it, so the teardown that follows has little left to do).
+ * Until then the record keeps its addresses, so nothing reuses them while the interface may still exist.
+ * Returns false when there is no such context.
+ */
+export function removeContextLater(host: Host, name: string): boolean {
+  if (pendingRemovals(host).has(name)) return true;
+  const record = markRemoving(host, name);
+  if (!record) return false;
+  pendingRemovals(host).set(name, record);
+  host.defer(finishRemovals);
+  return true;
+}
+
+/** Tear down `name` now if removeContextLater() queued it (before a context of the same name is made again). */
+export function finishRemoval(host: Host, name: string): void {
+  const record = pendingRemovals(host).get(name);
+  if (!record) return;
+  pendingRemovals(host).delete(name);
+  tearDown(host, record);
+}
+
+/** Queued removals still hold their addresses: a pool they exhaust gets them back, and the allocation one more try. */
+function withPendingRemovalsFinished<T>(host: Host, allocate: () => T): T {
+  try {
+    return allocate();
+  } catch (err) {
+    if (!(err instanceof NetctxError && err.code === "exhausted") || pendingRemovals(host).size === 0)
+      throw err;
+    finishRemovals(host);
+    return allocate();
+  }
+}
+
+const pendingByHost = new WeakMap<Host, Map<string, ContextRecord>>();
+
+function pendingRemovals(host: Host): Map<string, ContextRecord> {
+  const pending = pendingByHost.get(host) ?? new Map<string, ContextRecord>();
+  pendingByHost.set(host, pending);
+  return pending;
+}
+
+function finishRemovals(host: Host): void {
+  const pending = pendingRemovals(host);
+  let failure: unknown;
+  for (const name of [...pending.keys()]) {
+    try {
+      finishRemoval(host, name);
+    } catch (err) {
+      // The record stays "removing" for gc; the others still go.
+      failure ??= err;
+    }
+  }
+  if (failure !== undefined) throw failure;
+}
+
+function markRemoving(host: Host, name: string): ContextRecord | undefined {
   const record = host.store.getContext(name);
   if (!record) return undefined;
   record.status = "removing";
   record.spec = { ...record.spec, op: opMark("remove") };
   host.store.updateContext(record);
   pausePoint("rm:after-mark");
-  removeExtras(host, name, specOf(record));
-  levelDriver(record.level).teardown(host, name, specOf(record));
-  pausePoint("rm:after-teardown");
-  forget(host, name);
   return record;
+}
+
+function tearDown(host: Host, record: ContextRecord): void {
+  removeExtras(host, record.name, specOf(record));
+  levelDriver(record.level).teardown(host, record.name, specOf(record));
+  pausePoint("rm:after-teardown");
+  forget(host, record.name);
 }
 
 /**

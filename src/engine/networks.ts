@@ -62,6 +62,8 @@ function prepareAntispoofOrUndo(host: Host, record: NetworkRecord): void {
 export function removeNetwork(host: Host, name: string): NetworkRecord {
   const record = host.store.getNetwork(name);
   if (!record) throw notFound("network", name);
+  // Contexts whose removal is queued (host.defer) still count as users until it has run.
+  host.flushDeferred();
   const users = host.store
     .listContexts()
     .filter((c) => specOf(c).attachments.some((a) => a.network === name))

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { addNetns, cni, cniRaw } from "../cni/runtime.ts";
 import { NETCTX, netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
-import { links, ping } from "../helpers/kernel.ts";
+import { eventually, links, ping } from "../helpers/kernel.ts";
 
 const SOCKET = join(process.env.NETCTX_STATE_DIR!, "netctx.sock");
 let engine: ChildProcess;
@@ -117,9 +117,18 @@ test("the CNI launcher hands calls to the engine, and does the work itself when 
     const del = cni("DEL", conf, { id, netns: id.startsWith("a") ? ns1 : ns2, ifname: "eth0" });
     assert.equal(del.code, 0, del.stdout);
   }
+  // Straight after its DEL (its teardown still queued), the same container gets its interface back.
+  const again = cni("ADD", conf, { id: "a".repeat(64), netns: ns1, ifname: "eth0" });
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  assert.equal(cni("DEL", conf, { id: "a".repeat(64), netns: ns1, ifname: "eth0" }).code, 0);
   await logged(/POST \/v1\/cni DEL c{64} -> 200/);
-  assert.equal(
-    links().filter((l) => l.ifname.startsWith("nc-") && l.linkinfo?.info_kind === "veth").length,
+  // The engine answers DEL once the attachment is marked, and tears it down when requests pause.
+  const veths = () =>
+    links().filter((l) => l.ifname.startsWith("nc-") && l.linkinfo?.info_kind === "veth").length;
+  assert.equal(eventually(veths, 0), 0);
+  assert.deepEqual(
+    eventually(() => netctxJson<unknown[]>("ls").length, 0),
     0,
+    "records and leases go too",
   );
 });

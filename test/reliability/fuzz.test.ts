@@ -716,7 +716,7 @@ function assertNamesField(err: unknown, label: string): NetctxError {
   return err;
 }
 
-test(`${APPLY_CASES} bad apply files through the library are refused naming the field and change nothing`, () => {
+test(`${APPLY_CASES} bad apply files through the library are refused naming the field and change nothing`, async () => {
   const rand = mulberry32(SEED + 2);
   const started = Date.now();
   const dir = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH ?? tmpdir(), "apply-"));
@@ -730,7 +730,7 @@ test(`${APPLY_CASES} bad apply files through the library are refused naming the 
     const label = `apply case ${i} (${c.what}): ${c.text.length > 200 ? `${c.text.slice(0, 200)}...` : c.text}`;
     let error: unknown;
     try {
-      applyScene(host, readSceneFile(file));
+      applyScene(host, await readSceneFile(file));
     } catch (err) {
       error = err;
     }
