@@ -1,6 +1,7 @@
 /** Pieces several network drivers share. */
 
 import { pausePoint } from "../engine/pause.ts";
+import { NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
@@ -95,7 +96,17 @@ export function addVethPair(
 ): void {
   // An rm deletes only the context's netns and the kernel removes the veth with it, a moment later: a context
   // re-created at once under the same name may find that leftover, which carries our group and no owner.
-  retryOnLeftover(host, att.hostIfname, () => linkAddVeth(host, netnsPath, att, master, up));
+  try {
+    retryOnLeftover(host, att.hostIfname, () => linkAddVeth(host, netnsPath, att, master, up));
+  } catch (err) {
+    // A Linux bridge numbers its ports in 10 bits (BR_MAX_PORTS): the 1024th port is refused with EXFULL.
+    if (master && err instanceof KernelError && err.errnoName === "EXFULL")
+      throw new NetctxError(
+        "exhausted",
+        `network "${att.network}": its bridge ${master} has the most ports a Linux bridge can hold (1023)`,
+      );
+    throw err;
+  }
   pausePoint("create:after-veth");
 }
 

@@ -164,6 +164,8 @@ test("CNI: bandwidth and portMappings capabilities, and DEL removes them", () =>
     // The runtime deletes the netns first: DEL still removes the elements, the ifb and the leases.
     must(["ip", "netns", "del", "cni1"]);
     cniDel(host, { ...env, command: "DEL" });
+    // DEL queues the teardown (the engine runs it when requests pause, a one-shot plugin at its end).
+    host.flushDeferred();
     assert.deepEqual(publishedElements(), []);
     assert.ok(!links().some((l) => l.ifname === ifb || l.ifname === hostIf));
   } finally {
