@@ -75,7 +75,7 @@ export const bridgeDriver: NetworkDriver = {
   attach(host: Host, net: NetworkRecord, ctx: ContextNetns, att: Attachment) {
     addVethPair(host, ctx.path, att, bridgeIfname(net.name));
     guardAttachment(host, net, ctx.rtnl, att);
-    configureContextSide(ctx.rtnl, att, { gatewayOnLink: false, defaultRoute: !net.internal });
+    configureContextSide(ctx, att, { gatewayOnLink: false, defaultRoute: !net.internal });
   },
 
   detach(host, net, att, linkGoesWithNetns) {

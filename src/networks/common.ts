@@ -5,9 +5,10 @@ import { NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
+import { writeSysctl } from "../kernel/sysctl.ts";
 import { LINK_GROUP } from "../model/names.ts";
 import type { NetworkRecord } from "../state/store.ts";
-import type { Attachment } from "./driver.ts";
+import type { Attachment, ContextNetns } from "./driver.ts";
 
 export function familyOf(address: string): 4 | 6 {
   return address.includes(":") ? 6 : 4;
@@ -61,10 +62,16 @@ export function removeNetworkFromFirewall(host: Host, net: NetworkRecord): void 
  * addresses), so a host route to the gateway on the interface comes first.
  */
 export function configureContextSide(
-  rtnl: Rtnl,
+  ctx: ContextNetns,
   att: Attachment,
   opts: { gatewayOnLink: boolean; defaultRoute: boolean },
 ): void {
+  const { rtnl } = ctx;
+  // Without an IPv6 subnet the interface's link-local IPv6 serves nothing, and its router solicitations and MLD
+  // reports flood every port of a bridge: O(contexts) work per new context (measured at 1000 contexts: 23.5 ms
+  // per create with it, 6.2 ms without). Docker does the same for networks without IPv6.
+  if (!att.addresses.some((a) => familyOf(a) === 6))
+    writeSysctl(`net/ipv6/conf/${att.ifname}/disable_ipv6`, "1", ctx.path);
   for (const cidr of att.addresses) rtnl.addrAdd(att.ifname, cidr, { nodad: familyOf(cidr) === 6 });
   pausePoint("create:after-addresses");
   rtnl.linkSet(att.ifname, { up: true });

@@ -55,7 +55,7 @@ export const routedDriver: NetworkDriver = {
     for (const address of att.addresses)
       host.rtnl.routeAdd({ dst: hostPrefix(address), dev: att.hostIfname, scope: "link" });
     pausePoint("create:after-routes");
-    configureContextSide(ctx.rtnl, att, { gatewayOnLink: true, defaultRoute: !net.internal });
+    configureContextSide(ctx, att, { gatewayOnLink: true, defaultRoute: !net.internal });
   },
 
   detach(host, net, att, linkGoesWithNetns) {
