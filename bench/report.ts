@@ -75,6 +75,22 @@ function ordered(rows: Measured[], labels: string[]): Measured[] {
   );
 }
 
+/** A row of a setup/teardown table (see lifecycleColumns), its ratio already worded. */
+function lifecycleCells(r: Measured, ratioCell: string): string[] {
+  return [
+    r.label,
+    String(r.n),
+    String(r.k),
+    fmt(r.setup.median),
+    fmt(r.setup.p95),
+    fmt(r.teardown.median),
+    fmt(r.teardown.p95),
+    fmt(r.both.median),
+    fmt(r.both.p95),
+    ratioCell,
+  ];
+}
+
 /** The columns of every setup/teardown table, the last one naming what the ratio is taken to. */
 function lifecycleColumns(ratio: string): string[] {
   return [
@@ -107,18 +123,10 @@ function ratioText(r: number | undefined): string {
 function l2Section(data: BenchData): string {
   const body = ordered(data.l2Rows, data.l2Labels).map((r) => {
     const ref = find(data.l2Rows, REFERENCE, r.n);
-    return [
-      r.label,
-      String(r.n),
-      String(r.k),
-      fmt(r.setup.median),
-      fmt(r.setup.p95),
-      fmt(r.teardown.median),
-      fmt(r.teardown.p95),
-      fmt(r.both.median),
-      fmt(r.both.p95),
+    return lifecycleCells(
+      r,
       ref ? ratioText(ratio(r.both.median, ref.both.median)) : `n/a (no ${REFERENCE} row at N=${r.n})`,
-    ];
+    );
   });
   return `## l2 context setup and teardown, per context, at a population of N
 
@@ -183,18 +191,7 @@ function sharedSection(data: BenchData): string {
   const body = data.sharedRows
     .slice()
     .sort((a, b) => a.label.localeCompare(b.label) || a.n - b.n)
-    .map((r) => [
-      r.label,
-      String(r.n),
-      String(r.k),
-      fmt(r.setup.median),
-      fmt(r.setup.p95),
-      fmt(r.teardown.median),
-      fmt(r.teardown.p95),
-      fmt(r.both.median),
-      fmt(r.both.p95),
-      ref ? ratioText(ratio(r.both.median, ref.both.median)) : "n/a",
-    ]);
+    .map((r) => lifecycleCells(r, ref ? ratioText(ratio(r.both.median, ref.both.median)) : "n/a"));
   const refText = ref
     ? `the ${REFERENCE} l2 row at N=${ref.n} of this run (${fmt(ref.both.median)} ms; there is no shared-stack peer)`
     : `the ${REFERENCE} l2 row, which this run did not measure`;

@@ -8,6 +8,18 @@ import { readSysctl, writeSysctl } from "./kernel/sysctl.ts";
 import { ProcessLock } from "./state/lock.ts";
 import { Store } from "./state/store.ts";
 
+/** State a module keeps per Host (queues of deferred work): made on first use, gone with the Host. */
+export function perHost<T>(make: () => T): (host: Host) => T {
+  const byHost = new WeakMap<Host, T>();
+  return (host) => {
+    const known = byHost.get(host);
+    if (known !== undefined) return known;
+    const made = make();
+    byHost.set(host, made);
+    return made;
+  };
+}
+
 export class Host {
   private rtnlHandle: Rtnl | undefined;
   private firewallHandle: Firewall | undefined;

@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
 import { withGuardBatch } from "../firewall/antispoof.ts";
-import type { Host } from "../host.ts";
+import { type Host, perHost } from "../host.ts";
 import { contextsCgroupParent } from "../kernel/cgroup.ts";
 import { netnsPath } from "../kernel/netns.ts";
 import { type ContextSpec, specOf } from "../levels/driver.ts";
@@ -246,13 +246,7 @@ function withPendingRemovalsFinished<T>(host: Host, allocate: () => T): T {
   }
 }
 
-const pendingByHost = new WeakMap<Host, Map<string, ContextRecord>>();
-
-function pendingRemovals(host: Host): Map<string, ContextRecord> {
-  const pending = pendingByHost.get(host) ?? new Map<string, ContextRecord>();
-  pendingByHost.set(host, pending);
-  return pending;
-}
+const pendingRemovals = perHost(() => new Map<string, ContextRecord>());
 
 function finishRemovals(host: Host): void {
   const pending = pendingRemovals(host);

@@ -20,7 +20,7 @@
  * port's own addresses.
  */
 import { NetctxError } from "../errors.ts";
-import type { Host } from "../host.ts";
+import { type Host, perHost } from "../host.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
 import { parseIp } from "../net/cidr.ts";
 import type { Attachment } from "../networks/driver.ts";
@@ -225,13 +225,7 @@ export function withGuardBatch<T>(host: Host, fn: () => T): T {
 /** At most this many unguarded ports wait for their elements to be dropped. */
 const STALE_BATCH = 64;
 
-const staleByHost = new WeakMap<Host, Map<string, GuardedPort>>();
-
-function staleGuards(host: Host): Map<string, GuardedPort> {
-  const stale = staleByHost.get(host) ?? new Map<string, GuardedPort>();
-  staleByHost.set(host, stale);
-  return stale;
-}
+const staleGuards = perHost(() => new Map<string, GuardedPort>());
 
 function dropStaleGuards(host: Host): void {
   const stale = staleGuards(host);
