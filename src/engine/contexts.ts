@@ -41,7 +41,7 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
   const plan = planContext(host, raw);
   finishRemoval(host, plan.input.name);
   const record = withPendingRemovalsFinished(host, () =>
-    host.store.transaction(() => recordContext(host, plan)),
+    host.store.transaction(() => recordContext(host, plan, new TableFinder(host))),
   );
   pausePoint("create:after-record");
   realizeContext(host, record);
@@ -66,7 +66,11 @@ export function createContexts(
   const plans = raws.map((raw) => planContext(host, raw));
   for (const plan of plans) finishRemoval(host, plan.input.name);
   const records = withPendingRemovalsFinished(host, () =>
-    host.store.transaction(() => plans.map((plan) => recordContext(host, plan))),
+    host.store.transaction(() => {
+      // One reading of the tables in use serves the whole batch (it dumps every rule and route).
+      const tables = new TableFinder(host);
+      return plans.map((plan) => recordContext(host, plan, tables));
+    }),
   );
   const realized: ContextRecord[] = [];
   try {
@@ -125,7 +129,7 @@ function planContext(host: Host, raw: unknown): ContextPlan {
 }
 
 /** Insert the "creating" record and allocate its addresses; runs inside the caller's state transaction. */
-function recordContext(host: Host, plan: ContextPlan): ContextRecord {
+function recordContext(host: Host, plan: ContextPlan, tables: TableFinder): ContextRecord {
   const { input, networks, requested, mac, devices, hostIfnames, routes, extras } = plan;
   if (host.store.getContext(input.name)) throw conflict("name", `context "${input.name}" already exists`);
   checkPublishFree(host.store, input.name, extras.publish);
@@ -149,7 +153,7 @@ function recordContext(host: Host, plan: ContextPlan): ContextRecord {
   if (input.labels) spec.labels = { ...input.labels };
   if (input.level !== "l2") spec.cgroup = join(contextsCgroupParent(), input.name);
   if (input.level === "l3") {
-    spec.table = freeTable(host);
+    spec.table = tables.take();
     spec.routes = routes;
   }
   // gc rolls back a "creating" record only once this process is gone.
@@ -280,18 +284,35 @@ function tearDown(host: Host, record: ContextRecord): void {
 }
 
 /**
- * Lowest routing table number that no l3 context holds and no rule or route in the kernel uses (another tool's
- * table, or one a crashed create left behind, which teardown would flush); called inside the creating transaction.
+ * Hands out the lowest routing table numbers that no l3 context holds and no rule or route in the kernel uses
+ * (another tool's table, or one a crashed create left behind, which teardown would flush). Reads the store and the
+ * kernel once, on first use, inside the creating transaction; each take() marks its number used.
  */
-function freeTable(host: Host): number {
-  const used = new Set(host.store.listContexts().map((c) => specOf(c).table));
-  for (const family of [4, 6] as const) {
-    for (const rule of host.rtnl.ruleList(family)) used.add(rule.table);
-    for (const route of host.rtnl.routeList({ family })) used.add(route.table);
+class TableFinder {
+  private used: Set<number> | undefined;
+
+  constructor(private readonly host: Host) {}
+
+  take(): number {
+    this.used ??= this.read();
+    let table = FIRST_L3_TABLE;
+    while (this.used.has(table)) table++;
+    this.used.add(table);
+    return table;
   }
-  let table = FIRST_L3_TABLE;
-  while (used.has(table)) table++;
-  return table;
+
+  private read(): Set<number> {
+    const used = new Set<number>();
+    for (const c of this.host.store.listContexts()) {
+      const table = specOf(c).table;
+      if (table !== undefined) used.add(table);
+    }
+    for (const family of [4, 6] as const) {
+      for (const rule of this.host.rtnl.ruleList(family)) used.add(rule.table);
+      for (const route of this.host.rtnl.routeList({ family })) used.add(route.table);
+    }
+    return used;
+  }
 }
 
 function forget(host: Host, name: string): void {

@@ -36,7 +36,7 @@ export function loadProgram(spec: ProgramSpec): number {
     };
     try {
       // The log costs verifier time: load without it and ask again only to explain a failure.
-      return load(0);
+      return retryOnSignal(() => load(0));
     } catch (err) {
       if (!(err instanceof KernelError)) throw err;
       try {
@@ -52,6 +52,20 @@ export function loadProgram(spec: ProgramSpec): number {
     }
   } finally {
     for (const b of [insns, license, log, attr]) b.free();
+  }
+}
+
+/**
+ * The verifier gives up with EAGAIN when a signal is pending for the loading thread (a profiler's SIGPROF, a child's
+ * SIGCHLD in the engine); the load is fine to repeat, as libbpf does (up to 5 attempts).
+ */
+function retryOnSignal(load: () => number): number {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return load();
+    } catch (err) {
+      if (!(err instanceof KernelError && err.errnoName === "EAGAIN") || attempt >= 5) throw err;
+    }
   }
 }
 
