@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { CNI_ENV_KEYS, cniHeaderName } from "../api/server.ts";
 import { DEFAULT_STATE_DIR } from "../api/socket-path.ts";
-import { NetctxError } from "../errors.ts";
+import { invalid } from "../errors.ts";
 
 /** The repo root, from src/cli/ or from the bundle in dist/ alike. */
 function findRoot(): string {
@@ -53,7 +53,7 @@ function clientPlugin(stateDir: string | undefined): Buffer {
     ...fallbackArgv().map((a) => `arg ${a}`),
   ];
   if (lines.some((l) => l.includes("\n")))
-    throw new NetctxError("invalid", "cni install: a path holds a newline");
+    throw invalid("dir", "a path the plugin would carry holds a newline");
   const config = Buffer.from(`${lines.join("\n")}\n`);
   const trailer = Buffer.from(`${config.length.toString(16).padStart(8, "0")}NCXCONF1`);
   return Buffer.concat([readFileSync(CLIENT), config, trailer]);
@@ -64,7 +64,7 @@ function clientPlugin(stateDir: string | undefined): Buffer {
  * (nobody answers on the socket, a leftover of a killed engine) sends the call to node. VERSION never needs the
  * engine. Without a bundle it runs the sources through tsx.
  */
-export function launcherScript(stateDir: string | undefined): string {
+function launcherScript(stateDir: string | undefined): string {
   const target = fallbackArgv().map(q).join(" ");
   const lines = ["#!/bin/sh", "# netctx CNI plugin launcher (written by `netctx cni install`)"];
   for (const [key, value] of installDefaults(stateDir))

@@ -142,17 +142,18 @@ export function applyScene(host: Host, raw: unknown, opts: ApplyOptions = {}): S
   };
   try {
     for (let i = 0; i < steps.length; ) {
-      const run = creationRun(steps, i);
-      if (run.length > 0) {
+      const step = steps[i]!;
+      if (step.op === "create-context") {
+        const run = creationRun(steps, i);
         createContexts(
           host,
           run.map((s) => s.input),
-          (record) => finished(run.find((s) => s.name === record.name)!),
         );
+        for (const made of run) finished(made);
         i += run.length;
       } else {
-        runStep(host, steps[i]!);
-        finished(steps[i]!);
+        runStep(host, step);
+        finished(step);
         i++;
       }
     }
@@ -172,7 +173,7 @@ export function applyScene(host: Host, raw: unknown, opts: ApplyOptions = {}): S
   return steps;
 }
 
-/** The create-context steps from `start` on, up to BATCH of them (empty when steps[start] is another kind). */
+/** The create-context steps from `start` on (one at least), up to BATCH of them. */
 function creationRun(steps: Step[], start: number): Extract<Step, { op: "create-context" }>[] {
   const run: Extract<Step, { op: "create-context" }>[] = [];
   for (let i = start; i < steps.length && run.length < BATCH; i++) {
@@ -183,13 +184,11 @@ function creationRun(steps: Step[], start: number): Extract<Step, { op: "create-
   return run;
 }
 
-function runStep(host: Host, step: Step): void {
+/** Every step but context creation, which goes in batches (creationRun). */
+function runStep(host: Host, step: Exclude<Step, { op: "create-context" }>): void {
   switch (step.op) {
     case "create-network":
       createNetwork(host, step.input);
-      return;
-    case "create-context":
-      createContext(host, step.input);
       return;
     case "replace-context":
       removeContext(host, step.name);

@@ -58,11 +58,7 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
  * Guards land after the links come up here, but before the contexts are ready: nothing of a context runs
  * (`netctx exec` refuses contexts that are not ready), so only the kernel's own packets could pass unguarded.
  */
-export function createContexts(
-  host: Host,
-  raws: readonly unknown[],
-  onCreated?: (record: ContextRecord) => void,
-): ContextRecord[] {
+export function createContexts(host: Host, raws: readonly unknown[]): ContextRecord[] {
   const plans = raws.map((raw) => planContext(host, raw));
   for (const plan of plans) finishRemoval(host, plan.input.name);
   const records = withPendingRemovalsFinished(host, () =>
@@ -98,7 +94,6 @@ export function createContexts(
       host.store.updateContext(record);
     }
   });
-  for (const record of records) onCreated?.(record);
   return records;
 }
 

@@ -143,16 +143,9 @@ export function guardPort(host: Host, port: GuardedPort): void {
     batch.set(port.ifname, port);
     return;
   }
-  const stale = staleGuards(host);
-  const previous = stale.get(port.ifname);
-  stale.delete(port.ifname);
   host.firewall(() => {
     const nft = new Nft();
-    const fast = tablesFor(port.kind).flatMap((t) => [
-      ...(previous ? removeScript(t, previous) : []),
-      ...addScript(t, port, "create"),
-    ]);
-    if (nft.tryApply(fast.join("\n"))) return;
+    if (tryGuardExactly(host, nft, [port])) return;
     const lines: string[] = [];
     for (const t of tablesFor(port.kind)) {
       const objs = nft.list(["table", t.family, TABLE]);
@@ -160,7 +153,7 @@ export function guardPort(host: Host, port: GuardedPort): void {
       lines.push(
         ...rebuild,
         ...(rebuild.length ? [] : deleteScript(objs, t, port.ifname)),
-        ...addScript(t, port, "add"),
+        ...addScript(port, "add", t),
       );
     }
     nft.apply(lines.join("\n"));
@@ -205,21 +198,29 @@ export function withGuardBatch<T>(host: Host, fn: () => T): T {
     guardBatches.delete(host);
   }
   const ports = [...batch.values()];
+  let guarded = false;
+  host.firewall(() => {
+    guarded = tryGuardExactly(host, new Nft(), ports);
+  });
+  if (!guarded) for (const port of ports) guardPort(host, port);
+  return result;
+}
+
+/**
+ * The fast path of guarding: one transaction of exact elements, no listing. Elements of the same port names still
+ * queued for removal (staleGuards) go out in it first. False when the kernel refuses it whole (a table or set
+ * missing, a leftover in the way): then nothing changed, and the caller takes the listing path.
+ */
+function tryGuardExactly(host: Host, nft: Nft, ports: GuardedPort[]): boolean {
   const stale = staleGuards(host);
   const previous = ports.flatMap((p) => {
     const old = stale.get(p.ifname);
     stale.delete(p.ifname);
     return old ? [old] : [];
   });
-  host.firewall(() => {
-    const script = [
-      ...previous.flatMap((p) => tablesFor(p.kind).flatMap((t) => removeScript(t, p))),
-      ...ports.flatMap((p) => tablesFor(p.kind).flatMap((t) => addScript(t, p, "create"))),
-    ];
-    if (new Nft().tryApply(script.join("\n"))) ports.length = 0;
-  });
-  for (const port of ports) guardPort(host, port);
-  return result;
+  return nft.tryApply(
+    [...previous.flatMap((p) => removeScript(p)), ...ports.flatMap((p) => addScript(p, "create"))].join("\n"),
+  );
 }
 
 /** At most this many unguarded ports wait for their elements to be dropped. */
@@ -234,7 +235,7 @@ function dropStaleGuards(host: Host): void {
   stale.clear();
   host.firewall(() => {
     const nft = new Nft();
-    const exact = ports.flatMap((p) => tablesFor(p.kind).flatMap((t) => removeScript(t, p)));
+    const exact = ports.flatMap((p) => removeScript(p));
     // One of them already gone (gc took it, a flush emptied the tables) fails the batch: list and diff instead.
     if (!nft.tryApply(exact.join("\n")))
       removeListed(
@@ -363,17 +364,27 @@ function portElements(t: TableDef, port: GuardedPort): { set: string; elems: str
   return t.sets.map((s) => ({ set: s.name, elems: elems[s.name] ?? [] })).filter((e) => e.elems.length > 0);
 }
 
-/** `create` for the port's as_ports element refuses a leftover of the same name; `add` lets it be. */
-function addScript(t: TableDef, port: GuardedPort, verb: "add" | "create"): string[] {
-  return portElements(t, port).map(
-    (e) =>
-      `${e.set === S_PORTS.name ? verb : "add"} element ${t.family} ${TABLE} ${e.set} { ${e.elems.join(", ")} }`,
-  );
+/**
+ * Lines adding `port`'s elements, in the tables of its kind or only in `only`. `create` for the as_ports element
+ * refuses a leftover of the same name; `add` lets it be.
+ */
+function addScript(port: GuardedPort, verb: "add" | "create", only?: TableDef): string[] {
+  return elementLines(port, only, (set) => (set === S_PORTS.name ? verb : "add"));
 }
 
-function removeScript(t: TableDef, port: GuardedPort): string[] {
-  return portElements(t, port).map(
-    (e) => `delete element ${t.family} ${TABLE} ${e.set} { ${e.elems.join(", ")} }`,
+function removeScript(port: GuardedPort): string[] {
+  return elementLines(port, undefined, () => "delete");
+}
+
+function elementLines(
+  port: GuardedPort,
+  only: TableDef | undefined,
+  verb: (set: string) => string,
+): string[] {
+  return (only ? [only] : tablesFor(port.kind)).flatMap((t) =>
+    portElements(t, port).map(
+      (e) => `${verb(e.set)} element ${t.family} ${TABLE} ${e.set} { ${e.elems.join(", ")} }`,
+    ),
   );
 }
 
