@@ -13,6 +13,11 @@ export interface Path {
   /** Several adds in one call (the apply path); returns the time of each, in ms. */
   addMany?(indices: number[]): number[];
   /**
+   * How many times the k adds and removals are repeated at each N (default 1). A batch path gives one figure per
+   * batch, its wall time shared out: repeating the batch gives the median and p95 several samples to stand on.
+   */
+  rounds?: number;
+  /**
    * Work the removals left for later (netctx defers kernel cleanup and batches it): timed after the k removals and
    * charged to them in equal shares, so deferring cannot hide a cost.
    */
@@ -23,6 +28,8 @@ export interface Measured {
   label: string;
   n: number;
   k: number;
+  /** Times the k adds and removals were repeated; setup and teardown hold k x rounds samples. */
+  rounds: number;
   setup: Stats;
   teardown: Stats;
   both: Stats;
@@ -54,11 +61,18 @@ export interface WalkHooks {
   keepPopulation?: boolean;
 }
 
-export function measured(label: string, n: number, setup: number[], teardown: number[]): Measured {
+export function measured(
+  label: string,
+  n: number,
+  setup: number[],
+  teardown: number[],
+  rounds = 1,
+): Measured {
   return {
     label,
     n,
-    k: setup.length,
+    k: setup.length / rounds,
+    rounds,
     setup: stats(setup),
     teardown: stats(teardown),
     both: stats(setup.map((s, i) => s + teardown[i]!)),
@@ -66,7 +80,7 @@ export function measured(label: string, n: number, setup: number[], teardown: nu
 }
 
 export function describe(r: Measured): string {
-  return `${r.label.padEnd(34)} N=${String(r.n).padEnd(4)} k=${String(r.k).padEnd(3)} setup ${r.setup.median.toFixed(2)} ms (p95 ${r.setup.p95.toFixed(2)})  teardown ${r.teardown.median.toFixed(2)} ms (p95 ${r.teardown.p95.toFixed(2)})  both ${r.both.median.toFixed(2)} ms`;
+  return `${r.label.padEnd(34)} N=${String(r.n).padEnd(4)} k=${`${r.k}${r.rounds > 1 ? `x${r.rounds}` : ""}`.padEnd(3)} setup ${r.setup.median.toFixed(2)} ms (p95 ${r.setup.p95.toFixed(2)})  teardown ${r.teardown.median.toFixed(2)} ms (p95 ${r.teardown.p95.toFixed(2)})  both ${r.both.median.toFixed(2)} ms`;
 }
 
 function addAll(path: Path, indices: number[]): number[] {
@@ -109,26 +123,32 @@ export function walk(fill: Path, cells: Cell[], hooks: WalkHooks = {}): WalkResu
         const indices = Array.from({ length: kk }, (_, j) => cell.n - kk + j);
         const made: number[] = [];
         try {
-          let setup: number[];
-          if (path.addMany) {
-            setup = path.addMany(indices);
-            made.push(...indices);
-          } else {
-            setup = indices.map((i) => {
-              const t = time(() => path.add(i));
-              made.push(i);
+          const setup: number[] = [];
+          const teardown: number[] = [];
+          const rounds = path.rounds ?? 1;
+          for (let round = 0; round < rounds; round++) {
+            let times: number[];
+            if (path.addMany) {
+              times = path.addMany(indices);
+              made.push(...indices);
+            } else {
+              times = indices.map((i) => {
+                const t = time(() => path.add(i));
+                made.push(i);
+                return t;
+              });
+            }
+            setup.push(...times);
+            if (round === 0) hooks.atFull?.(cell.n, path.label);
+            const removals = indices.map((i) => {
+              const t = time(() => path.remove(i));
+              made.splice(made.indexOf(i), 1);
               return t;
             });
+            const settling = path.settle ? time(() => path.settle?.()) : 0;
+            teardown.push(...removals.map((t) => t + settling / removals.length));
           }
-          hooks.atFull?.(cell.n, path.label);
-          const removals = indices.map((i) => {
-            const t = time(() => path.remove(i));
-            made.splice(made.indexOf(i), 1);
-            return t;
-          });
-          const settling = path.settle ? time(() => path.settle?.()) : 0;
-          const teardown = removals.map((t) => t + settling / removals.length);
-          const row = measured(path.label, cell.n, setup, teardown);
+          const row = measured(path.label, cell.n, setup, teardown, rounds);
           rows.push(row);
           log(describe(row));
           hooks.onRow?.(row);

@@ -40,6 +40,7 @@ export interface ResultRow {
   label: string;
   n: number;
   k: number;
+  rounds: number;
   setupMedian: number;
   setupP95: number;
   teardownMedian: number;
@@ -54,6 +55,7 @@ export function resultRows(data: BenchData): ResultRow[] {
     label: r.label,
     n: r.n,
     k: r.k,
+    rounds: r.rounds,
     setupMedian: r.setup.median,
     setupP95: r.setup.p95,
     teardownMedian: r.teardown.median,
@@ -80,7 +82,7 @@ function lifecycleCells(r: Measured, ratioCell: string): string[] {
   return [
     r.label,
     String(r.n),
-    String(r.k),
+    r.rounds > 1 ? `${r.k} x ${r.rounds}` : String(r.k),
     fmt(r.setup.median),
     fmt(r.setup.p95),
     fmt(r.teardown.median),
@@ -133,7 +135,8 @@ function l2Section(data: BenchData): string {
 Setup = a network namespace with a veth into a bridge network with NAT, addresses and a default route (netctx library
 and CLI: \`create\`; CNI paths and peers: \`ip netns add\` + ADD, as a runtime does); teardown = \`rm\` (CNI and peers:
 DEL with the ADD result + \`ip netns del\`). Each figure is per context, measured on k contexts added while N - k
-others exist (so the last one makes N) and then removed again. ms; ratio = setup+teardown median over the
+others exist (so the last one makes N) and then removed again (k x r: r times over; the apply path makes its k
+in one batch and each context's figure is the batch's share, so its median and p95 come from r batches). ms; ratio = setup+teardown median over the
 ${REFERENCE} median at the same N in this run.
 
 ${table(lifecycleColumns(`ratio to ${REFERENCE}`), body)}

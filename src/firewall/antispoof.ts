@@ -22,7 +22,7 @@
 import { NetctxError } from "../errors.ts";
 import { type Host, perHost } from "../host.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
-import { parseIp } from "../net/cidr.ts";
+import { linkLocalOf, parseIp } from "../net/cidr.ts";
 import type { Attachment } from "../networks/driver.ts";
 import type { NetworkRecord } from "../state/store.ts";
 import { Nft, type NftObject, type NftValue } from "./nft.ts";
@@ -118,16 +118,6 @@ function tablesFor(kind: PortKind): TableDef[] {
 /** Anti-spoofing applies to bridge and routed networks unless the network was created with --no-antispoof. */
 export function antispoofEnabled(net: NetworkRecord): boolean {
   return (net.driver === "bridge" || net.driver === "routed") && net.options["antispoof"] !== false;
-}
-
-/** The EUI-64 link-local address the kernel derives from a MAC (addr_gen_mode 0, the default). */
-export function linkLocalOf(mac: string): string {
-  const b = mac.split(":").map((h) => Number.parseInt(h, 16));
-  if (b.length !== 6 || b.some((n) => !(n >= 0 && n <= 255)))
-    throw new NetctxError("internal", `bad MAC ${mac}`);
-  const bytes = [b[0]! ^ 2, b[1]!, b[2]!, 0xff, 0xfe, b[3]!, b[4]!, b[5]!];
-  const groups = [0, 2, 4, 6].map((i) => ((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
-  return `fe80::${groups.join(":")}`;
 }
 
 /**

@@ -3,6 +3,7 @@ import { invalid } from "../errors.ts";
 import { ENODEV, EOPNOTSUPP, KernelError } from "./errors.ts";
 import * as ffi from "./ffi.ts";
 import {
+  AF_INET6,
   AF_UNSPEC,
   type IpBytes,
   type Message,
@@ -34,6 +35,9 @@ const IFLA_IFALIAS = 20;
 const IFLA_GROUP = 27;
 const IFLA_NET_NS_FD = 28;
 const IFLA_EXT_MASK = 29;
+const IFLA_AF_SPEC = 26;
+const IFLA_INET6_ADDR_GEN_MODE = 8;
+const IN6_ADDR_GEN_MODE = { eui64: 0, none: 1 } as const;
 const IFLA_MAX = 64;
 const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 
@@ -44,6 +48,7 @@ const IFLA_MACVLAN_MODE = 1;
 const MACVLAN_MODES = { private: 1, vepa: 2, bridge: 4, passthru: 8 } as const;
 const IFLA_BR_STP_STATE = 5;
 const IFLA_BR_VLAN_FILTERING = 7;
+const IFLA_BR_MCAST_SNOOPING = 23;
 const IFLA_VXLAN_ID = 1;
 const IFLA_VXLAN_GROUP = 2;
 const IFLA_VXLAN_LINK = 3;
@@ -78,7 +83,7 @@ export interface LinkAddSpec {
     port?: number;
     learning?: boolean;
   };
-  bridge?: { stp?: boolean; vlanFiltering?: boolean };
+  bridge?: { stp?: boolean; vlanFiltering?: boolean; multicastSnooping?: boolean };
 }
 
 export interface LinkChange {
@@ -89,6 +94,12 @@ export interface LinkChange {
   name?: string;
   netns?: string;
   alias?: string;
+  /**
+   * false: the link generates no IPv6 link-local address when it comes up (addrgenmode none), so it sends no
+   * DAD, router solicitation or MLD and adds no fe80 routes. The kernel applies IFLA_AF_SPEC after the flags
+   * of the same request, and refuses it in a create request (EAFNOSUPPORT): set it on a link that is still down.
+   */
+  ipv6LinkLocal?: boolean;
 }
 
 export interface Link {
@@ -276,6 +287,8 @@ export function linkAdd(sock: NetlinkSocket, spec: LinkAddSpec): void {
         if (spec.bridge.stp !== undefined) w.attrU32(IFLA_BR_STP_STATE, spec.bridge.stp ? 1 : 0);
         if (spec.bridge.vlanFiltering !== undefined)
           w.attrU8(IFLA_BR_VLAN_FILTERING, spec.bridge.vlanFiltering ? 1 : 0);
+        if (spec.bridge.multicastSnooping !== undefined)
+          w.attrU8(IFLA_BR_MCAST_SNOOPING, spec.bridge.multicastSnooping ? 1 : 0);
       }
       w.nestEnd(data);
       w.nestEnd(info);
@@ -390,6 +403,13 @@ export function linkSet(sock: NetlinkSocket, name: string, change: LinkChange): 
       if (master !== undefined) w.attrU32(IFLA_MASTER, master);
       if (change.alias !== undefined) w.attrStr(IFLA_IFALIAS, change.alias);
       if (nsFd !== undefined) w.attrU32(IFLA_NET_NS_FD, nsFd);
+      if (change.ipv6LinkLocal !== undefined) {
+        const spec = w.nestStart(IFLA_AF_SPEC);
+        const inet6 = w.nestStart(AF_INET6);
+        w.attrU8(IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE[change.ipv6LinkLocal ? "eui64" : "none"]);
+        w.nestEnd(inet6);
+        w.nestEnd(spec);
+      }
     });
   } finally {
     fds.close();

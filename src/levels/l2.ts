@@ -8,7 +8,6 @@ import { notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { createNetns, deleteNetns } from "../kernel/netns.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
-import { writeSysctl } from "../kernel/sysctl.ts";
 import { contextNetnsName } from "../model/names.ts";
 import { deleteOwnLink } from "../networks/common.ts";
 import { networkDriver } from "../networks/registry.ts";
@@ -21,9 +20,6 @@ export const l2Level: LevelDriver = {
   create(host: Host, name: string, spec: ContextSpec) {
     // An external netns (a container runtime's) already exists and stays the runtime's to delete.
     const path = spec.netnsExternal && spec.netns ? spec.netns : createNetns(contextNetnsName(name));
-    // Duplicate address detection would hold the context's IPv6 addresses tentative for a second or more;
-    // the addresses come from our IPAM, so nobody else on the segment holds them.
-    writeSysctl("net.ipv6.conf.default.accept_dad", "0", path);
     pausePoint("create:after-netns");
     const rtnl = Rtnl.open(path);
     try {

@@ -227,6 +227,15 @@ export function randomMac(): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(":");
 }
 
+/** The EUI-64 link-local address the kernel derives from a MAC (addr_gen_mode eui64, the default). */
+export function linkLocalOf(mac: string): string {
+  const b = mac.split(":").map((h) => Number.parseInt(h, 16));
+  if (b.length !== 6 || b.some((n) => !(n >= 0 && n <= 255))) throw new Error(`bad MAC ${mac}`);
+  const bytes = [b[0]! ^ 2, b[1]!, b[2]!, 0xff, 0xfe, b[3]!, b[4]!, b[5]!];
+  const groups = [0, 2, 4, 6].map((i) => ((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+  return `fe80::${groups.join(":")}`;
+}
+
 /** A unicast, non-zero MAC in colon form, i.e. one the kernel accepts as a device address. */
 export function isValidMac(text: string): boolean {
   return macProblem(text) === undefined;

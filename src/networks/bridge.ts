@@ -36,6 +36,7 @@ export const bridgeDriver: NetworkDriver = {
       up: true,
       group: LINK_GROUP,
       mac: bridgeMac(net.name),
+      bridge: { multicastSnooping: false },
     });
     pausePoint("network-create:after-link");
     try {

@@ -5,7 +5,6 @@
  */
 import { pausePoint } from "../engine/pause.ts";
 import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
-import { writeSysctl } from "../kernel/sysctl.ts";
 import type { Lease } from "../state/store.ts";
 import {
   addNetworkToFirewall,
@@ -15,6 +14,7 @@ import {
   familyOf,
   hostPrefix,
   removeNetworkFromFirewall,
+  setLinkLocal,
 } from "./common.ts";
 import type { NetworkDriver } from "./driver.ts";
 
@@ -38,9 +38,13 @@ export const routedDriver: NetworkDriver = {
 
   attach(host, net, ctx, att) {
     addVethPair(host, ctx.path, att, undefined, false);
-    // The host resolves a context's address from its host-side veth, and Linux sources that neighbour
-    // solicitation from the link-local address: while DAD holds it tentative (~1 s) the context cannot be reached.
-    writeSysctl(`net/ipv6/conf/${att.hostIfname}/accept_dad`, "0");
+    // The host resolves a context's IPv6 address from its host-side veth, and Linux sources that neighbour
+    // solicitation from the link-local address: it must not sit tentative in DAD (~1 s).
+    setLinkLocal(
+      host.rtnl,
+      att.hostIfname,
+      att.addresses.some((a) => familyOf(a) === 6),
+    );
     guardAttachment(host, net, ctx.rtnl, att);
     host.rtnl.linkSet(att.hostIfname, { up: true });
     host.firewall((fw) => fw.addInterface(net.name, att.hostIfname));

@@ -14,11 +14,11 @@ export interface IpLink {
   master?: string;
   operstate: string;
   flags: string[];
-  linkinfo?: { info_kind?: string };
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
 }
 export interface IpAddr {
   ifname: string;
-  addr_info: { family: string; local: string; prefixlen: number }[];
+  addr_info: { family: string; local: string; prefixlen: number; tentative?: boolean }[];
 }
 export interface IpRoute {
   dst: string;
