@@ -22,6 +22,7 @@ const SO_RCVBUF = 8;
 const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
+const NETLINK_GET_STRICT_CHK = 12;
 const MSG_TRUNC = 0x20;
 const SIOCGIFINDEX = 0x8933;
 
@@ -359,6 +360,32 @@ export class NetlinkSocket {
       // The dump raced with changes (NLM_F_DUMP_INTR): the request is still in the writer, ask again.
       this.building = true;
     }
+  }
+
+  /**
+   * A dump the kernel filters itself: with NETLINK_GET_STRICT_CHK it honours filter attributes in the request
+   * (RTA_TABLE, RTA_OIF for routes) and walks only what they select, instead of every object of the namespace.
+   * Strict checking also refuses header fields and attributes it does not know, so it is on for this dump only.
+   */
+  filteredDump<T>(
+    op: string,
+    type: number,
+    build: (w: MessageWriter) => void,
+    parse: (m: Message) => T | undefined,
+  ): T[] {
+    this.setFlag(NETLINK_GET_STRICT_CHK, true, op);
+    try {
+      return this.dump(op, type, build, parse);
+    } finally {
+      this.setFlag(NETLINK_GET_STRICT_CHK, false, op);
+    }
+  }
+
+  private setFlag(option: number, on: boolean, op: string): void {
+    const value = Buffer.alloc(4);
+    value.writeInt32LE(on ? 1 : 0);
+    if (ffi.setsockopt(this.fd, SOL_NETLINK, option, value, 4) < 0)
+      throw new KernelError(`${op}: netlink setsockopt ${option}`, ffi.errno());
   }
 
   private build(type: number, flags: number, build: (w: MessageWriter) => void): void {

@@ -1,6 +1,7 @@
 /** Routes (RTM_*ROUTE), any table: the table number always travels in RTA_TABLE as well. */
 import { invalid } from "../errors.ts";
 import { scopeName } from "./addr.ts";
+import { KernelError } from "./errors.ts";
 import {
   AF_UNSPEC,
   familyNumber,
@@ -198,26 +199,40 @@ export function routeList(
   names: Map<number, string>,
   filter: { family?: 4 | 6; table?: number } = {},
 ): Route[] {
-  return sock.dump(
-    "route list",
-    RTM_GETROUTE,
-    (w) => {
-      w.u8(filter.family ? familyNumber(filter.family) : AF_UNSPEC)
-        .u8(0)
-        .u8(0)
-        .u8(0)
-        .u8(0)
-        .u8(0)
-        .u8(0)
-        .u8(0)
-        .u32(0);
-    },
-    (m) => {
-      const r = parseRoute(m, names);
-      if (!r) return undefined;
-      if (filter.family !== undefined && r.family !== filter.family) return undefined;
-      if (filter.table !== undefined && r.table !== filter.table) return undefined;
-      return r;
-    },
-  );
+  const header = (w: MessageWriter) =>
+    w
+      .u8(filter.family ? familyNumber(filter.family) : AF_UNSPEC)
+      .u8(0)
+      .u8(0)
+      .u8(0)
+      .u8(0)
+      .u8(0)
+      .u8(0)
+      .u8(0)
+      .u32(0);
+  const parse = (m: Message) => {
+    const r = parseRoute(m, names);
+    if (!r) return undefined;
+    if (filter.family !== undefined && r.family !== filter.family) return undefined;
+    if (filter.table !== undefined && r.table !== filter.table) return undefined;
+    return r;
+  };
+  if (filter.table === undefined) return sock.dump("route list", RTM_GETROUTE, header, parse);
+  // One table of thousands (an l3 context's): the kernel walks only that one. A table that holds no route does not
+  // exist for it (ENOENT).
+  const table = filter.table;
+  try {
+    return sock.filteredDump(
+      `route list table ${table}`,
+      RTM_GETROUTE,
+      (w) => {
+        header(w);
+        w.attrU32(RTA_TABLE, table);
+      },
+      parse,
+    );
+  } catch (err) {
+    if (err instanceof KernelError && err.errnoName === "ENOENT") return [];
+    throw err;
+  }
 }
