@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmdirSync, rmSync } from "node:fs";
-import { endianness, tmpdir } from "node:os";
+import { availableParallelism, endianness, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createContext, removeContext } from "../src/engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../src/engine/networks.ts";
@@ -51,8 +51,11 @@ const GOALS: Goal[] = [
 ];
 
 export async function datapathSection(quick: boolean): Promise<string> {
-  const runs = quick ? 1 : 3;
-  const seconds = quick ? 2 : 5;
+  // This VM's throughput swings between 9 and 25 Gbit/s from one half second to the next on an idle machine (the
+  // same raw veth pair, pinned): more short paired runs give the median ratio something to stand on; 3 runs of
+  // 5 s gave per-run ratios from 0.68 to 1.33.
+  const runs = quick ? 1 : 7;
+  const seconds = 2;
   const heading = `## Data path (iperf3, one TCP stream, ${seconds} s, ${runs === 1 ? "1 run" : `median of ${runs} runs`})`;
   const version = spawnSync(IPERF3, ["--version"], { encoding: "utf8" });
   if (version.error || version.status !== 0)
@@ -211,9 +214,17 @@ class World {
   }
 }
 
+/**
+ * Client and server each on a CPU of their own, the same two in every row. Left to the scheduler, the two ends
+ * share one core in some runs and not in others: on 2 cores the same path then reads 10 or 24 Gbit/s.
+ */
+function affinity(cpu: number): string[] {
+  return availableParallelism() > 1 ? ["-A", String(cpu)] : [];
+}
+
 /** One iperf3 run: a one-off server where the row says, a client where it says; Gbit/s the server received. */
 async function measure(row: Row, seconds: number): Promise<number> {
-  const argv = row.server([IPERF3, "-s", "-1", "-B", row.addr, "-p", String(PORT)]);
+  const argv = row.server([IPERF3, "-s", "-1", "-B", row.addr, "-p", String(PORT), ...affinity(1)]);
   const server = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
   let serverErr = "";
   server.stderr?.on("data", (d) => {
@@ -222,7 +233,17 @@ async function measure(row: Row, seconds: number): Promise<number> {
   const serverExit = exited(server);
   try {
     await waitListening(server, row.addr, PORT, serverExit, () => serverErr);
-    const cargv = row.client([IPERF3, "-c", row.addr, "-p", String(PORT), "-t", String(seconds), "-J"]);
+    const cargv = row.client([
+      IPERF3,
+      "-c",
+      row.addr,
+      "-p",
+      String(PORT),
+      "-t",
+      String(seconds),
+      "-J",
+      ...affinity(0),
+    ]);
     const out = await collect(cargv);
     let report: { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
     try {
@@ -376,7 +397,7 @@ a raw veth pair between two namespaces; the socket and l3 rows run both ends thr
 the contexts' cgroups, BPF programs attached) and talk between the two contexts' addresses on the host, so they are
 compared with host loopback. Networks use their defaults (anti-spoofing on). Rows are interleaved run by run, so
 drift in machine load hits every row alike, and a ratio is the median of the per-run ratios to the reference
-measured in the same round. With 2 cores, client and server compete for CPU in every row.
+measured in the same round. Client and server are pinned to CPUs 0 and 1 (\`-A\`) in every row.
 
 ${table}
 
