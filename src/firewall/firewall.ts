@@ -235,6 +235,28 @@ export class Firewall {
     });
   }
 
+  /**
+   * addInterface at scale (a routed network registers every context's veth): the interface's exact elements, from
+   * the network as the caller's record has it, in one transaction without reading the table (a listing costs
+   * O(interfaces)). `create` of its `ifaces` element fails the whole transaction when the name is registered
+   * already (to this network or another), as a missing table or set does; addInterface then decides on the full
+   * listing. Inside begin()/commit() the change joins the batch instead.
+   */
+  addInterfaceOf(network: FirewallNetwork, ifname: string): void {
+    validateNetworkName(network.name);
+    validateIfname(ifname);
+    if (this.depth === 0 && this.nft.tryApply(interfaceScript(network, ifname, "create"))) return;
+    this.addInterface(network.name, ifname);
+  }
+
+  /** removeInterface by exact elements (see addInterfaceOf); a missing element sends it to the full listing. */
+  removeInterfaceOf(network: FirewallNetwork, ifname: string): void {
+    validateNetworkName(network.name);
+    validateIfname(ifname);
+    if (this.depth === 0 && this.nft.tryApply(interfaceScript(network, ifname, "delete"))) return;
+    this.removeInterface(network.name, ifname);
+  }
+
   /** Our sets and their elements as nft-style text (`br0 . 10.50.0.0/24`), read from the kernel. */
   elements(): { set: string; elements: string[] }[] {
     const listing = readListing(this.nft);
@@ -343,6 +365,26 @@ function buildScript(listing: Listing, model: Model, ensure: boolean): string {
       const items = add.map((e) => (e.comment === undefined ? e.text : `${e.text} comment "${e.comment}"`));
       lines.push(`add element ${T} ${def.name} { ${items.join(", ")} }`);
     }
+  }
+  return lines.join("\n");
+}
+
+/** The element lines of one interface of a network: `create` (the ifaces element; the rest `add`) or `delete`. */
+function interfaceScript(network: FirewallNetwork, ifname: string, op: "create" | "delete"): string {
+  const subnets = network.subnets.map((s, i) => parseCidr(s, `subnets[${i}]`));
+  const desired = desiredElements({
+    networks: new Map([[network.name, { subnets, nat: network.nat, internal: network.internal }]]),
+    ifaces: new Map([[ifname, network.name]]),
+  });
+  const lines: string[] = [];
+  for (const set of ["ifaces", "internal_ifs", "same_if", "local4", "local6"]) {
+    const elems = [...(desired.get(set)?.values() ?? [])];
+    if (elems.length === 0) continue;
+    const verb = op === "delete" ? "delete" : set === "ifaces" ? "create" : "add";
+    const items = elems.map((e) =>
+      e.comment === undefined || op === "delete" ? e.text : `${e.text} comment "${e.comment}"`,
+    );
+    lines.push(`${verb} element ${T} ${set} { ${items.join(", ")} }`);
   }
   return lines.join("\n");
 }

@@ -141,11 +141,15 @@ function retryOnLeftover(host: Host, name: string, add: () => void): void {
       add();
       return;
     } catch (err) {
-      const leftover =
-        err instanceof KernelError &&
-        err.errnoName === "EEXIST" &&
-        host.rtnl.linkGet(name)?.group === LINK_GROUP;
-      if (!leftover || attempt >= 50) throw err;
+      if (!(err instanceof KernelError && err.errnoName === "EEXIST") || attempt >= 50) throw err;
+      const holder = host.rtnl.linkGet(name);
+      // No host link of that name: the leftover vanished since the EEXIST (the kernel's netns cleanup runs
+      // meanwhile), so try again; or the name taken is the peer's, inside the netns, which is the caller's error.
+      if (holder === undefined) {
+        if (attempt >= 2) throw err;
+        continue;
+      }
+      if (holder.group !== LINK_GROUP) throw err;
       deleteOwnLink(host, name);
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
     }

@@ -105,6 +105,42 @@ test("elements: exactly what a network and its interfaces need; removing takes e
   assert.deepEqual(fw.elements(), []);
 });
 
+test("addInterfaceOf/removeInterfaceOf write exactly what addInterface/removeInterface do, and fall back to them", () => {
+  const fw = new Firewall();
+  const a = { name: "a", subnets: ["10.52.0.0/24", "fd52::/64"], nat: true, internal: false };
+  const b = { name: "b", subnets: ["10.53.0.0/24"], nat: false, internal: true };
+  fw.addNetwork(a);
+  fw.addNetwork(b);
+  fw.addInterface("a", "slow-a");
+  fw.addInterface("b", "slow-b");
+  const slow = fw.elements();
+  fw.removeInterface("a", "slow-a");
+  fw.removeInterface("b", "slow-b");
+  fw.addInterfaceOf(a, "slow-a");
+  fw.addInterfaceOf(b, "slow-b");
+  assert.deepEqual(fw.elements(), slow, "the same elements, comments included");
+  assert.match(sh("nft list set inet netctx ifaces"), /"slow-a" comment "a"/);
+
+  // Registered already: to the same network it is a no-op, to another the full listing refuses it.
+  fw.addInterfaceOf(a, "slow-a");
+  assert.deepEqual(fw.elements(), slow);
+  assert.throws(
+    () => fw.addInterfaceOf(b, "slow-a"),
+    (err: unknown) =>
+      err instanceof NetctxError && err.code === "conflict" && /belongs to network "a"/.test(err.message),
+  );
+
+  fw.removeInterfaceOf(b, "slow-b");
+  fw.removeInterfaceOf(b, "slow-b"); // gone already: fine
+  assert.deepEqual(setOf(fw, "internal_ifs"), []);
+  assert.deepEqual(setOf(fw, "same_if"), []);
+  assert.deepEqual(setOf(fw, "local4"), ["slow-a . 10.52.0.0/24"]);
+  fw.removeInterfaceOf(a, "slow-a");
+  assert.deepEqual(setOf(fw, "ifaces"), []);
+  assert.deepEqual(setOf(fw, "local6"), []);
+  fw.removeAll();
+});
+
 test("a later Firewall object (a one-shot CLI) learns networks from the kernel", () => {
   new Firewall().addNetwork({
     name: "front-network-with-a-32-char-nm",
