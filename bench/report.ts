@@ -133,7 +133,8 @@ function l2Section(data: BenchData): string {
   return `## l2 context setup and teardown, per context, at a population of N
 
 Setup = a network namespace with a veth into a bridge network with NAT, addresses and a default route (netctx library
-and CLI: \`create\`; CNI paths and peers: \`ip netns add\` + ADD, as a runtime does); teardown = \`rm\` (CNI and peers:
+and CLI: \`create\`; CNI paths and peers: \`ip netns add\` + ADD, as a runtime does; the routed row: the same into a
+routed network, no bridge); teardown = \`rm\` (CNI and peers:
 DEL with the ADD result + \`ip netns del\`). Each figure is per context, measured on k contexts added while N - k
 others exist (so the last one makes N) and then removed again (k x r: r times over; the apply path makes its k
 in one batch and each context's figure is the batch's share, so its median and p95 come from r batches). ms; ratio = setup+teardown median over the

@@ -11,6 +11,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { cgroup2Root } from "../src/kernel/cgroup.ts";
 import { insideSandbox, sandboxArgv } from "../src/sandbox.ts";
+import { APPLY_WALKS, applyWalk } from "./apply-walks.ts";
 import { type BpfHookOptions, type BpfHookSamples, measureBpfHooks } from "./bpf-hooks.ts";
 import { datapathSection } from "./datapath.ts";
 import { L2_PATHS, type L2Cell, type L2Memory, type L2PathId, netctxL2Walk } from "./l2-lifecycle.ts";
@@ -27,7 +28,6 @@ import {
   REFERENCE,
   resultRows,
 } from "./report.ts";
-import { SHARED_LABELS, sharedStackWalk } from "./shared-stack.ts";
 
 if (!insideSandbox()) {
   const argv = sandboxArgv([process.execPath, ...process.execArgv, ...process.argv.slice(1)]);
@@ -217,16 +217,16 @@ try {
   }
   await settleNetns();
 
-  for (const level of ["socket", "l3"] as const) {
-    log(`netctx ${level} walk`);
+  for (const id of ["routed", "socket", "l3"] as const) {
+    log(`netctx ${id} walk`);
     try {
-      const s = sharedStackWalk(level, PLAN.shared.ns, PLAN.shared.k, log);
-      sharedRows.push(...s.walk.rows);
+      const s = applyWalk(id, PLAN.shared.ns, PLAN.shared.k, log);
+      (id === "routed" ? l2Rows : sharedRows).push(...s.walk.rows);
       for (const f of s.walk.failures)
         notMeasured.push({ label: f.label, n: f.n, why: `failed: ${f.error}` });
-      kernel.push({ label: `netctx ${level} contexts`, reading: s.kernel });
+      kernel.push({ label: `netctx ${id === "routed" ? "l2 routed" : id} contexts`, reading: s.kernel });
     } catch (err) {
-      notMeasured.push({ label: SHARED_LABELS[level], why: `the walk failed: ${why(err)}` });
+      notMeasured.push({ label: APPLY_WALKS[id].label, why: `the walk failed: ${why(err)}` });
     }
   }
 
@@ -298,6 +298,7 @@ const PURPOSE: Partial<Record<string, string>> = {
 };
 const l2Labels = [
   LIBRARY,
+  APPLY_WALKS.routed.label,
   L2_PATHS.cniEngine,
   L2_PATHS.cniExec,
   L2_PATHS.cliEngine,
@@ -312,6 +313,7 @@ for (const label of l2Labels)
     const listed = notMeasured.some((x) => x.label === label && (x.n === undefined || x.n === n));
     const planned =
       PLAN.netctx.some((c) => c.n === n && c.paths.some((p) => L2_PATHS[p.id as L2PathId] === label)) ||
+      (label === APPLY_WALKS.routed.label && PLAN.shared.ns.includes(n)) ||
       PLAN.peers.some((p) => PEERS[p.id].label === label && p.ns.includes(n));
     if (!listed && !planned)
       notMeasured.push({ label, n, why: PURPOSE[label] ?? "not in this mode's matrix (time budget)" });

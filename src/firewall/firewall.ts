@@ -3,11 +3,16 @@
  *
  * Why this shape: the rule set is a fixed list of 11 rules; networks and interfaces only add set elements, so
  * the packet path costs the same set lookups with 1 network or 1000, and every change is an element diff.
- *  - `local4`/`local6` (`ifname . addr`, interval): one element per (interface of a network, subnet of the same
- *    network). "oif . saddr in local" means "the packet stays inside the network its source belongs to", which
- *    is exactly the no-NAT and the allowed-for-internal condition, without pairs of interfaces (quadratic for
- *    routed networks, where every context has its own host-side veth) and without a netid in the packet mark
- *    (the l3 level uses fwmarks for its routing tables; we must not clobber them).
+ *  - `intra4`/`intra6` (`addr . addr`, interval): one element `S . S` per subnet S. "saddr . daddr in intra"
+ *    means "source and destination are in the same network", the no-NAT condition, with one element per
+ *    network however many contexts it has.
+ *  - `local4`/`local6` (`ifname . addr`, interval), for internal networks: one element per (interface of the
+ *    network, subnet of the same network). "oif . saddr in local" means "the packet stays inside the network its
+ *    source belongs to", the allowed-for-internal condition, without pairs of interfaces (quadratic for routed
+ *    networks, where every context has its own host-side veth) and without a netid in the packet mark (the l3
+ *    level uses fwmarks for its routing tables; we must not clobber them). Deleting an element of such a set
+ *    (pipapo) costs O(elements): at 1000 routed contexts, 64 of them took ~1 s, which is why only internal
+ *    networks pay it.
  *    Correct because subnets of different networks never overlap (checked here, as IPAM does).
  *  - `nat4`/`nat6`: subnets of NAT networks; `internal_ifs`: interfaces of internal networks; `same_if`: see
  *    the forward chain.
@@ -22,7 +27,7 @@
  * lock. A flushed ruleset loses the registry: `netctx repair` re-adds networks from the state store.
  * After the last network is removed the table stays with empty sets; removeAll() deletes it.
  * br_netfilter (loaded here) makes bridged traffic pass the inet hooks too, with iif = oif = the bridge: such
- * traffic is never masqueraded (`local` matches) and never dropped as internal egress (`same_if`).
+ * traffic is never masqueraded (`intra` matches) and never dropped as internal egress (`same_if`).
  */
 import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
 import { Nft, type NftValue } from "./nft.ts";
@@ -75,6 +80,8 @@ const SETS: readonly SetDef[] = [
   { name: "same_if", type: ["ifname", "ifname"], interval: false },
   { name: "local4", type: ["ifname", "ipv4_addr"], interval: true },
   { name: "local6", type: ["ifname", "ipv6_addr"], interval: true },
+  { name: "intra4", type: ["ipv4_addr", "ipv4_addr"], interval: true },
+  { name: "intra6", type: ["ipv6_addr", "ipv6_addr"], interval: true },
 ];
 
 interface ChainDef {
@@ -94,8 +101,8 @@ const CHAINS: readonly ChainDef[] = [
     prio: 100,
     prioText: "srcnat",
     rules: [
-      "oifname . ip saddr @local4 return",
-      "oifname . ip6 saddr @local6 return",
+      "ip saddr . ip daddr @intra4 return",
+      "ip6 saddr . ip6 daddr @intra6 return",
       "ip saddr @nat4 masquerade",
       "ip6 saddr @nat6 masquerade",
     ],
@@ -238,23 +245,50 @@ export class Firewall {
   /**
    * addInterface at scale (a routed network registers every context's veth): the interface's exact elements, from
    * the network as the caller's record has it, in one transaction without reading the table (a listing costs
-   * O(interfaces)). `create` of its `ifaces` element fails the whole transaction when the name is registered
-   * already (to this network or another), as a missing table or set does; addInterface then decides on the full
-   * listing. Inside begin()/commit() the change joins the batch instead.
+   * O(interfaces)). `replacing`: the network whose elements of this name are still in the kernel (a removal that
+   * was queued, see src/firewall/interface-queue.ts); they go out in the same transaction. `create` of the
+   * `ifaces` element fails the whole transaction when the name is registered already, as a missing table or set
+   * does; addInterface then decides on the full listing. Inside begin()/commit() the change joins the batch.
    */
-  addInterfaceOf(network: FirewallNetwork, ifname: string): void {
+  addInterfaceOf(network: FirewallNetwork, ifname: string, replacing?: FirewallNetwork): void {
     validateNetworkName(network.name);
     validateIfname(ifname);
-    if (this.depth === 0 && this.nft.tryApply(interfaceScript(network, ifname, "create"))) return;
-    this.addInterface(network.name, ifname);
+    const script = [
+      ...(replacing ? [interfaceScript(replacing, ifname, "delete")] : []),
+      interfaceScript(network, ifname, "create"),
+    ].join("\n");
+    if (this.depth === 0 && this.nft.tryApply(script)) return;
+    this.begin();
+    try {
+      if (replacing) this.removeInterface(replacing.name, ifname);
+      this.addInterface(network.name, ifname);
+    } catch (err) {
+      this.rollback();
+      throw err;
+    }
+    this.commit();
   }
 
-  /** removeInterface by exact elements (see addInterfaceOf); a missing element sends it to the full listing. */
-  removeInterfaceOf(network: FirewallNetwork, ifname: string): void {
-    validateNetworkName(network.name);
-    validateIfname(ifname);
-    if (this.depth === 0 && this.nft.tryApply(interfaceScript(network, ifname, "delete"))) return;
-    this.removeInterface(network.name, ifname);
+  /**
+   * removeInterface for many interfaces in one transaction of exact elements (deleting set elements costs the
+   * kernel a grace period per transaction, ~10 ms here, not per element). One of them already gone fails it
+   * whole: then one listing and diff takes them all out.
+   */
+  removeInterfacesOf(leaving: { network: FirewallNetwork; ifname: string }[]): void {
+    for (const { network, ifname } of leaving) {
+      validateNetworkName(network.name);
+      validateIfname(ifname);
+    }
+    const script = leaving.map((l) => interfaceScript(l.network, l.ifname, "delete")).join("\n");
+    if (this.depth === 0 && this.nft.tryApply(script)) return;
+    this.begin();
+    try {
+      for (const { network, ifname } of leaving) this.removeInterface(network.name, ifname);
+    } catch (err) {
+      this.rollback();
+      throw err;
+    }
+    this.commit();
   }
 
   /** Our sets and their elements as nft-style text (`br0 . 10.50.0.0/24`), read from the kernel. */
@@ -377,7 +411,10 @@ function interfaceScript(network: FirewallNetwork, ifname: string, op: "create" 
     ifaces: new Map([[ifname, network.name]]),
   });
   const lines: string[] = [];
-  for (const set of ["ifaces", "internal_ifs", "same_if", "local4", "local6"]) {
+  // A registration also re-adds the network's own intra elements (a no-op when present): a table of an older
+  // layout, without those sets, refuses the transaction and so gets rebuilt by the listing path.
+  const sets = ["ifaces", "internal_ifs", "same_if", "local4", "local6"];
+  for (const set of op === "create" ? [...sets, "intra4", "intra6"] : sets) {
     const elems = [...(desired.get(set)?.values() ?? [])];
     if (elems.length === 0) continue;
     const verb = op === "delete" ? "delete" : set === "ifaces" ? "create" : "add";
@@ -414,16 +451,16 @@ function desiredElements(model: Model): Map<string, Map<string, Elem>> {
       put(`nets${f}`, { ...cidrElem(c), comment: name });
       if (rec.nat) put(`nat${f}`, cidrElem(c));
       if (rec.internal) put(`internal${f}`, cidrElem(c));
+      put(`intra${f}`, pairElem(c, c));
     }
   }
   for (const [ifname, network] of model.ifaces) {
     const rec = model.networks.get(network);
     if (!rec) continue;
     put("ifaces", { ...ifElem(ifname), comment: network });
-    if (rec.internal) {
-      put("internal_ifs", ifElem(ifname));
-      put("same_if", sameIfElem(ifname));
-    }
+    if (!rec.internal) continue;
+    put("internal_ifs", ifElem(ifname));
+    put("same_if", sameIfElem(ifname));
     for (const c of rec.subnets) put(`local${c.family}`, concatElem(ifname, c));
   }
   return out;
@@ -439,6 +476,10 @@ function ifElem(ifname: string): Elem {
 
 function sameIfElem(ifname: string): Elem {
   return { key: `if:${ifname}|if:${ifname}`, text: `"${ifname}" . "${ifname}"` };
+}
+
+function pairElem(a: Cidr, b: Cidr): Elem {
+  return { key: `${cidrKey(a)}|${cidrKey(b)}`, text: `${formatCidr(a)} . ${formatCidr(b)}` };
 }
 
 function concatElem(ifname: string, c: Cidr): Elem {
@@ -511,8 +552,12 @@ function parseElem(raw: NftValue, family: Family | null): Elem | null {
   let elem: Elem | null;
   if (Array.isArray(concat)) {
     const [name, second] = concat;
-    if (typeof name !== "string" || second === undefined) elem = null;
-    else if (family === null) elem = second === name ? sameIfElem(name) : null;
+    if (name === undefined || second === undefined) elem = null;
+    else if (typeof name !== "string") {
+      const a = family === null ? null : parseAddrValue(name, family);
+      const b = family === null ? null : parseAddrValue(second, family);
+      elem = a && b ? pairElem(a, b) : null;
+    } else if (family === null) elem = second === name ? sameIfElem(name) : null;
     else {
       const c = parseAddrValue(second, family);
       elem = c ? concatElem(name, c) : null;

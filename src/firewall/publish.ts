@@ -6,9 +6,9 @@
  *    in front of the key for `HOSTIP:HOSTPORT:PORT`. Looked up only for packets to a local address (`fib daddr
  *    type local`), so a context's own connections to port 8080 somewhere else are never hijacked.
  *  - `publish_pre` (prerouting): from outside and hairpin from a context; `publish_out` (output): from the host.
- *  - `publish_post`: DNAT'd traffic that leaves into the network its source lives in (a context reaching a
+ *  - `publish_post`: DNAT'd traffic whose new destination is in its source's network (a context reaching a
  *    neighbour through the host's address) is masqueraded, or the neighbour answers it directly and the client
- *    drops the reply from an address it never spoke to. `local4`/`local6` are Firewall's sets (`ifname . subnet`).
+ *    drops the reply from an address it never spoke to. `intra4`/`intra6` are Firewall's sets (`subnet . subnet`).
  *  - Loopback is never DNAT'd: in prerouting a packet to 127.0.0.1 can only come from off-host (the reference
  *    portmap plugin's route_localnet lets it in), and in output the kernel refuses to route a 127.0.0.1 source
  *    out of a non-loopback device without route_localnet (the DNAT'd SYN vanishes). The host reaches 127.0.0.1
@@ -88,8 +88,8 @@ const CHAINS: readonly ChainDef[] = [
     hook: "postrouting",
     prio: 100,
     rules: [
-      "ct status dnat oifname . ip saddr @local4 masquerade",
-      "ct status dnat oifname . ip6 saddr @local6 masquerade",
+      "ct status dnat ip saddr . ip daddr @intra4 masquerade",
+      "ct status dnat ip6 saddr . ip6 daddr @intra6 masquerade",
     ],
   },
 ];

@@ -5,6 +5,7 @@
  */
 import { pausePoint } from "../engine/pause.ts";
 import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
+import { registerInterface, unregisterInterface } from "../firewall/interface-queue.ts";
 import type { Lease } from "../state/store.ts";
 import {
   addNetworkToFirewall,
@@ -48,7 +49,7 @@ export const routedDriver: NetworkDriver = {
     );
     guardAttachment(host, net, ctx.rtnl, att);
     host.rtnl.linkSet(att.hostIfname, { up: true });
-    host.firewall((fw) => fw.addInterfaceOf(firewallNetwork(net), att.hostIfname));
+    registerInterface(host, firewallNetwork(net), att.hostIfname);
     pausePoint("create:after-nft");
     // The same gateway address on every host-side veth answers each context's ARP/ND for its gateway
     // (the CNI ptp plugin does the same); as a /32 and /128 it adds no subnet route.
@@ -64,7 +65,7 @@ export const routedDriver: NetworkDriver = {
   },
 
   detach(host, net, att, linkGoesWithNetns) {
-    host.firewall((fw) => fw.removeInterfaceOf(firewallNetwork(net), att.hostIfname));
+    unregisterInterface(host, firewallNetwork(net), att.hostIfname);
     unguardAttachment(host, net, att);
     pausePoint("rm:after-nft");
     // Deleting the veth (here or with the netns) takes its addresses and routes with it.

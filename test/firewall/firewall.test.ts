@@ -14,6 +14,11 @@ function setOf(fw: Firewall, name: string): string[] {
   return (fw.elements().find((s) => s.set === name)?.elements ?? []).slice().sort();
 }
 
+/** Every set's elements in a fixed order (the kernel lists them in its own). */
+function sorted(fw: Firewall): { set: string; elements: string[] }[] {
+  return fw.elements().map((s) => ({ set: s.set, elements: [...s.elements].sort() }));
+}
+
 function ruleCount(): number {
   const out = JSON.parse(sh("nft -j list table inet netctx")) as { nftables: Record<string, unknown>[] };
   return out.nftables.filter((o) => "rule" in o).length;
@@ -55,8 +60,11 @@ test("rule count is the same for 1 network and for 20 networks with 50 interface
   assert.equal(one, RULE_COUNT);
   assert.equal(setOf(fw, "ifaces").length, 50);
   assert.equal(setOf(fw, "nets4").length, 20);
-  assert.equal(setOf(fw, "local4").length, 50);
-  assert.equal(setOf(fw, "local6").length, 50);
+  // One intra element per subnet; local elements only for the 15 interfaces of internal networks (n3, n6, ...).
+  assert.equal(setOf(fw, "intra4").length, 20);
+  assert.equal(setOf(fw, "intra6").length, 20);
+  assert.equal(setOf(fw, "local4").length, 15);
+  assert.equal(setOf(fw, "local6").length, 15);
   fw.removeAll();
 });
 
@@ -72,12 +80,10 @@ test("elements: exactly what a network and its interfaces need; removing takes e
   assert.deepEqual(setOf(fw, "nat4"), ["10.50.0.0/24"]);
   assert.deepEqual(setOf(fw, "nat6"), ["fd50::/64"]);
   assert.deepEqual(setOf(fw, "internal_ifs"), ["br-b", "veth-b1"]);
-  assert.deepEqual(setOf(fw, "local4"), [
-    "br-a . 10.50.0.0/24",
-    "br-b . 10.51.0.0/24",
-    "veth-b1 . 10.51.0.0/24",
-  ]);
-  assert.deepEqual(setOf(fw, "local6"), ["br-a . fd50::/64"]);
+  assert.deepEqual(setOf(fw, "intra4"), ["10.50.0.0/24 . 10.50.0.0/24", "10.51.0.0/24 . 10.51.0.0/24"]);
+  assert.deepEqual(setOf(fw, "intra6"), ["fd50::/64 . fd50::/64"]);
+  assert.deepEqual(setOf(fw, "local4"), ["br-b . 10.51.0.0/24", "veth-b1 . 10.51.0.0/24"]);
+  assert.deepEqual(setOf(fw, "local6"), []);
 
   // Idempotent: the same calls again change nothing.
   fw.addNetwork({ name: "a", subnets: ["10.50.0.0/24", "fd50::/64"], nat: true, internal: false });
@@ -88,14 +94,15 @@ test("elements: exactly what a network and its interfaces need; removing takes e
   fw.removeInterface("b", "veth-b1");
   fw.removeInterface("a", "br-b"); // belongs to b: left alone
   assert.deepEqual(setOf(fw, "internal_ifs"), ["br-b"]);
-  assert.deepEqual(setOf(fw, "local4"), ["br-a . 10.50.0.0/24", "br-b . 10.51.0.0/24"]);
+  assert.deepEqual(setOf(fw, "local4"), ["br-b . 10.51.0.0/24"]);
 
   fw.removeNetwork("b", ["10.51.0.0/24"]);
   fw.removeNetwork("b", ["10.51.0.0/24"]);
   assert.deepEqual(setOf(fw, "nets4"), ["10.50.0.0/24"]);
   assert.deepEqual(setOf(fw, "ifaces"), ["br-a"]);
   assert.deepEqual(setOf(fw, "internal_ifs"), []);
-  assert.deepEqual(setOf(fw, "local4"), ["br-a . 10.50.0.0/24"]);
+  assert.deepEqual(setOf(fw, "local4"), []);
+  assert.deepEqual(setOf(fw, "intra4"), ["10.50.0.0/24 . 10.50.0.0/24"]);
 
   // After the last network the table stays, with empty sets and its rules.
   fw.removeNetwork("a", ["10.50.0.0/24", "fd50::/64"]);
@@ -105,7 +112,7 @@ test("elements: exactly what a network and its interfaces need; removing takes e
   assert.deepEqual(fw.elements(), []);
 });
 
-test("addInterfaceOf/removeInterfaceOf write exactly what addInterface/removeInterface do, and fall back to them", () => {
+test("addInterfaceOf/removeInterfacesOf write exactly what addInterface/removeInterface do, and fall back to them", () => {
   const fw = new Firewall();
   const a = { name: "a", subnets: ["10.52.0.0/24", "fd52::/64"], nat: true, internal: false };
   const b = { name: "b", subnets: ["10.53.0.0/24"], nat: false, internal: true };
@@ -113,31 +120,37 @@ test("addInterfaceOf/removeInterfaceOf write exactly what addInterface/removeInt
   fw.addNetwork(b);
   fw.addInterface("a", "slow-a");
   fw.addInterface("b", "slow-b");
-  const slow = fw.elements();
+  const slow = sorted(fw);
   fw.removeInterface("a", "slow-a");
   fw.removeInterface("b", "slow-b");
   fw.addInterfaceOf(a, "slow-a");
   fw.addInterfaceOf(b, "slow-b");
-  assert.deepEqual(fw.elements(), slow, "the same elements, comments included");
+  assert.deepEqual(sorted(fw), slow, "the same elements, comments included");
   assert.match(sh("nft list set inet netctx ifaces"), /"slow-a" comment "a"/);
 
   // Registered already: to the same network it is a no-op, to another the full listing refuses it.
   fw.addInterfaceOf(a, "slow-a");
-  assert.deepEqual(fw.elements(), slow);
+  assert.deepEqual(sorted(fw), slow);
   assert.throws(
     () => fw.addInterfaceOf(b, "slow-a"),
     (err: unknown) =>
       err instanceof NetctxError && err.code === "conflict" && /belongs to network "a"/.test(err.message),
   );
+  // Unless its elements were on their way out (a queued removal): then they go in the same transaction.
+  fw.addInterfaceOf(b, "slow-a", a);
+  assert.deepEqual(setOf(fw, "local4"), ["slow-a . 10.53.0.0/24", "slow-b . 10.53.0.0/24"]);
+  fw.addInterfaceOf(a, "slow-a", b);
+  assert.deepEqual(sorted(fw), slow);
 
-  fw.removeInterfaceOf(b, "slow-b");
-  fw.removeInterfaceOf(b, "slow-b"); // gone already: fine
-  assert.deepEqual(setOf(fw, "internal_ifs"), []);
-  assert.deepEqual(setOf(fw, "same_if"), []);
-  assert.deepEqual(setOf(fw, "local4"), ["slow-a . 10.52.0.0/24"]);
-  fw.removeInterfaceOf(a, "slow-a");
-  assert.deepEqual(setOf(fw, "ifaces"), []);
-  assert.deepEqual(setOf(fw, "local6"), []);
+  fw.removeInterfacesOf([{ network: b, ifname: "slow-b" }]);
+  // One of them gone already: the listing path takes the rest.
+  fw.removeInterfacesOf([
+    { network: b, ifname: "slow-b" },
+    { network: a, ifname: "slow-a" },
+  ]);
+  for (const set of ["ifaces", "internal_ifs", "same_if", "local4", "local6"])
+    assert.deepEqual(setOf(fw, set), [], set);
+  assert.deepEqual(setOf(fw, "nets4"), ["10.52.0.0/24", "10.53.0.0/24"]);
   fw.removeAll();
 });
 
@@ -223,8 +236,13 @@ test("a flushed chain or a deleted set is repaired by the next change, elements 
   sh("nft flush chain inet netctx forward; nft delete set inet netctx internal_ifs");
   fw.addInterface("a", "veth-a");
   assert.equal(ruleCount(), RULE_COUNT);
-  assert.deepEqual(setOf(fw, "local4"), ["br-a . 10.50.0.0/24", "veth-a . 10.50.0.0/24"]);
+  assert.deepEqual(setOf(fw, "ifaces"), ["br-a", "veth-a"]);
   assert.deepEqual(setOf(fw, "nat4"), ["10.50.0.0/24"]);
+  // A table of the layout before the intra sets: the next exact-element registration notices and rebuilds it.
+  sh("nft flush chain inet netctx postrouting; nft delete set inet netctx intra4");
+  fw.addInterfaceOf({ name: "a", subnets: ["10.50.0.0/24"], nat: true, internal: false }, "veth-a2");
+  assert.deepEqual(setOf(fw, "intra4"), ["10.50.0.0/24 . 10.50.0.0/24"]);
+  assert.deepEqual(setOf(fw, "ifaces"), ["br-a", "veth-a", "veth-a2"]);
   fw.removeAll();
 });
 

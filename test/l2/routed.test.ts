@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
+import { createContext, removeContext } from "../../src/engine/contexts.ts";
+import { createNetwork } from "../../src/engine/networks.ts";
+import { Host } from "../../src/host.ts";
 import { netctxJson, netctxOk } from "../helpers/cli.ts";
 import { addressesOf, links, ping, routes } from "../helpers/kernel.ts";
 
@@ -53,4 +56,30 @@ test("two l2 contexts on a routed network reach each other through the host, wit
     !neighbours.some((n) => b.addresses.some((x) => x.startsWith(`${n}/`))),
     `neighbours ${neighbours}`,
   );
+});
+
+test("a routed context removed and made again at once, under the engine's queued removals, keeps its elements", () => {
+  const host = Host.open(process.env.NETCTX_STATE_DIR);
+  const ifaces = () =>
+    execFileSync("nft", ["-j", "list", "set", "inet", "netctx", "ifaces"], { encoding: "utf8" });
+  try {
+    createNetwork(host, { name: "rq", driver: "routed", subnets: ["10.64.0.0/24"] });
+    createContext(host, { name: "q1", level: "l2", networks: ["rq"] });
+    createContext(host, { name: "q2", level: "l2", networks: ["rq"] });
+    assert.match(ifaces(), /"nc-q1"/);
+    removeContext(host, "q1");
+    assert.ok(host.hasDeferred, "the element removal waits for a batch");
+    createContext(host, { name: "q1", level: "l2", networks: ["rq"] });
+    host.flushDeferred();
+    // Still registered (the queued removal did not take the new veth's elements) and reachable.
+    assert.match(ifaces(), /"nc-q1"/);
+    const q2 = netctxJson<Inspect>("inspect", "q2");
+    assert.ok(ping("/run/netns/netctx-q1", q2.addresses[0]!.split("/")[0]!), "q1 -> q2");
+    removeContext(host, "q1");
+    removeContext(host, "q2");
+  } finally {
+    host.close();
+  }
+  // close() ran the queued removals: no element of either veth is left.
+  assert.doesNotMatch(ifaces(), /nc-q[12]/);
 });
