@@ -2,7 +2,9 @@
  * BENCHMARKS.md and bench/results.json from one run's figures. Every ratio and every goal verdict is computed from
  * the rows of this run; a cell without a row is listed under "Not measured" with the reason.
  */
+
 import { type BpfHookOptions, type BpfHookSamples, CASES, type HookCase } from "./bpf-hooks.ts";
+import { KERNEL_FLOOR } from "./kernel-floor.ts";
 import type { L2Memory } from "./l2-lifecycle.ts";
 import type { KernelReading } from "./memory.ts";
 import type { Measured } from "./population.ts";
@@ -174,7 +176,7 @@ function growthSection(data: BenchData): string {
 
 A path whose per-context cost stays flat scales linearly in total. The reference bridge plugin grows with its
 iptables rules (one chain and rules per container with ipMasq); netctx keeps per-context firewall state in nft sets.
-
+${kernelShare(data)}
 ${table(
   [
     "path",
@@ -186,6 +188,27 @@ ${table(
   ],
   body,
 )}
+`;
+}
+
+/**
+ * How much of the apply path's growth is the kernel's: the floor row makes the same namespace, veth and bridge
+ * port through the same netlink calls without the engine, so the difference between the two rows at each N is
+ * what netctx adds on top of the kernel.
+ */
+function kernelShare(data: BenchData): string {
+  const floor = growths(data).find((g) => g.label === KERNEL_FLOOR);
+  const lib = growths(data).find((g) => g.label === LIBRARY);
+  if (!floor || !lib || floor.from.n !== lib.from.n || floor.to.n !== lib.to.n) return "";
+  const added = (l: Measured, k: Measured) => fmt(l.both.median - k.both.median);
+  const delta = (g: Growth) => fmt(g.to.both.median - g.from.both.median);
+  return `
+Of the apply path's growth, the kernel's share: the ${KERNEL_FLOOR} row (the same namespace, veth, bridge port
+and link states through the same netlink calls, without state, IPAM, addresses, routes or firewall) grows by
+${delta(floor)} ms per context from N=${floor.from.n} to N=${floor.to.n} (${fmt(floor.from.both.median)} -> ${fmt(floor.to.both.median)}), the apply
+path by ${delta(lib)} ms (${fmt(lib.from.both.median)} -> ${fmt(lib.to.both.median)}). What netctx adds on top of the kernel: ${added(lib.from, floor.from)} ms
+per context at N=${lib.from.n}, ${added(lib.to, floor.to)} ms at N=${lib.to.n}. A Linux bridge walks its port list on each port
+added or removed (features, MTU, GSO limits, promiscuity, the static FDB, the STP port states).
 `;
 }
 

@@ -14,11 +14,12 @@ import { insideSandbox, sandboxArgv } from "../src/sandbox.ts";
 import { APPLY_WALKS, applyWalk } from "./apply-walks.ts";
 import { type BpfHookOptions, type BpfHookSamples, measureBpfHooks } from "./bpf-hooks.ts";
 import { datapathSection } from "./datapath.ts";
+import { KERNEL_FLOOR, kernelFloorPath } from "./kernel-floor.ts";
 import { L2_PATHS, type L2Cell, type L2Memory, type L2PathId, netctxL2Walk } from "./l2-lifecycle.ts";
 import { type KernelReading, settleNetns } from "./memory.ts";
 import { PEERS, type PeerId, runPeer } from "./peers.ts";
 import { writeSetupPlot } from "./plot.ts";
-import type { Measured } from "./population.ts";
+import { type Measured, walk } from "./population.ts";
 import {
   type BenchData,
   benchmarksMarkdown,
@@ -217,6 +218,25 @@ try {
   }
   await settleNetns();
 
+  log("kernel floor walk");
+  try {
+    const floor = kernelFloorPath();
+    try {
+      const w = walk(
+        floor,
+        PLAN.shared.ns.map((n) => ({ n, paths: [{ path: floor, k: PLAN.shared.k }] })),
+        { log },
+      );
+      l2Rows.push(...w.rows);
+      for (const f of w.failures) notMeasured.push({ label: f.label, n: f.n, why: `failed: ${f.error}` });
+    } finally {
+      floor.close();
+    }
+  } catch (err) {
+    notMeasured.push({ label: KERNEL_FLOOR, why: `the walk failed: ${why(err)}` });
+  }
+  await settleNetns();
+
   for (const id of ["routed", "socket", "l3"] as const) {
     log(`netctx ${id} walk`);
     try {
@@ -299,6 +319,7 @@ const PURPOSE: Partial<Record<string, string>> = {
 const l2Labels = [
   LIBRARY,
   APPLY_WALKS.routed.label,
+  KERNEL_FLOOR,
   L2_PATHS.cniEngine,
   L2_PATHS.cniExec,
   L2_PATHS.cliEngine,
@@ -313,7 +334,7 @@ for (const label of l2Labels)
     const listed = notMeasured.some((x) => x.label === label && (x.n === undefined || x.n === n));
     const planned =
       PLAN.netctx.some((c) => c.n === n && c.paths.some((p) => L2_PATHS[p.id as L2PathId] === label)) ||
-      (label === APPLY_WALKS.routed.label && PLAN.shared.ns.includes(n)) ||
+      ([APPLY_WALKS.routed.label, KERNEL_FLOOR].includes(label) && PLAN.shared.ns.includes(n)) ||
       PLAN.peers.some((p) => PEERS[p.id].label === label && p.ns.includes(n));
     if (!listed && !planned)
       notMeasured.push({ label, n, why: PURPOSE[label] ?? "not in this mode's matrix (time budget)" });
