@@ -19,11 +19,17 @@ const BRIDGE = "ncfloor";
 export function kernelFloorPath(): Path & { close(): void } {
   const rtnl = Rtnl.open();
   rtnl.linkAdd({ name: BRIDGE, kind: "bridge", up: true, bridge: { multicastSnooping: false } });
+  // A removed namespace takes its veth with it a moment later (the kernel's netns cleanup), as netctx's rm does:
+  // each context gets a fresh name, so a repeated round never meets a veth still on its way out.
+  const names = new Map<number, string>();
+  let made = 0;
   const add = (i: number) => {
-    const netns = createNetns(`ncf${i}`);
-    rtnl.linkAdd({ name: `ncf${i}`, kind: "veth", master: BRIDGE, peer: { name: "eth0", netns } });
-    rtnl.linkSet(`ncf${i}`, { ipv6LinkLocal: false });
-    rtnl.linkSet(`ncf${i}`, { up: true });
+    const name = `ncf${made++}`;
+    const netns = createNetns(name);
+    names.set(i, name);
+    rtnl.linkAdd({ name, kind: "veth", master: BRIDGE, peer: { name: "eth0", netns } });
+    rtnl.linkSet(name, { ipv6LinkLocal: false });
+    rtnl.linkSet(name, { up: true });
     const inside = Rtnl.open(netns);
     try {
       inside.linkSet("eth0", { ipv6LinkLocal: false });
@@ -43,7 +49,12 @@ export function kernelFloorPath(): Path & { close(): void } {
       const share = (nowMs() - t) / indices.length;
       return indices.map(() => share);
     },
-    remove: (i) => deleteNetns(`ncf${i}`),
+    remove: (i) => {
+      const name = names.get(i);
+      if (name === undefined) return;
+      names.delete(i);
+      deleteNetns(name);
+    },
     close: () => {
       rtnl.linkDel(BRIDGE);
       rtnl.close();
