@@ -285,12 +285,7 @@ export class NetlinkSocket {
     if (fd < 0) throw new KernelError("netlink socket", ffi.errno());
     const sock = new NetlinkSocket(fd);
     try {
-      const one = Buffer.alloc(4);
-      one.writeInt32LE(1);
-      for (const opt of [NETLINK_EXT_ACK, NETLINK_CAP_ACK]) {
-        if (ffi.setsockopt(fd, SOL_NETLINK, opt, one, 4) < 0)
-          throw new KernelError(`netlink setsockopt ${opt}`, ffi.errno());
-      }
+      for (const opt of [NETLINK_EXT_ACK, NETLINK_CAP_ACK]) sock.setFlag(opt, true, "netlink socket");
       // Dumps of thousands of objects arrive one skb at a time; bigger buffers absorb bursts of notifications.
       const size = Buffer.alloc(4);
       size.writeInt32LE(1 << 20);

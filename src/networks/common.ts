@@ -92,7 +92,13 @@ export function configureContextSide(
  * /proc/sys/net looks "net" up among the entries of every namespace (proc_sys_compare), O(namespaces) per write.
  */
 export function setLinkLocal(rtnl: Rtnl, ifname: string, ipv6: boolean, mac?: string): void {
-  rtnl.linkSet(ifname, { ipv6LinkLocal: false });
+  try {
+    rtnl.linkSet(ifname, { ipv6LinkLocal: false });
+  } catch (err) {
+    // A kernel without IPv6 (ipv6.disable=1) refuses the AF_INET6 attributes: it makes no link-local address
+    // either, so only a network with IPv6 subnets has a problem there.
+    if (ipv6 || !(err instanceof KernelError && err.errnoName === "EAFNOSUPPORT")) throw err;
+  }
   if (!ipv6) return;
   const address = mac ?? rtnl.linkGet(ifname)?.mac;
   if (!address) throw new NetctxError("internal", `${ifname} has no MAC for its IPv6 link-local address`);
