@@ -203,12 +203,12 @@ function kernelShare(data: BenchData): string {
   const added = (l: Measured, k: Measured) => fmt(l.both.median - k.both.median);
   const delta = (g: Growth) => fmt(g.to.both.median - g.from.both.median);
   return `
-Of the apply path's growth, the kernel's share: the ${KERNEL_FLOOR} row (the same namespace, veth, bridge port
-and link states through the same netlink calls, without state, IPAM, addresses, routes or firewall) grows by
-${delta(floor)} ms per context from N=${floor.from.n} to N=${floor.to.n} (${fmt(floor.from.both.median)} -> ${fmt(floor.to.both.median)}), the apply
-path by ${delta(lib)} ms (${fmt(lib.from.both.median)} -> ${fmt(lib.to.both.median)}). What netctx adds on top of the kernel: ${added(lib.from, floor.from)} ms
-per context at N=${lib.from.n}, ${added(lib.to, floor.to)} ms at N=${lib.to.n}. A Linux bridge walks its port list on each port
-added or removed (features, MTU, GSO limits, promiscuity, the static FDB, the STP port states).
+Of the apply path's growth, the kernel's share: the kernel floor row makes the same namespace, veth, bridge port
+and link states through the same netlink calls, without state, IPAM, addresses, routes or firewall. From
+N=${floor.from.n} to N=${floor.to.n} it grows by ${delta(floor)} ms per context (${fmt(floor.from.both.median)} -> ${fmt(floor.to.both.median)} ms), the apply path by
+${delta(lib)} ms (${fmt(lib.from.both.median)} -> ${fmt(lib.to.both.median)} ms). What netctx adds on top of the kernel: ${added(lib.from, floor.from)} ms per context at
+N=${lib.from.n}, ${added(lib.to, floor.to)} ms at N=${lib.to.n}. A Linux bridge walks its port list on each port added or removed
+(features, MTU, GSO limits, promiscuity, the static FDB, the STP port states).
 `;
 }
 
