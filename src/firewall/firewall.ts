@@ -3,9 +3,9 @@
  *
  * Why this shape: the rule set is a fixed list of 11 rules; networks and interfaces only add set elements, so
  * the packet path costs the same set lookups with 1 network or 1000, and every change is an element diff.
- *  - `intra4`/`intra6` (`addr . addr`, interval): one element `S . S` per subnet S. "saddr . daddr in intra"
- *    means "source and destination are in the same network", the no-NAT condition, with one element per
- *    network however many contexts it has.
+ *  - `intra4`/`intra6` (`addr . addr`, interval): one element `S . T` per pair of subnets S, T of a network
+ *    (one family). "saddr . daddr in intra" means "source and destination are in the same network", the no-NAT
+ *    condition, with elements per network however many contexts it has.
  *  - `local4`/`local6` (`ifname . addr`, interval), for internal networks: one element per (interface of the
  *    network, subnet of the same network). "oif . saddr in local" means "the packet stays inside the network its
  *    source belongs to", the allowed-for-internal condition, without pairs of interfaces (quadratic for routed
@@ -451,7 +451,8 @@ function desiredElements(model: Model): Map<string, Map<string, Elem>> {
       put(`nets${f}`, { ...cidrElem(c), comment: name });
       if (rec.nat) put(`nat${f}`, cidrElem(c));
       if (rec.internal) put(`internal${f}`, cidrElem(c));
-      put(`intra${f}`, pairElem(c, c));
+      // Every pair of the network's subnets of one family: traffic between two of them stays in the network.
+      for (const d of rec.subnets) if (d.family === f) put(`intra${f}`, pairElem(c, d));
     }
   }
   for (const [ifname, network] of model.ifaces) {

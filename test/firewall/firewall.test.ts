@@ -104,6 +104,17 @@ test("elements: exactly what a network and its interfaces need; removing takes e
   assert.deepEqual(setOf(fw, "local4"), []);
   assert.deepEqual(setOf(fw, "intra4"), ["10.50.0.0/24 . 10.50.0.0/24"]);
 
+  // A network of two subnets of one family: traffic between them stays in the network (not masqueraded).
+  fw.addNetwork({ name: "c", subnets: ["10.54.0.0/24", "10.55.0.0/24"], nat: true, internal: false });
+  assert.deepEqual(setOf(fw, "intra4"), [
+    "10.50.0.0/24 . 10.50.0.0/24",
+    "10.54.0.0/24 . 10.54.0.0/24",
+    "10.54.0.0/24 . 10.55.0.0/24",
+    "10.55.0.0/24 . 10.54.0.0/24",
+    "10.55.0.0/24 . 10.55.0.0/24",
+  ]);
+  fw.removeNetwork("c", ["10.54.0.0/24", "10.55.0.0/24"]);
+
   // After the last network the table stays, with empty sets and its rules.
   fw.removeNetwork("a", ["10.50.0.0/24", "fd50::/64"]);
   for (const s of fw.elements()) assert.deepEqual(s.elements, [], s.set);
