@@ -28,6 +28,7 @@ import { firstAddress } from "../levels/shared-stack.ts";
 import { bridgeIfname, LINK_GROUP, NETNS_PREFIX, PREFIX } from "../model/names.ts";
 import { formatIp, parseCidr } from "../net/cidr.ts";
 import { ifbName } from "../networks/bandwidth.ts";
+import { segmentPrefix } from "../networks/bridge-segments.ts";
 import { familyOf, firewallNetwork, hostPrefix, tolerateMissing } from "../networks/common.ts";
 import type { Attachment } from "../networks/driver.ts";
 import { networkDriver } from "../networks/registry.ts";
@@ -304,10 +305,12 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
     const first = specOf(c).attachments[0]?.hostIfname;
     if (specOf(c).bandwidth?.egressRate !== undefined && first) ownedLinks.add(ifbName(first));
   }
+  // A bridge network's segments and trunks (networks/bridge-segments.ts) go with the network.
+  const segments = networks.filter((n) => BRIDGED.has(n.driver)).map((n) => segmentPrefix(n.name));
   const removedLinks = new Set<string>();
   for (const link of k.links) {
     const ours = link.group === LINK_GROUP || link.name.startsWith(PREFIX);
-    if (!ours || ownedLinks.has(link.name)) continue;
+    if (!ours || ownedLinks.has(link.name) || segments.some((p) => link.name.startsWith(p))) continue;
     removedLinks.add(link.name);
     act("remove", `link ${link.name}`, "no network or context owns it", () =>
       tolerateMissing(() => host.rtnl.linkDel(link.name)),

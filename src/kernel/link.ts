@@ -196,6 +196,27 @@ export function linkList(sock: NetlinkSocket): Link[] {
   return sock.dump("link list", RTM_GETLINK, dumpRequest, parseLink);
 }
 
+/**
+ * How many ports bridge `master` has: a dump the kernel filters by IFLA_MASTER, counted without parsing (parsing
+ * a link message costs ~20 us, a bridge may have hundreds of ports).
+ */
+export function linkPortCount(sock: NetlinkSocket, master: number): number {
+  let count = 0;
+  sock.filteredDump(
+    `link list master ${master}`,
+    RTM_GETLINK,
+    (w) => {
+      dumpRequest(w);
+      w.attrU32(IFLA_MASTER, master);
+    },
+    (m) => {
+      if (m.type === RTM_NEWLINK) count++;
+      return undefined;
+    },
+  );
+  return count;
+}
+
 /** ifindex -> name, for objects that carry only an index. */
 export function linkNames(sock: NetlinkSocket): Map<number, string> {
   const names = new Map<number, string>();

@@ -14,6 +14,7 @@ import {
   linkIndex,
   linkList,
   linkNames,
+  linkPortCount,
   linkSet,
 } from "./link.ts";
 import { type Neigh, type NeighSpec, neighAdd, neighDel, neighList } from "./neigh.ts";
@@ -62,6 +63,11 @@ export class Rtnl {
 
   linkList(): Link[] {
     return linkList(this.sock);
+  }
+
+  /** How many ports bridge `master` has (kernel-filtered, not parsed). */
+  linkPortCount(master: number): number {
+    return linkPortCount(this.sock, master);
   }
 
   linkSet(name: string, change: LinkChange): void {

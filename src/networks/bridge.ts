@@ -7,6 +7,7 @@ import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
 import type { Lease, NetworkRecord } from "../state/store.ts";
+import { portBridge, removeSegments } from "./bridge-segments.ts";
 import { addVethPair, configureContextSide, deleteOwnLink, familyOf, firewallNetwork } from "./common.ts";
 import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
 
@@ -66,6 +67,7 @@ export const bridgeDriver: NetworkDriver = {
       );
     });
     pausePoint("network-rm:after-nft");
+    removeSegments(host, net.name);
     deleteOwnLink(host, bridge);
   },
 
@@ -74,7 +76,7 @@ export const bridgeDriver: NetworkDriver = {
   },
 
   attach(host: Host, net: NetworkRecord, ctx: ContextNetns, att: Attachment) {
-    addVethPair(host, ctx.path, att, bridgeIfname(net.name));
+    addVethPair(host, ctx.path, att, portBridge(host, net));
     guardAttachment(host, net, ctx.rtnl, att);
     configureContextSide(ctx, att, { gatewayOnLink: false, defaultRoute: !net.internal });
   },
