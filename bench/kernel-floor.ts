@@ -2,9 +2,9 @@
  * The kernel's own cost of what an l2 context on a bridge network is made of, with netctx's engine out of the way
  * (no state, IPAM, addresses, routes or firewall): a network namespace and a veth whose host side joins a bridge,
  * both ends without an IPv6 link-local address and up, through the same netlink calls netctx makes, and a bridge
- * made as netctx makes its own (multicast snooping off). Teardown deletes the namespace. Walked like the netctx
- * paths (k at a population of N), so the growth from N=100 to N=1000 shows what the kernel adds per context as
- * the bridge fills, next to what netctx adds on top of it.
+ * made as netctx makes its own (multicast snooping off), all on that one bridge. Teardown deletes the namespace.
+ * Walked like the netctx paths (k at a population of N), so the growth from N=100 to N=1000 shows what the kernel
+ * adds per context as one bridge fills (what netctx's segment bridges avoid).
  */
 import { createNetns, deleteNetns } from "../src/kernel/netns.ts";
 import { Rtnl } from "../src/kernel/rtnl.ts";
