@@ -3,7 +3,7 @@
  * Parsing is strict: what we store and hand to the kernel is the canonical text (RFC 5952 for v6),
  * and every rejection names the user's field.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { invalid, NetctxError } from "../errors.ts";
 
 export type Family = 4 | 6;
@@ -225,6 +225,12 @@ export function randomMac(): string {
   const bytes = randomBytes(6);
   bytes[0] = (bytes[0]! & 0xfe) | 0x02;
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
+/** A locally administered unicast MAC that is always the same for `seed` (a bridge's, from its network's name). */
+export function stableMac(seed: string): string {
+  const h = createHash("sha256").update(seed).digest();
+  return ["02", ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
 }
 
 /** The EUI-64 link-local address the kernel derives from a MAC (addr_gen_mode eui64, the default). */

@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import { type Host, perHost } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
+import { stableMac } from "../net/cidr.ts";
 import type { NetworkRecord } from "../state/store.ts";
 import { deleteOwnLink, setLinkLocal, tolerateMissing } from "./common.ts";
 
@@ -69,7 +70,7 @@ function createSegment(host: Host, net: NetworkRecord, k: number): void {
       up: true,
       group: LINK_GROUP,
       // A bridge without a MAC of its own recomputes its id over every port as they come and go.
-      mac: segmentMac(net.name, k),
+      mac: stableMac(`netctx-segment:${net.name}:${k}`),
       bridge: { multicastSnooping: false },
     });
   } catch (err) {
@@ -95,11 +96,6 @@ function createSegment(host: Host, net: NetworkRecord, k: number): void {
     for (const name of [names.trunk, names.bridge]) deleteOwnLink(host, name);
     throw err;
   }
-}
-
-function segmentMac(network: string, k: number): string {
-  const h = createHash("sha256").update(`netctx-segment:${network}:${k}`).digest();
-  return ["02", ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
 }
 
 /** Deletes every segment and trunk of a network (its contexts are gone or going). */

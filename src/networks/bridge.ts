@@ -1,11 +1,11 @@
 /**
  * bridge: a Linux bridge holding the gateway addresses; each l2 context hangs off it by a veth (podman, CNI bridge).
  */
-import { createHash } from "node:crypto";
 import { pausePoint } from "../engine/pause.ts";
 import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
+import { stableMac } from "../net/cidr.ts";
 import type { Lease, NetworkRecord } from "../state/store.ts";
 import { portBridge, removeSegments } from "./bridge-segments.ts";
 import { addVethPair, configureContextSide, deleteOwnLink, familyOf, firewallNetwork } from "./common.ts";
@@ -13,8 +13,7 @@ import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
 
 /** Locally administered unicast (02:...), stable for a network name. */
 export function bridgeMac(network: string): string {
-  const h = createHash("sha256").update(`netctx-bridge:${network}`).digest();
-  return ["02", ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
+  return stableMac(`netctx-bridge:${network}`);
 }
 
 export const bridgeDriver: NetworkDriver = {
