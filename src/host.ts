@@ -20,6 +20,37 @@ export function perHost<T>(make: () => T): (host: Host) => T {
   };
 }
 
+/**
+ * Removals that wait for a batch, keyed by interface name. Deleting nft set elements costs the kernel a grace period
+ * per transaction (~10 ms here), not per element, so queued items leave together in `drop`, when the Host flushes
+ * its deferred work or when `max` are waiting. `take` hands back an item still waiting under a name that has come
+ * back, so its new owner's transaction can take the old elements out first.
+ */
+export function removalQueue<T>(drop: (host: Host, items: T[]) => void, max = 64) {
+  const waiting = perHost(() => new Map<string, T>());
+  const flush = (host: Host) => {
+    const queue = waiting(host);
+    if (queue.size === 0) return;
+    const items = [...queue.values()];
+    queue.clear();
+    drop(host, items);
+  };
+  return {
+    put(host: Host, name: string, item: T): void {
+      const queue = waiting(host);
+      queue.set(name, item);
+      if (queue.size >= max) flush(host);
+      else host.defer(flush);
+    },
+    take(host: Host, name: string): T | undefined {
+      const queue = waiting(host);
+      const item = queue.get(name);
+      queue.delete(name);
+      return item;
+    },
+  };
+}
+
 export class Host {
   private rtnlHandle: Rtnl | undefined;
   private firewallHandle: Firewall | undefined;

@@ -20,7 +20,7 @@
  * port's own addresses.
  */
 import { NetctxError } from "../errors.ts";
-import { type Host, perHost } from "../host.ts";
+import { type Host, removalQueue } from "../host.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
 import { linkLocalOf, parseIp } from "../net/cidr.ts";
 import type { Attachment } from "../networks/driver.ts";
@@ -161,10 +161,7 @@ export function unguardPort(host: Host, ifname: string, guarded?: GuardedPort): 
   // Guarded in an open batch: its elements never reached the kernel.
   if (guardBatches.get(host)?.delete(ifname)) return;
   if (guarded) {
-    const stale = staleGuards(host);
-    stale.set(ifname, guarded);
-    if (stale.size >= STALE_BATCH) dropStaleGuards(host);
-    else host.defer(dropStaleGuards);
+    staleGuards.put(host, ifname, guarded);
     return;
   }
   host.firewall(() => removeListed(new Nft(), [ifname]));
@@ -202,27 +199,14 @@ export function withGuardBatch<T>(host: Host, fn: () => T): T {
  * missing, a leftover in the way): then nothing changed, and the caller takes the listing path.
  */
 function tryGuardExactly(host: Host, nft: Nft, ports: GuardedPort[]): boolean {
-  const stale = staleGuards(host);
-  const previous = ports.flatMap((p) => {
-    const old = stale.get(p.ifname);
-    stale.delete(p.ifname);
-    return old ? [old] : [];
-  });
+  const previous = ports.flatMap((p) => staleGuards.take(host, p.ifname) ?? []);
   return nft.tryApply(
     [...previous.flatMap((p) => removeScript(p)), ...ports.flatMap((p) => addScript(p, "create"))].join("\n"),
   );
 }
 
-/** At most this many unguarded ports wait for their elements to be dropped. */
-const STALE_BATCH = 64;
-
-const staleGuards = perHost(() => new Map<string, GuardedPort>());
-
-function dropStaleGuards(host: Host): void {
-  const stale = staleGuards(host);
-  if (stale.size === 0) return;
-  const ports = [...stale.values()];
-  stale.clear();
+/** Unguarded ports whose exact elements wait to be dropped in one transaction. */
+const staleGuards = removalQueue<GuardedPort>((host, ports) =>
   host.firewall(() => {
     const nft = new Nft();
     const exact = ports.flatMap((p) => removeScript(p));
@@ -232,8 +216,8 @@ function dropStaleGuards(host: Host): void {
         nft,
         ports.map((p) => p.ifname),
       );
-  });
-}
+  }),
+);
 
 function removeListed(nft: Nft, ifnames: string[]): void {
   const lines = Object.values(TABLES).flatMap((t) => {

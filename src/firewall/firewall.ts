@@ -258,15 +258,10 @@ export class Firewall {
       interfaceScript(network, ifname, "create"),
     ].join("\n");
     if (this.depth === 0 && this.nft.tryApply(script)) return;
-    this.begin();
-    try {
+    this.inOneTransaction(() => {
       if (replacing) this.removeInterface(replacing.name, ifname);
       this.addInterface(network.name, ifname);
-    } catch (err) {
-      this.rollback();
-      throw err;
-    }
-    this.commit();
+    });
   }
 
   /**
@@ -281,9 +276,16 @@ export class Firewall {
     }
     const script = leaving.map((l) => interfaceScript(l.network, l.ifname, "delete")).join("\n");
     if (this.depth === 0 && this.nft.tryApply(script)) return;
+    this.inOneTransaction(() => {
+      for (const { network, ifname } of leaving) this.removeInterface(network.name, ifname);
+    });
+  }
+
+  /** The listing path of several changes: one read, one transaction; nothing applied if one of them throws. */
+  private inOneTransaction(changes: () => void): void {
     this.begin();
     try {
-      for (const { network, ifname } of leaving) this.removeInterface(network.name, ifname);
+      changes();
     } catch (err) {
       this.rollback();
       throw err;
