@@ -3,9 +3,16 @@
  * (a raw veth pair for l2, host loopback for the shared-stack levels, whose traffic between two local addresses
  * goes through lo as well, only with the contexts' BPF programs on its sockets).
  * Runs inside the bench's throwaway host namespace (bench/run.ts re-runs itself in one).
+ *
+ * The paths of one group share the machine by turns: every stream is connected and stopped (SIGSTOP), then each
+ * sends for a window of WINDOW_MS in rotation, and a row's figure is the bytes its server received over the time
+ * its client was running. This VM's speed drifts by 2x over seconds (the same pinned raw veth pair reads 9 or 25
+ * Gbit/s from one second to the next, the two vCPUs each on their own), so paths measured one after another
+ * differ by whatever the machine did in between; short windows in turn see the same machine (the same path
+ * against itself: 200 ms windows 5% apart per run, 50 ms windows 2%).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, endianness, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createContext, removeContext } from "../src/engine/contexts.ts";
@@ -16,16 +23,35 @@ import { specOf } from "../src/levels/driver.ts";
 import { levelDriver } from "../src/levels/registry.ts";
 import type { ContextRecord } from "../src/state/store.ts";
 
-const PORT = 5201;
+const FIRST_PORT = 5201;
+const WINDOW_MS = 50;
 const IPERF3 = "iperf3";
 const RAW_NS = ["ncdp-va", "ncdp-vb"] as const;
 const RAW_ADDR = ["10.231.0.1", "10.231.0.2"] as const;
 const RAW_LINK = ["ncdp-a", "ncdp-b"] as const;
+const PLAIN_NS = ["ncdp-ba", "ncdp-bb"] as const;
+const PLAIN_ADDR = ["10.231.5.1", "10.231.5.2"] as const;
+const PLAIN_BRIDGE = "ncdp-br";
+/**
+ * br_netfilter's switches in this namespace. This kernel has it built in, on in every new namespace: every frame a
+ * bridge forwards passes the inet hooks (and conntrack, once any table of the host uses it). Where br_netfilter
+ * is a module nobody loaded (Debian's default), bridges run without it.
+ */
+const BRIDGE_NF_SYSCTLS = ["bridge-nf-call-iptables", "bridge-nf-call-ip6tables"].map(
+  (name) => `/proc/sys/net/bridge/${name}`,
+);
 
 type Reference = "raw" | "loopback";
 
-interface Row {
+export interface Row {
   label: string;
+  /** Rows of one group take turns on the machine in one measurement. */
+  group: "l2" | "shared";
+  port: number;
+  /** The server's network namespace (a path), where its socket's counters are read; undefined: this one. */
+  serverNetns?: string | undefined;
+  /** Run around each of the row's windows (a switch that only this row's traffic should see). */
+  during?: { enter(): void; leave(): void };
   /** What the ratio is taken against; undefined for the references themselves. */
   against?: Reference;
   reference?: Reference;
@@ -33,10 +59,12 @@ interface Row {
   /** argv prefix that runs a command where the server (resp. the client) lives. */
   server: (cmd: string[]) => string[];
   client: (cmd: string[]) => string[];
-  /** Gbit/s per run, by run index; undefined where that run failed. */
+  /** Gbit/s per run (bytes over the client's running time), by run index; undefined where that run failed. */
   runs: (number | undefined)[];
   errors: string[];
 }
+
+type Ends = Pick<Row, "addr" | "server" | "client" | "serverNetns">;
 
 interface Goal {
   row: string;
@@ -51,15 +79,15 @@ const GOALS: Goal[] = [
 ];
 
 export async function datapathSection(quick: boolean): Promise<string> {
-  // This VM's throughput swings between 9 and 25 Gbit/s from one half second to the next on an idle machine (the
-  // same raw veth pair, pinned): more short paired runs give the median ratio something to stand on; 3 runs of
-  // 5 s gave per-run ratios from 0.68 to 1.33.
-  const runs = quick ? 1 : 7;
-  const seconds = 2;
-  const heading = `## Data path (iperf3, one TCP stream, ${seconds} s, ${runs === 1 ? "1 run" : `median of ${runs} runs`})`;
+  const runs = quick ? 1 : 5;
+  const turns = quick ? 10 : 40;
+  const heading = `## Data path (iperf3, one TCP stream per path, paths in turns of ${WINDOW_MS} ms, ${runs === 1 ? "1 run" : `median of ${runs} runs`})`;
   const version = spawnSync(IPERF3, ["--version"], { encoding: "utf8" });
   if (version.error || version.status !== 0)
     return `${heading}\n\nNot measured: iperf3 is not installed (Debian package iperf3).\n`;
+  const ss = spawnSync("ss", ["-V"], { encoding: "utf8" });
+  if (ss.error || ss.status !== 0)
+    return `${heading}\n\nNot measured: ss is not installed (Debian package iproute2).\n`;
 
   const started = Date.now();
   const loadBefore = loadAverage();
@@ -72,18 +100,19 @@ export async function datapathSection(quick: boolean): Promise<string> {
       return `${heading}\n\nNot measured: setting up the paths failed: ${(err as Error).message}\n`;
     }
     for (let run = 0; run < runs; run++)
-      for (const row of rows) {
-        let gbps: number | undefined;
+      for (const group of ["l2", "shared"] as const) {
+        const members = rows.filter((r) => r.group === group);
+        let result: Map<Row, number> | undefined;
         try {
-          gbps = await measure(row, seconds);
+          result = await measureInTurns(members, turns);
         } catch (err) {
-          row.errors.push((err as Error).message.split("\n")[0]!);
+          for (const r of members) r.errors.push((err as Error).message.split("\n")[0]!);
         }
-        row.runs.push(gbps);
+        for (const r of members) r.runs.push(result?.get(r));
       }
     const wall = (Date.now() - started) / 1000;
     const load = `load average (1 min) ${loadBefore} before, ${loadAverage()} after`;
-    return render(heading, rows, version.stdout.split("\n")[0]!.trim(), wall, load);
+    return render(heading, rows, version.stdout.split("\n")[0]!.trim(), turns, wall, load);
   } finally {
     world.teardown();
   }
@@ -97,7 +126,8 @@ class World {
   private readonly host: Host;
   private readonly contexts: string[] = [];
   private readonly networks: string[] = [];
-  private rawMade = false;
+  private readonly madeNetns: string[] = [];
+  private plainBridgeMade = false;
 
   constructor() {
     this.host = Host.open(this.stateDir);
@@ -107,49 +137,68 @@ class World {
 
   build(): Row[] {
     const plain = (cmd: string[]) => cmd;
-    const inNetns = (name: string) => (cmd: string[]) => [
-      "nsenter",
-      `--net=/run/netns/${name}`,
-      "--",
-      ...cmd,
-    ];
     this.makeRawVeth();
-    const [br1, br2] = this.pair("dpbr", "bridge", "10.231.1.0/24", "l2");
+    this.makePlainBridge();
+    const bridged = this.pair("dpbr", "bridge", "10.231.1.0/24", "l2");
     const [rt1, rt2] = this.pair("dprt", "routed", "10.231.2.0/24", "l2");
     const [so1, so2] = this.pair("dpso", "host", "10.231.3.0/24", "socket");
     const [l31, l32] = this.pair("dpl3", "host", "10.231.4.0/24", "l3");
-    const row = (label: string, addr: string, server: Row["server"], client: Row["client"]): Row => ({
+    let port = FIRST_PORT;
+    const row = (label: string, group: Row["group"], ends: Ends): Row => ({
       label,
-      addr,
-      server,
-      client,
+      group,
+      port: port++,
+      ...ends,
       runs: [],
       errors: [],
     });
-    return [
+    const [br1, br2] = [bridged[0]!, bridged[1]!];
+    const rows: Row[] = [
+      { ...row("raw veth pair", "l2", kernelEnds(RAW_NS, RAW_ADDR[0])), reference: "raw" },
+      { ...row("netctx l2, bridge network", "l2", this.ends(br1, br2)), against: "raw" },
+      { ...row("netctx l2, routed network", "l2", this.ends(rt1, rt2)), against: "raw" },
       {
-        ...row("raw veth pair", RAW_ADDR[0], inNetns(RAW_NS[0]), inNetns(RAW_NS[1])),
-        reference: "raw",
+        ...row(
+          "plain bridge, two veth ports, no netctx (control)",
+          "l2",
+          kernelEnds(PLAIN_NS, PLAIN_ADDR[0]),
+        ),
+        against: "raw",
       },
-      { ...row("netctx l2, bridge network", ...this.ends(br1, br2)), against: "raw" },
-      { ...row("netctx l2, routed network", ...this.ends(rt1, rt2)), against: "raw" },
-      { ...row("host loopback", "127.0.0.1", plain, plain), reference: "loopback" },
+    ];
+    if (BRIDGE_NF_SYSCTLS.every((f) => existsSync(f)))
+      // The same two contexts on another port, with br_netfilter switched off while this row's client runs.
+      rows.push({
+        ...row("netctx l2, bridge network, bridge-nf-call-iptables=0", "l2", this.ends(br1, br2)),
+        against: "raw",
+        during: bridgeNetfilterOff(),
+      });
+    return [
+      ...rows,
+      {
+        ...row("host loopback", "shared", { addr: "127.0.0.1", server: plain, client: plain }),
+        reference: "loopback",
+      },
       // Control: the same addresses with no context around either end, so the socket and l3 rows' difference to
       // it is what the cgroup and its BPF programs cost, not the address.
       {
-        ...row("host, socket contexts' address, no context (control)", this.ends(so1, so2)[0], plain, plain),
+        ...row("host, socket contexts' address, no context (control)", "shared", {
+          addr: this.ends(so1, so2).addr,
+          server: plain,
+          client: plain,
+        }),
         against: "loopback",
       },
-      { ...row("netctx socket contexts, host network", ...this.ends(so1, so2)), against: "loopback" },
-      { ...row("netctx l3 contexts, host network", ...this.ends(l31, l32)), against: "loopback" },
+      { ...row("netctx socket contexts, host network", "shared", this.ends(so1, so2)), against: "loopback" },
+      { ...row("netctx l3 contexts, host network", "shared", this.ends(l31, l32)), against: "loopback" },
     ];
   }
 
-  /** Server address and exec prefixes: the server in the first context, the client in the second. */
-  private ends(a: ContextRecord, b: ContextRecord): [string, Row["server"], Row["client"]] {
+  /** The server in the first context, the client in the second. */
+  private ends(a: ContextRecord, b: ContextRecord): Ends {
     const addr = specOf(a).attachments[0]!.addresses[0]!.split("/")[0]!;
     const exec = (r: ContextRecord) => (cmd: string[]) => levelDriver(r.level).execArgv(r, cmd);
-    return [addr, exec(a), exec(b)];
+    return { addr, server: exec(a), client: exec(b), serverNetns: specOf(a).netns };
   }
 
   private pair(
@@ -168,18 +217,40 @@ class World {
     return [make(`${network}-a`), make(`${network}-b`)];
   }
 
+  private makeNetns(names: readonly string[]): void {
+    for (const ns of names) {
+      sh(`ip netns add ${ns} && ip -n ${ns} link set lo up`);
+      this.madeNetns.push(ns);
+    }
+  }
+
   private makeRawVeth(): void {
-    this.rawMade = true;
+    this.makeNetns(RAW_NS);
     const [a, b] = RAW_NS;
     sh(
       [
-        `ip netns add ${a}`,
-        `ip netns add ${b}`,
         `ip link add ${RAW_LINK[0]} netns ${a} type veth peer name ${RAW_LINK[1]} netns ${b}`,
         ...RAW_NS.flatMap((ns, i) => [
           `ip -n ${ns} addr add ${RAW_ADDR[i]}/24 dev ${RAW_LINK[i]}`,
-          `ip -n ${ns} link set lo up`,
           `ip -n ${ns} link set ${RAW_LINK[i]} up`,
+        ]),
+      ].join(" && "),
+    );
+  }
+
+  /** What a bridge network is made of, by hand: a bridge here, a veth from it into each of two namespaces. */
+  private makePlainBridge(): void {
+    this.makeNetns(PLAIN_NS);
+    this.plainBridgeMade = true;
+    sh(
+      [
+        `ip link add ${PLAIN_BRIDGE} type bridge`,
+        `ip link set ${PLAIN_BRIDGE} up`,
+        ...PLAIN_NS.flatMap((ns, i) => [
+          `ip link add ${PLAIN_BRIDGE}${i} type veth peer name eth0 netns ${ns}`,
+          `ip link set ${PLAIN_BRIDGE}${i} master ${PLAIN_BRIDGE} up`,
+          `ip -n ${ns} addr add ${PLAIN_ADDR[i]}/24 dev eth0`,
+          `ip -n ${ns} link set eth0 up`,
         ]),
       ].join(" && "),
     );
@@ -197,8 +268,8 @@ class World {
     for (const name of this.contexts.reverse()) attempt(`rm ${name}`, () => removeContext(this.host, name));
     for (const name of this.networks.reverse())
       attempt(`network rm ${name}`, () => removeNetwork(this.host, name));
-    if (this.rawMade)
-      for (const ns of RAW_NS) attempt(`netns ${ns}`, () => sh(`ip netns del ${ns} 2>/dev/null || true`));
+    for (const ns of this.madeNetns) attempt(`netns ${ns}`, () => sh(`ip netns del ${ns}`));
+    if (this.plainBridgeMade) attempt(PLAIN_BRIDGE, () => sh(`ip link del ${PLAIN_BRIDGE}`));
     this.host.close();
     rmSync(this.stateDir, { recursive: true, force: true });
     attempt("cgroup parent", () => {
@@ -214,6 +285,27 @@ class World {
   }
 }
 
+/** The server in the first of two namespaces made by hand, the client in the second. */
+function kernelEnds(netns: readonly [string, string], addr: string): Ends {
+  const [server, client] = netns.map((ns) => `/run/netns/${ns}`) as [string, string];
+  const inNetns = (path: string) => (cmd: string[]) => ["nsenter", `--net=${path}`, "--", ...cmd];
+  return { addr, server: inNetns(server), client: inNetns(client), serverNetns: server };
+}
+
+/** Switches br_netfilter off in this namespace for the row's windows, and back to what it was after each. */
+function bridgeNetfilterOff(): NonNullable<Row["during"]> {
+  let saved: string[] = [];
+  return {
+    enter() {
+      saved = BRIDGE_NF_SYSCTLS.map((f) => readFileSync(f, "utf8").trim());
+      for (const f of BRIDGE_NF_SYSCTLS) writeFileSync(f, "0");
+    },
+    leave() {
+      for (const [i, f] of BRIDGE_NF_SYSCTLS.entries()) writeFileSync(f, saved[i]!);
+    },
+  };
+}
+
 /**
  * Client and server each on a CPU of their own, the same two in every row. Left to the scheduler, the two ends
  * share one core in some runs and not in others: on 2 cores the same path then reads 10 or 24 Gbit/s.
@@ -222,70 +314,143 @@ function affinity(cpu: number): string[] {
   return availableParallelism() > 1 ? ["-A", String(cpu)] : [];
 }
 
-/** One iperf3 run: a one-off server where the row says, a client where it says; Gbit/s the server received. */
-async function measure(row: Row, seconds: number): Promise<number> {
-  const argv = row.server([IPERF3, "-s", "-1", "-B", row.addr, "-p", String(PORT), ...affinity(1)]);
-  const server = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
-  let serverErr = "";
-  server.stderr?.on("data", (d) => {
-    serverErr += d;
-  });
-  const serverExit = exited(server);
+/**
+ * One measurement of a group: a one-off server and a client per row, all connected, then stopped; each client runs
+ * for WINDOW_MS in turn (the order rotating each turn, so no row always follows the same one), `turns` times.
+ * Returns each row's Gbit/s: the bytes its server received over the time its client was running. Data a stopped
+ * client had queued still drains at the start of the next window; every row leaves as much as it gets.
+ */
+export async function measureInTurns(
+  rows: Row[],
+  turns: number,
+  windowMs = WINDOW_MS,
+): Promise<Map<Row, number>> {
+  const servers: Spawned[] = [];
+  const clients: Spawned[] = [];
   try {
-    await waitListening(server, row.addr, PORT, serverExit, () => serverErr);
-    const cargv = row.client([
-      IPERF3,
-      "-c",
-      row.addr,
-      "-p",
-      String(PORT),
-      "-t",
-      String(seconds),
-      "-J",
-      ...affinity(0),
-    ]);
-    const out = await collect(cargv);
-    let report: { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
-    try {
-      report = JSON.parse(out.stdout) as typeof report;
-    } catch {
-      throw new Error(`iperf3 client exited ${out.code}: ${out.stderr.trim() || out.stdout.trim()}`);
+    for (const row of rows) {
+      const server = start(
+        row.server([IPERF3, "-s", "-1", "-B", row.addr, "-p", String(row.port), ...affinity(1)]),
+      );
+      servers.push(server);
+      await waitListening(server, row.addr, row.port);
     }
-    const bps = report.end?.sum_received?.bits_per_second;
-    if (report.error || bps === undefined) throw new Error(`iperf3 client: ${report.error ?? "no result"}`);
-    return bps / 1e9;
-  } finally {
-    // -1 makes the server leave after its one test; one that is still there (a failed client) is ours to end.
-    if (server.exitCode === null && server.signalCode === null) {
-      const done = await Promise.race([serverExit.then(() => true), delay(2000).then(() => false)]);
-      if (!done) {
-        server.kill("SIGTERM");
-        await serverExit;
+    for (const row of rows) {
+      // Long enough never to end by itself; the client is ended below.
+      const seconds = Math.ceil((turns * rows.length * windowMs) / 1000) + 60;
+      const argv = [IPERF3, "-c", row.addr, "-p", String(row.port), "-t", String(seconds), ...affinity(0)];
+      clients.push(start(row.client(argv)));
+    }
+    await Promise.all(rows.map((row, i) => waitStreaming(row, clients[i]!)));
+    for (const c of clients) c.signal("SIGSTOP");
+    const before = await settledCounters(rows);
+    const running = rows.map(() => 0);
+    for (let turn = 0; turn < turns; turn++)
+      for (let k = 0; k < rows.length; k++) {
+        const i = (turn + k) % rows.length;
+        rows[i]!.during?.enter();
+        try {
+          const since = process.hrtime.bigint();
+          clients[i]!.signal("SIGCONT");
+          await delay(windowMs);
+          clients[i]!.signal("SIGSTOP");
+          running[i]! += Number(process.hrtime.bigint() - since) / 1e9;
+        } finally {
+          rows[i]!.during?.leave();
+        }
       }
-    }
+    const after = await settledCounters(rows);
+    return new Map(rows.map((row, i) => [row, ((after[i]! - before[i]!) * 8) / running[i]! / 1e9]));
+  } finally {
+    for (const c of clients) c.signal("SIGCONT");
+    await Promise.all(clients.map((c) => c.end()));
+    // -1 makes a server leave when its client has gone; one that is still there is ours to end.
+    await Promise.all(servers.map((s) => s.end(2000)));
   }
+}
+
+/** A process of ours in a process group of its own, so a signal reaches the command behind any wrapper. */
+interface Spawned {
+  child: ChildProcess;
+  exit: Promise<number | null>;
+  stderr: () => string;
+  signal(sig: NodeJS.Signals): void;
+  /** Waits `graceMs` for it to leave by itself, then sends SIGTERM and waits. */
+  end(graceMs?: number): Promise<void>;
+}
+
+function start(argv: string[]): Spawned {
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"], detached: true });
+  let stderr = "";
+  child.stderr?.on("data", (d) => {
+    stderr += d;
+  });
+  const exit = exited(child);
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  const signal = (sig: NodeJS.Signals) => {
+    if (gone() || child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, sig);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+    }
+  };
+  return {
+    child,
+    exit,
+    stderr: () => stderr,
+    signal,
+    async end(graceMs = 0) {
+      if (gone()) return;
+      if (graceMs && (await Promise.race([exit.then(() => true), delay(graceMs).then(() => false)]))) return;
+      signal("SIGTERM");
+      await exit;
+    },
+  };
+}
+
+/** Until the row's server has received data on its test connection (iperf3 connects its control channel first). */
+async function waitStreaming(row: Row, client: Spawned): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (client.child.exitCode !== null)
+      throw new Error(`iperf3 client to ${row.addr} exited: ${client.stderr().trim()}`);
+    if ((await receivedBytes(row)) > 0) return;
+    if (Date.now() > deadline) throw new Error(`iperf3 client to ${row.addr} sent nothing in 10 s`);
+    await delay(20);
+  }
+}
+
+/** Every row's received bytes, once what stopped clients had in flight has arrived. */
+async function settledCounters(rows: Row[]): Promise<number[]> {
+  await delay(50);
+  return Promise.all(rows.map(receivedBytes));
+}
+
+/**
+ * Bytes received by the row's server, from the kernel's TCP_INFO (ss). The largest of the established connections on
+ * its address and port: iperf3's control connection carries a few hundred bytes, the test connection the rest.
+ */
+async function receivedBytes(row: Row): Promise<number> {
+  const ss = ["ss", "-tinH", "state", "established", "src", `${row.addr}:${row.port}`];
+  const argv = row.serverNetns ? ["nsenter", `--net=${row.serverNetns}`, "--", ...ss] : ss;
+  const out = await collect(argv);
+  if (out.code !== 0) throw new Error(`${argv.join(" ")} exited ${out.code}: ${out.stderr.trim()}`);
+  const counts = [...out.stdout.matchAll(/bytes_received:(\d+)/g)].map((m) => Number(m[1]));
+  return counts.length ? Math.max(...counts) : 0;
 }
 
 /**
  * Ready when the server's own netns shows a listening socket on addr:port. A probe connect would not do: iperf3
  * -1 takes the first connection as its one test and exits when it closes.
  */
-async function waitListening(
-  server: ChildProcess,
-  addr: string,
-  port: number,
-  serverExit: Promise<number | null>,
-  stderr: () => string,
-): Promise<void> {
-  let gone = false;
-  void serverExit.then(() => {
-    gone = true;
-  });
+async function waitListening(server: Spawned, addr: string, port: number): Promise<void> {
   const deadline = Date.now() + 10_000;
   const want = `${procNetAddr(addr)}:${port.toString(16).toUpperCase().padStart(4, "0")}`;
   for (;;) {
-    if (gone) throw new Error(`iperf3 server on ${addr} exited: ${stderr().trim()}`);
-    if (listening(server.pid!, want)) return;
+    if (server.child.exitCode !== null)
+      throw new Error(`iperf3 server on ${addr} exited: ${server.stderr().trim()}`);
+    if (listening(server.child.pid!, want)) return;
     if (Date.now() > deadline) throw new Error(`iperf3 server on ${addr} not listening after 10 s`);
     await delay(10);
   }
@@ -365,7 +530,14 @@ function loadAverage(): string {
   return readFileSync("/proc/loadavg", "utf8").split(" ")[0] ?? "?";
 }
 
-function render(heading: string, rows: Row[], version: string, wallSeconds: number, load: string): string {
+function render(
+  heading: string,
+  rows: Row[],
+  version: string,
+  turns: number,
+  wallSeconds: number,
+  load: string,
+): string {
   const refRow = (ref: Reference) => rows.find((r) => r.reference === ref)!;
   const ratioOf = (r: Row): number | undefined =>
     r.against ? median(pairedRatios(r, refRow(r.against))) : undefined;
@@ -391,13 +563,22 @@ function render(heading: string, rows: Row[], version: string, wallSeconds: numb
   }).join("\n");
   return `${heading}
 
-${version}. Each row: \`iperf3 -s -1 -B ADDR\` where the row says, the client (\`-c ADDR -J\`) in the other
-end; the figure is what the server received. The l2 rows go between two contexts' namespaces and are compared with
-a raw veth pair between two namespaces; the socket and l3 rows run both ends through \`netctx exec\` (confined to
-the contexts' cgroups, BPF programs attached) and talk between the two contexts' addresses on the host, so they are
-compared with host loopback. Networks use their defaults (anti-spoofing on). Rows are interleaved run by run, so
-drift in machine load hits every row alike, and a ratio is the median of the per-run ratios to the reference
-measured in the same round. Client and server are pinned to CPUs 0 and 1 (\`-A\`) in every row.
+${version}. Each row: \`iperf3 -s -1 -B ADDR -p PORT\` where the row says, the client (\`-c ADDR -p PORT\`) in
+the other end. The l2 rows go between two contexts' namespaces and are compared with a raw veth pair between two
+namespaces; the socket and l3 rows run both ends through \`netctx exec\` (confined to the contexts' cgroups, BPF
+programs attached) and talk between the two contexts' addresses on the host, so they are compared with host
+loopback. Networks use their defaults (anti-spoofing on). The rows of a group (l2 rows; host rows) are measured
+together, by turns: all their streams connect, their clients are stopped (SIGSTOP), then each client runs for
+${WINDOW_MS} ms in turn, ${turns} turns each, in an order that rotates every turn. A row's Gbit/s is the bytes its server
+received (TCP_INFO, read with \`ss\` before and after) over the time its client was running; its ratio is the median
+of the per-run ratios to the reference of its group. Turns this short put every path on the same machine: measured
+one after another for seconds, the same pinned raw veth pair reads anywhere between 9 and 25 Gbit/s on this VM, and
+per-run ratios of the old sequential runs spread from 0.5 to 2 (the same path against itself in turns: within 2-5%
+per run). Client and server are pinned to CPUs 0 and 1 (\`-A\`) in every row. Two controls place the bridge row:
+a bridge with two veth ports made by hand (what a bridge network is, without netctx), and the bridge row's own two
+contexts with br_netfilter switched off (\`bridge-nf-call-iptables=0\`, only during that row's turns): this kernel
+has br_netfilter built in and on in every namespace, so every bridged frame also passes the inet hooks and
+conntrack; where it is a module nobody loaded (Debian's default) bridges run without it.
 
 ${table}
 
