@@ -12,7 +12,7 @@
  * against itself: 200 ms windows 5% apart per run, 50 ms windows 2%).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { availableParallelism, endianness, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createContext, removeContext } from "../src/engine/contexts.ts";
@@ -32,15 +32,6 @@ const RAW_LINK = ["ncdp-a", "ncdp-b"] as const;
 const PLAIN_NS = ["ncdp-ba", "ncdp-bb"] as const;
 const PLAIN_ADDR = ["10.231.5.1", "10.231.5.2"] as const;
 const PLAIN_BRIDGE = "ncdp-br";
-/**
- * br_netfilter's switches in this namespace. This kernel has it built in, on in every new namespace: every frame a
- * bridge forwards passes the inet hooks (and conntrack, once any table of the host uses it). Where br_netfilter
- * is a module nobody loaded (Debian's default), bridges run without it.
- */
-const BRIDGE_NF_SYSCTLS = ["bridge-nf-call-iptables", "bridge-nf-call-ip6tables"].map(
-  (name) => `/proc/sys/net/bridge/${name}`,
-);
-
 type Reference = "raw" | "loopback";
 
 export interface Row {
@@ -50,8 +41,6 @@ export interface Row {
   port: number;
   /** The server's network namespace (a path), where its socket's counters are read; undefined: this one. */
   serverNetns?: string | undefined;
-  /** Run around each of the row's windows (a switch that only this row's traffic should see). */
-  during?: { enter(): void; leave(): void };
   /** What the ratio is taken against; undefined for the references themselves. */
   against?: Reference;
   reference?: Reference;
@@ -166,13 +155,6 @@ class World {
         against: "raw",
       },
     ];
-    if (BRIDGE_NF_SYSCTLS.every((f) => existsSync(f)))
-      // The same two contexts on another port, with br_netfilter switched off while this row's client runs.
-      rows.push({
-        ...row("netctx l2, bridge network, bridge-nf-call-iptables=0", "l2", this.ends(br1, br2)),
-        against: "raw",
-        during: bridgeNetfilterOff(),
-      });
     return [
       ...rows,
       {
@@ -292,20 +274,6 @@ function kernelEnds(netns: readonly [string, string], addr: string): Ends {
   return { addr, server: inNetns(server), client: inNetns(client), serverNetns: server };
 }
 
-/** Switches br_netfilter off in this namespace for the row's windows, and back to what it was after each. */
-function bridgeNetfilterOff(): NonNullable<Row["during"]> {
-  let saved: string[] = [];
-  return {
-    enter() {
-      saved = BRIDGE_NF_SYSCTLS.map((f) => readFileSync(f, "utf8").trim());
-      for (const f of BRIDGE_NF_SYSCTLS) writeFileSync(f, "0");
-    },
-    leave() {
-      for (const [i, f] of BRIDGE_NF_SYSCTLS.entries()) writeFileSync(f, saved[i]!);
-    },
-  };
-}
-
 /**
  * Client and server each on a CPU of their own, the same two in every row. Left to the scheduler, the two ends
  * share one core in some runs and not in others: on 2 cores the same path then reads 10 or 24 Gbit/s.
@@ -348,16 +316,11 @@ export async function measureInTurns(
     for (let turn = 0; turn < turns; turn++)
       for (let k = 0; k < rows.length; k++) {
         const i = (turn + k) % rows.length;
-        rows[i]!.during?.enter();
-        try {
-          const since = process.hrtime.bigint();
-          clients[i]!.signal("SIGCONT");
-          await delay(windowMs);
-          clients[i]!.signal("SIGSTOP");
-          running[i]! += Number(process.hrtime.bigint() - since) / 1e9;
-        } finally {
-          rows[i]!.during?.leave();
-        }
+        const since = process.hrtime.bigint();
+        clients[i]!.signal("SIGCONT");
+        await delay(windowMs);
+        clients[i]!.signal("SIGSTOP");
+        running[i]! += Number(process.hrtime.bigint() - since) / 1e9;
       }
     const after = await settledCounters(rows);
     return new Map(rows.map((row, i) => [row, ((after[i]! - before[i]!) * 8) / running[i]! / 1e9]));
@@ -574,11 +537,10 @@ received (TCP_INFO, read with \`ss\` before and after) over the time its client 
 of the per-run ratios to the reference of its group. Turns this short put every path on the same machine: measured
 one after another for seconds, the same pinned raw veth pair reads anywhere between 9 and 25 Gbit/s on this VM, and
 per-run ratios of the old sequential runs spread from 0.5 to 2 (the same path against itself in turns: within 2-5%
-per run). Client and server are pinned to CPUs 0 and 1 (\`-A\`) in every row. Two controls place the bridge row:
-a bridge with two veth ports made by hand (what a bridge network is, without netctx), and the bridge row's own two
-contexts with br_netfilter switched off (\`bridge-nf-call-iptables=0\`, only during that row's turns): this kernel
-has br_netfilter built in and on in every namespace, so every bridged frame also passes the inet hooks and
-conntrack; where it is a module nobody loaded (Debian's default) bridges run without it.
+per run). Client and server are pinned to CPUs 0 and 1 (\`-A\`) in every row. The bridge row's frames go from one
+context's port straight into the other context (the bridge shortcut, bpf_redirect_peer); the control row is what a
+bridge network is without it, made by hand: a bridge and two veth ports, every frame through the bridge and, as
+this kernel has br_netfilter built in and on in every namespace, through the inet hooks and conntrack.
 
 ${table}
 

@@ -1,10 +1,12 @@
 /** netctx network create|ls|inspect|rm */
+
 import type { Command } from "commander";
 import { callEngine } from "../api/client.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import { notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
+import { shortcutStatus } from "../networks/bridge-shortcut.ts";
 import type { NetworkRecord } from "../state/store.ts";
 import { withHost } from "./host.ts";
 import { collect, printJson, printTable } from "./output.ts";
@@ -118,7 +120,9 @@ function networkView(host: Host, net: NetworkRecord) {
     .listContexts()
     .filter((c) => specOf(c).attachments.some((a) => a.network === net.name))
     .map((c) => c.name);
-  return { ...net, contexts, leases: host.store.leases({ network: net.name }) };
+  // Live from the kernel: whether contexts reach each other past the bridge (networks/bridge-shortcut.ts).
+  const shortcut = net.driver === "bridge" ? { shortcut: shortcutStatus(host, net.name) } : {};
+  return { ...net, contexts, leases: host.store.leases({ network: net.name }), ...shortcut };
 }
 
 function yesNo(b: boolean): string {

@@ -16,6 +16,7 @@ import {
 } from "../model/publish.ts";
 import type { ContextInput } from "../model/schemas.ts";
 import { limitBandwidth, unlimitBandwidth } from "../networks/bandwidth.ts";
+import { removeShortcut } from "../networks/bridge-shortcut.ts";
 import type { Store } from "../state/store.ts";
 
 /** Shape checks of `publish` and `bandwidth`; no state needed. */
@@ -64,8 +65,12 @@ export function publishTarget(spec: ContextSpec): PublishTarget {
 
 export function applyExtras(host: Host, name: string, spec: ContextSpec): void {
   if (spec.publish?.length) publishContext(host, name, spec.publish, publishTarget(spec));
-  const hostIfname = spec.attachments[0]?.hostIfname;
-  if (spec.bandwidth && hostIfname) limitBandwidth(host, hostIfname, spec.bandwidth);
+  const first = spec.attachments[0];
+  if (spec.bandwidth && first?.hostIfname) {
+    // A redirect past the bridge would skip the limits' ifb and root qdisc: a shaped context takes the bridge.
+    removeShortcut(host, first);
+    limitBandwidth(host, first.hostIfname, spec.bandwidth);
+  }
 }
 
 /** Tolerates everything already gone (rm and CNI DEL semantics). */

@@ -2,7 +2,9 @@
  * One rtnetlink socket bound to one network namespace (Go netlink's Handle): every call is a synchronous
  * request/ack exchange, so callers may use it inside setns windows and keep it open for a resident engine.
  */
+
 import { type Addr, addrAdd, addrDel, addrList } from "./addr.ts";
+import { KernelError } from "./errors.ts";
 import {
   type Link,
   type LinkAddSpec,
@@ -42,6 +44,16 @@ export class Rtnl {
   /** The ifindex of a link; KernelError ENODEV when missing. */
   linkIndex(name: string): number {
     return linkIndex(this.sock, name, `link show ${name}`);
+  }
+
+  /** The ifindex of a link, or undefined when there is none. */
+  linkIndexIfAny(name: string): number | undefined {
+    try {
+      return this.linkIndex(name);
+    } catch (err) {
+      if (err instanceof KernelError && err.errnoName === "ENODEV") return undefined;
+      throw err;
+    }
   }
 
   linkAdd(spec: LinkAddSpec): void {

@@ -8,6 +8,7 @@ import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
 import { stableMac } from "../net/cidr.ts";
 import type { Lease, NetworkRecord } from "../state/store.ts";
 import { portBridge, removeSegments } from "./bridge-segments.ts";
+import { addShortcut, forgetShortcut, removeShortcut } from "./bridge-shortcut.ts";
 import { addVethPair, configureContextSide, deleteOwnLink, familyOf, firewallNetwork } from "./common.ts";
 import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
 
@@ -68,6 +69,7 @@ export const bridgeDriver: NetworkDriver = {
     pausePoint("network-rm:after-nft");
     removeSegments(host, net.name);
     deleteOwnLink(host, bridge);
+    forgetShortcut(host, net.name);
   },
 
   contextAddress(lease: Lease) {
@@ -77,10 +79,12 @@ export const bridgeDriver: NetworkDriver = {
   attach(host: Host, net: NetworkRecord, ctx: ContextNetns, att: Attachment) {
     addVethPair(host, ctx.path, att, portBridge(host, net));
     guardAttachment(host, net, ctx.rtnl, att);
+    addShortcut(host, att);
     configureContextSide(ctx, att, { gatewayOnLink: false, defaultRoute: !net.internal });
   },
 
   detach(host, net, att, linkGoesWithNetns) {
+    removeShortcut(host, att);
     unguardAttachment(host, net, att);
     if (!linkGoesWithNetns) deleteOwnLink(host, att.hostIfname);
   },

@@ -11,7 +11,7 @@
  */
 import { Asm, FP, R0, R1, R2, R3, R4, R6, type Reg } from "./asm.ts";
 
-export const ProgType = { CGROUP_SKB: 8, CGROUP_SOCK: 9, CGROUP_SOCK_ADDR: 18 } as const;
+export const ProgType = { SCHED_CLS: 3, CGROUP_SKB: 8, CGROUP_SOCK: 9, CGROUP_SOCK_ADDR: 18 } as const;
 
 export const AttachType = {
   CGROUP_INET_INGRESS: 0,
@@ -23,6 +23,8 @@ export const AttachType = {
   CGROUP_INET6_CONNECT: 11,
   CGROUP_UDP4_SENDMSG: 14,
   CGROUP_UDP6_SENDMSG: 15,
+  /** tc ingress of a device through bpf_mprog (kernel 6.6+): target_ifindex instead of a cgroup fd. */
+  TCX_INGRESS: 46,
 } as const;
 export type AttachTypeName = keyof typeof AttachType;
 

@@ -1,0 +1,118 @@
+/**
+ * The bridge shortcut (networks/bridge-shortcut.ts): between contexts of one bridge network, unicast frames go from
+ * one context's port straight into the other context (bpf_redirect_peer), so the receiver's host-side veth never
+ * transmits them: its tx counter is the proof on the wire. Frames that fail the anti-spoofing check, frames to the
+ * gateway and frames to or from a context with bandwidth limits still take the bridge.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { test } from "node:test";
+import { netctxJson, netctxOk } from "../helpers/cli.ts";
+import { ping } from "../helpers/kernel.ts";
+
+const ns = (name: string) => `/run/netns/netctx-${name}`;
+
+interface NetworkView {
+  shortcut?: { state: string; reason?: string; macs?: string[] };
+}
+
+/** Packets the host-side veth sent into its context. */
+function txPackets(ifname: string): number {
+  const out = execFileSync("ip", ["-s", "-j", "link", "show", "dev", ifname], { encoding: "utf8" });
+  return (JSON.parse(out) as { stats64: { tx: { packets: number } } }[])[0]!.stats64.tx.packets;
+}
+
+function macOf(name: string): string {
+  const out = execFileSync("ip", ["-n", `netctx-${name}`, "-j", "link", "show", "eth0"], {
+    encoding: "utf8",
+  });
+  return (JSON.parse(out) as { address: string }[])[0]!.address;
+}
+
+/** 50 pings in a burst; true when all came back. */
+function pings(from: string, to: string, source?: string): boolean {
+  const argv = ["--net=" + ns(from), "--", "ping", "-n", "-q", "-c", "50", "-i", "0.002", "-W", "1"];
+  try {
+    execFileSync("nsenter", [...argv, ...(source ? ["-I", source] : []), to], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** How many packets the veth sent while `traffic` ran. */
+function sentDuring(ifname: string, traffic: () => void): number {
+  const before = txPackets(ifname);
+  traffic();
+  return txPackets(ifname) - before;
+}
+
+test("contexts of a bridge network reach each other past the bridge; the gateway, spoofers and shaped contexts take it", () => {
+  netctxOk(
+    "network",
+    "create",
+    "sc",
+    "--driver",
+    "bridge",
+    "--subnet",
+    "10.68.0.0/24",
+    "--subnet",
+    "fd68::/64",
+  );
+  netctxOk("create", "sa", "--level", "l2", "--network", "sc", "--ip", "10.68.0.10", "--ip", "fd68::10");
+  netctxOk("create", "sb", "--level", "l2", "--network", "sc", "--ip", "10.68.0.11", "--ip", "fd68::11");
+  netctxOk(
+    "create",
+    "sl",
+    "--level",
+    "l2",
+    "--network",
+    "sc",
+    "--ip",
+    "10.68.0.12",
+    "--bandwidth",
+    "100mbit",
+  );
+
+  const view = netctxJson<NetworkView>("network", "inspect", "sc");
+  assert.equal(view.shortcut?.state, "on", JSON.stringify(view.shortcut));
+  // The shaped context is not in the map: a redirect would skip its tbf and ifb.
+  assert.deepEqual(view.shortcut?.macs, [macOf("sa"), macOf("sb")].sort());
+
+  // Neighbour discovery first (ARP/ND go through the bridge), then the burst: v4 and v6, both ways.
+  assert.ok(ping(ns("sa"), "10.68.0.11") && ping(ns("sa"), "fd68::11"));
+  const short = sentDuring("nc-sb", () => {
+    assert.ok(pings("sa", "10.68.0.11"), "v4 sa -> sb");
+    assert.ok(pings("sa", "fd68::11"), "v6 sa -> sb");
+  });
+  assert.ok(short < 10, `nc-sb transmitted ${short} of 100 requests: they went through the bridge`);
+  // The replies went short too: sa's veth did not carry them.
+  const replies = sentDuring("nc-sa", () => assert.ok(pings("sa", "10.68.0.11")));
+  assert.ok(replies < 10, `nc-sa transmitted ${replies} of 50 replies`);
+
+  // To the gateway: the bridge, as before.
+  assert.ok(pings("sa", "10.68.0.1"), "sa -> gateway");
+
+  // A source the port does not own takes the bridge, where anti-spoofing drops it.
+  execFileSync("ip", ["-n", "netctx-sa", "addr", "add", "10.68.0.200/24", "dev", "eth0"]);
+  assert.equal(pings("sa", "10.68.0.11", "10.68.0.200"), false, "a spoofed source reached sb");
+  execFileSync("ip", ["-n", "netctx-sa", "addr", "del", "10.68.0.200/24", "dev", "eth0"]);
+
+  // A shaped context: traffic to it passes its veth (and its tbf).
+  assert.ok(ping(ns("sa"), "10.68.0.12"));
+  const shaped = sentDuring("nc-sl", () => assert.ok(pings("sa", "10.68.0.12"), "sa -> sl"));
+  assert.ok(shaped >= 50, `nc-sl transmitted only ${shaped} of 50 requests`);
+
+  // rm takes a context out of the map; the others keep going short.
+  netctxOk("rm", "sl");
+  netctxOk("rm", "sb");
+  assert.deepEqual(netctxJson<NetworkView>("network", "inspect", "sc").shortcut?.macs, [macOf("sa")]);
+  netctxOk("create", "sc2", "--level", "l2", "--network", "sc", "--ip", "10.68.0.13");
+  assert.ok(ping(ns("sa"), "10.68.0.13"));
+  const again = sentDuring("nc-sc2", () => assert.ok(pings("sa", "10.68.0.13")));
+  assert.ok(again < 10, `nc-sc2 transmitted ${again} of 50 requests`);
+
+  netctxOk("rm", "sa");
+  netctxOk("rm", "sc2");
+  netctxOk("network", "rm", "sc");
+});
