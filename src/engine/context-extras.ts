@@ -16,7 +16,7 @@ import {
 } from "../model/publish.ts";
 import type { ContextInput } from "../model/schemas.ts";
 import { limitBandwidth, unlimitBandwidth } from "../networks/bandwidth.ts";
-import { removeShortcut } from "../networks/bridge-shortcut.ts";
+import { withdrawShortcut } from "../networks/bridge-shortcut.ts";
 import type { Store } from "../state/store.ts";
 
 /** Shape checks of `publish` and `bandwidth`; no state needed. */
@@ -68,7 +68,7 @@ export function applyExtras(host: Host, name: string, spec: ContextSpec): void {
   const first = spec.attachments[0];
   if (spec.bandwidth && first?.hostIfname) {
     // A redirect past the bridge would skip the limits' ifb and root qdisc: a shaped context takes the bridge.
-    removeShortcut(host, first);
+    withdrawShortcut(host, first);
     limitBandwidth(host, first.hostIfname, spec.bandwidth);
   }
 }

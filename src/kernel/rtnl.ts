@@ -24,6 +24,7 @@ import { NetlinkSocket } from "./netlink.ts";
 import { inNetns } from "./netns.ts";
 import { type Route, type RouteSpec, routeChange, routeList } from "./route.ts";
 import { type Rule, type RuleSpec, ruleAdd, ruleDel, ruleList } from "./rule.ts";
+import { ingressProgramAdd, ingressProgramsClear } from "./tc.ts";
 
 export type { Addr, Link, LinkAddSpec, LinkChange, Neigh, NeighSpec, Route, RouteSpec, Rule, RuleSpec };
 
@@ -44,6 +45,16 @@ export class Rtnl {
   /** The ifindex of a link; KernelError ENODEV when missing. */
   linkIndex(name: string): number {
     return linkIndex(this.sock, name, `link show ${name}`);
+  }
+
+  /** A BPF program (SCHED_CLS) on the link's ingress, as a clsact cls_bpf filter; see tc.ts. */
+  ingressProgramAdd(ifindex: number, progFd: number, name: string): void {
+    ingressProgramAdd(this.sock, ifindex, progFd, name);
+  }
+
+  /** The link's clsact qdisc and its filters go; false when there was none. */
+  ingressProgramsClear(ifindex: number): boolean {
+    return ingressProgramsClear(this.sock, ifindex);
   }
 
   /** The ifindex of a link, or undefined when there is none. */

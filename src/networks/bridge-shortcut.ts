@@ -11,9 +11,10 @@
  * off-host, other sources such as link-local ones) takes the bridge, whose anti-spoofing rules decide as before.
  * A context with bandwidth limits never goes short (the redirect would skip its ifb and its veth's root qdisc).
  *
- * One hash map per network, MAC -> { host veth ifindex, IPv4, IPv6 }, and one program using it, attached also to
- * the network's bridge, where it holds map and program for later processes: those find it by querying the
- * bridge's tcx programs (no bpffs needed). Without tcx (kernel < 6.6) or bpf_redirect_peer (< 5.10) the network
+ * One hash map per network, MAC -> { host veth ifindex, IPv4, IPv6 }, and one program using it: a cls_bpf filter
+ * on each port's ingress, and a tcx attachment on the network's bridge, where it holds map and program for later
+ * processes: those find it by querying the bridge's tcx programs (no bpffs needed). On the bridge it only ever
+ * sees frames going up to the host, which never pass its port check. Without tcx (kernel < 6.6) or bpf_redirect_peer (< 5.10) the network
  * simply works through its bridge; `netctx network inspect` says which.
  */
 
@@ -140,14 +141,6 @@ function close(s: Shortcut): void {
   closeFd(s.mapFd);
 }
 
-/** Errors that mean "this kernel cannot", as opposed to a fault worth reporting. */
-function unsupported(err: unknown): string | undefined {
-  if (!(err instanceof KernelError)) return undefined;
-  return ["EINVAL", "EOPNOTSUPP", "ENOTSUPP", "ENOSYS", "EPERM", "E2BIG"].includes(err.errnoName)
-    ? err.message.split("\n")[0]
-    : undefined;
-}
-
 function install(bridgeIndex: number): Found {
   let mapFd = -1;
   let progFd = -1;
@@ -163,9 +156,10 @@ function install(bridgeIndex: number): Found {
   } catch (err) {
     closeFd(progFd);
     closeFd(mapFd);
-    const why = unsupported(err);
-    if (why === undefined) throw err;
-    return { unavailable: why };
+    // The network works through its bridge without it: whatever the kernel refused (no tcx before 6.6, no
+    // bpf_redirect_peer before 5.10, no BPF for this user), say so in inspect rather than fail the context.
+    if (!(err instanceof KernelError)) throw err;
+    return { unavailable: err.message.split("\n")[0]! };
   }
   const ours = { progFd, mapFd };
   const first = findOn(bridgeIndex);
@@ -196,23 +190,26 @@ export function addShortcut(host: Host, att: Attachment): void {
   const s = shortcutOf(host, att.network, true);
   if (!s || "unavailable" in s) return;
   const ifindex = host.rtnl.linkIndex(att.hostIfname);
-  attachTcxIngress(ifindex, s.progFd);
+  // A port's program is a cls_bpf filter, not a tcx attachment: tcx waits for an RCU grace period on every attach.
+  host.rtnl.ingressProgramAdd(ifindex, s.progFd, PROGRAM_NAME);
   mapUpdate(s.mapFd, macKey(att.mac), entryValue(ifindex, att.addresses));
 }
 
-/** Before the port goes (or gets bandwidth limits): frames to it take the bridge again. Tolerates all gone. */
-export function removeShortcut(host: Host, att: Attachment): void {
-  if (!att.hostIfname || !att.mac) return;
+/**
+ * Before the port goes: frames to it take the bridge again. Its filter goes with its veth. Tolerates all gone.
+ * Returns the port's ifindex when it is still there.
+ */
+export function removeShortcut(host: Host, att: Attachment): number | undefined {
+  if (!att.hostIfname || !att.mac) return undefined;
   const s = shortcutOf(host, att.network, false);
-  if (!s || "unavailable" in s) return;
-  mapDelete(s.mapFd, macKey(att.mac));
-  const ifindex = host.rtnl.linkIndexIfAny(att.hostIfname);
-  if (ifindex === undefined) return;
-  try {
-    detachTcxIngress(ifindex, s.progFd);
-  } catch (err) {
-    if (!(err instanceof KernelError && err.errnoName === "ENOENT")) throw err;
-  }
+  if (s && !("unavailable" in s)) mapDelete(s.mapFd, macKey(att.mac));
+  return host.rtnl.linkIndexIfAny(att.hostIfname);
+}
+
+/** Before bandwidth limits: the port takes the bridge both ways, and its ingress is free for the limits' qdisc. */
+export function withdrawShortcut(host: Host, att: Attachment): void {
+  const ifindex = removeShortcut(host, att);
+  if (ifindex !== undefined) host.rtnl.ingressProgramsClear(ifindex);
 }
 
 /** The network's bridge is going: the next one gets a shortcut of its own. */

@@ -77,9 +77,11 @@ export const bridgeDriver: NetworkDriver = {
   },
 
   attach(host: Host, net: NetworkRecord, ctx: ContextNetns, att: Attachment) {
-    addVethPair(host, ctx.path, att, portBridge(host, net));
-    guardAttachment(host, net, ctx.rtnl, att);
+    addVethPair(host, ctx.path, att, portBridge(host, net), false);
+    // While the port is down: a qdisc added to a device that is up waits for the device to quiesce.
     addShortcut(host, att);
+    host.rtnl.linkSet(att.hostIfname, { up: true });
+    guardAttachment(host, net, ctx.rtnl, att);
     configureContextSide(ctx, att, { gatewayOnLink: false, defaultRoute: !net.internal });
   },
 
