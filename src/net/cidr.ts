@@ -177,6 +177,14 @@ export function formatIp(family: Family, addr: bigint): string {
   return family === 4 ? formatV4(addr) : formatV6(addr);
 }
 
+/** The address in network byte order: 4 or 16 bytes, as the kernel's structs and packet headers hold it. */
+export function ipBytes(ip: { family: Family; addr: bigint }): Uint8Array {
+  const bytes = new Uint8Array(familyBits(ip.family) / 8);
+  for (let i = 0; i < bytes.length; i++)
+    bytes[i] = Number((ip.addr >> BigInt(8 * (bytes.length - 1 - i))) & 0xffn);
+  return bytes;
+}
+
 export function cidrContains(c: Cidr, family: Family, addr: bigint): boolean {
   if (c.family !== family) return false;
   return (addr & ~hostMask(family, c.prefix)) === c.network;

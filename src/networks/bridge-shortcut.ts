@@ -1,10 +1,9 @@
 /**
- * A shortcut past the bridge for traffic between the contexts of one bridge network: a tc program on each
- * context's host-side veth (tcx ingress) hands a unicast IPv4/IPv6 frame addressed to another context's MAC
- * straight to that context's interface (bpf_redirect_peer), as Cilium does. The frame then crosses one veth, as on
- * a raw veth pair, instead of veth, bridge and veth, and skips br_netfilter, which on kernels that have it loaded
- * puts every bridged frame through the inet hooks and conntrack (bench: 0.77x of a raw veth pair through the
- * bridge).
+ * A shortcut past the bridge for traffic between the contexts of one bridge network: a BPF program on each
+ * context's host-side veth (ingress) hands a unicast IPv4/IPv6 frame addressed to another context's MAC straight
+ * to that context's interface (bpf_redirect_peer), as Cilium does. The frame then crosses one veth, as on a raw
+ * veth pair, instead of veth, bridge and veth, and skips br_netfilter, which on kernels that have it loaded puts
+ * every bridged frame through the inet hooks and conntrack (bench: 0.77x of a raw veth pair through the bridge).
  *
  * Only frames that pass the anti-spoofing check go short: the sender's MAC must be the one its port was given and
  * its IP source the first address of its family there. Anything else (ARP, multicast, frames to the gateway or
@@ -12,10 +11,10 @@
  * A context with bandwidth limits never goes short (the redirect would skip its ifb and its veth's root qdisc).
  *
  * One hash map per network, MAC -> { host veth ifindex, IPv4, IPv6 }, and one program using it: a cls_bpf filter
- * on each port's ingress, and a tcx attachment on the network's bridge, where it holds map and program for later
- * processes: those find it by querying the bridge's tcx programs (no bpffs needed). On the bridge it only ever
- * sees frames going up to the host, which never pass its port check. Without tcx (kernel < 6.6) or bpf_redirect_peer (< 5.10) the network
- * simply works through its bridge; `netctx network inspect` says which.
+ * on each port's ingress (kernel/tc.ts), and a tcx attachment on the network's bridge, where it holds map and
+ * program for later processes: those find it by querying the bridge's tcx programs (no bpffs needed). On the
+ * bridge it only sees frames going up to the host, which never pass its port check. Where the kernel refuses any
+ * of it (tcx needs 6.6, bpf_redirect_peer 5.10) the network simply works through its bridge.
  */
 
 import { type Host, perHost } from "../host.ts";
@@ -34,7 +33,7 @@ import { closeFd } from "../kernel/bpf/syscall.ts";
 import { attachTcxIngress, detachTcxIngress } from "../kernel/bpf/tcx.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { bridgeIfname } from "../model/names.ts";
-import { parseIp } from "../net/cidr.ts";
+import { ipBytes, parseIp } from "../net/cidr.ts";
 import type { Attachment } from "./driver.ts";
 
 const PROGRAM_NAME = "nctx_shortcut";
@@ -105,15 +104,10 @@ function macKey(mac: string): Uint8Array {
 function entryValue(ifindex: number, addresses: readonly string[]): Uint8Array {
   const value = new Uint8Array(VALUE_SIZE);
   new DataView(value.buffer).setUint32(0, ifindex, true);
+  const ips = addresses.map((a) => parseIp(a.split("/")[0]!, "address"));
   for (const f of FAMILIES) {
-    const cidr = addresses.find((a) => parseIp(a.split("/")[0]!, "address").family === f.family);
-    if (cidr === undefined) continue;
-    let v = parseIp(cidr.split("/")[0]!, "address").addr;
-    const bytes = f.words * 4;
-    for (let i = bytes - 1; i >= 0; i--) {
-      value[f.value + i] = Number(v & 0xffn);
-      v >>= 8n;
-    }
+    const ip = ips.find((i) => i.family === f.family);
+    if (ip) value.set(ipBytes(ip), f.value);
   }
   return value;
 }
@@ -229,7 +223,12 @@ export interface ShortcutStatus {
 /** For inspect: whether the network's contexts bypass its bridge, and which. */
 export function shortcutStatus(host: Host, network: string): ShortcutStatus {
   const s = shortcutOf(host, network, false);
-  if (!s) return { state: "off", reason: "no shortcut program on the bridge" };
+  if (!s)
+    return {
+      state: "off",
+      reason:
+        "no shortcut program on the bridge: no context made since the network was, or the kernel refused it",
+    };
   if ("unavailable" in s) return { state: "off", reason: s.unavailable };
   const macs = mapEntries(s.mapFd, KEY_SIZE, VALUE_SIZE).map(([k]) =>
     [...k].map((b) => b.toString(16).padStart(2, "0")).join(":"),

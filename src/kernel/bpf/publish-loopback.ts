@@ -17,7 +17,7 @@ import { mkdirSync } from "node:fs";
 import koffi from "koffi";
 import { NetctxError } from "../../errors.ts";
 import type { Published } from "../../model/publish.ts";
-import { parseIp } from "../../net/cidr.ts";
+import { ipBytes, parseIp } from "../../net/cidr.ts";
 import { cgroup2Root } from "../cgroup.ts";
 import { KernelError } from "../errors.ts";
 import { close, errno, socket } from "../ffi.ts";
@@ -107,11 +107,7 @@ function portWord(port: number): number {
 
 export function loopbackProgram(family: 4 | 6, p: Published, target: string, cookie: bigint): ProgramSpec {
   const loop = family === 4 ? addrWords(new Uint8Array([127, 0, 0, 1])) : [0, 0, 0, 0x01000000];
-  const ip = parseIp(target, "publish");
-  const bytes = new Uint8Array(family === 4 ? 4 : 16);
-  for (let i = 0; i < bytes.length; i++)
-    bytes[i] = Number((ip.addr >> BigInt(8 * (bytes.length - 1 - i))) & 0xffn);
-  const to = addrWords(bytes);
+  const to = addrWords(ipBytes(parseIp(target, "publish")));
   const off = family === 4 ? USER_IP4 : USER_IP6;
   const a = new Asm();
   a.mov64Reg(R6, R1);

@@ -5,7 +5,7 @@
  * same cgroup (not named nctx_*) are left alone.
  */
 import { invalid, NetctxError } from "../../errors.ts";
-import { parseIp } from "../../net/cidr.ts";
+import { ipBytes, parseIp } from "../../net/cidr.ts";
 import { cgroup2Root } from "../cgroup.ts";
 import { KernelError } from "../errors.ts";
 import {
@@ -49,13 +49,7 @@ export const POLICY_HOOKS: readonly AttachTypeName[] = [
 function addressBytes(text: string, family: 4 | 6, field: string): Uint8Array {
   const ip = parseIp(text, field);
   if (ip.family !== family) throw invalid(field, `${text} is not an IPv${family} address`);
-  const bytes = new Uint8Array(family === 4 ? 4 : 16);
-  let v = ip.addr;
-  for (let i = bytes.length - 1; i >= 0; i--) {
-    bytes[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
-  return bytes;
+  return ipBytes(ip);
 }
 
 export function policyWords(policy: SocketPolicy): PolicyWords {
