@@ -8,6 +8,7 @@
  * The kernel is listed before the store is read: a record always exists before its kernel objects (and outlives
  * them on removal), so an object a concurrent create makes after our listing is never mistaken for an orphan.
  */
+
 import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { errorLine } from "../errors.ts";
@@ -29,6 +30,7 @@ import { bridgeIfname, LINK_GROUP, NETNS_PREFIX, PREFIX } from "../model/names.t
 import { formatIp, parseCidr } from "../net/cidr.ts";
 import { ifbName } from "../networks/bandwidth.ts";
 import { segmentPrefix } from "../networks/bridge-segments.ts";
+import { dropShortcutMac, shortcutMacs } from "../networks/bridge-shortcut.ts";
 import { familyOf, firewallNetwork, hostPrefix, tolerateMissing } from "../networks/common.ts";
 import type { Attachment } from "../networks/driver.ts";
 import { networkDriver } from "../networks/registry.ts";
@@ -419,6 +421,34 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
     act("add", `antispoof port ${g.att.hostIfname}`, "its context is ready", () => guard(host, g));
   // Published ports live in maps of the inet table: a rebuild above emptied them.
   settlePublications(host, contexts, act);
+  sweepShortcuts(host, networks, l2, act);
+}
+
+/**
+ * A bridge network's shortcut map holds one entry per unshaped context on it (networks/bridge-shortcut.ts); rm
+ * takes its entry out first, so a stray one means a context that went some other way. Its MAC is nobody's now,
+ * and its ifindex may come back as another device's.
+ */
+function sweepShortcuts(host: Host, networks: NetworkRecord[], l2: ContextRecord[], act: Act): void {
+  for (const n of networks) {
+    if (n.driver !== "bridge") continue;
+    // Bandwidth limits apply to a context's first attachment, which then takes the bridge.
+    const owned = new Set(
+      l2.flatMap((c) =>
+        specOf(c).attachments.flatMap((a, i) =>
+          a.network === n.name && a.mac && !(i === 0 && specOf(c).bandwidth) ? [a.mac.toLowerCase()] : [],
+        ),
+      ),
+    );
+    for (const mac of shortcutMacs(host, n.name) ?? [])
+      if (!owned.has(mac))
+        act(
+          "remove",
+          `shortcut entry ${mac} of network ${n.name}`,
+          "no unshaped context on it has that MAC",
+          () => dropShortcutMac(host, n.name, mac),
+        );
+  }
 }
 
 function ourProgramCounts(cgroupPath: string): Map<string, number> {

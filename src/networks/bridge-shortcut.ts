@@ -220,6 +220,21 @@ export interface ShortcutStatus {
   macs?: string[];
 }
 
+/** The MACs in the network's map; undefined when the network has no shortcut. */
+export function shortcutMacs(host: Host, network: string): string[] | undefined {
+  const s = shortcutOf(host, network, false);
+  if (!s || "unavailable" in s) return undefined;
+  return mapEntries(s.mapFd, KEY_SIZE, VALUE_SIZE)
+    .map(([k]) => [...k].map((b) => b.toString(16).padStart(2, "0")).join(":"))
+    .sort();
+}
+
+/** gc: an entry whose context is gone (or shaped) leaves the map. */
+export function dropShortcutMac(host: Host, network: string, mac: string): void {
+  const s = shortcutOf(host, network, false);
+  if (s && !("unavailable" in s)) mapDelete(s.mapFd, macKey(mac));
+}
+
 /** For inspect: whether the network's contexts bypass its bridge, and which. */
 export function shortcutStatus(host: Host, network: string): ShortcutStatus {
   const s = shortcutOf(host, network, false);
@@ -230,8 +245,5 @@ export function shortcutStatus(host: Host, network: string): ShortcutStatus {
         "no shortcut program on the bridge: no context made since the network was, or the kernel refused it",
     };
   if ("unavailable" in s) return { state: "off", reason: s.unavailable };
-  const macs = mapEntries(s.mapFd, KEY_SIZE, VALUE_SIZE).map(([k]) =>
-    [...k].map((b) => b.toString(16).padStart(2, "0")).join(":"),
-  );
-  return { state: "on", macs: macs.sort() };
+  return { state: "on", macs: shortcutMacs(host, network) ?? [] };
 }

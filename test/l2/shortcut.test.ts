@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
+import { Host } from "../../src/host.ts";
 import { netctxJson, netctxOk } from "../helpers/cli.ts";
 import { ping } from "../helpers/kernel.ts";
 
@@ -47,7 +48,7 @@ function sentDuring(ifname: string, traffic: () => void): number {
   return txPackets(ifname) - before;
 }
 
-test("contexts of a bridge network reach each other past the bridge; the gateway, spoofers and shaped contexts take it", () => {
+test("contexts of a bridge network reach each other past the bridge; the gateway, spoofers and shaped contexts take it; gc drops strays", () => {
   netctxOk(
     "network",
     "create",
@@ -112,7 +113,23 @@ test("contexts of a bridge network reach each other past the bridge; the gateway
   const again = sentDuring("nc-sc2", () => assert.ok(pings("sa", "10.68.0.13")));
   assert.ok(again < 10, `nc-sc2 transmitted ${again} of 50 requests`);
 
+  // A context the store forgot without its teardown leaves an entry behind: gc takes it out, and only it.
+  const forgotten = macOf("sc2");
+  const host = Host.open(process.env.NETCTX_STATE_DIR);
+  try {
+    host.store.transaction(() => {
+      host.store.releaseAll("sc2");
+      host.store.deleteContext("sc2");
+    });
+  } finally {
+    host.close();
+  }
+  const plan = JSON.parse(netctxOk("gc", "--dry-run", "--json")) as { actions: { object: string }[] };
+  assert.ok(plan.actions.some((a) => a.object === `shortcut entry ${forgotten} of network sc`));
+  assert.ok(!plan.actions.some((a) => a.object === `shortcut entry ${macOf("sa")} of network sc`));
+  netctxOk("gc");
+  assert.deepEqual(netctxJson<NetworkView>("network", "inspect", "sc").shortcut?.macs, [macOf("sa")]);
+
   netctxOk("rm", "sa");
-  netctxOk("rm", "sc2");
   netctxOk("network", "rm", "sc");
 });
