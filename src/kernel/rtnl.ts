@@ -24,7 +24,7 @@ import { NetlinkSocket } from "./netlink.ts";
 import { inNetns } from "./netns.ts";
 import { type Route, type RouteSpec, routeChange, routeList } from "./route.ts";
 import { type Rule, type RuleSpec, ruleAdd, ruleDel, ruleList } from "./rule.ts";
-import { ingressProgramAdd, ingressProgramsClear } from "./tc.ts";
+import { blockProgramAdd, ingressBlockJoin, ingressQdiscDel } from "./tc.ts";
 
 export type { Addr, Link, LinkAddSpec, LinkChange, Neigh, NeighSpec, Route, RouteSpec, Rule, RuleSpec };
 
@@ -47,14 +47,19 @@ export class Rtnl {
     return linkIndex(this.sock, name, `link show ${name}`);
   }
 
-  /** A BPF program (SCHED_CLS) on the link's ingress, as a clsact cls_bpf filter; see tc.ts. */
-  ingressProgramAdd(ifindex: number, progFd: number, name: string): void {
-    ingressProgramAdd(this.sock, ifindex, progFd, name);
+  /** The link's ingress filters become those of shared tc block `block`; see tc.ts. */
+  ingressBlockJoin(ifindex: number, block: number): void {
+    ingressBlockJoin(this.sock, ifindex, block);
   }
 
-  /** The link's clsact qdisc and its filters go; false when there was none. */
-  ingressProgramsClear(ifindex: number): boolean {
-    return ingressProgramsClear(this.sock, ifindex);
+  /** A BPF program (SCHED_CLS) as the shared block's filter; false when it has it already. */
+  blockProgramAdd(block: number, progFd: number, name: string): boolean {
+    return blockProgramAdd(this.sock, block, progFd, name);
+  }
+
+  /** The link's ingress qdisc goes (and with it the link's share of any block); false when there was none. */
+  ingressQdiscDel(ifindex: number): boolean {
+    return ingressQdiscDel(this.sock, ifindex);
   }
 
   /** The ifindex of a link, or undefined when there is none. */

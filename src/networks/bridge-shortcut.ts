@@ -10,9 +10,9 @@
  * off-host, other sources such as link-local ones) takes the bridge, whose anti-spoofing rules decide as before.
  * A context with bandwidth limits never goes short (the redirect would skip its ifb and its veth's root qdisc).
  *
- * One hash map per network, MAC -> { host veth ifindex, IPv4, IPv6 }, and one program using it: a cls_bpf filter
- * on each port's ingress (kernel/tc.ts), and a tcx attachment on the network's bridge, where it holds map and
- * program for later processes: those find it by querying the bridge's tcx programs (no bpffs needed). On the
+ * One hash map per network, MAC -> { host veth ifindex, IPv4, IPv6 }, and one program using it: the cls_bpf filter
+ * of a tc block all the network's ports share (kernel/tc.ts), and a tcx attachment on the network's bridge, where
+ * it holds map and program for later processes: those find it by querying the bridge's tcx programs (no bpffs needed). On the
  * bridge it only sees frames going up to the host, which never pass its port check. Where the kernel refuses any
  * of it (tcx needs 6.6, bpf_redirect_peer 5.10) the network simply works through its bridge.
  */
@@ -91,6 +91,8 @@ function shortcutProgram(mapFd: number): ProgramSpec {
 interface Shortcut {
   progFd: number;
   mapFd: number;
+  /** The shared tc block of the network's ports: the bridge's ifindex, unique in the host while the bridge lives. */
+  block: number;
 }
 
 type Found = Shortcut | { unavailable: string };
@@ -125,7 +127,7 @@ function findOn(ifindex: number): (Shortcut & { id: number }) | undefined {
       closeFd(progFd);
       continue;
     }
-    return { id, progFd, mapFd: mapFdById(mapId) };
+    return { id, progFd, mapFd: mapFdById(mapId), block: ifindex };
   }
   return undefined;
 }
@@ -155,7 +157,7 @@ function install(bridgeIndex: number): Found {
     if (!(err instanceof KernelError)) throw err;
     return { unavailable: err.message.split("\n")[0]! };
   }
-  const ours = { progFd, mapFd };
+  const ours = { progFd, mapFd, block: bridgeIndex };
   const first = findOn(bridgeIndex);
   if (first === undefined || first.id === progInfo(progFd).id) {
     if (first) close(first);
@@ -184,8 +186,10 @@ export function addShortcut(host: Host, att: Attachment): void {
   const s = shortcutOf(host, att.network, true);
   if (!s || "unavailable" in s) return;
   const ifindex = host.rtnl.linkIndex(att.hostIfname);
-  // A port's program is a cls_bpf filter, not a tcx attachment: tcx waits for an RCU grace period on every attach.
-  host.rtnl.ingressProgramAdd(ifindex, s.progFd, PROGRAM_NAME);
+  // Ports share one tc block holding the program (kernel/tc.ts says why not tcx, not a block each). The block
+  // goes when its last port does: the filter is added whenever it is missing, EEXIST otherwise.
+  host.rtnl.ingressBlockJoin(ifindex, s.block);
+  host.rtnl.blockProgramAdd(s.block, s.progFd, PROGRAM_NAME);
   mapUpdate(s.mapFd, macKey(att.mac), entryValue(ifindex, att.addresses));
 }
 
@@ -203,7 +207,7 @@ export function removeShortcut(host: Host, att: Attachment): number | undefined 
 /** Before bandwidth limits: the port takes the bridge both ways, and its ingress is free for the limits' qdisc. */
 export function withdrawShortcut(host: Host, att: Attachment): void {
   const ifindex = removeShortcut(host, att);
-  if (ifindex !== undefined) host.rtnl.ingressProgramsClear(ifindex);
+  if (ifindex !== undefined) host.rtnl.ingressQdiscDel(ifindex);
 }
 
 /** The network's bridge is going: the next one gets a shortcut of its own. */
