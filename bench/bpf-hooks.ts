@@ -14,9 +14,10 @@ import { fileURLToPath } from "node:url";
 import koffi from "koffi";
 import { Asm, FP, R0, R1, R2, R3, R6 } from "../src/kernel/bpf/asm.ts";
 import { attachProgram, loadProgram, openCgroup, withFd } from "../src/kernel/bpf/attach.ts";
+import { createHashMap, mapUpdate } from "../src/kernel/bpf/maps.ts";
 import { ProgType } from "../src/kernel/bpf/programs.ts";
 import { attachSocketPolicy, policyWords } from "../src/kernel/bpf/socket-policy.ts";
-import { BPF_ATTR_SIZE, BpfCmd, bpf, closeFd, withBuffers } from "../src/kernel/bpf/syscall.ts";
+import { closeFd } from "../src/kernel/bpf/syscall.ts";
 import { cgroup2Root, cgroupId, createCgroup, removeCgroup } from "../src/kernel/cgroup.ts";
 import { insideSandbox, sandboxArgv } from "../src/sandbox.ts";
 
@@ -69,21 +70,18 @@ const connectClose = () => {
 
 /** bind4 with a hash map {cgroup id -> IPv4 address}: what a shared program would run per bind. */
 function mapBindProgram(cgroup: string): number {
-  const mapFd = withBuffers([BPF_ATTR_SIZE], (attr) => {
-    attr.view.setUint32(0, 1, true); // BPF_MAP_TYPE_HASH
-    attr.view.setUint32(4, 8, true);
-    attr.view.setUint32(8, 4, true);
-    attr.view.setUint32(12, 1024, true);
-    return bpf(BpfCmd.MAP_CREATE, attr, "bpf map create");
+  const mapFd = createHashMap({
+    name: "nctx_bench_map",
+    keySize: 8,
+    valueSize: 4,
+    maxEntries: 1024,
+    preallocated: true,
   });
-  withBuffers([BPF_ATTR_SIZE, 8, 4], (attr, key, value) => {
-    key.view.setBigUint64(0, cgroupId(cgroup), true);
-    value.view.setUint32(0, policyWords({ ipv4: ADDR }).ipv4![0]!, true);
-    attr.view.setUint32(0, mapFd, true);
-    attr.view.setBigUint64(8, key.address, true);
-    attr.view.setBigUint64(16, value.address, true);
-    bpf(BpfCmd.MAP_UPDATE_ELEM, attr, "bpf map update");
-  });
+  const key = new Uint8Array(8);
+  const value = new Uint8Array(4);
+  new DataView(key.buffer).setBigUint64(0, cgroupId(cgroup), true);
+  new DataView(value.buffer).setUint32(0, policyWords({ ipv4: ADDR }).ipv4![0]!, true);
+  mapUpdate(mapFd, key, value);
   const a = new Asm()
     .mov64Reg(R6, R1)
     .call(80) // bpf_get_current_cgroup_id

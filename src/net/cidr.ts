@@ -232,13 +232,17 @@ export function macProblem(text: string): string | undefined {
 export function randomMac(): string {
   const bytes = randomBytes(6);
   bytes[0] = (bytes[0]! & 0xfe) | 0x02;
-  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(":");
+  return macText(bytes);
 }
 
 /** A locally administered unicast MAC that is always the same for `seed` (a bridge's, from its network's name). */
 export function stableMac(seed: string): string {
   const h = createHash("sha256").update(seed).digest();
-  return ["02", ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
+  return macText([0x02, ...h.subarray(0, 5)]);
+}
+
+function macText(bytes: Iterable<number>): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(":");
 }
 
 /** The EUI-64 link-local address the kernel derives from a MAC (addr_gen_mode eui64, the default). */

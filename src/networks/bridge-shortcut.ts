@@ -19,19 +19,19 @@
 
 import { type Host, perHost } from "../host.ts";
 import { Asm, R0, R1, R2, R3, R6, R7, R8 } from "../kernel/bpf/asm.ts";
-import { loadProgram, progFdById, progInfo, queryPrograms } from "../kernel/bpf/attach.ts";
 import {
-  createHashMap,
-  mapDelete,
-  mapEntries,
-  mapFdById,
-  mapUpdate,
-  programMapIds,
-} from "../kernel/bpf/maps.ts";
+  attachProgram,
+  detachProgram,
+  loadProgram,
+  progFdById,
+  progInfo,
+  queryPrograms,
+} from "../kernel/bpf/attach.ts";
+import { createHashMap, mapDelete, mapEntries, mapFdById, mapUpdate } from "../kernel/bpf/maps.ts";
 import { type ProgramSpec, ProgType } from "../kernel/bpf/programs.ts";
 import { closeFd } from "../kernel/bpf/syscall.ts";
-import { attachTcxIngress, detachTcxIngress } from "../kernel/bpf/tcx.ts";
 import { KernelError } from "../kernel/errors.ts";
+import { formatMac, parseMac } from "../kernel/netlink.ts";
 import { bridgeIfname } from "../model/names.ts";
 import { ipBytes, parseIp } from "../net/cidr.ts";
 import type { Attachment } from "./driver.ts";
@@ -99,10 +99,6 @@ type Found = Shortcut | { unavailable: string };
 
 const known = perHost(() => new Map<string, Found>());
 
-function macKey(mac: string): Uint8Array {
-  return Uint8Array.from(mac.split(":").map((h) => Number.parseInt(h, 16)));
-}
-
 function entryValue(ifindex: number, addresses: readonly string[]): Uint8Array {
   const value = new Uint8Array(VALUE_SIZE);
   new DataView(value.buffer).setUint32(0, ifindex, true);
@@ -118,12 +114,9 @@ function entryValue(ifindex: number, addresses: readonly string[]): Uint8Array {
 function findOn(ifindex: number): (Shortcut & { id: number }) | undefined {
   for (const id of queryPrograms(ifindex, "TCX_INGRESS").sort((x, y) => x - y)) {
     const progFd = progFdById(id);
-    if (progInfo(progFd).name !== PROGRAM_NAME) {
-      closeFd(progFd);
-      continue;
-    }
-    const [mapId] = programMapIds(progFd);
-    if (mapId === undefined) {
+    const info = progInfo(progFd);
+    const [mapId] = info.mapIds;
+    if (info.name !== PROGRAM_NAME || mapId === undefined) {
       closeFd(progFd);
       continue;
     }
@@ -142,13 +135,13 @@ function install(bridgeIndex: number): Found {
   let progFd = -1;
   try {
     mapFd = createHashMap({
-      name: "nctx_shortcut",
+      name: PROGRAM_NAME,
       keySize: KEY_SIZE,
       valueSize: VALUE_SIZE,
       maxEntries: MAX_ENTRIES,
     });
     progFd = loadProgram(shortcutProgram(mapFd));
-    attachTcxIngress(bridgeIndex, progFd);
+    attachProgram(bridgeIndex, progFd, "TCX_INGRESS", 0);
   } catch (err) {
     closeFd(progFd);
     closeFd(mapFd);
@@ -163,7 +156,7 @@ function install(bridgeIndex: number): Found {
     if (first) close(first);
     return ours;
   }
-  detachTcxIngress(bridgeIndex, progFd);
+  detachProgram(bridgeIndex, progFd, "TCX_INGRESS");
   close(ours);
   return first;
 }
@@ -190,7 +183,7 @@ export function addShortcut(host: Host, att: Attachment): void {
   // goes when its last port does: the filter is added whenever it is missing, EEXIST otherwise.
   host.rtnl.ingressBlockJoin(ifindex, s.block);
   host.rtnl.blockProgramAdd(s.block, s.progFd, PROGRAM_NAME);
-  mapUpdate(s.mapFd, macKey(att.mac), entryValue(ifindex, att.addresses));
+  mapUpdate(s.mapFd, parseMac(att.mac), entryValue(ifindex, att.addresses));
 }
 
 /**
@@ -200,7 +193,7 @@ export function addShortcut(host: Host, att: Attachment): void {
 export function removeShortcut(host: Host, att: Attachment): number | undefined {
   if (!att.hostIfname || !att.mac) return undefined;
   const s = shortcutOf(host, att.network, false);
-  if (s && !("unavailable" in s)) mapDelete(s.mapFd, macKey(att.mac));
+  if (s && !("unavailable" in s)) mapDelete(s.mapFd, parseMac(att.mac));
   return host.rtnl.linkIndexIfAny(att.hostIfname);
 }
 
@@ -229,14 +222,14 @@ export function shortcutMacs(host: Host, network: string): string[] | undefined 
   const s = shortcutOf(host, network, false);
   if (!s || "unavailable" in s) return undefined;
   return mapEntries(s.mapFd, KEY_SIZE, VALUE_SIZE)
-    .map(([k]) => [...k].map((b) => b.toString(16).padStart(2, "0")).join(":"))
+    .map(([k]) => formatMac(k, 0, KEY_SIZE))
     .sort();
 }
 
 /** gc: an entry whose context is gone (or shaped) leaves the map. */
 export function dropShortcutMac(host: Host, network: string, mac: string): void {
   const s = shortcutOf(host, network, false);
-  if (s && !("unavailable" in s)) mapDelete(s.mapFd, macKey(mac));
+  if (s && !("unavailable" in s)) mapDelete(s.mapFd, parseMac(mac));
 }
 
 /** For inspect: whether the network's contexts bypass its bridge, and which. */

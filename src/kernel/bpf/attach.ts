@@ -83,25 +83,34 @@ function attachAttr(
   attr.view.setUint32(12, flags, true);
 }
 
-export function attachProgram(cgroupFd: number, progFd: number, type: AttachTypeName): void {
+/**
+ * `target` is a cgroup fd, or for TCX_INGRESS an ifindex (tcx, kernel 6.6+: the attachment lasts as long as the
+ * device; its flags are bpf_mprog's, where 0 appends).
+ */
+export function attachProgram(
+  target: number,
+  progFd: number,
+  type: AttachTypeName,
+  flags = BPF_F_ALLOW_MULTI,
+): void {
   withBuffers([BPF_ATTR_SIZE], (attr) => {
-    attachAttr(attr, cgroupFd, progFd, type, BPF_F_ALLOW_MULTI);
+    attachAttr(attr, target, progFd, type, flags);
     bpf(BpfCmd.PROG_ATTACH, attr, `bpf prog attach ${type}`);
   });
 }
 
-export function detachProgram(cgroupFd: number, progFd: number, type: AttachTypeName): void {
+export function detachProgram(target: number, progFd: number, type: AttachTypeName): void {
   withBuffers([BPF_ATTR_SIZE], (attr) => {
-    attachAttr(attr, cgroupFd, progFd, type, 0);
+    attachAttr(attr, target, progFd, type, 0);
     bpf(BpfCmd.PROG_DETACH, attr, `bpf prog detach ${type}`);
   });
 }
 
-/** Program ids attached directly to the cgroup at this hook (not inherited ones). */
-export function queryPrograms(cgroupFd: number, type: AttachTypeName): number[] {
+/** Program ids attached directly to the cgroup (or, for TCX_INGRESS, the ifindex) at this hook, not inherited ones. */
+export function queryPrograms(target: number, type: AttachTypeName): number[] {
   const max = 64;
   return withBuffers([BPF_ATTR_SIZE, max * 4], (attr, ids) => {
-    attr.view.setUint32(0, cgroupFd, true);
+    attr.view.setUint32(0, target, true);
     attr.view.setUint32(4, AttachType[type], true);
     attr.view.setBigUint64(16, ids.address, true);
     attr.view.setUint32(24, max, true);
@@ -122,12 +131,18 @@ export interface ProgInfo {
   id: number;
   type: number;
   name: string;
+  /** The maps the program uses (the first MAX_MAP_IDS). */
+  mapIds: number[];
 }
 
-/** struct bpf_prog_info: type @0, id @4, name[16] @64. */
+const MAX_MAP_IDS = 8;
+
+/** struct bpf_prog_info: type @0, id @4, nr_map_ids @52, map_ids @56, name[16] @64. */
 export function progInfo(progFd: number): ProgInfo {
   const size = 256;
-  return withBuffers([BPF_ATTR_SIZE, size], (attr, info) => {
+  return withBuffers([BPF_ATTR_SIZE, size, MAX_MAP_IDS * 4], (attr, info, ids) => {
+    info.view.setUint32(52, MAX_MAP_IDS, true);
+    info.view.setBigUint64(56, ids.address, true);
     attr.view.setUint32(0, progFd, true);
     attr.view.setUint32(4, size, true);
     attr.view.setBigUint64(8, info.address, true);
@@ -138,6 +153,9 @@ export function progInfo(progFd: number): ProgInfo {
       type: info.view.getUint32(0, true),
       id: info.view.getUint32(4, true),
       name: new TextDecoder().decode(nameBytes.subarray(0, end < 0 ? 16 : end)),
+      mapIds: Array.from({ length: Math.min(info.view.getUint32(52, true), MAX_MAP_IDS) }, (_, i) =>
+        ids.view.getUint32(i * 4, true),
+      ),
     };
   });
 }

@@ -1,12 +1,11 @@
 /**
  * BPF hash maps: create, update, delete, walk, and reopen by id (a later process finds a map through the program
- * that uses it: BPF_OBJ_GET_INFO_BY_FD lists its map ids). Keys and values are plain byte arrays.
+ * that uses it: progInfo lists its map ids). Keys and values are plain byte arrays.
  */
 import { KernelError } from "../errors.ts";
 import { BPF_ATTR_SIZE, BpfCmd, bpf, NativeBuffer, withBuffers } from "./syscall.ts";
 
 const BPF_MAP_TYPE_HASH = 1;
-/** Entries allocated as they are added, not all max_entries up front. */
 const BPF_F_NO_PREALLOC = 1;
 
 export interface HashMapSpec {
@@ -14,6 +13,8 @@ export interface HashMapSpec {
   keySize: number;
   valueSize: number;
   maxEntries: number;
+  /** All max_entries allocated up front (the kernel's default); otherwise entries are allocated as they are added. */
+  preallocated?: boolean;
 }
 
 /** Returns the map's fd. */
@@ -24,7 +25,7 @@ export function createHashMap(spec: HashMapSpec): number {
     v.setUint32(4, spec.keySize, true);
     v.setUint32(8, spec.valueSize, true);
     v.setUint32(12, spec.maxEntries, true);
-    v.setUint32(16, BPF_F_NO_PREALLOC, true);
+    v.setUint32(16, spec.preallocated ? 0 : BPF_F_NO_PREALLOC, true);
     attr.bytes.set(new TextEncoder().encode(spec.name.slice(0, 15)), 28);
     return bpf(BpfCmd.MAP_CREATE, attr, `bpf map create ${spec.name}`);
   });
@@ -102,21 +103,5 @@ export function mapFdById(id: number): number {
   return withBuffers([BPF_ATTR_SIZE], (attr) => {
     attr.view.setUint32(0, id, true);
     return bpf(BpfCmd.MAP_GET_FD_BY_ID, attr, `bpf map get fd ${id}`);
-  });
-}
-
-/** The ids of the maps a program uses (struct bpf_prog_info: nr_map_ids @52, map_ids @56). */
-export function programMapIds(progFd: number): number[] {
-  const size = 256;
-  const max = 8;
-  return withBuffers([BPF_ATTR_SIZE, size, max * 4], (attr, info, ids) => {
-    info.view.setUint32(52, max, true);
-    info.view.setBigUint64(56, ids.address, true);
-    attr.view.setUint32(0, progFd, true);
-    attr.view.setUint32(4, size, true);
-    attr.view.setBigUint64(8, info.address, true);
-    bpf(BpfCmd.OBJ_GET_INFO_BY_FD, attr, "bpf obj get info");
-    const count = Math.min(info.view.getUint32(52, true), max);
-    return Array.from({ length: count }, (_, i) => ids.view.getUint32(i * 4, true));
   });
 }
