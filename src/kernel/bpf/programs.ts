@@ -44,6 +44,9 @@ const SK_SRC_IP4 = 24;
 const SK_SRC_IP6 = 28;
 // struct __sk_buff
 const SKB_PROTOCOL = 16;
+/** The receiving socket's bound address (skb->sk->skc_rcv_saddr / sk_v6_rcv_saddr), readable in cgroup skb programs. */
+const SKB_LOCAL_IP4 = 96;
+const SKB_LOCAL_IP6 = 116;
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -222,6 +225,11 @@ export function sockCreateProgram(fwmark: number | undefined): ProgramSpec {
  * Ingress: pass only packets addressed to the context. A socket that listens or sends without bind()
  * is auto-bound to the wildcard without any bind hook running; this is what keeps it from receiving
  * traffic for other contexts' (or loopback) addresses. skb->data is at the network header here.
+ *
+ * Every segment of every connection comes through here, so the common case is decided without touching the
+ * packet: a socket bound to the context's own address (every connected socket and every listener that bound)
+ * only ever gets packets the kernel's socket lookup matched to that address. Only sockets bound to the wildcard
+ * need the destination read from the header (bpf_skb_load_bytes, about a fifth of what the hook costs per packet in a perf profile of an iperf3 stream).
  */
 export function ingressProgram(policy: PolicyWords): ProgramSpec {
   const a = new Asm();
@@ -237,6 +245,9 @@ export function ingressProgram(policy: PolicyWords): ProgramSpec {
       a.ja("drop");
       continue;
     }
+    unlessEqual(a, R6, family === 4 ? SKB_LOCAL_IP4 : SKB_LOCAL_IP6, addr, `v${family}-header`);
+    a.ret(1);
+    a.label(`v${family}-header`);
     // bpf_skb_load_bytes(skb, offsetof(daddr), fp-16, len)
     a.mov64Reg(R1, R6);
     a.mov64Imm(R2, family === 4 ? 16 : 24);
