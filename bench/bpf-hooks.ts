@@ -3,15 +3,16 @@
  * so no handshake) with no programs, with the per-context programs (constants), and with a shared-style
  * bind4 program that looks the address up in a hash map keyed by cgroup id.
  * bench/run.ts calls measureBpfHooks(); standalone:
- *   node --import tsx bench/bpf-hooks.ts [rounds] [batches] [calls per batch]
+ *   node --import tsx bench/bpf-hooks.ts [cycles] [calls per batch]
  * which runs itself inside a throwaway network namespace. The cgroups live under the given parent (standalone:
- * netctx-bench-bpf-<pid>) and are removed; the calling process moves through them and back.
+ * netctx-bench-bpf-<pid>) and are removed. The timed loop is bench/bpf-hooks-loop.c, built with cc at each run; it
+ * moves itself through the cases' cgroups and back.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync, realpathSync, writeFileSync } from "node:fs";
+import { mkdtempSync, realpathSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import koffi from "koffi";
 import { Asm, FP, R0, R1, R2, R3, R6 } from "../src/kernel/bpf/asm.ts";
 import { attachProgram, loadProgram, openCgroup, withFd } from "../src/kernel/bpf/attach.ts";
 import { createHashMap, mapUpdate } from "../src/kernel/bpf/maps.ts";
@@ -20,53 +21,12 @@ import { attachSocketPolicy, policyWords } from "../src/kernel/bpf/socket-policy
 import { closeFd } from "../src/kernel/bpf/syscall.ts";
 import { cgroup2Root, cgroupId, createCgroup, removeCgroup } from "../src/kernel/cgroup.ts";
 import { insideSandbox, sandboxArgv } from "../src/sandbox.ts";
+import { type Stats, stats } from "./stats.ts";
 
 const ADDR = "10.99.0.2";
 const PEER = "10.99.0.1";
 const DEVICE = "ncbpfbench0";
-
-const libc = koffi.load("libc.so.6");
-const socketC = libc.func("int socket(int d, int t, int p)") as (d: number, t: number, p: number) => number;
-const bindC = libc.func("int bind(int fd, const void *a, uint32_t l)") as (
-  fd: number,
-  a: Uint8Array,
-  l: number,
-) => number;
-const connectC = libc.func("int connect(int fd, const void *a, uint32_t l)") as (
-  fd: number,
-  a: Uint8Array,
-  l: number,
-) => number;
-const closeC = libc.func("int close(int fd)") as (fd: number) => number;
-
-function sockaddrIn(ip: string, port: number): Uint8Array {
-  const b = new Uint8Array(16);
-  b[0] = 2;
-  b[2] = port >> 8;
-  b[3] = port & 0xff;
-  b.set(ip.split(".").map(Number), 4);
-  return b;
-}
-
-/** Mean ns per call over one batch. */
-function batchMean(fn: () => void, calls: number): number {
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < calls; i++) fn();
-  return Number(process.hrtime.bigint() - t0) / calls;
-}
-
-const wildcard = sockaddrIn("0.0.0.0", 0);
-const peer = sockaddrIn(PEER, 9);
-const bindClose = () => {
-  const fd = socketC(2, 2, 0);
-  if (bindC(fd, wildcard, 16) < 0) throw new Error(`bind failed: ${koffi.errno()}`);
-  closeC(fd);
-};
-const connectClose = () => {
-  const fd = socketC(2, 2, 0);
-  if (connectC(fd, peer, 16) < 0) throw new Error(`connect failed: ${koffi.errno()}`);
-  closeC(fd);
-};
+const LOOP_SOURCE = fileURLToPath(new URL("./bpf-hooks-loop.c", import.meta.url));
 
 /** bind4 with a hash map {cgroup id -> IPv4 address}: what a shared program would run per bind. */
 function mapBindProgram(cgroup: string): number {
@@ -113,13 +73,39 @@ function mapBindProgram(cgroup: string): number {
 export const CASES = ["none", "constants", "map"] as const;
 export type HookCase = (typeof CASES)[number];
 
-/** ns per operation, one figure per round: the fastest batch of that round. */
+/** Mean ns per call of one batch, by cycle: index i of every case comes from the same cycle, moments apart. */
 export type BpfHookSamples = Record<HookCase, { bind: number[]; connect: number[] }>;
 
+/** ns a case adds per call over no programs, paired by cycle. */
+export function addedPerCall(samples: BpfHookSamples, c: HookCase, op: "bind" | "connect"): Stats {
+  return stats(samples[c][op].map((v, i) => v - samples.none[op][i]!));
+}
+
 export interface BpfHookOptions {
-  rounds: number;
-  batches: number;
+  cycles: number;
+  /** Timed calls per batch. */
   calls: number;
+}
+
+/** Builds the timed loop (bpf-hooks-loop.c) and runs it; its stdout is one line per round and case. */
+function runLoop(opts: BpfHookOptions, parent: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "netctx-bench-bpf-"));
+  try {
+    const binary = join(dir, "bpf-hooks-loop");
+    const cc = spawnSync("cc", ["-O2", "-Wall", "-o", binary, LOOP_SOURCE], { encoding: "utf8" });
+    if (cc.error || cc.status !== 0)
+      throw new Error(
+        `cannot build bench/bpf-hooks-loop.c (cc, Debian package build-essential): ${cc.error?.message ?? cc.stderr.trim()}`,
+      );
+    const args = [opts.cycles, opts.calls, 0, PEER].map(String);
+    const run = spawnSync(binary, [...args, ...CASES.map((c) => `${c}=${join(parent, c)}`)], {
+      encoding: "utf8",
+    });
+    if (run.status !== 0) throw new Error(`bpf-hooks-loop: ${run.stderr.trim() || `exit ${run.status}`}`);
+    return run.stdout;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function sh(script: string): void {
@@ -135,8 +121,6 @@ export function measureBpfHooks(parent: string, opts: BpfHookOptions): BpfHookSa
   sh(
     `ip link add ${DEVICE} type bridge && ip link set ${DEVICE} up && ip addr add ${PEER}/24 dev ${DEVICE} && ip addr add ${ADDR}/24 dev ${DEVICE}`,
   );
-  const original = readFileSync("/proc/self/cgroup", "utf8").match(/^0::(.*)$/m)?.[1] ?? "/";
-  const enter = (cg: string) => writeFileSync(join(cg, "cgroup.procs"), String(process.pid));
   const samples: BpfHookSamples = {
     none: { bind: [], connect: [] },
     constants: { bind: [], connect: [] },
@@ -154,26 +138,12 @@ export function measureBpfHooks(parent: string, opts: BpfHookOptions): BpfHookSa
         closeFd(fd);
       }
     }
-    // Batches of the cases alternate (in both orders), and a round keeps each case's fastest batch: on a shared
-    // machine a batch that another process preempted is slower by far more than the hooks cost.
-    for (let round = 0; round < opts.rounds; round++) {
-      const best = Object.fromEntries(CASES.map((c) => [c, { bind: Infinity, connect: Infinity }]));
-      for (let b = 0; b < opts.batches; b++) {
-        for (const c of b % 2 ? [...CASES].reverse() : CASES) {
-          enter(join(parent, c));
-          batchMean(bindClose, 50);
-          batchMean(connectClose, 50);
-          best[c]!.bind = Math.min(best[c]!.bind, batchMean(bindClose, opts.calls));
-          best[c]!.connect = Math.min(best[c]!.connect, batchMean(connectClose, opts.calls));
-        }
-      }
-      for (const c of CASES) {
-        samples[c].bind.push(best[c]!.bind);
-        samples[c].connect.push(best[c]!.connect);
-      }
+    for (const line of runLoop(opts, parent).split("\n").filter(Boolean)) {
+      const [, c, bind, connect] = line.split(" ") as [string, HookCase, string, string];
+      samples[c].bind.push(Number(bind));
+      samples[c].connect.push(Number(connect));
     }
   } finally {
-    enter(join(cgroup2Root(), original));
     for (const c of CASES) removeCgroup(join(parent, c));
     removeCgroup(parent);
     sh(`ip link del ${DEVICE}`);
@@ -203,22 +173,19 @@ if (isMain()) {
     process.exit(r.status ?? 1);
   }
   const opts: BpfHookOptions = {
-    rounds: Number(process.argv[2] ?? 15),
-    batches: Number(process.argv[3] ?? 8),
-    calls: Number(process.argv[4] ?? 500),
+    cycles: Number(process.argv[2] ?? 2000),
+    calls: Number(process.argv[3] ?? 100),
   };
   const t0 = Date.now();
   const samples = measureBpfHooks(join(cgroup2Root(), `netctx-bench-bpf-${process.pid}`), opts);
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const none = { bind: median(samples.none.bind), connect: median(samples.none.connect) };
   console.log(
-    `ns per operation, median over ${opts.rounds} rounds of the fastest of ${opts.batches} batches of ${opts.calls} calls (map: bind4 only, connect unhooked); ${Date.now() - t0} ms`,
+    `ns per call, ${opts.cycles} cycles of a batch of ${opts.calls} calls per case (map: bind4 only, connect unhooked); ${Date.now() - t0} ms`,
   );
   for (const c of CASES) {
-    const r = { bind: median(samples[c].bind), connect: median(samples[c].connect) };
-    const d = (v: number, base: number) => (c === "none" ? "" : ` (+${(v - base).toFixed(0)})`);
-    console.log(
-      `${c.padEnd(10)} socket+bind+close ${r.bind.toFixed(0)}${d(r.bind, none.bind)}   socket+connect+close ${r.connect.toFixed(0)}${d(r.connect, none.connect)}`,
-    );
+    const line = (["bind", "connect"] as const).map((op) => {
+      const added = c === "none" ? "" : ` added ${addedPerCall(samples, c, op).median.toFixed(0)}`;
+      return `${op} ${stats(samples[c][op]).median.toFixed(0)}${added}`;
+    });
+    console.log(`${c.padEnd(10)} ${line.join("   ")}`);
   }
 }

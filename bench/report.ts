@@ -3,7 +3,7 @@
  * the rows of this run; a cell without a row is listed under "Not measured" with the reason.
  */
 
-import { type BpfHookOptions, type BpfHookSamples, CASES, type HookCase } from "./bpf-hooks.ts";
+import { addedPerCall, type BpfHookOptions, type BpfHookSamples, CASES, type HookCase } from "./bpf-hooks.ts";
 import { KERNEL_FLOOR } from "./kernel-floor.ts";
 import type { L2Memory } from "./l2-lifecycle.ts";
 import type { KernelReading } from "./memory.ts";
@@ -236,19 +236,14 @@ const CASE_TEXT: Record<HookCase, string> = {
   map: "shared program, map keyed by cgroup id (bind4 only)",
 };
 
-/** Added ns per call against no programs, paired by round (rounds interleave the cases). */
-export function bpfAdded(samples: BpfHookSamples, c: HookCase, op: "bind" | "connect") {
-  return stats(samples[c][op].map((v, i) => v - samples.none[op][i]!));
-}
-
 function bpfSection(data: BenchData): string {
   if (!data.bpf) return "## BPF hook cost\n\nNot measured in this run (see Not measured).\n";
-  const { samples, rounds, batches, calls } = data.bpf;
+  const { samples, cycles, calls } = data.bpf;
   const body: string[][] = [];
   for (const op of ["bind", "connect"] as const) {
     for (const c of CASES) {
       const s = stats(samples[c][op]);
-      const added = c === "none" ? undefined : bpfAdded(samples, c, op);
+      const added = c === "none" ? undefined : addedPerCall(samples, c, op);
       const base = stats(samples.none[op]).median;
       const unhooked = c === "map" && op === "connect";
       body.push([
@@ -264,12 +259,15 @@ function bpfSection(data: BenchData): string {
   }
   return `## BPF hook cost
 
-ns per call from a process inside the cgroup. ${rounds} rounds; in each, ${batches} batches of ${calls} calls per
-case, the cases alternating batch by batch, and a round keeps each case's fastest batch (on a shared machine a
-preempted batch is slower by far more than the hooks cost). Median and p95 over the rounds. Added = the case minus
-no programs in the same round: the programs' run time plus the change they make to the call itself (a wildcard bind
-narrowed to the context's address, the source bound on connect before the route lookup), so it can come out
-negative. The calls go through koffi; its FFI cost is in the absolute figures and cancels out of the added ones.
+ns per call, from a process inside the case's cgroup: ${cycles} cycles, each giving every case one batch of ${calls}
+calls of each operation (after 10 untimed ones), the cases in turn on one CPU, forward and backward on alternate
+cycles (bench/bpf-hooks-loop.c: one process per case, so nothing moves between cgroups while it runs). This VM's
+speed drifts by up to 1.5x within a second, far more than the hooks cost, so a case is compared with no programs
+cycle by cycle, milliseconds apart. Median and p95 over the cycles. Added = the case minus no programs in the same
+cycle: the programs' run time (socket creation and bind, resp. connect) plus the change they make to the call itself
+(a wildcard bind narrowed to the context's address, whose local address check is a FIB lookup; the source bound on
+connect, which spares the kernel the second route lookup of a connect without a source), so it can come out negative.
+The map case does not hook connect: its added connect figure is what the method reads for no difference.
 
 ${table(["operation", "programs", "median ns", "p95 ns", "added median ns", "added p95 ns", "ratio to no programs"], body)}
 `;
@@ -358,8 +356,8 @@ function goals(data: BenchData): Verdict[] {
   const g3 = "BPF hooks add <= 300 ns per bind()+close() and per connect()";
   if (!data.bpf) out.push({ goal: g3, status: "not measured", figure: "" });
   else {
-    const bind = bpfAdded(data.bpf.samples, "constants", "bind").median;
-    const connect = bpfAdded(data.bpf.samples, "constants", "connect").median;
+    const bind = addedPerCall(data.bpf.samples, "constants", "bind").median;
+    const connect = addedPerCall(data.bpf.samples, "constants", "connect").median;
     out.push({
       goal: g3,
       status: Math.max(bind, connect) <= 300 ? "met" : "not met",

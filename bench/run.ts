@@ -84,7 +84,7 @@ const PLAN = quick
         { id: "netavark", ns: [30], k: 15 },
       ] as PeerPlan[],
       shared: { ns: [30, 100], k: 20 },
-      bpf: { rounds: 9, batches: 6, calls: 300 },
+      bpf: { cycles: 300, calls: 100 },
     }
   : {
       budgetSeconds: 570,
@@ -125,7 +125,7 @@ const PLAN = quick
         { id: "netavark", ns: [100, 500], k: 50 },
       ] as PeerPlan[],
       shared: { ns: [100, 1000], k: 50 },
-      bpf: { rounds: 21, batches: 8, calls: 500 },
+      bpf: { cycles: 1500, calls: 100 },
     };
 
 /** Seconds per container (add, remove) seen on this machine up to N=1000, with headroom for load. */
