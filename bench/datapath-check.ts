@@ -14,5 +14,5 @@ if (!insideSandbox()) {
 }
 
 const started = Date.now();
-console.log(await datapathSection(process.argv.includes("--quick")));
+console.log((await datapathSection(process.argv.includes("--quick"))).text);
 console.log(`wall time: ${((Date.now() - started) / 1000).toFixed(1)} s`);

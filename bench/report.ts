@@ -4,6 +4,7 @@
  */
 
 import { addedPerCall, type BpfHookOptions, type BpfHookSamples, CASES, type HookCase } from "./bpf-hooks.ts";
+import type { DatapathResult } from "./datapath.ts";
 import { KERNEL_FLOOR } from "./kernel-floor.ts";
 import type { L2Memory } from "./l2-lifecycle.ts";
 import type { KernelReading } from "./memory.ts";
@@ -34,7 +35,7 @@ export interface BenchData {
   kernel: { label: string; reading: KernelReading }[];
   iptablesRules: Record<string, number>;
   bpf?: { samples: BpfHookSamples } & BpfHookOptions;
-  datapath?: string;
+  datapath?: DatapathResult;
 }
 
 export interface ResultRow {
@@ -320,7 +321,7 @@ ${lines.join("\n")}
 `;
 }
 
-type Verdict = { goal: string; status: "met" | "not met" | "not measured"; figure: string };
+export type Verdict = { goal: string; status: "met" | "not met" | "not measured"; figure: string };
 
 function goals(data: BenchData): Verdict[] {
   const out: Verdict[] = [];
@@ -364,6 +365,8 @@ function goals(data: BenchData): Verdict[] {
       figure: `+${fmt(bind, 0)} ns bind, +${fmt(connect, 0)} ns connect (per-context programs, median)`,
     });
   }
+  // 4: data path ratios, decided in the data path section.
+  out.push(...(data.datapath?.verdicts ?? []));
   return out;
 }
 
@@ -400,7 +403,7 @@ namespace of its own (nested), so it starts from an empty firewall, and that nam
     sharedSection(data),
     bpfSection(data),
     memorySection(data),
-    data.datapath ?? "## Data path\n\nNot measured in this run.\n",
+    data.datapath?.text ?? "## Data path\n\nNot measured in this run.\n",
     notMeasuredSection(data),
   ]
     .filter(Boolean)

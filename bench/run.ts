@@ -13,7 +13,7 @@ import { cgroup2Root } from "../src/kernel/cgroup.ts";
 import { insideSandbox, sandboxArgv } from "../src/sandbox.ts";
 import { APPLY_WALKS, applyWalk } from "./apply-walks.ts";
 import { type BpfHookOptions, type BpfHookSamples, measureBpfHooks } from "./bpf-hooks.ts";
-import { datapathSection } from "./datapath.ts";
+import { type DatapathResult, datapathSection } from "./datapath.ts";
 import { KERNEL_FLOOR, kernelFloorPath } from "./kernel-floor.ts";
 import { L2_PATHS, type L2Cell, type L2Memory, type L2PathId, netctxL2Walk } from "./l2-lifecycle.ts";
 import { type KernelReading, settleNetns } from "./memory.ts";
@@ -95,9 +95,9 @@ const PLAN = quick
           paths: [
             { id: "library", k: 50 },
             { id: "cniEngine", k: 50 },
-            { id: "cniExec", k: 20 },
-            { id: "cliEngine", k: 20 },
-            { id: "cli", k: 20 },
+            { id: "cniExec", k: 10 },
+            { id: "cliEngine", k: 10 },
+            { id: "cli", k: 10 },
           ],
         },
         {
@@ -112,9 +112,9 @@ const PLAN = quick
           paths: [
             { id: "library", k: 50 },
             { id: "cniEngine", k: 50 },
-            { id: "cniExec", k: 20 },
-            { id: "cliEngine", k: 20 },
-            { id: "cli", k: 20 },
+            { id: "cniExec", k: 10 },
+            { id: "cliEngine", k: 10 },
+            { id: "cli", k: 10 },
           ],
         },
       ] as L2Cell[],
@@ -190,7 +190,7 @@ const kernel: { label: string; reading: KernelReading }[] = [];
 const iptablesRules: Record<string, number> = {};
 let l2Memory: L2Memory | undefined;
 let bpf: ({ samples: BpfHookSamples } & BpfHookOptions) | undefined;
-let datapath: string | undefined;
+let datapath: DatapathResult | undefined;
 const why = (err: unknown) => (err instanceof Error ? err.message : String(err)).split("\n")[0]!;
 
 try {
