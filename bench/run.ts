@@ -84,7 +84,7 @@ const PLAN = quick
         { id: "netavark", ns: [30], k: 15 },
       ] as PeerPlan[],
       shared: { ns: [30, 100], k: 20 },
-      bpf: { cycles: 300, calls: 100 },
+      bpf: { cycles: 500, calls: 100 },
     }
   : {
       budgetSeconds: 570,
