@@ -63,7 +63,7 @@ export function createContexts(host: Host, raws: readonly unknown[]): ContextRec
   for (const plan of plans) finishRemoval(host, plan.input.name);
   const records = withPendingRemovalsFinished(host, () =>
     host.store.transaction(() => {
-      // One reading of the tables in use serves the whole batch (it dumps every rule and route).
+      // One reading of the tables in use serves the whole batch (it dumps every rule).
       const tables = new TableFinder(host);
       return plans.map((plan) => recordContext(host, plan, tables));
     }),
@@ -281,31 +281,31 @@ function tearDown(host: Host, record: ContextRecord): void {
 /**
  * Hands out the lowest routing table numbers that no l3 context holds and no rule or route in the kernel uses
  * (another tool's table, or one a crashed create left behind, which teardown would flush). Reads the store and the
- * kernel once, on first use, inside the creating transaction; each take() marks its number used.
+ * rules once, on first use, inside the creating transaction; each take() marks its number used.
  */
 class TableFinder {
   private used: Set<number> | undefined;
 
   constructor(private readonly host: Host) {}
 
+  /**
+   * The lowest table no context records and no rule points to, that holds no route either (someone else's). The
+   * routes are checked table by table: dumping every table would read each l3 context's routes and every host
+   * address's local route, O(contexts) per batch.
+   */
   take(): number {
     this.used ??= this.read();
-    let table = FIRST_L3_TABLE;
-    while (this.used.has(table)) table++;
-    this.used.add(table);
-    return table;
+    for (let table = FIRST_L3_TABLE; ; table++) {
+      if (this.used.has(table)) continue;
+      this.used.add(table);
+      if (!this.host.rtnl.tableHasRoutes(4, table) && !this.host.rtnl.tableHasRoutes(6, table)) return table;
+    }
   }
 
   private read(): Set<number> {
-    const used = new Set<number>();
-    for (const c of this.host.store.listContexts()) {
-      const table = specOf(c).table;
-      if (table !== undefined) used.add(table);
-    }
-    for (const family of [4, 6] as const) {
-      for (const rule of this.host.rtnl.ruleList(family)) used.add(rule.table);
-      for (const route of this.host.rtnl.routeList({ family })) used.add(route.table);
-    }
+    const used = new Set(this.host.store.contextTables());
+    for (const family of [4, 6] as const)
+      for (const table of this.host.rtnl.ruleTables(family)) used.add(table);
     return used;
   }
 }

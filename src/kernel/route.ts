@@ -194,14 +194,10 @@ export function parseRoute(m: Message, names: Map<number, string>): Route | unde
   return route;
 }
 
-export function routeList(
-  sock: NetlinkSocket,
-  names: Map<number, string>,
-  filter: { family?: 4 | 6; table?: number } = {},
-): Route[] {
-  const header = (w: MessageWriter) =>
+function dumpHeader(family: 4 | 6 | undefined): (w: MessageWriter) => void {
+  return (w) =>
     w
-      .u8(filter.family ? familyNumber(filter.family) : AF_UNSPEC)
+      .u8(family ? familyNumber(family) : AF_UNSPEC)
       .u8(0)
       .u8(0)
       .u8(0)
@@ -210,6 +206,13 @@ export function routeList(
       .u8(0)
       .u8(0)
       .u32(0);
+}
+
+export function routeList(
+  sock: NetlinkSocket,
+  names: Map<number, string>,
+  filter: { family?: 4 | 6; table?: number } = {},
+): Route[] {
   const parse = (m: Message) => {
     const r = parseRoute(m, names);
     if (!r) return undefined;
@@ -217,16 +220,32 @@ export function routeList(
     if (filter.table !== undefined && r.table !== filter.table) return undefined;
     return r;
   };
-  if (filter.table === undefined) return sock.dump("route list", RTM_GETROUTE, header, parse);
-  // One table of thousands (an l3 context's): the kernel walks only that one. A table that holds no route does not
-  // exist for it (ENOENT).
-  const table = filter.table;
+  if (filter.table === undefined)
+    return sock.dump("route list", RTM_GETROUTE, dumpHeader(filter.family), parse);
+  return tableDump(sock, filter.family, filter.table, parse);
+}
+
+/** Whether the table holds any route of the family, read without parsing (or naming the devices of) any. */
+export function tableHasRoutes(sock: NetlinkSocket, family: 4 | 6, table: number): boolean {
+  return tableDump(sock, family, table, (m) => (m.type === RTM_NEWROUTE ? true : undefined)).length > 0;
+}
+
+/**
+ * One table of thousands (an l3 context's): the kernel walks only that one. A table that holds no route does not
+ * exist for it (ENOENT).
+ */
+function tableDump<T>(
+  sock: NetlinkSocket,
+  family: 4 | 6 | undefined,
+  table: number,
+  parse: (m: Message) => T | undefined,
+): T[] {
   try {
     return sock.filteredDump(
       `route list table ${table}`,
       RTM_GETROUTE,
       (w) => {
-        header(w);
+        dumpHeader(family)(w);
         w.attrU32(RTA_TABLE, table);
       },
       parse,

@@ -22,8 +22,8 @@ import {
 import { type Neigh, type NeighSpec, neighAdd, neighDel, neighList } from "./neigh.ts";
 import { NetlinkSocket } from "./netlink.ts";
 import { inNetns } from "./netns.ts";
-import { type Route, type RouteSpec, routeChange, routeList } from "./route.ts";
-import { type Rule, type RuleSpec, ruleAdd, ruleDel, ruleList } from "./rule.ts";
+import { type Route, type RouteSpec, routeChange, routeList, tableHasRoutes } from "./route.ts";
+import { type Rule, type RuleSpec, ruleAdd, ruleDel, ruleList, ruleTables } from "./rule.ts";
 import { blockProgramAdd, ingressBlockJoin, ingressQdiscDel } from "./tc.ts";
 
 export type { Addr, Link, LinkAddSpec, LinkChange, Neigh, NeighSpec, Route, RouteSpec, Rule, RuleSpec };
@@ -139,6 +139,10 @@ export class Rtnl {
     return routeList(this.sock, linkNames(this.sock), filter);
   }
 
+  tableHasRoutes(family: 4 | 6, table: number): boolean {
+    return tableHasRoutes(this.sock, family, table);
+  }
+
   ruleAdd(r: RuleSpec): void {
     ruleAdd(this.sock, r);
   }
@@ -149,6 +153,11 @@ export class Rtnl {
 
   ruleList(family: 4 | 6): Rule[] {
     return ruleList(this.sock, family);
+  }
+
+  /** The tables the family's rules point to. */
+  ruleTables(family: 4 | 6): Set<number> {
+    return ruleTables(this.sock, family);
   }
 
   neighAdd(n: NeighSpec): void {

@@ -2,6 +2,7 @@
 import { invalid } from "../errors.ts";
 import { checkIfname } from "./link.ts";
 import {
+  type Attrs,
   familyNumber,
   familyOfAf,
   type Message,
@@ -116,7 +117,7 @@ export function parseRule(m: Message): Rule | undefined {
   const rule: Rule = {
     family,
     priority: a.u32(FRA_PRIORITY) ?? 0,
-    table: a.u32(FRA_TABLE) ?? buf[offset + 4] ?? 0,
+    table: tableOf(m, a),
   };
   const src = a.ip(FRA_SRC);
   if (src !== undefined) rule.from = `${src}/${buf[offset + 2]}`;
@@ -133,13 +134,27 @@ export function parseRule(m: Message): Rule | undefined {
   return rule;
 }
 
+/** FRA_TABLE carries the full id; the header's u8 only tables below 256. */
+function tableOf(m: Message, a: Attrs): number {
+  return a.u32(FRA_TABLE) ?? m.buf[m.offset + 4] ?? 0;
+}
+
+function dumpHeader(family: 4 | 6): (w: MessageWriter) => void {
+  return (w) => {
+    w.u8(familyNumber(family)).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u32(0);
+  };
+}
+
 export function ruleList(sock: NetlinkSocket, family: 4 | 6): Rule[] {
-  return sock.dump(
-    `rule list -${family}`,
-    RTM_GETRULE,
-    (w) => {
-      w.u8(familyNumber(family)).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u32(0);
-    },
-    parseRule,
+  return sock.dump(`rule list -${family}`, RTM_GETRULE, dumpHeader(family), parseRule);
+}
+
+/** The table of every rule of the family, and nothing else of them: picking a free table needs no more. */
+export function ruleTables(sock: NetlinkSocket, family: 4 | 6): Set<number> {
+  const tables = sock.dump(`rule list -${family}`, RTM_GETRULE, dumpHeader(family), (m) =>
+    m.type === RTM_NEWRULE
+      ? tableOf(m, parseAttrs(m.buf, m.offset + FIB_RULE_HDR_LEN, m.end, FRA_TABLE))
+      : undefined,
   );
+  return new Set(tables);
 }

@@ -230,6 +230,11 @@ export class Store {
         .pluck(),
       context: db.prepare<[string], ContextRow>(`SELECT * FROM contexts WHERE name = ?`),
       contexts: db.prepare<[], ContextRow>(`SELECT * FROM contexts ORDER BY name`),
+      contextTables: db
+        .prepare<[], number>(
+          `SELECT table_id FROM (SELECT json_extract(spec, '$.table') AS table_id FROM contexts) WHERE table_id IS NOT NULL`,
+        )
+        .pluck(),
       insertContext: db.prepare(
         `INSERT INTO contexts (name, level, status, spec, created_at)
             VALUES (@name, @level, @status, @spec, @created_at)`,
@@ -405,6 +410,11 @@ export class Store {
 
   listContexts(): ContextRecord[] {
     return this.read(() => this.q.contexts.all().map(toContext));
+  }
+
+  /** The routing tables of l3 contexts, read in SQL: parsing every record would cost O(contexts) per apply batch. */
+  contextTables(): number[] {
+    return this.read(() => this.q.contextTables.all());
   }
 
   updateContext(c: ContextRecord): void {

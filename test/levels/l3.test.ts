@@ -214,6 +214,26 @@ describe("level l3", () => {
     }
   });
 
+  test("a new context skips tables another tool uses: one holding a route, one a rule points to", () => {
+    const next = Math.max(a.table, b.table) + 1;
+    sh(`ip -6 route add fd99::/64 dev lo table ${next}`);
+    sh(`ip -4 rule add from 192.0.2.77 lookup ${next + 1} pref 3000`);
+    try {
+      netctxOk("create", "d", "--level", "l3", "--network", "hn");
+      const d = netctxJson<View>("inspect", "d");
+      assert.equal(d.table, next + 2);
+      assert.deepEqual(
+        ipJson<IpRoute[]>(`-6 route show table ${next}`).map((r) => r.dst),
+        ["fd99::/64"],
+        "the foreign route is untouched",
+      );
+    } finally {
+      netctxOk("rm", "d");
+      sh(`ip -6 route del fd99::/64 dev lo table ${next}`);
+      sh(`ip -4 rule del from 192.0.2.77 lookup ${next + 1} pref 3000`);
+    }
+  });
+
   test("rm a leaves b's rules, table and traffic intact", async () => {
     netctxOk("rm", "a");
     const rules = ipJson<IpRule[]>("-4 rule show").filter((r) => r.priority === 1000);
