@@ -11,10 +11,11 @@
 import { createHash } from "node:crypto";
 import { type Host, perHost } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
+import { writeSysctl } from "../kernel/sysctl.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
 import { stableMac } from "../net/cidr.ts";
 import type { NetworkRecord } from "../state/store.ts";
-import { deleteOwnLink, setLinkLocal, tolerateMissing } from "./common.ts";
+import { deleteOwnLink, tolerateMissing } from "./common.ts";
 
 /** Ports per bridge (contexts, and on the network's bridge its trunks) before the next segment; NETCTX_BRIDGE_SEGMENT_PORTS lets tests make it small. */
 export function segmentPorts(): number {
@@ -67,7 +68,6 @@ function createSegment(host: Host, net: NetworkRecord, k: number): void {
       name: names.bridge,
       kind: "bridge",
       mtu: net.mtu,
-      up: true,
       group: LINK_GROUP,
       // A bridge without a MAC of its own recomputes its id over every port as they come and go.
       mac: stableMac(`netctx-segment:${net.name}:${k}`),
@@ -88,13 +88,29 @@ function createSegment(host: Host, net: NetworkRecord, k: number): void {
       peer: { name: names.trunkPeer, mtu: net.mtu },
     });
     host.rtnl.linkSet(names.trunkPeer, { master: names.bridge });
-    for (const name of [names.trunk, names.trunkPeer]) {
-      setLinkLocal(host.rtnl, name, false);
+    for (const name of [names.bridge, names.trunk, names.trunkPeer]) {
+      withoutIpv6(name);
       host.rtnl.linkSet(name, { up: true });
     }
   } catch (err) {
     for (const name of [names.trunk, names.bridge]) deleteOwnLink(host, name);
     throw err;
+  }
+}
+
+/**
+ * Segments and trunks are plumbing between bridges, with no address of any family. With IPv6 on, each of them would
+ * join the all-routers groups (the host forwards) and the segment bridge would make a link-local address, and their
+ * MLD reports are multicast: flooded to every port of both bridges, a few times over, through br_netfilter (at 1000
+ * contexts, 5% of the CPU while contexts were being made). A sysctl write, not netlink (which cannot switch IPv6 off),
+ * costs O(namespaces) (see setLinkLocal), but only three times per SEGMENT_PORTS contexts.
+ */
+function withoutIpv6(ifname: string): void {
+  try {
+    writeSysctl(`net/ipv6/conf/${ifname}/disable_ipv6`, "1");
+  } catch (err) {
+    // A kernel without IPv6 has no such file, and no MLD either.
+    if (!(err instanceof KernelError && err.errnoName === "ENOENT")) throw err;
   }
 }
 

@@ -4,6 +4,7 @@
  * bridges.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { netctxJson, netctxOk } from "../helpers/cli.ts";
 import { links, ping } from "../helpers/kernel.ts";
@@ -16,11 +17,28 @@ interface Inspect {
 }
 
 const masterOf = (ifname: string) => links().find((l) => l.ifname === ifname)?.master;
-const addressOf = (name: string) => netctxJson<Inspect>("inspect", name).addresses[0]!.split("/")[0]!;
+const addressOf = (name: string, family: 4 | 6 = 4) =>
+  netctxJson<Inspect>("inspect", name)
+    .addresses.map((a) => a.split("/")[0]!)
+    .find((a) => a.includes(":") === (family === 6))!;
+/** MLD reports the kernel's IPv6 sent from a device (its per-device SNMP counters). */
+const mldReportsSent = (ifname: string) =>
+  Number(/^Icmp6OutMLDv2Reports\s+(\d+)$/m.exec(readFileSync(`/proc/net/dev_snmp6/${ifname}`, "utf8"))?.[1]);
 const netns = (name: string) => `/run/netns/netctx-${name}`;
 
 test("contexts past a bridge's share go on segments, reach everyone, and leave nothing behind", () => {
-  netctxOk("network", "create", "big", "--driver", "bridge", "--subnet", "10.66.0.0/24", "--nat");
+  netctxOk(
+    "network",
+    "create",
+    "big",
+    "--driver",
+    "bridge",
+    "--subnet",
+    "10.66.0.0/24",
+    "--subnet",
+    "fd66::/64",
+    "--nat",
+  );
   for (const name of ["s1", "s2", "s3", "s4", "s5", "s6"])
     netctxOk("create", name, "--level", "l2", "--network", "big");
 
@@ -40,6 +58,15 @@ test("contexts past a bridge's share go on segments, reach everyone, and leave n
   assert.ok(ping(netns("s6"), addressOf("s4")), "s6 (segment 2) -> s4 (segment 1)");
   assert.ok(ping(netns("s5"), "10.66.0.1"), "s5 (segment 1) -> gateway");
   assert.ok(ping(netns("s4"), addressOf("s5")), "s4 -> s5 (same segment)");
+  assert.ok(ping(netns("s1"), addressOf("s6", 6)), "IPv6: s1 (network bridge) -> s6 (segment 2)");
+  assert.ok(ping(netns("s6"), addressOf("s4", 6)), "IPv6: s6 (segment 2) -> s4 (segment 1)");
+  assert.ok(ping(netns("s5"), "fd66::1"), "IPv6: s5 (segment 1) -> gateway");
+
+  // Segments and trunks have no IPv6 of their own, so they send no MLD reports to be flooded across the bridges;
+  // the network's bridge (the gateway, a router) does.
+  for (const dev of [seg1, seg2, `${prefix}t1`, `${prefix}u1`, `${prefix}t2`, `${prefix}u2`])
+    assert.equal(mldReportsSent(dev), 0, dev);
+  assert.ok(mldReportsSent("nc-big") > 0, "the network's bridge");
 
   // A freed place is taken again before a new segment is made; gc leaves segments of a live network alone.
   netctxOk("rm", "s4");
