@@ -4,6 +4,7 @@
  * 10-20 ms each and dominated creating and removing a context.
  */
 import koffi from "koffi";
+import { withSignalsBlocked } from "../kernel/ffi.ts";
 
 const NFT_CTX_OUTPUT_JSON = 1 << 4;
 
@@ -58,7 +59,7 @@ export function runNftBuffer(
     l.bufferOutput(ctx);
     l.bufferError(ctx);
     if (json) l.setOutputFlags(ctx, NFT_CTX_OUTPUT_JSON);
-    const rc = l.run(ctx, command);
+    const rc = withSignalsBlocked(() => l.run(ctx, command));
     return { status: rc === 0 ? 0 : 1, stdout: l.outputBuffer(ctx) ?? "", stderr: l.errorBuffer(ctx) ?? "" };
   } finally {
     l.ctxFree(ctx);

@@ -44,8 +44,6 @@ export class Nft {
     if (r.status !== 0) {
       // libnftables 1.0.6 echoes the first line of a buffer under a kernel error, not the failing one; the binary
       // reading /dev/stdin names the right line. A failed batch changed nothing (atomic), so asking again is safe.
-      // An in-process run interrupted by a signal (EINTR, seen under a CPU profiler) may have committed all the same;
-      // a re-run that succeeds leaves the script applied either way.
       if (this.inProcess && script.includes("\n")) {
         const again = this.execBinary(["-f", "-"], script);
         if (again.status === 0) return;

@@ -64,6 +64,32 @@ export const ioctl = libc.func("int ioctl(int fd, unsigned long request, void *a
   arg: Uint8Array,
 ) => number;
 const strerrorC = libc.func("const char *strerror(int errnum)") as (errnum: number) => string;
+const sigfillset = libc.func("int sigfillset(void *set)") as (set: Uint8Array) => number;
+const pthreadSigmask = libc.func("int pthread_sigmask(int how, const void *set, void *oldset)") as (
+  how: number,
+  set: Uint8Array | null,
+  oldset: Uint8Array | null,
+) => number;
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+/** glibc's sigset_t: 1024 bits. */
+const SIGSET_BYTES = 128;
+
+/**
+ * Runs fn with this thread's signals held back; they are delivered when it returns. For C code that gives up on a
+ * syscall a signal interrupts (EINTR) instead of retrying it, as libnftables does in its netlink exchange: node's own
+ * SIGCHLD, or a profiler's SIGPROF, would otherwise fail a transaction the kernel may already have committed.
+ */
+export function withSignalsBlocked<T>(fn: () => T): T {
+  const all = new Uint8Array(SIGSET_BYTES);
+  const previous = new Uint8Array(SIGSET_BYTES);
+  if (sigfillset(all) !== 0 || pthreadSigmask(SIG_BLOCK, all, previous) !== 0) return fn();
+  try {
+    return fn();
+  } finally {
+    pthreadSigmask(SIG_SETMASK, previous, null);
+  }
+}
 
 /** open(2); the mode is passed as the variadic third argument, as libc expects. */
 export function open(path: string, flags: number, mode = 0): number {
