@@ -13,10 +13,10 @@ import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Helper, ProgType, SockAddr } from "../src/kernel/bpf/abi.ts";
 import { Asm, FP, R0, R1, R2, R3, R6 } from "../src/kernel/bpf/asm.ts";
 import { attachProgram, loadProgram, openCgroup, withFd } from "../src/kernel/bpf/attach.ts";
 import { createHashMap, mapUpdate } from "../src/kernel/bpf/maps.ts";
-import { ProgType } from "../src/kernel/bpf/programs.ts";
 import { attachSocketPolicy, policyWords } from "../src/kernel/bpf/socket-policy.ts";
 import { closeFd } from "../src/kernel/bpf/syscall.ts";
 import { cgroup2Root, cgroupId, createCgroup, removeCgroup } from "../src/kernel/cgroup.ts";
@@ -44,18 +44,18 @@ function mapBindProgram(cgroup: string): number {
   mapUpdate(mapFd, key, value);
   const a = new Asm()
     .mov64Reg(R6, R1)
-    .call(80) // bpf_get_current_cgroup_id
+    .call(Helper.get_current_cgroup_id)
     .stx("dw", FP, -8, R0)
     .ldMapFd(R1, mapFd)
     .mov64Reg(R2, FP)
     .alu64Imm("add", R2, -8)
-    .call(1) // bpf_map_lookup_elem
+    .call(Helper.map_lookup_elem)
     .jmpImm("eq", R0, 0, "deny")
     .ldx("w", R2, R0, 0)
-    .ldx("w", R3, R6, 4)
+    .ldx("w", R3, R6, SockAddr.userIp4)
     .jmp32Reg("eq", R3, R2, "allow")
     .jmp32Imm("ne", R3, 0, "deny")
-    .stx("w", R6, 4, R2)
+    .stx("w", R6, SockAddr.userIp4, R2)
     .label("allow")
     .ret(1)
     .label("deny")

@@ -18,6 +18,7 @@
  */
 
 import { type Host, perHost } from "../host.ts";
+import { Helper, ProgType, SkBuff } from "../kernel/bpf/abi.ts";
 import { Asm, R0, R1, R2, R3, R6, R7, R8 } from "../kernel/bpf/asm.ts";
 import {
   attachProgram,
@@ -28,7 +29,7 @@ import {
   queryPrograms,
 } from "../kernel/bpf/attach.ts";
 import { createHashMap, mapDelete, mapEntries, mapFdById, mapUpdate } from "../kernel/bpf/maps.ts";
-import { type ProgramSpec, ProgType } from "../kernel/bpf/programs.ts";
+import type { ProgramSpec } from "../kernel/bpf/programs.ts";
 import { closeFd } from "../kernel/bpf/syscall.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { formatMac, parseMac } from "../kernel/netlink.ts";
@@ -42,11 +43,6 @@ const KEY_SIZE = 6;
 const VALUE_SIZE = 24;
 const MAX_ENTRIES = 65536;
 
-const Helper = { map_lookup_elem: 1, redirect_peer: 155 } as const;
-// struct __sk_buff
-const SKB_IFINDEX = 40;
-const SKB_DATA = 76;
-const SKB_DATA_END = 80;
 /** tcx: go on with the next program, then the stack (here: the bridge). */
 const TCX_NEXT = -1;
 
@@ -59,8 +55,8 @@ const FAMILIES = [
 function shortcutProgram(mapFd: number): ProgramSpec {
   const a = new Asm();
   a.mov64Reg(R6, R1);
-  a.ldx("w", R7, R6, SKB_DATA);
-  a.ldx("w", R8, R6, SKB_DATA_END);
+  a.ldx("w", R7, R6, SkBuff.data);
+  a.ldx("w", R8, R6, SkBuff.dataEnd);
   a.mov64Reg(R2, R7).alu64Imm("add", R2, 14).jmpReg("gt", R2, R8, "next");
   a.ldx("h", R2, R7, 12);
   for (const f of FAMILIES) a.jmp32Imm("eq", R2, f.ethertype, `v${f.family}`);
@@ -72,7 +68,7 @@ function shortcutProgram(mapFd: number): ProgramSpec {
     // The sender: its source MAC is a context of this network, on the port the frame came in by...
     a.ldMapFd(R1, mapFd).mov64Reg(R2, R7).alu64Imm("add", R2, 6).call(Helper.map_lookup_elem);
     a.jmpImm("eq", R0, 0, "next");
-    a.ldx("w", R2, R0, 0).ldx("w", R3, R6, SKB_IFINDEX).jmp32Reg("ne", R2, R3, "next");
+    a.ldx("w", R2, R0, 0).ldx("w", R3, R6, SkBuff.ifindex).jmp32Reg("ne", R2, R3, "next");
     // ...and its IP source is that context's address (the first word is never zero for a real one).
     a.ldx("w", R2, R0, f.value).jmp32Imm("eq", R2, 0, "next");
     for (let w = 0; w < f.words; w++)

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { ProgType } from "../../src/kernel/bpf/abi.ts";
 import { Asm, R0, R1, R2 } from "../../src/kernel/bpf/asm.ts";
 import { loadProgram } from "../../src/kernel/bpf/attach.ts";
-import { ProgType } from "../../src/kernel/bpf/programs.ts";
 import { KernelError } from "../../src/kernel/errors.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");

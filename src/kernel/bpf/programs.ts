@@ -9,44 +9,8 @@
  * them would let contexts share loopback ports and reach each other's loopback listeners. A context still
  * talks to itself through its own address (a wildcard listener is narrowed to it and it is local).
  */
+import { type AttachTypeName, Helper, ProgType, SkBuff, Sock, SockAddr } from "./abi.ts";
 import { Asm, FP, R0, R1, R2, R3, R4, R6, type Reg } from "./asm.ts";
-
-export const ProgType = { SCHED_CLS: 3, CGROUP_SKB: 8, CGROUP_SOCK: 9, CGROUP_SOCK_ADDR: 18 } as const;
-
-export const AttachType = {
-  CGROUP_INET_INGRESS: 0,
-  CGROUP_INET_EGRESS: 1,
-  CGROUP_INET_SOCK_CREATE: 2,
-  CGROUP_INET4_BIND: 8,
-  CGROUP_INET6_BIND: 9,
-  CGROUP_INET4_CONNECT: 10,
-  CGROUP_INET6_CONNECT: 11,
-  CGROUP_UDP4_SENDMSG: 14,
-  CGROUP_UDP6_SENDMSG: 15,
-  /** tc ingress of a device through bpf_mprog (kernel 6.6+): target_ifindex instead of a cgroup fd. */
-  TCX_INGRESS: 46,
-} as const;
-export type AttachTypeName = keyof typeof AttachType;
-
-const Helper = { skb_load_bytes: 26, bind: 64 } as const;
-
-// struct bpf_sock_addr
-const SA_USER_IP4 = 4;
-const SA_USER_IP6 = 8;
-const SA_MSG_SRC_IP4 = 40;
-const SA_MSG_SRC_IP6 = 44;
-const SA_SK = 64;
-// struct bpf_sock
-const SK_TYPE = 8;
-const SK_PROTOCOL = 12;
-const SK_MARK = 16;
-const SK_SRC_IP4 = 24;
-const SK_SRC_IP6 = 28;
-// struct __sk_buff
-const SKB_PROTOCOL = 16;
-/** The receiving socket's bound address (skb->sk->skc_rcv_saddr / sk_v6_rcv_saddr), readable in cgroup skb programs. */
-const SKB_LOCAL_IP4 = 96;
-const SKB_LOCAL_IP6 = 116;
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -108,7 +72,7 @@ function store(a: Asm, base: Reg, off: number, addr: AddrWords): void {
 /** bind4/bind6: own address passes, the wildcard is narrowed to it, anything else is EPERM (return 0). */
 export function bindProgram(family: 4 | 6, addr: AddrWords | undefined): ProgramSpec {
   const a = new Asm();
-  const off = family === 4 ? SA_USER_IP4 : SA_USER_IP6;
+  const off = family === 4 ? SockAddr.userIp4 : SockAddr.userIp6;
   if (addr === undefined) a.ret(0);
   else {
     a.mov64Reg(R6, R1);
@@ -140,8 +104,8 @@ export function connectProgram(family: 4 | 6, addr: AddrWords | undefined): Prog
   if (addr === undefined) a.ret(0);
   else {
     a.mov64Reg(R6, R1);
-    a.ldx("dw", R2, R6, SA_SK);
-    unlessEqual(a, R2, family === 4 ? SK_SRC_IP4 : SK_SRC_IP6, addr, "bind");
+    a.ldx("dw", R2, R6, SockAddr.sk);
+    unlessEqual(a, R2, family === 4 ? Sock.srcIp4 : Sock.srcIp6, addr, "bind");
     a.ret(1);
     a.label("bind");
     // struct sockaddr_in (16 bytes) / sockaddr_in6 (28) at fp-32, zeroed first: helpers read only
@@ -179,7 +143,7 @@ export function sendmsgProgram(family: 4 | 6, addr: AddrWords | undefined): Prog
   if (addr === undefined) a.ret(0);
   else {
     a.mov64Reg(R6, R1);
-    store(a, R6, family === 4 ? SA_MSG_SRC_IP4 : SA_MSG_SRC_IP6, addr);
+    store(a, R6, family === 4 ? SockAddr.msgSrcIp4 : SockAddr.msgSrcIp6, addr);
     a.ret(1);
   }
   return {
@@ -197,8 +161,8 @@ export function sendmsgProgram(family: 4 | 6, addr: AddrWords | undefined): Prog
  */
 export function sockCreateProgram(fwmark: number | undefined): ProgramSpec {
   const a = new Asm();
-  a.ldx("w", R2, R1, SK_TYPE);
-  a.ldx("w", R3, R1, SK_PROTOCOL);
+  a.ldx("w", R2, R1, Sock.type);
+  a.ldx("w", R3, R1, Sock.protocol);
   a.jmp32Imm("ne", R2, SOCK_STREAM, "not-stream");
   a.jmp32Imm("eq", R3, IPPROTO_TCP, "allow");
   a.ret(0);
@@ -210,7 +174,7 @@ export function sockCreateProgram(fwmark: number | undefined): ProgramSpec {
   a.label("allow");
   if (fwmark !== undefined) {
     a.mov32Imm(R2, fwmark);
-    a.stx("w", R1, SK_MARK, R2);
+    a.stx("w", R1, Sock.mark, R2);
   }
   a.ret(1);
   return {
@@ -234,7 +198,7 @@ export function sockCreateProgram(fwmark: number | undefined): ProgramSpec {
 export function ingressProgram(policy: PolicyWords): ProgramSpec {
   const a = new Asm();
   a.mov64Reg(R6, R1);
-  a.ldx("w", R2, R6, SKB_PROTOCOL);
+  a.ldx("w", R2, R6, SkBuff.protocol);
   a.jmp32Imm("eq", R2, ETH_P_IP_LE, "v4");
   a.jmp32Imm("eq", R2, ETH_P_IPV6_LE, "v6");
   a.ja("drop");
@@ -245,7 +209,7 @@ export function ingressProgram(policy: PolicyWords): ProgramSpec {
       a.ja("drop");
       continue;
     }
-    unlessEqual(a, R6, family === 4 ? SKB_LOCAL_IP4 : SKB_LOCAL_IP6, addr, `v${family}-header`);
+    unlessEqual(a, R6, family === 4 ? SkBuff.localIp4 : SkBuff.localIp6, addr, `v${family}-header`);
     a.ret(1);
     a.label(`v${family}-header`);
     // bpf_skb_load_bytes(skb, offsetof(daddr), fp-16, len)

@@ -21,6 +21,7 @@ import { ipBytes, parseIp } from "../../net/cidr.ts";
 import { cgroup2Root } from "../cgroup.ts";
 import { KernelError } from "../errors.ts";
 import { close, errno, socket } from "../ffi.ts";
+import { type AttachTypeName, Helper, ProgType, SockAddr } from "./abi.ts";
 import { Asm, R0, R1, R2, R3, R6 } from "./asm.ts";
 import {
   attachProgram,
@@ -33,17 +34,11 @@ import {
   queryPrograms,
   withFd,
 } from "./attach.ts";
-import { type AttachTypeName, addrWords, type ProgramSpec, ProgType } from "./programs.ts";
+import { addrWords, type ProgramSpec } from "./programs.ts";
 import { closeFd } from "./syscall.ts";
 
 export const LOOPBACK_PREFIX = "ncpub";
 const HOOKS: Record<4 | 6, AttachTypeName> = { 4: "CGROUP_INET4_CONNECT", 6: "CGROUP_INET6_CONNECT" };
-const HELPER_GET_NETNS_COOKIE = 122;
-// struct bpf_sock_addr
-const USER_IP4 = 4;
-const USER_IP6 = 8;
-const USER_PORT = 24;
-const PROTOCOL = 36;
 const IPPROTO = { tcp: 6, udp: 17 } as const;
 const SOL_SOCKET = 1;
 const SO_NETNS_COOKIE = 71;
@@ -108,19 +103,19 @@ function portWord(port: number): number {
 export function loopbackProgram(family: 4 | 6, p: Published, target: string, cookie: bigint): ProgramSpec {
   const loop = family === 4 ? addrWords(new Uint8Array([127, 0, 0, 1])) : [0, 0, 0, 0x01000000];
   const to = addrWords(ipBytes(parseIp(target, "publish")));
-  const off = family === 4 ? USER_IP4 : USER_IP6;
+  const off = family === 4 ? SockAddr.userIp4 : SockAddr.userIp6;
   const a = new Asm();
   a.mov64Reg(R6, R1);
   loop.forEach((w, i) => {
     a.ldx("w", R2, R6, off + 4 * i);
     a.jmp32Imm("ne", R2, w, "out");
   });
-  a.ldx("w", R2, R6, USER_PORT);
+  a.ldx("w", R2, R6, SockAddr.userPort);
   a.jmp32Imm("ne", R2, portWord(p.hostPort), "out");
-  a.ldx("w", R2, R6, PROTOCOL);
+  a.ldx("w", R2, R6, SockAddr.protocol);
   a.jmp32Imm("ne", R2, IPPROTO[p.protocol], "out");
   a.mov64Reg(R1, R6);
-  a.call(HELPER_GET_NETNS_COOKIE);
+  a.call(Helper.get_netns_cookie);
   a.ldImm64(R3, cookie);
   a.jmpReg("ne", R0, R3, "out");
   to.forEach((w, i) => {
@@ -129,7 +124,7 @@ export function loopbackProgram(family: 4 | 6, p: Published, target: string, coo
     a.stx("w", R6, off + 4 * i, R3);
   });
   a.mov32Imm(R3, portWord(p.port));
-  a.stx("w", R6, USER_PORT, R3);
+  a.stx("w", R6, SockAddr.userPort, R3);
   a.label("out");
   a.ret(1);
   return {

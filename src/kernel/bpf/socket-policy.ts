@@ -8,6 +8,7 @@ import { invalid, NetctxError } from "../../errors.ts";
 import { ipBytes, parseIp } from "../../net/cidr.ts";
 import { cgroup2Root } from "../cgroup.ts";
 import { KernelError } from "../errors.ts";
+import type { AttachTypeName } from "./abi.ts";
 import {
   attachProgram,
   detachFrom,
@@ -20,7 +21,6 @@ import {
   withFd,
 } from "./attach.ts";
 import {
-  type AttachTypeName,
   addrWords,
   type PolicyWords,
   PROGRAM_PREFIX,

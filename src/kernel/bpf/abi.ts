@@ -1,0 +1,56 @@
+/**
+ * The numbers of the kernel's BPF ABI (include/uapi/linux/bpf.h) that our programs are built from: program and
+ * attach types, helper ids, and the offsets of the context structs the programs read and write. One table for every
+ * program we assemble (socket policy, publish loopback, bridge shortcut, the bench's), so a number is written once.
+ */
+
+export const ProgType = { SCHED_CLS: 3, CGROUP_SKB: 8, CGROUP_SOCK: 9, CGROUP_SOCK_ADDR: 18 } as const;
+
+export const AttachType = {
+  CGROUP_INET_INGRESS: 0,
+  CGROUP_INET_EGRESS: 1,
+  CGROUP_INET_SOCK_CREATE: 2,
+  CGROUP_INET4_BIND: 8,
+  CGROUP_INET6_BIND: 9,
+  CGROUP_INET4_CONNECT: 10,
+  CGROUP_INET6_CONNECT: 11,
+  CGROUP_UDP4_SENDMSG: 14,
+  CGROUP_UDP6_SENDMSG: 15,
+  /** tc ingress of a device through bpf_mprog (kernel 6.6+): target_ifindex instead of a cgroup fd. */
+  TCX_INGRESS: 46,
+} as const;
+export type AttachTypeName = keyof typeof AttachType;
+
+export const Helper = {
+  map_lookup_elem: 1,
+  skb_load_bytes: 26,
+  bind: 64,
+  get_current_cgroup_id: 80,
+  get_netns_cookie: 122,
+  redirect_peer: 155,
+} as const;
+
+/** struct __sk_buff */
+export const SkBuff = {
+  protocol: 16,
+  ifindex: 40,
+  data: 76,
+  dataEnd: 80,
+  /** The receiving socket's bound address (skb->sk->skc_rcv_saddr / sk_v6_rcv_saddr), readable in cgroup skb programs. */
+  localIp4: 96,
+  localIp6: 116,
+} as const;
+
+/** struct bpf_sock_addr */
+export const SockAddr = {
+  userIp4: 4,
+  userIp6: 8,
+  userPort: 24,
+  protocol: 36,
+  msgSrcIp4: 40,
+  msgSrcIp6: 44,
+  sk: 64,
+} as const;
+
+/** struct bpf_sock */
+export const Sock = { type: 8, protocol: 12, mark: 16, srcIp4: 24, srcIp6: 28 } as const;
