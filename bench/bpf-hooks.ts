@@ -5,8 +5,8 @@
  * bench/run.ts calls measureBpfHooks(); standalone:
  *   node --import tsx bench/bpf-hooks.ts [cycles] [calls per batch]
  * which runs itself inside a throwaway network namespace. The cgroups live under the given parent (standalone:
- * netctx-bench-bpf-<pid>) and are removed. The timed loop is bench/bpf-hooks-loop.c, built with cc at each run; it
- * moves itself through the cases' cgroups and back.
+ * netctx-bench-bpf-<pid>) and are removed. The timed loop is bench/bpf-hooks-loop.c, built with cc at each run: one
+ * process per case, each inside its case's cgroup; this process stays where it is.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, realpathSync, rmSync } from "node:fs";
@@ -87,7 +87,7 @@ export interface BpfHookOptions {
   calls: number;
 }
 
-/** Builds the timed loop (bpf-hooks-loop.c) and runs it; its stdout is one line per round and case. */
+/** Builds the timed loop (bpf-hooks-loop.c) and runs it; its stdout is one line per cycle and case. */
 function runLoop(opts: BpfHookOptions, parent: string): string {
   const dir = mkdtempSync(join(tmpdir(), "netctx-bench-bpf-"));
   try {

@@ -23,6 +23,7 @@ import { specOf } from "../src/levels/driver.ts";
 import { levelDriver } from "../src/levels/registry.ts";
 import type { ContextRecord } from "../src/state/store.ts";
 import type { Verdict } from "./report.ts";
+import { sleep } from "./stats.ts";
 
 const FIRST_PORT = 5201;
 const WINDOW_MS = 50;
@@ -341,7 +342,7 @@ export async function measureInTurns(
         const i = (turn + k) % rows.length;
         const since = process.hrtime.bigint();
         clients[i]!.signal("SIGCONT");
-        await delay(windowMs);
+        await sleep(windowMs);
         clients[i]!.signal("SIGSTOP");
         running[i]! += Number(process.hrtime.bigint() - since) / 1e9;
       }
@@ -388,7 +389,7 @@ function start(argv: string[]): Spawned {
     signal,
     async end(graceMs = 0) {
       if (gone()) return;
-      if (graceMs && (await Promise.race([exit.then(() => true), delay(graceMs).then(() => false)]))) return;
+      if (graceMs && (await Promise.race([exit.then(() => true), sleep(graceMs).then(() => false)]))) return;
       signal("SIGTERM");
       await exit;
     },
@@ -403,13 +404,13 @@ async function waitStreaming(row: Row, client: Spawned): Promise<void> {
       throw new Error(`iperf3 client to ${row.addr} exited: ${client.stderr().trim()}`);
     if ((await receivedBytes(row)) > 0) return;
     if (Date.now() > deadline) throw new Error(`iperf3 client to ${row.addr} sent nothing in 10 s`);
-    await delay(20);
+    await sleep(20);
   }
 }
 
 /** Every row's received bytes, once what stopped clients had in flight has arrived. */
 async function settledCounters(rows: Row[]): Promise<number[]> {
-  await delay(50);
+  await sleep(50);
   return Promise.all(rows.map(receivedBytes));
 }
 
@@ -438,7 +439,7 @@ async function waitListening(server: Spawned, addr: string, port: number): Promi
       throw new Error(`iperf3 server on ${addr} exited: ${server.stderr().trim()}`);
     if (listening(server.child.pid!, want)) return;
     if (Date.now() > deadline) throw new Error(`iperf3 server on ${addr} not listening after 10 s`);
-    await delay(10);
+    await sleep(10);
   }
 }
 
@@ -481,10 +482,6 @@ function collect(argv: string[]): Promise<{ code: number | null; stdout: string;
     stderr += d;
   });
   return exited(child).then((code) => ({ code, stdout, stderr }));
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function sh(script: string): void {

@@ -17,6 +17,7 @@ import {
 import type { ContextInput } from "../model/schemas.ts";
 import { limitBandwidth, unlimitBandwidth } from "../networks/bandwidth.ts";
 import { withdrawShortcut } from "../networks/bridge-shortcut.ts";
+import type { Attachment } from "../networks/driver.ts";
 import type { Store } from "../state/store.ts";
 
 /** Shape checks of `publish` and `bandwidth`; no state needed. */
@@ -63,19 +64,25 @@ export function publishTarget(spec: ContextSpec): PublishTarget {
   return { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
 }
 
+/** The attachment whose host veth carries the context's bandwidth limits (its first), when it has limits. */
+export function shapedAttachment(spec: ContextSpec): (Attachment & { hostIfname: string }) | undefined {
+  const first = spec.attachments[0];
+  return spec.bandwidth && first?.hostIfname ? { ...first, hostIfname: first.hostIfname } : undefined;
+}
+
 export function applyExtras(host: Host, name: string, spec: ContextSpec): void {
   if (spec.publish?.length) publishContext(host, name, spec.publish, publishTarget(spec));
-  const first = spec.attachments[0];
-  if (spec.bandwidth && first?.hostIfname) {
+  const shaped = shapedAttachment(spec);
+  if (shaped && spec.bandwidth) {
     // A redirect past the bridge would skip the limits' ifb and root qdisc: a shaped context takes the bridge.
-    withdrawShortcut(host, first);
-    limitBandwidth(host, first.hostIfname, spec.bandwidth);
+    withdrawShortcut(host, shaped);
+    limitBandwidth(host, shaped.hostIfname, spec.bandwidth);
   }
 }
 
 /** Tolerates everything already gone (rm and CNI DEL semantics). */
 export function removeExtras(host: Host, name: string, spec: ContextSpec): void {
   if (spec.publish?.length) unpublishContext(host, name, spec.publish);
-  const hostIfname = spec.attachments[0]?.hostIfname;
-  if (spec.bandwidth && hostIfname) unlimitBandwidth(host, hostIfname);
+  const shaped = shapedAttachment(spec);
+  if (shaped) unlimitBandwidth(host, shaped.hostIfname);
 }

@@ -35,6 +35,7 @@ import { familyOf, firewallNetwork, hostPrefix, tolerateMissing } from "../netwo
 import type { Attachment } from "../networks/driver.ts";
 import { networkDriver } from "../networks/registry.ts";
 import type { ContextRecord, NetworkRecord } from "../state/store.ts";
+import { shapedAttachment } from "./context-extras.ts";
 import { asOpMark, ownerAlive } from "./intent.ts";
 import { type Act, settlePublications } from "./settle-publish.ts";
 
@@ -304,8 +305,8 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
   for (const c of l2) for (const a of specOf(c).attachments) if (a.hostIfname) ownedLinks.add(a.hostIfname);
   // A limited context's ifb (networks/bandwidth.ts) carries our group too.
   for (const c of l2) {
-    const first = specOf(c).attachments[0]?.hostIfname;
-    if (specOf(c).bandwidth?.egressRate !== undefined && first) ownedLinks.add(ifbName(first));
+    const shaped = shapedAttachment(specOf(c));
+    if (shaped && specOf(c).bandwidth?.egressRate !== undefined) ownedLinks.add(ifbName(shaped.hostIfname));
   }
   // A bridge network's segments and trunks (networks/bridge-segments.ts) go with the network.
   const segments = networks.filter((n) => BRIDGED.has(n.driver)).map((n) => segmentPrefix(n.name));
@@ -432,13 +433,16 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
 function sweepShortcuts(host: Host, networks: NetworkRecord[], l2: ContextRecord[], act: Act): void {
   for (const n of networks) {
     if (n.driver !== "bridge") continue;
-    // Bandwidth limits apply to a context's first attachment, which then takes the bridge.
+    // The attachment that carries bandwidth limits takes the bridge.
     const owned = new Set(
-      l2.flatMap((c) =>
-        specOf(c).attachments.flatMap((a, i) =>
-          a.network === n.name && a.mac && !(i === 0 && specOf(c).bandwidth) ? [a.mac.toLowerCase()] : [],
-        ),
-      ),
+      l2.flatMap((c) => {
+        const shaped = shapedAttachment(specOf(c))?.hostIfname;
+        return specOf(c).attachments.flatMap((a) =>
+          a.network === n.name && a.mac && (shaped === undefined || a.hostIfname !== shaped)
+            ? [a.mac.toLowerCase()]
+            : [],
+        );
+      }),
     );
     for (const mac of shortcutMacs(host, n.name) ?? [])
       if (!owned.has(mac))
