@@ -7,9 +7,12 @@
  * The paths of one group share the machine by turns: every stream is connected and stopped (SIGSTOP), then each
  * sends for a window of WINDOW_MS in rotation, and a row's figure is the bytes its server received over the time
  * its client was running. This VM's speed drifts by 2x over seconds (the same pinned raw veth pair reads 9 or 25
- * Gbit/s from one second to the next, the two vCPUs each on their own), so paths measured one after another
- * differ by whatever the machine did in between; short windows in turn see the same machine (the same path
- * against itself: 200 ms windows 5% apart per run, 50 ms windows 2%).
+ * Gbit/s from one second to the next, the two vCPUs each on their own; a CPU loop's speed moves by a third between
+ * 100 ms windows, with no steal time to show for it), so paths measured one after another differ by whatever the
+ * machine did in between; short windows in turn see the same machine. Measured with 2 s per row and run, the
+ * bridge row's per-run ratio spreads with the window: SD 0.06 at 50 ms, 0.02 at 20 ms, 0.010-0.016 at 10 ms, no
+ * better at 5 ms. Shorter windows do not move the figure itself: interleaved runs read the bridge at 0.970 (10 ms)
+ * and 0.971 (50 ms), the plain bridge at 0.784 and 0.795, and a second raw veth pair against the first 1.003.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmdirSync, rmSync } from "node:fs";
@@ -26,7 +29,7 @@ import type { Verdict } from "./report.ts";
 import { sleep } from "./stats.ts";
 
 const FIRST_PORT = 5201;
-const WINDOW_MS = 50;
+const WINDOW_MS = 10;
 const IPERF3 = "iperf3";
 const RAW_NS = ["ncdp-va", "ncdp-vb"] as const;
 const RAW_ADDR = ["10.231.0.1", "10.231.0.2"] as const;
@@ -70,10 +73,12 @@ const GOALS: Goal[] = [
 ];
 
 /**
- * Runs per group. The same path against itself in turns still reads ~2.3% apart per run (40 turns), so the shared
- * group, whose goal leaves 2% for a cost of under 1%, gets more of them; the l2 goal leaves 5%.
+ * Runs per group, and turns per run (2 s of sending per row and run in full mode). A run's ratio is good to about
+ * 1-1.5% (SD over runs), so 6 runs make a figure good to about half a percent; the l2 group, whose bridge row sits
+ * closest to its goal, gets 8.
  */
-const RUNS = { quick: { l2: 1, shared: 3 }, full: { l2: 5, shared: 10 } } as const;
+const RUNS = { quick: { l2: 1, shared: 3 }, full: { l2: 8, shared: 6 } } as const;
+const TURNS = { quick: 50, full: 200 } as const;
 
 export interface DatapathResult {
   /** The section of BENCHMARKS.md. */
@@ -83,7 +88,7 @@ export interface DatapathResult {
 
 export async function datapathSection(quick: boolean): Promise<DatapathResult> {
   const runs = RUNS[quick ? "quick" : "full"];
-  const turns = quick ? 10 : 40;
+  const turns = TURNS[quick ? "quick" : "full"];
   const heading = `## Data path (iperf3, one TCP stream per path, paths in turns of ${WINDOW_MS} ms, ${runs.l2} and ${runs.shared} runs)`;
   const version = spawnSync(IPERF3, ["--version"], { encoding: "utf8" });
   if (version.error || version.status !== 0)
@@ -496,6 +501,8 @@ function median(xs: number[]): number | undefined {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
 const measured = (r: Row): number[] => r.runs.filter((g): g is number => g !== undefined);
 
 /**
@@ -513,17 +520,18 @@ function pairedRatios(r: Row, ref: Row): number[] {
  * One ratio from a row's per-run ratios: their geometric mean, leaving out the highest and the lowest once there are
  * five or more. The runs scatter evenly around the truth, where a mean makes better use of them than a median (a
  * fifth less spread); without the extremes, one odd run cannot move it far. `error` is its standard error (as a
- * ratio), from the spread of the runs kept.
+ * ratio), from the spread of all the runs.
  */
 export function combinedRatio(ratios: number[]): { ratio: number; error?: number } | undefined {
   if (ratios.length === 0) return undefined;
   const logs = ratios.map(Math.log).sort((a, b) => a - b);
   const kept = logs.length >= 5 ? logs.slice(1, -1) : logs;
-  const mean = kept.reduce((a, b) => a + b, 0) / kept.length;
-  const ratio = Math.exp(mean);
-  if (kept.length < 2) return { ratio };
-  const variance = kept.reduce((a, b) => a + (b - mean) ** 2, 0) / (kept.length - 1);
-  return { ratio, error: ratio * Math.sqrt(variance / kept.length) };
+  const ratio = Math.exp(meanOf(kept));
+  if (logs.length < 2) return { ratio };
+  // The kept runs alone, their extremes cut off, would understate the spread.
+  const all = meanOf(logs);
+  const variance = logs.reduce((a, b) => a + (b - all) ** 2, 0) / (logs.length - 1);
+  return { ratio, error: ratio * Math.sqrt(variance / logs.length) };
 }
 
 function loadAverage(): string {
@@ -578,12 +586,12 @@ loopback. Networks use their defaults (anti-spoofing on). The rows of a group (l
 together, by turns: all their streams connect, their clients are stopped (SIGSTOP), then each client runs for
 ${WINDOW_MS} ms in turn, ${turns} turns each, in an order that rotates every turn. A row's Gbit/s is the bytes its server
 received (TCP_INFO, read with \`ss\` before and after) over the time its client was running; its ratio is the geometric
-mean of its per-run ratios to the reference of its group, without the highest and the lowest when there are 5 or more
-(the l2 rows have ${runs.l2} runs, the host rows ${runs.shared}: their goal leaves 2% for a cost of under 1%); ± is its
-standard error from the spread of the runs. Turns this short put every path on the same machine: measured
-one after another for seconds, the same pinned raw veth pair reads anywhere between 9 and 25 Gbit/s on this VM, and
-per-run ratios of the old sequential runs spread from 0.5 to 2 (the same path against itself in turns: within 2-5%
-per run). Client and server are pinned to CPUs 0 and 1 (\`-A\`) in every row. The bridge row's frames go from one
+mean of its per-run ratios to the reference of its group (${runs.l2} runs of the l2 rows, ${runs.shared} of the host rows),
+without the highest and the lowest when there are 5 or more; ± is its standard error from the spread of all the runs.
+Turns this short put every path on the same machine: measured one after another for seconds, the same pinned raw
+veth pair reads anywhere between 9 and 25 Gbit/s on this VM, and per-run ratios of the old sequential runs spread
+from 0.5 to 2. In turns, the bridge row's per-run ratio scatters with an SD of 0.06 at 50 ms turns and 0.01-0.016
+at 10 ms; interleaved runs of both read the same figure (0.970 and 0.971). Client and server are pinned to CPUs 0 and 1 (\`-A\`) in every row. The bridge row's frames go from one
 context's port straight into the other context (the bridge shortcut, bpf_redirect_peer); the control row is what a
 bridge network is without it, made by hand: a bridge and two veth ports, every frame through the bridge and, as
 this kernel has br_netfilter built in and on in every namespace, through the inet hooks and conntrack.
