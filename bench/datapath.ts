@@ -5,14 +5,17 @@
  * Runs inside the bench's throwaway host namespace (bench/run.ts re-runs itself in one).
  *
  * The paths of one group share the machine by turns: every stream is connected and stopped (SIGSTOP), then each
- * sends for a window of WINDOW_MS in rotation, and a row's figure is the bytes its server received over the time
- * its client was running. This VM's speed drifts by 2x over seconds (the same pinned raw veth pair reads 9 or 25
+ * is let go (SIGCONT) in rotation, and a row's figure is the bytes its server received in the WINDOW_MS that start
+ * SETTLE_MS after its client was let go, over the time they took. This VM's speed drifts by 2x over seconds (the same pinned raw veth pair reads 9 or 25
  * Gbit/s from one second to the next, the two vCPUs each on their own; a CPU loop's speed moves by a third between
  * 100 ms windows, with no steal time to show for it), so paths measured one after another differ by whatever the
  * machine did in between; short windows in turn see the same machine. Measured with 2 s per row and run, the
  * bridge row's per-run ratio spreads with the window: SD 0.06 at 50 ms, 0.02 at 20 ms, 0.010-0.016 at 10 ms, no
  * better at 5 ms. Shorter windows do not move the figure itself: interleaved runs read the bridge at 0.970 (10 ms)
  * and 0.971 (50 ms), the plain bridge at 0.784 and 0.795, and a second raw veth pair against the first 1.003.
+ * Counting from the moment a client is let go charges a row for how its stream starts again, which is not the
+ * data path's cost: l3 contexts read 0.978 against loopback that way and 0.997 from 3 ms on (socket contexts
+ * 0.991 and 0.999; 6 interleaved runs each), while counting only from 3 ms on leaves the l2 rows where they were.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmdirSync, rmSync } from "node:fs";
@@ -27,9 +30,12 @@ import { levelDriver } from "../src/levels/registry.ts";
 import type { ContextRecord } from "../src/state/store.ts";
 import type { Verdict } from "./report.ts";
 import { sleep } from "./stats.ts";
+import { TcpReceived } from "./tcp-received.ts";
 
 const FIRST_PORT = 5201;
 const WINDOW_MS = 10;
+/** How long a client runs in its turn before counting starts: its stream picking up again, the row before draining. */
+const SETTLE_MS = 3;
 const IPERF3 = "iperf3";
 const RAW_NS = ["ncdp-va", "ncdp-vb"] as const;
 const RAW_ADDR = ["10.231.0.1", "10.231.0.2"] as const;
@@ -73,12 +79,12 @@ const GOALS: Goal[] = [
 ];
 
 /**
- * Runs per group, and turns per run (2 s of sending per row and run in full mode). A run's ratio is good to about
- * 1-1.5% (SD over runs), so 6 runs make a figure good to about half a percent; the l2 group, whose bridge row sits
+ * Runs per group, and turns per run (1.6 s counted per row and run in full mode). A run's ratio is good to about
+ * 1-2% (SD over runs), so 6 runs make a figure good to about half a percent; the l2 group, whose bridge row sits
  * closest to its goal, gets 8.
  */
 const RUNS = { quick: { l2: 1, shared: 3 }, full: { l2: 8, shared: 6 } } as const;
-const TURNS = { quick: 50, full: 200 } as const;
+const TURNS = { quick: 50, full: 160 } as const;
 
 export interface DatapathResult {
   /** The section of BENCHMARKS.md. */
@@ -89,13 +95,10 @@ export interface DatapathResult {
 export async function datapathSection(quick: boolean): Promise<DatapathResult> {
   const runs = RUNS[quick ? "quick" : "full"];
   const turns = TURNS[quick ? "quick" : "full"];
-  const heading = `## Data path (iperf3, one TCP stream per path, paths in turns of ${WINDOW_MS} ms, ${runs.l2} and ${runs.shared} runs)`;
+  const heading = `## Data path (iperf3, one TCP stream per path, paths in turns of ${SETTLE_MS} + ${WINDOW_MS} ms, ${runs.l2} and ${runs.shared} runs)`;
   const version = spawnSync(IPERF3, ["--version"], { encoding: "utf8" });
   if (version.error || version.status !== 0)
     return notMeasured(heading, "iperf3 is not installed (Debian package iperf3)");
-  const ss = spawnSync("ss", ["-V"], { encoding: "utf8" });
-  if (ss.error || ss.status !== 0)
-    return notMeasured(heading, "ss is not installed (Debian package iproute2)");
 
   const started = Date.now();
   const loadBefore = loadAverage();
@@ -313,17 +316,22 @@ function affinity(cpu: number): string[] {
 
 /**
  * One measurement of a group: a one-off server and a client per row, all connected, then stopped; each client runs
- * for WINDOW_MS in turn (the order rotating each turn, so no row always follows the same one), `turns` times.
- * Returns each row's Gbit/s: the bytes its server received over the time its client was running. Data a stopped
- * client had queued still drains at the start of the next window; every row leaves as much as it gets.
+ * for settleMs + windowMs in turn (the order rotating each turn, so no row always follows the same one), `turns`
+ * times. Returns each row's Gbit/s: the bytes its server received in the windowMs parts, over their time. What a
+ * stopped client had in flight arrives while the next row settles and counts for nobody.
  */
 export async function measureInTurns(
   rows: Row[],
   turns: number,
   windowMs = WINDOW_MS,
+  settleMs = SETTLE_MS,
 ): Promise<Map<Row, number>> {
   const servers: Spawned[] = [];
   const clients: Spawned[] = [];
+  const readers = rows.map(
+    (row) => new TcpReceived(row.serverNetns, row.addr.includes(":") ? 6 : 4, row.port),
+  );
+  const received = (i: number) => readers[i]!.bytes();
   try {
     for (const row of rows) {
       const server = start(
@@ -338,26 +346,30 @@ export async function measureInTurns(
       const argv = [IPERF3, "-c", row.addr, "-p", String(row.port), "-t", String(seconds), ...affinity(0)];
       clients.push(start(row.client(argv)));
     }
-    await Promise.all(rows.map((row, i) => waitStreaming(row, clients[i]!)));
+    await Promise.all(rows.map((row, i) => waitStreaming(row, clients[i]!, readers[i]!)));
     for (const c of clients) c.signal("SIGSTOP");
-    const before = await settledCounters(rows);
+    const bytes = rows.map(() => 0);
     const running = rows.map(() => 0);
     for (let turn = 0; turn < turns; turn++)
       for (let k = 0; k < rows.length; k++) {
         const i = (turn + k) % rows.length;
-        const since = process.hrtime.bigint();
         clients[i]!.signal("SIGCONT");
+        if (settleMs > 0) await sleep(settleMs);
+        const b0 = received(i);
+        const t0 = process.hrtime.bigint();
         await sleep(windowMs);
+        const b1 = received(i);
+        running[i]! += Number(process.hrtime.bigint() - t0) / 1e9;
         clients[i]!.signal("SIGSTOP");
-        running[i]! += Number(process.hrtime.bigint() - since) / 1e9;
+        bytes[i]! += b1 - b0;
       }
-    const after = await settledCounters(rows);
-    return new Map(rows.map((row, i) => [row, ((after[i]! - before[i]!) * 8) / running[i]! / 1e9]));
+    return new Map(rows.map((row, i) => [row, (bytes[i]! * 8) / running[i]! / 1e9]));
   } finally {
     for (const c of clients) c.signal("SIGCONT");
     await Promise.all(clients.map((c) => c.end()));
     // -1 makes a server leave when its client has gone; one that is still there is ours to end.
     await Promise.all(servers.map((s) => s.end(2000)));
+    for (const r of readers) r.close();
   }
 }
 
@@ -402,34 +414,15 @@ function start(argv: string[]): Spawned {
 }
 
 /** Until the row's server has received data on its test connection (iperf3 connects its control channel first). */
-async function waitStreaming(row: Row, client: Spawned): Promise<void> {
+async function waitStreaming(row: Row, client: Spawned, reader: TcpReceived): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (client.child.exitCode !== null)
       throw new Error(`iperf3 client to ${row.addr} exited: ${client.stderr().trim()}`);
-    if ((await receivedBytes(row)) > 0) return;
+    if (reader.findStream()) return;
     if (Date.now() > deadline) throw new Error(`iperf3 client to ${row.addr} sent nothing in 10 s`);
     await sleep(20);
   }
-}
-
-/** Every row's received bytes, once what stopped clients had in flight has arrived. */
-async function settledCounters(rows: Row[]): Promise<number[]> {
-  await sleep(50);
-  return Promise.all(rows.map(receivedBytes));
-}
-
-/**
- * Bytes received by the row's server, from the kernel's TCP_INFO (ss). The largest of the established connections on
- * its address and port: iperf3's control connection carries a few hundred bytes, the test connection the rest.
- */
-async function receivedBytes(row: Row): Promise<number> {
-  const ss = ["ss", "-tinH", "state", "established", "src", `${row.addr}:${row.port}`];
-  const argv = row.serverNetns ? ["nsenter", `--net=${row.serverNetns}`, "--", ...ss] : ss;
-  const out = await collect(argv);
-  if (out.code !== 0) throw new Error(`${argv.join(" ")} exited ${out.code}: ${out.stderr.trim()}`);
-  const counts = [...out.stdout.matchAll(/bytes_received:(\d+)/g)].map((m) => Number(m[1]));
-  return counts.length ? Math.max(...counts) : 0;
 }
 
 /**
@@ -474,19 +467,6 @@ function exited(child: ChildProcess): Promise<number | null> {
     child.once("error", () => resolve(null));
     child.once("close", (code) => resolve(code));
   });
-}
-
-function collect(argv: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d) => {
-    stdout += d;
-  });
-  child.stderr.on("data", (d) => {
-    stderr += d;
-  });
-  return exited(child).then((code) => ({ code, stdout, stderr }));
 }
 
 function sh(script: string): void {
@@ -584,8 +564,12 @@ namespaces; the socket and l3 rows run both ends through \`netctx exec\` (confin
 programs attached) and talk between the two contexts' addresses on the host, so they are compared with host
 loopback. Networks use their defaults (anti-spoofing on). The rows of a group (l2 rows; host rows) are measured
 together, by turns: all their streams connect, their clients are stopped (SIGSTOP), then each client runs for
-${WINDOW_MS} ms in turn, ${turns} turns each, in an order that rotates every turn. A row's Gbit/s is the bytes its server
-received (TCP_INFO, read with \`ss\` before and after) over the time its client was running; its ratio is the geometric
+${SETTLE_MS} + ${WINDOW_MS} ms in turn, ${turns} turns each, in an order that rotates every turn. A row's Gbit/s is the bytes its
+server received in the ${WINDOW_MS} ms parts (tcpi_bytes_received of its test connection, read through sock_diag at both
+ends of each part) over their time: the first ${SETTLE_MS} ms are its stream picking up again after the pause (counted
+from the moment the client resumes, l3 contexts read 0.978 against loopback instead of 0.997, socket contexts 0.991
+instead of 0.999, in 6 interleaved runs each; the l2 rows do not move) and the previous row's data in flight arriving.
+Its ratio is the geometric
 mean of its per-run ratios to the reference of its group (${runs.l2} runs of the l2 rows, ${runs.shared} of the host rows),
 without the highest and the lowest when there are 5 or more; ± is its standard error from the spread of all the runs.
 Turns this short put every path on the same machine: measured one after another for seconds, the same pinned raw
