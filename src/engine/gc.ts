@@ -21,6 +21,7 @@ import { attachSocketPolicy, detachSocketPolicy, POLICY_HOOKS } from "../kernel/
 import { closeFd } from "../kernel/bpf/syscall.ts";
 import { contextsCgroupParentPath, removeCgroup } from "../kernel/cgroup.ts";
 import { deleteNetns, listNetns } from "../kernel/netns.ts";
+import { RT_TABLE_MAIN } from "../kernel/route.ts";
 import { type Addr, type Link, type Route, Rtnl, type Rule } from "../kernel/rtnl.ts";
 import { type ContextSpec, specOf } from "../levels/driver.ts";
 import { FIRST_L3_TABLE, L3_RULE_PRIORITY } from "../levels/l3.ts";
@@ -31,9 +32,10 @@ import { formatIp, parseCidr } from "../net/cidr.ts";
 import { ifbName } from "../networks/bandwidth.ts";
 import { segmentPrefix } from "../networks/bridge-segments.ts";
 import { dropShortcutMac, shortcutMacs } from "../networks/bridge-shortcut.ts";
-import { familyOf, firewallNetwork, hostPrefix, tolerateMissing } from "../networks/common.ts";
+import { familyOf, firewallNetwork, tolerateMissing } from "../networks/common.ts";
 import type { Attachment } from "../networks/driver.ts";
 import { networkDriver } from "../networks/registry.ts";
+import { contextRoutes, gatewayAddresses, gatewayDevice } from "../networks/routed.ts";
 import type { ContextRecord, NetworkRecord } from "../state/store.ts";
 import { shapedAttachment } from "./context-extras.ts";
 import { asOpMark, ownerAlive } from "./intent.ts";
@@ -54,7 +56,9 @@ export interface GcReport {
   busy: string[];
 }
 
-/** Drivers whose network is a bridge named nc-NET on the host, registered in the firewall by that name. */
+/** Drivers whose network has a device named nc-NET on the host that holds its gateway addresses. */
+const ANCHORED = new Set(["bridge", "host", "routed"]);
+/** Of those, the ones whose nc-NET is a bridge their traffic crosses, registered in the firewall by that name. */
 const BRIDGED = new Set(["bridge", "host"]);
 /** Drivers whose contexts' host-side veths are registered in the firewall one by one. */
 const PER_VETH = new Set(["routed"]);
@@ -214,14 +218,14 @@ function settleNetworks(host: Host, act: Act, report: GcReport): void {
       }
       const verb = mark.op === "remove" ? "keep" : "finish-create";
       act(verb, `network ${n.name}`, `network ${mark.op} by process ${mark.pid} did not finish`, () => {
-        ensureBridge(host, clean, users);
+        ensureAnchor(host, clean, users);
         host.store.updateNetwork(clean);
       });
       continue;
     }
-    if (BRIDGED.has(n.driver) && !host.rtnl.linkGet(bridgeIfname(n.name)))
-      act("recreate", `network ${n.name}`, `its bridge ${bridgeIfname(n.name)} is missing`, () =>
-        ensureBridge(host, n, users),
+    if (ANCHORED.has(n.driver) && !host.rtnl.linkGet(bridgeIfname(n.name)))
+      act("recreate", `network ${n.name}`, `its device ${bridgeIfname(n.name)} is missing`, () =>
+        ensureAnchor(host, n, users),
       );
   }
 }
@@ -231,12 +235,16 @@ function withoutMark(n: NetworkRecord): NetworkRecord {
   return { ...n, options };
 }
 
-/** A missing bridge is made again and the l2 contexts' veths go back on it; addresses and nft follow in the sweep. */
-function ensureBridge(host: Host, n: NetworkRecord, users: ContextRecord[]): void {
-  if (!BRIDGED.has(n.driver)) return;
+/**
+ * A missing nc-NET is made again and a bridge network's l2 contexts' veths go back on it; addresses, routes and nft
+ * follow in the sweep.
+ */
+function ensureAnchor(host: Host, n: NetworkRecord, users: ContextRecord[]): void {
+  if (!ANCHORED.has(n.driver)) return;
   const bridge = bridgeIfname(n.name);
   if (host.rtnl.linkGet(bridge)) return;
   networkDriver(n.driver).create(host, n);
+  if (n.driver !== "bridge") return;
   for (const c of users) {
     if (c.level !== "l2") continue;
     for (const att of specOf(c).attachments)
@@ -301,7 +309,7 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
 
   // links
   const ownedLinks = new Set<string>();
-  for (const n of networks) if (BRIDGED.has(n.driver)) ownedLinks.add(bridgeIfname(n.name));
+  for (const n of networks) if (ANCHORED.has(n.driver)) ownedLinks.add(bridgeIfname(n.name));
   for (const c of l2) for (const a of specOf(c).attachments) if (a.hostIfname) ownedLinks.add(a.hostIfname);
   // A limited context's ifb (networks/bandwidth.ts) carries our group too.
   for (const c of l2) {
@@ -401,6 +409,23 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
           host.rtnl.addrAdd(ifname, cidr, opts),
         );
   }
+
+  // host routes to routed contexts, after the addresses: each names its gateway address as source
+  const mainRoutes = new Set(
+    // The kernel's dump prints addresses the canonical way, as normal() does.
+    k.routes.filter((r) => r.table === RT_TABLE_MAIN).map((r) => `${r.dst} ${r.dev}`),
+  );
+  const nets = new Map(networks.map((n) => [n.name, n]));
+  for (const c of l2.filter(ready))
+    for (const att of specOf(c).attachments) {
+      if (nets.get(att.network)?.driver !== "routed" || removedLinks.has(att.hostIfname)) continue;
+      if (!k.links.some((l) => l.name === att.hostIfname)) continue;
+      for (const route of contextRoutes(att))
+        if (!mainRoutes.has(`${normal(route.dst)} ${route.dev}`))
+          act("add", `route ${route.dst} dev ${route.dev}`, `context ${c.name} is reached by it`, () =>
+            host.rtnl.routeAdd(route),
+          );
+    }
 
   // nft elements
   const want = desiredFirewall(networks, contexts);
@@ -533,13 +558,17 @@ function expectedAddresses(
   };
   const byName = new Map(networks.map((n) => [n.name, n]));
   for (const n of networks) {
-    if (!BRIDGED.has(n.driver)) continue;
+    if (!ANCHORED.has(n.driver)) continue;
     const settled = n.options["op"] === undefined;
-    for (const s of n.subnets)
-      if (s.gateway)
-        put(bridgeIfname(n.name), `${s.gateway}/${s.cidr.split("/")[1]}`, settled, {
-          nodad: familyOf(s.cidr) === 6,
-        });
+    if (n.driver === "routed")
+      for (const address of gatewayAddresses(n))
+        put(gatewayDevice(n.name), address, settled, { nodad: familyOf(address) === 6, noprefixroute: true });
+    else
+      for (const s of n.subnets)
+        if (s.gateway)
+          put(bridgeIfname(n.name), `${s.gateway}/${s.cidr.split("/")[1]}`, settled, {
+            nodad: familyOf(s.cidr) === 6,
+          });
   }
   for (const c of contexts) {
     const settled = c.status === "ready";
@@ -549,9 +578,6 @@ function expectedAddresses(
       if (c.level !== "l2")
         for (const cidr of att.addresses)
           put(att.ifname, cidr, settled, { nodad: familyOf(cidr) === 6, noprefixroute: true });
-      else if (PER_VETH.has(net.driver) && att.hostIfname)
-        for (const gw of att.gateways)
-          put(att.hostIfname, hostPrefix(gw), settled, { nodad: familyOf(gw) === 6, noprefixroute: true });
     }
   }
   return out;

@@ -64,7 +64,12 @@ export function removeNetworkFromFirewall(host: Host, net: NetworkRecord): void 
 export function configureContextSide(
   ctx: ContextNetns,
   att: Attachment,
-  opts: { gatewayOnLink: boolean; defaultRoute: boolean },
+  opts: {
+    gatewayOnLink: boolean;
+    defaultRoute: boolean;
+    /** The gateway's MAC, for a permanent neighbour entry: a gateway that answers no ARP or ND (routed). */
+    gatewayMac?: string;
+  },
 ): void {
   const { rtnl } = ctx;
   setLinkLocal(
@@ -77,6 +82,8 @@ export function configureContextSide(
   pausePoint("create:after-addresses");
   rtnl.linkSet(att.ifname, { up: true });
   for (const gateway of att.gateways) {
+    if (opts.gatewayMac)
+      rtnl.neighAdd({ ifname: att.ifname, ip: gateway, mac: opts.gatewayMac, state: "permanent" });
     if (opts.gatewayOnLink) rtnl.routeAdd({ dst: hostPrefix(gateway), dev: att.ifname, scope: "link" });
     if (opts.defaultRoute) addDefaultRoute(rtnl, gateway, att.ifname);
   }
@@ -124,11 +131,12 @@ export function addVethPair(
   att: Attachment,
   master?: string,
   up = true,
+  hostMac?: string,
 ): void {
   // An rm deletes only the context's netns and the kernel removes the veth with it, a moment later: a context
   // re-created at once under the same name may find that leftover, which carries our group and no owner.
   try {
-    retryOnLeftover(host, att.hostIfname, () => linkAddVeth(host, netnsPath, att, master, up));
+    retryOnLeftover(host, att.hostIfname, () => linkAddVeth(host, netnsPath, att, master, up, hostMac));
   } catch (err) {
     // A Linux bridge numbers its ports in 10 bits (BR_MAX_PORTS): the 1024th port is refused with EXFULL.
     if (master && err instanceof KernelError && err.errnoName === "EXFULL")
@@ -168,11 +176,13 @@ function linkAddVeth(
   att: Attachment,
   master: string | undefined,
   up: boolean,
+  hostMac: string | undefined,
 ): void {
   host.rtnl.linkAdd({
     name: att.hostIfname,
     kind: "veth",
     mtu: att.mtu,
+    ...(hostMac ? { mac: hostMac } : {}),
     up: up && !master,
     group: LINK_GROUP,
     ...(master ? { master } : {}),

@@ -25,6 +25,7 @@ export interface IpRoute {
   gateway?: string;
   dev?: string;
   table?: string;
+  prefsrc?: string;
 }
 
 function inNs(netns: string | undefined, argv: string[]): string[] {

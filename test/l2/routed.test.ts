@@ -31,17 +31,36 @@ test("two l2 contexts on a routed network reach each other through the host, wit
   // Host routes (/32 and /128), not a shared prefix: every packet crosses the host.
   assert.deepEqual(a.addresses.map((x) => x.split("/")[1]).sort(), ["128", "32"]);
   assert.deepEqual(addressesOf(a.netns, "eth0").sort(), [...a.addresses].sort());
-  assert.equal(
-    links().filter((l) => l.linkinfo?.info_kind === "bridge").length,
-    0,
-    "no bridge on a routed network",
+  // The gateway addresses live once, on a device no context hangs off; the host-side veths hold none.
+  const hostLinks = links();
+  assert.equal(hostLinks.find((l) => l.ifname === "nc-back")?.linkinfo?.info_kind, "bridge");
+  assert.deepEqual(
+    hostLinks.filter((l) => l.master === "nc-back").map((l) => l.ifname),
+    [],
+    "the gateway device has no ports",
   );
-  const hostRoutes = routes(4).map((r) => `${r.dst} ${r.dev}`);
-  assert.ok(
-    hostRoutes.includes(`${a.addresses.find((x) => x.endsWith("/32"))!.split("/")[0]} nc-a`),
-    hostRoutes.join("; "),
-  );
+  assert.deepEqual(addressesOf(undefined, "nc-back").sort(), ["10.62.0.1/32", "fd62::1/128"]);
+  assert.deepEqual(addressesOf(undefined, "nc-a"), []);
+  assert.deepEqual(addressesOf(undefined, "nc-b"), []);
+  // A host route per address, sourced from the gateway.
+  for (const family of [4, 6] as const) {
+    const own = a.addresses.find((x) => x.includes(":") === (family === 6))!.split("/")[0]!;
+    const route = routes(family).find((r) => r.dst === own && r.dev === "nc-a");
+    assert.equal(route?.prefsrc, family === 4 ? "10.62.0.1" : "fd62::1", JSON.stringify(routes(family)));
+  }
   assert.equal(routes(4, a.netns).find((r) => r.dst === "default")?.gateway, "10.62.0.1");
+  // The context knows its gateway's MAC for good: nothing on the host would answer ND for it on nc-a.
+  const hostMac = hostLinks.find((l) => l.ifname === "nc-a")?.address;
+  const gatewayEntries = (
+    JSON.parse(
+      execFileSync("nsenter", [`--net=${a.netns}`, "ip", "-j", "neigh", "show", "nud", "permanent"], {
+        encoding: "utf8",
+      }),
+    ) as { dst: string; lladdr?: string }[]
+  ).map((n) => `${n.dst} ${n.lladdr}`);
+  assert.deepEqual(gatewayEntries.sort(), [`10.62.0.1 ${hostMac}`, `fd62::1 ${hostMac}`]);
+  for (const gateway of ["10.62.0.1", "fd62::1"])
+    assert.ok(ping(a.netns, gateway), `a -> gateway ${gateway}`);
 
   for (const family of [4, 6] as const) {
     const target = b.addresses.find((x) => x.includes(":") === (family === 6))!.split("/")[0]!;
@@ -56,6 +75,37 @@ test("two l2 contexts on a routed network reach each other through the host, wit
     !neighbours.some((n) => b.addresses.some((x) => x.startsWith(`${n}/`))),
     `neighbours ${neighbours}`,
   );
+});
+
+test("an internal routed context is reached from the host by its gateway address, also after gc remade the gateway device", () => {
+  netctxOk("network", "create", "inr", "--driver", "routed", "--internal", "--subnet", "10.66.0.0/24");
+  netctxOk("create", "ci", "--level", "l2", "--network", "inr");
+  const ci = netctxJson<Inspect>("inspect", "ci");
+  const own = ci.addresses[0]!.split("/")[0]!;
+  assert.deepEqual(
+    routes(4, ci.netns).map((r) => r.dst),
+    ["10.66.0.1"],
+    "an internal context routes to its gateway only",
+  );
+  // Left to pick a source itself, the host would take the first global address of another device (nc-back's,
+  // from the test above), which the context has no route back to.
+  const fromHost = () => ping("/proc/self/ns/net", own);
+  assert.ok(fromHost(), "host -> ci");
+  // The kernel drops an IPv4 route together with its source address: gc remakes the device and the route.
+  execFileSync("ip", ["link", "del", "nc-inr"]);
+  assert.equal(
+    routes(4).find((r) => r.dst === own),
+    undefined,
+    "the route went with the gateway address",
+  );
+  const report = netctxJson<{ actions: { action: string; object: string }[] }>("gc");
+  const done = report.actions.map((x) => `${x.action} ${x.object}`);
+  assert.ok(done.includes("recreate network inr"), done.join(", "));
+  assert.ok(done.includes(`add route ${own}/32 dev nc-ci`), done.join(", "));
+  assert.ok(fromHost(), "host -> ci after gc");
+  assert.ok(ping(ci.netns, "10.66.0.1"), "ci -> gateway after gc");
+  netctxOk("rm", "ci");
+  netctxOk("network", "rm", "inr");
 });
 
 test("a routed context removed and made again at once, under the engine's queued removals, keeps its elements", () => {

@@ -66,6 +66,9 @@ export function netctxLinks(): string[] {
     .sort();
 }
 
+/** Drivers whose network has a device nc-NET holding its gateway addresses. */
+const ANCHORED = new Set(["bridge", "host", "routed"]);
+/** Of those, the ones whose nc-NET is a bridge registered in the firewall. */
 const BRIDGED = new Set(["bridge", "host"]);
 
 /** Every disagreement between the store and the kernel, as readable lines. */
@@ -121,7 +124,7 @@ export function disagreements(
 
   // links: our bridges and host-side veths, nothing else
   const wantLinks = [
-    ...networks.filter((n) => BRIDGED.has(n.driver)).map((n) => `nc-${n.name}`),
+    ...networks.filter((n) => ANCHORED.has(n.driver)).map((n) => `nc-${n.name}`),
     ...l2.flatMap((c) => specOf(c).attachments.map((a) => a.hostIfname)),
   ];
   diff(
@@ -133,14 +136,16 @@ export function disagreements(
   // global addresses on our devices
   const wantAddrs: string[] = [];
   for (const n of networks)
-    if (BRIDGED.has(n.driver))
-      for (const s of n.subnets) wantAddrs.push(`nc-${n.name} ${s.gateway}/${s.cidr.split("/")[1]}`);
-  for (const c of contexts)
-    for (const a of specOf(c).attachments) {
-      if (c.level !== "l2") for (const x of a.addresses) wantAddrs.push(`${a.ifname} ${x}`);
-      else if (nets.get(a.network)?.driver === "routed")
-        for (const g of a.gateways) wantAddrs.push(`${a.hostIfname} ${g}/${g.includes(":") ? 128 : 32}`);
+    for (const s of n.subnets) {
+      if (!s.gateway) continue;
+      // A routed network's gateway device holds the bare addresses: no subnet route.
+      if (n.driver === "routed")
+        wantAddrs.push(`nc-${n.name} ${s.gateway}/${s.gateway.includes(":") ? 128 : 32}`);
+      else if (BRIDGED.has(n.driver)) wantAddrs.push(`nc-${n.name} ${s.gateway}/${s.cidr.split("/")[1]}`);
     }
+  for (const c of contexts)
+    for (const a of specOf(c).attachments)
+      if (c.level !== "l2") for (const x of a.addresses) wantAddrs.push(`${a.ifname} ${x}`);
   const haveAddrs = ipJson<IpAddrJ[]>(["addr", "show"])
     .filter((l) => !foreignLinks.has(l.ifname))
     .flatMap((l) =>
