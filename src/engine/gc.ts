@@ -22,7 +22,7 @@ import { closeFd } from "../kernel/bpf/syscall.ts";
 import { contextsCgroupParentPath, removeCgroup } from "../kernel/cgroup.ts";
 import { deleteNetns, listNetns } from "../kernel/netns.ts";
 import { RT_TABLE_MAIN } from "../kernel/route.ts";
-import { type Addr, type Link, type Route, Rtnl, type Rule } from "../kernel/rtnl.ts";
+import { type Addr, type AddrOpts, type Link, type Route, Rtnl, type Rule } from "../kernel/rtnl.ts";
 import { type ContextSpec, specOf } from "../levels/driver.ts";
 import { FIRST_L3_TABLE, L3_RULE_PRIORITY } from "../levels/l3.ts";
 import { levelDriver } from "../levels/registry.ts";
@@ -35,7 +35,7 @@ import { dropShortcutMac, shortcutMacs } from "../networks/bridge-shortcut.ts";
 import { familyOf, firewallNetwork, tolerateMissing } from "../networks/common.ts";
 import type { Attachment } from "../networks/driver.ts";
 import { networkDriver } from "../networks/registry.ts";
-import { contextRoutes, gatewayAddresses, gatewayDevice } from "../networks/routed.ts";
+import { contextRoutes } from "../networks/routed.ts";
 import type { ContextRecord, NetworkRecord } from "../state/store.ts";
 import { shapedAttachment } from "./context-extras.ts";
 import { asOpMark, ownerAlive } from "./intent.ts";
@@ -56,9 +56,7 @@ export interface GcReport {
   busy: string[];
 }
 
-/** Drivers whose network has a device named nc-NET on the host that holds its gateway addresses. */
-const ANCHORED = new Set(["bridge", "host", "routed"]);
-/** Of those, the ones whose nc-NET is a bridge their traffic crosses, registered in the firewall by that name. */
+/** Drivers whose device nc-NET is a bridge their traffic crosses, registered in the firewall by that name. */
 const BRIDGED = new Set(["bridge", "host"]);
 /** Drivers whose contexts' host-side veths are registered in the firewall one by one. */
 const PER_VETH = new Set(["routed"]);
@@ -223,7 +221,7 @@ function settleNetworks(host: Host, act: Act, report: GcReport): void {
       });
       continue;
     }
-    if (ANCHORED.has(n.driver) && !host.rtnl.linkGet(bridgeIfname(n.name)))
+    if (!host.rtnl.linkGet(bridgeIfname(n.name)))
       act("recreate", `network ${n.name}`, `its device ${bridgeIfname(n.name)} is missing`, () =>
         ensureAnchor(host, n, users),
       );
@@ -240,7 +238,6 @@ function withoutMark(n: NetworkRecord): NetworkRecord {
  * follow in the sweep.
  */
 function ensureAnchor(host: Host, n: NetworkRecord, users: ContextRecord[]): void {
-  if (!ANCHORED.has(n.driver)) return;
   const bridge = bridgeIfname(n.name);
   if (host.rtnl.linkGet(bridge)) return;
   networkDriver(n.driver).create(host, n);
@@ -309,7 +306,7 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
 
   // links
   const ownedLinks = new Set<string>();
-  for (const n of networks) if (ANCHORED.has(n.driver)) ownedLinks.add(bridgeIfname(n.name));
+  for (const n of networks) ownedLinks.add(bridgeIfname(n.name));
   for (const c of l2) for (const a of specOf(c).attachments) if (a.hostIfname) ownedLinks.add(a.hostIfname);
   // A limited context's ifb (networks/bandwidth.ts) carries our group too.
   for (const c of l2) {
@@ -401,8 +398,9 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
       tolerateMissing(() => host.rtnl.addrDel(a.ifname, a.cidr)),
     );
   }
+  const linkNames = new Set(k.links.map((l) => l.name));
   for (const [ifname, want] of expected) {
-    if (!k.links.some((l) => l.name === ifname)) continue;
+    if (!linkNames.has(ifname)) continue;
     for (const [cidr, opts] of want.required)
       if (!present.get(ifname)?.has(cidr))
         act("add", `address ${cidr} dev ${ifname}`, "its network or lease needs it", () =>
@@ -419,7 +417,7 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
   for (const c of l2.filter(ready))
     for (const att of specOf(c).attachments) {
       if (nets.get(att.network)?.driver !== "routed" || removedLinks.has(att.hostIfname)) continue;
-      if (!k.links.some((l) => l.name === att.hostIfname)) continue;
+      if (!linkNames.has(att.hostIfname)) continue;
       for (const route of contextRoutes(att))
         if (!mainRoutes.has(`${normal(route.dst)} ${route.dev}`))
           act("add", `route ${route.dst} dev ${route.dev}`, `context ${c.name} is reached by it`, () =>
@@ -532,11 +530,6 @@ function normal(cidr: string): string {
   return `${formatIp(c.family, c.addr)}/${c.prefix}`;
 }
 
-interface AddrOpts {
-  nodad?: boolean;
-  noprefixroute?: boolean;
-}
-
 interface DeviceAddresses {
   /** Every address some record accounts for: never removed. */
   owned: Set<string>;
@@ -558,17 +551,9 @@ function expectedAddresses(
   };
   const byName = new Map(networks.map((n) => [n.name, n]));
   for (const n of networks) {
-    if (!ANCHORED.has(n.driver)) continue;
     const settled = n.options["op"] === undefined;
-    if (n.driver === "routed")
-      for (const address of gatewayAddresses(n))
-        put(gatewayDevice(n.name), address, settled, { nodad: familyOf(address) === 6, noprefixroute: true });
-    else
-      for (const s of n.subnets)
-        if (s.gateway)
-          put(bridgeIfname(n.name), `${s.gateway}/${s.cidr.split("/")[1]}`, settled, {
-            nodad: familyOf(s.cidr) === 6,
-          });
+    for (const { cidr, opts } of networkDriver(n.driver).deviceAddresses(n))
+      put(bridgeIfname(n.name), cidr, settled, opts);
   }
   for (const c of contexts) {
     const settled = c.status === "ready";

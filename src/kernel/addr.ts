@@ -25,6 +25,11 @@ const IFA_F_NODAD = 0x02;
 // Above 8 bits: only IFA_FLAGS (u32) can carry it, not ifa_flags.
 const IFA_F_NOPREFIXROUTE = 0x200;
 
+export interface AddrOpts {
+  nodad?: boolean;
+  noprefixroute?: boolean;
+}
+
 export interface Addr {
   ifindex: number;
   ifname: string;
@@ -68,7 +73,7 @@ export function addrAdd(
   ifindex: number,
   ifname: string,
   cidr: string,
-  opts: { nodad?: boolean; noprefixroute?: boolean } = {},
+  opts: AddrOpts = {},
 ): void {
   const flags = (opts.nodad ? IFA_F_NODAD : 0) | (opts.noprefixroute ? IFA_F_NOPREFIXROUTE : 0);
   sock.ack(`addr add ${cidr} dev ${ifname}`, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, (w) =>

@@ -3,7 +3,7 @@
  * request/ack exchange, so callers may use it inside setns windows and keep it open for a resident engine.
  */
 
-import { type Addr, addrAdd, addrDel, addrList } from "./addr.ts";
+import { type Addr, type AddrOpts, addrAdd, addrDel, addrList } from "./addr.ts";
 import { KernelError } from "./errors.ts";
 import {
   type Link,
@@ -26,7 +26,19 @@ import { type Route, type RouteSpec, routeChange, routeList, tableHasRoutes } fr
 import { type Rule, type RuleSpec, ruleAdd, ruleDel, ruleList, ruleTables } from "./rule.ts";
 import { blockProgramAdd, ingressBlockJoin, ingressQdiscDel } from "./tc.ts";
 
-export type { Addr, Link, LinkAddSpec, LinkChange, Neigh, NeighSpec, Route, RouteSpec, Rule, RuleSpec };
+export type {
+  Addr,
+  AddrOpts,
+  Link,
+  LinkAddSpec,
+  LinkChange,
+  Neigh,
+  NeighSpec,
+  Route,
+  RouteSpec,
+  Rule,
+  RuleSpec,
+};
 
 export class Rtnl {
   private constructor(private readonly sock: NetlinkSocket) {}
@@ -102,7 +114,7 @@ export class Rtnl {
     linkSet(this.sock, name, change);
   }
 
-  addrAdd(ifname: string, cidr: string, opts?: { nodad?: boolean; noprefixroute?: boolean }): void {
+  addrAdd(ifname: string, cidr: string, opts?: AddrOpts): void {
     addrAdd(this.sock, this.index(ifname, `addr add ${cidr} dev ${ifname}`), ifname, cidr, opts);
   }
 

@@ -41,11 +41,7 @@ export const bridgeDriver: NetworkDriver = {
     });
     pausePoint("network-create:after-link");
     try {
-      for (const subnet of net.subnets) {
-        const prefix = subnet.cidr.split("/")[1];
-        if (subnet.gateway)
-          host.rtnl.addrAdd(bridge, `${subnet.gateway}/${prefix}`, { nodad: familyOf(subnet.cidr) === 6 });
-      }
+      for (const { cidr, opts } of bridgeDriver.deviceAddresses(net)) host.rtnl.addrAdd(bridge, cidr, opts);
       pausePoint("network-create:after-addresses");
       host.firewall((fw) => {
         fw.addNetwork(firewallNetwork(net));
@@ -55,6 +51,15 @@ export const bridgeDriver: NetworkDriver = {
       bridgeDriver.destroy(host, net);
       throw err;
     }
+  },
+
+  /** The gateways with the subnet's prefix: the bridge's subnet route is how the host reaches the contexts. */
+  deviceAddresses(net) {
+    return net.subnets.flatMap((s) =>
+      s.gateway
+        ? [{ cidr: `${s.gateway}/${s.cidr.split("/")[1]}`, opts: { nodad: familyOf(s.cidr) === 6 } }]
+        : [],
+    );
   },
 
   destroy(host, net) {

@@ -2,7 +2,7 @@
  * One interface for every network driver (netavark's NetworkDriver): adding a driver never touches the others.
  */
 import type { Host } from "../host.ts";
-import type { Rtnl } from "../kernel/rtnl.ts";
+import type { AddrOpts, Rtnl } from "../kernel/rtnl.ts";
 import type { Lease, Level, NetworkRecord } from "../state/store.ts";
 
 /** An l2 context's link into a network, as planned before any kernel work and recorded in state. */
@@ -26,14 +26,21 @@ export interface ContextNetns {
   rtnl: Rtnl;
 }
 
+export interface DeviceAddress {
+  cidr: string;
+  opts: AddrOpts;
+}
+
 export interface NetworkDriver {
   readonly name: string;
   /** Levels whose contexts may join networks of this driver. */
   readonly levels: readonly Level[];
   /** Driver-specific checks of a new network; throws invalid(field, ...). Must not touch the kernel. */
   validate(net: NetworkRecord): void;
-  /** Make the network's host-side kernel objects. */
+  /** Make the network's host-side kernel objects, among them its device nc-NET. */
   create(host: Host, net: NetworkRecord): void;
+  /** The addresses the network's device nc-NET holds (its gateways), as create adds them and gc restores them. */
+  deviceAddresses(net: NetworkRecord): DeviceAddress[];
   /** Remove them; tolerates objects that are already gone. */
   destroy(host: Host, net: NetworkRecord): void;
   /** The address a context gets from a lease, as configured on its interface. */

@@ -17,6 +17,7 @@ export const hostDriver: NetworkDriver = {
   levels: ["l3", "socket"],
   validate: bridgeDriver.validate,
   create: bridgeDriver.create,
+  deviceAddresses: bridgeDriver.deviceAddresses,
   destroy: bridgeDriver.destroy,
   contextAddress(lease: Lease) {
     return `${lease.address}/${lease.prefix}`;

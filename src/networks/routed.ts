@@ -16,7 +16,7 @@ import { registerInterface, unregisterInterface } from "../firewall/interface-qu
 import type { RouteSpec } from "../kernel/route.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
 import { stableMac } from "../net/cidr.ts";
-import type { Lease, NetworkRecord } from "../state/store.ts";
+import type { Lease } from "../state/store.ts";
 import {
   addNetworkToFirewall,
   addVethPair,
@@ -31,12 +31,7 @@ import {
 import type { Attachment, NetworkDriver } from "./driver.ts";
 
 /** The device holding a routed network's gateway addresses. */
-export const gatewayDevice = bridgeIfname;
-
-/** The gateway addresses as the gateway device holds them: no subnet route, each context has its own. */
-export function gatewayAddresses(net: NetworkRecord): string[] {
-  return net.subnets.flatMap((s) => (s.gateway ? [hostPrefix(s.gateway)] : []));
-}
+const gatewayDevice = bridgeIfname;
 
 /**
  * Fixed for a host-side veth name, so the contexts' neighbour entries stay right when gc makes a veth again. It
@@ -78,14 +73,22 @@ export const routedDriver: NetworkDriver = {
       setLinkLocal(host.rtnl, device, false);
       host.rtnl.linkSet(device, { up: true });
       pausePoint("network-create:after-link");
-      for (const address of gatewayAddresses(net))
-        host.rtnl.addrAdd(device, address, { nodad: familyOf(address) === 6, noprefixroute: true });
+      for (const { cidr, opts } of routedDriver.deviceAddresses(net)) host.rtnl.addrAdd(device, cidr, opts);
       pausePoint("network-create:after-addresses");
       addNetworkToFirewall(host, net);
     } catch (err) {
       routedDriver.destroy(host, net);
       throw err;
     }
+  },
+
+  /** The bare gateway addresses, no subnet route: each context has a host route of its own. */
+  deviceAddresses(net) {
+    return net.subnets.flatMap((s) =>
+      s.gateway
+        ? [{ cidr: hostPrefix(s.gateway), opts: { nodad: familyOf(s.gateway) === 6, noprefixroute: true } }]
+        : [],
+    );
   },
 
   destroy(host, net) {
