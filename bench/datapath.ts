@@ -6,16 +6,11 @@
  *
  * The paths of one group share the machine by turns: every stream is connected and stopped (SIGSTOP), then each
  * is let go (SIGCONT) in rotation, and a row's figure is the bytes its server received in the WINDOW_MS that start
- * SETTLE_MS after its client was let go, over the time they took. This VM's speed drifts by 2x over seconds (the same pinned raw veth pair reads 9 or 25
- * Gbit/s from one second to the next, the two vCPUs each on their own; a CPU loop's speed moves by a third between
- * 100 ms windows, with no steal time to show for it), so paths measured one after another differ by whatever the
- * machine did in between; short windows in turn see the same machine. Measured with 2 s per row and run, the
- * bridge row's per-run ratio spreads with the window: SD 0.06 at 50 ms, 0.02 at 20 ms, 0.010-0.016 at 10 ms, no
- * better at 5 ms. Shorter windows do not move the figure itself: interleaved runs read the bridge at 0.970 (10 ms)
- * and 0.971 (50 ms), the plain bridge at 0.784 and 0.795, and a second raw veth pair against the first 1.003.
- * Counting from the moment a client is let go charges a row for how its stream starts again, which is not the
- * data path's cost: l3 contexts read 0.978 against loopback that way and 0.997 from 3 ms on (socket contexts
- * 0.991 and 0.999; 6 interleaved runs each), while counting only from 3 ms on leaves the l2 rows where they were.
+ * SETTLE_MS after its client was let go, over the time they took. This VM's speed drifts by 2x over seconds (a CPU
+ * loop's speed moves by a third between 100 ms windows, with no steal time to show for it), so paths measured one
+ * after another differ by whatever the machine did in between; short turns see the same machine. The section's
+ * text (render) gives the measurements behind both lengths: how the per-run ratios scatter with the turn, and what
+ * counting from the resume did to the shared-stack rows.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmdirSync, rmSync } from "node:fs";
@@ -574,8 +569,10 @@ mean of its per-run ratios to the reference of its group (${runs.l2} runs of the
 without the highest and the lowest when there are 5 or more; ± is its standard error from the spread of all the runs.
 Turns this short put every path on the same machine: measured one after another for seconds, the same pinned raw
 veth pair reads anywhere between 9 and 25 Gbit/s on this VM, and per-run ratios of the old sequential runs spread
-from 0.5 to 2. In turns, the bridge row's per-run ratio scatters with an SD of 0.06 at 50 ms turns and 0.01-0.016
-at 10 ms; interleaved runs of both read the same figure (0.970 and 0.971). Client and server are pinned to CPUs 0 and 1 (\`-A\`) in every row. The bridge row's frames go from one
+from 0.5 to 2. In turns, the bridge row's per-run ratio scatters with an SD of 0.06 at 50 ms turns, 0.02 at 20 ms
+and 0.01-0.016 at 10 ms (no better at 5 ms); interleaved runs of 10 and 50 ms turns read the same figures (bridge
+0.970 and 0.971, plain bridge 0.784 and 0.795, a second raw veth pair against the first 1.003). Client and server
+are pinned to CPUs 0 and 1 (\`-A\`) in every row. The bridge row's frames go from one
 context's port straight into the other context (the bridge shortcut, bpf_redirect_peer); the control row is what a
 bridge network is without it, made by hand: a bridge and two veth ports, every frame through the bridge and, as
 this kernel has br_netfilter built in and on in every namespace, through the inet hooks and conntrack.
