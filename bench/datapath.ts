@@ -18,10 +18,10 @@ import { availableParallelism, endianness, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createContext, removeContext } from "../src/engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../src/engine/networks.ts";
+import { contextExecArgv } from "../src/exec/enter.ts";
 import { Host } from "../src/host.ts";
 import { cgroup2Root } from "../src/kernel/cgroup.ts";
 import { specOf } from "../src/levels/driver.ts";
-import { levelDriver } from "../src/levels/registry.ts";
 import type { ContextRecord } from "../src/state/store.ts";
 import type { Verdict } from "./report.ts";
 import { sleep } from "./stats.ts";
@@ -206,7 +206,7 @@ class World {
   /** The server in the first context, the client in the second. */
   private ends(a: ContextRecord, b: ContextRecord): Ends {
     const addr = specOf(a).attachments[0]!.addresses[0]!.split("/")[0]!;
-    const exec = (r: ContextRecord) => (cmd: string[]) => levelDriver(r.level).execArgv(r, cmd);
+    const exec = (r: ContextRecord) => (cmd: string[]) => contextExecArgv(this.host, r, cmd);
     return { addr, server: exec(a), client: exec(b), serverNetns: specOf(a).netns };
   }
 

@@ -62,20 +62,27 @@ const entry = readFileSync("dist/cni/netctx-cni.mjs", "utf8");
 for (const f of readdirSync("dist/cni"))
   if (/^run-.*\.mjs(\.map)?$/.test(f) && !entry.includes(f.replace(/\.map$/, ""))) rmSync(`dist/cni/${f}`);
 
+/**
+ * Compile a C helper into dist/ when its source is newer. Compiled beside and renamed into place: a runtime may be
+ * exec'ing the old one right now. Returns false when there is no C compiler.
+ */
+function compile(source, target) {
+  if (existsSync(target) && statSync(target).mtimeMs > statSync(source).mtimeMs) return true;
+  const cc = ["cc", "gcc"].find((c) => spawnSync(c, ["--version"], { stdio: "ignore" }).status === 0);
+  if (!cc) return false;
+  mkdirSync(dirname(target), { recursive: true });
+  const tmp = `${target}.tmp-${process.pid}`;
+  const r = spawnSync(cc, ["-O2", "-Wall", "-Wextra", "-o", tmp, source], { stdio: "inherit" });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+  renameSync(tmp, target);
+  return true;
+}
+
 // The CNI client a runtime execs per verb while the engine runs (src/cni/client.c): plain C so that each call
 // costs a fork+exec and not a Node start. Without a C compiler the launcher falls back to curl, then to node.
-const CLIENT = "dist/cni/netctx-cni-client";
-const CLIENT_SRC = "src/cni/client.c";
-const fresh = existsSync(CLIENT) && statSync(CLIENT).mtimeMs > statSync(CLIENT_SRC).mtimeMs;
-const cc = fresh
-  ? undefined
-  : ["cc", "gcc"].find((c) => spawnSync(c, ["--version"], { stdio: "ignore" }).status === 0);
-if (cc) {
-  // Compiled beside and renamed into place: a runtime may be exec'ing the old one right now.
-  const tmp = `${CLIENT}.tmp-${process.pid}`;
-  const r = spawnSync(cc, ["-O2", "-Wall", "-Wextra", "-o", tmp, CLIENT_SRC], { stdio: "inherit" });
-  if (r.status !== 0) process.exit(r.status ?? 1);
-  renameSync(tmp, CLIENT);
-} else if (!fresh) {
+if (!compile("src/cni/client.c", "dist/cni/netctx-cni-client"))
   console.warn("build: no C compiler (cc/gcc): the CNI launcher will hand calls to the engine through curl");
-}
+// The exec sandbox (src/exec/netctx-enter.c): namespaces, mounts, capabilities, Landlock and seccomp set up between
+// fork and exec, which node cannot do for a child. No fallback: without it `netctx exec` refuses to run.
+if (!compile("src/exec/netctx-enter.c", "dist/netctx-enter"))
+  console.warn("build: no C compiler (cc/gcc): `netctx exec` and the audit need dist/netctx-enter and will refuse");

@@ -10,6 +10,7 @@ export type ErrorCode =
   | "unsupported" // a kernel feature this machine lacks
   | "kernel" // the kernel refused an operation
   | "busy" // state store stayed locked past the retry budget
+  | "forbidden" // the engine refuses the caller (a process inside a context)
   | "internal";
 
 export class NetctxError extends Error {

@@ -6,13 +6,14 @@
  */
 import { chmodSync, existsSync, unlinkSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { runCni } from "../cni/run.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import { contextView } from "../engine/views.ts";
 import { NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
+import { CallerCheck } from "./caller.ts";
 
 /** CNI environment travels as headers: X-Cni-Command, X-Cni-Containerid, ... (names case-insensitive). */
 export const CNI_ENV_KEYS = [
@@ -43,6 +44,7 @@ const STATUS_OF: Record<string, number> = {
   conflict: 409,
   exhausted: 409,
   busy: 503,
+  forbidden: 403,
 };
 
 function errorReply(err: unknown): Reply {
@@ -100,12 +102,22 @@ export function handle(
       }
       if (method === "POST")
         return json(201, contextView(host, createContext(host, JSON.parse(body || "{}"))));
-      if (method === "DELETE") return json(200, { removed: removeContext(host, name!) !== undefined });
+      if (method === "DELETE") {
+        const force = queryFlag(path, "force");
+        return json(200, { removed: removeContext(host, name!, { force }) !== undefined });
+      }
     }
     return json(404, { error: { code: "not-found", message: `no route ${method} ${path}` } });
   } catch (err) {
     return errorReply(err);
   }
+}
+
+/** A boolean query parameter: present as 1 or true (`?force=1`). */
+function queryFlag(path: string, key: string): boolean {
+  const query = path.includes("?") ? path.slice(path.indexOf("?") + 1) : "";
+  const value = new URLSearchParams(query).get(key);
+  return value === "1" || value === "true";
 }
 
 function throwNotFound(what: string, name: string): never {
@@ -166,7 +178,16 @@ export async function serve(
     );
     idle.unref();
   };
+  const callers = new CallerCheck();
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const refused = refusals.get(req.socket);
+    if (refused !== undefined) {
+      const reply = json(403, { error: { code: "forbidden", message: `refused: ${refused}` } });
+      res.writeHead(reply.status, { "content-type": "application/json" });
+      res.end(reply.body);
+      log(`${req.method} ${req.url} -> 403 (${refused})`);
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
@@ -186,6 +207,18 @@ export async function serve(
       log(requestLine(req, reply.status, performance.now() - started));
       flushWhenIdle();
     });
+  });
+  // Checked once per connection, before any request on it is read.
+  const refusals = new WeakMap<Socket, string>();
+  server.on("connection", (socket: Socket) => {
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    let why: string | undefined;
+    try {
+      why = fd === undefined || fd < 0 ? "the connection has no descriptor to ask" : callers.refusal(fd);
+    } catch (err) {
+      why = `the caller could not be identified: ${(err as Error).message}`;
+    }
+    if (why !== undefined) refusals.set(socket, why);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -1,28 +1,50 @@
 /**
  * `netctx audit`: measure the seed's isolation table for live contexts and try to escape from each.
- * Every context gets a marker (a TCP listener on its wildcard) and a probe process, both started through its
- * exec path; the host holds a TCP service on 127.0.0.1 and a UDP sink that spoofed packets aim at.
+ * Every context gets a marker (a TCP listener on its wildcard, an abstract unix socket) and a probe process, both
+ * started through its exec path; the host holds a TCP service on 127.0.0.1, a UDP sink that spoofed packets aim
+ * at, and what the hardening escapes aim at (escapes.ts: a helper process per context, listeners on host addresses).
  * Between the probe's two phases the auditor does what needs the outside: it forges the ICMP "fragmentation
  * needed" that teaches each context's flow a PMTU exception, sends datagrams to the second context's address
- * on the probe's ports, and reads the host's routes and neighbours.
+ * on the probe's ports, reads the host's routes and neighbours, and asks the escapes' targets what they saw.
  */
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { existsSync, statSync } from "node:fs";
-import { createServer, type Server } from "node:net";
 import { notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import type { Level } from "../state/store.ts";
 import {
+  classifyEscapes,
+  closeScene,
+  type EscapeObservations,
+  type EscapePhase1,
+  type EscapePlan,
+  type EscapeScene,
+  observeEscapes,
+  openScene,
+  planEscapes,
+  type ReachTarget,
+} from "./escapes.ts";
+import { type Call, callText, type EscapeVerdict, short } from "./evidence.ts";
+import {
   CELL_KEYS,
   type Cell,
   type CellKey,
   type EscapeProbe,
-  EXPECTED_ROWS,
+  expectedRow,
   PROMISED_BLOCKED,
 } from "./expected.ts";
-import { type CmdResult, forgeIcmp, type LineChild, runHost, spawnInContext } from "./run.ts";
+import {
+  type CmdResult,
+  type ExecArgv,
+  forgeIcmp,
+  type LineChild,
+  runHost,
+  sandboxExec,
+  spawnInContext,
+} from "./run.ts";
 import { type Subject, secondOf, subjectsOf } from "./subjects.ts";
+import { listenTcp, type Marker, newRunId, startMarkers } from "./targets.ts";
 
 export type MeasuredCell = Cell | "?";
 
@@ -33,7 +55,7 @@ export interface Evidence {
 
 export interface EscapeResult {
   probe: EscapeProbe;
-  result: "blocked" | "possible";
+  result: EscapeVerdict;
   /** The level promises to block this one. */
   promised: boolean;
   evidence: string;
@@ -56,13 +78,6 @@ export interface AuditReport {
   ok: boolean;
 }
 
-interface Call {
-  call: string;
-  ok: boolean;
-  errno?: string;
-  value?: string;
-}
-
 interface Phase1 {
   netns: number;
   interfaces: string[];
@@ -83,6 +98,7 @@ interface Phase1 {
   rxPorts: number[];
   rxBound: string[];
   cacheFlow: { src: string; sport: number; dst: string; dport: number } | { error: string };
+  escapes: EscapePhase1;
 }
 
 interface Phase2 {
@@ -94,7 +110,20 @@ interface Phase2 {
 const MIN_PMTU = 552;
 const IP_PATHS = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"];
 
-export async function runAudit(host: Host, names: string[] = []): Promise<AuditReport> {
+export interface AuditOptions {
+  /**
+   * How probes and markers enter a context; default: the context's exec sandbox, as `netctx exec` does. Tests pass
+   * a bare path (nsenter, a cgroup move) to show that each escape probe reads "possible" once its guard is gone.
+   */
+  exec?: ExecArgv;
+}
+
+export async function runAudit(
+  host: Host,
+  names: string[] = [],
+  options: AuditOptions = {},
+): Promise<AuditReport> {
+  const exec = options.exec ?? sandboxExec(host);
   const all = host.store.listContexts();
   for (const n of names) if (!all.some((c) => c.name === n)) throw notFound("context", n);
   const records = names.length ? all.filter((c) => names.includes(c.name)) : all;
@@ -113,17 +142,30 @@ export async function runAudit(host: Host, names: string[] = []): Promise<AuditR
     .filter((n) => n !== "lo");
   const service = await listenTcp();
   const sink = await listenUdp();
-  const markers = new Map<string, { child: LineChild; port: number }>();
+  const runId = newRunId();
   const children: LineChild[] = [];
   const probes = new Map<string, LineChild>();
+  let scene: EscapeScene | undefined;
   try {
-    // Markers of every context that can be a second context or a reach target.
-    await startMarkers(everyone, [service.port], markers, children);
+    // Markers of every context that can be a second context or a reach target; beside them, the escapes' targets.
+    const [started, opened] = await Promise.allSettled([
+      startMarkers(exec, everyone, [service.port], runId, children),
+      openScene(host, everyone, subjects, runId, hostNetns),
+    ]);
+    if (opened.status === "fulfilled") scene = opened.value;
+    if (started.status === "rejected") throw started.reason;
+    if (opened.status === "rejected") throw opened.reason;
+    const markers = started.value;
+    const openedScene = opened.value;
+    openedScene.markers = markers;
     const plans = new Map(
-      subjects.map((s, i) => [s.name, plan(s, i, everyone, markers, service.port, sink.port, ip)]),
+      subjects.map((s, i) => [
+        s.name,
+        plan(s, i, everyone, markers, service.port, sink.port, ip, planEscapes(s, everyone, openedScene)),
+      ]),
     );
     for (const s of subjects)
-      probes.set(s.name, spawnInContext(s.record, "probe", plans.get(s.name)!.params));
+      probes.set(s.name, spawnInContext(exec, s.record, "probe", plans.get(s.name)!.params));
     const phase1 = new Map<string, Phase1>();
     await Promise.all(
       subjects.map(async (s) => {
@@ -131,7 +173,11 @@ export async function runAudit(host: Host, names: string[] = []): Promise<AuditR
       }),
     );
 
-    // Outside work between the phases.
+    // Outside work between the phases. The escapes' targets are asked first: they answer while the rest runs.
+    const observing = observeEscapes(
+      openedScene,
+      new Map([...phase1].map(([name, p1]) => [name, p1.escapes])),
+    );
     const hostRoutes = runHost([ip, "-j", "route", "show", "table", "all"]);
     // Each context's exception gets an MTU no other context's has, so a second context that routes to the same
     // destination (the gateway of a routed network) cannot be mistaken for seeing it. A PMTU exception only ever
@@ -163,6 +209,7 @@ export async function runAudit(host: Host, names: string[] = []): Promise<AuditR
         return [s.name, queries];
       }),
     );
+    const escapeObs = await observing;
     for (const s of subjects) probes.get(s.name)!.send({ cacheChecks });
     const phase2 = new Map<string, Phase2>();
     await Promise.all(
@@ -188,6 +235,8 @@ export async function runAudit(host: Host, names: string[] = []): Promise<AuditR
         forged: forged.get(s.name),
         sink: sink.received,
         arpCheck: s.shared ? undefined : arpPoisoned(host, s, s.spare4),
+        scene: openedScene,
+        escapeObs,
       });
     });
     return {
@@ -197,46 +246,16 @@ export async function runAudit(host: Host, names: string[] = []): Promise<AuditR
     };
   } finally {
     await Promise.all([...probes.values(), ...children].map((c) => c.end()));
+    if (scene) await closeScene(scene);
     service.server.close();
     sink.socket.close();
-  }
-}
-
-/**
- * One marker per context, each on a port number no other marker (nor the host's service) holds. A probe binds the
- * second context's marker port in its own stack and reads EADDRINUSE as a shared port space; the kernel hands out
- * the same number for two different addresses (or two namespaces), and a probe whose own marker sat on that
- * number would be refused by its own listener. Such a marker is replaced: the new one is started while the old
- * one still holds the port, so the kernel cannot pick the same number again.
- */
-async function startMarkers(
-  subjects: Subject[],
-  reserved: number[],
-  markers: Map<string, { child: LineChild; port: number }>,
-  children: LineChild[],
-): Promise<void> {
-  const start = async (s: Subject) => {
-    const child = spawnInContext(s.record, "marker", {});
-    children.push(child);
-    return { child, port: (await child.json<{ port: number }>()).port };
-  };
-  const started = await Promise.all(subjects.map(start));
-  const taken = new Set(reserved);
-  for (const [i, s] of subjects.entries()) {
-    let m = started[i]!;
-    for (let attempt = 0; taken.has(m.port) && attempt < 8; attempt++) {
-      const old = m;
-      m = await start(s);
-      await old.child.end();
-    }
-    taken.add(m.port);
-    markers.set(s.name, m);
   }
 }
 
 interface Plan {
   mtu: number;
   foreign4: string;
+  escapes: EscapePlan;
   params: {
     ip: string;
     shared: boolean;
@@ -249,7 +268,8 @@ interface Plan {
     foreignDev: { ifname: string; dst: string };
     spoof: { src: string; dst: string; port: number; token: string };
     l2?: { ifname: string; mac: string; gwMac: string; fakeMac: string; arpSpa: string };
-    reach: { key: EscapeProbe; addr: string; port: number }[];
+    reach: ReachTarget[];
+    escapes: EscapePlan["params"];
   };
 }
 
@@ -257,10 +277,11 @@ function plan(
   s: Subject,
   index: number,
   everyone: Subject[],
-  markers: Map<string, { port: number }>,
+  markers: Map<string, Marker>,
   servicePort: number,
   sinkPort: number,
   ip: string,
+  escapes: EscapePlan,
 ): Plan {
   const second = secondOf(s, everyone);
   // A shared-stack context's foreign address must be local to the host, or the kernel refuses the bind anyway.
@@ -271,7 +292,10 @@ function plan(
   const otherNet = others.find((o) => !myNets.has(o.net.name) && !o.net.internal);
   const internalNet = others.find((o) => !myNets.has(o.net.name) && o.net.internal);
   const foreignNet = everyone.find((o) => !myNets.has(o.net.name) && o.net.driver !== "routed");
-  const reach: Plan["params"]["reach"] = [{ key: "host-only-service", addr: "127.0.0.1", port: servicePort }];
+  const reach: ReachTarget[] = [
+    { key: "host-only-service", addr: "127.0.0.1", port: servicePort },
+    ...escapes.reach,
+  ];
   for (const [key, o] of [
     ["other-network", otherNet],
     ["internal-network", internalNet],
@@ -295,6 +319,7 @@ function plan(
       : { ifname: "lo", dst: "127.0.0.2" },
     spoof: { src: spoofSrc, dst: s.gateway4, port: sinkPort, token: `netctx-audit-${s.name}` },
     reach,
+    escapes: escapes.params,
   };
   if (!s.shared && s.mac && s.gwMac)
     params.l2 = {
@@ -305,7 +330,7 @@ function plan(
       // A spare address nobody holds: a neighbour's real address would be re-claimed by its own ARP at once.
       arpSpa: s.spare4,
     };
-  return { mtu: 0, foreign4, params };
+  return { mtu: 0, foreign4, escapes, params };
 }
 
 function hex(n: number): string {
@@ -326,6 +351,8 @@ interface ClassifyInput {
   forged: string | undefined;
   sink: { from: string; data: string }[];
   arpCheck: { poisoned: boolean; evidence: string } | undefined;
+  scene: EscapeScene;
+  escapeObs: EscapeObservations;
 }
 
 function classify(x: ClassifyInput): ContextAudit {
@@ -421,11 +448,11 @@ function classify(x: ClassifyInput): ContextAudit {
     p1.bindForeign.ok || received.length > 0 || wildBusy ? "-" : own && !sees ? "v" : "i";
 
   const cells = { devices, routingTables, routingCache, sockets: socketsCell };
-  const expected = EXPECTED_ROWS[s.record.level];
+  const expected = expectedRow(s.record.level, s.ownDefaultRoute4);
   const escapes = escapesOf(x);
   const ok =
     CELL_KEYS.every((k) => cells[k] === expected[k]) &&
-    escapes.every((e) => !(e.promised && e.result === "possible"));
+    escapes.every((e) => !(e.promised && e.result !== "blocked"));
   return { name: s.name, level: s.record.level, cells, expected, evidence, escapes, ok };
 }
 
@@ -469,6 +496,16 @@ function escapesOf(x: ClassifyInput): EscapeResult[] {
     const r = p1.reach[key];
     if (r) add(key, r.ok, `${r.call}: ${callText(r)}`);
   }
+  const hardening = classifyEscapes({
+    s,
+    plan: pl.escapes,
+    e: p1.escapes,
+    reach: p1.reach,
+    ownNetns: p1.netns,
+    scene: x.scene,
+    obs: x.escapeObs,
+  });
+  for (const h of hardening) out.push({ ...h, promised: promised.includes(h.probe) });
   return out;
 }
 
@@ -486,17 +523,6 @@ function arpPoisoned(host: Host, s: Subject, spa: string): { poisoned: boolean; 
 
 function cmdText(r: CmdResult): string {
   return r.rc === 0 ? `ok${r.out ? `: ${short(r.out)}` : ""}` : `failed: ${short(r.out) || `exit ${r.rc}`}`;
-}
-
-function callText(c: Call): string {
-  return c.ok
-    ? `ok${c.value ? ` (${c.value})` : ""}`
-    : `${c.errno ?? "failed"}${c.value ? ` (${c.value})` : ""}`;
-}
-
-function short(text: string): string {
-  const one = text.replace(/\s+/g, " ");
-  return one.length > 160 ? `${one.slice(0, 157)}...` : one;
 }
 
 function firstField(jsonText: string, field: string): string | undefined {
@@ -522,17 +548,6 @@ function summariseRoute(r: CmdResult): string {
   const mtu = mtuOf(r.out);
   const table = firstField(r.out, "table");
   return `${table ? `table ${table}, ` : ""}${mtu ? `cached mtu ${mtu}` : "no cached exception"}`;
-}
-
-function listenTcp(): Promise<{ server: Server; port: number }> {
-  return new Promise((resolve, reject) => {
-    const server = createServer((c) => c.destroy());
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const addr = server.address();
-      resolve({ server, port: typeof addr === "object" && addr ? addr.port : 0 });
-    });
-  });
 }
 
 function listenUdp(): Promise<{

@@ -28,6 +28,17 @@ export const EXPECTED_ROWS: Record<Level, Row> = {
   socket: SEED_ROWS.socket,
 };
 
+/**
+ * The row one context is held to. An l3 context with an IPv4 default route of its own has an authoritative table,
+ * and since issue 15 a device guard on its cgroup (kernel/bpf/socket-policy.ts) keeps its packets to that table's
+ * devices: it sees the host's devices but cannot send through another network's (the IP_PKTINFO send of the
+ * devices cell is refused), so its devices are "i". Without one its lookups fall through to the host's main table
+ * by design, and it shares the host's devices with it: the seed's "-".
+ */
+export function expectedRow(level: Level, ownDefaultRoute4 = false): Row {
+  return level === "l3" && ownDefaultRoute4 ? { ...EXPECTED_ROWS.l3, devices: "i" } : EXPECTED_ROWS[level];
+}
+
 export type EscapeProbe =
   | "spoofed-source-ip"
   | "spoofed-mac"
@@ -37,12 +48,47 @@ export type EscapeProbe =
   | "foreign-bind"
   | "other-network"
   | "internal-network"
-  | "host-only-service";
+  | "host-only-service"
+  // Issue 15, hardening (src/audit/escapes.ts measures each):
+  | "ptrace-other-context"
+  | "signal-host-process"
+  | "abstract-unix-other-context"
+  | "abstract-unix-host"
+  | "proc-sys-net-write"
+  | "engine-api"
+  | "setns-host-netns"
+  | "device-table-bypass"
+  | "rogue-ra"
+  | "rogue-na"
+  | "internal-to-host"
+  | "internal-to-shared-stack"
+  | "vsock-socket";
+
+/**
+ * What no level lets root inside do, whatever its network model: reach into another context's or the host's
+ * processes (ptrace, pidfd_getfd, signals), rewrite /proc/sys/net (for l2 its own netns's, which holds what the host
+ * set for it, such as accept_ra=0; for the others the host's), talk to the engine that creates and removes contexts,
+ * leave its network namespace, or open AF_VSOCK sockets (not a netns object: they reach the host).
+ */
+const EVERY_LEVEL: readonly EscapeProbe[] = [
+  "ptrace-other-context",
+  "signal-host-process",
+  "proc-sys-net-write",
+  "engine-api",
+  "setns-host-netns",
+  "vsock-socket",
+];
 
 /**
  * Escapes a level promises to block. l2 contexts may open raw sockets (their own netns contains them) and reach
  * other networks through the host's routing (allowed unless a network is internal); shared-stack contexts share
  * the host's loopback and routing, so host-only services and internal networks are reachable from them.
+ * Shared-stack contexts also share the host's abstract unix namespace (it belongs to the netns), so they promise
+ * not to reach the host's or another context's abstract sockets; an l2 context has a namespace of its own (reported
+ * only). l3 promises its table cannot be sidestepped by binding a socket to another network's device; a socket
+ * context has no table of its own and shares the host's devices by design (reported only). l2 contexts on a bridge
+ * promise not to become another context's router (RA) or gateway (NA), and on an internal network to reach neither
+ * host addresses other than their gateway nor the shared-stack contexts' addresses (local delivery, not forwarding).
  */
 export const PROMISED_BLOCKED: Record<Level, readonly EscapeProbe[]> = {
   l2: [
@@ -52,7 +98,29 @@ export const PROMISED_BLOCKED: Record<Level, readonly EscapeProbe[]> = {
     "foreign-bind",
     "internal-network",
     "host-only-service",
+    ...EVERY_LEVEL,
+    "rogue-ra",
+    "rogue-na",
+    "internal-to-host",
+    "internal-to-shared-stack",
   ],
-  l3: ["spoofed-source-ip", "raw-socket", "packet-socket", "foreign-bind"],
-  socket: ["spoofed-source-ip", "raw-socket", "packet-socket", "foreign-bind"],
+  l3: [
+    "spoofed-source-ip",
+    "raw-socket",
+    "packet-socket",
+    "foreign-bind",
+    ...EVERY_LEVEL,
+    "abstract-unix-other-context",
+    "abstract-unix-host",
+    "device-table-bypass",
+  ],
+  socket: [
+    "spoofed-source-ip",
+    "raw-socket",
+    "packet-socket",
+    "foreign-bind",
+    ...EVERY_LEVEL,
+    "abstract-unix-other-context",
+    "abstract-unix-host",
+  ],
 };

@@ -3,13 +3,17 @@
  * opens AF_PACKET and raw sockets without a compiler; node would need FFI inside a confined process).
  *
  * Modes (argv[1]):
- *   marker PARAMS  listen on TCP port 0 of the wildcard, print {"port"}, live until stdin closes
+ *   marker PARAMS  listen on TCP port 0 of the wildcard and on an abstract unix socket, print {"port", "fd", ...};
+ *                  answer each line on stdin with a report of what connected; live until stdin closes
+ *   host PARAMS    the host's stand-in for escapes (run outside every context): an abstract unix socket and a
+ *                  SIGWINCH counter, reported the same way
  *   probe PARAMS   phase 1: print one JSON line of results; read one JSON line (what the auditor did meanwhile);
  *                  phase 2: print one more JSON line
  *   icmp PARAMS    forge an ICMP "fragmentation needed" for a UDP flow (run by the auditor in the context's stack)
  * Each result carries the command or call that produced it, so the audit can show its evidence.
  */
 import { existsSync } from "node:fs";
+import { ESCAPE_PY } from "./escape-script.ts";
 
 export const PROBE_PY = String.raw`
 import errno, json, os, select, socket, struct, subprocess, sys, time
@@ -80,43 +84,49 @@ def tcp_holders(port):
             pass
     return out
 
+# A target may name a source address to bind first ("src") and a device to bind to (SO_BINDTODEVICE, "dev"); the
+# call text names every step up to the one that failed.
 def connect_all(targets, timeout):
-    socks, out = {}, {}
+    socks, out, calls = {}, {}, {}
     for t in targets:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); s.setblocking(False)
+        steps = []
         try:
-            s.connect((t["addr"], t["port"]))
+            if t.get("dev"):
+                steps.append("setsockopt(SO_BINDTODEVICE, %s)" % t["dev"]); s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, t["dev"].encode())
+            if t.get("src"):
+                steps.append("bind(%s:0)" % t["src"]); s.bind((t["src"], 0))
+            steps.append("connect(%s:%d)" % (t["addr"], t["port"])); s.connect((t["addr"], t["port"]))
         except BlockingIOError:
             pass
         except OSError as e:
-            out[t["key"]] = {"call": "connect(%s:%d)" % (t["addr"], t["port"]), "ok": False, "errno": err(e)}; s.close(); continue
-        socks[s] = t
+            out[t["key"]] = {"call": ", ".join(steps), "ok": False, "errno": err(e)}; s.close(); continue
+        socks[s] = t; calls[t["key"]] = ", ".join(steps)
     deadline = time.time() + timeout
     while socks and time.time() < deadline:
         _, w, _ = select.select([], list(socks), [], max(0, deadline - time.time()))
         for s in w:
             t = socks.pop(s); e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            out[t["key"]] = {"call": "connect(%s:%d)" % (t["addr"], t["port"]), "ok": e == 0, **({} if e == 0 else {"errno": errno.errorcode.get(e, str(e))})}
+            out[t["key"]] = {"call": calls[t["key"]], "ok": e == 0, **({} if e == 0 else {"errno": errno.errorcode.get(e, str(e))})}
             s.close()
     for s, t in socks.items():
-        out[t["key"]] = {"call": "connect(%s:%d)" % (t["addr"], t["port"]), "ok": False, "errno": "timeout"}; s.close()
+        out[t["key"]] = {"call": calls[t["key"]], "ok": False, "errno": "timeout"}; s.close()
     return out
 
+# The pid and the listener's fd number are what a ptrace/pidfd_getfd probe in another context aims at; the
+# abstract socket is what its abstract unix probe connects to.
 def marker(p):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", 0)); s.listen(16)
-    print(json.dumps({"port": s.getsockname()[1], "bound": s.getsockname()[0]}), flush=True)
-    s.setblocking(False)
-    while True:
-        r, _, _ = select.select([sys.stdin, s], [], [])
-        if sys.stdin in r and not sys.stdin.readline(): return
-        if s in r:
-            try: s.accept()[0].close()
-            except OSError: pass
+    a, check = abstract_listener(p.get("abstract"))
+    print(json.dumps({"port": s.getsockname()[1], "bound": s.getsockname()[0], "pid": os.getpid(), "fd": s.fileno(), "abstract": check}), flush=True)
+    serve_until_eof([s] + ([a] if a else []), lambda: {"listening": a is not None})
 
 def probe(p):
     ip = p["ip"]; res = {}
+    # Callers other than the audit (test/firewall/antispoof.test.ts) run phase 1 for a single check, without escapes.
+    if p.get("escapes"): res["escapes"] = escape_probes(p["escapes"])
     res["netns"] = os.stat("/proc/self/ns/net").st_ino
     res["interfaces"] = sorted(n for _, n in socket.if_nameindex())
     mtu = run([ip, "-j", "link", "show", "lo"])
@@ -172,7 +182,18 @@ def probe(p):
         res["spoofMac"] = try_("ether %s -> %s, IPv4/UDP %s -> %s:%d" % (l2["fakeMac"], l2["gwMac"], p["own4"], sp["dst"], sp["port"]), lambda: packet(frame))
         arp = b"\xff" * 6 + macb(l2["mac"]) + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + macb(l2["mac"]) + socket.inet_aton(l2["arpSpa"]) + b"\0" * 6 + socket.inet_aton(sp["dst"])
         res["arp"] = try_("ARP who-has %s tell %s is-at %s" % (sp["dst"], l2["arpSpa"], l2["mac"]), lambda: packet(arp))
+    # Root in an l2 context may route as it likes in its own netns: a target it has no route to gets a host route
+    # through its gateway first (taken out again afterwards), so only the host's refusal can stop the connect.
+    routed = []
+    for t in p["reach"]:
+        if t.get("via"):
+            t["route"] = run([ip, "route", "add", t["addr"] + "/32", "via", t["via"]])
+            if t["route"]["rc"] == 0: routed.append(t)
     res["reach"] = connect_all(p["reach"], 1.0)
+    for t in p["reach"]:
+        if t.get("route"): res["reach"][t["key"]]["route"] = t["route"]
+    for t in routed:
+        run([ip, "route", "del", t["addr"] + "/32", "via", t["via"]])
     rx = []
     for auto in (False, True):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -211,7 +232,8 @@ def icmp(p):
     s.sendto(body, (p["src"], 0)); s.close()
     print(json.dumps({"sent": True}), flush=True)
 
-{"marker": marker, "probe": probe, "icmp": icmp}[sys.argv[1]](json.loads(sys.argv[2]))
+${ESCAPE_PY}
+{"marker": marker, "probe": probe, "icmp": icmp, "host": host}[sys.argv[1]](json.loads(sys.argv[2]))
 `;
 
 /** python3 from the distribution: pyenv shims need HOME and a shell, which confined processes may not have. */
@@ -219,6 +241,15 @@ export function pythonPath(): string {
   return ["/usr/bin/python3", "/usr/local/bin/python3"].find((p) => existsSync(p)) ?? "python3";
 }
 
-export function pythonArgv(mode: "marker" | "probe" | "icmp", params: unknown): string[] {
-  return [pythonPath(), "-c", PROBE_PY, mode, JSON.stringify(params)];
+export type ProbeMode = "marker" | "probe" | "icmp" | "host";
+
+/**
+ * What comes between the interpreter and the mode. -I: no PYTHON* variables, user site or script directory from
+ * inside a context; -S: no site module (it costs ~20 ms a start here, and the audit starts three interpreters per
+ * context). The probe program needs only the standard library.
+ */
+export const PYTHON_FLAGS = ["-I", "-S", "-c", PROBE_PY] as const;
+
+export function pythonArgv(mode: ProbeMode, params: unknown): string[] {
+  return [pythonPath(), ...PYTHON_FLAGS, mode, JSON.stringify(params)];
 }

@@ -23,7 +23,13 @@ function escapeRows(report: AuditReport): string[][] {
       c.name,
       e.probe,
       e.result,
-      e.promised ? (e.result === "blocked" ? "promised blocked" : "PROMISED BLOCKED") : "",
+      e.promised
+        ? e.result === "blocked"
+          ? "promised blocked"
+          : e.result === "inconclusive"
+            ? "PROMISED BLOCKED (unproven)"
+            : "PROMISED BLOCKED"
+        : "",
       e.evidence,
     ]),
   );

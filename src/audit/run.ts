@@ -1,10 +1,11 @@
 /**
  * Running the in-context probes: one marker process and one probe process per context, all started through the
- * context's exec path (nsenter for l2, the confined cgroup argv for l3/socket) and run in parallel.
+ * context's exec path (src/exec/enter.ts, as `netctx exec` does) and run in parallel.
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
 import { NetctxError } from "../errors.ts";
-import { levelDriver } from "../levels/registry.ts";
+import { contextExecArgv } from "../exec/enter.ts";
+import type { Host } from "../host.ts";
 import type { ContextRecord } from "../state/store.ts";
 import { pythonArgv } from "./probe-script.ts";
 
@@ -83,8 +84,21 @@ export class LineChild {
   }
 }
 
-export function spawnInContext(record: ContextRecord, mode: "marker" | "probe", params: unknown): LineChild {
-  const argv = levelDriver(record.level).execArgv(record, pythonArgv(mode, params));
+/** argv that runs a command in a context. */
+export type ExecArgv = (record: ContextRecord, command: string[]) => string[];
+
+/** The context's exec sandbox, as `netctx exec` builds it. */
+export function sandboxExec(host: Host): ExecArgv {
+  return (record, command) => contextExecArgv(host, record, command);
+}
+
+export function spawnInContext(
+  exec: ExecArgv,
+  record: ContextRecord,
+  mode: "marker" | "probe",
+  params: unknown,
+): LineChild {
+  const argv = exec(record, pythonArgv(mode, params));
   return new LineChild(`${mode} in ${record.name}`, spawn(argv[0]!, argv.slice(1), { stdio: "pipe" }));
 }
 

@@ -25,6 +25,8 @@ export interface Subject {
   netns?: string;
   mac?: string;
   gwMac?: string;
+  /** l3: its own table holds an IPv4 default route (read from the kernel), which makes the table authoritative. */
+  ownDefaultRoute4?: boolean;
 }
 
 export function first4(att: Attachment): string | undefined {
@@ -66,6 +68,10 @@ export function subjectsOf(host: Host, records: ContextRecord[]): { subjects: Su
       probeDst: net.driver === "routed" ? gateway4 : (spares[0] ?? gateway4),
       spare4: spares[1] ?? spares[0] ?? gateway4,
     };
+    if (record.level === "l3" && spec.table !== undefined)
+      s.ownDefaultRoute4 = host.rtnl
+        .routeList({ family: 4, table: spec.table })
+        .some((r) => r.dst === "default");
     if (!shared && spec.netns && existsSync(spec.netns)) {
       s.netns = spec.netns;
       const rtnl = Rtnl.open(spec.netns);

@@ -1,20 +1,13 @@
 /** netctx cni install DIR: put the CNI plugin executable `netctx` where a runtime looks for plugins. */
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { CNI_ENV_KEYS, cniHeaderName } from "../api/server.ts";
 import { DEFAULT_STATE_DIR } from "../api/socket-path.ts";
 import { invalid } from "../errors.ts";
+import { packageRoot } from "../package-root.ts";
 
-/** The repo root, from src/cli/ or from the bundle in dist/ alike. */
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, "package.json")) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
-
-const ROOT = findRoot();
+const ROOT = packageRoot();
 const BUNDLE = join(ROOT, "dist", "cni", "netctx-cni.mjs");
 const SOURCE = join(ROOT, "src", "cni", "entry.ts");
 const CLIENT = join(ROOT, "dist", "cni", "netctx-cni-client");

@@ -1,12 +1,12 @@
 /** netctx create|ls|inspect|rm|exec */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { constants } from "node:os";
 import type { Command } from "commander";
 import { callEngine } from "../api/client.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { type ContextView, contextView } from "../engine/views.ts";
 import { conflict, notFound } from "../errors.ts";
-import { levelDriver } from "../levels/registry.ts";
+import { contextExecArgv } from "../exec/enter.ts";
 import { parseBandwidthArg } from "../model/publish.ts";
 import { withHost } from "./host.ts";
 import { collect, printJson, printTable } from "./output.ts";
@@ -101,13 +101,17 @@ export function registerContext(program: Command): void {
     .command("rm")
     .description("remove contexts (a missing one is not an error)")
     .argument("<name...>")
-    .action(async (names: string[]) => {
+    .option("--force", "kill the processes still running in the context instead of refusing")
+    .action(async (names: string[], o: { force?: boolean }) => {
+      const force = o.force === true;
       for (const name of names) {
         const remote = await callEngine<{ removed: boolean }>(
           "DELETE",
-          `/v1/contexts/${encodeURIComponent(name)}`,
+          `/v1/contexts/${encodeURIComponent(name)}${force ? "?force=1" : ""}`,
         );
-        const removed = remote ? remote.removed : withHost((host) => removeContext(host, name) !== undefined);
+        const removed = remote
+          ? remote.removed
+          : withHost((host) => removeContext(host, name, { force }) !== undefined);
         if (removed) console.log(name);
         else console.error(`note: context "${name}" does not exist; nothing to remove`);
       }
@@ -119,7 +123,7 @@ export function registerContext(program: Command): void {
     .argument("<name>")
     .argument("<command...>")
     .passThroughOptions()
-    .action((name: string, args: string[]) => {
+    .action(async (name: string, args: string[]) => {
       // commander keeps the "--" that separates our options from the command's
       const command = args[0] === "--" ? args.slice(1) : args;
       const argv = withHost((host) => {
@@ -129,12 +133,33 @@ export function registerContext(program: Command): void {
         // going: either way nothing of the user's should start in it.
         if (record.status !== "ready")
           throw conflict("name", `context "${name}" is ${record.status}, not ready`);
-        return levelDriver(record.level).execArgv(record, command);
+        return contextExecArgv(host, record, command);
       });
-      const result = spawnSync(argv[0]!, argv.slice(1), { stdio: "inherit" });
-      if (result.error) throw result.error;
-      process.exitCode = result.status ?? 128 + (result.signal ? signalNumber(result.signal) : 0);
+      process.exitCode = await runForwardingSignals(argv);
     });
+}
+
+/**
+ * Run argv with our stdio and return its exit code (128+N for signal N). SIGTERM and SIGHUP sent to netctx are
+ * passed on (a service manager stopping `netctx exec` stops the command, not only netctx); a terminal's SIGINT
+ * already reaches the whole foreground group, the command too, so netctx only outlives it.
+ */
+function runForwardingSignals(argv: string[]): Promise<number> {
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: "inherit" });
+  const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
+  const handlers: [NodeJS.Signals, () => void][] = [
+    ["SIGTERM", forward("SIGTERM")],
+    ["SIGHUP", forward("SIGHUP")],
+    ["SIGINT", () => {}],
+  ];
+  for (const [sig, h] of handlers) process.on(sig, h);
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code, signal) => {
+      for (const [sig, h] of handlers) process.off(sig, h);
+      resolve(code ?? 128 + (signal ? signalNumber(signal) : 0));
+    });
+  });
 }
 
 function signalNumber(signal: NodeJS.Signals): number {

@@ -10,11 +10,11 @@ import { formatTable } from "../cli/output.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import { contextView } from "../engine/views.ts";
+import { contextExecArgv } from "../exec/enter.ts";
 import { Host } from "../host.ts";
 import { cgroup2Root, contextsCgroupParent } from "../kernel/cgroup.ts";
 import { createNetns, deleteNetns, netnsPath } from "../kernel/netns.ts";
 import { specOf } from "../levels/driver.ts";
-import { levelDriver } from "../levels/registry.ts";
 import { nsArgv, ping, run } from "./probe.ts";
 
 const OUTSIDE = "demo-outside";
@@ -86,7 +86,7 @@ export async function runDemo(): Promise<boolean> {
     const ns = (name: string) => specOf(host.store.getContext(name)!).netns!;
     const inContext = (name: string, argv: string[]) => {
       const rec = host.store.getContext(name)!;
-      return levelDriver(rec.level).execArgv(rec, argv);
+      return contextExecArgv(host, rec, argv);
     };
     const addr = (name: string, family: 4 | 6) =>
       contextView(host, host.store.getContext(name)!, false)

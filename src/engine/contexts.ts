@@ -12,6 +12,7 @@ import { contextsCgroupParent } from "../kernel/cgroup.ts";
 import { netnsPath } from "../kernel/netns.ts";
 import { type ContextSpec, specOf } from "../levels/driver.ts";
 import { FIRST_L3_TABLE } from "../levels/l3.ts";
+import { evictProcesses, refuseWhileRunning } from "../levels/processes.ts";
 import { levelDriver } from "../levels/registry.ts";
 import { checkIfname, checkName, contextNetnsName, hostVethIfname } from "../model/names.ts";
 import { checkRouteArgs } from "../model/route.ts";
@@ -202,10 +203,32 @@ function realizeContext(host: Host, record: ContextRecord): void {
   }
 }
 
-export function removeContext(host: Host, name: string): ContextRecord | undefined {
+export interface RemoveOptions {
+  /** Kill the context's processes (its whole cgroup subtree) instead of refusing while they run. */
+  force?: boolean;
+}
+
+/**
+ * Without force, a context whose processes still run is refused before anything changes: the record stays as it
+ * was (ready, usable by exec). With force they are killed after the record is marked "removing", so no exec
+ * starts a new one meanwhile.
+ */
+export function removeContext(host: Host, name: string, opts: RemoveOptions = {}): ContextRecord | undefined {
   finishRemoval(host, name);
-  const record = markRemoving(host, name);
-  if (record) tearDown(host, record);
+  const found = host.store.getContext(name);
+  if (!found) return undefined;
+  if (!opts.force) refuseWhileRunning(name, specOf(found).cgroup);
+  const record = markRemoving(host, found);
+  if (opts.force) {
+    try {
+      evictProcesses(name, specOf(record).cgroup);
+    } catch (err) {
+      // Nothing of the context was undone: it stays what it was.
+      host.store.updateContext(found);
+      throw err;
+    }
+  }
+  tearDown(host, record);
   return record;
 }
 
@@ -218,8 +241,10 @@ export function removeContext(host: Host, name: string): ContextRecord | undefin
  */
 export function removeContextLater(host: Host, name: string): boolean {
   if (pendingRemovals(host).has(name)) return true;
-  const record = markRemoving(host, name);
-  if (!record) return false;
+  const found = host.store.getContext(name);
+  if (!found) return false;
+  refuseWhileRunning(name, specOf(found).cgroup);
+  const record = markRemoving(host, found);
   pendingRemovals(host).set(name, record);
   host.defer(finishRemovals);
   return true;
@@ -261,9 +286,9 @@ function finishRemovals(host: Host): void {
   if (failure !== undefined) throw failure;
 }
 
-function markRemoving(host: Host, name: string): ContextRecord | undefined {
-  const record = host.store.getContext(name);
-  if (!record) return undefined;
+/** A marked copy; the record given stays as it was, for a caller that has to put it back. */
+function markRemoving(host: Host, found: ContextRecord): ContextRecord {
+  const record = structuredClone(found);
   record.status = "removing";
   record.spec = { ...record.spec, op: opMark("remove") };
   host.store.updateContext(record);
@@ -271,9 +296,21 @@ function markRemoving(host: Host, name: string): ContextRecord | undefined {
   return record;
 }
 
+/**
+ * A teardown that fails half-way (a process joined the cgroup after the check) cannot be rolled back, so the record
+ * stays "removing"; but it loses its op mark. gc finishes "removing" records whose owner is gone and leaves the ones
+ * a live process owns alone, and the resident engine, which owns every rm it ran, lives on: with the mark, gc would
+ * skip the record for as long as the engine runs. Without it gc (or another rm) finishes it once the cause is gone.
+ */
 function tearDown(host: Host, record: ContextRecord): void {
-  removeExtras(host, record.name, specOf(record));
-  levelDriver(record.level).teardown(host, record.name, specOf(record));
+  try {
+    removeExtras(host, record.name, specOf(record));
+    levelDriver(record.level).teardown(host, record.name, specOf(record));
+  } catch (err) {
+    const { op: _op, ...spec } = record.spec;
+    host.store.updateContext({ ...record, spec });
+    throw err;
+  }
   pausePoint("rm:after-teardown");
   forget(host, record.name);
 }

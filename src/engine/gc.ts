@@ -15,18 +15,16 @@ import { errorLine } from "../errors.ts";
 import { antispoofEnabled, guardAttachment, guardedElements, unguardPort } from "../firewall/antispoof.ts";
 import type { FirewallNetwork } from "../firewall/firewall.ts";
 import type { Host } from "../host.ts";
-import { openCgroup, progFdById, progInfo, queryPrograms, withFd } from "../kernel/bpf/attach.ts";
-import { PROGRAM_PREFIX } from "../kernel/bpf/programs.ts";
-import { attachSocketPolicy, detachSocketPolicy, POLICY_HOOKS } from "../kernel/bpf/socket-policy.ts";
-import { closeFd } from "../kernel/bpf/syscall.ts";
-import { contextsCgroupParentPath, removeCgroup } from "../kernel/cgroup.ts";
+import { attachSocketPolicy, policyDrift, type SocketPolicy } from "../kernel/bpf/socket-policy.ts";
+import { contextsCgroupParentPath } from "../kernel/cgroup.ts";
 import { deleteNetns, listNetns } from "../kernel/netns.ts";
 import { RT_TABLE_MAIN } from "../kernel/route.ts";
 import { type Addr, type AddrOpts, type Link, type Route, Rtnl, type Rule } from "../kernel/rtnl.ts";
 import { type ContextSpec, specOf } from "../levels/driver.ts";
 import { FIRST_L3_TABLE, L3_RULE_PRIORITY } from "../levels/l3.ts";
+import { l3Policy } from "../levels/l3-devices.ts";
 import { levelDriver } from "../levels/registry.ts";
-import { firstAddress } from "../levels/shared-stack.ts";
+import { firstAddress, releaseCgroup } from "../levels/shared-stack.ts";
 import { bridgeIfname, LINK_GROUP, NETNS_PREFIX, PREFIX } from "../model/names.ts";
 import { formatIp, parseCidr } from "../net/cidr.ts";
 import { ifbName } from "../networks/bandwidth.ts";
@@ -340,25 +338,19 @@ function sweepKernel(host: Host, act: Act, dryRun: boolean): void {
       const path = join(parent, name);
       const owner = ownedCgroups.get(path);
       if (!owner) {
-        act("remove", `cgroup ${path}`, "no context owns it", () => {
-          detachSocketPolicy(path);
-          removeCgroup(path);
-        });
+        // Refused while a process runs anywhere below it (a child cgroup too): its programs stay until then.
+        act("remove", `cgroup ${path}`, "no context owns it", () => releaseCgroup(path));
         continue;
       }
       if (!ready(owner)) continue;
-      const counts = ourProgramCounts(path);
-      const total = [...counts.values()].reduce((a, b) => a + b, 0);
-      const doubled = [...counts].filter(([, n]) => n > 1).map(([hook]) => hook);
-      if (total === 0 || doubled.length > 0)
-        act(
-          "reattach",
-          `bpf ${path}`,
-          total === 0
-            ? "context's socket policy is missing"
-            : `two policies attached at ${doubled.join(", ")}`,
-          () => attachSocketPolicy(path, policyOf(owner)),
-        );
+      const want = policyOf(owner, k);
+      let drift: string | undefined;
+      try {
+        drift = policyDrift(path, want);
+      } catch (err) {
+        drift = `its programs cannot be compared (${errorLine(err)})`;
+      }
+      if (drift) act("reattach", `bpf ${path}`, drift, () => attachSocketPolicy(path, want));
     }
   }
 
@@ -478,43 +470,16 @@ function sweepShortcuts(host: Host, networks: NetworkRecord[], l2: ContextRecord
   }
 }
 
-function ourProgramCounts(cgroupPath: string): Map<string, number> {
-  const counts = new Map<string, number>();
-  let cg: number;
-  try {
-    cg = openCgroup(cgroupPath);
-  } catch {
-    return counts;
-  }
-  withFd(cg, () => {
-    for (const hook of POLICY_HOOKS) {
-      for (const id of queryPrograms(cg, hook)) {
-        let fd: number;
-        try {
-          fd = progFdById(id);
-        } catch {
-          continue; // detached between query and lookup
-        }
-        try {
-          if (progInfo(fd).name.startsWith(PROGRAM_PREFIX)) counts.set(hook, (counts.get(hook) ?? 0) + 1);
-        } finally {
-          closeFd(fd);
-        }
-      }
-    }
-  });
-  return counts;
-}
-
-function policyOf(c: ContextRecord) {
+/** The socket policy a context's cgroup should hold; an l3 context's devices as the kernel has them now. */
+function policyOf(c: ContextRecord, k: KernelView): SocketPolicy {
   const spec: ContextSpec = specOf(c);
+  if (c.level === "l3") {
+    const indexes = new Map(k.links.map((l) => [l.name, l.index]));
+    return l3Policy(spec, (name) => indexes.get(name), k.routes);
+  }
   const ipv4 = firstAddress(spec, 4);
   const ipv6 = firstAddress(spec, 6);
-  return {
-    ...(ipv4 ? { ipv4 } : {}),
-    ...(ipv6 ? { ipv6 } : {}),
-    ...(c.level === "l3" && spec.table !== undefined ? { fwmark: spec.table } : {}),
-  };
+  return { ...(ipv4 ? { ipv4 } : {}), ...(ipv6 ? { ipv6 } : {}) };
 }
 
 function describeRule(r: Rule): string {

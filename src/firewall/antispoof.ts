@@ -18,6 +18,10 @@
  * nft 1.0.6 has no `icmpv6 taddr`: the ND target is the raw payload `@th,64,128` in a `typeof` set (as_nd).
  * DAD (neighbour solicitation from ::) and MLD reports from :: stay allowed, the former only for the
  * port's own addresses.
+ * A context is never a router: its Router Advertisements and redirects (ICMPv6 134 and 137, ICMPv4 5) are dropped,
+ * whatever their source. Without this, root in one context could send an RA with its own link-local address and
+ * become every other context's default router (Docker's CVE-2020-13401); the contexts' accept_ra=0
+ * (networks/context-sysctls.ts) is the second line, for an RA that reaches them from elsewhere.
  */
 import { NetctxError } from "../errors.ts";
 import { type Host, removalQueue } from "../host.ts";
@@ -65,6 +69,10 @@ const ND_RULES = [
   "ip6 saddr :: icmpv6 type { mld-listener-report, mld2-listener-report } accept",
 ];
 
+/** Router-only messages: contexts route nothing, so none of theirs is legitimate (see the module comment). */
+const NOT_A_ROUTER4 = "icmp type redirect drop";
+const NOT_A_ROUTER6 = "icmpv6 type { nd-router-advert, nd-redirect } drop";
+
 const TABLES: Record<"bridge" | "inet" | "arp", TableDef> = {
   bridge: {
     family: "bridge",
@@ -77,10 +85,12 @@ const TABLES: Record<"bridge" | "inet" | "arp", TableDef> = {
       "ether type arp iifname . arp saddr ip != @as_ip4 drop",
       "ether type arp accept",
       "ether type ip iifname . ip saddr != @as_ip4 drop",
+      NOT_A_ROUTER4,
       "ether type ip accept",
       ...ND_RULES,
       "ether type ip6 iifname . ip6 saddr != @as_ip6 drop",
       "icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @as_nd drop",
+      NOT_A_ROUTER6,
       "ether type ip6 accept",
       // VLAN tags, PPPoE and anything else would carry IP past the checks above.
       "drop",
@@ -94,9 +104,11 @@ const TABLES: Record<"bridge" | "inet" | "arp", TableDef> = {
       "iifname != @as_ports accept",
       "iifname . ether saddr != @as_mac drop",
       "meta nfproto ipv4 iifname . ip saddr != @as_ip4 drop",
+      NOT_A_ROUTER4,
       ...ND_RULES,
       "meta nfproto ipv6 iifname . ip6 saddr != @as_ip6 drop",
       "icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @as_nd drop",
+      NOT_A_ROUTER6,
     ],
   },
   arp: {

@@ -1,15 +1,16 @@
 /**
  * Our nftables table: `table inet netctx`. NAT (masquerade) and `internal` (no egress) for networks.
  *
- * Why this shape: the rule set is a fixed list of 11 rules; networks and interfaces only add set elements, so
+ * Why this shape: the rule set is a fixed list of 14 rules; networks and interfaces only add set elements, so
  * the packet path costs the same set lookups with 1 network or 1000, and every change is an element diff.
  *  - `intra4`/`intra6` (`addr . addr`, interval): one element `S . T` per pair of subnets S, T of a network
  *    (one family). "saddr . daddr in intra" means "source and destination are in the same network", the no-NAT
  *    condition, with elements per network however many contexts it has.
  *  - `local4`/`local6` (`ifname . addr`, interval), for internal networks: one element per (interface of the
  *    network, subnet of the same network). "oif . saddr in local" means "the packet stays inside the network its
- *    source belongs to", the allowed-for-internal condition, without pairs of interfaces (quadratic for routed
- *    networks, where every context has its own host-side veth) and without a netid in the packet mark (the l3
+ *    source belongs to", the allowed-for-internal condition (in the input chain, "iif . daddr in local": the
+ *    packet is for the gateway of its network), without pairs of interfaces (quadratic for routed networks,
+ *    where every context has its own host-side veth) and without a netid in the packet mark (the l3
  *    level uses fwmarks for its routing tables; we must not clobber them). Deleting an element of such a set
  *    (pipapo) costs O(elements): at 1000 routed contexts, 64 of them took ~1 s, which is why only internal
  *    networks pay it.
@@ -128,6 +129,25 @@ const CHAINS: readonly ChainDef[] = [
       "iifname @internal_ifs oifname . ip6 saddr != @local6 drop",
       "oifname @internal_ifs iifname . ip daddr != @local4 drop",
       "oifname @internal_ifs iifname . ip6 daddr != @local6 drop",
+    ],
+  },
+  {
+    name: "input",
+    type: "filter",
+    hook: "input",
+    prio: 0,
+    prioText: "filter",
+    // From an internal network to the host itself (issue 15): a context that adds a default route of its own
+    // reaches every local address, the host's other networks' gateways and the shared-stack contexts' addresses
+    // among them, and none of that passes the forward hook. The only local addresses inside a network's subnets
+    // are its gateways (subnets never overlap), so "the destination is in the arrival interface's network" is
+    // "the destination is its gateway" (or its subnet's broadcast). Neighbour Discovery for the gateway goes to
+    // solicited-node multicast and answers the host's link-local address: it stays allowed (ARP is no inet
+    // traffic). After DNAT (prerouting), so a published port leads wherever its target is.
+    rules: [
+      "iifname @internal_ifs icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept",
+      "iifname @internal_ifs iifname . ip daddr != @local4 drop",
+      "iifname @internal_ifs iifname . ip6 daddr != @local6 drop",
     ],
   },
 ];

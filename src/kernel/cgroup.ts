@@ -2,7 +2,7 @@
  * cgroup v2 directories for contexts. No controllers are needed: the directory is only an anchor for
  * BPF programs and a set of processes.
  */
-import { mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
+import { type Dirent, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { NetctxError } from "../errors.ts";
 
@@ -51,6 +51,58 @@ export function createCgroup(path: string): void {
 
 function errCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException).code;
+}
+
+/**
+ * The cgroup and every cgroup below it, each parent before its children (a missing cgroup: none). Root inside a
+ * context can make child cgroups of the context's own (user and cgroup namespaces, a fresh cgroup2 mount), so
+ * whoever asks what runs in a context must look at the whole subtree.
+ */
+export function cgroupSubtree(path: string): string[] {
+  const out: string[] = [];
+  const pending = [path];
+  for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch (err) {
+      // Gone meanwhile (rmdir races the listing): nothing runs in it.
+      if (errCode(err) === "ENOENT") continue;
+      throw err;
+    }
+    out.push(dir);
+    for (const e of entries) if (e.isDirectory()) pending.push(join(dir, e.name));
+  }
+  return out;
+}
+
+/** Every process anywhere in the subtree: one in a child cgroup is not in its parent's cgroup.procs. */
+export function subtreeProcs(path: string): number[] {
+  return [...new Set(cgroupSubtree(path).flatMap(cgroupProcs))];
+}
+
+/**
+ * Remove the cgroup and every cgroup below it, children first. The kernel refuses each rmdir (EBUSY) while a
+ * process is in that cgroup, under the same lock that moves processes in, so a process that joins after the
+ * caller looked makes this fail rather than be left behind.
+ */
+export function removeCgroupTree(path: string): void {
+  for (const dir of cgroupSubtree(path).reverse()) removeCgroupSettled(dir);
+}
+
+/** A process that has just exited can keep its cgroup busy for a moment after it left cgroup.procs. */
+function removeCgroupSettled(path: string): void {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      removeCgroup(path);
+      return;
+    } catch (err) {
+      const busy =
+        err instanceof NetctxError && err.message.includes("EBUSY") && subtreeProcs(path).length === 0;
+      if (!busy || attempt >= 50) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
 }
 
 export function removeCgroup(path: string): void {

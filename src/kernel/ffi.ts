@@ -19,6 +19,9 @@ export const bind = libc.func("int bind(int fd, const void *addr, uint32_t len)"
 export const setsockopt = libc.func(
   "int setsockopt(int fd, int level, int name, const void *value, uint32_t len)",
 ) as (fd: number, level: number, name: number, value: Uint8Array, len: number) => number;
+export const getsockopt = libc.func(
+  "int getsockopt(int fd, int level, int name, void *value, _Inout_ uint32_t *len)",
+) as (fd: number, level: number, name: number, value: Uint8Array, len: number[]) => number;
 export const send = libc.func("long send(int fd, const void *buf, size_t len, int flags)") as (
   fd: number,
   buf: Uint8Array,

@@ -64,9 +64,9 @@ export class Rtnl {
     ingressBlockJoin(this.sock, ifindex, block);
   }
 
-  /** A BPF program (SCHED_CLS) as the shared block's filter; false when it has it already. */
-  blockProgramAdd(block: number, progFd: number, name: string): boolean {
-    return blockProgramAdd(this.sock, block, progFd, name);
+  /** A BPF program (SCHED_CLS) as the shared block's filter; false when it has it already, unless `replace`. */
+  blockProgramAdd(block: number, progFd: number, name: string, replace = false): boolean {
+    return blockProgramAdd(this.sock, block, progFd, name, replace);
   }
 
   /** The link's ingress qdisc goes (and with it the link's share of any block); false when there was none. */

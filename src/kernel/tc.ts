@@ -50,13 +50,21 @@ export function ingressBlockJoin(sock: NetlinkSocket, ifindex: number, block: nu
 
 /**
  * The program as the block's filter (protocol all, direct action); false when the block has it already (one
- * fixed priority and handle, so a second writer gets EEXIST).
+ * fixed priority and handle, so a second writer gets EEXIST). With `replace`, a filter already there gets this
+ * program instead (cls_bpf swaps it in one step: no frame meets the block without one).
  */
-export function blockProgramAdd(sock: NetlinkSocket, block: number, progFd: number, name: string): boolean {
+export function blockProgramAdd(
+  sock: NetlinkSocket,
+  block: number,
+  progFd: number,
+  name: string,
+  replace = false,
+): boolean {
   // tcm_info: priority in the upper 16 bits, the protocol in network byte order in the lower.
   const info = ((FILTER_PRIO << 16) | ((ETH_P_ALL & 0xff) << 8) | (ETH_P_ALL >> 8)) >>> 0;
+  const flags = replace ? NLM_F_CREATE : NLM_F_CREATE | NLM_F_EXCL;
   try {
-    sock.ack(`tc filter add bpf block ${block}`, RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL, (w) => {
+    sock.ack(`tc filter ${replace ? "replace" : "add"} bpf block ${block}`, RTM_NEWTFILTER, flags, (w) => {
       tcmsg(w, TCM_IFINDEX_MAGIC_BLOCK, FILTER_HANDLE, block, info);
       w.attrStr(TCA_KIND, "bpf");
       const options = w.nestStart(TCA_OPTIONS);

@@ -12,7 +12,7 @@ import { contextNetnsName } from "../model/names.ts";
 import { deleteOwnLink } from "../networks/common.ts";
 import { networkDriver } from "../networks/registry.ts";
 import type { ContextSpec, LevelDriver } from "./driver.ts";
-import { specOf } from "./driver.ts";
+import { BASE_CAPABILITIES, specOf } from "./driver.ts";
 
 export const l2Level: LevelDriver = {
   level: "l2",
@@ -47,8 +47,14 @@ export const l2Level: LevelDriver = {
     if (linksGoWithNetns) deleteNetns(contextNetnsName(name));
   },
 
-  execArgv(record, command) {
-    const path = specOf(record).netns;
-    return ["nsenter", `--net=${path}`, "--", ...command];
+  // Its own stack is its to manage: addresses, routes, raw and packet sockets, its own users. Its abstract unix
+  // namespace is its netns's own.
+  execSandbox(record) {
+    return {
+      netns: specOf(record).netns!,
+      keepCaps: [...BASE_CAPABILITIES, "net_admin", "net_raw", "net_broadcast", "setuid", "setgid"],
+      families: ["unix", "inet", "inet6", "netlink", "packet"],
+      scopeAbstractUnix: false,
+    };
   },
 };

@@ -3,13 +3,15 @@
  * its addresses, and from its cgroup's sockets (by the fwmark the socket-creation hook sets), to that table.
  */
 import { pausePoint } from "../engine/pause.ts";
+import { attachDevicePolicy } from "../kernel/bpf/socket-policy.ts";
 import type { RouteSpec } from "../kernel/route.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
 import { parseRouteArg } from "../model/route.ts";
 import { cidrContains, formatIp, parseInterfaceAddress, parseIp } from "../net/cidr.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
 import type { ContextSpec, LevelDriver } from "./driver.ts";
-import { confineContext, releaseContext, sharedStackExecArgv } from "./shared-stack.ts";
+import { l3Policy } from "./l3-devices.ts";
+import { confineContext, releaseContext, sharedStackSandbox } from "./shared-stack.ts";
 
 /** Ahead of the main table (32766), behind the local table (0) so local delivery is unchanged. */
 export const L3_RULE_PRIORITY = 1000;
@@ -24,6 +26,9 @@ export const l3Level: LevelDriver = {
     for (const rule of rulesOf(spec)) host.rtnl.ruleAdd(rule);
     pausePoint("create:after-rules");
     for (const route of routesOf(spec)) host.rtnl.routeAdd(route);
+    // The device guard last: the devices its packets may leave through are those of the table just filled.
+    const ifindexOf = (name: string) => host.rtnl.linkIndexIfAny(name);
+    attachDevicePolicy(spec.cgroup!, l3Policy(spec, ifindexOf, host.rtnl.routeList({ table })));
   },
 
   teardown(host, _name, spec) {
@@ -32,7 +37,7 @@ export const l3Level: LevelDriver = {
     releaseContext(host, spec);
   },
 
-  execArgv: sharedStackExecArgv,
+  execSandbox: sharedStackSandbox,
 };
 
 function rulesOf(spec: ContextSpec) {

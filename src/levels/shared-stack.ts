@@ -3,17 +3,17 @@
  * host network, and its processes live in a cgroup whose BPF programs confine their sockets to those addresses.
  */
 
+import { basename } from "node:path";
 import { pausePoint } from "../engine/pause.ts";
-import { conflict, NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
-import { attachSocketPolicy, detachSocketPolicy } from "../kernel/bpf/socket-policy.ts";
-import { cgroupProcs, createCgroup, removeCgroup } from "../kernel/cgroup.ts";
+import { attachSocketPolicy } from "../kernel/bpf/socket-policy.ts";
+import { createCgroup, removeCgroupTree } from "../kernel/cgroup.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
 import { addHostAddresses } from "../networks/host-net.ts";
 import type { ContextRecord } from "../state/store.ts";
-import { confinedArgv } from "./confine.ts";
-import type { ContextSpec } from "./driver.ts";
-import { specOf } from "./driver.ts";
+import type { ContextSpec, ExecSandbox } from "./driver.ts";
+import { BASE_CAPABILITIES, specOf } from "./driver.ts";
+import { refuseWhileRunning } from "./processes.ts";
 
 export function firstAddress(spec: ContextSpec, family: 4 | 6): string | undefined {
   return spec.attachments
@@ -38,40 +38,42 @@ export function confineContext(host: Host, spec: ContextSpec, fwmark?: number): 
 }
 
 /**
- * Refuses while processes still run in the cgroup, before anything is undone: detaching the programs first would
- * leave them running on the host's stack unconfined, and the cgroup cannot be removed under them anyway (EBUSY).
+ * Refuses while processes still run in the cgroup's subtree, before anything is undone (rm checks the same before it
+ * marks the record; this is the net behind it). Then the cgroup goes, with its programs: see releaseCgroup.
  */
 export function releaseContext(host: Host, spec: ContextSpec): void {
   if (spec.cgroup) {
-    const pids = cgroupProcs(spec.cgroup);
-    if (pids.length > 0)
-      throw conflict(
-        "context",
-        `processes ${pids.slice(0, 10).join(", ")}${pids.length > 10 ? ", ..." : ""} still run in it; stop them first`,
-      );
-    detachSocketPolicy(spec.cgroup);
+    releaseCgroup(spec.cgroup);
     pausePoint("rm:after-bpf");
-    removeCgroupSettled(spec.cgroup);
   }
   for (const att of spec.attachments)
     for (const cidr of att.addresses) tolerateMissing(() => host.rtnl.addrDel(att.ifname, cidr));
 }
 
-export function sharedStackExecArgv(record: ContextRecord, command: string[]): string[] {
-  return confinedArgv(specOf(record).cgroup!, command);
+/**
+ * Remove a context's cgroup and every child cgroup below it, refusing while any process runs in them. The programs
+ * are not detached: rmdir takes them along, and the kernel refuses the rmdir (EBUSY) while a process is in the
+ * cgroup, atomically with processes moving in. A check followed by a detach would leave a process that joined in
+ * between on the host's stack unconfined. Sockets made in the cgroup keep it, and its programs, in force after it
+ * is gone (measured: a foreign bind on such a socket still fails with EPERM).
+ */
+export function releaseCgroup(cgroup: string): void {
+  refuseWhileRunning(basename(cgroup), cgroup);
+  removeCgroupTree(cgroup);
 }
 
-/** A process that has just exited can keep its cgroup busy for a moment after it left cgroup.procs. */
-function removeCgroupSettled(path: string): void {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      removeCgroup(path);
-      return;
-    } catch (err) {
-      const busy =
-        err instanceof NetctxError && err.message.includes("EBUSY") && cgroupProcs(path).length === 0;
-      if (!busy || attempt >= 50) throw err;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-    }
-  }
+/**
+ * The cgroup carries the socket policy, so root must not leave it nor touch the programs: no sys_admin (cgroupfs
+ * and mounts), bpf or perfmon. No net_admin (the host's routes and devices), no net_raw and no AF_PACKET (the
+ * creation hook does not see packet sockets), no AF_VSOCK (not a netns object: it reaches the host). No setuid or
+ * setgid: another user's processes would be no closer, but nothing a shared-stack service needs them for either.
+ * The abstract unix namespace belongs to the netns, which is the host's: Landlock keeps it inside the exec.
+ */
+export function sharedStackSandbox(record: ContextRecord): ExecSandbox {
+  return {
+    cgroup: specOf(record).cgroup!,
+    keepCaps: BASE_CAPABILITIES,
+    families: ["unix", "inet", "inet6", "netlink"],
+    scopeAbstractUnix: true,
+  };
 }

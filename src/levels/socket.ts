@@ -3,7 +3,7 @@
  * processes may bind and connect only with its addresses.
  */
 import type { LevelDriver } from "./driver.ts";
-import { confineContext, releaseContext, sharedStackExecArgv } from "./shared-stack.ts";
+import { confineContext, releaseContext, sharedStackSandbox } from "./shared-stack.ts";
 
 export const socketLevel: LevelDriver = {
   level: "socket",
@@ -13,5 +13,5 @@ export const socketLevel: LevelDriver = {
   teardown(host, _name, spec) {
     releaseContext(host, spec);
   },
-  execArgv: sharedStackExecArgv,
+  execSandbox: sharedStackSandbox,
 };

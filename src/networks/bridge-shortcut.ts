@@ -8,6 +8,12 @@
  * Only frames that pass the anti-spoofing check go short: the sender's MAC must be the one its port was given and
  * its IP source the first address of its family there. Anything else (ARP, multicast, frames to the gateway or
  * off-host, other sources such as link-local ones) takes the bridge, whose anti-spoofing rules decide as before.
+ * So do the frames whose check looks past the sender (issue 15): Neighbour Discovery, RAs and redirects (ICMPv6
+ * 133-137, ICMPv4 5), whose rules check an advertisement's target or drop them outright (short, a context's
+ * Neighbour Advertisement for the gateway's address reached another context and took over its neighbour entry);
+ * every IPv6 packet that is not plain TCP, UDP or ICMPv6, since an extension header can carry ND further in; IPv4
+ * with options; and VLAN-tagged frames, which the bridge drops but whose tag the kernel has already moved out of
+ * the frame into the skb when tc sees it (one with VID 0, a priority tag, the receiver takes as untagged).
  * A context with bandwidth limits never goes short (the redirect would skip its ifb and its veth's root qdisc).
  *
  * One hash map per network, MAC -> { host veth ifindex, IPv4, IPv6 }, and one program using it: the cls_bpf filter
@@ -37,7 +43,13 @@ import { bridgeIfname } from "../model/names.ts";
 import { ipBytes, parseIp } from "../net/cidr.ts";
 import type { Attachment } from "./driver.ts";
 
-const PROGRAM_NAME = "nctx_shortcut";
+/**
+ * The program's name carries its version: bump it whenever the program changes. A bridge found holding an earlier
+ * one (a network made by an earlier netctx) gets the current one on its next use, with the same map (upgrade()):
+ * otherwise a fix to the program, such as issue 15's, would reach only networks made after it.
+ */
+const PROGRAM_NAME = "nctx_shortcut_2";
+const PROGRAM_STEM = "nctx_shortcut";
 const KEY_SIZE = 6;
 /** ifindex u32 @0, IPv4 @4, IPv6 @8, addresses in network byte order; zero = none of that family. */
 const VALUE_SIZE = 24;
@@ -45,6 +57,18 @@ const MAX_ENTRIES = 65536;
 
 /** tcx: go on with the next program, then the stack (here: the bridge). */
 const TCX_NEXT = -1;
+
+/** struct __sk_buff's vlan_present (u32): the kernel untags before tc runs, the frame's EtherType is the inner one. */
+const SKB_VLAN_PRESENT = 20;
+
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+const IPPROTO_ICMP = 1;
+const IPPROTO_ICMPV6 = 58;
+const ICMP_REDIRECT = 5;
+/** Router Solicitation .. Redirect: the Neighbour Discovery messages (RFC 4861). */
+const ND_FIRST = 133;
+const ND_LAST = 137;
 
 /** EtherType as the little-endian u16 load of its two bytes sees it; headers to check; IP source offset. */
 const FAMILIES = [
@@ -58,6 +82,7 @@ function shortcutProgram(mapFd: number): ProgramSpec {
   a.ldx("w", R7, R6, SkBuff.data);
   a.ldx("w", R8, R6, SkBuff.dataEnd);
   a.mov64Reg(R2, R7).alu64Imm("add", R2, 14).jmpReg("gt", R2, R8, "next");
+  a.ldx("w", R2, R6, SKB_VLAN_PRESENT).jmp32Imm("ne", R2, 0, "next");
   a.ldx("h", R2, R7, 12);
   for (const f of FAMILIES) a.jmp32Imm("eq", R2, f.ethertype, `v${f.family}`);
   a.ja("next");
@@ -65,6 +90,8 @@ function shortcutProgram(mapFd: number): ProgramSpec {
     a.label(`v${f.family}`);
     // The headers must be in the linear part for direct reads; a frame where they are not takes the bridge.
     a.mov64Reg(R2, R7).alu64Imm("add", R2, f.headers).jmpReg("gt", R2, R8, "next");
+    if (f.family === 4) ipv4Payload(a);
+    else ipv6Payload(a);
     // The sender: its source MAC is a context of this network, on the port the frame came in by...
     a.ldMapFd(R1, mapFd).mov64Reg(R2, R7).alu64Imm("add", R2, 6).call(Helper.map_lookup_elem);
     a.jmpImm("eq", R0, 0, "next");
@@ -82,6 +109,32 @@ function shortcutProgram(mapFd: number): ProgramSpec {
   }
   a.label("next").ret(TCX_NEXT);
   return { name: PROGRAM_NAME, progType: ProgType.SCHED_CLS, attachType: "TCX_INGRESS", insns: a.assemble() };
+}
+
+/** IPv4 goes on (at `v4ok`) unless it has options or is an ICMP redirect; R7 = data, R8 = data_end, 34 bytes checked. */
+function ipv4Payload(a: Asm): void {
+  // Version 4 and a 20-byte header: the ICMP type sits at 34. Options are rare enough to take the bridge.
+  a.ldx("b", R2, R7, 14).jmp32Imm("ne", R2, 0x45, "next");
+  a.ldx("b", R2, R7, 14 + 9).jmp32Imm("ne", R2, IPPROTO_ICMP, "v4ok");
+  a.mov64Reg(R3, R7)
+    .alu64Imm("add", R3, 14 + 20 + 1)
+    .jmpReg("gt", R3, R8, "next");
+  a.ldx("b", R2, R7, 14 + 20).jmp32Imm("eq", R2, ICMP_REDIRECT, "next");
+  a.label("v4ok");
+}
+
+/** IPv6 goes on (at `v6ok`) if it is TCP, UDP or ICMPv6 other than ND; R7 = data, R8 = data_end, 54 bytes checked. */
+function ipv6Payload(a: Asm): void {
+  a.ldx("b", R2, R7, 14 + 6);
+  a.jmp32Imm("eq", R2, IPPROTO_TCP, "v6ok").jmp32Imm("eq", R2, IPPROTO_UDP, "v6ok");
+  a.jmp32Imm("ne", R2, IPPROTO_ICMPV6, "next");
+  a.mov64Reg(R3, R7)
+    .alu64Imm("add", R3, 14 + 40 + 1)
+    .jmpReg("gt", R3, R8, "next");
+  a.ldx("b", R2, R7, 14 + 40)
+    .jmp32Imm("lt", R2, ND_FIRST, "v6ok")
+    .jmp32Imm("le", R2, ND_LAST, "next");
+  a.label("v6ok");
 }
 
 interface Shortcut {
@@ -107,12 +160,17 @@ function entryValue(ifindex: number, addresses: readonly string[]): Uint8Array {
 }
 
 /** Our program on the device, lowest id first (two processes installing at once agree on that one). */
-function findOn(ifindex: number): (Shortcut & { id: number }) | undefined {
+function findOn(
+  ifindex: number,
+  version: "current" | "earlier" = "current",
+): (Shortcut & { id: number }) | undefined {
   for (const id of queryPrograms(ifindex, "TCX_INGRESS").sort((x, y) => x - y)) {
     const progFd = progFdById(id);
     const info = progInfo(progFd);
     const [mapId] = info.mapIds;
-    if (info.name !== PROGRAM_NAME || mapId === undefined) {
+    const current = info.name === PROGRAM_NAME;
+    const earlier = !current && info.name.startsWith(PROGRAM_STEM);
+    if (!(version === "current" ? current : earlier) || mapId === undefined) {
       closeFd(progFd);
       continue;
     }
@@ -146,15 +204,49 @@ function install(bridgeIndex: number): Found {
     if (!(err instanceof KernelError)) throw err;
     return { unavailable: err.message.split("\n")[0]! };
   }
-  const ours = { progFd, mapFd, block: bridgeIndex };
-  const first = findOn(bridgeIndex);
-  if (first === undefined || first.id === progInfo(progFd).id) {
+  return agree({ progFd, mapFd, block: bridgeIndex });
+}
+
+/** Ours was just attached to the bridge: two processes attaching at once agree on the lowest id, ours goes if not. */
+function agree(ours: Shortcut): Shortcut {
+  const first = findOn(ours.block);
+  if (first === undefined || first.id === progInfo(ours.progFd).id) {
     if (first) close(first);
     return ours;
   }
-  detachProgram(bridgeIndex, progFd, "TCX_INGRESS");
+  detachProgram(ours.block, ours.progFd, "TCX_INGRESS");
   close(ours);
   return first;
+}
+
+/**
+ * The bridge holds an earlier version of the program: the current one takes its place with the same map, on the
+ * bridge and as the filter of the ports' block, which cls_bpf swaps in one step. A kernel refusing the current
+ * program fails the caller: the earlier one keeps running, and that must not go unnoticed.
+ */
+function upgrade(host: Host, old: Shortcut): Shortcut {
+  const progFd = loadProgram(shortcutProgram(old.mapFd));
+  try {
+    attachProgram(old.block, progFd, "TCX_INGRESS", 0);
+  } catch (err) {
+    closeFd(progFd);
+    throw err;
+  }
+  const current = agree({ progFd, mapFd: old.mapFd, block: old.block });
+  try {
+    host.rtnl.blockProgramAdd(old.block, current.progFd, PROGRAM_NAME, true);
+  } catch (err) {
+    // EINVAL, "Block of given index was not found": no port is joined, so nothing runs the earlier program.
+    if (!(err instanceof KernelError && err.errnoName === "EINVAL")) throw err;
+  }
+  try {
+    detachProgram(old.block, old.progFd, "TCX_INGRESS");
+  } catch (err) {
+    // Another process upgrading at the same time took it out first.
+    if (!(err instanceof KernelError && err.errnoName === "ENOENT")) throw err;
+  }
+  closeFd(old.progFd);
+  return current;
 }
 
 /** The network's shortcut; `make` installs one on its bridge when there is none. Undefined: no bridge. */
@@ -164,7 +256,11 @@ function shortcutOf(host: Host, network: string, make: boolean): Found | undefin
   if (cached) return cached;
   const bridgeIndex = host.rtnl.linkIndexIfAny(bridgeIfname(network));
   if (bridgeIndex === undefined) return undefined;
-  const found = findOn(bridgeIndex) ?? (make ? install(bridgeIndex) : undefined);
+  const earlier = () => {
+    const old = findOn(bridgeIndex, "earlier");
+    return old && upgrade(host, old);
+  };
+  const found = findOn(bridgeIndex) ?? earlier() ?? (make ? install(bridgeIndex) : undefined);
   if (found) cache.set(network, found);
   return found;
 }

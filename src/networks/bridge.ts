@@ -10,6 +10,7 @@ import type { Lease, NetworkRecord } from "../state/store.ts";
 import { portBridge, removeSegments } from "./bridge-segments.ts";
 import { addShortcut, forgetShortcut, removeShortcut } from "./bridge-shortcut.ts";
 import { addVethPair, configureContextSide, deleteOwnLink, familyOf, firewallNetwork } from "./common.ts";
+import { distrustRouters } from "./context-sysctls.ts";
 import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
 
 /** Locally administered unicast (02:...), stable for a network name. */
@@ -82,6 +83,8 @@ export const bridgeDriver: NetworkDriver = {
   },
 
   attach(host: Host, net: NetworkRecord, ctx: ContextNetns, att: Attachment) {
+    // Before the context's interface exists: it copies the netns's conf/default when it is made.
+    distrustRouters(ctx);
     addVethPair(host, ctx.path, att, portBridge(host, net), false);
     // While the port is down: a qdisc added to a device that is up waits for the device to quiesce.
     addShortcut(host, att);

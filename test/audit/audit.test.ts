@@ -1,12 +1,13 @@
 /**
- * netctx audit against the kernel: a scene with one context of each level measures exactly its level's row,
+ * netctx audit against the kernel: a scene with one context of each level measures exactly its level's row (two l3
+ * contexts: one whose own default route makes its table, and its devices, its own; one that shares the main table),
  * and deliberately broken contexts (BPF programs detached by hand, an l2 context on a --no-antispoof
  * network) are caught with a non-zero exit.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
-import { EXPECTED_ROWS } from "../../src/audit/expected.ts";
+import { EXPECTED_ROWS, expectedRow } from "../../src/audit/expected.ts";
 import { detachSocketPolicy, querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { netctx, netctxOk } from "../helpers/cli.ts";
 
@@ -34,26 +35,25 @@ test("a scene with one context of each level measures exactly each level's row",
   netctxOk("create", "web", "--level", "l2", "--network", "front");
   netctxOk("create", "sock", "--level", "socket", "--network", "pool");
   netctxOk("create", "rt", "--level", "l3", "--network", "pool", "--route", "default via 10.82.0.254");
+  netctxOk("create", "rt0", "--level", "l3", "--network", "pool");
 
   const started = Date.now();
   const { code, report } = audit();
   const secs = (Date.now() - started) / 1000;
   const byName = new Map(report.contexts.map((c) => [c.name, c]));
-  for (const [name, level] of [
-    ["web", "l2"],
-    ["rt", "l3"],
-    ["sock", "socket"],
+  for (const [name, level, ownDefault] of [
+    ["web", "l2", false],
+    ["rt", "l3", true],
+    ["rt0", "l3", false],
+    ["sock", "socket", false],
   ] as const) {
     const c = byName.get(name);
     assert.ok(c, `${name} audited`);
     assert.equal(c.level, level);
-    assert.deepEqual(c.expected, EXPECTED_ROWS[level]);
+    const row = expectedRow(level, ownDefault);
+    assert.deepEqual(c.expected, row);
     for (const key of ["devices", "routingTables", "routingCache", "sockets"])
-      assert.equal(
-        c.cells[key],
-        EXPECTED_ROWS[level][key as keyof (typeof EXPECTED_ROWS)["l2"]],
-        `${name} ${key}`,
-      );
+      assert.equal(c.cells[key], row[key as keyof typeof row], `${name} ${key}`);
     for (const e of c.escapes)
       if (e.promised) assert.equal(e.result, "blocked", `${name} ${e.probe}: ${e.evidence}`);
     assert.equal(c.ok, true, name);
@@ -70,9 +70,11 @@ test("a scene with one context of each level measures exactly each level's row",
   // The human table has the seed's layout.
   const text = netctxOk("audit");
   assert.match(text, /CONTEXT\s+LEVEL\s+DEVICES\s+ROUTING TABLES\s+ROUTING CACHE\s+SOCKETS/);
-  assert.match(text, /^rt\s+l3\s+-\s+i\s+-\s+i\s+ok$/m);
+  assert.match(text, /^rt\s+l3\s+i\s+i\s+-\s+i\s+ok$/m);
+  assert.match(text, /^rt0\s+l3\s+-\s+i\s+-\s+i\s+ok$/m);
+  assert.deepEqual(expectedRow("l3"), EXPECTED_ROWS.l3);
   assert.match(netctxOk("audit", "web", "--markdown"), /\| web \| l2 \| v \| v \| v \| v \| ok \|/);
-  netctxOk("rm", "web", "sock", "rt");
+  netctxOk("rm", "web", "sock", "rt", "rt0");
 });
 
 test("broken contexts are caught: detached socket programs and an l2 context without anti-spoofing", () => {

@@ -2,19 +2,30 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { enterArgv } from "../../src/exec/enter.ts";
 import { attachSocketPolicy, detachSocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { cgroup2Root, contextsCgroupParent, createCgroup, removeCgroup } from "../../src/kernel/cgroup.ts";
-import { confinedArgv } from "../../src/levels/confine.ts";
+import { BASE_CAPABILITIES } from "../../src/levels/driver.ts";
 import { A4, A6, probe, probeArgv, setUpHostBridge, startProbe } from "./helpers.ts";
 
 let cg = "";
+
+/** The shared-stack levels' sandbox around a bare cgroup. */
+function confinedArgv(cgroup: string, command: string[]): string[] {
+  const box = {
+    cgroup,
+    keepCaps: BASE_CAPABILITIES,
+    families: ["unix", "inet", "inet6", "netlink"] as const,
+  };
+  return enterArgv({ ...box, scopeAbstractUnix: true }, [], command);
+}
 
 function run(argv: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-describe("confinedArgv", () => {
+describe("the shared-stack exec sandbox (netctx-enter)", () => {
   before(() => {
     setUpHostBridge();
     cg = join(contextsCgroupParent(), "confined");

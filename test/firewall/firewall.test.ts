@@ -244,7 +244,9 @@ test("a flushed chain or a deleted set is repaired by the next change, elements 
   sh("nft flush chain inet netctx postrouting");
   fw.ensure();
   assert.equal(ruleCount(), RULE_COUNT);
-  sh("nft flush chain inet netctx forward; nft delete set inet netctx internal_ifs");
+  sh(
+    "nft flush chain inet netctx forward; nft flush chain inet netctx input; nft delete set inet netctx internal_ifs",
+  );
   fw.addInterface("a", "veth-a");
   assert.equal(ruleCount(), RULE_COUNT);
   assert.deepEqual(setOf(fw, "ifaces"), ["br-a", "veth-a"]);

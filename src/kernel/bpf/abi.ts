@@ -4,7 +4,13 @@
  * program we assemble (socket policy, publish loopback, bridge shortcut, the bench's), so a number is written once.
  */
 
-export const ProgType = { SCHED_CLS: 3, CGROUP_SKB: 8, CGROUP_SOCK: 9, CGROUP_SOCK_ADDR: 18 } as const;
+export const ProgType = {
+  SCHED_CLS: 3,
+  CGROUP_SKB: 8,
+  CGROUP_SOCK: 9,
+  CGROUP_SOCK_ADDR: 18,
+  CGROUP_SOCKOPT: 25,
+} as const;
 
 export const AttachType = {
   CGROUP_INET_INGRESS: 0,
@@ -16,6 +22,8 @@ export const AttachType = {
   CGROUP_INET6_CONNECT: 11,
   CGROUP_UDP4_SENDMSG: 14,
   CGROUP_UDP6_SENDMSG: 15,
+  /** setsockopt(2) of the cgroup's sockets, before the kernel handles it (prog type CGROUP_SOCKOPT). */
+  CGROUP_SETSOCKOPT: 22,
   /** tc ingress of a device through bpf_mprog (kernel 6.6+): target_ifindex instead of a cgroup fd. */
   TCX_INGRESS: 46,
 } as const;
@@ -50,6 +58,20 @@ export const SockAddr = {
   msgSrcIp4: 40,
   msgSrcIp6: 44,
   sk: 64,
+} as const;
+
+/**
+ * struct bpf_sockopt: sk, optval and optval_end are 64-bit pointers (__bpf_md_ptr), the rest __s32. optval is a
+ * kernel copy of the caller's buffer, max(optlen, 16) bytes (at most a page): reads are checked against optval_end.
+ */
+export const SockOpt = {
+  sk: 0,
+  optval: 8,
+  optvalEnd: 16,
+  level: 24,
+  optname: 28,
+  optlen: 32,
+  retval: 36,
 } as const;
 
 /** struct bpf_sock */

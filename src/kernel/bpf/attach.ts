@@ -132,13 +132,15 @@ export interface ProgInfo {
   id: number;
   type: number;
   name: string;
+  /** The kernel's hash of the instructions as loaded (hex): equal tags, equal programs. */
+  tag: string;
   /** The maps the program uses (the first MAX_MAP_IDS). */
   mapIds: number[];
 }
 
 const MAX_MAP_IDS = 8;
 
-/** struct bpf_prog_info: type @0, id @4, nr_map_ids @52, map_ids @56, name[16] @64. */
+/** struct bpf_prog_info: type @0, id @4, tag[8] @8, nr_map_ids @52, map_ids @56, name[16] @64. */
 export function progInfo(progFd: number): ProgInfo {
   const size = 256;
   return withBuffers([BPF_ATTR_SIZE, size, MAX_MAP_IDS * 4], (attr, info, ids) => {
@@ -154,6 +156,7 @@ export function progInfo(progFd: number): ProgInfo {
       type: info.view.getUint32(0, true),
       id: info.view.getUint32(4, true),
       name: new TextDecoder().decode(nameBytes.subarray(0, end < 0 ? 16 : end)),
+      tag: Buffer.from(info.bytes.subarray(8, 16)).toString("hex"),
       mapIds: Array.from({ length: Math.min(info.view.getUint32(52, true), MAX_MAP_IDS) }, (_, i) =>
         ids.view.getUint32(i * 4, true),
       ),

@@ -11,6 +11,12 @@
  */
 import { type AttachTypeName, Helper, ProgType, SkBuff, Sock, SockAddr } from "./abi.ts";
 import { Asm, FP, R0, R1, R2, R3, R4, R6, type Reg } from "./asm.ts";
+import {
+  type BindableDevices,
+  type EgressDevices,
+  egressProgram,
+  sockoptProgram,
+} from "./device-programs.ts";
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -36,6 +42,10 @@ export interface PolicyWords {
   ipv4?: AddrWords;
   ipv6?: AddrWords;
   fwmark?: number;
+  /** l3: the devices its sockets may name (device-programs.ts). */
+  devices?: BindableDevices;
+  /** l3: the devices its packets may leave through, for the families it routes all by itself. */
+  egress?: EgressDevices;
 }
 
 /** Address bytes in network order -> the little-endian u32 words a BPF load yields. */
@@ -246,7 +256,16 @@ export function policyPrograms(policy: PolicyWords): ProgramSpec[] {
     sendmsgProgram(6, policy.ipv6),
     sockCreateProgram(policy.fwmark),
     ingressProgram(policy),
+    ...devicePrograms(policy),
   ];
+}
+
+/** The l3 device guard's programs, those a policy asks for. */
+export function devicePrograms(policy: PolicyWords): ProgramSpec[] {
+  const out: ProgramSpec[] = [];
+  if (policy.devices) out.push(sockoptProgram(policy.devices, policy.ipv4));
+  if (policy.egress?.ipv4 || policy.egress?.ipv6) out.push(egressProgram(policy.egress));
+  return out;
 }
 
 /** Our programs carry this name prefix; PROG_QUERY + OBJ_GET_INFO tell ours from anybody else's. */

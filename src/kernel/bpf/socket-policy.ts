@@ -22,8 +22,10 @@ import {
 } from "./attach.ts";
 import {
   addrWords,
+  devicePrograms,
   type PolicyWords,
   PROGRAM_PREFIX,
+  type ProgramSpec,
   policyPrograms,
   sockCreateProgram,
 } from "./programs.ts";
@@ -33,7 +35,14 @@ export interface SocketPolicy {
   ipv4?: string;
   ipv6?: string;
   fwmark?: number;
+  /** l3: the devices of its networks, the only ones its sockets may be given (names, and ifindexes as of now). */
+  devices?: { names: string[]; ifindexes: number[] };
+  /** l3: per family it routes all by itself, the ifindexes its packets may leave through (lo always may). */
+  egress?: { ipv4?: number[]; ipv6?: number[] };
 }
+
+/** The l3 device guard's hooks (device-programs.ts): their programs hold ifindexes. */
+const DEVICE_HOOKS: readonly AttachTypeName[] = ["CGROUP_SETSOCKOPT", "CGROUP_INET_EGRESS"];
 
 export const POLICY_HOOKS: readonly AttachTypeName[] = [
   "CGROUP_INET4_BIND",
@@ -44,6 +53,7 @@ export const POLICY_HOOKS: readonly AttachTypeName[] = [
   "CGROUP_UDP6_SENDMSG",
   "CGROUP_INET_SOCK_CREATE",
   "CGROUP_INET_INGRESS",
+  ...DEVICE_HOOKS,
 ];
 
 function addressBytes(text: string, family: 4 | 6, field: string): Uint8Array {
@@ -61,7 +71,23 @@ export function policyWords(policy: SocketPolicy): PolicyWords {
       throw invalid("fwmark", `${policy.fwmark} is not a 32-bit unsigned integer`);
     words.fwmark = policy.fwmark;
   }
+  if (policy.devices) {
+    for (const name of policy.devices.names)
+      if (!/^[\x21-\x7e]{1,15}$/.test(name) || name.includes("/"))
+        throw invalid("devices", `${JSON.stringify(name)} is not an interface name`);
+    words.devices = { names: policy.devices.names, ifindexes: policy.devices.ifindexes.map(ifindex) };
+  }
+  if (policy.egress) {
+    words.egress = {};
+    if (policy.egress.ipv4) words.egress.ipv4 = policy.egress.ipv4.map(ifindex);
+    if (policy.egress.ipv6) words.egress.ipv6 = policy.egress.ipv6.map(ifindex);
+  }
   return words;
+}
+
+function ifindex(n: number): number {
+  if (!Number.isInteger(n) || n < 1 || n > 0x7fffffff) throw invalid("devices", `${n} is not an ifindex`);
+  return n;
 }
 
 interface Attached {
@@ -69,10 +95,10 @@ interface Attached {
   fd: number;
 }
 
-/** Our programs currently attached to the cgroup, each with an fd the caller must close. */
-function ourPrograms(cgroupFd: number): Attached[] {
+/** Our programs currently attached to the cgroup at `hooks`, each with an fd the caller must close. */
+function ourPrograms(cgroupFd: number, hooks: readonly AttachTypeName[] = POLICY_HOOKS): Attached[] {
   const out: Attached[] = [];
-  for (const type of POLICY_HOOKS) {
+  for (const type of hooks) {
     for (const id of queryPrograms(cgroupFd, type)) {
       let fd: number;
       try {
@@ -90,14 +116,30 @@ function ourPrograms(cgroupFd: number): Attached[] {
 }
 
 export function attachSocketPolicy(cgroupPath: string, policy: SocketPolicy): void {
-  const programs = policyPrograms(policyWords(policy));
+  replacePrograms(cgroupPath, policyPrograms(policyWords(policy)), POLICY_HOOKS);
+}
+
+/**
+ * Only the l3 device guard of `policy` (its other programs are attached already): l3 attaches it once its table is
+ * filled, since the egress devices are those of the table's routes.
+ */
+export function attachDevicePolicy(cgroupPath: string, policy: SocketPolicy): void {
+  replacePrograms(cgroupPath, devicePrograms(policyWords(policy)), DEVICE_HOOKS);
+}
+
+/** Attach `programs`, then detach what of ours was at `hooks` before. */
+function replacePrograms(
+  cgroupPath: string,
+  programs: ProgramSpec[],
+  hooks: readonly AttachTypeName[],
+): void {
   const loaded: Attached[] = [];
   const attached: Attached[] = [];
   let old: Attached[] = [];
   try {
     for (const p of programs) loaded.push({ type: p.attachType, fd: loadProgram(p) });
     withFd(openCgroup(cgroupPath), (cg) => {
-      old = ourPrograms(cg);
+      old = ourPrograms(cg, hooks);
       try {
         for (const p of loaded) {
           attachProgram(cg, p.fd, p.type);
@@ -112,6 +154,50 @@ export function attachSocketPolicy(cgroupPath: string, policy: SocketPolicy): vo
   } finally {
     for (const p of [...loaded, ...old]) closeFd(p.fd);
   }
+}
+
+/**
+ * Why our programs on the cgroup are not those of `policy`, or undefined when they are: none at all, two at one
+ * hook, a hook of the policy without one or one outside it with one, or device programs made for other ifindexes
+ * (a device gc made again has a new one). Those are compared by the kernel's tag of a fresh load; the others hold
+ * only what the context's record holds.
+ */
+export function policyDrift(cgroupPath: string, policy: SocketPolicy): string | undefined {
+  const programs = policyPrograms(policyWords(policy));
+  const tags = new Map<AttachTypeName, string[]>();
+  let cg: number | undefined;
+  try {
+    cg = openCgroup(cgroupPath);
+  } catch (err) {
+    if (!(err instanceof NetctxError && err.code === "not-found")) throw err;
+  }
+  if (cg !== undefined)
+    withFd(cg, () => {
+      for (const p of ourPrograms(cg)) {
+        try {
+          tags.set(p.type, [...(tags.get(p.type) ?? []), progInfo(p.fd).tag]);
+        } finally {
+          closeFd(p.fd);
+        }
+      }
+    });
+  if (tags.size === 0) return "context's socket policy is missing";
+  const doubled = [...tags].filter(([, t]) => t.length > 1).map(([hook]) => hook);
+  if (doubled.length > 0) return `two policies attached at ${doubled.join(", ")}`;
+  const wanted = new Set(programs.map((p) => p.attachType));
+  const missing = [...wanted].filter((hook) => !tags.has(hook));
+  if (missing.length > 0) return `nothing of ours at ${missing.join(", ")}`;
+  const extra = [...tags.keys()].filter((hook) => !wanted.has(hook));
+  if (extra.length > 0) return `a program its policy does not have at ${extra.join(", ")}`;
+  const stale = programs
+    .filter((p) => DEVICE_HOOKS.includes(p.attachType) && tags.get(p.attachType)?.[0] !== tagOf(p))
+    .map((p) => p.attachType);
+  if (stale.length > 0) return `the programs at ${stale.join(", ")} name other devices than there are now`;
+  return undefined;
+}
+
+function tagOf(program: ProgramSpec): string {
+  return withFd(loadProgram(program), (fd) => progInfo(fd).tag);
 }
 
 export function detachSocketPolicy(cgroupPath: string): void {
