@@ -79,6 +79,17 @@ const EVERY_LEVEL: readonly EscapeProbe[] = [
   "vsock-socket",
 ];
 
+/** What both shared-stack levels block: their sockets are confined, and the abstract unix namespace is the host's. */
+const SHARED_STACK: readonly EscapeProbe[] = [
+  "spoofed-source-ip",
+  "raw-socket",
+  "packet-socket",
+  "foreign-bind",
+  ...EVERY_LEVEL,
+  "abstract-unix-other-context",
+  "abstract-unix-host",
+];
+
 /**
  * Escapes a level promises to block. l2 contexts may open raw sockets (their own netns contains them) and reach
  * other networks through the host's routing (allowed unless a network is internal); shared-stack contexts share
@@ -104,23 +115,6 @@ export const PROMISED_BLOCKED: Record<Level, readonly EscapeProbe[]> = {
     "internal-to-host",
     "internal-to-shared-stack",
   ],
-  l3: [
-    "spoofed-source-ip",
-    "raw-socket",
-    "packet-socket",
-    "foreign-bind",
-    ...EVERY_LEVEL,
-    "abstract-unix-other-context",
-    "abstract-unix-host",
-    "device-table-bypass",
-  ],
-  socket: [
-    "spoofed-source-ip",
-    "raw-socket",
-    "packet-socket",
-    "foreign-bind",
-    ...EVERY_LEVEL,
-    "abstract-unix-other-context",
-    "abstract-unix-host",
-  ],
+  l3: [...SHARED_STACK, "device-table-bypass"],
+  socket: SHARED_STACK,
 };

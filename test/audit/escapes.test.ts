@@ -9,7 +9,7 @@
  *     promised probe reads "possible", so none of them can pass by being blind.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -19,7 +19,7 @@ import { Host } from "../../src/host.ts";
 import { detachSocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { specOf } from "../../src/levels/driver.ts";
 import type { ContextRecord, Level } from "../../src/state/store.ts";
-import { NETCTX, netctx, netctxOk } from "../helpers/cli.ts";
+import { netctx, netctxOk, type RunningEngine, startEngine } from "../helpers/cli.ts";
 
 interface AuditJson {
   contexts: {
@@ -75,18 +75,10 @@ const EXPECTED_PROBES: Record<string, EscapeProbe[]> = {
  */
 const CLOSED: readonly EscapeProbe[] = HARDENING;
 
-let engine: ChildProcess;
+let engine: RunningEngine;
 
 before(async () => {
-  let log = "";
-  engine = spawn(NETCTX, ["serve"], { stdio: ["ignore", "pipe", "inherit"] });
-  engine.stdout!.on("data", (d) => {
-    log += d;
-  });
-  await new Promise<void>((resolve) => {
-    const wait = () => (log.includes("serving on") ? resolve() : setTimeout(wait, 20));
-    wait();
-  });
+  engine = await startEngine();
   netctxOk(
     "network",
     "create",
@@ -111,11 +103,7 @@ before(async () => {
 
 after(async () => {
   netctx("rm", "x", "y", "z", "a", "s2", "b");
-  if (engine.exitCode === null)
-    await new Promise<void>((resolve) => {
-      engine.once("exit", () => resolve());
-      engine.kill("SIGTERM");
-    });
+  await engine.stop();
 });
 
 function table(report: AuditJson | AuditReport): string {

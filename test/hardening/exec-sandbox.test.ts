@@ -12,7 +12,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { enterArgv } from "../../src/exec/enter.ts";
 import { BASE_CAPABILITIES } from "../../src/levels/driver.ts";
-import { NETCTX, netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
+import { NETCTX, netctx, netctxJson, netctxOk, type RunningEngine, startEngine } from "../helpers/cli.ts";
+import { commOf } from "../helpers/kernel.ts";
 
 const PY = "/usr/bin/python3";
 const STATE = process.env.NETCTX_STATE_DIR!;
@@ -59,14 +60,6 @@ let s2HostPid = 0;
 
 function cgroupProcs(cgroup: string): number[] {
   return readFileSync(join(cgroup, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number);
-}
-
-function commOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-  } catch {
-    return "";
-  }
 }
 
 before(async () => {
@@ -133,7 +126,7 @@ print(t.getsockname()[1], flush=True); sys.stdin.read()`,
     s2Holder.stdout!.once("data", (d) => resolve(Number(String(d)))),
   );
   // The python process in s2's cgroup, as the host numbers it (the sandbox's init and wrapper are there too).
-  s2HostPid = cgroupProcs(s2.cgroup!).find((pid) => commOf(pid).startsWith("python"))!;
+  s2HostPid = cgroupProcs(s2.cgroup!).find((pid) => commOf(pid)?.startsWith("python"))!;
   assert.ok(s2HostPid > 0, "s2's listener is in its cgroup");
 });
 
@@ -328,25 +321,11 @@ print(json.dumps(out))`;
 });
 
 describe("the engine's API", () => {
-  let engine: ChildProcess;
+  let engine: RunningEngine;
   before(async () => {
-    engine = spawn(NETCTX, ["serve"], { stdio: ["ignore", "pipe", "inherit"] });
-    let log = "";
-    engine.stdout!.on("data", (d) => {
-      log += d;
-    });
-    await new Promise<void>((resolve) => {
-      const wait = () => (log.includes("serving on") ? resolve() : setTimeout(wait, 20));
-      wait();
-    });
+    engine = await startEngine();
   });
-  after(
-    () =>
-      new Promise<void>((resolve) => {
-        engine.once("exit", () => resolve());
-        engine.kill("SIGTERM");
-      }),
-  );
+  after(() => engine.stop());
 
   const ask = `${PRELUDE}
 s = socket.socket(socket.AF_UNIX)

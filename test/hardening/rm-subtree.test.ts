@@ -16,6 +16,7 @@ import { querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { closeFd } from "../../src/kernel/bpf/syscall.ts";
 import { killSubtree } from "../../src/kernel/cgroup-kill.ts";
 import { NETCTX, netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
+import { commOf } from "../helpers/kernel.ts";
 import { PROBE, type ProbeResult, probe, sh } from "../levels/helpers.ts";
 
 interface View {
@@ -45,14 +46,6 @@ function procsOf(dir: string): number[] {
   }
 }
 
-function comm(pid: number): string | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-  } catch {
-    return undefined;
-  }
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The pid of the command `sleep` running somewhere in the cgroup's subtree, once it is there. */
@@ -61,7 +54,7 @@ async function sleeperIn(cgroup: string): Promise<number> {
   while (Date.now() < deadline) {
     const pid = subtree(cgroup)
       .flatMap(procsOf)
-      .find((p) => comm(p) === "sleep");
+      .find((p) => commOf(p) === "sleep");
     if (pid !== undefined) return pid;
     await sleep(20);
   }
@@ -207,7 +200,7 @@ describe("rm with a process in a child cgroup", () => {
       assert.equal(statusOf(name), "ready", "the record is untouched");
       assert.deepEqual(attachedIds(cgroup), ids, "the same programs stay attached");
       assert.deepEqual(await probeInCgroup(escaped, foreign), { ok: false, code: "EPERM" }, "still confined");
-      assert.equal(comm(pid), "sleep", "the process still runs");
+      assert.equal(commOf(pid), "sleep", "the process still runs");
       if (level === "l3") {
         assert.equal(sh("ip -4 rule show"), rulesBefore, "its policy rules stay");
         assert.notEqual(sh(`ip -j route show table ${view.table}`).trim(), "[]", "its table stays");
@@ -217,7 +210,7 @@ describe("rm with a process in a child cgroup", () => {
       assert.equal(forced.code, 0, forced.stderr);
       assert.equal(forced.stdout, `${name}\n`);
       await within(exited, 10_000, "the exec's end");
-      assert.notEqual(comm(pid), "sleep", "the process is gone");
+      assert.notEqual(commOf(pid), "sleep", "the process is gone");
       assert.equal(existsSync(cgroup), false, "the cgroup and its child are gone");
       assert.equal(statusOf(name), undefined, "the record is gone");
       // rmdir took the programs along: freed once nothing holds them.

@@ -1,5 +1,5 @@
 /** Run the real `bin/netctx` as a user would, inside the test file's sandbox. */
-import { type SpawnSyncReturns, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, type SpawnSyncReturns, spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 
 export const NETCTX = join(import.meta.dirname, "..", "..", "bin", "netctx");
@@ -48,4 +48,30 @@ export function netctxParallel(argvs: string[][]): Promise<CliResult[]> {
         }),
     ),
   );
+}
+
+export interface RunningEngine {
+  child: ChildProcess;
+  /** SIGTERM and wait for the exit (nothing when it has ended already). */
+  stop(): Promise<void>;
+}
+
+/** `netctx serve` on the test's state dir, once it says it is serving. */
+export async function startEngine(): Promise<RunningEngine> {
+  const child = spawn(NETCTX, ["serve"], { stdio: ["ignore", "pipe", "inherit"] });
+  let log = "";
+  child.stdout!.on("data", (d) => {
+    log += d;
+  });
+  await new Promise<void>((resolve) => {
+    const wait = () => (log.includes("serving on") ? resolve() : setTimeout(wait, 20));
+    wait();
+  });
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once("exit", () => resolve());
+      child.kill("SIGTERM");
+    });
+  return { child, stop };
 }

@@ -1,6 +1,6 @@
 /** The kernel's own view, through iproute2 and nft: the oracle every test checks against. */
 import { execFileSync, spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 function json<T>(argv: string[]): T {
   const out = execFileSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
@@ -92,4 +92,13 @@ export function eventually<T>(read: () => T, expected: T, timeoutMs = 5000): T {
     value = read();
   }
   return value;
+}
+
+/** A process's name as the kernel keeps it; undefined once it is gone. */
+export function commOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return undefined;
+  }
 }

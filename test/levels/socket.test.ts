@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
-import { readFileSync } from "node:fs";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { cgroup2Root, cgroupProcs } from "../../src/kernel/cgroup.ts";
 import { netctxJson, netctxOk } from "../helpers/cli.ts";
+import { commOf } from "../helpers/kernel.ts";
 import { execScript, probe, startProbe } from "./helpers.ts";
 
 const A4 = "10.66.0.2";
@@ -204,11 +204,3 @@ describe("level socket", () => {
     assert.equal(pkt!.ok, true);
   });
 });
-
-function commOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-  } catch {
-    return "";
-  }
-}
