@@ -122,8 +122,14 @@ export function registerContext(program: Command): void {
     .description("run a command inside a context and return its exit code")
     .argument("<name>")
     .argument("<command...>")
+    .option(
+      "--rw <path>",
+      "keep this path writable (the host's file system is read-only inside but for /tmp, /var/tmp, /dev/shm; repeatable)",
+      collect,
+      [],
+    )
     .passThroughOptions()
-    .action(async (name: string, args: string[]) => {
+    .action(async (name: string, args: string[], o: { rw: string[] }) => {
       // commander keeps the "--" that separates our options from the command's
       const command = args[0] === "--" ? args.slice(1) : args;
       const argv = withHost((host) => {
@@ -133,7 +139,7 @@ export function registerContext(program: Command): void {
         // going: either way nothing of the user's should start in it.
         if (record.status !== "ready")
           throw conflict("name", `context "${name}" is ${record.status}, not ready`);
-        return contextExecArgv(host, record, command);
+        return contextExecArgv(host, record, command, { writable: o.rw });
       });
       process.exitCode = await runForwardingSignals(argv);
     });

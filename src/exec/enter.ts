@@ -4,9 +4,9 @@
  * level hides (the engine's state and socket, other namespaces' handles) and builds the helper's argv.
  */
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { isAbsolute, join, normalize } from "node:path";
 import { apiSocketPath } from "../api/socket-path.ts";
-import { NetctxError } from "../errors.ts";
+import { invalid, NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { CAPABILITY, SOCKET_FAMILY } from "../kernel/capabilities.ts";
 import type { ExecSandbox } from "../levels/driver.ts";
@@ -19,14 +19,31 @@ const HELPER = join(packageRoot(), "dist", "netctx-enter");
 /** Where `ip netns` keeps its handles: hidden too, though setns needs CAP_SYS_ADMIN, which no context keeps. */
 const NETNS_DIRS = ["/run/netns", "/var/run/netns"];
 
-/** argv that runs `command` in the context's sandbox. */
-export function contextExecArgv(host: Host, record: ContextRecord, command: readonly string[]): string[] {
-  const hide = [host.store.dir, apiSocketPath(host.store.dir), ...NETNS_DIRS];
-  return enterArgv(levelDriver(record.level).execSandbox(record), hide, command);
+/** What the caller adds to a context's sandbox. */
+export interface ExecOptions {
+  /** Paths that stay writable (the host's file system is read-only inside but for /tmp, /var/tmp, /dev/shm). */
+  writable?: readonly string[];
 }
 
-/** argv that runs `command` in `box`, with the paths of `hide` covered. */
-export function enterArgv(box: ExecSandbox, hide: readonly string[], command: readonly string[]): string[] {
+/** argv that runs `command` in the context's sandbox. */
+export function contextExecArgv(
+  host: Host,
+  record: ContextRecord,
+  command: readonly string[],
+  options: ExecOptions = {},
+): string[] {
+  const hide = [host.store.dir, apiSocketPath(host.store.dir), ...NETNS_DIRS];
+  return enterArgv(levelDriver(record.level).execSandbox(record), { hide, ...options }, command);
+}
+
+export interface MountView extends ExecOptions {
+  /** Paths covered (directories by an empty read-only tmpfs, files by /dev/null). */
+  hide?: readonly string[];
+}
+
+/** argv that runs `command` in `box`, with the paths of `view` hidden or writable. */
+export function enterArgv(box: ExecSandbox, view: MountView, command: readonly string[]): string[] {
+  const writable = (view.writable ?? []).map(checkWritable);
   if (!existsSync(HELPER))
     throw new NetctxError(
       "unsupported",
@@ -42,8 +59,20 @@ export function enterArgv(box: ExecSandbox, hide: readonly string[], command: re
     box.families.map((f) => SOCKET_FAMILY[f]).join(","),
     "--scope-signals",
     ...(box.scopeAbstractUnix ? ["--scope-abstract-unix"] : []),
-    ...hide.flatMap((p) => ["--hide", p]),
+    ...(view.hide ?? []).flatMap((p) => ["--hide", p]),
+    ...writable.flatMap((p) => ["--rw", p]),
     "--",
     ...command,
   ];
+}
+
+/** An existing absolute path below / (a writable "/" would undo the read-only view whole). */
+function checkWritable(path: string): string {
+  const parts = path.split("/");
+  if (!isAbsolute(path) || parts.includes("..") || parts.includes("."))
+    throw invalid("rw", `"${path}" is not an absolute path without . or .. parts`);
+  const clean = normalize(path).replace(/\/+$/, "");
+  if (clean === "") throw invalid("rw", "/ cannot be writable: name the directories below it");
+  if (!existsSync(clean)) throw invalid("rw", `${clean} does not exist`);
+  return clean;
 }

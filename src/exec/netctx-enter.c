@@ -5,11 +5,15 @@
  *   1. --cgroup DIR: move into the context's cgroup first, so every socket the command makes is born there.
  *   2. --netns PATH: enter the context's network namespace (l2).
  *   3. new mount, PID, cgroup and IPC namespaces; fork: the child is PID 1 of the new PID namespace.
- *   4. PID 1 remakes the mounts: a fresh /proc of its own PID namespace (other contexts' and the host's
- *      processes are not there to ptrace, signal or pidfd_getfd), /proc/sys and friends read-only, a fresh
+ *   4. PID 1 remakes the mounts: the host's file system read-only (systemd's ProtectSystem=strict) except /tmp,
+ *      /var/tmp and the --rw paths; a fresh /proc of its own PID namespace (other contexts' and the
+ *      host's processes are not there to ptrace, signal or pidfd_getfd), /proc/sys and friends read-only, a fresh
  *      read-only sysfs (the context's own devices for l2) with the cgroup namespace's cgroup2 read-only on
- *      /sys/fs/cgroup (every v1 hierarchy gone), nsfs/cgroup/bpf mounts elsewhere detached, --hide paths covered
- *      (the state directory and the engine's socket), a fresh mqueue for the new IPC namespace.
+ *      /sys/fs/cgroup (every v1 hierarchy gone), a /dev of harmless nodes only (no disks, no /dev/mem) with a
+ *      /dev/shm of its own, an empty
+ *      /run (the host's daemons listen there: dbus, systemd, container runtimes), nsfs/cgroup/bpf mounts elsewhere
+ *      detached, --hide paths covered (the state directory and the engine's socket), a fresh mqueue for the new
+ *      IPC namespace.
  *   5. PID 1 forks the command and stays as its init: it reaps orphans, passes on signals sent to it, and exits
  *      with the command's status (which takes the whole PID namespace with it).
  *   6. the command's process: no_new_privs; every capability not in --keep-caps out of the bounding,
@@ -62,6 +66,8 @@ static const char *netns_path;
 static const char *cgroup_dir;
 static const char *hide[MAX_LIST];
 static int n_hide;
+static const char *writable[MAX_LIST];
+static int n_writable;
 static int keep_caps[MAX_LIST];
 static int n_keep = -1; /* -1: no --keep-caps given, which is refused */
 static int families[MAX_LIST];
@@ -110,6 +116,9 @@ static void parse_args(int argc, char **argv) {
     else if (strcmp(a, "--hide") == 0) {
       if (n_hide >= MAX_LIST) usage("too many --hide");
       hide[n_hide++] = v, i++;
+    } else if (strcmp(a, "--rw") == 0) {
+      if (n_writable >= MAX_LIST) usage("too many --rw");
+      writable[n_writable++] = v, i++;
     } else if (strcmp(a, "--keep-caps") == 0) n_keep = parse_list(v, keep_caps), i++;
     else if (strcmp(a, "--families") == 0) n_families = parse_list(v, families), i++;
     else usage("unknown option");
@@ -212,11 +221,98 @@ static void remake_proc(void) {
   for (int i = 0; ro[i]; i++) read_only_bind(ro[i]);
 }
 
-static void remake_mqueue(void) {
-  if (!is_dir("/dev/mqueue")) return;
-  /* The host's mqueue mount keeps showing the host's queues; a fresh one shows the new IPC namespace's. */
-  umount2("/dev/mqueue", MNT_DETACH);
-  if (mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /dev/mqueue");
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+/*
+ * A detached copy of the mount tree at `path` (with what is mounted below it), writable, to put back later with
+ * place(). Writable: a clone taken after "/" went read-only would be read-only too.
+ */
+static int clone_tree(const char *path) {
+  int fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+  if (fd < 0) die(path);
+  struct mount_attr attr = {0};
+  attr.attr_clr = MOUNT_ATTR_RDONLY;
+  if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) die(path);
+  return fd;
+}
+
+/* Attach a clone at `path`, made first as an empty file or directory when the path is not there. */
+static void place(int fd, const char *path, int is_directory) {
+  if (access(path, F_OK) != 0) {
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", path);
+    for (char *p = parent + 1; (p = strchr(p, '/')); p++) {
+      *p = 0;
+      mkdir(parent, 0755);
+      *p = '/';
+    }
+    if (is_directory ? mkdir(path, 0755) : close(open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644))) die(path);
+  }
+  if (move_mount(fd, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0) die(path);
+  close(fd);
+}
+
+static void set_read_only(const char *path, int read_only) {
+  struct mount_attr attr = {0};
+  if (read_only) attr.attr_set = MOUNT_ATTR_RDONLY;
+  else attr.attr_clr = MOUNT_ATTR_RDONLY;
+  if (mount_setattr(AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr) < 0) die(path);
+}
+
+/* What stays writable: the temporary directories every program expects and shares with the host, as systemd's
+ * ProtectSystem=strict leaves them, and the paths the caller asked for. Each becomes a mount of its own, so it can differ from "/". */
+static void make_writable(const char *path) {
+  if (!is_dir(path)) return;
+  if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0) die(path);
+  set_read_only(path, 0);
+}
+
+/* Device nodes that read or write nothing of the host's: no disks (root writes a block device whatever the
+ * mount says), no /dev/mem, /dev/kmsg or /dev/port. */
+static const char *const DEVICES[] = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+                                      "/dev/tty",  "/dev/net/tun", NULL};
+
+static void remake_dev(void) {
+  int nodes[16], n = 0;
+  for (int i = 0; DEVICES[i]; i++) nodes[n++] = access(DEVICES[i], F_OK) == 0 ? clone_tree(DEVICES[i]) : -1;
+  umount2("/dev", MNT_DETACH);
+  if (mount("netctx-dev", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=755,size=64k") < 0) die("mount /dev");
+  for (int i = 0; DEVICES[i]; i++)
+    if (nodes[i] >= 0) place(nodes[i], DEVICES[i], 0);
+  /* Its own POSIX shared memory: the host's daemons keep theirs in /dev/shm, writable by root. */
+  if (mkdir("/dev/shm", 01777) < 0 || mount("netctx-shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
+    die("mount /dev/shm");
+  /* A terminal of its own instance: the host's other terminals (/dev/pts/N) are not there to read or type into. */
+  if (mkdir("/dev/pts", 0755) < 0 ||
+      mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620") < 0)
+    die("mount /dev/pts");
+  /* The host's mqueue mount shows the host's queues; a fresh one shows the new IPC namespace's. */
+  if (mkdir("/dev/mqueue", 0755) < 0 || mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+    die("mount /dev/mqueue");
+  static const char *const links[][2] = {{"pts/ptmx", "/dev/ptmx"},         {"/proc/self/fd", "/dev/fd"},
+                                         {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"},
+                                         {"/proc/self/fd/2", "/dev/stderr"}};
+  for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+    if (symlink(links[i][0], links[i][1]) < 0) die(links[i][1]);
+  if (mount(NULL, "/dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=755,size=64k") < 0)
+    die("remount /dev");
+}
+
+/*
+ * /run holds the host's daemons' unix sockets (dbus, systemd, container runtimes, databases): connect() needs no
+ * write access to the file system, so read-only is no cover. An empty one instead, with the resolver
+ * configuration put back when /etc/resolv.conf points into /run (systemd-resolved's stub).
+ */
+static void remake_run(void) {
+  if (!is_dir("/run")) return;
+  char resolv[4096];
+  int conf = -1;
+  if (realpath("/etc/resolv.conf", resolv) && under(resolv, "/run")) conf = clone_tree(resolv);
+  umount2("/run", MNT_DETACH);
+  if (mount("netctx-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=1m") < 0) die("mount /run");
+  if (conf >= 0) place(conf, resolv, 0);
 }
 
 static void hide_paths(void) {
@@ -304,6 +400,9 @@ static void landlock_scope(void) {
 #ifndef __NR_mount_setattr
 #define __NR_mount_setattr 442
 #endif
+/* The same number on every architecture (the unified table), newer than some headers. */
+#define NR_OPENAT2 437
+#define NR_FCHMODAT2 452
 
 static struct sock_filter filter[256];
 static int n_filter;
@@ -325,6 +424,19 @@ static void deny_flag(int nr, int arg, unsigned mask, int err) {
   emit((struct sock_filter)LOAD(ARG_LO(arg)));
   emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, mask, 0, 1));
   emit((struct sock_filter)RET(ERRNO(err)));
+  emit((struct sock_filter)LOAD(offsetof(struct seccomp_data, nr)));
+}
+
+#define CREATING (O_CREAT | 020000000) /* O_CREAT or O_TMPFILE's own bit: the mode argument is read */
+
+/* if (nr == syscall && (flags arg & CREATING) && (mode arg & mask)) return EPERM; the mode is junk otherwise. */
+static void deny_create(int nr, int flags_arg, int mode_arg, unsigned mask) {
+  emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 6));
+  emit((struct sock_filter)LOAD(ARG_LO(flags_arg)));
+  emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CREATING, 0, 3));
+  emit((struct sock_filter)LOAD(ARG_LO(mode_arg)));
+  emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, mask, 0, 1));
+  emit((struct sock_filter)RET(ERRNO(EPERM)));
   emit((struct sock_filter)LOAD(offsetof(struct seccomp_data, nr)));
 }
 
@@ -378,6 +490,23 @@ static void install_seccomp(void) {
                                __NR_kexec_file_load, __NR_open_by_handle_at, __NR_userfaultfd, __NR_reboot,
                                __NR_swapon,       __NR_swapoff,         __NR_acct,            __NR_quotactl};
   for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) deny(denied[i], EPERM);
+  /* No setuid or setgid file: /tmp is shared, and a setuid-root program left there makes any user on the host
+   * root (systemd's RestrictSUIDSGID does the same). openat2 passes its mode in memory: ENOSYS, libc falls back. */
+  const unsigned suid = S_ISUID | S_ISGID;
+#ifdef __NR_chmod
+  deny_flag(__NR_chmod, 1, suid, EPERM);
+  deny_flag(__NR_creat, 1, suid, EPERM);
+  deny_create(__NR_open, 1, 2, suid);
+  deny_flag(__NR_mkdir, 1, suid, EPERM);
+  deny_flag(__NR_mknod, 1, suid, EPERM);
+#endif
+  deny_flag(__NR_fchmod, 1, suid, EPERM);
+  deny_flag(__NR_fchmodat, 2, suid, EPERM);
+  deny_flag(NR_FCHMODAT2, 2, suid, EPERM);
+  deny_create(__NR_openat, 2, 3, suid);
+  deny_flag(__NR_mkdirat, 2, suid, EPERM);
+  deny_flag(__NR_mknodat, 2, suid, EPERM);
+  deny(NR_OPENAT2, ENOSYS);
   /* Typing into the terminal netctx exec was started from runs commands as the user outside (CVE-2017-5226). */
   deny_ioctl(TIOCSTI);
   deny_ioctl(TIOCLINUX);
@@ -437,11 +566,21 @@ static int wait_for(pid_t child) {
 static void init_process(void) {
   /* The outside process was killed: so is the namespace (PID 1's end kills every process in it). */
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  int kept[MAX_LIST], kept_dir[MAX_LIST];
+  for (int i = 0; i < n_writable; i++) {
+    kept_dir[i] = is_dir(writable[i]);
+    kept[i] = clone_tree(writable[i]);
+  }
   detach_handles();
+  set_read_only("/", 1);
+  make_writable("/tmp");
+  make_writable("/var/tmp");
   remake_sys();
   remake_proc();
-  remake_mqueue();
+  remake_dev();
+  remake_run();
   hide_paths();
+  for (int i = 0; i < n_writable; i++) place(kept[i], writable[i], kept_dir[i]);
   pid_t pid = fork();
   if (pid < 0) die("fork");
   if (pid == 0) run_command();

@@ -17,7 +17,7 @@ function confinedArgv(cgroup: string, command: string[]): string[] {
     keepCaps: BASE_CAPABILITIES,
     families: ["unix", "inet", "inet6", "netlink"] as const,
   };
-  return enterArgv({ ...box, scopeAbstractUnix: true }, [], command);
+  return enterArgv({ ...box, scopeAbstractUnix: true }, {}, command);
 }
 
 function run(argv: string[]): { status: number | null; stdout: string; stderr: string } {

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { enterArgv } from "../../src/exec/enter.ts";
@@ -320,6 +320,92 @@ print(json.dumps(out))`;
   });
 });
 
+describe("the host's file system", () => {
+  const dir = `/var/lib/netctx-test-fs-${process.pid}`;
+  const sock = "/run/netctx/fs-test.sock";
+  let listener: ChildProcess;
+  const shm = `/dev/shm/netctx-test-fs-${process.pid}`;
+  before(async () => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(shm, "a host process's shared memory");
+    // A host daemon's socket under /run, as dbus, systemd and container runtimes keep theirs.
+    listener = spawn(
+      PY,
+      [
+        "-c",
+        `import socket, sys\nu = socket.socket(socket.AF_UNIX); u.bind("${sock}"); u.listen()\nprint("ok", flush=True); sys.stdin.read()`,
+      ],
+      { stdio: ["pipe", "pipe", "inherit"] },
+    );
+    started.push(listener);
+    await new Promise((resolve) => listener.stdout!.once("data", resolve));
+  });
+  after(() => {
+    // What a failed run (a sandbox without its read-only view) may have left on the host.
+    for (const path of [dir, shm, "/etc/netctx-test-evil", `/tmp/netctx-test-fs-${process.pid}`])
+      rmSync(path, { recursive: true, force: true });
+  });
+
+  const attempt = `${PRELUDE}
+out = {}
+def write(path):
+    try:
+        with open(path, "w") as f: f.write("x")
+        return "ok"
+    except OSError as e:
+        return oserr(e)
+out["etc"] = write("/etc/netctx-test-evil")
+out["dir"] = write("${dir}/inside")
+out["tmp"] = write("/tmp/netctx-test-fs-${process.pid}")
+import stat
+out["block"] = sorted(n for n in os.listdir("/dev") if stat.S_ISBLK(os.stat("/dev/" + n).st_mode))
+try:
+    os.chmod("/tmp/netctx-test-fs-${process.pid}", 0o4755); out["suid"] = "ok"
+except OSError as e:
+    out["suid"] = oserr(e)
+out["shm"] = os.path.exists("/dev/shm/netctx-test-fs-${process.pid}")
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect("${sock}"); out["run"] = "ok"
+except OSError as e:
+    out["run"] = oserr(e)
+print(json.dumps(out))`;
+
+  test("is read-only but for /tmp and --rw paths; no setuid files, disks, host shm or daemons' sockets", () => {
+    for (const ctx of ["a", "x"]) {
+      const got = inside(ctx, attempt);
+      assert.equal(got.etc, "EROFS", `${ctx}: /etc`);
+      assert.equal(got.dir, "EROFS", `${ctx}: a host directory`);
+      assert.equal(got.tmp, "ok", `${ctx}: /tmp stays writable`);
+      assert.deepEqual(got.block, [], `${ctx}: no block devices`);
+      assert.equal(got.run, "ENOENT", `${ctx}: /run is empty`);
+      assert.equal(got.suid, "EPERM", `${ctx}: no setuid file in the shared /tmp`);
+      assert.equal(got.shm, false, `${ctx}: /dev/shm of its own`);
+      const r = spawnSync(NETCTX, ["exec", "--rw", dir, ctx, "--", PY, "-c", attempt], { encoding: "utf8" });
+      assert.equal((JSON.parse(r.stdout) as Record<string, unknown>).dir, "ok", `${ctx} --rw: ${r.stderr}`);
+    }
+    // Control: outside, root writes there and reaches the socket.
+    const control = outside(attempt);
+    assert.equal(control.dir, "ok");
+    assert.equal(control.run, "ok");
+    assert.equal(control.suid, "ok");
+    assert.equal(control.shm, true);
+  });
+
+  test("--rw wants an existing absolute path", () => {
+    for (const [path, why] of [
+      ["relative", /rw: "relative" is not an absolute path/],
+      ["/a/../etc", /rw: .* \.\. parts/],
+      ["/", /rw: \/ cannot be writable/],
+      [`${dir}/missing`, /rw: .*missing does not exist/],
+    ] as const) {
+      const r = netctx("exec", "--rw", path, "a", "--", "true");
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, why);
+    }
+  });
+});
+
 describe("the engine's API", () => {
   let engine: RunningEngine;
   before(async () => {
@@ -358,7 +444,7 @@ print(json.dumps({"r": r}))`;
     // The sandbox without its hiding, in a's cgroup; bare nsenter into x's netns; a PID namespace alone.
     const shared = { keepCaps: BASE_CAPABILITIES, families: ["unix", "inet", "inet6"] as const };
     const callers = [
-      enterArgv({ ...shared, cgroup: a.cgroup!, scopeAbstractUnix: true }, [], [PY, "-c", ask]),
+      enterArgv({ ...shared, cgroup: a.cgroup!, scopeAbstractUnix: true }, {}, [PY, "-c", ask]),
       ["nsenter", `--net=${x.netns}`, "--", PY, "-c", ask],
       ["unshare", "--pid", "--fork", "--", PY, "-c", ask],
     ];
