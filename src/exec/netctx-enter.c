@@ -579,8 +579,9 @@ static void init_process(void) {
   remake_proc();
   remake_dev();
   remake_run();
-  hide_paths();
   for (int i = 0; i < n_writable; i++) place(kept[i], writable[i], kept_dir[i]);
+  /* Last, so a writable path that holds a hidden one (--rw /var/lib) does not bring it back. */
+  hide_paths();
   pid_t pid = fork();
   if (pid < 0) die("fork");
   if (pid == 0) run_command();

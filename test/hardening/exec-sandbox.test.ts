@@ -7,8 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { enterArgv } from "../../src/exec/enter.ts";
 import { BASE_CAPABILITIES } from "../../src/levels/driver.ts";
@@ -438,6 +438,17 @@ print(json.dumps({"r": r}))`;
     }
     assert.ok(!netctxOk("network", "ls").includes("evil"));
     assert.equal(spawnSync("ip", ["link", "show", "nc-evil"]).status, 1, "no nc-evil on the host");
+  });
+
+  test("a writable path that holds the state directory does not bring it back", () => {
+    const holder = dirname(STATE);
+    const look = `import json, os\nprint(json.dumps({"state": sorted(os.listdir(${JSON.stringify(STATE)}))}))`;
+    for (const ctx of ["a", "x"]) {
+      const r = spawnSync(NETCTX, ["exec", "--rw", holder, ctx, "--", PY, "-c", look], { encoding: "utf8" });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout).state, [], `${ctx}: the state directory is covered`);
+    }
+    assert.ok(readdirSync(STATE).length > 0, "outside, the state directory has the store");
   });
 
   test("a caller that reaches the socket from a context is refused by its credentials (403)", () => {
