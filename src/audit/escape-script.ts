@@ -7,12 +7,14 @@
  *                 by their command line, never by a bare pid number)
  *   escape_probes ptrace/pidfd_getfd of the second context's marker, a signal to a host process, abstract unix
  *                 connects to the second context and the host, a /proc/sys/net write, the engine's API, setns
- *                 out of the context's netns, an AF_VSOCK socket, and Router/Neighbour Advertisements to a
- *                 second context on the same bridge
+ *                 out of the context's netns, an AF_VSOCK socket, Router/Neighbour Advertisements to a
+ *                 second context on the same bridge, and the host's file system (host_fs_probes)
+ *   host_fs_probes a file in a host directory, a connect to a host daemon's socket under /run, a setuid file in
+ *                 /tmp, the host's disk (host-fs.ts makes the targets and judges)
  *   serve_until_eof  the loop of the marker and of the host helper: accept, record, report on request
  */
 export const ESCAPE_PY = String.raw`
-import ctypes, signal
+import ctypes, signal, stat
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 LIBC.syscall.restype = ctypes.c_long
@@ -215,6 +217,84 @@ def ndisc_probe(n):
     out["sentAt"] = time.time()
     return out
 
+def host_write_probe(w, token):
+    # The directory's inode goes back too: a refused create in some other directory of that name proves nothing.
+    d = w["dir"]; path = d + "/" + w["name"]
+    def f():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try: os.write(fd, token.encode())
+        finally: os.close(fd)
+    out = try_("open(%s, O_WRONLY|O_CREAT|O_EXCL)" % path, f)
+    try: out["ino"] = os.stat(d).st_ino
+    except OSError as e: out["dirError"] = err(e)
+    return out
+
+def daemon_socket_probe(path, token):
+    def f():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(1.0)
+        try:
+            s.connect(path); s.sendall((token + "\n").encode())
+            return s.recv(256).decode(errors="replace").strip() or "connected, no answer"
+        finally:
+            s.close()
+    return try_("connect(AF_UNIX, %s)" % path, f)
+
+def mode_of(path): return "mode %04o" % (os.lstat(path).st_mode & 0o7777)
+
+def setuid_probe(t):
+    # Empty files: one that keeps its setuid bit runs nothing (execve refuses an empty file) until the auditor
+    # removes it. O_EXCL and O_NOFOLLOW: /tmp is shared, its names are anybody's to plant.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    a, b = t["chmod"], t["create"]
+    out = {"create": try_("open(%s, O_CREAT|O_EXCL, 0644)" % a, lambda: os.close(os.open(a, flags, 0o644)))}
+    def chmod():
+        os.chmod(a, 0o4755); return mode_of(a)
+    # chmod follows links: only a file this probe made is chmod'ed, never whatever else might sit at that name.
+    if out["create"]["ok"]: out["chmod"] = try_("chmod(%s, 04755)" % a, chmod)
+    else: out["chmod"] = {"call": "chmod(%s, 04755)" % a, "ok": False, "errno": "not tried: the file was not made"}
+    def create():
+        os.close(os.open(b, flags, 0o4755)); return mode_of(b)
+    out["open"] = try_("open(%s, O_CREAT|O_EXCL, 04755)" % b, create)
+    return out
+
+def open_disk(path):
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISBLK(st.st_mode): raise Exception("not a block device")
+        return "block device %d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
+    finally:
+        os.close(fd)
+
+def block_probe(b):
+    # Every block device under its /dev (links not followed), then the host's disk by its path, the first one listed,
+    # and a node of its own in /tmp with the disk's numbers (a device node works whatever the mount it is on says,
+    # unless that mount is nodev).
+    listed, scanned, errors = [], 0, []
+    for root, _, files in os.walk("/dev", onerror=lambda e: errors.append("%s: %s" % (e.filename, err(e)))):
+        for n in files:
+            p = os.path.join(root, n); scanned += 1
+            try:
+                if stat.S_ISBLK(os.lstat(p).st_mode): listed.append(p)
+            except OSError: pass
+    paths = [b["path"]] + [p for p in listed[:1] if p != b["path"]]
+    opens = [try_("open(%s, O_RDONLY|O_NONBLOCK)" % p, lambda p=p: open_disk(p)) for p in paths]
+    node = b["node"]; major, minor = b["dev"]
+    def via_node():
+        os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(major, minor))
+        try: return open_disk(node)
+        finally: os.unlink(node)
+    out = {"listed": listed, "scanned": scanned, "opens": opens, "node": try_("mknod(%s, S_IFBLK, %d:%d), open(O_RDONLY|O_NONBLOCK)" % (node, major, minor), via_node)}
+    if errors: out["error"] = "; ".join(errors[:3])
+    return out
+
+def host_fs_probes(f, token):
+    out = {"setuid": setuid_probe(f["setuid"])}
+    if f.get("write"): out["write"] = host_write_probe(f["write"], token)
+    if f.get("socket"): out["socket"] = daemon_socket_probe(f["socket"]["path"], token)
+    if f.get("block"): out["block"] = block_probe(f["block"])
+    return out
+
 def escape_probes(e):
     out = {}
     # First: the Advertisements travel (neighbour resolution included) while everything else runs.
@@ -228,6 +308,7 @@ def escape_probes(e):
     out["sysctl"] = sysctl_probe(e["sysctlPaths"])
     if e.get("engine"): out["engine"] = engine_probe(e["engine"])
     if e.get("setns"): out["setns"] = setns_probe(e["setns"], scan)
+    out["hostFs"] = host_fs_probes(e["hostFs"], e["token"])
     out["vsock"] = try_("socket(AF_VSOCK, SOCK_STREAM)", lambda: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM).close())
     return out
 

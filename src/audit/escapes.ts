@@ -6,6 +6,8 @@
  * escape: its target was alive, found by token rather than by a bare number, and (where a probe has one) its
  * control worked. Anything short of that reads "inconclusive", which fails a promise like "possible" does.
  * A probe is left out only where the scene lacks what it needs (no second context, no engine, ...).
+ * The host file system's escapes (a host directory, a daemon's socket under /run, setuid files, disks) live in
+ * host-fs.ts.
  */
 import { existsSync, statSync } from "node:fs";
 import type { Server } from "node:net";
@@ -15,6 +17,17 @@ import { specOf } from "../levels/driver.ts";
 import { cidrContains, parseIp, parseSubnet } from "../net/cidr.ts";
 import { type Call, type EscapeOutcome, type EscapeVerdict, said, short } from "./evidence.ts";
 import type { EscapeProbe } from "./expected.ts";
+import {
+  classifyHostFs,
+  closeHostFs,
+  type HostFsParams,
+  type HostFsPhase1,
+  type HostFsScene,
+  type HostFsSeen,
+  hostFsParams,
+  observeHostFs,
+  openHostFs,
+} from "./host-fs.ts";
 import {
   cleanupNdisc,
   type NdiscPair,
@@ -65,6 +78,7 @@ export interface EscapeParams {
   engine?: { path: string };
   setns?: SetnsTarget[];
   ndisc?: NdiscPair["params"];
+  hostFs: HostFsParams;
 }
 
 type Attempt = Call & { verified?: boolean };
@@ -81,6 +95,7 @@ export interface EscapePhase1 {
   sysctl: Call & { noProcSysNet?: boolean };
   engine?: Call[];
   setns?: (Call & { want: number })[];
+  hostFs: HostFsPhase1;
   vsock: Call;
 }
 
@@ -96,6 +111,8 @@ export interface EscapeScene {
   /** For each internal-network context: a host address that is not its gateway. */
   internalTargets: Map<string, string>;
   ndisc: Map<string, NdiscPair>;
+  /** What the host file system's escapes aim at; set once made (closeScene removes it). */
+  hostFs?: HostFsScene;
 }
 
 export interface EscapePlan {
@@ -115,6 +132,7 @@ export interface EscapeObservations {
   /** The engine still answers its health check from the host. */
   engineAfter: boolean;
   ndisc: Map<string, NdiscSeen>;
+  hostFs: HostFsSeen;
 }
 
 /**
@@ -137,11 +155,14 @@ export async function openScene(
     internalTargets: new Map(),
     ndisc: new Map(),
   };
+  // Never rejects; awaited on every path, so what it makes on the host is always closeScene's to remove.
+  const hostFs = openHostFs(runId, audited);
   try {
     const [helpers, enginePid] = await Promise.all([
       Promise.all(audited.map((s) => startHostHelper(`netctx-audit-${runId}-host-${s.name}`))),
       engineHealth(apiSocketPath(host.store.dir)),
     ]);
+    scene.hostFs = await hostFs;
     for (const [i, s] of audited.entries()) scene.helpers.set(s.name, helpers[i]!);
     if (enginePid !== undefined) scene.engine = { path: apiSocketPath(host.store.dir), pid: enginePid };
 
@@ -164,6 +185,7 @@ export async function openScene(
     }
     prepareNdisc([...scene.ndisc.values()]);
   } catch (err) {
+    scene.hostFs = await hostFs;
     await closeScene(scene);
     throw err;
   }
@@ -173,6 +195,7 @@ export async function openScene(
 export async function closeScene(scene: EscapeScene): Promise<void> {
   cleanupNdisc([...scene.ndisc.values()]);
   for (const l of scene.listeners.values()) l.server.close();
+  if (scene.hostFs) closeHostFs(scene.hostFs);
   await Promise.all([...scene.helpers.values()].map((h) => h.child.end()));
 }
 
@@ -214,6 +237,7 @@ export function planEscapes(s: Subject, everyone: Subject[], scene: EscapeScene)
       `/proc/sys/net/ipv6/conf/${s.shared ? s.hostDevice : s.att.ifname}/accept_ra`,
       "/proc/sys/net/core/somaxconn",
     ],
+    hostFs: hostFsParams(s, scene.hostFs!),
   };
   const out: EscapePlan = { params, reach: [] };
   if (second && secondMarker) {
@@ -315,11 +339,12 @@ export async function observeEscapes(
   phase1: Map<string, EscapePhase1>,
 ): Promise<EscapeObservations> {
   const sent = [...phase1.values()].map((e) => (e.ndisc ? e.ndisc.sentAt * 1000 : 0));
-  const [helperReports, markerReports, ndisc, enginePid] = await Promise.all([
+  const [helperReports, markerReports, ndisc, enginePid, hostFs] = await Promise.all([
     reports(scene.helpers),
     reports(scene.markers),
     observeNdisc([...scene.ndisc.values()], Math.max(0, ...sent) + NDISC_SETTLE_MS),
     scene.engine ? engineHealth(scene.engine.path) : Promise.resolve(undefined),
+    observeHostFs(scene.hostFs!, [...phase1.keys()]),
   ]);
   const markerAlive = new Map(
     [...scene.markers].map(([name, m]) => [
@@ -327,7 +352,14 @@ export async function observeEscapes(
       m.hostPid !== undefined && stillRuns(m.hostPid, "marker", m.token),
     ]),
   );
-  return { helperReports, markerReports, markerAlive, engineAfter: enginePid !== undefined, ndisc };
+  return {
+    helperReports,
+    markerReports,
+    markerAlive,
+    engineAfter: enginePid !== undefined,
+    ndisc,
+    hostFs,
+  };
 }
 
 async function reports(
@@ -541,6 +573,9 @@ export function classifyEscapes(x: ClassifyEscapes): EscapeOutcome[] {
       );
   }
 
+  out.push(
+    ...classifyHostFs({ s, token: plan.params.token, e: e.hostFs, scene: scene.hostFs!, seen: obs.hostFs }),
+  );
   add("vsock-socket", e.vsock.ok ? "possible" : "blocked", said(e.vsock));
   return out;
 }

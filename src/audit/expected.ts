@@ -62,13 +62,23 @@ export type EscapeProbe =
   | "rogue-na"
   | "internal-to-host"
   | "internal-to-shared-stack"
-  | "vsock-socket";
+  | "vsock-socket"
+  // The host's file system (src/audit/host-fs.ts):
+  | "host-file-write"
+  | "host-daemon-socket"
+  | "setuid-file"
+  | "block-device";
 
 /**
  * What no level lets root inside do, whatever its network model: reach into another context's or the host's
  * processes (ptrace, pidfd_getfd, signals), rewrite /proc/sys/net (for l2 its own netns's, which holds what the host
  * set for it, such as accept_ra=0; for the others the host's), talk to the engine that creates and removes contexts,
- * leave its network namespace, or open AF_VSOCK sockets (not a netns object: they reach the host).
+ * leave its network namespace, or open AF_VSOCK sockets (not a netns object: they reach the host). Nor, whatever
+ * its level, reach past the network through the host's file system, which no netns separates: write a host
+ * directory (a cron job, a unit file, a new netctx binary), connect to a host daemon's socket under /run (dbus,
+ * systemd, container runtimes: connect needs no write access), leave a setuid file in the /tmp it shares with the
+ * host (any host user would run it as root), or open the host's disks (a device node is writable whatever the
+ * mount says).
  */
 const EVERY_LEVEL: readonly EscapeProbe[] = [
   "ptrace-other-context",
@@ -77,6 +87,10 @@ const EVERY_LEVEL: readonly EscapeProbe[] = [
   "engine-api",
   "setns-host-netns",
   "vsock-socket",
+  "host-file-write",
+  "host-daemon-socket",
+  "setuid-file",
+  "block-device",
 ];
 
 /** What both shared-stack levels block: their sockets are confined, and the abstract unix namespace is the host's. */

@@ -7,9 +7,12 @@
  *  2. With the guards removed by hand (probes started without the sandbox, `nft flush ruleset`, accept_ra back on,
  *     b's BPF programs detached, and the engine's socket answered by a stand-in without the peer check): every
  *     promised probe reads "possible", so none of them can pass by being blind.
+ * Both times the host is clean afterwards: no directory left under /var/lib, no socket under /run, none of the
+ * probes' files (setuid or not) in /tmp.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { existsSync, lstatSync, readdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -31,21 +34,8 @@ interface AuditJson {
   ok: boolean;
 }
 
-const HARDENING: readonly EscapeProbe[] = [
-  "ptrace-other-context",
-  "signal-host-process",
-  "abstract-unix-other-context",
-  "abstract-unix-host",
-  "proc-sys-net-write",
-  "engine-api",
-  "setns-host-netns",
-  "device-table-bypass",
-  "rogue-ra",
-  "rogue-na",
-  "internal-to-host",
-  "internal-to-shared-stack",
-  "vsock-socket",
-];
+/** The probes that make or aim at files on the host (src/audit/host-fs.ts). */
+const HOST_FS: EscapeProbe[] = ["host-file-write", "host-daemon-socket", "setuid-file", "block-device"];
 
 const EVERY: EscapeProbe[] = [
   "ptrace-other-context",
@@ -56,6 +46,16 @@ const EVERY: EscapeProbe[] = [
   "engine-api",
   "setns-host-netns",
   "vsock-socket",
+  ...HOST_FS,
+];
+
+const HARDENING: readonly EscapeProbe[] = [
+  ...EVERY,
+  "device-table-bypass",
+  "rogue-ra",
+  "rogue-na",
+  "internal-to-host",
+  "internal-to-shared-stack",
 ];
 
 /** What the scene offers each context's probes (see the module comment). */
@@ -116,6 +116,25 @@ function table(report: AuditJson | AuditReport): string {
     .join("\n");
 }
 
+/**
+ * Every path the host file system probes name in their evidence (the auditor's directory and socket, the probes'
+ * files in /tmp) is gone, and no file of any audit in /tmp carries a setuid or setgid bit.
+ */
+function assertHostClean(report: AuditJson | AuditReport): void {
+  const named = new Set<string>();
+  for (const c of report.contexts)
+    for (const e of c.escapes)
+      if (HOST_FS.includes(e.probe))
+        for (const m of e.evidence.matchAll(/\/(?:var\/lib|run|tmp)\/netctx-audit-[\w.-]+/g)) named.add(m[0]);
+  // The directory, the socket, and per context two setuid names and a disk node.
+  assert.ok(named.size >= 2 + 3 * report.contexts.length, `paths in the evidence: ${[...named].join(" ")}`);
+  for (const path of named) assert.equal(existsSync(path), false, `${path} left on the host`);
+  const setuid = readdirSync("/tmp")
+    .filter((n) => n.startsWith("netctx-audit-"))
+    .filter((n) => ((lstatSync(`/tmp/${n}`, { throwIfNoEntry: false })?.mode ?? 0) & 0o6000) !== 0);
+  assert.deepEqual(setuid, [], "setuid files in /tmp");
+}
+
 test("through the sandbox every hardening probe is reported with its promise and evidence", () => {
   const started = Date.now();
   const r = netctx("audit", "--json");
@@ -143,6 +162,7 @@ test("through the sandbox every hardening probe is reported with its promise and
     for (const p of ["abstract-unix-other-context", "abstract-unix-host"])
       assert.equal(c.escapes.find((e) => e.probe === p)?.result, "blocked", `${name} ${p}`);
   }
+  assertHostClean(report);
   assert.ok(secs < 30, `audit took ${secs}s`);
 });
 
@@ -189,6 +209,8 @@ test("with the guards removed by hand every promised hardening probe reads possi
     const report = await runAudit(host, [], { exec: bareExec });
     delete process.env.NETCTX_SOCKET;
     console.log(table(report));
+    // Checked first: the probes did write, chmod and mknod on the host this time.
+    assertHostClean(report);
     for (const [name, probes] of Object.entries(EXPECTED_PROBES)) {
       const c = report.contexts.find((k) => k.name === name)!;
       for (const p of probes) {
