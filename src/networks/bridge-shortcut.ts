@@ -35,7 +35,7 @@ import {
   queryPrograms,
 } from "../kernel/bpf/attach.ts";
 import { createHashMap, mapDelete, mapEntries, mapFdById, mapUpdate } from "../kernel/bpf/maps.ts";
-import type { ProgramSpec } from "../kernel/bpf/programs.ts";
+import type { ProgramSpec } from "../kernel/bpf/program-spec.ts";
 import { closeFd } from "../kernel/bpf/syscall.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { formatMac, parseMac } from "../kernel/netlink.ts";

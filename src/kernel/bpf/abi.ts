@@ -76,3 +76,7 @@ export const SockOpt = {
 
 /** struct bpf_sock */
 export const Sock = { type: 8, protocol: 12, mark: 16, srcIp4: 24, srcIp6: 28 } as const;
+
+// skb->protocol is __be16; read as a u32 on little-endian the bytes come out swapped.
+export const ETH_P_IP_LE = 0x0008;
+export const ETH_P_IPV6_LE = 0xdd86;

@@ -7,7 +7,7 @@ import { NetctxError } from "../../errors.ts";
 import { KernelError } from "../errors.ts";
 import { strerror } from "../ffi.ts";
 import { AttachType, type AttachTypeName } from "./abi.ts";
-import type { ProgramSpec } from "./programs.ts";
+import type { ProgramSpec } from "./program-spec.ts";
 import { BPF_ATTR_SIZE, BpfCmd, bpf, closeFd, NativeBuffer, openDirectory, withBuffers } from "./syscall.ts";
 
 export const BPF_F_ALLOW_MULTI = 2;

@@ -12,9 +12,9 @@
  * table when a device is given, IPv6 scope ids) and what the setsockopt hook never sees: __sys_setsockopt runs it
  * only `if (!in_compat_syscall())`, so a 32-bit process sets any of these options unasked.
  */
-import { ProgType, SkBuff, SockOpt } from "./abi.ts";
+import { ETH_P_IP_LE, ETH_P_IPV6_LE, ProgType, SkBuff, SockOpt } from "./abi.ts";
 import { Asm, R1, R2, R3, R4, R6, R7, R8, R9 } from "./asm.ts";
-import type { AddrWords, ProgramSpec } from "./programs.ts";
+import type { AddrWords, ProgramSpec } from "./program-spec.ts";
 
 const SOL_IP = 0;
 const SOL_SOCKET = 1;
@@ -31,9 +31,6 @@ const IPV6_UNICAST_IF = 76;
 const IFNAME_MAX = 15;
 /** LOOPBACK_IFINDEX: lo is 1 in every netns; local deliveries leave through it. */
 const LOOPBACK_IFINDEX = 1;
-// skb->protocol is __be16; read as a u32 on little-endian the bytes come out swapped.
-const ETH_P_IP_LE = 0x0008;
-const ETH_P_IPV6_LE = 0xdd86;
 
 export interface BindableDevices {
   /** Device names, each at most 15 bytes (an interface name). */

@@ -9,7 +9,7 @@
  * them would let contexts share loopback ports and reach each other's loopback listeners. A context still
  * talks to itself through its own address (a wildcard listener is narrowed to it and it is local).
  */
-import { type AttachTypeName, Helper, ProgType, SkBuff, Sock, SockAddr } from "./abi.ts";
+import { ETH_P_IP_LE, ETH_P_IPV6_LE, Helper, ProgType, SkBuff, Sock, SockAddr } from "./abi.ts";
 import { Asm, FP, R0, R1, R2, R3, R4, R6, type Reg } from "./asm.ts";
 import {
   type BindableDevices,
@@ -17,6 +17,7 @@ import {
   egressProgram,
   sockoptProgram,
 } from "./device-programs.ts";
+import type { AddrWords, ProgramSpec } from "./program-spec.ts";
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -24,19 +25,6 @@ const SOCK_STREAM = 1;
 const SOCK_DGRAM = 2;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
-// skb->protocol is __be16; read as a u32 on little-endian the bytes come out swapped.
-const ETH_P_IP_LE = 0x0008;
-const ETH_P_IPV6_LE = 0xdd86;
-
-/** The words of an address as the program sees them: 1 for IPv4, 4 for IPv6. */
-export type AddrWords = number[];
-
-export interface ProgramSpec {
-  name: string;
-  progType: number;
-  attachType: AttachTypeName;
-  insns: Uint8Array;
-}
 
 export interface PolicyWords {
   ipv4?: AddrWords;
@@ -46,14 +34,6 @@ export interface PolicyWords {
   devices?: BindableDevices;
   /** l3: the devices its packets may leave through, for the families it routes all by itself. */
   egress?: EgressDevices;
-}
-
-/** Address bytes in network order -> the little-endian u32 words a BPF load yields. */
-export function addrWords(bytes: Uint8Array): AddrWords {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const words: number[] = [];
-  for (let i = 0; i < bytes.length; i += 4) words.push(dv.getUint32(i, true));
-  return words;
 }
 
 /** Jump to `target` unless the words at base+off equal `addr` (JMP32: a 64-bit compare sign-extends). */

@@ -34,7 +34,7 @@ import {
   queryPrograms,
   withFd,
 } from "./attach.ts";
-import { addrWords, type ProgramSpec } from "./programs.ts";
+import { addrWords, type ProgramSpec } from "./program-spec.ts";
 import { closeFd } from "./syscall.ts";
 
 export const LOOPBACK_PREFIX = "ncpub";

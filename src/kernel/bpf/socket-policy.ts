@@ -20,12 +20,11 @@ import {
   queryPrograms,
   withFd,
 } from "./attach.ts";
+import { addrWords, type ProgramSpec } from "./program-spec.ts";
 import {
-  addrWords,
   devicePrograms,
   type PolicyWords,
   PROGRAM_PREFIX,
-  type ProgramSpec,
   policyPrograms,
   sockCreateProgram,
 } from "./programs.ts";
