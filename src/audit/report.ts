@@ -1,6 +1,7 @@
 /** The audit as people read it: the seed's table layout, then the escape probes; or as markdown. */
-import { formatTable } from "../cli/output.ts";
+
 import type { Host } from "../host.ts";
+import { formatTable } from "../text-table.ts";
 import { type AuditReport, runAudit } from "./audit.ts";
 import { CELL_KEYS } from "./expected.ts";
 

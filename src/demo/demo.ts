@@ -6,7 +6,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { printAuditTable } from "../audit/report.ts";
-import { formatTable } from "../cli/output.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import { contextView } from "../engine/views.ts";
@@ -15,6 +14,7 @@ import { Host } from "../host.ts";
 import { cgroup2Root, contextsCgroupParent } from "../kernel/cgroup.ts";
 import { createNetns, deleteNetns, netnsPath } from "../kernel/netns.ts";
 import { specOf } from "../levels/driver.ts";
+import { formatTable } from "../text-table.ts";
 import { nsArgv, ping, run } from "./probe.ts";
 
 const OUTSIDE = "demo-outside";

@@ -21,10 +21,10 @@ import { cidrContains, macProblem, parseIp, parseSubnet, randomMac } from "../ne
 import type { Attachment } from "../networks/driver.ts";
 import { hostDevice } from "../networks/host-net.ts";
 import { networkDriver } from "../networks/registry.ts";
+import { pausePoint } from "../pause.ts";
 import type { ContextRecord, NetworkRecord } from "../state/store.ts";
 import { applyExtras, checkPublishFree, parseExtras, removeExtras } from "./context-extras.ts";
 import { opMark } from "./intent.ts";
-import { pausePoint } from "./pause.ts";
 
 /** A context input checked against the store: what its record and attachments will be made of. */
 interface ContextPlan {

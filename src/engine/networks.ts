@@ -17,9 +17,9 @@ import {
   parseSubnet,
 } from "../net/cidr.ts";
 import { networkDriver } from "../networks/registry.ts";
+import { pausePoint } from "../pause.ts";
 import type { NetworkRecord, SubnetRecord } from "../state/store.ts";
 import { opMark } from "./intent.ts";
-import { pausePoint } from "./pause.ts";
 
 export const DEFAULT_MTU = 1500;
 

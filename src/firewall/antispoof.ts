@@ -26,8 +26,8 @@
 import { NetctxError } from "../errors.ts";
 import { type Host, removalQueue } from "../host.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
+import type { Attachment } from "../model/attachment.ts";
 import { linkLocalOf, parseIp } from "../net/cidr.ts";
-import type { Attachment } from "../networks/driver.ts";
 import type { NetworkRecord } from "../state/store.ts";
 import { Nft, type NftObject, type NftValue } from "./nft.ts";
 

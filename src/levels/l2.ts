@@ -3,7 +3,6 @@
  * sysctls and firewall; it reaches its networks through veth (or macvlan) links.
  */
 
-import { pausePoint } from "../engine/pause.ts";
 import { notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { createNetns, deleteNetns } from "../kernel/netns.ts";
@@ -11,6 +10,7 @@ import { Rtnl } from "../kernel/rtnl.ts";
 import { contextNetnsName } from "../model/names.ts";
 import { deleteOwnLink } from "../networks/common.ts";
 import { networkDriver } from "../networks/registry.ts";
+import { pausePoint } from "../pause.ts";
 import type { ContextSpec, LevelDriver } from "./driver.ts";
 import { BASE_CAPABILITIES, specOf } from "./driver.ts";
 

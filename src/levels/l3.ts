@@ -2,13 +2,14 @@
  * l3 (the IBM model): the shared stack, with a routing table of the context's own. Policy rules send traffic from
  * its addresses, and from its cgroup's sockets (by the fwmark the socket-creation hook sets), to that table.
  */
-import { pausePoint } from "../engine/pause.ts";
+
 import { attachDevicePolicy } from "../kernel/bpf/socket-policy.ts";
 import type { RouteSpec } from "../kernel/route.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
 import { parseRouteArg } from "../model/route.ts";
 import { cidrContains, formatIp, parseInterfaceAddress, parseIp } from "../net/cidr.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
+import { pausePoint } from "../pause.ts";
 import type { ContextSpec, LevelDriver } from "./driver.ts";
 import { l3Policy } from "./l3-devices.ts";
 import { confineContext, releaseContext, sharedStackSandbox } from "./shared-stack.ts";

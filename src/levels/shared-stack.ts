@@ -4,12 +4,12 @@
  */
 
 import { basename } from "node:path";
-import { pausePoint } from "../engine/pause.ts";
 import type { Host } from "../host.ts";
 import { attachSocketPolicy } from "../kernel/bpf/socket-policy.ts";
 import { createCgroup, removeCgroupTree } from "../kernel/cgroup.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
 import { addHostAddresses } from "../networks/host-net.ts";
+import { pausePoint } from "../pause.ts";
 import type { ContextRecord } from "../state/store.ts";
 import type { ContextSpec, ExecSandbox } from "./driver.ts";
 import { BASE_CAPABILITIES, specOf } from "./driver.ts";

@@ -1,11 +1,12 @@
 /**
  * bridge: a Linux bridge holding the gateway addresses; each l2 context hangs off it by a veth (podman, CNI bridge).
  */
-import { pausePoint } from "../engine/pause.ts";
+
 import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
 import { stableMac } from "../net/cidr.ts";
+import { pausePoint } from "../pause.ts";
 import type { Lease, NetworkRecord } from "../state/store.ts";
 import { portBridge, removeSegments } from "./bridge-segments.ts";
 import { addShortcut, forgetShortcut, removeShortcut } from "./bridge-shortcut.ts";

@@ -1,12 +1,12 @@
 /** Pieces several network drivers share. */
 
-import { pausePoint } from "../engine/pause.ts";
 import { NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
 import { LINK_GROUP } from "../model/names.ts";
 import { linkLocalOf } from "../net/cidr.ts";
+import { pausePoint } from "../pause.ts";
 import type { NetworkRecord } from "../state/store.ts";
 import type { Attachment, ContextNetns } from "./driver.ts";
 

@@ -3,22 +3,8 @@
  */
 import type { Host } from "../host.ts";
 import type { AddrOpts, Rtnl } from "../kernel/rtnl.ts";
+import type { Attachment } from "../model/attachment.ts";
 import type { Lease, Level, NetworkRecord } from "../state/store.ts";
-
-/** An l2 context's link into a network, as planned before any kernel work and recorded in state. */
-export interface Attachment {
-  network: string;
-  /** Interface name inside the context's netns. */
-  ifname: string;
-  /** Host-side peer (veth) name; empty for drivers without one. */
-  hostIfname: string;
-  /** The context's addresses on this network as configured inside it ("10.1.0.5/24", "10.2.0.5/32"). */
-  addresses: string[];
-  /** The network's gateways, one per family it has. */
-  gateways: string[];
-  mac?: string;
-  mtu: number;
-}
 
 /** The context side of an attachment: its netns and a netlink socket bound inside it. */
 export interface ContextNetns {
@@ -55,4 +41,4 @@ export interface NetworkDriver {
   detach?(host: Host, net: NetworkRecord, att: Attachment, linkGoesWithNetns: boolean): void;
 }
 
-export type { Level };
+export type { Attachment, Level };

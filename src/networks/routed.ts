@@ -10,12 +10,13 @@
  * neighbour entry instead of asking for it: the host would answer an ARP request for an address on another device
  * only while arp_ignore is 0, and Neighbour Discovery never does.
  */
-import { pausePoint } from "../engine/pause.ts";
+
 import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import { registerInterface, unregisterInterface } from "../firewall/interface-queue.ts";
 import type { RouteSpec } from "../kernel/route.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
 import { stableMac } from "../net/cidr.ts";
+import { pausePoint } from "../pause.ts";
 import type { Lease } from "../state/store.ts";
 import {
   addNetworkToFirewall,

@@ -6,7 +6,7 @@
 import { conflict, invalid, notFound } from "../errors.ts";
 import { type Cidr, cidrContains, cidrsOverlap, lastAddress, parseIp, parseSubnet } from "../net/cidr.ts";
 import { DEFAULT_STATE_DIR, type OpenOptions, StateDb } from "./db.ts";
-import { addrKey, Ipam, usableRange } from "./ipam.ts";
+import { addrKey, Ipam, type Lease, usableRange } from "./ipam.ts";
 
 export type Level = "l2" | "l3" | "socket";
 export type ContextStatus = "creating" | "ready" | "removing";
@@ -38,15 +38,7 @@ export interface ContextRecord {
   createdAt?: string;
 }
 
-export interface Lease {
-  network: string;
-  subnet: string;
-  address: string;
-  prefix: number;
-  owner: string;
-}
-
-export type { OpenOptions };
+export type { Lease, OpenOptions };
 
 interface NetworkRow {
   name: string;

@@ -16,7 +16,6 @@
 import { mkdirSync } from "node:fs";
 import koffi from "koffi";
 import { NetctxError } from "../../errors.ts";
-import type { Published } from "../../model/publish.ts";
 import { ipBytes, parseIp } from "../../net/cidr.ts";
 import { cgroup2Root } from "../cgroup.ts";
 import { KernelError } from "../errors.ts";
@@ -36,6 +35,16 @@ import {
 } from "./attach.ts";
 import { addrWords, type ProgramSpec } from "./program-spec.ts";
 import { closeFd } from "./syscall.ts";
+
+/** A published port as the loopback program forwards it (model/publish.ts's Published has this shape). */
+export interface LoopbackForward {
+  /** Only connections to this host address; absent = loopback of both families. */
+  hostIp?: string;
+  hostPort: number;
+  /** The context's port. */
+  port: number;
+  protocol: "tcp" | "udp";
+}
 
 export const LOOPBACK_PREFIX = "ncpub";
 const HOOKS: Record<4 | 6, AttachTypeName> = { 4: "CGROUP_INET4_CONNECT", 6: "CGROUP_INET6_CONNECT" };
@@ -87,11 +96,11 @@ export function hostNetnsCookie(): bigint {
 }
 
 /** Publications the loopback hook serves: no host address (all of them), or a loopback one. */
-export function loopbackPublications(published: readonly Published[]): Published[] {
+export function loopbackPublications(published: readonly LoopbackForward[]): LoopbackForward[] {
   return published.filter((p) => p.hostIp === undefined || p.hostIp === "127.0.0.1" || p.hostIp === "::1");
 }
 
-export function programName(family: 4 | 6, p: Pick<Published, "protocol" | "hostPort">): string {
+export function programName(family: 4 | 6, p: Pick<LoopbackForward, "protocol" | "hostPort">): string {
   return `${LOOPBACK_PREFIX}${family}${p.protocol[0]}${p.hostPort}`;
 }
 
@@ -100,7 +109,12 @@ function portWord(port: number): number {
   return ((port & 0xff) << 8) | (port >> 8);
 }
 
-export function loopbackProgram(family: 4 | 6, p: Published, target: string, cookie: bigint): ProgramSpec {
+export function loopbackProgram(
+  family: 4 | 6,
+  p: LoopbackForward,
+  target: string,
+  cookie: bigint,
+): ProgramSpec {
   const loop = family === 4 ? addrWords(new Uint8Array([127, 0, 0, 1])) : [0, 0, 0, 0x01000000];
   const to = addrWords(ipBytes(parseIp(target, "publish")));
   const off = family === 4 ? SockAddr.userIp4 : SockAddr.userIp6;
@@ -159,7 +173,7 @@ function attached(cg: number): { name: string; type: AttachTypeName; fd: number 
  * same name (a crashed context's leftover: the engine refused a live conflict already) is replaced.
  */
 export function attachLoopbackPublish(
-  published: readonly Published[],
+  published: readonly LoopbackForward[],
   target: { v4?: string; v6?: string },
 ): void {
   const specs: ProgramSpec[] = [];
@@ -195,7 +209,7 @@ export function attachLoopbackPublish(
 }
 
 /** Detach the programs of these publications; missing ones (and a missing cgroup) are fine. */
-export function detachLoopbackPublish(published: readonly Published[]): void {
+export function detachLoopbackPublish(published: readonly LoopbackForward[]): void {
   const names = new Set(
     loopbackPublications(published).flatMap((p) => [programName(4, p), programName(6, p)]),
   );
