@@ -1,5 +1,6 @@
 /** Links (RTM_*LINK): veth, bridge, macvlan, vxlan and any other kind the kernel knows. */
 import { invalid } from "../errors.ts";
+import { ifnameProblem } from "../net/ifname.ts";
 import { ENODEV, EOPNOTSUPP, KernelError } from "./errors.ts";
 import * as ffi from "./ffi.ts";
 import {
@@ -117,10 +118,10 @@ export interface Link {
   linkIndex?: number;
 }
 
+/** Refuses before the kernel would (EINVAL without a word): the name check of net/ifname.ts. */
 export function checkIfname(name: string, field = "name"): void {
-  // IFNAMSIZ is 16 with the NUL; the kernel's dev_valid_name also refuses "/", ":" and whitespace.
-  if (!name || name.length > 15 || /[/:\s]/.test(name) || name === "." || name === "..")
-    throw invalid(field, `"${name}" is not a valid interface name (1-15 characters, no "/", ":" or spaces)`);
+  const problem = ifnameProblem(name);
+  if (problem) throw invalid(field, problem);
 }
 
 function ifinfomsg(w: MessageWriter, index: number, flags: number, change: number): void {

@@ -3,8 +3,8 @@
  * every request carries NLM_F_ACK and waits for its ack (or NLMSG_DONE for dumps), and errors come back as
  * KernelError with errno and the kernel's extended-ack text. Host byte order is little endian (x86_64, arm64).
  */
-import { isIPv4, isIPv6 } from "node:net";
 import { invalid, NetctxError } from "../errors.ts";
+import { formatIpBytes, ipBytes, parseIp as parseAddress, parseCidr as parseCidrText } from "../net/cidr.ts";
 import { EINTR, ENOBUFS, KernelError } from "./errors.ts";
 import * as ffi from "./ffi.ts";
 
@@ -493,62 +493,13 @@ export interface IpBytes {
   bytes: Buffer;
 }
 
+/** An address for a netlink attribute: parsed by net/cidr.ts, the one address codec (no leading zeros, no zones). */
 export function parseIp(s: string, field = "address"): IpBytes {
-  if (isIPv4(s)) return { family: 4, bytes: Buffer.from(s.split(".").map(Number)) };
-  if (isIPv6(s)) return { family: 6, bytes: ipv6Bytes(s) };
-  throw invalid(field, `"${s}" is not an IP address`);
+  const ip = parseAddress(s, field);
+  return { family: ip.family, bytes: Buffer.from(ipBytes(ip)) };
 }
 
-function ipv6Bytes(s: string): Buffer {
-  const out = Buffer.alloc(16);
-  let text = s;
-  const zone = text.indexOf("%");
-  if (zone >= 0) text = text.slice(0, zone);
-  // A trailing dotted quad (::ffff:1.2.3.4) becomes two groups.
-  const lastColon = text.lastIndexOf(":");
-  const tail = text.slice(lastColon + 1);
-  if (tail.includes(".")) {
-    const q = tail.split(".").map(Number);
-    text = `${text.slice(0, lastColon + 1)}${(((q[0] ?? 0) << 8) | (q[1] ?? 0)).toString(16)}:${(((q[2] ?? 0) << 8) | (q[3] ?? 0)).toString(16)}`;
-  }
-  const [head = "", rest] = text.split("::");
-  const h = head === "" ? [] : head.split(":");
-  const t = rest === undefined || rest === "" ? [] : rest.split(":");
-  const groups = rest === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
-  groups.forEach((g, i) => {
-    out.writeUInt16BE(Number.parseInt(g, 16), i * 2);
-  });
-  return out;
-}
-
-export function formatIp(buf: Uint8Array, o: number, len: number): string {
-  if (len === 4) return `${buf[o]}.${buf[o + 1]}.${buf[o + 2]}.${buf[o + 3]}`;
-  if (len !== 16) return Buffer.from(buf.subarray(o, o + len)).toString("hex");
-  // inet_ntop (and so iproute2) prints IPv4-mapped addresses with a dotted quad.
-  if (buf.subarray(o, o + 10).every((b) => b === 0) && buf[o + 10] === 0xff && buf[o + 11] === 0xff)
-    return `::ffff:${formatIp(buf, o + 12, 4)}`;
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push(((buf[o + 2 * i] ?? 0) << 8) | (buf[o + 2 * i + 1] ?? 0));
-  // RFC 5952: compress the longest run (>= 2) of zero groups, the first one on a tie.
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number[]) => a.map((x) => x.toString(16)).join(":");
-  if (bestAt < 0) return hex(g);
-  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
-}
+export const formatIp = formatIpBytes;
 
 export interface Cidr extends IpBytes {
   prefix: number;
@@ -559,12 +510,12 @@ export interface Cidr extends IpBytes {
 export function parseCidr(s: string, field = "cidr"): Cidr {
   const slash = s.indexOf("/");
   const address = slash < 0 ? s : s.slice(0, slash);
-  const ip = parseIp(address, field);
-  const max = ip.family === 4 ? 32 : 128;
-  const prefix = slash < 0 ? max : Number(s.slice(slash + 1));
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (slash >= 0 && s.slice(slash + 1) === ""))
-    throw invalid(field, `"${s}" has a bad prefix length`);
-  return { ...ip, prefix, address };
+  if (slash < 0) {
+    const ip = parseIp(address, field);
+    return { ...ip, prefix: ip.family === 4 ? 32 : 128, address };
+  }
+  const c = parseCidrText(s, field);
+  return { family: c.family, bytes: Buffer.from(ipBytes(c)), prefix: c.prefix, address };
 }
 
 export function familyNumber(f: 4 | 6): number {

@@ -3,8 +3,8 @@
  * (IFNAMSIZ 16 with the NUL), so a name that would derive a longer one is refused up front, naming the field.
  */
 import { invalid } from "../errors.ts";
+import { IFNAME_MAX, ifnameProblem, shown } from "../net/ifname.ts";
 
-export const IFNAME_MAX = 15;
 const NAME_RE = /^[a-z0-9][a-z0-9_-]*$/;
 // Kernel interface names may not contain '/', ':', whitespace; we only allow what NAME_RE allows plus '.'.
 const IFNAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -14,11 +14,6 @@ export const PREFIX = "nc-";
 export const NETNS_PREFIX = "netctx-";
 /** Interface group of every host-side link we create ("nc"): the ownership mark gc and teardown rely on. */
 export const LINK_GROUP = 0x6e63;
-
-/** A user's text inside an error message: quoted, escaped (a newline would split the one-line error), capped. */
-function shown(text: string): string {
-  return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text);
-}
 
 export function checkName(field: string, name: string, max = 64): void {
   if (name.length === 0) throw invalid(field, "must not be empty");
@@ -30,11 +25,11 @@ export function checkName(field: string, name: string, max = 64): void {
     );
 }
 
+/** An interface name a user gives: what the kernel takes (net/ifname.ts), in the characters we allow. */
 export function checkIfname(field: string, name: string): void {
-  if (Buffer.byteLength(name) > IFNAME_MAX)
-    throw invalid(field, `interface name ${shown(name)} is longer than ${IFNAME_MAX} bytes`);
-  if (!IFNAME_RE.test(name) || name === "." || name === "..")
-    throw invalid(field, `${shown(name)} is not a valid interface name`);
+  const problem = ifnameProblem(name);
+  if (problem) throw invalid(field, problem);
+  if (!IFNAME_RE.test(name)) throw invalid(field, `${shown(name)} is not a valid interface name`);
 }
 
 /** A derived interface name; a name that would not fit is refused naming the user's field, not the derived one. */

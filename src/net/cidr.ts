@@ -141,40 +141,44 @@ export function parseInterfaceAddress(text: string, field: string): Cidr {
   return parseCidr(text, field);
 }
 
-function formatV4(addr: bigint): string {
-  return [24n, 16n, 8n, 0n].map((s) => String((addr >> s) & 0xffn)).join(".");
+export function formatIp(family: Family, addr: bigint): string {
+  if (addr < 0n || addr >> BigInt(familyBits(family)) !== 0n)
+    throw new NetctxError("internal", `address value ${addr} does not fit IPv${family}`);
+  const bytes = ipBytes({ family, addr });
+  return formatIpBytes(bytes, 0, bytes.length);
 }
 
-/** RFC 5952: lowercase, no leading zeros, the longest run (first on a tie) of two or more zero groups as "::". */
-function formatV6(addr: bigint): string {
-  // RFC 5952 section 5: IPv4-mapped addresses keep the dotted tail.
-  if (addr >> 32n === 0xffffn) return `::ffff:${formatV4(addr & 0xffffffffn)}`;
-  const groups: number[] = [];
-  for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(Number((addr >> shift) & 0xffffn));
-  let bestStart = -1;
+/**
+ * An address as the kernel holds it (4 or 16 bytes in network order at buf[o]) in text: dotted quad, or RFC 5952
+ * (lowercase, no leading zeros, the longest run of two or more zero groups as "::", the first on a tie, IPv4-mapped
+ * addresses with their dotted tail as inet_ntop and iproute2 print them). Numbers, not bigints: netlink dumps call
+ * this for every address they carry.
+ */
+export function formatIpBytes(buf: Uint8Array, o: number, len: number): string {
+  if (len === 4) return `${buf[o]}.${buf[o + 1]}.${buf[o + 2]}.${buf[o + 3]}`;
+  if (len !== 16) return Buffer.from(buf.subarray(o, o + len)).toString("hex");
+  if (buf.subarray(o, o + 10).every((b) => b === 0) && buf[o + 10] === 0xff && buf[o + 11] === 0xff)
+    return `::ffff:${formatIpBytes(buf, o + 12, 4)}`;
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push(((buf[o + 2 * i] ?? 0) << 8) | (buf[o + 2 * i + 1] ?? 0));
+  let bestAt = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
+    if (g[i] !== 0) {
       i++;
       continue;
     }
     let j = i;
-    while (j < 8 && groups[j] === 0) j++;
+    while (j < 8 && g[j] === 0) j++;
     if (j - i > bestLen) {
-      bestStart = i;
+      bestAt = i;
       bestLen = j - i;
     }
     i = j;
   }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
-}
-
-export function formatIp(family: Family, addr: bigint): string {
-  if (addr < 0n || addr >> BigInt(familyBits(family)) !== 0n)
-    throw new NetctxError("internal", `address value ${addr} does not fit IPv${family}`);
-  return family === 4 ? formatV4(addr) : formatV6(addr);
+  const hex = (a: number[]) => a.map((x) => x.toString(16)).join(":");
+  if (bestAt < 0) return hex(g);
+  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
 }
 
 /** The address in network byte order: 4 or 16 bytes, as the kernel's structs and packet headers hold it. */

@@ -12,6 +12,8 @@
  * table when a device is given, IPv6 scope ids) and what the setsockopt hook never sees: __sys_setsockopt runs it
  * only `if (!in_compat_syscall())`, so a 32-bit process sets any of these options unasked.
  */
+// SO_BINDTODEVICE reads at most IFNAMSIZ - 1 bytes of the name (IFNAME_MAX) and stops at the first NUL.
+import { IFNAME_MAX } from "../../net/ifname.ts";
 import { ETH_P_IP_LE, ETH_P_IPV6_LE, ProgType, SkBuff, SockOpt } from "./abi.ts";
 import { Asm, R1, R2, R3, R4, R6, R7, R8, R9 } from "./asm.ts";
 import type { AddrWords, ProgramSpec } from "./program-spec.ts";
@@ -27,8 +29,6 @@ const IPV6_MULTICAST_IF = 17;
 /** As a socket option (RFC 3542's sticky form), struct in6_pktinfo: the ifindex sits after the 16-byte address. */
 const IPV6_PKTINFO = 50;
 const IPV6_UNICAST_IF = 76;
-/** SO_BINDTODEVICE reads at most IFNAMSIZ - 1 bytes of the name and stops at the first NUL. */
-const IFNAME_MAX = 15;
 /** LOOPBACK_IFINDEX: lo is 1 in every netns; local deliveries leave through it. */
 const LOOPBACK_IFINDEX = 1;
 
