@@ -31,6 +31,8 @@
  * traffic is never masqueraded (`intra` matches) and never dropped as internal egress (`same_if`).
  */
 import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
+import { familyBits, formatIp, parseCidr as parseCidrText, parseIp } from "../net/cidr.ts";
+import { ifnameProblem } from "../net/ifname.ts";
 import { Nft, type NftValue } from "./nft.ts";
 
 export interface FirewallNetwork {
@@ -658,27 +660,25 @@ function validateNetworkName(name: string): void {
   }
 }
 
+/** The kernel's name rule (net/ifname.ts), and nothing an nft script string could not carry. */
 function validateIfname(ifname: string): void {
-  // IFNAMSIZ is 16 with the NUL; the kernel's dev_valid_name() also refuses '/', ':' and whitespace.
-  if (Buffer.byteLength(ifname) > 15 || !/^[\x21-\x7e]+$/.test(ifname) || /[/:"\\]/.test(ifname)) {
+  const problem = ifnameProblem(ifname);
+  if (problem) throw invalid("ifname", problem);
+  if (!/^[\x21-\x7e]+$/.test(ifname) || /["\\]/.test(ifname))
     throw invalid(
       "ifname",
-      `"${ifname}" is not a valid interface name (1-15 bytes, no '/', ':', quotes, spaces)`,
+      `"${ifname}" cannot stand in an nft script (printable ASCII, no quotes or backslashes)`,
     );
-  }
-  if (ifname === "." || ifname === "..") throw invalid("ifname", `"${ifname}" is not a valid interface name`);
 }
 
+/** "ADDRESS/PREFIX" (host bits cleared: "10.50.0.1/24", gateway notation, is the subnet 10.50.0.0/24) or a host. */
 function parseCidr(text: string, field: string): Cidr {
-  const [a, l, extra] = text.split("/");
-  if (a === undefined || extra !== undefined) throw invalid(field, `"${text}" is not a CIDR`);
-  const family: Family = a.includes(":") ? 6 : 4;
-  const bits = family === 4 ? 32 : 128;
-  const addr = parseAddr(a, family);
-  const len = l === undefined ? bits : /^\d{1,3}$/.test(l) ? Number(l) : Number.NaN;
-  if (addr === null || !(len >= 0 && len <= bits)) throw invalid(field, `"${text}" is not a CIDR`);
-  // Host bits are cleared: "10.50.0.1/24" (gateway notation) means the subnet 10.50.0.0/24.
-  return { family, addr: addr & mask(family, len), len };
+  if (!text.includes("/")) {
+    const ip = parseIp(text, field);
+    return { family: ip.family, addr: ip.addr, len: familyBits(ip.family) };
+  }
+  const c = parseCidrText(text, field);
+  return { family: c.family, addr: c.network, len: c.prefix };
 }
 
 function mask(family: Family, len: number): bigint {
@@ -686,59 +686,18 @@ function mask(family: Family, len: number): bigint {
   return ((1n << bits) - 1n) ^ ((1n << (bits - BigInt(len))) - 1n);
 }
 
+/** An address as nft prints it, through the one address codec; null for anything else (a foreign element). */
 function parseAddr(text: string, family: Family): bigint | null {
-  if (family === 4) {
-    const m = text.match(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/);
-    if (!m) return null;
-    let v = 0n;
-    for (const o of m.slice(1)) {
-      const n = Number(o);
-      if (n > 255) return null;
-      v = (v << 8n) | BigInt(n);
-    }
-    return v;
+  try {
+    const ip = parseIp(text, "address");
+    return ip.family === family ? ip.addr : null;
+  } catch {
+    return null;
   }
-  let s = text.toLowerCase();
-  const v4 = s.match(/^(.*:)(\d+\.\d+\.\d+\.\d+)$/);
-  if (v4) {
-    const tail = parseAddr(v4[2] ?? "", 4);
-    if (tail === null) return null;
-    s = `${v4[1]}${(tail >> 16n).toString(16)}:${(tail & 0xffffn).toString(16)}`;
-  }
-  const halves = s.split("::");
-  if (halves.length > 2) return null;
-  const groups = (h: string | undefined) => (h ? h.split(":") : []);
-  const head = groups(halves[0]);
-  const tail = groups(halves[1]);
-  const fill = 8 - head.length - tail.length;
-  if (halves.length === 1 ? fill !== 0 : fill < 1) return null;
-  const all = [...head, ...Array<string>(halves.length === 2 ? fill : 0).fill("0"), ...tail];
-  let v = 0n;
-  for (const g of all) {
-    if (!/^[0-9a-f]{1,4}$/.test(g)) return null;
-    v = (v << 16n) | BigInt(`0x${g}`);
-  }
-  return v;
 }
 
 function formatAddr(c: Cidr): string {
-  if (c.family === 4) return [24n, 16n, 8n, 0n].map((s) => ((c.addr >> s) & 255n).toString()).join(".");
-  const g = Array.from({ length: 8 }, (_, i) => Number((c.addr >> BigInt(112 - 16 * i)) & 0xffffn));
-  // RFC 5952: compress the longest run (>= 2) of zero groups, the first one on a tie.
-  let best = { at: -1, len: 0 };
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > best.len && j - i >= 2) best = { at: i, len: j - i };
-    i = j;
-  }
-  const hex = g.map((n) => n.toString(16));
-  if (best.at < 0) return hex.join(":");
-  return `${hex.slice(0, best.at).join(":")}::${hex.slice(best.at + best.len).join(":")}`;
+  return formatIp(c.family, c.addr);
 }
 
 function formatCidr(c: Cidr): string {

@@ -118,7 +118,7 @@ function table(report: AuditJson | AuditReport): string {
 
 /**
  * Every path the host file system probes name in their evidence (the auditor's directory and socket, the probes'
- * files in /tmp) is gone, and no file of any audit in /tmp carries a setuid or setgid bit.
+ * files in /tmp) is gone, and no file of this audit in /tmp carries a setuid or setgid bit.
  */
 function assertHostClean(report: AuditJson | AuditReport): void {
   const named = new Set<string>();
@@ -129,8 +129,10 @@ function assertHostClean(report: AuditJson | AuditReport): void {
   // The directory, the socket, and per context two setuid names and a disk node.
   assert.ok(named.size >= 2 + 3 * report.contexts.length, `paths in the evidence: ${[...named].join(" ")}`);
   for (const path of named) assert.equal(existsSync(path), false, `${path} left on the host`);
+  // This audit's files only: another audit (a second test run on the machine) may be halfway through its own.
+  const runs = new Set([...named].map((p) => p.match(/netctx-audit-([a-z0-9]+)/)?.[1]));
   const setuid = readdirSync("/tmp")
-    .filter((n) => n.startsWith("netctx-audit-"))
+    .filter((n) => runs.has(n.match(/^netctx-audit-([a-z0-9]+)-/)?.[1]))
     .filter((n) => ((lstatSync(`/tmp/${n}`, { throwIfNoEntry: false })?.mode ?? 0) & 0o6000) !== 0);
   assert.deepEqual(setuid, [], "setuid files in /tmp");
 }

@@ -259,6 +259,20 @@ test("a flushed chain or a deleted set is repaired by the next change, elements 
   fw.removeAll();
 });
 
+test("addresses and interface names go through the one codec and the one name check (net/)", () => {
+  const fw = new Firewall();
+  const net = { name: "a", subnets: ["10.50.0.0/24"], nat: false, internal: false };
+  // inet_aton reads "010" as octal 8: refused everywhere, as the model refuses it.
+  assert.throws(() => fw.addNetwork({ ...net, subnets: ["010.50.0.0/24"] }), {
+    code: "invalid",
+    field: "subnets[0]",
+  });
+  fw.addNetwork(net);
+  // Eight two-byte characters: 16 bytes, over the kernel's 15 however few characters they are.
+  assert.throws(() => fw.addInterface("a", "é".repeat(8)), { code: "invalid", message: /15 bytes/ });
+  fw.removeAll();
+});
+
 test("bad input is refused before nft runs, with the field named", () => {
   const fw = new Firewall();
   const net = { name: "a", subnets: ["10.50.0.0/24"], nat: false, internal: false };
