@@ -124,7 +124,7 @@ export function registerContext(program: Command): void {
     .argument("<command...>")
     .option(
       "--rw <path>",
-      "keep this path writable (the host's file system is read-only inside but for /tmp, /var/tmp, /dev/shm; repeatable)",
+      "keep this path writable (the host's file system is read-only inside but for /tmp and /var/tmp; repeatable)",
       collect,
       [],
     )

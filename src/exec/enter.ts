@@ -21,7 +21,7 @@ const NETNS_DIRS = ["/run/netns", "/var/run/netns"];
 
 /** What the caller adds to a context's sandbox. */
 export interface ExecOptions {
-  /** Paths that stay writable (the host's file system is read-only inside but for /tmp, /var/tmp, /dev/shm). */
+  /** Paths that stay writable (the host's file system is read-only inside but for /tmp and /var/tmp). */
   writable?: readonly string[];
 }
 

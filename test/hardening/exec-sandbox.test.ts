@@ -11,6 +11,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "nod
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { enterArgv } from "../../src/exec/enter.ts";
+import { killSubtree } from "../../src/kernel/cgroup-kill.ts";
 import { BASE_CAPABILITIES } from "../../src/levels/driver.ts";
 import { NETCTX, netctx, netctxJson, netctxOk, type RunningEngine, startEngine } from "../helpers/cli.ts";
 import { commOf } from "../helpers/kernel.ts";
@@ -235,6 +236,25 @@ print(json.dumps({"kill": r, "cap_kill": bool(caps & (1 << 5))}))`;
     }
     assert.equal(victim.exitCode, null, "the host's process still runs");
     victim.kill();
+  });
+
+  test("SIGTERM to netctx exec reaches the command; nothing of it is left in the context", async () => {
+    const exec = spawn(NETCTX, ["exec", "a", "--", "sleep", "60"], { stdio: "ignore" });
+    started.push(exec);
+    const sleeping = () => cgroupProcs(a.cgroup!).some((pid) => commOf(pid) === "sleep");
+    for (let i = 0; i < 200 && !sleeping(); i++) await new Promise((r) => setTimeout(r, 25));
+    assert.ok(sleeping(), "the command runs in a's cgroup");
+    exec.kill("SIGTERM");
+    const code = await new Promise<number | null>((resolve) => exec.once("exit", resolve));
+    try {
+      assert.equal(code, 128 + 15, "netctx exec returns the command's end: SIGTERM");
+      for (let i = 0; i < 40 && cgroupProcs(a.cgroup!).length > 0; i++)
+        await new Promise((r) => setTimeout(r, 25));
+      assert.deepEqual(cgroupProcs(a.cgroup!), [], "no process left in a");
+    } finally {
+      // A failed run leaves the sandbox waiting on sleep: it must not outlive the test.
+      killSubtree(a.cgroup!);
+    }
   });
 
   test("each exec has its own PID namespace: it sees its own processes only", () => {
