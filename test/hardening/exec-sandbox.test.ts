@@ -63,6 +63,17 @@ function cgroupProcs(cgroup: string): number[] {
   return readFileSync(join(cgroup, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number);
 }
 
+/**
+ * A unix socket listener on the host until the test ends, `address` as Python source text ("\\0name" for an
+ * abstract one). Python, not node: node binds an abstract name padded with NULs to the whole sun_path.
+ */
+async function unixListener(address: string): Promise<void> {
+  const code = `import socket, sys\nu = socket.socket(socket.AF_UNIX); u.bind("${address}"); u.listen()\nprint("ok", flush=True); sys.stdin.read()`;
+  const child = spawn(PY, ["-c", code], { stdio: ["pipe", "pipe", "inherit"] });
+  started.push(child);
+  await new Promise((resolve) => child.stdout!.once("data", resolve));
+}
+
 before(async () => {
   netctxOk(
     "network",
@@ -95,17 +106,7 @@ before(async () => {
   ] as const)
     netctxOk("create", name, "--level", level, "--network", net, ...extra);
   [x, a, s2] = ["x", "a", "s2"].map((n) => netctxJson<View>("inspect", n)) as [View, View, View];
-  // Python, not node: node binds an abstract name padded with NULs to the whole sun_path.
-  const hostSecret = spawn(
-    PY,
-    [
-      "-c",
-      `import socket, sys\nu = socket.socket(socket.AF_UNIX); u.bind("\\0${HOST_SECRET.slice(1)}"); u.listen()\nprint("ok", flush=True); sys.stdin.read()`,
-    ],
-    { stdio: ["pipe", "pipe", "inherit"] },
-  );
-  started.push(hostSecret);
-  await new Promise((resolve) => hostSecret.stdout!.once("data", resolve));
+  await unixListener(`\\0${HOST_SECRET.slice(1)}`);
   const s2Addr = s2.addresses[0]!.split("/")[0]!;
   s2Holder = spawn(
     NETCTX,
@@ -343,22 +344,12 @@ print(json.dumps(out))`;
 describe("the host's file system", () => {
   const dir = `/var/lib/netctx-test-fs-${process.pid}`;
   const sock = "/run/netctx/fs-test.sock";
-  let listener: ChildProcess;
   const shm = `/dev/shm/netctx-test-fs-${process.pid}`;
   before(async () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(shm, "a host process's shared memory");
     // A host daemon's socket under /run, as dbus, systemd and container runtimes keep theirs.
-    listener = spawn(
-      PY,
-      [
-        "-c",
-        `import socket, sys\nu = socket.socket(socket.AF_UNIX); u.bind("${sock}"); u.listen()\nprint("ok", flush=True); sys.stdin.read()`,
-      ],
-      { stdio: ["pipe", "pipe", "inherit"] },
-    );
-    started.push(listener);
-    await new Promise((resolve) => listener.stdout!.once("data", resolve));
+    await unixListener(sock);
   });
   after(() => {
     // What a failed run (a sandbox without its read-only view) may have left on the host.

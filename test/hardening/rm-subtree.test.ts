@@ -6,7 +6,7 @@
  * Pids are found by scanning the context's cgroup subtree, not by the shape of exec's process tree.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -75,7 +75,7 @@ function escapeToChild(cgroup: string, pid: number, child = "escape"): string {
 }
 
 /** A probe started straight in a given cgroup (the child cgroup the escaped process sits in). */
-async function probeInCgroup(cgroup: string, host: string): Promise<ProbeResult> {
+function probeInCgroup(cgroup: string, host: string): ProbeResult {
   const argv = [
     "sh",
     "-c",
@@ -86,18 +86,9 @@ async function probeInCgroup(cgroup: string, host: string): Promise<ProbeResult>
     PROBE,
     JSON.stringify([{ op: "bind", host }]),
   ];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (d) => {
-    out += d;
-  });
-  child.stderr.on("data", (d) => {
-    err += d;
-  });
-  const code = await new Promise<number | null>((r) => child.on("close", r));
-  assert.equal(code, 0, err);
-  return JSON.parse(out.trim().split("\n")[0]!) as ProbeResult;
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout.trim().split("\n")[0]!) as ProbeResult;
 }
 
 /** `netctx exec NAME -- sleep 600`, left running; resolves its exit code once it ends. */
@@ -199,7 +190,7 @@ describe("rm with a process in a child cgroup", () => {
       assert.match(refused.stderr, /use --force to kill them/);
       assert.equal(statusOf(name), "ready", "the record is untouched");
       assert.deepEqual(attachedIds(cgroup), ids, "the same programs stay attached");
-      assert.deepEqual(await probeInCgroup(escaped, foreign), { ok: false, code: "EPERM" }, "still confined");
+      assert.deepEqual(probeInCgroup(escaped, foreign), { ok: false, code: "EPERM" }, "still confined");
       assert.equal(commOf(pid), "sleep", "the process still runs");
       if (level === "l3") {
         assert.equal(sh("ip -4 rule show"), rulesBefore, "its policy rules stay");
@@ -255,7 +246,7 @@ describe("rm with a process in a child cgroup", () => {
     assert.match(stderr, new RegExp(`${pid} \\(sleep\\).*use --force to kill them`));
     assert.equal(statusOf("late"), "removing");
     assert.deepEqual(attachedIds(cgroup), ids, "the programs stay while the process runs");
-    assert.deepEqual(await probeInCgroup(join(cgroup, "late-joiner"), foreign), { ok: false, code: "EPERM" });
+    assert.deepEqual(probeInCgroup(join(cgroup, "late-joiner"), foreign), { ok: false, code: "EPERM" });
     // gc takes it on (it is nobody's work in progress) and names the processes; --force finishes it.
     const plan = netctxJson<{ actions: { action: string; object: string }[]; busy: string[] }>(
       "gc",
