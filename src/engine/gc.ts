@@ -24,7 +24,7 @@ import { type ContextSpec, specOf } from "../levels/driver.ts";
 import { FIRST_L3_TABLE, L3_RULE_PRIORITY } from "../levels/l3.ts";
 import { l3Policy } from "../levels/l3-devices.ts";
 import { levelDriver } from "../levels/registry.ts";
-import { firstAddress, releaseCgroup } from "../levels/shared-stack.ts";
+import { addressPolicy, releaseCgroup } from "../levels/shared-stack.ts";
 import { bridgeIfname, LINK_GROUP, NETNS_PREFIX, PREFIX } from "../model/names.ts";
 import { formatIp, parseCidr } from "../net/cidr.ts";
 import { ifbName } from "../networks/bandwidth.ts";
@@ -477,9 +477,7 @@ function policyOf(c: ContextRecord, k: KernelView): SocketPolicy {
     const indexes = new Map(k.links.map((l) => [l.name, l.index]));
     return l3Policy(spec, (name) => indexes.get(name), k.routes);
   }
-  const ipv4 = firstAddress(spec, 4);
-  const ipv6 = firstAddress(spec, 6);
-  return { ...(ipv4 ? { ipv4 } : {}), ...(ipv6 ? { ipv6 } : {}) };
+  return addressPolicy(spec);
 }
 
 function describeRule(r: Rule): string {

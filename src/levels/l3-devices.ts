@@ -12,7 +12,7 @@ import type { SocketPolicy } from "../kernel/bpf/socket-policy.ts";
 import type { Route } from "../kernel/route.ts";
 import { parseRouteArg } from "../model/route.ts";
 import type { ContextSpec } from "./driver.ts";
-import { firstAddress } from "./shared-stack.ts";
+import { addressPolicy } from "./shared-stack.ts";
 
 /** `tableRoutes`: the routes of the context's table as the kernel holds them (both families). */
 export function l3Policy(
@@ -32,14 +32,10 @@ export function l3Policy(
     const routes = tableRoutes.filter((r) => r.family === family && r.table === spec.table);
     return [...new Set([...own, ...routes.flatMap((r) => (r.devIndex ? [r.devIndex] : []))])];
   };
-  const ipv4 = firstAddress(spec, 4);
-  const ipv6 = firstAddress(spec, 6);
   const egress4 = egress(4);
   const egress6 = egress(6);
   return {
-    ...(ipv4 ? { ipv4 } : {}),
-    ...(ipv6 ? { ipv6 } : {}),
-    ...(spec.table !== undefined ? { fwmark: spec.table } : {}),
+    ...addressPolicy(spec, spec.table),
     devices: { names, ifindexes: own },
     ...(egress4 || egress6
       ? { egress: { ...(egress4 ? { ipv4: egress4 } : {}), ...(egress6 ? { ipv6: egress6 } : {}) } }

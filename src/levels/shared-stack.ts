@@ -5,7 +5,7 @@
 
 import { basename } from "node:path";
 import type { Host } from "../host.ts";
-import { attachSocketPolicy } from "../kernel/bpf/socket-policy.ts";
+import { attachSocketPolicy, type SocketPolicy } from "../kernel/bpf/socket-policy.ts";
 import { createCgroup, removeCgroupTree } from "../kernel/cgroup.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
 import { addHostAddresses } from "../networks/host-net.ts";
@@ -28,13 +28,18 @@ export function confineContext(host: Host, spec: ContextSpec, fwmark?: number): 
   pausePoint("create:after-cgroup");
   for (const att of spec.attachments) addHostAddresses(host, att.ifname, att.addresses);
   pausePoint("create:after-addresses");
+  attachSocketPolicy(cgroup, addressPolicy(spec, fwmark));
+}
+
+/** The socket policy of the context's addresses (its first of each family), with its sockets' fwmark for l3. */
+export function addressPolicy(spec: ContextSpec, fwmark?: number): SocketPolicy {
   const ipv4 = firstAddress(spec, 4);
   const ipv6 = firstAddress(spec, 6);
-  attachSocketPolicy(cgroup, {
+  return {
     ...(ipv4 ? { ipv4 } : {}),
     ...(ipv6 ? { ipv6 } : {}),
     ...(fwmark !== undefined ? { fwmark } : {}),
-  });
+  };
 }
 
 /**
