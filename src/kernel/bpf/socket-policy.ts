@@ -6,6 +6,7 @@
  */
 import { invalid, NetctxError } from "../../errors.ts";
 import { ipBytes, parseIp } from "../../net/cidr.ts";
+import { ifnameProblem } from "../../net/ifname.ts";
 import { cgroup2Root } from "../cgroup.ts";
 import { KernelError } from "../errors.ts";
 import type { AttachTypeName } from "./abi.ts";
@@ -71,8 +72,9 @@ export function policyWords(policy: SocketPolicy): PolicyWords {
     words.fwmark = policy.fwmark;
   }
   if (policy.devices) {
+    // The kernel's name rule (net/ifname.ts), in printable ASCII: the program compares the name byte by byte.
     for (const name of policy.devices.names)
-      if (!/^[\x21-\x7e]{1,15}$/.test(name) || name.includes("/"))
+      if (ifnameProblem(name) !== undefined || !/^[\x21-\x7e]+$/.test(name))
         throw invalid("devices", `${JSON.stringify(name)} is not an interface name`);
     words.devices = { names: policy.devices.names, ifindexes: policy.devices.ifindexes.map(ifindex) };
   }
