@@ -66,6 +66,29 @@ export const ioctl = libc.func("int ioctl(int fd, unsigned long request, void *a
   request: number,
   arg: Uint8Array,
 ) => number;
+// The fs-context calls (fsopen, fsconfig CMD_CREATE, fsmount, for kernel/netns-sysctl.ts) through syscall(2):
+// their glibc wrappers came only in 2.36.
+export const fsopenSyscall = libc.func("long syscall(long nr, const char *fsname, unsigned int flags)") as (
+  nr: number,
+  fsname: string,
+  flags: number,
+) => number;
+export const fsconfigCreateSyscall = libc.func(
+  "long syscall(long nr, int fd, unsigned int cmd, const char *key, const void *value, int aux)",
+) as (nr: number, fd: number, cmd: number, key: null, value: null, aux: number) => number;
+export const fsmountSyscall = libc.func(
+  "long syscall(long nr, int fd, unsigned int flags, unsigned int attrs)",
+) as (nr: number, fd: number, flags: number, attrs: number) => number;
+export const openat = libc.func("int openat(int dirfd, const char *path, int flags)") as (
+  dirfd: number,
+  path: string,
+  flags: number,
+) => number;
+export const write = libc.func("long write(int fd, const char *buf, size_t count)") as (
+  fd: number,
+  buf: string,
+  count: number,
+) => number;
 const strerrorC = libc.func("const char *strerror(int errnum)") as (errnum: number) => string;
 const sigfillset = libc.func("int sigfillset(void *set)") as (set: Uint8Array) => number;
 const pthreadSigmask = libc.func("int pthread_sigmask(int how, const void *set, void *oldset)") as (

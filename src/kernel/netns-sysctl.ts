@@ -11,7 +11,6 @@
  * four writes, flat from 100 to 1000 namespaces (a new instance costs ~100 us, spread over REUSE). Where the kernel
  * refuses one (before 5.2, or a seccomp filter in the way), the writes go through /proc/sys as usual.
  */
-import koffi from "koffi";
 import { KernelError } from "./errors.ts";
 import * as ffi from "./ffi.ts";
 import { inNetns } from "./netns.ts";
@@ -29,41 +28,15 @@ const O_WRONLY = 1;
 /** Namespaces looked up through one instance before the next: ~100 us spread thin, chains of at most this. */
 const REUSE = 32;
 
-const libc = koffi.load("libc.so.6");
-const fsopen = libc.func("long syscall(long nr, const char *fsname, unsigned int flags)") as (
-  nr: number,
-  fsname: string,
-  flags: number,
-) => number;
-const fsconfigCreate = libc.func(
-  "long syscall(long nr, int fd, unsigned int cmd, const char *key, const void *value, int aux)",
-) as (nr: number, fd: number, cmd: number, key: null, value: null, aux: number) => number;
-const fsmount = libc.func("long syscall(long nr, int fd, unsigned int flags, unsigned int attrs)") as (
-  nr: number,
-  fd: number,
-  flags: number,
-  attrs: number,
-) => number;
-const openat = libc.func("int openat(int dirfd, const char *path, int flags)") as (
-  dirfd: number,
-  path: string,
-  flags: number,
-) => number;
-const write = libc.func("long write(int fd, const char *buf, size_t count)") as (
-  fd: number,
-  buf: string,
-  count: number,
-) => number;
-
 let instance: { fd: number; uses: number } | "unavailable" | undefined;
 
 /** A new procfs instance's root, or -1 when the kernel refuses one. */
 function newProcfs(): number {
-  const ctx = fsopen(SYS_FSOPEN, "proc", FSOPEN_CLOEXEC);
+  const ctx = ffi.fsopenSyscall(SYS_FSOPEN, "proc", FSOPEN_CLOEXEC);
   if (ctx < 0) return -1;
   try {
-    if (fsconfigCreate(SYS_FSCONFIG, ctx, FSCONFIG_CMD_CREATE, null, null, 0) < 0) return -1;
-    return fsmount(SYS_FSMOUNT, ctx, FSMOUNT_CLOEXEC, 0);
+    if (ffi.fsconfigCreateSyscall(SYS_FSCONFIG, ctx, FSCONFIG_CMD_CREATE, null, null, 0) < 0) return -1;
+    return ffi.fsmountSyscall(SYS_FSMOUNT, ctx, FSMOUNT_CLOEXEC, 0);
   } finally {
     ffi.close(ctx);
   }
@@ -83,10 +56,10 @@ function procfsForNextNamespace(): number | undefined {
 }
 
 function writeAt(root: number, key: string, value: string): void {
-  const fd = openat(root, `sys/${key}`, O_WRONLY | ffi.O_CLOEXEC);
+  const fd = ffi.openat(root, `sys/${key}`, O_WRONLY | ffi.O_CLOEXEC);
   if (fd < 0) throw new KernelError(`sysctl ${key}`, ffi.errno());
   try {
-    if (write(fd, value, Buffer.byteLength(value)) < 0)
+    if (ffi.write(fd, value, Buffer.byteLength(value)) < 0)
       throw new KernelError(`sysctl ${key}=${value}`, ffi.errno());
   } finally {
     ffi.close(fd);
