@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readConfig } from "../src/config.ts";
 import { createNetwork, removeNetwork } from "../src/engine/networks.ts";
 import { Host } from "../src/host.ts";
 import { applyPath, type Level } from "./l2-lifecycle.ts";
@@ -40,7 +41,7 @@ export function applyWalk(
 ): ApplyWalkSection {
   const kind = APPLY_WALKS[id];
   const stateDir = mkdtempSync(join(tmpdir(), "netctx-bench-"));
-  const host = Host.open(stateDir);
+  const host = Host.open(readConfig(process.env, { stateDir }));
   try {
     createNetwork(host, kind.network);
     const path = applyPath(host, kind.label, kind.prefix, kind.level, kind.network.name);

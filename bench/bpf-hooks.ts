@@ -162,7 +162,7 @@ function isMain(): boolean {
 }
 
 if (isMain()) {
-  if (!insideSandbox()) {
+  if (!insideSandbox(process.env)) {
     const argv = sandboxArgv([
       process.execPath,
       ...process.execArgv,

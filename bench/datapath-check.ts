@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { insideSandbox, sandboxArgv } from "../src/sandbox.ts";
 import { datapathSection } from "./datapath.ts";
 
-if (!insideSandbox()) {
+if (!insideSandbox(process.env)) {
   const argv = sandboxArgv([process.execPath, ...process.execArgv, ...process.argv.slice(1)]);
   const r = spawnSync(argv[0]!, argv.slice(1), { stdio: "inherit" });
   process.exit(r.status ?? 1);

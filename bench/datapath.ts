@@ -16,13 +16,14 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { availableParallelism, endianness, tmpdir } from "node:os";
 import { join } from "node:path";
+import { readConfig } from "../src/config.ts";
 import { createContext, removeContext } from "../src/engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../src/engine/networks.ts";
 import { contextExecArgv } from "../src/exec/enter.ts";
 import { Host } from "../src/host.ts";
 import { cgroup2Root } from "../src/kernel/cgroup.ts";
 import { specOf } from "../src/levels/driver.ts";
-import type { ContextRecord } from "../src/state/store.ts";
+import type { ContextRecord } from "../src/model/records.ts";
 import type { Verdict } from "./report.ts";
 import { sleep } from "./stats.ts";
 import { TcpReceived } from "./tcp-received.ts";
@@ -146,9 +147,9 @@ class World {
   private plainBridgeMade = false;
 
   constructor() {
-    this.host = Host.open(this.stateDir);
     // Shared-stack contexts' cgroups go under a parent of our own: the throwaway namespace does not cover cgroups.
     process.env.NETCTX_CGROUP_PARENT = this.cgroupParent;
+    this.host = Host.open(readConfig(process.env, { stateDir: this.stateDir }));
   }
 
   build(): Row[] {

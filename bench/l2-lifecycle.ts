@@ -6,6 +6,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readConfig } from "../src/config.ts";
 import { applyScene } from "../src/engine/apply.ts";
 import { removeContext } from "../src/engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../src/engine/networks.ts";
@@ -84,7 +85,7 @@ export async function netctxL2Walk(cells: L2Cell[], log: (line: string) => void)
   const stateDir = mkdtempSync(join(tmpdir(), "netctx-bench-"));
   const pluginDir = join(stateDir, "cni-bin");
   mkdirSync(pluginDir);
-  const host = Host.open(stateDir);
+  const host = Host.open(readConfig(process.env, { stateDir }));
   let engine: Engine | undefined;
   try {
     createNetwork(host, NETWORK);

@@ -37,7 +37,7 @@ function iptablesRules(): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
-if (!insideSandbox()) {
+if (!insideSandbox(process.env)) {
   console.error("peer-cell.ts runs only inside a throwaway namespace (bench/peers.ts starts it)");
   process.exit(2);
 }

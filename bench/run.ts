@@ -30,7 +30,7 @@ import {
   resultRows,
 } from "./report.ts";
 
-if (!insideSandbox()) {
+if (!insideSandbox(process.env)) {
   const argv = sandboxArgv([process.execPath, ...process.execArgv, ...process.argv.slice(1)]);
   const r = spawnSync(argv[0]!, argv.slice(1), { stdio: "inherit" });
   process.exit(r.status ?? 1);

@@ -2,22 +2,26 @@
  * The host netctx manages: its state store, a netlink socket in its network namespace and its firewall.
  * Normally the machine's own namespace; in tests and the demo a throwaway one.
  */
+import type { Config } from "./config.ts";
 import { Firewall } from "./firewall/firewall.ts";
+import { Nft, type NftOptions } from "./firewall/nft.ts";
 import { Rtnl } from "./kernel/rtnl.ts";
 import { readSysctl, writeSysctl } from "./kernel/sysctl.ts";
+import { pausePoint } from "./pause.ts";
 import { ProcessLock } from "./state/lock.ts";
+import type { StateStore } from "./state/state-store.ts";
 import { Store } from "./state/store.ts";
 
-/** State a module keeps per Host (queues of deferred work): made on first use, gone with the Host. */
-export function perHost<T>(make: () => T): (host: Host) => T {
-  const byHost = new WeakMap<Host, T>();
-  return (host) => {
-    const known = byHost.get(host);
-    if (known !== undefined) return known;
-    const made = make();
-    byHost.set(host, made);
-    return made;
-  };
+/**
+ * A kind of state a module keeps per Host (queues of deferred work, counts): `host.cache(slot)` makes it on first
+ * use, and it goes with the Host. The module holds only the slot; two Hosts in one process never share the state.
+ */
+export interface HostSlot<T> {
+  readonly make: () => T;
+}
+
+export function hostSlot<T>(make: () => T): HostSlot<T> {
+  return { make };
 }
 
 /**
@@ -27,7 +31,8 @@ export function perHost<T>(make: () => T): (host: Host) => T {
  * back, so its new owner's transaction can take the old elements out first.
  */
 export function removalQueue<T>(drop: (host: Host, items: T[]) => void, max = 64) {
-  const waiting = perHost(() => new Map<string, T>());
+  const slot = hostSlot(() => new Map<string, T>());
+  const waiting = (host: Host) => host.cache(slot);
   const flush = (host: Host) => {
     const queue = waiting(host);
     if (queue.size === 0) return;
@@ -56,11 +61,15 @@ export class Host {
   private firewallHandle: Firewall | undefined;
   private firewallLock: ProcessLock | undefined;
   private readonly deferred = new Set<(host: Host) => void>();
+  private readonly caches = new Map<HostSlot<unknown>, unknown>();
 
-  constructor(readonly store: Store) {}
+  constructor(
+    readonly store: StateStore,
+    readonly config: Config,
+  ) {}
 
-  static open(stateDir?: string): Host {
-    return new Host(Store.open(stateDir));
+  static open(config: Config): Host {
+    return new Host(Store.open(config.stateDir), config);
   }
 
   /** Netlink socket in the host namespace, opened on first use (a listing never needs one). */
@@ -74,10 +83,27 @@ export class Host {
    * could trip over each other: a lock file beside the state serialises them (see state/lock.ts).
    */
   firewall(change: (fw: Firewall) => void): void {
-    this.firewallHandle ??= new Firewall();
+    this.firewallHandle ??= new Firewall(this.nftOptions);
     this.firewallLock ??= new ProcessLock(this.store.dir, "firewall");
     const fw = this.firewallHandle;
     this.firewallLock.hold(() => change(fw));
+  }
+
+  private get nftOptions(): NftOptions {
+    return { binary: this.config.nftBinary, env: this.config.toolEnv };
+  }
+
+  /** A crash test's pause point (see pause.ts): stops the process here when the config names this step. */
+  pause(step: string): void {
+    pausePoint(this.config.pauseAt, step);
+  }
+
+  /** This host's state of one kind (see HostSlot), made on first use. */
+  cache<T>(slot: HostSlot<T>): T {
+    if (this.caches.has(slot)) return this.caches.get(slot) as T;
+    const made = slot.make();
+    this.caches.set(slot, made);
+    return made;
   }
 
   /** Routing between contexts and out through NAT needs forwarding; written only when it is off. */

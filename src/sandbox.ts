@@ -34,6 +34,7 @@ export function sandboxArgv(command: readonly string[]): string[] {
   ];
 }
 
-export function insideSandbox(): boolean {
-  return process.env[SANDBOX_MARK] === "1";
+/** Whether `env` (the caller's process.env: tests, the bench and the CLI's demo ask) carries the sandbox's mark. */
+export function insideSandbox(env: Readonly<Record<string, string | undefined>>): boolean {
+  return env[SANDBOX_MARK] === "1";
 }

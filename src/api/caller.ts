@@ -13,7 +13,12 @@ export class CallerCheck {
   private readonly net = namespaceOf("self", "net");
   private readonly pid = namespaceOf("self", "pid");
   /** The contexts' cgroup parent as /proc/PID/cgroup prints paths: "/netctx". */
-  private readonly contexts = `/${relative(cgroup2Root(), contextsCgroupParentPath())}`;
+  private readonly contexts: string;
+
+  /** `cgroupParent`: config.cgroupParent. */
+  constructor(cgroupParent: string | undefined) {
+    this.contexts = `/${relative(cgroup2Root(), contextsCgroupParentPath(cgroupParent))}`;
+  }
 
   /** Why the peer on this connected unix socket is refused, or undefined when it may call. */
   refusal(fd: number): string | undefined {

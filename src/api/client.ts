@@ -5,15 +5,21 @@
 import { existsSync } from "node:fs";
 import { request } from "node:http";
 import { type ErrorCode, NetctxError } from "../errors.ts";
-import { apiSocketPath } from "./socket-path.ts";
 
 interface ErrorBody {
   error?: { code?: string; message?: string; field?: string };
 }
 
-/** The engine's answer, or undefined when no engine runs. Errors come back as the engine's NetctxError. */
-export async function callEngine<T>(method: string, path: string, body?: unknown): Promise<T | undefined> {
-  const socketPath = apiSocketPath();
+/**
+ * The engine's answer (the one on config.socketPath), or undefined when no engine runs. Errors come back as the
+ * engine's NetctxError.
+ */
+export async function callEngine<T>(
+  socketPath: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<T | undefined> {
   if (!existsSync(socketPath)) return undefined;
   const payload = body === undefined ? "" : JSON.stringify(body);
   const reply = await new Promise<{ status: number; text: string } | undefined>((resolve, reject) => {

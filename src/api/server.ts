@@ -178,7 +178,7 @@ export async function serve(
     );
     idle.unref();
   };
-  const callers = new CallerCheck();
+  const callers = new CallerCheck(host.config.cgroupParent);
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const refused = refusals.get(req.socket);
     if (refused !== undefined) {

@@ -12,7 +12,7 @@ import { existsSync, statSync } from "node:fs";
 import { notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
-import type { Level } from "../state/store.ts";
+import type { Level } from "../model/records.ts";
 import {
   classifyEscapes,
   closeScene,
@@ -291,7 +291,7 @@ function plan(
   const myNets = new Set(specOf(s.record).attachments.map((a) => a.network));
   const otherNet = others.find((o) => !myNets.has(o.net.name) && !o.net.internal);
   const internalNet = others.find((o) => !myNets.has(o.net.name) && o.net.internal);
-  const foreignNet = everyone.find((o) => !myNets.has(o.net.name) && o.net.driver !== "routed");
+  const foreignNet = everyone.find((o) => !myNets.has(o.net.name) && o.segment);
   const reach: ReachTarget[] = [
     { key: "host-only-service", addr: "127.0.0.1", port: servicePort },
     ...escapes.reach,

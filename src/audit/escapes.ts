@@ -11,7 +11,6 @@
  */
 import { existsSync, statSync } from "node:fs";
 import type { Server } from "node:net";
-import { apiSocketPath } from "../api/socket-path.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import { cidrContains, parseIp, parseSubnet } from "../net/cidr.ts";
@@ -160,11 +159,11 @@ export async function openScene(
   try {
     const [helpers, enginePid] = await Promise.all([
       Promise.all(audited.map((s) => startHostHelper(`netctx-audit-${runId}-host-${s.name}`))),
-      engineHealth(apiSocketPath(host.store.dir)),
+      engineHealth(host.config.socketPath),
     ]);
     scene.hostFs = await hostFs;
     for (const [i, s] of audited.entries()) scene.helpers.set(s.name, helpers[i]!);
-    if (enginePid !== undefined) scene.engine = { path: apiSocketPath(host.store.dir), pid: enginePid };
+    if (enginePid !== undefined) scene.engine = { path: host.config.socketPath, pid: enginePid };
 
     const leased = new Set(host.store.leases().map((l) => parseIp(l.address, "address").text));
     const hostAddrs = host.rtnl
@@ -283,9 +282,7 @@ export function planEscapes(s: Subject, everyone: Subject[], scene: EscapeScene)
   // The l3 table bypass (socket contexts have no table of their own: the same measurement, reported only).
   if (s.shared) {
     const myNets = new Set(specOf(s.record).attachments.map((a) => a.network));
-    const target = everyone.find(
-      (o) => !o.shared && o.net.driver === "bridge" && !o.net.internal && !myNets.has(o.net.name),
-    );
+    const target = everyone.find((o) => !o.shared && o.segment && !o.net.internal && !myNets.has(o.net.name));
     const m = target ? scene.markers.get(target.name) : undefined;
     if (target && m) {
       out.bypass = target;
@@ -529,7 +526,7 @@ export function classifyEscapes(x: ClassifyEscapes): EscapeOutcome[] {
     const bound = x.reach["device-table-bypass"];
     const plain = x.reach["device-table-plain"];
     // With a table of its own that reaches the target anyway there is nothing to bypass: nothing to report.
-    const moot = s.record.level === "l3" && plain?.ok === true;
+    const moot = specOf(s.record).table !== undefined && plain?.ok === true;
     if (bound && plain && !moot)
       add(
         "device-table-bypass",

@@ -6,7 +6,7 @@
  * nexthops of each namespace's FIB, so an l2 context's cache is its own instance: measured "v". README.md,
  * section "Today's kernel vs the 2006 table", has the measurement.
  */
-import type { Level } from "../state/store.ts";
+import type { Level } from "../model/records.ts";
 
 export type Cell = "v" | "i" | "-";
 export type CellKey = "devices" | "routingTables" | "routingCache" | "sockets";
@@ -36,7 +36,8 @@ export const EXPECTED_ROWS: Record<Level, Row> = {
  * by design, and it shares the host's devices with it: the seed's "-".
  */
 export function expectedRow(level: Level, ownDefaultRoute4 = false): Row {
-  return level === "l3" && ownDefaultRoute4 ? { ...EXPECTED_ROWS.l3, devices: "i" } : EXPECTED_ROWS[level];
+  // Only a context with a table of its own (l3) can have a default route of its own.
+  return ownDefaultRoute4 ? { ...EXPECTED_ROWS[level], devices: "i" } : EXPECTED_ROWS[level];
 }
 
 export type EscapeProbe =

@@ -51,7 +51,7 @@ function gateway6Of(s: Subject): string | undefined {
 function fit(s: Subject): boolean {
   return (
     !s.shared &&
-    s.net.driver === "bridge" &&
+    s.guard === "bridge" &&
     s.netns !== undefined &&
     s.mac !== undefined &&
     s.gwMac !== undefined &&

@@ -6,7 +6,7 @@ import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:chil
 import { NetctxError } from "../errors.ts";
 import { contextExecArgv } from "../exec/enter.ts";
 import type { Host } from "../host.ts";
-import type { ContextRecord } from "../state/store.ts";
+import type { ContextRecord } from "../model/records.ts";
 import { pythonArgv } from "./probe-script.ts";
 
 export const LINE_TIMEOUT_MS = 20_000;

@@ -3,10 +3,11 @@ import { existsSync } from "node:fs";
 import type { Host } from "../host.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
 import { specOf } from "../levels/driver.ts";
-import { bridgeIfname } from "../model/names.ts";
+import { levelDriver } from "../levels/registry.ts";
+import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import { formatIp, lastAddress, parseIp, parseSubnet } from "../net/cidr.ts";
 import type { Attachment } from "../networks/driver.ts";
-import type { ContextRecord, NetworkRecord } from "../state/store.ts";
+import { networkDriver } from "../networks/registry.ts";
 
 export interface Subject {
   record: ContextRecord;
@@ -18,6 +19,10 @@ export interface Subject {
   gateway4: string;
   /** Host device the context's traffic arrives on: its network's bridge, or its routed veth. */
   hostDevice: string;
+  /** Its network puts its contexts on one L2 segment (a bridge), not on a link each to the host. */
+  segment: boolean;
+  /** Where its network's driver guards ports (on a --no-antispoof network too: the audit shows what that costs). */
+  guard?: "bridge" | "routed";
   /** A destination the context routes to (and, for bridge and host networks, the host too). */
   probeDst: string;
   /** An address of the context's network that nobody holds. */
@@ -46,7 +51,14 @@ export function subjectsOf(host: Host, records: ContextRecord[]): { subjects: Su
       skipped.push(record.name);
       continue;
     }
-    const shared = record.level !== "l2";
+    const shared = levelDriver(record.level).sharedStack;
+    const driver = networkDriver(net.driver);
+    const hostDevice = driver.hostDevice(net, att);
+    if (hostDevice === undefined) {
+      // The host is not on its path (a macvlan's parent segment): the probes that go through the host cannot run.
+      skipped.push(record.name);
+      continue;
+    }
     const taken = new Set(host.store.leases({ network: net.name }).map((l) => l.address));
     taken.add(gateway4);
     // Each context gets spare addresses of its own: two probes aiming at one destination would overwrite
@@ -54,7 +66,6 @@ export function subjectsOf(host: Host, records: ContextRecord[]): { subjects: Su
     const k = perNetwork.get(net.name) ?? 0;
     perNetwork.set(net.name, k + 1);
     const spares = spareAddresses(net, taken, 2 * k + 2).slice(2 * k);
-    const hostDevice = net.driver === "routed" ? att.hostIfname : bridgeIfname(net.name);
     const s: Subject = {
       record,
       name: record.name,
@@ -64,11 +75,13 @@ export function subjectsOf(host: Host, records: ContextRecord[]): { subjects: Su
       att,
       gateway4,
       hostDevice,
+      segment: driver.sharedSegment,
+      ...(driver.portGuard ? { guard: driver.portGuard } : {}),
       // Routed contexts hold /32s: the only on-link destination they route without a default route is the gateway.
-      probeDst: net.driver === "routed" ? gateway4 : (spares[0] ?? gateway4),
+      probeDst: driver.sharedSegment ? (spares[0] ?? gateway4) : gateway4,
       spare4: spares[1] ?? spares[0] ?? gateway4,
     };
-    if (record.level === "l3" && spec.table !== undefined)
+    if (spec.table !== undefined)
       s.ownDefaultRoute4 = host.rtnl
         .routeList({ family: 4, table: spec.table })
         .some((r) => r.dst === "default");

@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { runAudit } from "../audit/audit.ts";
 import { auditJson, formatAudit, formatAuditMarkdown } from "../audit/report.ts";
 import { Host } from "../host.ts";
+import { cliConfig } from "./config.ts";
 import { printJson } from "./output.ts";
 
 export function registerAudit(program: Command): void {
@@ -15,7 +16,7 @@ export function registerAudit(program: Command): void {
     .option("--json", "JSON output")
     .option("--markdown", "markdown tables with the evidence")
     .action(async (names: string[], o: { json?: boolean; markdown?: boolean }) => {
-      const host = Host.open();
+      const host = Host.open(cliConfig());
       try {
         const report = await runAudit(host, names);
         if (o.json) printJson(auditJson(report));

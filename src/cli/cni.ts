@@ -3,9 +3,10 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSy
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { CNI_ENV_KEYS, cniHeaderName } from "../api/server.ts";
-import { DEFAULT_STATE_DIR } from "../api/socket-path.ts";
+import { DEFAULT_STATE_DIR } from "../config.ts";
 import { invalid } from "../errors.ts";
 import { packageRoot } from "../package-root.ts";
+import { namedStateDir } from "./config.ts";
 
 const ROOT = packageRoot();
 const BUNDLE = join(ROOT, "dist", "cni", "netctx-cni.mjs");
@@ -78,7 +79,7 @@ function launcherScript(stateDir: string | undefined): string {
   return lines.join("\n");
 }
 
-export function installCni(dir: string, stateDir = process.env.NETCTX_STATE_DIR): string {
+export function installCni(dir: string, stateDir = namedStateDir()): string {
   const abs = resolve(dir);
   mkdirSync(abs, { recursive: true });
   const path = join(abs, "netctx");

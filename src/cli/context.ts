@@ -8,6 +8,7 @@ import { type ContextView, contextView } from "../engine/views.ts";
 import { conflict, notFound } from "../errors.ts";
 import { contextExecArgv } from "../exec/enter.ts";
 import { parseBandwidthArg } from "../model/publish.ts";
+import { cliConfig } from "./config.ts";
 import { withHost } from "./host.ts";
 import { collect, printJson, printTable } from "./output.ts";
 
@@ -63,7 +64,7 @@ export function registerContext(program: Command): void {
         ...(o.bandwidth !== undefined ? { bandwidth: parseBandwidthArg(o.bandwidth) } : {}),
       };
       const view =
-        (await callEngine<ContextView>("POST", "/v1/contexts", input)) ??
+        (await callEngine<ContextView>(cliConfig().socketPath, "POST", "/v1/contexts", input)) ??
         withHost((host) => contextView(host, createContext(host, input)));
       if (o.json) printJson(view);
       else console.log(view.name);
@@ -106,6 +107,7 @@ export function registerContext(program: Command): void {
       const force = o.force === true;
       for (const name of names) {
         const remote = await callEngine<{ removed: boolean }>(
+          cliConfig().socketPath,
           "DELETE",
           `/v1/contexts/${encodeURIComponent(name)}${force ? "?force=1" : ""}`,
         );

@@ -1,6 +1,6 @@
 /** netctx gc | repair | state export: the reliability commands. */
 import type { Command } from "commander";
-import { gc, repair } from "../engine/gc.ts";
+import { gc, repair } from "../engine/reconcile/gc.ts";
 import { exportState } from "../engine/state-export.ts";
 import { withHost } from "./host.ts";
 import { printJson } from "./output.ts";

@@ -4,6 +4,7 @@ import { errorLine } from "../errors.ts";
 import { registerApply } from "./apply.ts";
 import { registerAudit } from "./audit.ts";
 import { registerCni } from "./cni.ts";
+import { useGlobalOptions } from "./config.ts";
 import { registerContext } from "./context.ts";
 import { registerDemo } from "./demo.ts";
 import { registerGc } from "./gc.ts";
@@ -20,8 +21,7 @@ const program = new Command("netctx")
   .exitOverride()
   .configureOutput({ outputError: (str, write) => write(str.split("\n")[0] + "\n") })
   .hook("preAction", (cmd) => {
-    const dir = cmd.opts<{ stateDir?: string }>().stateDir;
-    if (dir) process.env.NETCTX_STATE_DIR = dir;
+    useGlobalOptions(cmd.opts<{ stateDir?: string }>().stateDir);
   });
 
 registerNetwork(program);

@@ -6,8 +6,9 @@ import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import { notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
-import { shortcutStatus } from "../networks/bridge-shortcut.ts";
-import type { NetworkRecord } from "../state/store.ts";
+import type { NetworkRecord } from "../model/records.ts";
+import { networkDriver, networkDriverNames } from "../networks/registry.ts";
+import { cliConfig } from "./config.ts";
 import { withHost } from "./host.ts";
 import { collect, printJson, printTable } from "./output.ts";
 
@@ -20,6 +21,7 @@ interface CreateOptions {
   mtu?: string;
   antispoof: boolean;
   opt: string[];
+  parent?: string;
   json?: boolean;
 }
 
@@ -30,7 +32,8 @@ export function registerNetwork(program: Command): void {
     .command("create")
     .description("create a network")
     .argument("<name>")
-    .requiredOption("--driver <driver>", "bridge | routed")
+    .requiredOption("--driver <driver>", networkDriverNames().join(" | "))
+    .option("--parent <dev>", "macvlan: the host device its contexts hang off")
     .option("--subnet <cidr>", "subnet, v4 or v6 (repeatable)", collect, [])
     .option(
       "--gateway <ip>",
@@ -54,10 +57,17 @@ export function registerNetwork(program: Command): void {
         internal: o.internal ?? false,
         antispoof: o.antispoof,
         ...(o.mtu !== undefined ? { mtu: parseNumber(o.mtu) } : {}),
-        ...(o.opt.length ? { options: Object.fromEntries(o.opt.map(splitOption)) } : {}),
+        ...(o.opt.length || o.parent !== undefined
+          ? {
+              options: {
+                ...Object.fromEntries(o.opt.map(splitOption)),
+                ...(o.parent !== undefined ? { parent: o.parent } : {}),
+              },
+            }
+          : {}),
       };
       const record =
-        (await callEngine<NetworkRecord>("POST", "/v1/networks", input)) ??
+        (await callEngine<NetworkRecord>(cliConfig().socketPath, "POST", "/v1/networks", input)) ??
         withHost((host) => createNetwork(host, input));
       if (o.json) printJson(record);
       else console.log(record.name);
@@ -109,7 +119,11 @@ export function registerNetwork(program: Command): void {
     .argument("<name...>")
     .action(async (names: string[]) => {
       for (const name of names) {
-        const remote = await callEngine<NetworkRecord>("DELETE", `/v1/networks/${encodeURIComponent(name)}`);
+        const remote = await callEngine<NetworkRecord>(
+          cliConfig().socketPath,
+          "DELETE",
+          `/v1/networks/${encodeURIComponent(name)}`,
+        );
         console.log((remote ?? withHost((host) => removeNetwork(host, name))).name);
       }
     });
@@ -120,9 +134,9 @@ function networkView(host: Host, net: NetworkRecord) {
     .listContexts()
     .filter((c) => specOf(c).attachments.some((a) => a.network === net.name))
     .map((c) => c.name);
-  // Live from the kernel: whether contexts reach each other past the bridge (networks/bridge-shortcut.ts).
-  const shortcut = net.driver === "bridge" ? { shortcut: shortcutStatus(host, net.name) } : {};
-  return { ...net, contexts, leases: host.store.leases({ network: net.name }), ...shortcut };
+  // Live from the kernel, what the driver tells (a bridge: whether contexts reach each other past it).
+  const live = networkDriver(net.driver).inspect?.(host, net) ?? {};
+  return { ...net, contexts, leases: host.store.leases({ network: net.name }), ...live };
 }
 
 function yesNo(b: boolean): string {

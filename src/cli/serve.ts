@@ -2,9 +2,9 @@
 import { rmSync } from "node:fs";
 import type { Command } from "commander";
 import { serve } from "../api/server.ts";
-import { apiSocketPath } from "../api/socket-path.ts";
-import { gc } from "../engine/gc.ts";
+import { gc } from "../engine/reconcile/gc.ts";
 import { Host } from "../host.ts";
+import { cliConfig } from "./config.ts";
 
 export function registerServe(program: Command): void {
   program
@@ -14,8 +14,9 @@ export function registerServe(program: Command): void {
     )
     .option("--socket <path>", "unix socket path (default: netctx.sock in the state dir)")
     .action(async (o: { socket?: string }) => {
-      const socketPath = o.socket ?? apiSocketPath();
-      const host = Host.open();
+      const config = cliConfig({ socketPath: o.socket });
+      const { socketPath } = config;
+      const host = Host.open(config);
       // Whatever a crashed run left half-done is finished or undone before the first request.
       const report = gc(host);
       for (const a of report.actions)

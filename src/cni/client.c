@@ -160,7 +160,7 @@ static int read_config(char **fallback) {
 	return n > 0 ? 0 : -1;
 }
 
-/* NETCTX_SOCKET, else netctx.sock in NETCTX_STATE_DIR, else in the default state dir (as in api/socket-path.ts). */
+/* NETCTX_SOCKET, else netctx.sock in NETCTX_STATE_DIR, else in the default state dir (as in src/config.ts). */
 static const char *socket_path(void) {
 	const char *explicit_ = getenv("NETCTX_SOCKET");
 	if (explicit_ && *explicit_) return explicit_;

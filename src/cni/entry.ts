@@ -27,7 +27,9 @@ if (process.env.CNI_COMMAND === "VERSION") {
   process.stdout.write(`${JSON.stringify({ cniVersion: version, supportedVersions: SUPPORTED })}\n`);
 } else {
   const { runCni } = await import("./run.ts");
-  const out = runCni(process.env, stdin);
+  const { readConfig } = await import("../config.ts");
+  // This process is an edge like the CLI: its settings come from the environment the runtime gave it.
+  const out = runCni(process.env, stdin, readConfig(process.env));
   if (out.stdout) process.stdout.write(`${out.stdout}\n`);
   process.exitCode = out.code;
 }

@@ -3,6 +3,7 @@
  * config on stdin in, a result or the spec's JSON error on stdout out, exit status 0 or 1.
  */
 import { readFileSync } from "node:fs";
+import type { Config } from "../config.ts";
 import { Host } from "../host.ts";
 import { type CniError, errorJson, toCniError } from "./errors.ts";
 import { formatResult } from "./result.ts";
@@ -16,8 +17,11 @@ export interface CniOutcome {
   stdout: string;
 }
 
-/** Runs one CNI invocation; never throws. A resident engine passes its open host; otherwise one is opened. */
-export function runCni(env: NodeJS.ProcessEnv, stdin: string, resident?: Host): CniOutcome {
+/**
+ * Runs one CNI invocation; never throws. A resident engine passes its open host; the plugin's own process passes
+ * its config, and a host is opened for the call.
+ */
+export function runCni(env: NodeJS.ProcessEnv, stdin: string, on: Host | Config): CniOutcome {
   let version = guessVersion(stdin);
   try {
     const cni = parseEnv(env);
@@ -25,7 +29,7 @@ export function runCni(env: NodeJS.ProcessEnv, stdin: string, resident?: Host): 
       return ok(JSON.stringify({ cniVersion: version, supportedVersions: [...SUPPORTED_VERSIONS] }));
     const conf: NetConf = parseConf(stdin);
     version = conf.cniVersion;
-    const host = resident ?? Host.open();
+    const host = on instanceof Host ? on : Host.open(on);
     try {
       switch (cni.command) {
         case "ADD":
@@ -45,7 +49,7 @@ export function runCni(env: NodeJS.ProcessEnv, stdin: string, resident?: Host): 
       }
       throw new Error(`unknown CNI command ${String(cni.command)}`);
     } finally {
-      if (!resident) host.close();
+      if (host !== on) host.close();
     }
   } catch (err) {
     const e: CniError = toCniError(err);

@@ -79,7 +79,8 @@ export const NetConfSchema = z.strictObject({
   "cni.dev/valid-attachments": z.array(AttachmentRefSchema).optional(),
   // netctx keys
   network: z.string().optional(),
-  driver: z.enum(["bridge", "routed"]).optional(),
+  // Any registered network driver (networks/registry.ts names them); an unknown one is refused by name there.
+  driver: z.string().min(1).optional(),
   subnets: z.array(z.string()).min(1).optional(),
   gateway: z.union([z.string(), z.array(z.string())]).optional(),
   nat: z.boolean().optional(),

@@ -6,14 +6,16 @@ import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { createContext, finishRemoval, removeContext, removeContextLater } from "../engine/contexts.ts";
 import { createNetwork } from "../engine/networks.ts";
+import { missingFor } from "../engine/reconcile/gc.ts";
 import { NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
 import { specOf } from "../levels/driver.ts";
-import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
+import { LINK_GROUP } from "../model/names.ts";
 import type { Bandwidth } from "../model/publish.ts";
+import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import { familyOf } from "../networks/common.ts";
-import type { ContextRecord, NetworkRecord } from "../state/store.ts";
+import { networkDriver } from "../networks/registry.ts";
 import { CniCode, CniError } from "./errors.ts";
 import type { Result, ResultInterface, ResultRoute } from "./result.ts";
 import { mergePrev } from "./result.ts";
@@ -136,6 +138,9 @@ export function cniCheck(host: Host, env: CniEnv, conf: NetConf): void {
   } finally {
     rtnl.close();
   }
+  // The host side: what gc would make or fix for this attachment and its network (engine/reconcile).
+  const [missing] = missingFor(host, name);
+  if (missing) throw fail(missing);
 }
 
 /** Removes every attachment of this config that the runtime no longer lists. Returns the removed names. */
@@ -247,11 +252,8 @@ function resultOf(host: Host, record: ContextRecord, net: NetworkRecord, conf: N
   const ips: Result["ips"] = [];
   const routes: ResultRoute[] = [];
   for (const att of spec.attachments) {
-    if (net.driver === "bridge") {
-      const br = bridgeIfname(net.name);
-      interfaces.push(withMac({ name: br }, host.rtnl.linkGet(br)?.mac));
-    }
-    interfaces.push(withMac({ name: att.hostIfname }, host.rtnl.linkGet(att.hostIfname)?.mac));
+    for (const name of networkDriver(net.driver).hostInterfaces(net, att))
+      interfaces.push(withMac({ name }, host.rtnl.linkGet(name)?.mac));
     const mac = spec.netns ? macIn(spec.netns, att.ifname) : undefined;
     const index = interfaces.length;
     interfaces.push(withMac({ name: att.ifname, sandbox: spec.netns ?? "", mtu: att.mtu }, mac));

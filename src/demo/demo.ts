@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { printAuditTable } from "../audit/report.ts";
+import type { Config } from "../config.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import { contextView } from "../engine/views.ts";
@@ -35,12 +36,15 @@ interface Check {
   note?: string;
 }
 
-export async function runDemo(): Promise<boolean> {
-  // The shared-stack contexts' cgroups go under a parent of the demo's own, removed at the end: the throwaway
-  // namespace does not cover cgroups.
-  const ownCgroupParent = process.env.NETCTX_CGROUP_PARENT === undefined;
-  if (ownCgroupParent) process.env.NETCTX_CGROUP_PARENT = join(cgroup2Root(), `netctx-demo-${process.pid}`);
-  const host = Host.open();
+export async function runDemo(given: Config): Promise<boolean> {
+  // The shared-stack contexts' cgroups (and the loopback publish programs) go under a parent of the demo's own,
+  // removed at the end: the throwaway namespace does not cover cgroups.
+  const ownParent =
+    given.cgroupParent === undefined ? join(cgroup2Root(), `netctx-demo-${process.pid}`) : undefined;
+  const config: Config = ownParent
+    ? { ...given, cgroupParent: ownParent, publishCgroup: given.publishCgroup ?? ownParent }
+    : given;
+  const host = Host.open(config);
   const checks: Check[] = [];
   const servers: ChildProcess[] = [];
   const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -142,9 +146,10 @@ export async function runDemo(): Promise<boolean> {
       ["shop", UPSTREAMS[0].name],
     ] as const) {
       const r = run(inContext(name, nodeArgv(fetchScript(FAR_IP, FAR_PORT))), 15_000);
-      const level = host.store.getContext(name)!.level;
-      const table =
-        level === "l3" ? `its own table ${specOf(host.store.getContext(name)!).table}` : "the host's table";
+      const record = host.store.getContext(name)!;
+      const level = record.level;
+      const own = specOf(record).table;
+      const table = own !== undefined ? `its own table ${own}` : "the host's table";
       check(
         `${name} -> ${FAR_IP} by ${table} (${level})`,
         true,
@@ -178,16 +183,16 @@ export async function runDemo(): Promise<boolean> {
     if (host.rtnl.linkGet("demo-up")) host.rtnl.linkDel("demo-up");
     deleteNetns(OUTSIDE);
     const left = host.rtnl.linkList().filter((l) => l.name !== "lo");
-    const cgroupsLeft = readdirSync(contextsCgroupParent(), { withFileTypes: true }).filter((e) =>
-      e.isDirectory(),
-    );
+    const cgroupsLeft = readdirSync(contextsCgroupParent(config.cgroupParent), {
+      withFileTypes: true,
+    }).filter((e) => e.isDirectory());
     say(
       `  removed ${ctxs.length} contexts and ${nets.length} networks; links left in the host namespace: ${left.length}; cgroups left: ${cgroupsLeft.length}`,
     );
   } finally {
     stopUpstreams(host, servers);
     host.close();
-    if (ownCgroupParent) removeDemoCgroupParent();
+    if (ownParent) removeDemoCgroupParent(ownParent);
   }
   const failed = checks.filter((c) => c.ok !== c.expect);
   say(`\n${checks.length - failed.length} of ${checks.length} checks behaved as they must.`);
@@ -261,9 +266,9 @@ function stopUpstreams(host: Host, servers: ChildProcess[]): void {
   }
 }
 
-function removeDemoCgroupParent(): void {
+function removeDemoCgroupParent(parent: string): void {
   try {
-    rmdirSync(process.env.NETCTX_CGROUP_PARENT!);
+    rmdirSync(parent);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }

@@ -3,15 +3,17 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Env } from "../config.ts";
 import { sandboxArgv } from "../sandbox.ts";
 
-export function rerunInSandbox(): number {
+/** `env`: the environment of this process (the CLI passes it), which the re-run inherits. */
+export function rerunInSandbox(env: Env): number {
   const stateDir = mkdtempSync(join(tmpdir(), "netctx-demo-"));
   try {
     const argv = sandboxArgv([process.execPath, ...process.execArgv, ...process.argv.slice(1)]);
     const result = spawnSync(argv[0]!, argv.slice(1), {
       stdio: "inherit",
-      env: { ...process.env, NETCTX_STATE_DIR: stateDir },
+      env: { ...env, NETCTX_STATE_DIR: stateDir },
     });
     if (result.error) throw result.error;
     return result.status ?? 1;

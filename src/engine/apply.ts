@@ -8,6 +8,7 @@ import { conflict, invalid } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import { checkName } from "../model/names.ts";
+import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import {
   type ContextInput,
   ContextInputSchema,
@@ -16,7 +17,6 @@ import {
   parseInput,
 } from "../model/schemas.ts";
 import { parseIp, parseSubnet } from "../net/cidr.ts";
-import type { ContextRecord, NetworkRecord } from "../state/store.ts";
 import { createContext, createContexts, removeContext } from "./contexts.ts";
 import { createNetwork, removeNetwork } from "./networks.ts";
 

@@ -7,6 +7,7 @@ import { type PublishTarget, publishContext, unpublishContext } from "../firewal
 import type { Host } from "../host.ts";
 import type { ContextSpec } from "../levels/driver.ts";
 import { specOf } from "../levels/driver.ts";
+import { levelDriver } from "../levels/registry.ts";
 import {
   type Bandwidth,
   formatPublish,
@@ -18,7 +19,7 @@ import type { ContextInput } from "../model/schemas.ts";
 import { limitBandwidth, unlimitBandwidth } from "../networks/bandwidth.ts";
 import { withdrawShortcut } from "../networks/bridge-shortcut.ts";
 import type { Attachment } from "../networks/driver.ts";
-import type { Store } from "../state/store.ts";
+import type { StateStore } from "../state/state-store.ts";
 
 /** Shape checks of `publish` and `bandwidth`; no state needed. */
 export function parseExtras(input: ContextInput): { publish: Published[]; bandwidth?: Bandwidth } {
@@ -30,7 +31,8 @@ export function parseExtras(input: ContextInput): { publish: Published[]; bandwi
   }
   const b = input.bandwidth;
   if (b === undefined) return { publish };
-  if (input.level !== "l2") throw invalid("bandwidth", "only l2 contexts have a host-side link to shape");
+  if (levelDriver(input.level).sharedStack)
+    throw invalid("bandwidth", "only l2 contexts have a host-side link to shape");
   const bandwidth: Bandwidth = {};
   if (b.ingressRate !== undefined) bandwidth.ingressRate = b.ingressRate;
   if (b.ingressBurst !== undefined) bandwidth.ingressBurst = b.ingressBurst;
@@ -41,7 +43,7 @@ export function parseExtras(input: ContextInput): { publish: Published[]; bandwi
 }
 
 /** Inside the creating transaction: a host port another context publishes is refused before any change. */
-export function checkPublishFree(store: Store, name: string, publish: readonly Published[]): void {
+export function checkPublishFree(store: StateStore, name: string, publish: readonly Published[]): void {
   // Reading every other record costs O(contexts) per create: only a context that publishes pays it.
   if (publish.length === 0) return;
   for (const other of store.listContexts()) {

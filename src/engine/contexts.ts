@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
 import { withGuardBatch } from "../firewall/antispoof.ts";
-import { type Host, perHost } from "../host.ts";
+import { type Host, hostSlot } from "../host.ts";
 import { contextsCgroupParent } from "../kernel/cgroup.ts";
 import { netnsPath } from "../kernel/netns.ts";
 import { type ContextSpec, specOf } from "../levels/driver.ts";
@@ -15,14 +15,13 @@ import { FIRST_L3_TABLE } from "../levels/l3.ts";
 import { evictProcesses, refuseWhileRunning } from "../levels/processes.ts";
 import { levelDriver } from "../levels/registry.ts";
 import { checkIfname, checkName, contextNetnsName, hostVethIfname } from "../model/names.ts";
+import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import { checkRouteArgs } from "../model/route.ts";
 import { type ContextInput, ContextInputSchema, parseInput } from "../model/schemas.ts";
 import { cidrContains, macProblem, parseIp, parseSubnet, randomMac } from "../net/cidr.ts";
 import type { Attachment } from "../networks/driver.ts";
 import { hostDevice } from "../networks/host-net.ts";
 import { networkDriver } from "../networks/registry.ts";
-import { pausePoint } from "../pause.ts";
-import type { ContextRecord, NetworkRecord } from "../state/store.ts";
 import { applyExtras, checkPublishFree, parseExtras, removeExtras } from "./context-extras.ts";
 import { opMark } from "./intent.ts";
 
@@ -44,9 +43,9 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
   const record = withPendingRemovalsFinished(host, () =>
     host.store.transaction(() => recordContext(host, plan, new TableFinder(host))),
   );
-  pausePoint("create:after-record");
+  host.pause("create:after-record");
   realizeContext(host, record);
-  pausePoint("create:before-ready");
+  host.pause("create:before-ready");
   record.status = "ready";
   host.store.updateContext(record);
   return record;
@@ -102,7 +101,7 @@ export function createContexts(host: Host, raws: readonly unknown[]): ContextRec
 function planContext(host: Host, raw: unknown): ContextPlan {
   const input = parseInput(ContextInputSchema, raw);
   checkName("name", input.name);
-  levelDriver(input.level);
+  const level = levelDriver(input.level);
   const networks = resolveNetworks(host, input);
   const requested = splitRequestedIps(input, networks);
   const mac = input.mac === undefined ? undefined : checkMac(input.mac);
@@ -110,11 +109,11 @@ function planContext(host: Host, raw: unknown): ContextPlan {
   for (const n of ifnames) checkIfname("ifname", n);
   if (new Set(ifnames).size !== ifnames.length)
     throw invalid("ifname", "two networks given the same interface name");
-  const hostIfnames = networks.map((_, i) => (input.level === "l2" ? hostVethIfname(input.name, i) : ""));
+  const hostIfnames = networks.map((_, i) => (level.sharedStack ? "" : hostVethIfname(input.name, i)));
   // Shared-stack contexts keep their addresses on the host device of their network.
-  const devices = networks.map((net, i) => (input.level === "l2" ? ifnames[i]! : hostDevice(net.name)));
+  const devices = networks.map((net, i) => (level.sharedStack ? hostDevice(net.name) : ifnames[i]!));
   const routes = input.routes ?? [];
-  if (routes.length && input.level !== "l3")
+  if (routes.length && !level.ownTable)
     throw invalid("route", "only l3 contexts have a routing table of their own");
   checkRouteArgs(
     routes,
@@ -132,7 +131,8 @@ function recordContext(host: Host, plan: ContextPlan, tables: TableFinder): Cont
   const spec: ContextSpec = { attachments: [] };
   if (extras.publish.length) spec.publish = extras.publish;
   if (extras.bandwidth) spec.bandwidth = extras.bandwidth;
-  if (input.level === "l2" && input.netns === undefined) {
+  const level = levelDriver(input.level);
+  if (!level.sharedStack && input.netns === undefined) {
     spec.netns = netnsPath(contextNetnsName(input.name));
     // Not ours to reuse, and a failed create would delete it: a crash's leftover is gc's to remove.
     if (existsSync(spec.netns))
@@ -142,13 +142,13 @@ function recordContext(host: Host, plan: ContextPlan, tables: TableFinder): Cont
       );
   }
   if (input.netns !== undefined) {
-    if (input.level !== "l2") throw invalid("netns", "only l2 contexts live in a network namespace");
+    if (level.sharedStack) throw invalid("netns", "only l2 contexts live in a network namespace");
     spec.netns = input.netns;
     spec.netnsExternal = true;
   }
   if (input.labels) spec.labels = { ...input.labels };
-  if (input.level !== "l2") spec.cgroup = join(contextsCgroupParent(), input.name);
-  if (input.level === "l3") {
+  if (level.sharedStack) spec.cgroup = join(contextsCgroupParent(host.config.cgroupParent), input.name);
+  if (level.ownTable) {
     spec.table = tables.take();
     spec.routes = routes;
   }
@@ -158,7 +158,8 @@ function recordContext(host: Host, plan: ContextPlan, tables: TableFinder): Cont
     name: input.name,
     level: input.level,
     status: "creating",
-    spec: { ...spec, op },
+    spec: { ...spec },
+    op,
   };
   host.store.insertContext(rec);
   spec.attachments = networks.map((net, i): Attachment => {
@@ -172,10 +173,10 @@ function recordContext(host: Host, plan: ContextPlan, tables: TableFinder): Cont
       gateways: net.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
       mtu: net.mtu,
       // Chosen here rather than by the kernel so that the record alone names every anti-spoofing element.
-      ...(input.level === "l2" ? { mac: (i === 0 ? mac : undefined) ?? randomMac() } : {}),
+      ...(!level.sharedStack ? { mac: (i === 0 ? mac : undefined) ?? randomMac() } : {}),
     };
   });
-  rec.spec = { ...spec, op };
+  rec.spec = { ...spec };
   host.store.updateContext(rec);
   return rec;
 }
@@ -270,7 +271,9 @@ function withPendingRemovalsFinished<T>(host: Host, allocate: () => T): T {
   }
 }
 
-const pendingRemovals = perHost(() => new Map<string, ContextRecord>());
+/** Removals queued by removeContextLater, per Host. */
+const PENDING_REMOVALS = hostSlot(() => new Map<string, ContextRecord>());
+const pendingRemovals = (host: Host) => host.cache(PENDING_REMOVALS);
 
 function finishRemovals(host: Host): void {
   const pending = pendingRemovals(host);
@@ -290,9 +293,9 @@ function finishRemovals(host: Host): void {
 function markRemoving(host: Host, found: ContextRecord): ContextRecord {
   const record = structuredClone(found);
   record.status = "removing";
-  record.spec = { ...record.spec, op: opMark("remove") };
+  record.op = opMark("remove");
   host.store.updateContext(record);
-  pausePoint("rm:after-mark");
+  host.pause("rm:after-mark");
   return record;
 }
 
@@ -307,11 +310,11 @@ function tearDown(host: Host, record: ContextRecord): void {
     removeExtras(host, record.name, specOf(record));
     levelDriver(record.level).teardown(host, record.name, specOf(record));
   } catch (err) {
-    const { op: _op, ...spec } = record.spec;
-    host.store.updateContext({ ...record, spec });
+    const { op: _op, ...unmarked } = record;
+    host.store.updateContext(unmarked);
     throw err;
   }
-  pausePoint("rm:after-teardown");
+  host.pause("rm:after-teardown");
   forget(host, record.name);
 }
 

@@ -4,14 +4,9 @@
  * pid reuse.
  */
 import { readFileSync } from "node:fs";
+import type { OpMark } from "../model/records.ts";
 
-export interface OpMark {
-  op: string;
-  pid: number;
-  start: string;
-}
-
-export function opMark(op: string): OpMark {
+export function opMark(op: OpMark["op"]): OpMark {
   return { op, pid: process.pid, start: processStart(process.pid) ?? "" };
 }
 
@@ -27,12 +22,6 @@ export function processStart(pid: number): string | undefined {
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
   if (fields[0] === "Z" || fields[0] === "X") return undefined;
   return fields[19];
-}
-
-export function asOpMark(value: unknown): OpMark | undefined {
-  const v = value as Partial<OpMark> | null | undefined;
-  if (!v || typeof v !== "object" || typeof v.pid !== "number" || typeof v.op !== "string") return undefined;
-  return { op: v.op, pid: v.pid, start: typeof v.start === "string" ? v.start : "" };
 }
 
 /** A mark whose process still runs (and is the same process). */

@@ -1,10 +1,11 @@
 /** Network lifecycle: validate, record, make the kernel objects; undo the record if the kernel refuses. */
 
 import { conflict, invalid, notFound } from "../errors.ts";
-import { antispoofEnabled, prepareAntispoof, releaseIdleTables } from "../firewall/antispoof.ts";
+import { type PortKind, prepareAntispoof, releaseIdleTables } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import { checkName } from "../model/names.ts";
+import type { NetworkRecord, SubnetRecord } from "../model/records.ts";
 import { type NetworkInput, NetworkInputSchema, parseInput } from "../model/schemas.ts";
 import {
   type Cidr,
@@ -16,9 +17,7 @@ import {
   parseIp,
   parseSubnet,
 } from "../net/cidr.ts";
-import { networkDriver } from "../networks/registry.ts";
-import { pausePoint } from "../pause.ts";
-import type { NetworkRecord, SubnetRecord } from "../state/store.ts";
+import { networkDriver, portGuardOf } from "../networks/registry.ts";
 import { opMark } from "./intent.ts";
 
 export const DEFAULT_MTU = 1500;
@@ -29,29 +28,35 @@ export function createNetwork(host: Host, raw: unknown): NetworkRecord {
   const driver = networkDriver(record.driver);
   driver.validate(record);
   // The op mark tells gc that a crash left this network half made (it finishes it) while we are gone.
-  host.store.insertNetwork({ ...record, options: { ...record.options, op: opMark("create") } });
-  pausePoint("network-create:after-record");
+  host.store.insertNetwork({ ...record, op: opMark("create") });
+  host.pause("network-create:after-record");
   try {
     host.enableForwarding();
     driver.create(host, record);
     // After the driver, like a repair does it, so a rebuilt ruleset lists the same as the original.
-    if (antispoofEnabled(record)) prepareAntispoofOrUndo(host, record);
+    const guard = portGuardOf(record);
+    if (guard) prepareAntispoofOrUndo(host, record, guard);
   } catch (err) {
     host.store.deleteNetwork(record.name);
     throw err;
   }
-  pausePoint("network-create:before-ready");
+  host.pause("network-create:before-ready");
   host.store.updateNetwork(record);
   return record;
 }
 
-function prepareAntispoofOrUndo(host: Host, record: NetworkRecord): void {
+/** The kinds of port the networks other than `leaving` guard: their anti-spoofing tables stay. */
+function guardedBesides(host: Host, leaving: string): PortKind[] {
+  return host.store.listNetworks().flatMap((n) => (n.name === leaving ? [] : (portGuardOf(n) ?? [])));
+}
+
+function prepareAntispoofOrUndo(host: Host, record: NetworkRecord, guard: PortKind): void {
   try {
-    prepareAntispoof(host, record);
+    prepareAntispoof(host, guard);
   } catch (err) {
     try {
       networkDriver(record.driver).destroy(host, record);
-      releaseIdleTables(host, record.name);
+      releaseIdleTables(host, guardedBesides(host, record.name));
     } catch {
       // The nft error is the one to report; gc removes what the undo could not.
     }
@@ -70,12 +75,12 @@ export function removeNetwork(host: Host, name: string): NetworkRecord {
     .map((c) => c.name);
   if (users.length > 0)
     throw conflict("network", `network "${name}" is in use by ${users.map((u) => `"${u}"`).join(", ")}`);
-  host.store.updateNetwork({ ...record, options: { ...record.options, op: opMark("remove") } });
-  pausePoint("network-rm:after-mark");
+  host.store.updateNetwork({ ...record, op: opMark("remove") });
+  host.pause("network-rm:after-mark");
   networkDriver(record.driver).destroy(host, record);
   // Anti-spoofing tables live as long as a network that uses them (a context coming and going keeps them).
-  if (antispoofEnabled(record)) releaseIdleTables(host, record.name);
-  pausePoint("network-rm:after-destroy");
+  if (portGuardOf(record)) releaseIdleTables(host, guardedBesides(host, record.name));
+  host.pause("network-rm:after-destroy");
   host.store.deleteNetwork(name);
   return record;
 }

@@ -4,8 +4,9 @@
  * Addresses are exported as requested addresses: a restore gives every context the address it had.
  */
 import { specOf } from "../levels/driver.ts";
+import { levelDriver } from "../levels/registry.ts";
 import type { ContextInput, NetworkInput } from "../model/schemas.ts";
-import type { Store } from "../state/store.ts";
+import type { StateStore } from "../state/state-store.ts";
 
 export interface StateExport {
   version: 1;
@@ -13,9 +14,9 @@ export interface StateExport {
   contexts: ContextInput[];
 }
 
-export function exportState(store: Store): StateExport {
+export function exportState(store: StateStore): StateExport {
   const networks = store.listNetworks().map((n): NetworkInput => {
-    const { op: _op, antispoof, ...options } = n.options;
+    const { antispoof, ...options } = n.options;
     return {
       name: n.name,
       driver: n.driver,
@@ -41,8 +42,8 @@ export function exportState(store: Store): StateExport {
         networks: spec.attachments.map((a) => a.network),
         ips: spec.attachments.flatMap((a) => a.addresses.map((cidr) => cidr.split("/")[0]!)),
         ...(mac ? { mac } : {}),
-        ...(c.level === "l2" ? { ifnames: spec.attachments.map((a) => a.ifname) } : {}),
-        ...(c.level === "l3" && spec.routes?.length ? { routes: spec.routes } : {}),
+        ...(levelDriver(c.level).sharedStack ? {} : { ifnames: spec.attachments.map((a) => a.ifname) }),
+        ...(spec.routes?.length ? { routes: spec.routes } : {}),
       };
     });
   return { version: 1, networks, contexts };

@@ -4,8 +4,8 @@ import type { Host } from "../host.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
 import { specOf } from "../levels/driver.ts";
 import { type Bandwidth, formatPublish } from "../model/publish.ts";
+import type { ContextRecord } from "../model/records.ts";
 import { liveBandwidth } from "../networks/bandwidth.ts";
-import type { ContextRecord } from "../state/store.ts";
 
 export interface InterfaceView {
   name: string;
@@ -34,7 +34,7 @@ export interface ContextView {
   createdAt?: string;
 }
 
-export function contextView(_host: Host, record: ContextRecord, live = true): ContextView {
+export function contextView(host: Host, record: ContextRecord, live = true): ContextView {
   const spec = specOf(record);
   const macs = live && spec.netns ? liveMacs(spec.netns) : new Map<string, string>();
   const interfaces = spec.attachments.map((a): InterfaceView => {
@@ -61,17 +61,18 @@ export function contextView(_host: Host, record: ContextRecord, live = true): Co
     interfaces,
     ...(spec.publish?.length ? { publish: spec.publish.map(formatPublish) } : {}),
     ...(spec.bandwidth
-      ? { bandwidth: bandwidthView(spec.bandwidth, live ? spec.attachments[0]?.hostIfname : undefined) }
+      ? { bandwidth: bandwidthView(host, spec.bandwidth, live ? spec.attachments[0]?.hostIfname : undefined) }
       : {}),
     ...(record.createdAt ? { createdAt: record.createdAt } : {}),
   };
 }
 
 function bandwidthView(
+  host: Host,
   bw: Bandwidth,
   hostIfname: string | undefined,
 ): Bandwidth & { live?: ReturnType<typeof liveBandwidth> } {
-  return hostIfname ? { ...bw, live: liveBandwidth(hostIfname) } : { ...bw };
+  return hostIfname ? { ...bw, live: liveBandwidth(host, hostIfname) } : { ...bw };
 }
 
 function liveMacs(netns: string): Map<string, string> {

@@ -5,14 +5,13 @@
  */
 import { existsSync } from "node:fs";
 import { isAbsolute, join, normalize } from "node:path";
-import { apiSocketPath } from "../api/socket-path.ts";
 import { invalid, NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { CAPABILITY, SOCKET_FAMILY } from "../kernel/capabilities.ts";
 import type { ExecSandbox } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
+import type { ContextRecord } from "../model/records.ts";
 import { packageRoot } from "../package-root.ts";
-import type { ContextRecord } from "../state/store.ts";
 
 const HELPER = join(packageRoot(), "dist", "netctx-enter");
 
@@ -32,7 +31,7 @@ export function contextExecArgv(
   command: readonly string[],
   options: ExecOptions = {},
 ): string[] {
-  const hide = [host.store.dir, apiSocketPath(host.store.dir), ...NETNS_DIRS];
+  const hide = [host.store.dir, host.config.socketPath, ...NETNS_DIRS];
   return enterArgv(levelDriver(record.level).execSandbox(record), { hide, ...options }, command);
 }
 

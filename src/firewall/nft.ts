@@ -14,6 +14,10 @@ export type NftValue = string | number | boolean | null | NftValue[] | { [key: s
 export interface NftOptions {
   /** Path or name of the nft binary; default `nft` looked up in PATH. */
   nftPath?: string;
+  /** Run the binary even where libnftables loads (config.nftBinary). */
+  binary?: boolean;
+  /** The binary's environment (config.toolEnv: PATH with the sbin directories); default this process's. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 interface RunResult {
@@ -22,19 +26,17 @@ interface RunResult {
   stderr: string;
 }
 
-// The CLI of a one-shot netctx process runs nft from a root shell whose PATH may lack /usr/sbin.
-const SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 export class Nft {
   readonly path: string;
+  private readonly env: Readonly<Record<string, string | undefined>> | undefined;
 
-  /** In-process libnftables unless a binary was asked for by path (tests wrap the binary to count runs). */
+  /** In-process libnftables unless the binary was asked for: by path (tests wrap it to count runs) or by config. */
   private readonly inProcess: boolean;
 
   constructor(opts: NftOptions = {}) {
     this.path = opts.nftPath ?? "nft";
-    this.inProcess =
-      opts.nftPath === undefined && process.env.NETCTX_NFT_BINARY !== "1" && libnftablesAvailable();
+    this.env = opts.env;
+    this.inProcess = opts.nftPath === undefined && opts.binary !== true && libnftablesAvailable();
   }
 
   /** Apply a script as one transaction. An empty script is a no-op (no fork). */
@@ -97,7 +99,7 @@ export class Nft {
     const r = spawnSync(this.path, args, {
       input: input ?? "",
       encoding: "utf8",
-      env: { ...process.env, PATH: `${process.env.PATH ?? ""}:${SEARCH_PATH}` },
+      ...(this.env === undefined ? {} : { env: this.env }),
       maxBuffer: 256 * 1024 * 1024,
     });
     if (r.error) {

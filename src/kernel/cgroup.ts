@@ -33,16 +33,19 @@ export function cgroup2Root(): string {
   return root;
 }
 
-/** Where shared-stack contexts' cgroups live, made on first use. */
-export function contextsCgroupParent(): string {
-  const parent = contextsCgroupParentPath();
+/**
+ * Where shared-stack contexts' cgroups live, made on first use: `configured` (config.cgroupParent), else "netctx"
+ * under the cgroup2 root.
+ */
+export function contextsCgroupParent(configured: string | undefined): string {
+  const parent = contextsCgroupParentPath(configured);
   mkdirSync(parent, { recursive: true });
   return parent;
 }
 
 /** The same path without making it (for readers such as gc: looking must not create). */
-export function contextsCgroupParentPath(): string {
-  return process.env.NETCTX_CGROUP_PARENT ?? join(cgroup2Root(), "netctx");
+export function contextsCgroupParentPath(configured: string | undefined): string {
+  return configured ?? join(cgroup2Root(), "netctx");
 }
 
 export function createCgroup(path: string): void {

@@ -4,38 +4,35 @@
  */
 import type { Host } from "../host.ts";
 import type { Capability, SocketFamily } from "../kernel/capabilities.ts";
-import type { Bandwidth, Published } from "../model/publish.ts";
-import type { Attachment } from "../networks/driver.ts";
-import type { ContextRecord, Level } from "../state/store.ts";
+import type { ContextSpec } from "../model/context-spec.ts";
+import type { ContextRecord, Level, NetworkRecord } from "../model/records.ts";
+import type { Declarer } from "../networks/ownership.ts";
 
-/** What the engine records about a context before touching the kernel, so gc can finish or undo it. */
-export interface ContextSpec {
-  attachments: Attachment[];
-  /** l2: path of the context's own netns. */
-  netns?: string;
-  /** l2: the netns belongs to somebody else (a container runtime): never delete it. */
-  netnsExternal?: boolean;
-  /** Owner marks from ContextInput.labels (CNI: container id, ifname, config name). */
-  labels?: Record<string, string>;
-  /** l3 and socket: the context's cgroup directory. */
-  cgroup?: string;
-  /** l3: the context's routing table. */
-  table?: number;
-  routes?: string[];
-  /** Published ports (firewall/publish.ts). */
-  publish?: Published[];
-  /** l2: rate limits on the host side of the first attachment (networks/bandwidth.ts). */
-  bandwidth?: Bandwidth;
-}
+export type { ContextSpec };
 
 export interface LevelDriver {
   readonly level: Level;
+  /** Its contexts live on the host's network stack (their addresses on a host device), not in a netns of their own. */
+  readonly sharedStack: boolean;
+  /** Its contexts have a routing table of their own (and may be given routes). */
+  readonly ownTable: boolean;
   /** Make the context's kernel objects. On error the engine calls teardown, so partial work is undone. */
   create(host: Host, name: string, spec: ContextSpec): void;
   /** Remove them; tolerates objects that are already gone (CNI DEL semantics). */
   teardown(host: Host, name: string, spec: ContextSpec): void;
   /** Where a command runs in the context and what root keeps there (src/exec/enter.ts carries it out). */
   execSandbox(record: ContextRecord): ExecSandbox;
+  /** Why a ready context cannot be working any more (its netns or cgroup is gone), or undefined. */
+  anchorMissing(record: ContextRecord): string | undefined;
+  /** The context's kernel objects, through its networks' drivers too, and how to make each (engine/reconcile). */
+  declare(host: Host, record: ContextRecord, own: Declarer, where: ContextSurroundings): void;
+}
+
+/** What a context's declaration needs to know beyond its record. */
+export interface ContextSurroundings {
+  networks: ReadonlyMap<string, NetworkRecord>;
+  /** The host-side link that carries its bandwidth limits, if any. */
+  shapedIfname: string | undefined;
 }
 
 /**
@@ -72,6 +69,7 @@ export const BASE_CAPABILITIES: readonly Capability[] = [
   "audit_write",
 ];
 
+/** The record's spec as the store checked it on load (model/context-spec.ts): the same as `record.spec`. */
 export function specOf(record: ContextRecord): ContextSpec {
-  return record.spec as unknown as ContextSpec;
+  return record.spec;
 }

@@ -3,6 +3,8 @@
  * sysctls and firewall; it reaches its networks through veth (or macvlan) links.
  */
 
+import { existsSync } from "node:fs";
+import { basename } from "node:path";
 import { notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { createNetns, deleteNetns } from "../kernel/netns.ts";
@@ -10,17 +12,18 @@ import { Rtnl } from "../kernel/rtnl.ts";
 import { contextNetnsName } from "../model/names.ts";
 import { deleteOwnLink } from "../networks/common.ts";
 import { networkDriver } from "../networks/registry.ts";
-import { pausePoint } from "../pause.ts";
 import type { ContextSpec, LevelDriver } from "./driver.ts";
 import { BASE_CAPABILITIES, specOf } from "./driver.ts";
 
 export const l2Level: LevelDriver = {
   level: "l2",
+  sharedStack: false,
+  ownTable: false,
 
   create(host: Host, name: string, spec: ContextSpec) {
     // An external netns (a container runtime's) already exists and stays the runtime's to delete.
     const path = spec.netnsExternal && spec.netns ? spec.netns : createNetns(contextNetnsName(name));
-    pausePoint("create:after-netns");
+    host.pause("create:after-netns");
     const rtnl = Rtnl.open(path);
     try {
       rtnl.linkSet("lo", { up: true });
@@ -30,7 +33,7 @@ export const l2Level: LevelDriver = {
         const driver = networkDriver(net.driver);
         if (!driver.attach) throw new Error(`driver ${driver.name} cannot attach l2 contexts`);
         driver.attach(host, net, { path, rtnl }, att);
-        pausePoint("create:after-attach");
+        host.pause("create:after-attach");
       }
     } finally {
       rtnl.close();
@@ -41,7 +44,7 @@ export const l2Level: LevelDriver = {
     const linksGoWithNetns = spec.netnsExternal !== true;
     for (const att of spec.attachments) {
       const net = host.store.getNetwork(att.network);
-      if (net) networkDriver(net.driver).detach?.(host, net, att, linksGoWithNetns);
+      if (net) networkDriver(net.driver).detach?.(host, net, att, linksGoWithNetns, spec.netns);
       else if (att.hostIfname && !linksGoWithNetns) deleteOwnLink(host, att.hostIfname);
     }
     if (linksGoWithNetns) deleteNetns(contextNetnsName(name));
@@ -49,6 +52,26 @@ export const l2Level: LevelDriver = {
 
   // Its own stack is its to manage: addresses, routes, raw and packet sockets, its own users. Its abstract unix
   // namespace is its netns's own.
+  anchorMissing(record) {
+    const netns = specOf(record).netns;
+    return netns && !existsSync(netns) ? `its netns ${netns} is gone` : undefined;
+  },
+
+  /** Its netns (a runtime's is not ours to list) and, through each network's driver, what its links own. */
+  declare(host, record, own, where) {
+    const spec = specOf(record);
+    if (!spec.netns) return;
+    own.own("netns", basename(spec.netns));
+    for (const att of spec.attachments) {
+      const net = where.networks.get(att.network);
+      if (!net) continue;
+      networkDriver(net.driver).declareAttachment?.(host, net, att, own, {
+        netns: spec.netns,
+        shapedIfname: where.shapedIfname,
+      });
+    }
+  },
+
   execSandbox(record) {
     return {
       netns: specOf(record).netns!,

@@ -9,10 +9,17 @@ import type { Rtnl } from "../kernel/rtnl.ts";
 import { parseRouteArg } from "../model/route.ts";
 import { cidrContains, formatIp, parseInterfaceAddress, parseIp } from "../net/cidr.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
-import { pausePoint } from "../pause.ts";
+import { tableId } from "../networks/ownership.ts";
 import type { ContextSpec, LevelDriver } from "./driver.ts";
+import { specOf } from "./driver.ts";
 import { l3Policy } from "./l3-devices.ts";
-import { confineContext, releaseContext, sharedStackSandbox } from "./shared-stack.ts";
+import {
+  confineContext,
+  declareSharedStack,
+  releaseContext,
+  sharedStackAnchor,
+  sharedStackSandbox,
+} from "./shared-stack.ts";
 
 /** Ahead of the main table (32766), behind the local table (0) so local delivery is unchanged. */
 export const L3_RULE_PRIORITY = 1000;
@@ -20,12 +27,14 @@ export const FIRST_L3_TABLE = 1000;
 
 export const l3Level: LevelDriver = {
   level: "l3",
+  sharedStack: true,
+  ownTable: true,
 
   create(host, _name, spec) {
     const table = spec.table!;
     confineContext(host, spec, table);
     for (const rule of rulesOf(spec)) host.rtnl.ruleAdd(rule);
-    pausePoint("create:after-rules");
+    host.pause("create:after-rules");
     for (const route of routesOf(spec)) host.rtnl.routeAdd(route);
     // The device guard last: the devices its packets may leave through are those of the table just filled.
     const ifindexOf = (name: string) => host.rtnl.linkIndexIfAny(name);
@@ -39,6 +48,26 @@ export const l3Level: LevelDriver = {
   },
 
   execSandbox: sharedStackSandbox,
+  anchorMissing: sharedStackAnchor,
+
+  /**
+   * What the shared-stack levels own, with the devices the table uses as the kernel has them now, and its table: every
+   * rule and route of it (gc only removes a table nobody owns; the rules and routes come and go with the context).
+   */
+  declare(host, record, own) {
+    const spec = specOf(record);
+    const table = spec.table;
+    declareSharedStack(host, spec, own, () =>
+      l3Policy(
+        spec,
+        (name) => host.rtnl.linkIndexIfAny(name),
+        table === undefined ? [] : host.rtnl.routeList({ table }),
+      ),
+    );
+    if (table === undefined) return;
+    own.own("rule", tableId(table));
+    own.own("route", tableId(table));
+  },
 };
 
 function rulesOf(spec: ContextSpec) {

@@ -1,5 +1,5 @@
 import { invalid } from "../errors.ts";
-import type { Level } from "../state/store.ts";
+import type { Level } from "../model/records.ts";
 import type { LevelDriver } from "./driver.ts";
 import { l2Level } from "./l2.ts";
 import { l3Level } from "./l3.ts";

@@ -3,15 +3,17 @@
  * host network, and its processes live in a cgroup whose BPF programs confine their sockets to those addresses.
  */
 
+import { existsSync } from "node:fs";
 import { basename } from "node:path";
+import { errorLine } from "../errors.ts";
 import type { Host } from "../host.ts";
-import { attachSocketPolicy, type SocketPolicy } from "../kernel/bpf/socket-policy.ts";
+import { attachSocketPolicy, policyDrift, type SocketPolicy } from "../kernel/bpf/socket-policy.ts";
 import { createCgroup, removeCgroupTree } from "../kernel/cgroup.ts";
+import type { ContextRecord } from "../model/records.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
 import { addHostAddresses } from "../networks/host-net.ts";
-import { pausePoint } from "../pause.ts";
-import type { ContextRecord } from "../state/store.ts";
-import type { ContextSpec, ExecSandbox } from "./driver.ts";
+import { addressId, type Declarer } from "../networks/ownership.ts";
+import type { ContextSpec, ExecSandbox, LevelDriver } from "./driver.ts";
 import { BASE_CAPABILITIES, specOf } from "./driver.ts";
 import { refuseWhileRunning } from "./processes.ts";
 
@@ -25,9 +27,9 @@ export function firstAddress(spec: ContextSpec, family: 4 | 6): string | undefin
 export function confineContext(host: Host, spec: ContextSpec, fwmark?: number): void {
   const cgroup = spec.cgroup!;
   createCgroup(cgroup);
-  pausePoint("create:after-cgroup");
+  host.pause("create:after-cgroup");
   for (const att of spec.attachments) addHostAddresses(host, att.ifname, att.addresses);
-  pausePoint("create:after-addresses");
+  host.pause("create:after-addresses");
   attachSocketPolicy(cgroup, addressPolicy(spec, fwmark));
 }
 
@@ -49,7 +51,7 @@ export function addressPolicy(spec: ContextSpec, fwmark?: number): SocketPolicy 
 export function releaseContext(host: Host, spec: ContextSpec): void {
   if (spec.cgroup) {
     releaseCgroup(spec.cgroup);
-    pausePoint("rm:after-bpf");
+    host.pause("rm:after-bpf");
   }
   for (const att of spec.attachments)
     for (const cidr of att.addresses) tolerateMissing(() => host.rtnl.addrDel(att.ifname, cidr));
@@ -81,4 +83,52 @@ export function sharedStackSandbox(record: ContextRecord): ExecSandbox {
     families: ["unix", "inet", "inet6", "netlink"],
     scopeAbstractUnix: true,
   };
+}
+
+export const sharedStackAnchor: LevelDriver["anchorMissing"] = (record) => {
+  const cgroup = specOf(record).cgroup;
+  return cgroup && !existsSync(cgroup) ? `its cgroup ${cgroup} is gone` : undefined;
+};
+
+/**
+ * A shared-stack context owns its cgroup, whose programs must hold `policy` (compared while the context is ready, and
+ * attached again when they differ), and its addresses on its networks' host devices.
+ */
+export function declareSharedStack(
+  host: Host,
+  spec: ContextSpec,
+  own: Declarer,
+  policy: () => SocketPolicy,
+): void {
+  const cgroup = spec.cgroup;
+  if (cgroup)
+    own.own("cgroup", cgroup, {
+      check: () => {
+        const want = policy();
+        let drift: string | undefined;
+        try {
+          drift = policyDrift(cgroup, want);
+        } catch (err) {
+          drift = `its programs cannot be compared (${errorLine(err)})`;
+        }
+        if (!drift) return undefined;
+        return {
+          action: "reattach",
+          object: `bpf ${cgroup}`,
+          reason: drift,
+          run: () => attachSocketPolicy(cgroup, want),
+        };
+      },
+    });
+  for (const att of spec.attachments)
+    for (const cidr of att.addresses)
+      own.own("address", addressId(cidr, att.ifname), {
+        on: att.ifname,
+        make: {
+          action: "add",
+          object: `address ${cidr} dev ${att.ifname}`,
+          reason: "its network or lease needs it",
+          run: () => addHostAddresses(host, att.ifname, [cidr]),
+        },
+      });
 }

@@ -3,10 +3,20 @@
  * processes may bind and connect only with its addresses.
  */
 import type { LevelDriver } from "./driver.ts";
-import { confineContext, releaseContext, sharedStackSandbox } from "./shared-stack.ts";
+import { specOf } from "./driver.ts";
+import {
+  addressPolicy,
+  confineContext,
+  declareSharedStack,
+  releaseContext,
+  sharedStackAnchor,
+  sharedStackSandbox,
+} from "./shared-stack.ts";
 
 export const socketLevel: LevelDriver = {
   level: "socket",
+  sharedStack: true,
+  ownTable: false,
   create(host, _name, spec) {
     confineContext(host, spec);
   },
@@ -14,4 +24,9 @@ export const socketLevel: LevelDriver = {
     releaseContext(host, spec);
   },
   execSandbox: sharedStackSandbox,
+  anchorMissing: sharedStackAnchor,
+  declare(host, record, own) {
+    const spec = specOf(record);
+    declareSharedStack(host, spec, own, () => addressPolicy(spec));
+  },
 };

@@ -2,29 +2,33 @@
  * Published ports and bandwidth limits as the user writes them (`[HOSTIP:]HOSTPORT:PORT[/tcp|udp]`, `10mbit`),
  * parsed into what the context spec records. Every refusal names the user's field.
  */
+import { z } from "zod";
 import { invalid } from "../errors.ts";
 import { parseIp } from "../net/cidr.ts";
 
 export type PublishProtocol = "tcp" | "udp";
 
-export interface Published {
+/** A published port as the context spec records it. */
+export const PublishedSchema = z.strictObject({
   /** Only connections to this host address are forwarded; absent = every host address (and loopback). */
-  hostIp?: string;
-  hostPort: number;
+  hostIp: z.string().exactOptional(),
+  hostPort: z.number().int(),
   /** The context's port. */
-  port: number;
-  protocol: PublishProtocol;
-}
+  port: z.number().int(),
+  protocol: z.enum(["tcp", "udp"]),
+});
+export type Published = z.infer<typeof PublishedSchema>;
 
 /** Rates and bursts in bits (per second), the CNI bandwidth plugin's units. */
-export interface Bandwidth {
+export const BandwidthSchema = z.strictObject({
   /** Towards the context. */
-  ingressRate?: number;
-  ingressBurst?: number;
+  ingressRate: z.number().exactOptional(),
+  ingressBurst: z.number().exactOptional(),
   /** From the context. */
-  egressRate?: number;
-  egressBurst?: number;
-}
+  egressRate: z.number().exactOptional(),
+  egressBurst: z.number().exactOptional(),
+});
+export type Bandwidth = z.infer<typeof BandwidthSchema>;
 
 function port(text: string, field: string, what: string): number {
   if (!/^[1-9][0-9]{0,4}$/.test(text) || Number(text) > 65535)

@@ -57,9 +57,15 @@ export type ContextInput = z.infer<typeof ContextInputSchema>;
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown, root = ""): z.infer<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
+  const { field, message } = firstProblem(result.error, root);
+  throw invalid(field || "input", message);
+}
+
+/** The first problem of a failed parse: the field path ("" for the root) and a one-line message. */
+export function firstProblem(error: z.ZodError, root = ""): { field: string; message: string } {
+  const issue = error.issues[0]!;
   // networks[0].subnets[1], the way a user finds the field in a file
-  const path = [root, ...issue.path.map(String)]
+  const field = [root, ...issue.path.map(String)]
     .filter(Boolean)
     .join(".")
     .replace(/\.(\d+)(?=\.|$)/g, "[$1]");
@@ -69,9 +75,5 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown, root 
     const keys = issue.keys.join('", "');
     message = `unknown key "${keys.length > 80 ? `${keys.slice(0, 80)}...` : keys}"`;
   }
-  return throwInvalid(path || "input", message);
-}
-
-function throwInvalid(field: string, message: string): never {
-  throw invalid(field, message.replace(/\s+/g, " "));
+  return { field, message: message.replace(/\s+/g, " ") };
 }

@@ -125,6 +125,12 @@ export function parseCidr(text: string, field: string): Cidr {
   return { family: ip.family, addr: ip.addr, prefix, network, text: `${ip.text}/${prefix}` };
 }
 
+/** "ADDRESS/PREFIX" written the one way (host bits kept), as the kernel's dumps print it: for comparing. */
+export function canonicalCidr(text: string): string {
+  const c = parseCidr(text, "address");
+  return `${formatIp(c.family, c.addr)}/${c.prefix}`;
+}
+
 /** A subnet: host bits must be zero, so "10.1.0.5/24" is refused with a hint. */
 export function parseSubnet(text: string, field: string): Cidr {
   const c = parseCidr(text, field);

@@ -14,7 +14,6 @@ import { LINK_GROUP, PREFIX } from "../model/names.ts";
 import type { Bandwidth } from "../model/publish.ts";
 import { deleteOwnLink } from "./common.ts";
 
-const SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const LATENCY = "25ms";
 
 /** The ifb of a host-side veth: nc-web -> nb-web (same length, so it fits whenever the veth name does). */
@@ -34,12 +33,12 @@ function tbf(dev: string, rate: number, burst: number | undefined): string {
   return `qdisc replace dev ${dev} root handle 1: tbf rate ${rate}bit burst ${burstBytes(rate, burst)} latency ${LATENCY}`;
 }
 
-export function runTc(lines: string[], tolerate = false): void {
+export function runTc(host: Host, lines: string[], tolerate = false): void {
   if (lines.length === 0) return;
   const r = spawnSync("tc", [...(tolerate ? ["-force"] : []), "-batch", "-"], {
     input: `${lines.join("\n")}\n`,
     encoding: "utf8",
-    env: { ...process.env, PATH: `${process.env.PATH ?? ""}:${SEARCH_PATH}` },
+    env: host.config.toolEnv,
   });
   if (r.error) {
     const code = (r.error as NodeJS.ErrnoException).code;
@@ -68,13 +67,13 @@ export function limitBandwidth(host: Host, hostIfname: string, bw: Bandwidth): v
       `filter add dev ${hostIfname} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev ${ifb}`,
     );
   }
-  runTc(lines);
+  runTc(host, lines);
 }
 
 /** Remove the ifb and, when the veth is still there, its qdiscs; anything missing is fine. */
 export function unlimitBandwidth(host: Host, hostIfname: string): void {
   if (host.rtnl.linkGet(hostIfname)?.group === LINK_GROUP)
-    runTc([`qdisc del dev ${hostIfname} root`, `qdisc del dev ${hostIfname} ingress`], true);
+    runTc(host, [`qdisc del dev ${hostIfname} root`, `qdisc del dev ${hostIfname} ingress`], true);
   deleteOwnLink(host, ifbName(hostIfname));
 }
 
@@ -84,11 +83,11 @@ export interface LiveLimit {
 }
 
 /** What tc reports now: tbf rates in bits per second (inspect shows these beside the recorded limits). */
-export function liveBandwidth(hostIfname: string): { ingress?: LiveLimit; egress?: LiveLimit } {
+export function liveBandwidth(host: Host, hostIfname: string): { ingress?: LiveLimit; egress?: LiveLimit } {
   const read = (dev: string): LiveLimit | undefined => {
     const r = spawnSync("tc", ["-j", "qdisc", "show", "dev", dev], {
       encoding: "utf8",
-      env: { ...process.env, PATH: `${process.env.PATH ?? ""}:${SEARCH_PATH}` },
+      env: host.config.toolEnv,
     });
     if (r.status !== 0) return undefined;
     let parsed: unknown;

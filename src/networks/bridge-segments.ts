@@ -1,7 +1,7 @@
 /**
- * A bridge network past SEGMENT_PORTS contexts: later contexts hang off segment bridges, each joined to the
- * network's bridge by a trunk veth. A Linux bridge walks its port list on every port added or removed (port
- * number, features, MTU, GSO limits, promiscuity, the static FDB, STP port states), so adding a context costs
+ * A bridge network past config.bridgeSegmentPorts (128) contexts: later contexts hang off segment bridges, each
+ * joined to the network's bridge by a trunk veth. A Linux bridge walks its port list on every port added or removed
+ * (port number, features, MTU, GSO limits, promiscuity, the static FDB, STP port states), so adding a context costs
  * O(ports of its bridge): at 1000 ports, 2.2x what it costs at 100. Segments keep every bridge small, and lift the
  * 1023-port limit of one bridge. Contexts on one bridge reach each other in one hop as before; between segments,
  * and from a segment to the gateway, frames cross the trunk. Segments hold no address and are not registered with
@@ -9,19 +9,13 @@
  * goes by address.
  */
 import { createHash } from "node:crypto";
-import { type Host, perHost } from "../host.ts";
+import { type Host, hostSlot } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { writeSysctl } from "../kernel/sysctl.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
+import type { NetworkRecord } from "../model/records.ts";
 import { stableMac } from "../net/cidr.ts";
-import type { NetworkRecord } from "../state/store.ts";
 import { deleteOwnLink, tolerateMissing } from "./common.ts";
-
-/** Ports per bridge (contexts, and on the network's bridge its trunks) before the next segment; NETCTX_BRIDGE_SEGMENT_PORTS lets tests make it small. */
-export function segmentPorts(): number {
-  const n = Number(process.env["NETCTX_BRIDGE_SEGMENT_PORTS"] ?? 128);
-  return Number.isInteger(n) && n > 0 && n <= 1000 ? n : 128;
-}
 
 /** `nc-XXXXXX.` + b/t/u + k: the '.' never appears in a derived name, so these meet no context's or network's. */
 export function segmentPrefix(network: string): string {
@@ -39,11 +33,15 @@ function segmentNames(network: string, k: number) {
  * count of what it adds itself: another process adding at the same time can push a bridge a few ports past the
  * limit, which costs nothing but a little of what the limit saves.
  */
-const filling = perHost(() => new Map<string, { k: number; ports: number }>());
+const FILLING = hostSlot(() => new Map<string, { k: number; ports: number }>());
+const filling = (host: Host) => host.cache(FILLING);
 
-/** The bridge a new context's veth joins: the first, from the one being filled on, with room; made when missing. */
+/**
+ * The bridge a new context's veth joins: the first, from the one being filled on, with room; made when missing.
+ * Room is config.bridgeSegmentPorts ports per bridge (contexts, and on the network's bridge its trunks).
+ */
 export function portBridge(host: Host, net: NetworkRecord): string {
-  const limit = segmentPorts();
+  const limit = host.config.bridgeSegmentPorts;
   const known = filling(host).get(net.name);
   let ports = known?.ports;
   for (let k = known?.k ?? 0; ; k++, ports = undefined) {
@@ -103,7 +101,7 @@ function createSegment(host: Host, net: NetworkRecord, k: number): void {
  * join the all-routers groups (the host forwards) and the segment bridge would make a link-local address, and their
  * MLD reports are multicast: flooded to every port of both bridges, a few times over, through br_netfilter (at 1000
  * contexts, 5% of the CPU while contexts were being made). A sysctl write, not netlink (which cannot switch IPv6 off),
- * costs O(namespaces) (see setLinkLocal), but only three times per SEGMENT_PORTS contexts.
+ * costs O(namespaces) (see setLinkLocal), but only three times per bridgeSegmentPorts contexts.
  */
 function withoutIpv6(ifname: string): void {
   try {

@@ -23,7 +23,7 @@
  * of it (tcx needs 6.6, bpf_redirect_peer 5.10) the network simply works through its bridge.
  */
 
-import { type Host, perHost } from "../host.ts";
+import { type Host, hostSlot } from "../host.ts";
 import { Helper, ProgType, SkBuff } from "../kernel/bpf/abi.ts";
 import { Asm, R0, R1, R2, R3, R6, R7, R8 } from "../kernel/bpf/asm.ts";
 import {
@@ -146,7 +146,9 @@ interface Shortcut {
 
 type Found = Shortcut | { unavailable: string };
 
-const known = perHost(() => new Map<string, Found>());
+/** Each network's shortcut as this Host found or made it. */
+const KNOWN = hostSlot(() => new Map<string, Found>());
+const known = (host: Host) => host.cache(KNOWN);
 
 function entryValue(ifindex: number, addresses: readonly string[]): Uint8Array {
   const value = new Uint8Array(VALUE_SIZE);

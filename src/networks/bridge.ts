@@ -5,13 +5,27 @@
 import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
+import type { Lease, NetworkRecord } from "../model/records.ts";
 import { stableMac } from "../net/cidr.ts";
-import { pausePoint } from "../pause.ts";
-import type { Lease, NetworkRecord } from "../state/store.ts";
-import { portBridge, removeSegments } from "./bridge-segments.ts";
-import { addShortcut, forgetShortcut, removeShortcut } from "./bridge-shortcut.ts";
-import { addVethPair, configureContextSide, deleteOwnLink, familyOf, firewallNetwork } from "./common.ts";
+import { portBridge, removeSegments, segmentPrefix } from "./bridge-segments.ts";
+import {
+  addShortcut,
+  dropShortcutMac,
+  forgetShortcut,
+  removeShortcut,
+  shortcutMacs,
+  shortcutStatus,
+} from "./bridge-shortcut.ts";
+import {
+  addVethPair,
+  configureContextSide,
+  deleteOwnLink,
+  familyOf,
+  firewallNetwork,
+  guardKindOf,
+} from "./common.ts";
 import { distrustRouters } from "./context-sysctls.ts";
+import { declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
 import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
 
 /** Locally administered unicast (02:...), stable for a network name. */
@@ -19,9 +33,56 @@ export function bridgeMac(network: string): string {
   return stableMac(`netctx-bridge:${network}`);
 }
 
+/** A shortcut map entry (bridge-shortcut.ts): one per unshaped context on the network, by its MAC. */
+function shortcutId(network: string, mac: string): string {
+  return `${network} ${mac.toLowerCase()}`;
+}
+
 export const bridgeDriver: NetworkDriver = {
   name: "bridge",
   levels: ["l2"],
+  sharedSegment: true,
+  portGuard: "bridge",
+
+  hostDevice(net) {
+    return bridgeIfname(net.name);
+  },
+
+  hostInterfaces(net, att) {
+    return [bridgeIfname(net.name), att.hostIfname];
+  },
+
+  /** The bridge, its addresses and its segments (bridge-segments.ts), which go with the network. */
+  declare(host, net, own, attachments) {
+    const bridge = declareNetworkDevice(host, bridgeDriver, net, own, () => {
+      for (const att of attachments)
+        if (att.hostIfname && host.rtnl.linkGet(att.hostIfname))
+          host.rtnl.linkSet(att.hostIfname, { master: bridge });
+    });
+    own.own("link", segmentPrefix(net.name), { prefix: true });
+    own.firewallInterface(bridge, net.name);
+  },
+
+  declareAttachment(_host, net, att, own, ctx) {
+    declareHostLink(own, att);
+    declareGuard(bridgeDriver, net, att, own, ctx.netns);
+    // The attachment that carries bandwidth limits takes the bridge: its frames must pass the limits.
+    if (att.mac && att.hostIfname !== ctx.shapedIfname) own.own("shortcut", shortcutId(net.name, att.mac));
+  },
+
+  observe(host, net) {
+    return (shortcutMacs(host, net.name) ?? []).map((mac) => ({
+      kind: "shortcut" as const,
+      id: shortcutId(net.name, mac),
+      object: `shortcut entry ${mac} of network ${net.name}`,
+      unowned: "no unshaped context on it has that MAC",
+      remove: () => dropShortcutMac(host, net.name, mac),
+    }));
+  },
+
+  inspect(host, net) {
+    return { shortcut: shortcutStatus(host, net.name) };
+  },
 
   validate(net) {
     bridgeIfname(net.name);
@@ -41,10 +102,10 @@ export const bridgeDriver: NetworkDriver = {
       mac: bridgeMac(net.name),
       bridge: { multicastSnooping: false },
     });
-    pausePoint("network-create:after-link");
+    host.pause("network-create:after-link");
     try {
       for (const { cidr, opts } of bridgeDriver.deviceAddresses(net)) host.rtnl.addrAdd(bridge, cidr, opts);
-      pausePoint("network-create:after-addresses");
+      host.pause("network-create:after-addresses");
       host.firewall((fw) => {
         fw.addNetwork(firewallNetwork(net));
         fw.addInterface(net.name, bridge);
@@ -73,7 +134,7 @@ export const bridgeDriver: NetworkDriver = {
         net.subnets.map((s) => s.cidr),
       );
     });
-    pausePoint("network-rm:after-nft");
+    host.pause("network-rm:after-nft");
     removeSegments(host, net.name);
     deleteOwnLink(host, bridge);
     forgetShortcut(host, net.name);
@@ -90,13 +151,13 @@ export const bridgeDriver: NetworkDriver = {
     // While the port is down: a qdisc added to a device that is up waits for the device to quiesce.
     addShortcut(host, att);
     host.rtnl.linkSet(att.hostIfname, { up: true });
-    guardAttachment(host, net, ctx.rtnl, att);
-    configureContextSide(ctx, att, { gatewayOnLink: false, defaultRoute: !net.internal });
+    guardAttachment(host, guardKindOf(bridgeDriver, net), ctx.rtnl, att);
+    configureContextSide(host, ctx, att, { gatewayOnLink: false, defaultRoute: !net.internal });
   },
 
   detach(host, net, att, linkGoesWithNetns) {
     removeShortcut(host, att);
-    unguardAttachment(host, net, att);
+    unguardAttachment(host, guardKindOf(bridgeDriver, net), att);
     if (!linkGoesWithNetns) deleteOwnLink(host, att.hostIfname);
   },
 };

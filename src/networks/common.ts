@@ -1,14 +1,14 @@
 /** Pieces several network drivers share. */
 
 import { NetctxError } from "../errors.ts";
+import type { PortKind } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
 import { LINK_GROUP } from "../model/names.ts";
+import type { NetworkRecord } from "../model/records.ts";
 import { linkLocalOf } from "../net/cidr.ts";
-import { pausePoint } from "../pause.ts";
-import type { NetworkRecord } from "../state/store.ts";
-import type { Attachment, ContextNetns } from "./driver.ts";
+import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
 
 export function familyOf(address: string): 4 | 6 {
   return address.includes(":") ? 6 : 4;
@@ -38,6 +38,11 @@ export function deleteOwnLink(host: Host, name: string): void {
   if (link?.group === LINK_GROUP) tolerateMissing(() => host.rtnl.linkDel(name));
 }
 
+/** How a network of this driver guards its contexts' ports (anti-spoofing), unless it was created with --no-antispoof. */
+export function guardKindOf(driver: NetworkDriver, net: NetworkRecord): PortKind | undefined {
+  return net.options["antispoof"] === false ? undefined : driver.portGuard;
+}
+
 /** Firewall view of a network. */
 export function firewallNetwork(net: NetworkRecord) {
   return { name: net.name, subnets: net.subnets.map((s) => s.cidr), nat: net.nat, internal: net.internal };
@@ -62,6 +67,7 @@ export function removeNetworkFromFirewall(host: Host, net: NetworkRecord): void 
  * addresses), so a host route to the gateway on the interface comes first.
  */
 export function configureContextSide(
+  host: Host,
   ctx: ContextNetns,
   att: Attachment,
   opts: {
@@ -79,7 +85,7 @@ export function configureContextSide(
     att.mac,
   );
   for (const cidr of att.addresses) rtnl.addrAdd(att.ifname, cidr, { nodad: familyOf(cidr) === 6 });
-  pausePoint("create:after-addresses");
+  host.pause("create:after-addresses");
   rtnl.linkSet(att.ifname, { up: true });
   for (const gateway of att.gateways) {
     if (opts.gatewayMac)
@@ -146,7 +152,7 @@ export function addVethPair(
       );
     throw err;
   }
-  pausePoint("create:after-veth");
+  host.pause("create:after-veth");
 }
 
 function retryOnLeftover(host: Host, name: string, add: () => void): void {

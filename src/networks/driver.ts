@@ -1,10 +1,12 @@
 /**
  * One interface for every network driver (netavark's NetworkDriver): adding a driver never touches the others.
  */
+import type { PortKind } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import type { AddrOpts, Rtnl } from "../kernel/rtnl.ts";
 import type { Attachment } from "../model/attachment.ts";
-import type { Lease, Level, NetworkRecord } from "../state/store.ts";
+import type { Lease, Level, NetworkRecord } from "../model/records.ts";
+import type { Declarer, Present } from "./ownership.ts";
 
 /** The context side of an attachment: its netns and a netlink socket bound inside it. */
 export interface ContextNetns {
@@ -17,10 +19,43 @@ export interface DeviceAddress {
   opts: AddrOpts;
 }
 
+/** What the walker over the records knows of an l2 context when its attachment declares what it owns. */
+export interface AttachedContext {
+  /** Its netns. */
+  netns: string;
+  /** The host-side link that carries the context's bandwidth limits (networks/bandwidth.ts), if any. */
+  shapedIfname: string | undefined;
+}
+
 export interface NetworkDriver {
   readonly name: string;
   /** Levels whose contexts may join networks of this driver. */
   readonly levels: readonly Level[];
+  /** Its contexts share one L2 segment (ARP and Neighbour Discovery reach each other), not a link each to the host. */
+  readonly sharedSegment: boolean;
+  /** Where the anti-spoofing of its l2 contexts' host-side ports sits (firewall/antispoof.ts); none when absent. */
+  readonly portGuard?: PortKind;
+  /** The host device an attachment's traffic enters the host by; undefined when the host is not on its path. */
+  hostDevice(net: NetworkRecord, att: Attachment): string | undefined;
+  /** The host-side interfaces a CNI result lists for an attachment, before the container's own. */
+  hostInterfaces(net: NetworkRecord, att: Attachment): string[];
+  /**
+   * The network's own kernel objects and firewall parts, and how to make each (engine/reconcile). `attachments`:
+   * those of its l2 contexts, for a device that has to be made again with its ports.
+   */
+  declare(host: Host, net: NetworkRecord, own: Declarer, attachments: readonly Attachment[]): void;
+  /** What an l2 context's attachment owns on the host side, and how to make it. */
+  declareAttachment?(
+    host: Host,
+    net: NetworkRecord,
+    att: Attachment,
+    own: Declarer,
+    ctx: AttachedContext,
+  ): void;
+  /** Objects only this driver can see (a bridge's shortcut map), for the reconcile loop to compare. */
+  observe?(host: Host, net: NetworkRecord): Present[];
+  /** Driver state `network inspect` shows. */
+  inspect?(host: Host, net: NetworkRecord): Record<string, unknown>;
   /** Driver-specific checks of a new network; throws invalid(field, ...). Must not touch the kernel. */
   validate(net: NetworkRecord): void;
   /** Make the network's host-side kernel objects, among them its device nc-NET. */
@@ -38,7 +73,7 @@ export interface NetworkDriver {
    * (linkGoesWithNetns), the veth is left to go with it: the kernel removes both ends in one batch, where deleting
    * the veth first costs a synchronize_net (~16 ms) per context.
    */
-  detach?(host: Host, net: NetworkRecord, att: Attachment, linkGoesWithNetns: boolean): void;
+  detach?(host: Host, net: NetworkRecord, att: Attachment, linkGoesWithNetns: boolean, netns?: string): void;
 }
 
 export type { Attachment, Level };

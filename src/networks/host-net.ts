@@ -7,14 +7,25 @@
  */
 import type { Host } from "../host.ts";
 import { bridgeIfname } from "../model/names.ts";
-import type { Lease } from "../state/store.ts";
+import type { Lease } from "../model/records.ts";
 import { bridgeDriver } from "./bridge.ts";
 import { familyOf } from "./common.ts";
+import { declareNetworkDevice } from "./declarations.ts";
 import type { NetworkDriver } from "./driver.ts";
 
 export const hostDriver: NetworkDriver = {
   name: "host",
   levels: ["l3", "socket"],
+  sharedSegment: true,
+  hostDevice(net) {
+    return hostDevice(net.name);
+  },
+  hostInterfaces() {
+    return [];
+  },
+  declare(host, net, own) {
+    own.firewallInterface(declareNetworkDevice(host, hostDriver, net, own), net.name);
+  },
   validate: bridgeDriver.validate,
   create: bridgeDriver.create,
   deviceAddresses: bridgeDriver.deviceAddresses,

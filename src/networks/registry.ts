@@ -1,15 +1,29 @@
 import { invalid } from "../errors.ts";
+import type { PortKind } from "../firewall/antispoof.ts";
+import type { NetworkRecord } from "../model/records.ts";
 import { bridgeDriver } from "./bridge.ts";
+import { guardKindOf } from "./common.ts";
 import type { NetworkDriver } from "./driver.ts";
 import { hostDriver } from "./host-net.ts";
+import { macvlanDriver } from "./macvlan.ts";
 import { routedDriver } from "./routed.ts";
 
 const drivers = new Map<string, NetworkDriver>(
-  [bridgeDriver, routedDriver, hostDriver].map((d) => [d.name, d]),
+  [bridgeDriver, routedDriver, hostDriver, macvlanDriver].map((d) => [d.name, d]),
 );
 
 export function networkDriver(name: string): NetworkDriver {
   const driver = drivers.get(name);
   if (!driver) throw invalid("driver", `unknown driver "${name}" (known: ${[...drivers.keys()].join(", ")})`);
   return driver;
+}
+
+/** How a network guards its contexts' ports (its driver's kind of anti-spoofing); undefined when it guards none. */
+export function portGuardOf(net: NetworkRecord): PortKind | undefined {
+  return guardKindOf(networkDriver(net.driver), net);
+}
+
+/** The registered drivers' names, for help texts. */
+export function networkDriverNames(): string[] {
+  return [...drivers.keys()];
 }

@@ -15,9 +15,8 @@ import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import { registerInterface, unregisterInterface } from "../firewall/interface-queue.ts";
 import type { RouteSpec } from "../kernel/route.ts";
 import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
+import type { Lease } from "../model/records.ts";
 import { stableMac } from "../net/cidr.ts";
-import { pausePoint } from "../pause.ts";
-import type { Lease } from "../state/store.ts";
 import {
   addNetworkToFirewall,
   addVethPair,
@@ -25,11 +24,14 @@ import {
   deleteOwnLink,
   familyOf,
   firewallNetwork,
+  guardKindOf,
   hostPrefix,
   removeNetworkFromFirewall,
   setLinkLocal,
 } from "./common.ts";
+import { declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
 import type { Attachment, NetworkDriver } from "./driver.ts";
+import { mainRouteId } from "./ownership.ts";
 
 /** The device holding a routed network's gateway addresses. */
 const gatewayDevice = bridgeIfname;
@@ -62,6 +64,37 @@ export function contextRoutes(att: Attachment): RouteSpec[] {
 export const routedDriver: NetworkDriver = {
   name: "routed",
   levels: ["l2"],
+  sharedSegment: false,
+  portGuard: "routed",
+
+  hostDevice(_net, att) {
+    return att.hostIfname;
+  },
+
+  hostInterfaces(_net, att) {
+    return [att.hostIfname];
+  },
+
+  declare(host, net, own) {
+    declareNetworkDevice(host, routedDriver, net, own);
+  },
+
+  /** The veth, its guard, its firewall registration and the host's routes to the context through it. */
+  declareAttachment(host, net, att, own, ctx) {
+    declareHostLink(own, att);
+    declareGuard(routedDriver, net, att, own, ctx.netns);
+    own.firewallInterface(att.hostIfname, net.name);
+    for (const route of contextRoutes(att))
+      own.own("route", mainRouteId(route.dst, route.dev!), {
+        on: route.dev!,
+        make: {
+          action: "add",
+          object: `route ${route.dst} dev ${route.dev}`,
+          reason: `${own.owner} is reached by it`,
+          run: () => host.rtnl.routeAdd(route),
+        },
+      });
+  },
 
   validate(net) {
     gatewayDevice(net.name);
@@ -73,9 +106,9 @@ export const routedDriver: NetworkDriver = {
     try {
       setLinkLocal(host.rtnl, device, false);
       host.rtnl.linkSet(device, { up: true });
-      pausePoint("network-create:after-link");
+      host.pause("network-create:after-link");
       for (const { cidr, opts } of routedDriver.deviceAddresses(net)) host.rtnl.addrAdd(device, cidr, opts);
-      pausePoint("network-create:after-addresses");
+      host.pause("network-create:after-addresses");
       addNetworkToFirewall(host, net);
     } catch (err) {
       routedDriver.destroy(host, net);
@@ -94,7 +127,7 @@ export const routedDriver: NetworkDriver = {
 
   destroy(host, net) {
     removeNetworkFromFirewall(host, net);
-    pausePoint("network-rm:after-nft");
+    host.pause("network-rm:after-nft");
     deleteOwnLink(host, gatewayDevice(net.name));
   },
 
@@ -113,19 +146,23 @@ export const routedDriver: NetworkDriver = {
       att.addresses.some((a) => familyOf(a) === 6),
       portMac,
     );
-    guardAttachment(host, net, ctx.rtnl, att);
+    guardAttachment(host, guardKindOf(routedDriver, net), ctx.rtnl, att);
     host.rtnl.linkSet(att.hostIfname, { up: true });
     registerInterface(host, firewallNetwork(net), att.hostIfname);
-    pausePoint("create:after-nft");
+    host.pause("create:after-nft");
     for (const route of contextRoutes(att)) host.rtnl.routeAdd(route);
-    pausePoint("create:after-routes");
-    configureContextSide(ctx, att, { gatewayOnLink: true, defaultRoute: !net.internal, gatewayMac: portMac });
+    host.pause("create:after-routes");
+    configureContextSide(host, ctx, att, {
+      gatewayOnLink: true,
+      defaultRoute: !net.internal,
+      gatewayMac: portMac,
+    });
   },
 
   detach(host, net, att, linkGoesWithNetns) {
     unregisterInterface(host, firewallNetwork(net), att.hostIfname);
-    unguardAttachment(host, net, att);
-    pausePoint("rm:after-nft");
+    unguardAttachment(host, guardKindOf(routedDriver, net), att);
+    host.pause("rm:after-nft");
     // Deleting the veth (here or with the netns) takes its routes with it.
     if (!linkGoesWithNetns) deleteOwnLink(host, att.hostIfname);
   },

@@ -11,7 +11,6 @@ import { checkNotNewer, migrate } from "./migrations.ts";
 export type Sqlite = Database.Database;
 
 export const DB_FILE = "netctx.db";
-export const DEFAULT_STATE_DIR = "/var/lib/netctx";
 /** How long a caller waits for another process's write transaction before giving up with "busy". */
 export const DEFAULT_BUSY_BUDGET_MS = 10_000;
 // SQLite's own busy handler waits this long per attempt. Our loop adds backoff and a deadline around it because

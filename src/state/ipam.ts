@@ -3,17 +3,9 @@
  * write transaction, so the read of free addresses and the insert cannot interleave with another process.
  */
 import { conflict, invalid, NetctxError } from "../errors.ts";
+import type { Lease } from "../model/records.ts";
 import { type Cidr, cidrContains, formatIp, lastAddress, parseIp, parseSubnet } from "../net/cidr.ts";
 import type { Sqlite } from "./db.ts";
-
-/** An address handed to an owner (a context) from one subnet of a network. */
-export interface Lease {
-  network: string;
-  subnet: string;
-  address: string;
-  prefix: number;
-  owner: string;
-}
 
 /** 32 hex digits: text order equals numeric order, which SQLite's INTEGER (64-bit) cannot give for v6. */
 export function addrKey(addr: bigint): string {

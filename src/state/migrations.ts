@@ -76,6 +76,32 @@ const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    // The in-progress mark of a create or rm (model/records.ts OpMark) was a key "op" inside the options or spec
+    // JSON; it gets columns of its own, so records hold only what was asked for and the mark is typed.
+    version: 2,
+    up(db) {
+      for (const [table, json] of [
+        ["networks", "options"],
+        ["contexts", "spec"],
+      ] as const) {
+        db.exec(`
+          ALTER TABLE ${table} ADD COLUMN op TEXT CHECK (op IN ('create', 'remove'));
+          ALTER TABLE ${table} ADD COLUMN op_pid INTEGER CHECK ((op_pid IS NULL) = (op IS NULL) AND op_pid > 0);
+          ALTER TABLE ${table} ADD COLUMN op_start TEXT CHECK ((op_start IS NULL) = (op IS NULL));
+          UPDATE ${table}
+             SET op = json_extract(${json}, '$.op.op'),
+                 op_pid = json_extract(${json}, '$.op.pid'),
+                 op_start = CASE json_type(${json}, '$.op.start')
+                              WHEN 'text' THEN json_extract(${json}, '$.op.start') ELSE '' END
+           WHERE json_extract(${json}, '$.op.op') IN ('create', 'remove')
+             AND json_type(${json}, '$.op.pid') = 'integer' AND json_extract(${json}, '$.op.pid') > 0;
+          -- A mark no netctx could have written meant "no mark" to the code that read it: it goes.
+          UPDATE ${table} SET ${json} = json_remove(${json}, '$.op') WHERE json_type(${json}, '$.op') IS NOT NULL;
+        `);
+      }
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -97,8 +123,15 @@ export function checkNotNewer(db: Database.Database, dir: string): void {
   if (version > SCHEMA_VERSION) throw newerError(dir, version);
 }
 
-export function migrate(db: Database.Database, dir: string, transaction: (fn: () => void) => void): void {
+/** Brings the schema up to `target` (tests stop early to make a store as an older netctx left it). */
+export function migrate(
+  db: Database.Database,
+  dir: string,
+  transaction: (fn: () => void) => void,
+  target = SCHEMA_VERSION,
+): void {
   for (const m of MIGRATIONS) {
+    if (m.version > target) break;
     if (schemaVersion(db) >= m.version) continue;
     transaction(() => {
       // Re-read under the write lock: another process may have migrated (or upgraded) since the check above.

@@ -1,46 +1,38 @@
 /**
- * The state store: networks, contexts and address leases in one SQLite file, shared safely by every netctx
- * process on the host. Every write runs in an immediate transaction (see db.ts); records are validated here
- * only as far as the store's own invariants go (canonical subnets, no overlaps, no double leases).
+ * The state store (state-store.ts) in one SQLite file, shared safely by every netctx process on the host. Every
+ * write runs in an immediate transaction (see db.ts). Records are checked against model/records.ts on the way in
+ * and on the way out; beyond that, the store keeps its own invariants (canonical subnets, no overlaps, no double
+ * leases).
  */
-import { conflict, invalid, notFound } from "../errors.ts";
+import type { z } from "zod";
+import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
+import { ContextSpecSchema } from "../model/context-spec.ts";
+import {
+  CONTEXT_STATUSES,
+  type ContextRecord,
+  ContextRecordSchema,
+  type Lease,
+  type NetworkRecord,
+  NetworkRecordSchema,
+  type OpMark,
+  type SubnetRecord,
+} from "../model/records.ts";
+import { firstProblem, LEVELS } from "../model/schemas.ts";
 import { type Cidr, cidrContains, cidrsOverlap, lastAddress, parseIp, parseSubnet } from "../net/cidr.ts";
-import { DEFAULT_STATE_DIR, type OpenOptions, StateDb } from "./db.ts";
-import { addrKey, Ipam, type Lease, usableRange } from "./ipam.ts";
+import { type OpenOptions, StateDb } from "./db.ts";
+import { addrKey, Ipam, usableRange } from "./ipam.ts";
+import type { StateStore } from "./state-store.ts";
 
-export type Level = "l2" | "l3" | "socket";
-export type ContextStatus = "creating" | "ready" | "removing";
-const LEVELS: readonly string[] = ["l2", "l3", "socket"];
-const STATUSES: readonly string[] = ["creating", "ready", "removing"];
+export type { OpenOptions };
 
-export interface SubnetRecord {
-  cidr: string;
-  gateway?: string;
+/** The op mark's columns, NULL together when no operation is under way. */
+interface OpColumns {
+  op: string | null;
+  op_pid: number | null;
+  op_start: string | null;
 }
 
-export interface NetworkRecord {
-  name: string;
-  driver: string;
-  subnets: SubnetRecord[];
-  nat: boolean;
-  internal: boolean;
-  mtu: number;
-  options: Record<string, unknown>;
-  createdAt?: string;
-}
-
-export interface ContextRecord {
-  name: string;
-  level: Level;
-  status: ContextStatus;
-  /** Free-form JSON the engine owns: attachments, netns, cgroup, table ... */
-  spec: Record<string, unknown>;
-  createdAt?: string;
-}
-
-export type { Lease, OpenOptions };
-
-interface NetworkRow {
+interface NetworkRow extends OpColumns {
   name: string;
   driver: string;
   nat: number;
@@ -56,7 +48,7 @@ interface SubnetRow {
   gateway: string | null;
 }
 
-interface ContextRow {
+interface ContextRow extends OpColumns {
   name: string;
   level: string;
   status: string;
@@ -131,7 +123,17 @@ function toLease(row: LeaseRow): Lease {
   };
 }
 
-function toNetwork(row: NetworkRow, subnets: readonly SubnetRow[]): NetworkRecord {
+/** The op columns as the record's `op`, for the schema to check. */
+function opOf(row: OpColumns): object | undefined {
+  return row.op === null ? undefined : { op: row.op, pid: row.op_pid, start: row.op_start };
+}
+
+function opParams(op: OpMark | undefined): OpColumns {
+  return op ? { op: op.op, op_pid: op.pid, op_start: op.start } : { op: null, op_pid: null, op_start: null };
+}
+
+function networkFromRow(row: NetworkRow, subnets: readonly SubnetRow[]): unknown {
+  const op = opOf(row);
   return {
     name: row.name,
     driver: row.driver,
@@ -141,26 +143,36 @@ function toNetwork(row: NetworkRow, subnets: readonly SubnetRow[]): NetworkRecor
     nat: row.nat === 1,
     internal: row.internal === 1,
     mtu: row.mtu,
-    options: JSON.parse(row.options) as Record<string, unknown>,
+    // The column's CHECK holds it to valid JSON; the schema checks what the JSON holds.
+    options: JSON.parse(row.options) as unknown,
+    ...(op ? { op } : {}),
     createdAt: row.created_at,
   };
 }
 
-function toContext(row: ContextRow): ContextRecord {
+function contextFromRow(row: ContextRow): unknown {
+  const op = opOf(row);
   return {
     name: row.name,
-    level: row.level as Level,
-    status: row.status as ContextStatus,
-    spec: JSON.parse(row.spec) as Record<string, unknown>,
+    level: row.level,
+    status: row.status,
+    spec: JSON.parse(row.spec) as unknown,
+    ...(op ? { op } : {}),
     createdAt: row.created_at,
   };
 }
 
 function checkContext(c: ContextRecord): void {
   if (c.name.length === 0) throw invalid("name", "must not be empty");
-  if (!LEVELS.includes(c.level))
+  if (!(LEVELS as readonly string[]).includes(c.level))
     throw invalid("level", `unknown level "${c.level}" (known: ${LEVELS.join(", ")})`);
-  if (!STATUSES.includes(c.status)) throw invalid("status", `unknown status "${c.status}"`);
+  if (!(CONTEXT_STATUSES as readonly string[]).includes(c.status))
+    throw invalid("status", `unknown status "${c.status}"`);
+  const spec = ContextSpecSchema.safeParse(c.spec);
+  if (!spec.success) {
+    const { field, message } = firstProblem(spec.error, "spec");
+    throw invalid(field, message);
+  }
 }
 
 function checkNetwork(n: NetworkRecord): void {
@@ -168,7 +180,7 @@ function checkNetwork(n: NetworkRecord): void {
   if (!Number.isInteger(n.mtu) || n.mtu < 0) throw invalid("mtu", `${n.mtu} is not a valid MTU`);
 }
 
-export class Store {
+export class Store implements StateStore {
   readonly dir: string;
   private readonly state: StateDb;
   private readonly ipam: Ipam;
@@ -189,12 +201,13 @@ export class Store {
         `SELECT network, cidr, gateway FROM subnets ORDER BY network, position`,
       ),
       insertNetwork: db.prepare(
-        `INSERT INTO networks (name, driver, nat, internal, mtu, options, created_at)
-            VALUES (@name, @driver, @nat, @internal, @mtu, @options, @created_at)`,
+        `INSERT INTO networks (name, driver, nat, internal, mtu, options, op, op_pid, op_start, created_at)
+            VALUES (@name, @driver, @nat, @internal, @mtu, @options, @op, @op_pid, @op_start, @created_at)`,
       ),
       updateNetwork: db.prepare(
         `UPDATE networks SET driver = @driver, nat = @nat, internal = @internal, mtu = @mtu,
-            options = @options, created_at = @created_at WHERE name = @name`,
+            options = @options, op = @op, op_pid = @op_pid, op_start = @op_start, created_at = @created_at
+            WHERE name = @name`,
       ),
       deleteNetwork: db.prepare<[string]>(`DELETE FROM networks WHERE name = ?`),
       insertSubnet: db.prepare(
@@ -228,12 +241,12 @@ export class Store {
         )
         .pluck(),
       insertContext: db.prepare(
-        `INSERT INTO contexts (name, level, status, spec, created_at)
-            VALUES (@name, @level, @status, @spec, @created_at)`,
+        `INSERT INTO contexts (name, level, status, spec, op, op_pid, op_start, created_at)
+            VALUES (@name, @level, @status, @spec, @op, @op_pid, @op_start, @created_at)`,
       ),
       updateContext: db.prepare(
-        `UPDATE contexts SET level = @level, status = @status, spec = @spec, created_at = @created_at
-            WHERE name = @name`,
+        `UPDATE contexts SET level = @level, status = @status, spec = @spec, op = @op, op_pid = @op_pid,
+            op_start = @op_start, created_at = @created_at WHERE name = @name`,
       ),
       deleteContext: db.prepare<[string]>(`DELETE FROM contexts WHERE name = ?`),
       // better-sqlite3 counts a numbered parameter once per use: named ones bind each value once.
@@ -248,9 +261,9 @@ export class Store {
     };
   }
 
-  /** Opens (creating if needed) the store in `dir`, default $NETCTX_STATE_DIR or /var/lib/netctx. */
-  static open(dir?: string, options: OpenOptions = {}): Store {
-    return new Store(StateDb.open(dir ?? process.env.NETCTX_STATE_DIR ?? DEFAULT_STATE_DIR, options));
+  /** Opens (creating if needed) the store in `dir` (config.stateDir). */
+  static open(dir: string, options: OpenOptions = {}): Store {
+    return new Store(StateDb.open(dir, options));
   }
 
   close(): void {
@@ -264,6 +277,26 @@ export class Store {
   /** WAL readers do not wait for writers, but can still meet SQLITE_BUSY while another process recovers the WAL. */
   private read<T>(fn: () => T): T {
     return this.state.retryBusy(fn);
+  }
+
+  /** A row as a record, or an error naming the record and the field: a hand-edited or corrupt row stops here. */
+  private loaded<S extends z.ZodType>(schema: S, what: string, name: string, value: unknown): z.infer<S> {
+    const result = schema.safeParse(value);
+    if (result.success) return result.data;
+    const { field, message } = firstProblem(result.error);
+    throw new NetctxError(
+      "internal",
+      `state store at ${this.dir}: ${what} "${name}" is malformed: ${field || what}: ${message}`,
+      field || what,
+    );
+  }
+
+  private toNetwork(row: NetworkRow, subnets: readonly SubnetRow[]): NetworkRecord {
+    return this.loaded(NetworkRecordSchema, "network", row.name, networkFromRow(row, subnets));
+  }
+
+  private toContext(row: ContextRow): ContextRecord {
+    return this.loaded(ContextRecordSchema, "context", row.name, contextFromRow(row));
   }
 
   // ---- networks
@@ -285,7 +318,7 @@ export class Store {
   getNetwork(name: string): NetworkRecord | undefined {
     return this.read(() => {
       const row = this.q.network.get(name);
-      return row && toNetwork(row, this.q.subnetsOf.all(name));
+      return row && this.toNetwork(row, this.q.subnetsOf.all(name));
     });
   }
 
@@ -300,7 +333,7 @@ export class Store {
       list.push(s);
       subnets.set(s.network, list);
     }
-    return this.q.networks.all().map((row) => toNetwork(row, subnets.get(row.name) ?? []));
+    return this.q.networks.all().map((row) => this.toNetwork(row, subnets.get(row.name) ?? []));
   }
 
   /**
@@ -363,6 +396,7 @@ export class Store {
       internal: n.internal ? 1 : 0,
       mtu: n.mtu,
       options,
+      ...opParams(n.op),
       created_at: createdAt,
     };
   }
@@ -396,12 +430,12 @@ export class Store {
   getContext(name: string): ContextRecord | undefined {
     return this.read(() => {
       const row = this.q.context.get(name);
-      return row && toContext(row);
+      return row && this.toContext(row);
     });
   }
 
   listContexts(): ContextRecord[] {
-    return this.read(() => this.q.contexts.all().map(toContext));
+    return this.read(() => this.q.contexts.all().map((row) => this.toContext(row)));
   }
 
   /** The routing tables of l3 contexts, read in SQL: parsing every record would cost O(contexts) per apply batch. */
@@ -449,7 +483,7 @@ export class Store {
 }
 
 function contextParams(c: ContextRecord, spec: string) {
-  return { name: c.name, level: c.level, status: c.status, spec };
+  return { name: c.name, level: c.level, status: c.status, spec, ...opParams(c.op) };
 }
 
 function subnetParams(network: string, position: number, s: NormalSubnet) {

@@ -1,46 +1,29 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { addNetns, cni, cniRaw } from "../cni/runtime.ts";
-import { NETCTX, netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
-import { eventually, links, ping } from "../helpers/kernel.ts";
+import { netctx, netctxJson, netctxOk, type RunningEngine, startEngine } from "../utils/cli.ts";
+import { cni, cniRaw } from "../utils/cni-runtime.ts";
+import { links } from "../utils/kernel-oracle.ts";
+import { addNetns } from "../utils/netns.ts";
+import { ping } from "../utils/ping.ts";
+import { eventually, waitFor } from "../utils/wait.ts";
 
 const SOCKET = join(process.env.NETCTX_STATE_DIR!, "netctx.sock");
-let engine: ChildProcess;
-let engineLog = "";
-
-function startEngine(): Promise<void> {
-  engineLog = "";
-  engine = spawn(NETCTX, ["serve"], { stdio: ["ignore", "pipe", "inherit"] });
-  engine.stdout!.on("data", (d) => {
-    engineLog += d;
-  });
-  return new Promise((resolve) => {
-    const wait = () => (engineLog.includes("serving on") ? resolve() : setTimeout(wait, 20));
-    wait();
-  });
-}
-
-function stopEngine(signal: NodeJS.Signals): Promise<void> {
-  return new Promise((resolve) => {
-    engine.once("exit", () => resolve());
-    engine.kill(signal);
-  });
-}
+let engine: RunningEngine;
 
 /** The engine's log arrives through the event loop, which spawnSync blocks: wait for the line. */
 async function logged(re: RegExp): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!re.test(engineLog) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  assert.match(engineLog, re);
+  await waitFor(() => re.test(engine.log()), 5000);
+  assert.match(engine.log(), re);
 }
 
 const conf = { cniVersion: "1.0.0", name: "srv", type: "netctx", subnets: ["10.73.0.0/24"], nat: true };
 
-before(startEngine);
-after(() => (engine.exitCode === null ? stopEngine("SIGTERM") : undefined));
+before(async () => {
+  engine = await startEngine();
+});
+after(() => engine.stop());
 
 test("the engine listens on a root-only unix socket beside its state", () => {
   assert.ok(existsSync(SOCKET));
@@ -82,7 +65,7 @@ test("the CNI launcher hands calls to the engine, and does the work itself when 
   // A value HTTP headers cannot carry (a runtime would not send it, a hostile caller might) never reaches the
   // engine as a forged header: the client hands the call to the in-process path, which refuses CNI_ARGS.
   await logged(/POST \/v1\/cni ADD b -> 500/);
-  const seen = engineLog;
+  const seen = engine.log();
   const forged = cniRaw(
     {
       CNI_COMMAND: "ADD",
@@ -94,25 +77,25 @@ test("the CNI launcher hands calls to the engine, and does the work itself when 
     JSON.stringify(conf),
   );
   await new Promise((r) => setTimeout(r, 100));
-  assert.equal(engineLog, seen, "nothing reached the engine");
+  assert.equal(engine.log(), seen, "nothing reached the engine");
   assert.notEqual(forged.code, 0, forged.stdout);
   assert.equal(forged.json?.code, 4, forged.stdout);
 
   // Killed without a chance to clean up: the socket file stays, nobody answers; the launcher falls back.
-  await stopEngine("SIGKILL");
+  await engine.stop("SIGKILL");
   assert.ok(existsSync(SOCKET));
-  const before = engineLog;
+  const before = engine.log();
   const ns2 = addNetns("srv2");
   const add2 = cni("ADD", conf, { id: "c".repeat(64), netns: ns2, ifname: "eth0" });
   assert.equal(add2.code, 0, add2.stdout + add2.stderr);
   await new Promise((r) => setTimeout(r, 100));
-  assert.equal(engineLog, before, "nothing reached the dead engine");
+  assert.equal(engine.log(), before, "nothing reached the dead engine");
   const ips = (add2.json?.ips ?? []) as { address: string }[];
   const ip2 = ips[0]!.address.split("/")[0]!;
   assert.ok(ping(ns1, ip2), "both containers are real");
 
   // A new engine takes over the leftover socket; DEL through it removes the host side.
-  await startEngine();
+  engine = await startEngine();
   for (const id of ["a".repeat(64), "c".repeat(64)]) {
     const del = cni("DEL", conf, { id, netns: id.startsWith("a") ? ns1 : ns2, ifname: "eth0" });
     assert.equal(del.code, 0, del.stdout);

@@ -3,14 +3,11 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { test } from "node:test";
-import { NETCTX, netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
-import { eventually, kernelSnapshot, links, netnsNames, ping } from "../helpers/kernel.ts";
-
-function must(argv: string[]): string {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
+import { NETCTX, netctx, netctxJson, netctxOk, netctxState as state } from "../utils/cli.ts";
+import { kernelSnapshot, links, netnsNames } from "../utils/kernel-oracle.ts";
+import { ping } from "../utils/ping.ts";
+import { must } from "../utils/shell.ts";
+import { eventually } from "../utils/wait.ts";
 
 const dir = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH ?? "/tmp", "apply-"));
 function file(name: string, text: string): string {
@@ -33,10 +30,6 @@ interface View {
   name: string;
   addresses: string[];
   netns: string;
-}
-
-function state(): string {
-  return netctxOk("ls", "--json") + netctxOk("network", "ls", "--json");
 }
 
 test("apply creates the scene, and a second apply changes nothing", () => {

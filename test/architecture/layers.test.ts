@@ -4,7 +4,8 @@
  * file lands in a layer by its folder and the test names the import that breaks the order.
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { test } from "node:test";
 
@@ -15,7 +16,7 @@ const SRC = resolve(import.meta.dirname, "..", "..", "src");
  * Host: they share a layer until the firewall owns its tables behind one interface.
  */
 const LAYERS: readonly (readonly string[])[] = [
-  ["errors.ts", "pause.ts", "text-table.ts", "package-root.ts", "sandbox.ts", "net"],
+  ["errors.ts", "pause.ts", "config.ts", "text-table.ts", "package-root.ts", "sandbox.ts", "net"],
   ["kernel"],
   ["model", "state"],
   ["firewall", "host.ts"],
@@ -77,6 +78,30 @@ test("no files in src/ import each other in a circle", () => {
   assert.deepEqual(circles, []);
 });
 
+/**
+ * Settings come from the environment only where a process enters netctx: the CLI (serve included) and the CNI
+ * plugin's entry build the Config (config.ts) there, and everything below takes it from the Host or a parameter.
+ */
+const ENV_READERS = (file: string) => file.startsWith("cli/") || file === "cni/entry.ts";
+
+/** Files that name process.env outside a comment (a `//` line or a JSDoc/block comment line). */
+function envReaders(): string[] {
+  return files
+    .map((f) => relative(SRC, f))
+    .filter((rel) =>
+      readFileSync(join(SRC, rel), "utf8")
+        .split("\n")
+        .some((line) => !/^\s*(\/\/|\*|\/\*)/.test(line) && /\bprocess\.env\b/.test(line)),
+    );
+}
+
+test("nothing below cli/ reads process.env", () => {
+  assert.deepEqual(
+    envReaders().filter((rel) => !ENV_READERS(rel)),
+    [],
+  );
+});
+
 test("the import reader sees type imports, re-exports and multi-line imports", () => {
   const store = join(SRC, "state", "store.ts");
   const seen = importsOf(store).map((f) => relative(SRC, f));
@@ -84,4 +109,51 @@ test("the import reader sees type imports, re-exports and multi-line imports", (
   const driver = importsOf(join(SRC, "networks", "driver.ts")).map((f) => relative(SRC, f));
   assert.ok(driver.includes("model/attachment.ts"), "networks/driver.ts's type import");
   assert.ok(driver.includes("host.ts"));
+});
+
+/**
+ * What differs between network drivers or between levels lives in the driver, behind its interface
+ * (networks/driver.ts, levels/driver.ts): no code compares a record's driver or level with a name, switches on one
+ * or looks one up in a set of names. Adding a driver is then one file and a line in its registry.
+ */
+const NAME_COMPARISONS: readonly RegExp[] = [
+  /\b(driver|level)\s*[!=]==?\s*["'`]/,
+  /["'`]\s*[!=]==?\s*[\w.?]*\b(driver|level)\b/,
+  /\bswitch\s*\([^)]*\b(driver|level)\s*\)/,
+  /\.has\(\s*[\w.?]*\b(driver|level)\s*\)/,
+];
+
+function nameComparisons(sources: readonly string[]): string[] {
+  return sources.flatMap((file) =>
+    readFileSync(file, "utf8")
+      .split("\n")
+      .flatMap((line, i) =>
+        !/^\s*(\/\/|\*|\/\*)/.test(line) && NAME_COMPARISONS.some((re) => re.test(line))
+          ? [`${relative(SRC, file)}:${i + 1}: ${line.trim()}`]
+          : [],
+      ),
+  );
+}
+
+test("no driver or level name is compared outside its driver", () => {
+  assert.deepEqual(nameComparisons(files), []);
+});
+
+test("the name check sees the comparisons gc made before drivers declared what they own", () => {
+  const probe = join(tmpdir(), `netctx-names-${process.pid}.ts`);
+  writeFileSync(
+    probe,
+    [
+      'if (net.driver === "bridge") relink();',
+      'const shared = record.level !== "l2";',
+      "if (BRIDGED.has(n.driver)) ifaces.add(n);",
+      "switch (c.level) {}",
+      '// a comment may say net.driver === "bridge"',
+    ].join("\n"),
+  );
+  try {
+    assert.equal(nameComparisons([probe]).length, 4);
+  } finally {
+    rmSync(probe);
+  }
 });

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { EXPECTED_ROWS, expectedRow } from "../../src/audit/expected.ts";
 import { detachSocketPolicy, querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
-import { netctx, netctxOk } from "../helpers/cli.ts";
+import { netctx, netctxOk } from "../utils/cli.ts";
 
 interface AuditJson {
   contexts: {

@@ -21,8 +21,11 @@ import { type EscapeProbe, PROMISED_BLOCKED } from "../../src/audit/expected.ts"
 import { Host } from "../../src/host.ts";
 import { detachSocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { specOf } from "../../src/levels/driver.ts";
-import type { ContextRecord, Level } from "../../src/state/store.ts";
-import { netctx, netctxOk, type RunningEngine, startEngine } from "../helpers/cli.ts";
+import type { ContextRecord, Level } from "../../src/model/records.ts";
+import { inCgroupArgv } from "../utils/cgroup.ts";
+import { netctx, netctxOk, type RunningEngine, startEngine } from "../utils/cli.ts";
+import { testConfig } from "../utils/config.ts";
+import { contextNetns, inNetns } from "../utils/netns.ts";
 
 interface AuditJson {
   contexts: {
@@ -171,15 +174,7 @@ test("through the sandbox every hardening probe is reported with its promise and
 /** Probes and markers started as before the sandbox: l2 by nsenter alone, shared-stack by a move into the cgroup. */
 function bareExec(record: ContextRecord, command: string[]): string[] {
   const spec = specOf(record);
-  if (record.level === "l2") return ["nsenter", `--net=${spec.netns!}`, "--", ...command];
-  return [
-    "sh",
-    "-c",
-    'echo $$ > "$1/cgroup.procs" && shift && exec "$@"',
-    "bare-exec",
-    spec.cgroup!,
-    ...command,
-  ];
+  return record.level === "l2" ? inNetns(spec.netns!, command) : inCgroupArgv(spec.cgroup!, command);
 }
 
 /** The engine's API as it answered before its peer check: to anybody. */
@@ -192,24 +187,24 @@ async function unguardedEngine(path: string): Promise<Server> {
   return server;
 }
 
-function inNetns(name: string, argv: string[]): void {
-  execFileSync("nsenter", [`--net=/run/netns/netctx-${name}`, "--", ...argv]);
+function inContext(name: string, argv: string[]): void {
+  const inside = inNetns(contextNetns(name), argv);
+  execFileSync(inside[0]!, inside.slice(1));
 }
 
 test("with the guards removed by hand every promised hardening probe reads possible", async () => {
   execFileSync("nft", ["flush", "ruleset"]);
   for (const name of ["x", "y"]) {
-    inNetns(name, ["sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=1"]);
-    inNetns(name, ["sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra_defrtr=1"]);
+    inContext(name, ["sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=1"]);
+    inContext(name, ["sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra_defrtr=1"]);
   }
   const standIn = join(process.env.NETCTX_TEST_SCRATCH!, "unguarded.sock");
   const engineStandIn = await unguardedEngine(standIn);
-  const host = Host.open();
+  // The audit looks for the engine where the host's config says it listens.
+  const host = Host.open(testConfig({ socketPath: standIn }));
   try {
     detachSocketPolicy(specOf(host.store.getContext("b")!).cgroup!);
-    process.env.NETCTX_SOCKET = standIn;
     const report = await runAudit(host, [], { exec: bareExec });
-    delete process.env.NETCTX_SOCKET;
     console.log(table(report));
     // Checked first: the probes did write, chmod and mknod on the host this time.
     assertHostClean(report);
@@ -228,7 +223,6 @@ test("with the guards removed by hand every promised hardening probe reads possi
       "possible",
     );
   } finally {
-    delete process.env.NETCTX_SOCKET;
     host.close();
     engineStandIn.close();
   }

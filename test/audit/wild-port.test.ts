@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { test } from "node:test";
 import { detachSocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
-import { netctx, netctxOk } from "../helpers/cli.ts";
+import { netctx, netctxOk } from "../utils/cli.ts";
 
 interface AuditJson {
   contexts: {

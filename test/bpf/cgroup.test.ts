@@ -12,21 +12,22 @@ import {
   createCgroup,
   removeCgroup,
 } from "../../src/kernel/cgroup.ts";
+import { inCgroupArgv } from "../utils/cgroup.ts";
+import { testConfig } from "../utils/config.ts";
+import { waitFor } from "../utils/wait.ts";
 
 describe("cgroup directories", () => {
   test("root, parent, id and processes as the kernel reports them; EBUSY while populated", async () => {
     assert.equal(cgroup2Root(), "/sys/fs/cgroup/unified");
-    assert.equal(contextsCgroupParent(), process.env.NETCTX_CGROUP_PARENT);
-    const cg = join(contextsCgroupParent(), "x");
+    assert.equal(contextsCgroupParent(testConfig().cgroupParent), process.env.NETCTX_CGROUP_PARENT);
+    const cg = join(contextsCgroupParent(testConfig().cgroupParent), "x");
     createCgroup(cg);
     createCgroup(cg);
     assert.equal(cgroupId(cg), statSync(cg, { bigint: true }).ino);
-    const child = spawn("sh", ["-c", 'echo $$ > "$1/cgroup.procs" && exec sleep 30', "sh", cg], {
-      stdio: "ignore",
-    });
+    const [sh, ...args] = inCgroupArgv(cg, ["sleep", "30"]);
+    const child = spawn(sh!, args, { stdio: "ignore" });
     try {
-      for (let i = 0; i < 100 && cgroupProcs(cg).length === 0; i++)
-        await new Promise((r) => setTimeout(r, 10));
+      await waitFor(() => cgroupProcs(cg).length > 0, 1000);
       assert.deepEqual(cgroupProcs(cg), [child.pid]);
       assert.throws(
         () => removeCgroup(cg),
@@ -36,7 +37,7 @@ describe("cgroup directories", () => {
       child.kill();
       await new Promise((r) => child.on("close", r));
     }
-    for (let i = 0; i < 100 && cgroupProcs(cg).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => cgroupProcs(cg).length === 0, 1000);
     removeCgroup(cg);
     removeCgroup(cg);
     assert.deepEqual(cgroupProcs(cg), []);

@@ -6,7 +6,9 @@ import { enterArgv } from "../../src/exec/enter.ts";
 import { attachSocketPolicy, detachSocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { cgroup2Root, contextsCgroupParent, createCgroup, removeCgroup } from "../../src/kernel/cgroup.ts";
 import { BASE_CAPABILITIES } from "../../src/levels/driver.ts";
-import { A4, A6, probe, probeArgv, setUpHostBridge, startProbe } from "./helpers.ts";
+import { testConfig } from "../utils/config.ts";
+import { probe, probeArgv, startProbe } from "../utils/socket-probe.ts";
+import { A4, A6, setUpHostBridge } from "./host-bridge.ts";
 
 let cg = "";
 
@@ -28,7 +30,7 @@ function run(argv: string[]): { status: number | null; stdout: string; stderr: s
 describe("the shared-stack exec sandbox (netctx-enter)", () => {
   before(() => {
     setUpHostBridge();
-    cg = join(contextsCgroupParent(), "confined");
+    cg = join(contextsCgroupParent(testConfig().cgroupParent), "confined");
     createCgroup(cg);
     attachSocketPolicy(cg, { ipv4: A4, ipv6: A6 });
   });
@@ -39,7 +41,7 @@ describe("the shared-stack exec sandbox (netctx-enter)", () => {
   });
 
   test("root inside cannot add routes, move itself out, and sees its cgroup as the namespace root", () => {
-    const parentProcs = join(contextsCgroupParent(), "cgroup.procs");
+    const parentProcs = join(contextsCgroupParent(testConfig().cgroupParent), "cgroup.procs");
     const rootProcs = join(cgroup2Root(), "cgroup.procs");
     const script = [
       "id -u",

@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import dgram from "node:dgram";
-import net from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
@@ -11,73 +9,40 @@ import {
   querySocketPolicy,
 } from "../../src/kernel/bpf/socket-policy.ts";
 import { cgroupProcs, contextsCgroupParent, createCgroup, removeCgroup } from "../../src/kernel/cgroup.ts";
-import {
-  A4,
-  A6,
-  B4,
-  B6,
-  C4,
-  C6,
-  HOST4,
-  HOST6,
-  inCgroupArgv,
-  probe,
-  probeArgv,
-  setUpHostBridge,
-  startProbe,
-} from "./helpers.ts";
+import { testConfig } from "../utils/config.ts";
+import { probe, probeArgv, startProbe } from "../utils/socket-probe.ts";
+import { type Listener, tcpConnect, tcpListener, udpListener } from "../utils/sockets.ts";
+import { waitFor } from "../utils/wait.ts";
+import { A4, A6, B4, B6, C4, C6, HOST4, HOST6, setUpHostBridge } from "./host-bridge.ts";
 
 let cgA = "";
 let cgB = "";
 const tcpPeers: string[] = [];
 const udpPeers: string[] = [];
-const servers: { close(): void }[] = [];
+const servers: Listener[] = [];
 
-async function tcpListener(host: string): Promise<number> {
-  const server = net.createServer((s) => {
-    tcpPeers.push(s.remoteAddress ?? "");
-    s.resume();
-    s.on("end", () => s.end());
-  });
-  await new Promise<void>((resolve) => server.listen({ host, port: 0 }, resolve));
-  servers.push(server);
-  return (server.address() as net.AddressInfo).port;
+/** A listener on the host recording its peers in tcpPeers or udpPeers; its port. */
+async function tcpPort(host: string): Promise<number> {
+  const l = await tcpListener(host, tcpPeers);
+  servers.push(l);
+  return l.port;
 }
 
-async function udpListener(host: string): Promise<number> {
-  const s = dgram.createSocket(net.isIPv6(host) ? "udp6" : "udp4");
-  s.on("message", (_m, rinfo) => udpPeers.push(rinfo.address));
-  await new Promise<void>((resolve) => s.bind(0, host, resolve));
-  servers.push(s);
-  return s.address().port;
-}
-
-async function waitFor(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+async function udpPort(host: string): Promise<number> {
+  const l = await udpListener(host, udpPeers);
+  servers.push(l);
+  return l.port;
 }
 
 /** A TCP connect from the test process (outside every context) with a short timeout. */
-function connectFromHost(host: string, port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port, timeout: 800 });
-    s.once("connect", () => {
-      s.destroy();
-      resolve("connected");
-    });
-    s.once("timeout", () => {
-      s.destroy();
-      resolve("timeout");
-    });
-    s.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
-  });
-}
+const connectFromHost = (host: string, port: number) => tcpConnect(host, port, 800);
 
 describe("socket policy on a context cgroup", () => {
   before(() => {
     assert.deepEqual(bpfAvailable(), { ok: true });
     setUpHostBridge();
-    cgA = join(contextsCgroupParent(), "a");
-    cgB = join(contextsCgroupParent(), "b");
+    cgA = join(contextsCgroupParent(testConfig().cgroupParent), "a");
+    cgB = join(contextsCgroupParent(testConfig().cgroupParent), "b");
     createCgroup(cgA);
     createCgroup(cgB);
     attachSocketPolicy(cgA, { ipv4: A4, ipv6: A6, fwmark: 0x2a });
@@ -93,7 +58,7 @@ describe("socket policy on a context cgroup", () => {
   });
 
   test("bind: own address ok, other context's and loopback EPERM, wildcard narrowed (v4 and v6)", async () => {
-    const r = await probe(cgA, [
+    const r = await probe({ cgroup: cgA }, [
       { op: "bind", host: A4 },
       { op: "bind", host: B4 },
       { op: "bind", host: "0.0.0.0" },
@@ -118,11 +83,11 @@ describe("socket policy on a context cgroup", () => {
   });
 
   test("outgoing TCP and UDP (unconnected and connected) leave with the context's address", async () => {
-    const t4 = await tcpListener(HOST4);
-    const t6 = await tcpListener(HOST6);
-    const u4 = await udpListener(HOST4);
-    const u6 = await udpListener(HOST6);
-    const r = await probe(cgA, [
+    const t4 = await tcpPort(HOST4);
+    const t6 = await tcpPort(HOST6);
+    const u4 = await udpPort(HOST4);
+    const u6 = await udpPort(HOST6);
+    const r = await probe({ cgroup: cgA }, [
       { op: "tcp", host: HOST4, port: t4 },
       { op: "tcp", host: HOST6, port: t6 },
       { op: "udp", host: HOST4, port: u4 },
@@ -137,13 +102,13 @@ describe("socket policy on a context cgroup", () => {
     assert.equal(r[0]!.address, A4);
     assert.equal(r[1]!.address, A6);
     assert.equal(r[4]!.address, A4);
-    await waitFor(() => tcpPeers.length >= 2 && udpPeers.length >= 3);
+    await waitFor(() => tcpPeers.length >= 2 && udpPeers.length >= 3, 1000);
     assert.deepEqual(tcpPeers.sort(), [A4, A6].sort());
     assert.deepEqual(udpPeers.sort(), [A4, A4, A6].sort());
   });
 
   test("raw and ping sockets are refused; the socket mark is the context's fwmark", async () => {
-    const r = await probe(cgA, [
+    const r = await probe({ cgroup: cgA }, [
       { op: "raw" },
       { op: "raw", family: 6 },
       { op: "ping-socket" },
@@ -173,7 +138,7 @@ describe("socket policy on a context cgroup", () => {
   });
 
   test("a child of a confined process is confined too", async () => {
-    const [r] = await probe(cgA, [
+    const [r] = await probe({ cgroup: cgA }, [
       {
         op: "child",
         ops: [
@@ -187,7 +152,7 @@ describe("socket policy on a context cgroup", () => {
   });
 
   test("a listener that never called bind() does not accept connections to another context's address", async () => {
-    const p = startProbe(inCgroupArgv(cgA, probeArgv([{ op: "listen-nobind" }, { op: "wait" }])));
+    const p = startProbe(probeArgv([{ op: "listen-nobind" }, { op: "wait" }], { cgroup: cgA }));
     try {
       const l = await p.next();
       assert.equal(l.ok, true);
@@ -214,8 +179,8 @@ describe("socket policy on a context cgroup", () => {
     assert.equal(now.length, 8);
     for (const h of now) assert.equal(h.progIds.length, 1, h.attachType);
     assert.notDeepEqual(now, before);
-    const t6 = await tcpListener(HOST6);
-    const r = await probe(cgB, [
+    const t6 = await tcpPort(HOST6);
+    const r = await probe({ cgroup: cgB }, [
       { op: "bind", host: "::" },
       { op: "tcp", host: HOST6, port: t6 },
       { op: "bind", host: "0.0.0.0" },
@@ -226,14 +191,14 @@ describe("socket policy on a context cgroup", () => {
   });
 
   test("the attachment outlives the process that made it; detach removes it and the cgroup can go", async () => {
-    const cg = join(contextsCgroupParent(), "c");
+    const cg = join(contextsCgroupParent(testConfig().cgroupParent), "c");
     createCgroup(cg);
     const mod = new URL("../../src/kernel/bpf/socket-policy.ts", import.meta.url).pathname;
     const script = `const m = await import(${JSON.stringify(mod)}); m.attachSocketPolicy(${JSON.stringify(cg)}, { ipv4: "${C4}", ipv6: "${C6}" });`;
     execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script]);
     const q = querySocketPolicy(cg);
     assert.equal(q.length, 8);
-    const r = await probe(cg, [
+    const r = await probe({ cgroup: cg }, [
       { op: "bind", host: "0.0.0.0" },
       { op: "bind", host: C4 },
       { op: "bind", host: "::" },

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
-import { netctx, netctxOk } from "../helpers/cli.ts";
-import { kernelSnapshot } from "../helpers/kernel.ts";
+import { netctx, netctxOk, netctxState as state } from "../utils/cli.ts";
+import { kernelSnapshot } from "../utils/kernel-oracle.ts";
 
 before(() => {
   netctxOk(
@@ -19,10 +19,6 @@ before(() => {
   netctxOk("create", "first", "--level", "l2", "--network", "good", "--ip", "10.80.0.20");
   netctxOk("create", "filler", "--level", "l2", "--network", "tiny");
 });
-
-function state(): string {
-  return netctxOk("ls", "--json") + netctxOk("network", "ls", "--json");
-}
 
 const cases: [string, string[], RegExp][] = [
   [

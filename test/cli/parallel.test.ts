@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { netctxJson, netctxOk, netctxParallel } from "../helpers/cli.ts";
-import { ping } from "../helpers/kernel.ts";
+import { netctxJson, netctxOk, netctxParallel } from "../utils/cli.ts";
+import { ping } from "../utils/ping.ts";
 
 test("16 concurrent `netctx create` processes on one network get 16 distinct addresses", async () => {
   netctxOk(

@@ -17,8 +17,11 @@ import {
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Store } from "../../src/state/store.ts";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { links } from "../helpers/kernel.ts";
+import { inCgroupArgv } from "../utils/cgroup.ts";
+import { netctxJson, netctxOk } from "../utils/cli.ts";
+import { testConfig } from "../utils/config.ts";
+import { links } from "../utils/kernel-oracle.ts";
+import { addVethNetns } from "../utils/netns.ts";
 
 const FIXTURES = join(import.meta.dirname, "fixtures");
 const SCRATCH = join(process.env.NETCTX_TEST_SCRATCH ?? "/tmp", "podman");
@@ -93,13 +96,12 @@ before(() => {
   netctxOk("cni", "install", join(SCRATCH, "cni-bin"));
   must(["podman", "import", "-q", busyboxImage(), IMAGE]);
   // The "outside": a namespace with no route back to the containers' subnet, so only NAT'd traffic gets answers.
-  must(["ip", "netns", "add", "outside"]);
-  must(["ip", "link", "add", "ncout0", "type", "veth", "peer", "name", "eth0", "netns", "outside"]);
-  must(["ip", "addr", "add", "198.51.100.1/24", "dev", "ncout0"]);
-  must(["ip", "link", "set", "ncout0", "up"]);
-  must(["ip", "-n", "outside", "addr", "add", "198.51.100.2/24", "dev", "eth0"]);
-  must(["ip", "-n", "outside", "link", "set", "eth0", "up"]);
-  must(["ip", "-n", "outside", "link", "set", "lo", "up"]);
+  addVethNetns({
+    name: "outside",
+    hostIfname: "ncout0",
+    hostAddresses: ["198.51.100.1/24"],
+    addresses: ["198.51.100.2/24"],
+  });
 });
 
 after(() => {
@@ -109,9 +111,9 @@ after(() => {
 /** An HTTP GET with busybox nc from the host (optionally from inside `cgroup`); "" when nothing answers. */
 function httpGet(cgroup: string | undefined, ip: string, port: number, attempts = 10): string {
   const get = `printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 ${ip} ${port}`;
-  const script = cgroup ? `echo $$ > ${cgroup}/cgroup.procs && ${get}` : get;
+  const argv = inCgroupArgv(cgroup, ["sh", "-c", get]);
   for (let i = 0; i < attempts; i++) {
-    const r = sh(["sh", "-c", script]);
+    const r = sh(argv);
     if (r.code === 0 && r.out.includes("hello")) return r.out;
     spawnSync("sleep", ["0.3"]);
   }
@@ -217,7 +219,7 @@ test("podman run: two containers on a netctx network reach each other and the ou
     [],
     "podman's netns are gone",
   );
-  const store = Store.open(process.env.NETCTX_STATE_DIR);
+  const store = Store.open(testConfig().stateDir);
   try {
     assert.deepEqual(store.leases({ network: "ncpod" }), [], "every address lease released");
   } finally {

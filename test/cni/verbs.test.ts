@@ -3,9 +3,18 @@ import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { contextNameFor } from "../../src/cni/verbs.ts";
 import { Store } from "../../src/state/store.ts";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { addressesOf, links, nftRuleset, ping, routes } from "../helpers/kernel.ts";
-import { addNetns, type CniResult, cni, cniOk, cniRaw, delNetns } from "./runtime.ts";
+import { netctxJson, netctxOk } from "../utils/cli.ts";
+import { type CniResult, cni, cniOk, cniRaw } from "../utils/cni-runtime.ts";
+import { testConfig } from "../utils/config.ts";
+import {
+  addressesOf,
+  ipLinkNames as hostLinkNames,
+  links,
+  nftRuleset,
+  routes,
+} from "../utils/kernel-oracle.ts";
+import { addNetns, delNetns } from "../utils/netns.ts";
+import { ping } from "../utils/ping.ts";
 
 const conf = (extra: Record<string, unknown> = {}) => ({
   cniVersion: "1.0.0",
@@ -17,16 +26,12 @@ const conf = (extra: Record<string, unknown> = {}) => ({
 });
 
 function leasesOf(owner: string): number {
-  const store = Store.open(process.env.NETCTX_STATE_DIR);
+  const store = Store.open(testConfig().stateDir);
   try {
     return store.leases({ owner }).length;
   } finally {
     store.close();
   }
-}
-
-function hostLinkNames(): string[] {
-  return links().map((l) => l.ifname);
 }
 
 test("VERSION lists 0.4.0, 1.0.0 and 1.1.0 and answers in the asked version", () => {
@@ -233,6 +238,28 @@ test("CHECK verifies the kernel against the record and prevResult", () => {
   assert.equal(unknown.json?.code, 3);
   cniOk("DEL", conf(), { id: "chk", netns: ns });
   delNetns("cchk");
+});
+
+test("CHECK also fails on what gc would put back on the host side: a lost guard, a lost bridge", () => {
+  const ns = addNetns("chost");
+  const prev = cniOk("ADD", conf(), { id: "hst", netns: ns });
+  assert.equal(cni("CHECK", conf({ prevResult: prev }), { id: "hst", netns: ns }).code, 0);
+  const veth = prev.interfaces.find((i) => !i.sandbox && i.name !== "nc-cnia")?.name;
+  assert.ok(veth, JSON.stringify(prev.interfaces));
+  // The engine's anti-spoofing element for the container's port, gone behind its back.
+  spawnSync("nft", ["delete", "element", "bridge", "netctx", "as_ports", `{ "${veth}" }`]);
+  const unguarded = cni("CHECK", conf({ prevResult: prev }), { id: "hst", netns: ns });
+  assert.notEqual(unguarded.code, 0);
+  assert.match(String(unguarded.json?.msg), new RegExp(`antispoof port ${veth} is missing`));
+  netctxOk("gc");
+  assert.equal(cni("CHECK", conf({ prevResult: prev }), { id: "hst", netns: ns }).code, 0, "gc put it back");
+  spawnSync("ip", ["link", "del", "nc-cnia"]);
+  const bridgeless = cni("CHECK", conf({ prevResult: prev }), { id: "hst", netns: ns });
+  assert.match(String(bridgeless.json?.msg), /network cnia is missing/);
+  netctxOk("gc");
+  assert.equal(cni("CHECK", conf({ prevResult: prev }), { id: "hst", netns: ns }).code, 0, "gc made it again");
+  cniOk("DEL", conf(), { id: "hst", netns: ns });
+  delNetns("chost");
 });
 
 test("DEL after the runtime deleted the netns leaves no nft element, route, lease or host veth", () => {

@@ -7,13 +7,14 @@ import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { PROBE_PY, pythonPath } from "../../src/audit/probe-script.ts";
 import { Firewall, RULE_COUNT } from "../../src/firewall/firewall.ts";
-import { netctxOk } from "../helpers/cli.ts";
-import { ping } from "../helpers/kernel.ts";
-
-const ns = (ctx: string) => `/run/netns/netctx-${ctx}`;
+import { netctxOk } from "../utils/cli.ts";
+import { type IpLink, ipLink, neighbourMac, nftSet } from "../utils/kernel-oracle.ts";
+import { inNetns, contextNetns as ns } from "../utils/netns.ts";
+import { ping } from "../utils/ping.ts";
 
 function inNs(ctx: string, argv: string[]): { ok: boolean; out: string } {
-  const r = spawnSync("nsenter", [`--net=${ns(ctx)}`, "--", ...argv], { encoding: "utf8", timeout: 10_000 });
+  const inside = inNetns(ns(ctx), argv);
+  const r = spawnSync(inside[0]!, inside.slice(1), { encoding: "utf8", timeout: 10_000 });
   return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -24,16 +25,12 @@ function sh(ctx: string, script: string): void {
 
 /** Ping retried: a freshly changed MAC or address may need a neighbour round first. */
 function pingFrom(ctx: string, dst: string, src?: string): boolean {
-  for (let i = 0; i < 2; i++) {
-    const argv = ["ping", "-n", "-q", "-c", "1", "-W", "1", ...(src ? ["-I", src] : []), dst];
-    if (inNs(ctx, argv).ok) return true;
-  }
-  return false;
+  return ping(ns(ctx), dst, { tries: 2, ...(src ? { source: src } : {}) });
 }
 
 /** ARP request "who-has GW tell SPA" from the context's own MAC, through a packet socket. */
 function claimArp(ctx: string, spa: string, gateway: string): void {
-  const mac = JSON.parse(inNs(ctx, ["ip", "-j", "link", "show", "eth0"]).out)[0].address as string;
+  const mac = ipLink<IpLink>("eth0", ns(ctx)).address!;
   const params = {
     ip: "ip",
     shared: false,
@@ -48,29 +45,15 @@ function claimArp(ctx: string, spa: string, gateway: string): void {
     reach: [],
   };
   // The probe program's phase 1 sends the ARP claim (among others); stdin EOF ends phase 2 at once.
-  const r = spawnSync(
-    "nsenter",
-    [`--net=${ns(ctx)}`, "--", pythonPath(), "-c", PROBE_PY, "probe", JSON.stringify(params)],
-    {
-      encoding: "utf8",
-      input: "",
-      timeout: 15_000,
-    },
-  );
+  const probe = inNetns(ns(ctx), [pythonPath(), "-c", PROBE_PY, "probe", JSON.stringify(params)]);
+  const r = spawnSync(probe[0]!, probe.slice(1), { encoding: "utf8", input: "", timeout: 15_000 });
   assert.match(r.stdout, /"arp": \{[^}]*"ok": true/, r.stderr);
 }
 
-function hostNeighMac(ip: string, dev: string): string | undefined {
-  const r = spawnSync("ip", ["-j", "neigh", "show", ip, "dev", dev], { encoding: "utf8" });
-  return (JSON.parse(r.stdout || "[]") as { lladdr?: string }[])[0]?.lladdr;
-}
+const hostNeighMac = (ip: string, dev: string) => neighbourMac(ip, { dev });
 
-function setElements(family: string, set: string): string[] {
-  const r = spawnSync("nft", ["-j", "list", "set", family, "netctx", set], { encoding: "utf8" });
-  if (r.status !== 0) return [];
-  const obj = (JSON.parse(r.stdout).nftables as { set?: { elem?: unknown[] } }[]).find((o) => o.set)?.set;
-  return (obj?.elem ?? []).map((e) => JSON.stringify(e));
-}
+/** Elements of one of our sets in the table of `family`, as text. */
+const setElements = (family: string, set: string) => nftSet(set, family);
 
 test("bridge: spoofed source IP, spoofed MAC and foreign ARP are dropped by default, allowed with --no-antispoof", () => {
   netctxOk(

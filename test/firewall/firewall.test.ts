@@ -6,7 +6,8 @@ import { test } from "node:test";
 import { NetctxError } from "../../src/errors.ts";
 import { Firewall, RULE_COUNT } from "../../src/firewall/firewall.ts";
 import { Nft } from "../../src/firewall/nft.ts";
-import { sh } from "./topology.ts";
+import { nftRuleCount as ruleCount } from "../utils/kernel-oracle.ts";
+import { sh } from "../utils/shell.ts";
 
 const scratch = process.env.NETCTX_TEST_SCRATCH ?? "/tmp";
 
@@ -17,11 +18,6 @@ function setOf(fw: Firewall, name: string): string[] {
 /** Every set's elements in a fixed order (the kernel lists them in its own). */
 function sorted(fw: Firewall): { set: string; elements: string[] }[] {
   return fw.elements().map((s) => ({ set: s.set, elements: [...s.elements].sort() }));
-}
-
-function ruleCount(): number {
-  const out = JSON.parse(sh("nft -j list table inet netctx")) as { nftables: Record<string, unknown>[] };
-  return out.nftables.filter((o) => "rule" in o).length;
 }
 
 function tableExists(family: string, name: string): boolean {

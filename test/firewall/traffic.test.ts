@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { after, before, test } from "node:test";
 import { Firewall } from "../../src/firewall/firewall.ts";
-import { buildRouted, buildTopology, echoFrom, ping, sh, startEcho } from "./topology.ts";
+import { sh } from "../utils/shell.ts";
+import { buildRouted, buildTopology, echoFrom, ping, startEcho } from "./topology.ts";
 
 const fw = new Firewall();
 const front = { name: "front", subnets: ["10.50.0.0/24", "fd50::/64"], nat: true, internal: false };

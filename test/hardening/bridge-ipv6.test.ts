@@ -27,57 +27,48 @@ import { mapFdById } from "../../src/kernel/bpf/maps.ts";
 import { closeFd } from "../../src/kernel/bpf/syscall.ts";
 import { Rtnl } from "../../src/kernel/rtnl.ts";
 import { linkLocalOf } from "../../src/net/cidr.ts";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { ping } from "../helpers/kernel.ts";
+import { netctxJson, netctxOk } from "../utils/cli.ts";
+import {
+  type IpAddr,
+  type IpLink,
+  type IpRoute,
+  ipj,
+  ipLink,
+  neighbourMac as neighbourMacIn,
+  routes,
+  sentDuring,
+} from "../utils/kernel-oracle.ts";
+import { inNetns, contextNetns as ns } from "../utils/netns.ts";
+import { ping } from "../utils/ping.ts";
 import { type Frame, type Seen, sendFrames, sniffDuring } from "./frames.ts";
 
 const X = { name: "hx", v4: "10.71.0.10", v6: "fd71::10", mac: "02:00:00:71:00:10" };
 const Y = { name: "hy", v4: "10.71.0.11", v6: "fd71::11", mac: "02:00:00:71:00:11" };
 const GW = { v4: "10.71.0.1", v6: "fd71::1" };
 const ALL_NODES = { mac: "33:33:00:00:00:01", ip: "ff02::1" };
-const ns = (ctx: string) => `/run/netns/netctx-${ctx}`;
-
 function inNs(ctx: string, argv: string[]): string {
-  return execFileSync("nsenter", [`--net=${ns(ctx)}`, "--", ...argv], { encoding: "utf8" });
-}
-
-interface Route {
-  dst: string;
-  gateway?: string;
-  protocol?: string;
-}
-
-function routes6(ctx: string): Route[] {
-  return JSON.parse(inNs(ctx, ["ip", "-j", "-6", "route", "show"])) as Route[];
+  const inside = inNetns(ns(ctx), argv);
+  return execFileSync(inside[0]!, inside.slice(1), { encoding: "utf8" });
 }
 
 /** y's IPv6 routes that an RA made or that lead through a link-local next hop (none of ours do). */
-function foreignRoutes(ctx: string): Route[] {
-  return routes6(ctx).filter((r) => r.protocol === "ra" || r.gateway?.startsWith("fe80"));
+function foreignRoutes(ctx: string): IpRoute[] {
+  return routes(6, ns(ctx)).filter((r) => r.protocol === "ra" || r.gateway?.startsWith("fe80"));
 }
 
 function addresses6(ctx: string): string[] {
-  const out = JSON.parse(inNs(ctx, ["ip", "-j", "-6", "addr", "show", "dev", "eth0"])) as {
-    addr_info: { local: string }[];
-  }[];
-  return out.flatMap((a) => a.addr_info.map((i) => i.local));
+  return ipj<IpAddr>(["-6", "addr", "show", "dev", "eth0"], ns(ctx)).flatMap((a) =>
+    a.addr_info.map((i) => i.local),
+  );
 }
 
-function neighbourMac(ctx: string, ip: string): string | undefined {
-  const out = JSON.parse(inNs(ctx, ["ip", "-j", "neigh", "show", ip])) as { lladdr?: string }[];
-  return out[0]?.lladdr;
-}
+const neighbourMac = (ctx: string, ip: string) => neighbourMacIn(ip, { netns: ns(ctx) });
 
 function sysctl(ctx: string, key: string): string {
   return inNs(ctx, ["cat", `/proc/sys/net/${key}`]).trim();
 }
 
-function bridgeMac(): string {
-  const out = JSON.parse(execFileSync("ip", ["-j", "link", "show", "nc-hb"], { encoding: "utf8" })) as {
-    address: string;
-  }[];
-  return out[0]!.address;
-}
+const bridgeMac = () => ipLink<IpLink>("nc-hb").address!;
 
 /** An RA from `src` (x's link-local unless told) offering a default route through x and the prefix fd99::/64. */
 function routerAdvert(to: { mac: string; ip: string }, src = linkLocalOf(X.mac), srcMac = X.mac): Frame {
@@ -277,17 +268,11 @@ test("after `nft flush ruleset` and `netctx repair` all of it holds again", asyn
   rogueRaChangesNothing();
 });
 
-/** Packets the host-side veth sent into its context. */
-function txPackets(ifname: string): number {
-  const out = execFileSync("ip", ["-s", "-j", "link", "show", "dev", ifname], { encoding: "utf8" });
-  return (JSON.parse(out) as { stats64: { tx: { packets: number } } }[])[0]!.stats64.tx.packets;
-}
-
 /** Of 50 pings from x to y, how many requests y's host-side veth carried (none when they went short). */
 function requestsThroughBridge(): number {
-  const before = txPackets(`nc-${Y.name}`);
-  inNs(X.name, ["ping", "-n", "-q", "-c", "50", "-i", "0.002", "-W", "1", Y.v4]);
-  return txPackets(`nc-${Y.name}`) - before;
+  return sentDuring(`nc-${Y.name}`, () =>
+    inNs(X.name, ["ping", "-n", "-q", "-c", "50", "-i", "0.002", "-W", "1", Y.v4]),
+  );
 }
 
 function tcxProgramNames(ifindex: number): string[] {
@@ -304,9 +289,7 @@ function tcxProgramNames(ifindex: number): string[] {
 test("a network whose bridge holds an earlier shortcut program gets the current one on its next use", async () => {
   // Make the network look like one an earlier netctx made: on the bridge and as the ports' block filter, a
   // program of the earlier name over the same map (one that sends everything through the bridge).
-  const bridge = Number(
-    JSON.parse(execFileSync("ip", ["-j", "link", "show", "nc-hb"], { encoding: "utf8" }))[0].ifindex,
-  );
+  const bridge = ipLink<IpLink>("nc-hb").ifindex;
   const [current] = queryPrograms(bridge, "TCX_INGRESS");
   const currentFd = progFdById(current!);
   const mapFd = mapFdById(progInfo(currentFd).mapIds[0]!);

@@ -13,8 +13,12 @@ import { after, before, describe, test } from "node:test";
 import { enterArgv } from "../../src/exec/enter.ts";
 import { killSubtree } from "../../src/kernel/cgroup-kill.ts";
 import { BASE_CAPABILITIES } from "../../src/levels/driver.ts";
-import { NETCTX, netctx, netctxJson, netctxOk, type RunningEngine, startEngine } from "../helpers/cli.ts";
-import { commOf } from "../helpers/kernel.ts";
+import { commOf, procsOf } from "../utils/cgroup.ts";
+import { NETCTX, netctx, netctxJson, netctxOk, type RunningEngine, startEngine } from "../utils/cli.ts";
+import { ipj } from "../utils/kernel-oracle.ts";
+import { startLines } from "../utils/line-process.ts";
+import { contextNetns, inNetns } from "../utils/netns.ts";
+import { waitFor } from "../utils/wait.ts";
 
 const PY = "/usr/bin/python3";
 const STATE = process.env.NETCTX_STATE_DIR!;
@@ -36,7 +40,7 @@ function inside(context: string, code: string): Record<string, unknown> {
 
 /** The same Python as root on the host, or in a netns by bare nsenter (the old l2 exec). */
 function outside(code: string, netns?: string): Record<string, unknown> {
-  const argv = netns ? ["nsenter", `--net=${netns}`, "--", PY, "-c", code] : [PY, "-c", code];
+  const argv = inNetns(netns, [PY, "-c", code]);
   const out = execFileSync(argv[0]!, argv.slice(1), { encoding: "utf8", timeout: 30_000 });
   return JSON.parse(out.trim().split("\n").pop()!) as Record<string, unknown>;
 }
@@ -54,14 +58,9 @@ let s2: View;
 const started: ChildProcess[] = [];
 const HOST_SECRET = `\0netctx-test-host-${process.pid}`;
 
-/** A process in s2 holding a listening socket on s2's address, with an abstract unix listener too. */
-let s2Holder: ChildProcess;
+/** The port of a process in s2 holding a listening socket on s2's address, with an abstract unix listener too. */
 let s2Port = 0;
 let s2HostPid = 0;
-
-function cgroupProcs(cgroup: string): number[] {
-  return readFileSync(join(cgroup, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number);
-}
 
 /**
  * A unix socket listener on the host until the test ends, `address` as Python source text ("\\0name" for an
@@ -69,9 +68,9 @@ function cgroupProcs(cgroup: string): number[] {
  */
 async function unixListener(address: string): Promise<void> {
   const code = `import socket, sys\nu = socket.socket(socket.AF_UNIX); u.bind("${address}"); u.listen()\nprint("ok", flush=True); sys.stdin.read()`;
-  const child = spawn(PY, ["-c", code], { stdio: ["pipe", "pipe", "inherit"] });
-  started.push(child);
-  await new Promise((resolve) => child.stdout!.once("data", resolve));
+  const p = startLines([PY, "-c", code]);
+  started.push(p.child);
+  await p.next();
 }
 
 before(async () => {
@@ -108,27 +107,22 @@ before(async () => {
   [x, a, s2] = ["x", "a", "s2"].map((n) => netctxJson<View>("inspect", n)) as [View, View, View];
   await unixListener(`\\0${HOST_SECRET.slice(1)}`);
   const s2Addr = s2.addresses[0]!.split("/")[0]!;
-  s2Holder = spawn(
+  const s2Holder = startLines([
     NETCTX,
-    [
-      "exec",
-      "s2",
-      "--",
-      PY,
-      "-c",
-      `import socket, sys
+    "exec",
+    "s2",
+    "--",
+    PY,
+    "-c",
+    `import socket, sys
 t = socket.socket(); t.bind(("${s2Addr}", 0)); t.listen()
 u = socket.socket(socket.AF_UNIX); u.bind("\\0s2-secret"); u.listen()
 print(t.getsockname()[1], flush=True); sys.stdin.read()`,
-    ],
-    { stdio: ["pipe", "pipe", "inherit"] },
-  );
-  started.push(s2Holder);
-  s2Port = await new Promise<number>((resolve) =>
-    s2Holder.stdout!.once("data", (d) => resolve(Number(String(d)))),
-  );
+  ]);
+  started.push(s2Holder.child);
+  s2Port = Number(await s2Holder.next());
   // The python process in s2's cgroup, as the host numbers it (the sandbox's init and wrapper are there too).
-  s2HostPid = cgroupProcs(s2.cgroup!).find((pid) => commOf(pid)?.startsWith("python"))!;
+  s2HostPid = procsOf(s2.cgroup!).find((pid) => commOf(pid)?.startsWith("python"))!;
   assert.ok(s2HostPid > 0, "s2's listener is in its cgroup");
 });
 
@@ -160,9 +154,7 @@ print(json.dumps(out))`;
     assert.notEqual(got.open, "ok", `the host's pid ${target} is not visible: ${JSON.stringify(got)}`);
     assert.equal(got["ip-n"], false);
     assert.notEqual(got["root-setns"], "ok");
-    const yAddrs = execFileSync("ip", ["-n", "netctx-y", "-j", "addr", "show", "dev", "eth0"], {
-      encoding: "utf8",
-    });
+    const yAddrs = JSON.stringify(ipj(["addr", "show", "dev", "eth0"], contextNetns("y")));
     assert.ok(!yAddrs.includes("10.62.0.200"), "y's addresses are untouched");
     // Control: the old exec (bare nsenter) does it.
     const old = outside(code, x.netns);
@@ -242,16 +234,15 @@ print(json.dumps({"kill": r, "cap_kill": bool(caps & (1 << 5))}))`;
   test("SIGTERM to netctx exec reaches the command; nothing of it is left in the context", async () => {
     const exec = spawn(NETCTX, ["exec", "a", "--", "sleep", "60"], { stdio: "ignore" });
     started.push(exec);
-    const sleeping = () => cgroupProcs(a.cgroup!).some((pid) => commOf(pid) === "sleep");
-    for (let i = 0; i < 200 && !sleeping(); i++) await new Promise((r) => setTimeout(r, 25));
+    const sleeping = () => procsOf(a.cgroup!).some((pid) => commOf(pid) === "sleep");
+    await waitFor(sleeping, 5000);
     assert.ok(sleeping(), "the command runs in a's cgroup");
     exec.kill("SIGTERM");
     const code = await new Promise<number | null>((resolve) => exec.once("exit", resolve));
     try {
       assert.equal(code, 128 + 15, "netctx exec returns the command's end: SIGTERM");
-      for (let i = 0; i < 40 && cgroupProcs(a.cgroup!).length > 0; i++)
-        await new Promise((r) => setTimeout(r, 25));
-      assert.deepEqual(cgroupProcs(a.cgroup!), [], "no process left in a");
+      await waitFor(() => procsOf(a.cgroup!).length === 0, 1000);
+      assert.deepEqual(procsOf(a.cgroup!), [], "no process left in a");
     } finally {
       // A failed run leaves the sandbox waiting on sleep: it must not outlive the test.
       killSubtree(a.cgroup!);
@@ -467,7 +458,7 @@ print(json.dumps({"r": r}))`;
     const shared = { keepCaps: BASE_CAPABILITIES, families: ["unix", "inet", "inet6"] as const };
     const callers = [
       enterArgv({ ...shared, cgroup: a.cgroup!, scopeAbstractUnix: true }, {}, [PY, "-c", ask]),
-      ["nsenter", `--net=${x.netns}`, "--", PY, "-c", ask],
+      inNetns(x.netns!, [PY, "-c", ask]),
       ["unshare", "--pid", "--fork", "--", PY, "-c", ask],
     ];
     for (const argv of callers) {

@@ -1,11 +1,13 @@
 /**
  * Hand-made frames for the hardening tests: what root inside an l2 context can put on its wire with a packet socket
- * (Router Advertisements, Neighbour Advertisements, redirects, VLAN-tagged frames), and a sniffer that reports which
- * of them arrived. Python, because a context has it and its packet sockets need no helper binary.
+ * (Router Advertisements, Neighbour Advertisements, redirects, VLAN-tagged frames), a sniffer that reports which
+ * of them arrived, and TCP connects to many targets at once. Python, because a context has it and its packet
+ * sockets need no helper binary. (Listeners come from the socket probe.)
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { createInterface } from "node:readline";
-import { NETCTX } from "../helpers/cli.ts";
+import { spawnSync } from "node:child_process";
+import { NETCTX } from "../utils/cli.ts";
+import { startLines } from "../utils/line-process.ts";
+import { contextNetns, inNetns } from "../utils/netns.ts";
 
 const FRAMES_PY = String.raw`
 import json, select, socket, struct, sys, time
@@ -129,18 +131,6 @@ def connect(targets, timeout):
         th.join()
     print(json.dumps({t: out[t] for t in targets}))
 
-def listen(port, seconds):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", port))
-    s.listen(64)
-    print("ready", flush=True)
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if select.select([s], [], [], 0.2)[0]:
-            s.accept()[0].close()
-
 cmd, arg = sys.argv[1], json.loads(sys.argv[2])
 if cmd == "send":
     send(arg["ifname"], arg["frames"])
@@ -148,8 +138,6 @@ elif cmd == "sniff":
     sniff(arg["ifname"], arg["srcMac"], arg["seconds"])
 elif cmd == "connect":
     connect(arg["targets"], arg["timeout"])
-elif cmd == "listen":
-    listen(arg["port"], arg["seconds"])
 `;
 
 export type Frame = Record<string, string | number>;
@@ -189,47 +177,16 @@ export function connectFrom(ctx: string, targets: string[], timeout = 2): Record
   return JSON.parse(run(inContext(ctx, "connect", { targets, timeout }))) as Record<string, boolean>;
 }
 
-/** Start a process and resolve once it printed "ready". */
-function started(argv: string[]): Promise<{ child: ChildProcess; lines: string[] }> {
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
-  const lines: string[] = [];
-  let stderr = "";
-  child.stderr?.on("data", (d) => {
-    stderr += d;
-  });
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      if (line === "ready") resolve({ child, lines });
-      else lines.push(line);
-    });
-    child.on("exit", (code) => reject(new Error(`${argv.slice(0, 4).join(" ")} exited ${code}: ${stderr}`)));
-  });
-}
-
 /**
  * Watch `ctx`'s eth0 (from its netns, as an observer) for frames from `srcMac` while `traffic` runs; the traffic must
  * end with a UDP datagram whose payload is "end" to that context. Returns every frame seen.
  */
 export async function sniffDuring(ctx: string, srcMac: string, traffic: () => void): Promise<Seen[]> {
-  const { child, lines } = await started([
-    "nsenter",
-    `--net=/run/netns/netctx-${ctx}`,
-    "--",
-    ...onHost("sniff", { ifname: "eth0", srcMac, seconds: 15 }),
-  ]);
-  const done = new Promise<void>((resolve) => child.on("close", () => resolve()));
+  const sniffer = startLines(
+    inNetns(contextNetns(ctx), onHost("sniff", { ifname: "eth0", srcMac, seconds: 15 })),
+  );
+  await sniffer.next(); // "ready"
   traffic();
-  await done;
-  return lines.map((l) => JSON.parse(l) as Seen);
-}
-
-/** A TCP listener on [::]:port (v4 too) in the host namespace, or inside a context's netns; stop() ends it. */
-export async function listener(port: number, ctx?: string): Promise<{ stop(): void }> {
-  const argv = onHost("listen", { port, seconds: 300 });
-  const { child } = await started(ctx ? ["nsenter", `--net=/run/netns/netctx-${ctx}`, "--", ...argv] : argv);
-  return {
-    stop() {
-      if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid);
-    },
-  };
+  await sniffer.exited;
+  return sniffer.lines.slice(1).map((l) => JSON.parse(l) as Seen);
 }

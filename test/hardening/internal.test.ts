@@ -9,8 +9,10 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { after, before, test } from "node:test";
-import { netctxOk } from "../helpers/cli.ts";
-import { connectFrom, listener } from "./frames.ts";
+import { netctxOk } from "../utils/cli.ts";
+import { contextNetns } from "../utils/netns.ts";
+import { type ProbePlace, startServing } from "../utils/socket-probe.ts";
+import { connectFrom } from "./frames.ts";
 
 const PORT = 7070;
 const at = (ip: string, port = PORT) => (ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`);
@@ -26,6 +28,12 @@ const INTERNAL = [
 ] as const;
 
 const stops: (() => void)[] = [];
+
+/** A TCP listener on [::]:PORT (v4 too) in the host namespace, or where told; its stop() goes to `stops`. */
+async function listener(at?: ProbePlace): Promise<void> {
+  const served = await startServing({ op: "serve", proto: "tcp", port: PORT }, at);
+  stops.push(() => served.child.kill());
+}
 
 before(async () => {
   netctxOk(
@@ -75,10 +83,10 @@ before(async () => {
         ["-6", `${n.v6}1`],
       ] as const)
         netctxOk("exec", ctx, "--", "ip", family, "route", "replace", "default", "via", gw);
-    stops.push((await listener(PORT, n.b)).stop);
+    await listener({ netns: contextNetns(n.b) });
   }
   // One listener on the host's wildcard: every local address answers, the shared-stack context's among them.
-  stops.push((await listener(PORT)).stop);
+  await listener();
 });
 
 after(() => {

@@ -7,16 +7,21 @@
  * table, the fib rules go on to the main table (IPv4 even sends on-link when every table misses), and x hears b.
  */
 import assert from "node:assert/strict";
-import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { after, before, describe, test } from "node:test";
 import { detachProgram, openCgroup, progFdById, queryPrograms, withFd } from "../../src/kernel/bpf/attach.ts";
 import { querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { closeFd } from "../../src/kernel/bpf/syscall.ts";
-import { NETCTX, netctxJson, netctxOk } from "../helpers/cli.ts";
-import { sh, startUpstream, type Upstream } from "../levels/helpers.ts";
+import { inCgroupArgv } from "../utils/cgroup.ts";
+import { NETCTX, netctxJson, netctxOk } from "../utils/cli.ts";
+import { type IpLink, ipj, ipLink } from "../utils/kernel-oracle.ts";
+import { startLines } from "../utils/line-process.ts";
+import { contextNetns } from "../utils/netns.ts";
+import { must, sh } from "../utils/shell.ts";
+import { startUpstream, type Upstream } from "../utils/upstream.ts";
+import { sleep } from "../utils/wait.ts";
 
 const PORT = 7100;
 const FAR4 = "198.51.100.71";
@@ -136,8 +141,7 @@ const pktinfo4 = (ifindex: number) => hex.int(ifindex) + "00".repeat(8);
 const pktinfo6 = (ifindex: number) => "00".repeat(16) + hex.int(ifindex);
 
 // Not /sys/class/net: sysfs there is the machine's, mounted outside the test's network namespace.
-const ifindex = (name: string) =>
-  (JSON.parse(sh(`ip -j link show ${name}`)) as { ifindex: number }[])[0]!.ifindex;
+const ifindex = (name: string) => ipLink<IpLink>(name).ifindex;
 
 interface View {
   addresses: string[];
@@ -153,29 +157,17 @@ interface Listener {
 }
 
 async function listen(context: string): Promise<Listener> {
-  const child: ChildProcessWithoutNullStreams = spawn(
-    NETCTX,
-    ["exec", context, "--", PYTHON, "-c", LISTEN_PY, String(PORT)],
-    { stdio: ["pipe", "pipe", "pipe"] },
-  );
-  const heard: string[] = [];
-  const lines = createInterface({ input: child.stdout });
-  await new Promise<void>((resolve, reject) => {
-    lines.once("line", () => resolve());
-    child.once("exit", (code) => reject(new Error(`listener in ${context} exited ${code}`)));
-  });
-  lines.on("line", (l) => heard.push(l));
-  const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
+  const p = startLines([NETCTX, "exec", context, "--", PYTHON, "-c", LISTEN_PY, String(PORT)]);
+  await p.next(); // "up"
   return {
-    heard,
-    stop() {
-      child.stdin.end();
-      return exited;
+    heard: p.lines,
+    async stop() {
+      await p.stop();
     },
   };
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 400));
+const settle = () => sleep(400);
 
 /**
  * An i386 program without libc: socket(), setsockopt(SO_BINDTODEVICE, "nc-br"), then sendto() of "compat32" to
@@ -293,9 +285,13 @@ describe("l3: a context's sockets may name only its own networks' devices", () =
     const xv = netctxJson<View>("inspect", "x");
     x4 = addressOf(xv, 4);
     x6 = addressOf(xv, 6);
-    xLinkLocal = JSON.parse(sh("ip -n netctx-x -6 -j addr show scope link"))
-      .flatMap((i: { addr_info: { local?: string }[] }) => i.addr_info)
-      .find((a: { local?: string }) => a.local?.startsWith("fe80"))!.local;
+    // Not every entry of the listing carries an address.
+    xLinkLocal = ipj<{ addr_info: { local?: string }[] }>(
+      ["-6", "addr", "show", "scope", "link"],
+      contextNetns("x"),
+    )
+      .flatMap((i) => i.addr_info)
+      .find((a) => a.local?.startsWith("fe80"))!.local!;
     hn = ifindex("nc-hn");
     br = ifindex("nc-br");
     x = await listen("x");
@@ -454,7 +450,7 @@ describe("l3: a context's sockets may name only its own networks' devices", () =
     // (seccomp), so this process joins b's cgroup directly, as root outside could put one there.
     const bin = compileCompatSender(x4, PORT);
     if (!bin) return t.skip("no gcc -m32 here");
-    const out = sh(`sh -c 'echo $$ > ${b.cgroup}/cgroup.procs && exec ${bin}'`);
+    const out = must(inCgroupArgv(b.cgroup!, [bin]));
     await settle();
     assert.deepEqual(heardFrom("compat32"), [], "x heard nothing");
     assert.match(out, /^setsockopt 0\nsendto -1\n$/, "the option is set, the datagram refused (EPERM)");

@@ -6,8 +6,8 @@
  * Pids are found by scanning the context's cgroup subtree, not by the shape of exec's process tree.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { progFdById } from "../../src/kernel/bpf/attach.ts";
@@ -15,9 +15,19 @@ import { querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { closeFd } from "../../src/kernel/bpf/syscall.ts";
 import { killSubtree } from "../../src/kernel/cgroup-kill.ts";
 import { PAUSE_ENV, PAUSE_MARK } from "../../src/pause.ts";
-import { NETCTX, netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
-import { commOf } from "../helpers/kernel.ts";
-import { PROBE, type ProbeResult, probe, sh } from "../levels/helpers.ts";
+import { commOf, procsOf } from "../utils/cgroup.ts";
+import {
+  NETCTX,
+  netctx,
+  netctxAsync,
+  netctxJson,
+  netctxOk,
+  type RunningEngine,
+  startEngine,
+} from "../utils/cli.ts";
+import { sh } from "../utils/shell.ts";
+import { type ProbeResult, probe, probeSync } from "../utils/socket-probe.ts";
+import { sleep, waitFor, within } from "../utils/wait.ts";
 
 interface View {
   name: string;
@@ -37,16 +47,6 @@ function subtree(dir: string): string[] {
       .flatMap((e) => subtree(join(dir, e.name))),
   ];
 }
-
-function procsOf(dir: string): number[] {
-  try {
-    return readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The pid of the command `sleep` running somewhere in the cgroup's subtree, once it is there. */
 async function sleeperIn(cgroup: string): Promise<number> {
@@ -76,19 +76,9 @@ function escapeToChild(cgroup: string, pid: number, child = "escape"): string {
 
 /** A probe started straight in a given cgroup (the child cgroup the escaped process sits in). */
 function probeInCgroup(cgroup: string, host: string): ProbeResult {
-  const argv = [
-    "sh",
-    "-c",
-    'echo $$ > "$1/cgroup.procs" && shift && exec "$@"',
-    "sh",
-    cgroup,
-    process.execPath,
-    PROBE,
-    JSON.stringify([{ op: "bind", host }]),
-  ];
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
+  const r = probeSync({ cgroup }, [{ op: "bind", host }]);
   assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout.trim().split("\n")[0]!) as ProbeResult;
+  return r.results[0]!;
 }
 
 /** `netctx exec NAME -- sleep 600`, left running; resolves its exit code once it ends. */
@@ -98,18 +88,6 @@ function execSleeper(name: string): { child: ChildProcess; exited: Promise<numbe
     child.on("close", (code, signal) => r(code ?? (signal ? -1 : null))),
   );
   return { child, exited };
-}
-
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function programsLive(ids: number[]): number {
@@ -205,7 +183,7 @@ describe("rm with a process in a child cgroup", () => {
       assert.equal(existsSync(cgroup), false, "the cgroup and its child are gone");
       assert.equal(statusOf(name), undefined, "the record is gone");
       // rmdir took the programs along: freed once nothing holds them.
-      for (let i = 0; i < 100 && programsLive(ids) > 0; i++) await sleep(20);
+      await waitFor(() => programsLive(ids) === 0, 2000);
       assert.equal(programsLive(ids), 0, "the programs are freed");
     });
   }
@@ -282,8 +260,7 @@ describe("rm with a process in a child cgroup", () => {
       });
       ours.push(c);
     }
-    const deadline = Date.now() + 10_000;
-    while (subtree(root).flatMap(procsOf).length < 3 && Date.now() < deadline) await sleep(20);
+    await waitFor(() => subtree(root).flatMap(procsOf).length >= 3, 10_000);
     assert.ok(subtree(root).flatMap(procsOf).length >= 3);
     assert.deepEqual(killSubtree(root, { cgroupKill: false }), [], "the subtree is empty");
     assert.deepEqual(subtree(root).flatMap(procsOf), []);
@@ -292,26 +269,18 @@ describe("rm with a process in a child cgroup", () => {
 });
 
 describe("rm --force through the resident engine", () => {
-  let engine: ChildProcess;
-  let log = "";
+  let engine: RunningEngine;
 
   before(async () => {
-    engine = spawn(NETCTX, ["serve"], { stdio: ["ignore", "pipe", "inherit"] });
-    engine.stdout!.on("data", (d) => {
-      log += d;
-    });
-    const deadline = Date.now() + 15_000;
-    while (!log.includes("serving on") && Date.now() < deadline) await sleep(20);
-    assert.match(log, /serving on/);
+    engine = await startEngine();
+    assert.match(engine.log(), /serving on/);
     netctxOk("network", "create", "he", "--driver", "host", "--subnet", "10.152.0.0/24");
   });
 
   after(async () => {
     netctx("rm", "--force", "e");
     netctx("network", "rm", "he");
-    const gone = new Promise((r) => engine.once("exit", r));
-    engine.kill("SIGTERM");
-    await gone;
+    await engine.stop();
   });
 
   test("DELETE refuses naming the process, and ?force=1 kills it", async () => {
@@ -331,58 +300,38 @@ describe("rm --force through the resident engine", () => {
     await within(exited, 10_000, "the exec's end");
     assert.equal(existsSync(cgroup), false);
     assert.equal(statusOf("e"), undefined);
-    const deadline = Date.now() + 5000;
-    while (!/DELETE \/v1\/contexts\/e\?force=1 -> 200/.test(log) && Date.now() < deadline) await sleep(20);
-    assert.match(log, /DELETE \/v1\/contexts\/e -> 409/);
-    assert.match(log, /DELETE \/v1\/contexts\/e\?force=1 -> 200/);
+    await waitFor(() => /DELETE \/v1\/contexts\/e\?force=1 -> 200/.test(engine.log()), 5000);
+    assert.match(engine.log(), /DELETE \/v1\/contexts\/e -> 409/);
+    assert.match(engine.log(), /DELETE \/v1\/contexts\/e\?force=1 -> 200/);
   });
 });
 
-/** `netctx ARGS` without blocking the event loop (a paused engine needs this file to go on and wake it). */
-function netctxAsync(...args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(NETCTX, args, { stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  child.stderr.on("data", (d) => {
-    stderr += d;
-  });
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stderr })));
-}
-
 describe("a teardown that fails inside the resident engine", () => {
-  let engine: ChildProcess;
-  let log = "";
+  let engine: RunningEngine;
   let pauses = 0;
 
   /** The engine stops itself at rm:after-mark (SIGSTOP); resolves once it has, for the n-th time. */
   async function pausedFor(n: number): Promise<void> {
-    const deadline = Date.now() + 15_000;
-    while (pauses < n && Date.now() < deadline) await sleep(20);
+    await waitFor(() => pauses >= n, 15_000);
     assert.equal(pauses, n, "the engine reached its pause point");
   }
 
   before(async () => {
-    engine = spawn(NETCTX, ["serve"], {
-      env: { ...process.env, [PAUSE_ENV]: "rm:after-mark" },
-      stdio: ["ignore", "pipe", "pipe"],
+    engine = await startEngine({
+      env: { [PAUSE_ENV]: "rm:after-mark" },
+      // A paused netctx says so on stderr (pause.ts), once a pause.
+      onStderr: (d) => {
+        pauses += d.split(`${PAUSE_MARK}rm:after-mark`).length - 1;
+      },
     });
-    ours.push(engine);
-    engine.stdout!.on("data", (d) => {
-      log += d;
-    });
-    engine.stderr!.on("data", (d: Buffer) => {
-      pauses += d.toString().split(`${PAUSE_MARK}rm:after-mark`).length - 1;
-    });
-    const deadline = Date.now() + 15_000;
-    while (!log.includes("serving on") && Date.now() < deadline) await sleep(20);
-    assert.match(log, /serving on/);
+    ours.push(engine.child);
+    assert.match(engine.log(), /serving on/);
     netctxOk("network", "create", "hz", "--driver", "host", "--subnet", "10.153.0.0/24");
   });
 
   after(async () => {
-    engine.kill("SIGCONT");
-    const gone = new Promise((r) => engine.once("exit", r));
-    engine.kill("SIGTERM");
-    await gone;
+    engine.child.kill("SIGCONT");
+    await engine.stop();
     netctx("rm", "--force", "z");
     netctx("network", "rm", "hz");
   });
@@ -399,7 +348,7 @@ describe("a teardown that fails inside the resident engine", () => {
     );
     ours.push(joiner);
     const pid = await sleeperIn(cgroup);
-    engine.kill("SIGCONT");
+    engine.child.kill("SIGCONT");
     const refused = await within(rm, 15_000, "rm's end");
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, new RegExp(`${pid} \\(sleep\\).*use --force to kill them`));
@@ -413,7 +362,7 @@ describe("a teardown that fails inside the resident engine", () => {
     assert.ok(plan.actions.some((a) => a.action === "finish-rm" && a.object === "context z"));
     const forced = netctxAsync("rm", "--force", "z");
     await pausedFor(2);
-    engine.kill("SIGCONT");
+    engine.child.kill("SIGCONT");
     assert.equal((await within(forced, 15_000, "rm --force's end")).code, 0);
     assert.equal(statusOf("z"), undefined);
     assert.equal(existsSync(cgroup), false);

@@ -1,12 +1,10 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
+import { ipj } from "../utils/kernel-oracle.ts";
 
 test("each test file runs in its own throwaway host namespace", () => {
-  const links = JSON.parse(execFileSync("ip", ["-j", "link", "show"], { encoding: "utf8" })) as {
-    ifname: string;
-  }[];
+  const links = ipj<{ ifname: string }>(["link", "show"]);
   assert.deepEqual(
     links.map((l) => l.ifname),
     ["lo"],

@@ -4,7 +4,7 @@ import { NetctxError } from "../../src/errors.ts";
 import { KernelError } from "../../src/kernel/errors.ts";
 import { createNetns } from "../../src/kernel/netns.ts";
 import { Rtnl } from "../../src/kernel/rtnl.ts";
-import { ipj, ipLink, ipLinkNames, linkInfo } from "./oracle.ts";
+import { ipj, ipLink, ipLinkNames, linkInfo } from "../utils/kernel-oracle.ts";
 
 const rtnl = Rtnl.open();
 after(() => rtnl.close());

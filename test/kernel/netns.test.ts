@@ -11,9 +11,10 @@ import {
 } from "../../src/kernel/netns.ts";
 import { Rtnl } from "../../src/kernel/rtnl.ts";
 import { readSysctl, writeSysctl } from "../../src/kernel/sysctl.ts";
-import { ipj, ipLinkNames, sh } from "./oracle.ts";
+import { ipj, ipLinkNames } from "../utils/kernel-oracle.ts";
+import { must } from "../utils/shell.ts";
 
-const selfNet = () => sh(["readlink", "/proc/thread-self/ns/net"]).trim();
+const selfNet = () => must(["readlink", "/proc/thread-self/ns/net"]).trim();
 
 test("create, list, ip netns exec, delete", () => {
   const home = selfNet();
@@ -31,7 +32,7 @@ test("create, list, ip netns exec, delete", () => {
     ["ns-a", "ns-b"],
   );
   // `ip netns exec` enters the bind-mounted namespace: only a (down) loopback there.
-  const inside = JSON.parse(sh(["ip", "netns", "exec", "ns-a", "ip", "-j", "link"])) as {
+  const inside = JSON.parse(must(["ip", "netns", "exec", "ns-a", "ip", "-j", "link"])) as {
     ifname: string;
     flags: string[];
   }[];
@@ -40,10 +41,10 @@ test("create, list, ip netns exec, delete", () => {
     ["lo"],
   );
   assert.ok(!inside[0]?.flags.includes("UP"));
-  assert.notEqual(sh(["ip", "netns", "exec", "ns-a", "readlink", "/proc/self/ns/net"]).trim(), home);
+  assert.notEqual(must(["ip", "netns", "exec", "ns-a", "readlink", "/proc/self/ns/net"]).trim(), home);
   assert.notEqual(
-    sh(["ip", "netns", "exec", "ns-a", "readlink", "/proc/self/ns/net"]).trim(),
-    sh(["ip", "netns", "exec", "ns-b", "readlink", "/proc/self/ns/net"]).trim(),
+    must(["ip", "netns", "exec", "ns-a", "readlink", "/proc/self/ns/net"]).trim(),
+    must(["ip", "netns", "exec", "ns-b", "readlink", "/proc/self/ns/net"]).trim(),
   );
 
   assert.throws(
@@ -61,7 +62,7 @@ test("create, list, ip netns exec, delete", () => {
 });
 
 function readlinkOf(p: string): string {
-  return sh(["readlink", p]).trim();
+  return must(["readlink", p]).trim();
 }
 
 test("inNetns runs synchronously inside and always comes back", () => {
@@ -69,7 +70,7 @@ test("inNetns runs synchronously inside and always comes back", () => {
   const home = selfNet();
   const inner = inNetns(path, () => selfNet());
   assert.notEqual(inner, home);
-  assert.equal(inner, sh(["ip", "netns", "exec", "ns-win", "readlink", "/proc/self/ns/net"]).trim());
+  assert.equal(inner, must(["ip", "netns", "exec", "ns-win", "readlink", "/proc/self/ns/net"]).trim());
   assert.equal(selfNet(), home);
   assert.throws(
     () =>
@@ -105,7 +106,7 @@ test("sysctls read and written per netns", () => {
   writeSysctl("net.ipv4.ip_forward", "1", path);
   assert.equal(readSysctl("net.ipv4.ip_forward", path), "1");
   assert.equal(readSysctl("net.ipv4.ip_forward"), "0", "the host's value is untouched");
-  assert.equal(sh(["ip", "netns", "exec", "ns-sys", "sysctl", "-n", "net.ipv4.ip_forward"]).trim(), "1");
+  assert.equal(must(["ip", "netns", "exec", "ns-sys", "sysctl", "-n", "net.ipv4.ip_forward"]).trim(), "1");
   writeSysctl("net/ipv6/conf/default/accept_dad", "0", path);
   assert.equal(readSysctl("net.ipv6.conf.default.accept_dad", path), "0");
   assert.throws(

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { KernelError } from "../../src/kernel/errors.ts";
 import { Rtnl } from "../../src/kernel/rtnl.ts";
-import { ipj } from "./oracle.ts";
+import { ipj } from "../utils/kernel-oracle.ts";
 
 const rtnl = Rtnl.open();
 after(() => rtnl.close());

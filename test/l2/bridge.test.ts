@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { addressesOf, addrs, links, ping, routes } from "../helpers/kernel.ts";
+import { netctxJson, netctxOk } from "../utils/cli.ts";
+import { addressesOf, addrs, links, routes } from "../utils/kernel-oracle.ts";
+import { ping } from "../utils/ping.ts";
 
 interface Inspect {
   name: string;

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
-import { netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
-import { addrs, eventually, links, netnsNames, nftRuleset, routes } from "../helpers/kernel.ts";
+import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
+import { addrs, links, netnsNames, nftRuleset, routes } from "../utils/kernel-oracle.ts";
+import { eventually } from "../utils/wait.ts";
 
 interface NetView {
   leases: { address: string; owner: string }[];

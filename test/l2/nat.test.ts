@@ -1,25 +1,21 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { after, before, test } from "node:test";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { ping } from "../helpers/kernel.ts";
+import { netctxJson, netctxOk } from "../utils/cli.ts";
+import { addVethNetns, delVethNetns } from "../utils/netns.ts";
+import { ping } from "../utils/ping.ts";
 
 /** An "outside" namespace the host reaches on a veth; it has no route back to any context subnet. */
+const OUTSIDE = { name: "outside", hostIfname: "up0" };
+
 before(() => {
-  const sh = (cmd: string) => execFileSync("sh", ["-c", cmd]);
-  sh("ip netns add outside");
-  sh("ip link add up0 type veth peer name eth0 netns outside");
-  sh("ip addr add 203.0.113.1/24 dev up0 && ip link set up0 up");
-  sh("ip addr add 2001:db8:99::1/64 dev up0 nodad");
-  sh("ip -n outside link set lo up && ip -n outside link set eth0 up");
-  sh(
-    "ip -n outside addr add 203.0.113.2/24 dev eth0 && ip -n outside addr add 2001:db8:99::2/64 dev eth0 nodad",
-  );
+  addVethNetns({
+    ...OUTSIDE,
+    hostAddresses: ["203.0.113.1/24", "2001:db8:99::1/64"],
+    addresses: ["203.0.113.2/24", "2001:db8:99::2/64"],
+  });
 });
 
-after(() => {
-  execFileSync("sh", ["-c", "ip netns del outside; ip link del up0 || true"]);
-});
+after(() => delVethNetns(OUTSIDE));
 
 function netnsOf(name: string): string {
   return netctxJson<{ netns: string }>("inspect", name).netns;

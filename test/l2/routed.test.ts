@@ -4,8 +4,10 @@ import { test } from "node:test";
 import { createContext, removeContext } from "../../src/engine/contexts.ts";
 import { createNetwork } from "../../src/engine/networks.ts";
 import { Host } from "../../src/host.ts";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { addressesOf, links, ping, routes } from "../helpers/kernel.ts";
+import { netctxJson, netctxOk } from "../utils/cli.ts";
+import { testConfig } from "../utils/config.ts";
+import { addressesOf, ipj, links, routes } from "../utils/kernel-oracle.ts";
+import { ping } from "../utils/ping.ts";
 
 interface Inspect {
   addresses: string[];
@@ -51,12 +53,9 @@ test("two l2 contexts on a routed network reach each other through the host, wit
   assert.equal(routes(4, a.netns).find((r) => r.dst === "default")?.gateway, "10.62.0.1");
   // The context knows its gateway's MAC for good: nothing on the host would answer ND for it on nc-a.
   const hostMac = hostLinks.find((l) => l.ifname === "nc-a")?.address;
-  const gatewayEntries = (
-    JSON.parse(
-      execFileSync("nsenter", [`--net=${a.netns}`, "ip", "-j", "neigh", "show", "nud", "permanent"], {
-        encoding: "utf8",
-      }),
-    ) as { dst: string; lladdr?: string }[]
+  const gatewayEntries = ipj<{ dst: string; lladdr?: string }>(
+    ["neigh", "show", "nud", "permanent"],
+    a.netns,
   ).map((n) => `${n.dst} ${n.lladdr}`);
   assert.deepEqual(gatewayEntries.sort(), [`10.62.0.1 ${hostMac}`, `fd62::1 ${hostMac}`]);
   for (const gateway of ["10.62.0.1", "fd62::1"])
@@ -67,10 +66,7 @@ test("two l2 contexts on a routed network reach each other through the host, wit
     assert.ok(ping(a.netns, target), `a -> b ${target}`);
   }
   // a only ever resolved its gateway: b's address is not a neighbour of a.
-  const neigh = execFileSync("nsenter", [`--net=${a.netns}`, "ip", "-j", "neigh", "show"], {
-    encoding: "utf8",
-  });
-  const neighbours = (JSON.parse(neigh) as { dst: string }[]).map((n) => n.dst);
+  const neighbours = ipj<{ dst: string }>(["neigh", "show"], a.netns).map((n) => n.dst);
   assert.ok(
     !neighbours.some((n) => b.addresses.some((x) => x.startsWith(`${n}/`))),
     `neighbours ${neighbours}`,
@@ -109,7 +105,7 @@ test("an internal routed context is reached from the host by its gateway address
 });
 
 test("a routed context removed and made again at once, under the engine's queued removals, keeps its elements", () => {
-  const host = Host.open(process.env.NETCTX_STATE_DIR);
+  const host = Host.open(testConfig());
   const ifaces = () =>
     execFileSync("nft", ["-j", "list", "set", "inet", "netctx", "ifaces"], { encoding: "utf8" });
   try {

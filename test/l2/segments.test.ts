@@ -6,8 +6,10 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { links, ping } from "../helpers/kernel.ts";
+import { netctxJson, netctxOk } from "../utils/cli.ts";
+import { links } from "../utils/kernel-oracle.ts";
+import { contextNetns as netns } from "../utils/netns.ts";
+import { ping } from "../utils/ping.ts";
 
 process.env["NETCTX_BRIDGE_SEGMENT_PORTS"] = "3";
 
@@ -24,7 +26,6 @@ const addressOf = (name: string, family: 4 | 6 = 4) =>
 /** MLD reports the kernel's IPv6 sent from a device (its per-device SNMP counters). */
 const mldReportsSent = (ifname: string) =>
   Number(/^Icmp6OutMLDv2Reports\s+(\d+)$/m.exec(readFileSync(`/proc/net/dev_snmp6/${ifname}`, "utf8"))?.[1]);
-const netns = (name: string) => `/run/netns/netctx-${name}`;
 
 test("contexts past a bridge's share go on segments, reach everyone, and leave nothing behind", () => {
   netctxOk(

@@ -8,45 +8,21 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
 import { Host } from "../../src/host.ts";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { ping } from "../helpers/kernel.ts";
-
-const ns = (name: string) => `/run/netns/netctx-${name}`;
+import { netctxJson, netctxOk } from "../utils/cli.ts";
+import { testConfig } from "../utils/config.ts";
+import { type IpLink, ipLink, sentDuring } from "../utils/kernel-oracle.ts";
+import { contextNetns as ns } from "../utils/netns.ts";
+import { ping } from "../utils/ping.ts";
 
 interface NetworkView {
   shortcut?: { state: string; reason?: string; macs?: string[] };
 }
 
-/** Packets the host-side veth sent into its context. */
-function txPackets(ifname: string): number {
-  const out = execFileSync("ip", ["-s", "-j", "link", "show", "dev", ifname], { encoding: "utf8" });
-  return (JSON.parse(out) as { stats64: { tx: { packets: number } } }[])[0]!.stats64.tx.packets;
-}
-
-function macOf(name: string): string {
-  const out = execFileSync("ip", ["-n", `netctx-${name}`, "-j", "link", "show", "eth0"], {
-    encoding: "utf8",
-  });
-  return (JSON.parse(out) as { address: string }[])[0]!.address;
-}
+const macOf = (name: string) => ipLink<IpLink>("eth0", ns(name)).address!;
 
 /** 50 pings in a burst; true when all came back. */
-function pings(from: string, to: string, source?: string): boolean {
-  const argv = ["--net=" + ns(from), "--", "ping", "-n", "-q", "-c", "50", "-i", "0.002", "-W", "1"];
-  try {
-    execFileSync("nsenter", [...argv, ...(source ? ["-I", source] : []), to], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** How many packets the veth sent while `traffic` ran. */
-function sentDuring(ifname: string, traffic: () => void): number {
-  const before = txPackets(ifname);
-  traffic();
-  return txPackets(ifname) - before;
-}
+const pings = (from: string, to: string, source?: string) =>
+  ping(ns(from), to, { count: 50, ...(source ? { source } : {}) });
 
 test("contexts of a bridge network reach each other past the bridge; the gateway, spoofers and shaped contexts take it; gc drops strays", () => {
   netctxOk(
@@ -115,7 +91,7 @@ test("contexts of a bridge network reach each other past the bridge; the gateway
 
   // A context the store forgot without its teardown leaves an entry behind: gc takes it out, and only it.
   const forgotten = macOf("sc2");
-  const host = Host.open(process.env.NETCTX_STATE_DIR);
+  const host = Host.open(testConfig());
   try {
     host.store.transaction(() => {
       host.store.releaseAll("sc2");

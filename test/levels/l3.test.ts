@@ -5,34 +5,19 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { execScript, probe, sh, startUpstream, type Upstream } from "./helpers.ts";
+import { execScript, netctxJson, netctxOk } from "../utils/cli.ts";
+import { type IpRoute, type IpRule, ipj } from "../utils/kernel-oracle.ts";
+import { sh } from "../utils/shell.ts";
+import { probe } from "../utils/socket-probe.ts";
+import { startUpstream, type Upstream } from "../utils/upstream.ts";
 
 const FAR4 = "198.51.100.9";
 const FAR6 = "2001:db8:9::9";
 const PORT = 7000;
 
-interface IpRule {
-  priority: number;
-  src?: string;
-  srclen?: number;
-  fwmark?: string;
-  table: string;
-}
-interface IpRoute {
-  dst: string;
-  gateway?: string;
-  dev?: string;
-  prefsrc?: string;
-  flags?: string[];
-}
-
-const ipJson = <T>(args: string): T => JSON.parse(sh(`ip -j ${args}`) || "[]") as T;
+const ipJson = <T>(args: string): T[] => ipj<T>(args.split(" "));
 const mainTables = () =>
-  JSON.stringify([
-    ipJson<IpRoute[]>("-4 route show table main"),
-    ipJson<IpRoute[]>("-6 route show table main"),
-  ]);
+  JSON.stringify([ipJson<IpRoute>("-4 route show table main"), ipJson<IpRoute>("-6 route show table main")]);
 
 interface View {
   addresses: string[];
@@ -110,11 +95,11 @@ describe("level l3", () => {
     v.addresses.map((c) => c.split("/")[0]!).find((x) => x.includes(":") === (family === 6))!;
 
   test("each context's traffic leaves through its own gateway, with its own source, v4 and v6", async () => {
-    const [a4, a6] = await probe("a", [
+    const [a4, a6] = await probe({ context: "a" }, [
       { op: "tcp", host: FAR4, port: PORT },
       { op: "tcp", host: FAR6, port: PORT },
     ]);
-    const [b4, b6] = await probe("b", [
+    const [b4, b6] = await probe({ context: "b" }, [
       { op: "tcp", host: FAR4, port: PORT },
       { op: "tcp", host: FAR6, port: PORT },
     ]);
@@ -128,7 +113,7 @@ describe("level l3", () => {
   });
 
   test("the context's sockets carry its table as fwmark", async () => {
-    const [mark] = await probe("a", [{ op: "mark" }]);
+    const [mark] = await probe({ context: "a" }, [{ op: "mark" }]);
     assert.equal(mark!.value, a.table);
   });
 
@@ -138,7 +123,7 @@ describe("level l3", () => {
 
   test("ip rule: one rule set per context (fwmark and from each address), nothing else added", () => {
     for (const family of [4, 6] as const) {
-      const rules = ipJson<IpRule[]>(`-${family} rule show`).filter((r) => r.priority === 1000);
+      const rules = ipJson<IpRule>(`-${family} rule show`).filter((r) => r.priority === 1000);
       const expected = [a, b].flatMap((v) => [
         { fwmark: `0x${v.table.toString(16)}`, table: String(v.table) },
         { src: ip(v, family), table: String(v.table) },
@@ -147,7 +132,7 @@ describe("level l3", () => {
         rules.map((r) => (r.fwmark ? { fwmark: r.fwmark, table: r.table } : { src: r.src, table: r.table })),
         expected,
       );
-      const all = ipJson<IpRule[]>(`-${family} rule show`).map((r) => r.priority);
+      const all = ipJson<IpRule>(`-${family} rule show`).map((r) => r.priority);
       assert.deepEqual(
         all,
         family === 4 ? [0, 1000, 1000, 1000, 1000, 32766, 32767] : [0, 1000, 1000, 1000, 1000, 32766],
@@ -161,7 +146,7 @@ describe("level l3", () => {
       [a, "10.67.0.254", "fd67::fe"],
       [b, "10.67.0.253", "fd67::fd"],
     ] as const) {
-      const r4 = ipJson<IpRoute[]>(`-4 route show table ${v.table}`);
+      const r4 = ipJson<IpRoute>(`-4 route show table ${v.table}`);
       assert.deepEqual(
         r4.map((r) => ({ dst: r.dst, gateway: r.gateway, dev: r.dev, prefsrc: r.prefsrc })),
         [
@@ -169,7 +154,7 @@ describe("level l3", () => {
           { dst: "10.67.0.0/24", gateway: undefined, dev: "nc-hn", prefsrc: ip(v, 4) },
         ],
       );
-      const r6 = ipJson<IpRoute[]>(`-6 route show table ${v.table}`);
+      const r6 = ipJson<IpRoute>(`-6 route show table ${v.table}`);
       assert.deepEqual(
         r6
           .map((r) => ({ dst: r.dst, gateway: r.gateway, dev: r.dev, prefsrc: r.prefsrc }))
@@ -183,7 +168,7 @@ describe("level l3", () => {
   });
 
   test("a's traffic never uses b's table: by mark, by source, and both", () => {
-    const via = (args: string) => ipJson<IpRoute[]>(`route get ${args}`)[0]?.gateway;
+    const via = (args: string) => ipJson<IpRoute>(`route get ${args}`)[0]?.gateway;
     for (const [v, gw] of [
       [a, "10.67.0.254"],
       [b, "10.67.0.253"],
@@ -200,8 +185,8 @@ describe("level l3", () => {
     sh(`ip route add ${FAR4}/32 via 10.67.0.253`);
     try {
       netctxOk("create", "c", "--level", "l3", "--network", "hn");
-      const [c4] = await probe("c", [{ op: "tcp", host: FAR4, port: PORT }]);
-      const [a4] = await probe("a", [{ op: "tcp", host: FAR4, port: PORT }]);
+      const [c4] = await probe({ context: "c" }, [{ op: "tcp", host: FAR4, port: PORT }]);
+      const [a4] = await probe({ context: "a" }, [{ op: "tcp", host: FAR4, port: PORT }]);
       assert.match(c4!.data ?? JSON.stringify(c4), /^up2 /, "c has no default route: main's route to up2");
       assert.match(
         a4!.data ?? JSON.stringify(a4),
@@ -223,7 +208,7 @@ describe("level l3", () => {
       const d = netctxJson<View>("inspect", "d");
       assert.equal(d.table, next + 2);
       assert.deepEqual(
-        ipJson<IpRoute[]>(`-6 route show table ${next}`).map((r) => r.dst),
+        ipJson<IpRoute>(`-6 route show table ${next}`).map((r) => r.dst),
         ["fd99::/64"],
         "the foreign route is untouched",
       );
@@ -236,13 +221,13 @@ describe("level l3", () => {
 
   test("rm a leaves b's rules, table and traffic intact", async () => {
     netctxOk("rm", "a");
-    const rules = ipJson<IpRule[]>("-4 rule show").filter((r) => r.priority === 1000);
+    const rules = ipJson<IpRule>("-4 rule show").filter((r) => r.priority === 1000);
     assert.deepEqual(
       rules.map((r) => r.table),
       [String(b.table), String(b.table)],
     );
-    assert.deepEqual(ipJson<IpRoute[]>(`-4 route show table ${a.table}`), []);
-    const [b4] = await probe("b", [{ op: "tcp", host: FAR4, port: PORT }]);
+    assert.deepEqual(ipJson<IpRoute>(`-4 route show table ${a.table}`), []);
+    const [b4] = await probe({ context: "b" }, [{ op: "tcp", host: FAR4, port: PORT }]);
     assert.equal(b4!.data, `up2 ${ip(b, 4)}`);
     const r = await execScript(
       "b",

@@ -7,9 +7,11 @@ import { existsSync, readdirSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { contextsCgroupParent } from "../../src/kernel/cgroup.ts";
-import { netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
-import { kernelSnapshot } from "../helpers/kernel.ts";
-import { sh, startProbe } from "./helpers.ts";
+import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
+import { testConfig } from "../utils/config.ts";
+import { ipj, kernelSnapshot } from "../utils/kernel-oracle.ts";
+import { sh } from "../utils/shell.ts";
+import { probeArgv, startProbe } from "../utils/socket-probe.ts";
 
 interface View {
   name: string;
@@ -23,7 +25,7 @@ interface View {
 
 /** Everything a shared-stack context touches, beyond what kernelSnapshot covers. */
 function sharedStackSnapshot(): Record<string, unknown> {
-  const j = (args: string) => JSON.parse(sh(`ip -j ${args}`)) as unknown;
+  const j = (args: string) => ipj(args.split(" "));
   // Route flags carry "linkdown": a port-less bridge loses its carrier on the kernel's schedule, not ours.
   const noFlags = (v: unknown) =>
     JSON.parse(JSON.stringify(v, (k, x: unknown) => (k === "flags" ? undefined : x))) as unknown;
@@ -36,7 +38,7 @@ function sharedStackSnapshot(): Record<string, unknown> {
     tables6: noFlags(
       (j("-6 route show table all") as { dst: string }[]).filter((r) => !r.dst.startsWith("fe80")),
     ),
-    cgroups: readdirSync(contextsCgroupParent(), { withFileTypes: true })
+    cgroups: readdirSync(contextsCgroupParent(testConfig().cgroupParent), { withFileTypes: true })
       .filter((e) => e.isDirectory())
       .map((e) => e.name),
   };
@@ -79,7 +81,7 @@ describe("shared-stack lifecycle", () => {
     assert.notEqual(sh(`ip -j route show table ${t.table}`).trim(), "[]");
 
     // A process still in the context: rm refuses and undoes nothing (the programs stay attached).
-    const running = startProbe("s", [{ op: "listen-nobind" }, { op: "wait" }]);
+    const running = startProbe(probeArgv([{ op: "listen-nobind" }, { op: "wait" }], { context: "s" }));
     await running.next();
     const refused = netctx("rm", "s");
     assert.equal(refused.code, 1);
@@ -128,11 +130,11 @@ describe("shared-stack lifecycle", () => {
         y.addresses.map((a) => a.replace(/\d+\/|[0-9a-f]+\//, "N/")),
         ["10.68.0.N/24", "fd68::N/64"],
       );
-      assert.equal(y.cgroup, `${contextsCgroupParent()}/y3`);
+      assert.equal(y.cgroup, `${contextsCgroupParent(testConfig().cgroupParent)}/y3`);
       assert.ok(existsSync(y.cgroup!));
       assert.ok(y.table! >= 1000);
       assert.equal(z.level, "socket");
-      assert.equal(z.cgroup, `${contextsCgroupParent()}/zs`);
+      assert.equal(z.cgroup, `${contextsCgroupParent(testConfig().cgroupParent)}/zs`);
       assert.equal(z.table, undefined, "a socket context has no table of its own");
       assert.equal(new Set([...y.addresses, ...z.addresses]).size, 4, "distinct addresses from one pool");
       // The l2 context is unaffected by the socket policies next to it: it reaches the bridge's gateway.

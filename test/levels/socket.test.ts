@@ -4,13 +4,13 @@
  * cannot do. Every refusal has a control outside the context where the same operation succeeds.
  */
 import assert from "node:assert/strict";
-import dgram from "node:dgram";
-import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { cgroup2Root, cgroupProcs } from "../../src/kernel/cgroup.ts";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { commOf } from "../helpers/kernel.ts";
-import { execScript, probe, startProbe } from "./helpers.ts";
+import { commOf } from "../utils/cgroup.ts";
+import { execScript, netctxJson, netctxOk } from "../utils/cli.ts";
+import { probe, probeArgv, SOCKET_PROBE, startProbe } from "../utils/socket-probe.ts";
+import { tcpConnect, tcpListener, udpListener } from "../utils/sockets.ts";
+import { waitFor } from "../utils/wait.ts";
 
 const A4 = "10.66.0.2";
 const B4 = "10.66.0.3";
@@ -20,48 +20,21 @@ const B6 = "fd66::3";
 const GW6 = "fd66::1";
 
 /** Connect from outside any context; resolves with whether the connection was accepted. */
-function connects(host: string, port: number, timeoutMs = 1500): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port, timeout: timeoutMs });
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("timeout", () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.once("error", () => resolve(false));
-  });
-}
+const connects = async (host: string, port: number) => (await tcpConnect(host, port, 1500)) === "connected";
 
 /** A TCP and a UDP listener in the host namespace (outside every context) that record the sources they see. */
 async function hostListeners(host: string) {
-  const seenTcp: string[] = [];
-  const seenUdp: string[] = [];
-  const tcp = net.createServer((c) => {
-    seenTcp.push(c.remoteAddress ?? "");
-    c.end(`${c.remoteAddress}\n`);
-  });
-  await new Promise<void>((r) => tcp.listen(0, host, r));
-  const udp = dgram.createSocket(net.isIPv6(host) ? "udp6" : "udp4");
-  udp.on("message", (_m, rinfo) => seenUdp.push(rinfo.address));
-  await new Promise<void>((r) => udp.bind(0, host, r));
+  const tcp = await tcpListener(host);
+  const udp = await udpListener(host);
   return {
-    tcpPort: (tcp.address() as net.AddressInfo).port,
-    udpPort: udp.address().port,
-    seenTcp,
-    seenUdp,
+    tcpPort: tcp.port,
+    udpPort: udp.port,
+    seenUdp: udp.peers,
     close() {
       tcp.close();
       udp.close();
     },
   };
-}
-
-async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
 }
 
 describe("level socket", () => {
@@ -97,7 +70,7 @@ describe("level socket", () => {
         { op: "bind", host: wildcard },
         { op: "raw", family },
       ] as const;
-      const [ownBind, foreign, wild, raw] = await probe("a", [...ops]);
+      const [ownBind, foreign, wild, raw] = await probe({ context: "a" }, [...ops]);
       assert.equal(ownBind!.ok, true, JSON.stringify(ownBind));
       assert.equal(ownBind!.address, own);
       assert.deepEqual([foreign!.ok, foreign!.code], [false, "EPERM"]);
@@ -117,7 +90,7 @@ describe("level socket", () => {
       const l = await hostListeners(family === 4 ? GW4 : GW6);
       try {
         const gw = family === 4 ? GW4 : GW6;
-        const [t, u] = await probe("a", [
+        const [t, u] = await probe({ context: "a" }, [
           { op: "tcp", host: gw, port: l.tcpPort },
           { op: "udp", host: gw, port: l.udpPort },
         ]);
@@ -142,8 +115,8 @@ describe("level socket", () => {
   }
 
   test("a listener in a that never called bind gets no connection addressed to b", async () => {
-    const inside = startProbe("a", [{ op: "listen-nobind" }, { op: "wait" }]);
-    const outside = startProbe(undefined, [{ op: "listen-nobind" }, { op: "wait" }]);
+    const inside = startProbe(probeArgv([{ op: "listen-nobind" }, { op: "wait" }], { context: "a" }));
+    const outside = startProbe(probeArgv([{ op: "listen-nobind" }, { op: "wait" }]));
     try {
       const port = (await inside.next()).port!;
       assert.ok(port > 0);
@@ -171,7 +144,7 @@ describe("level socket", () => {
       `(echo $$ > /proc/$PPID/root${procs}) 2>/dev/null && echo parent-root=ok || echo parent-root=refused`,
       // Becoming another user would pass the ptrace check on that user's processes outside, and their /proc/PID/root.
       "setpriv --reuid nobody true 2>/dev/null && echo setuid=ok || echo setuid=refused",
-      `${process.execPath} ${import.meta.dirname}/probe.mjs '[{"op":"raw"},{"op":"packet"}]'`,
+      `${process.execPath} ${SOCKET_PROBE} '[{"op":"raw"},{"op":"packet"}]'`,
       "echo pid=$$",
       "read x",
     ].join("\n");

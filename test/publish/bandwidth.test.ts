@@ -4,49 +4,34 @@
  * The CNI `bandwidth` and `portMappings` capabilities go through the same engine (cniAdd/cniDel in-process).
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { join } from "node:path";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { after, before, test } from "node:test";
 import { cniAdd, cniDel, contextNameFor } from "../../src/cni/verbs.ts";
 import { publishedElements } from "../../src/firewall/publish.ts";
 import { Host } from "../../src/host.ts";
-import { netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
-import { links } from "../helpers/kernel.ts";
+import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
+import { testConfig } from "../utils/config.ts";
+import { links } from "../utils/kernel-oracle.ts";
+import { netnsPath } from "../utils/netns.ts";
+import { must } from "../utils/shell.ts";
+import { probeSync, startServing } from "../utils/socket-probe.ts";
 
-const PROBE = join(import.meta.dirname, "probe.mjs");
 const LIMIT = 20_000_000;
 const BYTES = 2_500_000;
 const servers: ChildProcess[] = [];
 
-function must(argv: string[]): string {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
-
 async function sink(ns: string | undefined, port: number): Promise<void> {
-  const argv = [...(ns ? ["ip", "netns", "exec", ns] : []), "node", PROBE, "sink", String(port)];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
-  servers.push(child);
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.once("data", () => resolve());
-    child.once("exit", (code) => reject(new Error(`sink exited ${code}`)));
-  });
+  servers.push((await startServing({ op: "sink", port }, { netns: ns && netnsPath(ns) })).child);
 }
 
 /** Bits per second of one bounded transfer. */
 function rate(ns: string | undefined, host: string, port: number): number {
-  const argv = [
-    ...(ns ? ["ip", "netns", "exec", ns] : []),
-    "node",
-    PROBE,
-    "send",
-    host,
-    String(port),
-    String(BYTES),
-  ];
-  const secs = Number(must(argv).trim());
-  return (BYTES * 8) / secs;
+  const { results, stderr } = probeSync({ netns: ns && netnsPath(ns) }, [
+    { op: "send", host, port, bytes: BYTES },
+  ]);
+  const [sent] = results;
+  if (!sent?.ok) throw new Error(`send to ${host}:${port}: ${sent?.code ?? stderr}`);
+  return (BYTES * 8) / Number(sent.value);
 }
 
 function qdiscs(dev: string): string[] {
@@ -126,7 +111,7 @@ test("rm removes the ifb and the qdiscs", () => {
 
 test("CNI: bandwidth and portMappings capabilities, and DEL removes them", () => {
   must(["ip", "netns", "add", "cni1"]);
-  const host = Host.open(process.env.NETCTX_STATE_DIR);
+  const host = Host.open(testConfig());
   try {
     const env = {
       command: "ADD" as const,

@@ -4,40 +4,28 @@
  * hook. The nft side is checked with nft -j: fixed rule count, elements removed on rm, conflicts change nothing.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdirSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { loopbackProgramNames } from "../../src/kernel/bpf/publish-loopback.ts";
-import { netctx, netctxJson, netctxOk } from "../helpers/cli.ts";
+import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
+import { testConfig } from "../utils/config.ts";
+import { nftTable, nftRuleCount as ruleCount } from "../utils/kernel-oracle.ts";
+import { addVethNetns, netnsPath } from "../utils/netns.ts";
+import { must } from "../utils/shell.ts";
+import { type ProbeOp, probeSync, startServing } from "../utils/socket-probe.ts";
 
-const PROBE = join(import.meta.dirname, "probe.mjs");
 const servers: ChildProcess[] = [];
 const CLIENT_CG = join(process.env.NETCTX_CGROUP_PARENT ?? "/nonexistent", "client");
 
-function must(argv: string[]): string {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
-
-function inNs(ns: string | undefined, argv: string[]): string[] {
-  return ns ? ["ip", "netns", "exec", ns, ...argv] : argv;
-}
-
+/** A server in netns `ns` answering "TEXT from PEER". */
 async function serve(ns: string, proto: "tcp" | "udp", port: number, text: string): Promise<void> {
-  const child = spawn(
-    inNs(ns, [])[0] ?? "ip",
-    [...inNs(ns, []).slice(1), "node", PROBE, "serve", proto, String(port), text],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
+  const served = await startServing(
+    { op: "serve", proto, port, answer: `${text} from ` },
+    { netns: netnsPath(ns) },
   );
-  servers.push(child);
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.once("data", () => resolve());
-    child.once("exit", (code) => reject(new Error(`server ${text} exited ${code}`)));
-  });
+  servers.push(served.child);
 }
 
 /** The answer, or null when none came (refused, dropped, timed out). Retries once for a slow start under load. */
@@ -48,11 +36,13 @@ function get(
   port: number,
   cgroup?: string,
 ): string | null {
-  const argv = inNs(ns, ["node", PROBE, "get", proto, host, String(port)]);
-  const run = cgroup ? ["sh", "-c", `echo $$ > ${cgroup}/cgroup.procs && exec "$@"`, "sh", ...argv] : argv;
+  const op: ProbeOp =
+    proto === "tcp"
+      ? { op: "tcp", host, port, timeoutMs: 2000 }
+      : { op: "udp", host, port, connect: true, reply: true };
   for (let i = 0; i < 2; i++) {
-    const r = spawnSync(run[0]!, run.slice(1), { encoding: "utf8", timeout: 10_000 });
-    if (r.status === 0) return r.stdout.trim();
+    const [r] = probeSync({ netns: ns && netnsPath(ns), cgroup }, [op]).results;
+    if (r?.ok) return r.data ?? "";
   }
   return null;
 }
@@ -61,13 +51,6 @@ interface NftElem {
   map: string;
   key: string;
   context: string;
-}
-
-function nftTable(): Record<string, unknown>[] {
-  const out = JSON.parse(must(["nft", "-j", "list", "table", "inet", "netctx"])) as {
-    nftables: Record<string, unknown>[];
-  };
-  return out.nftables;
 }
 
 function publishElements(): NftElem[] {
@@ -85,23 +68,15 @@ function publishElements(): NftElem[] {
   return out;
 }
 
-function ruleCount(): number {
-  return nftTable().filter((o) => "rule" in o).length;
-}
-
 before(async () => {
   // The "outside": a namespace on the host's uplink 198.51.100.1 / fd51::1, plus a second host address
   // 203.0.113.1 on the same link to show that a host-address publication answers only on its address.
-  must(["ip", "netns", "add", "outside"]);
-  must(["ip", "link", "add", "ncup0", "type", "veth", "peer", "name", "eth0", "netns", "outside"]);
-  for (const a of ["198.51.100.1/24", "203.0.113.1/24"]) must(["ip", "addr", "add", a, "dev", "ncup0"]);
-  must(["ip", "addr", "add", "fd51::1/64", "dev", "ncup0", "nodad"]);
-  must(["ip", "link", "set", "ncup0", "up"]);
-  for (const a of ["198.51.100.2/24", "203.0.113.2/24"])
-    must(["ip", "-n", "outside", "addr", "add", a, "dev", "eth0"]);
-  must(["ip", "-n", "outside", "addr", "add", "fd51::2/64", "dev", "eth0", "nodad"]);
-  must(["ip", "-n", "outside", "link", "set", "eth0", "up"]);
-  must(["ip", "-n", "outside", "link", "set", "lo", "up"]);
+  addVethNetns({
+    name: "outside",
+    hostIfname: "ncup0",
+    hostAddresses: ["198.51.100.1/24", "203.0.113.1/24", "fd51::1/64"],
+    addresses: ["198.51.100.2/24", "203.0.113.2/24", "fd51::2/64"],
+  });
   netctxOk(
     "network",
     "create",
@@ -174,7 +149,12 @@ test("from the host itself on the gateway and uplink addresses", () => {
 });
 
 test("from the host's loopback, 127.0.0.1 and ::1, through the connect hook (no route_localnet)", () => {
-  assert.deepEqual(loopbackProgramNames(), ["ncpub4t8080", "ncpub4u5353", "ncpub6t8080", "ncpub6u5353"]);
+  assert.deepEqual(loopbackProgramNames(testConfig().publishCgroup), [
+    "ncpub4t8080",
+    "ncpub4u5353",
+    "ncpub6t8080",
+    "ncpub6u5353",
+  ]);
   assert.equal(must(["sysctl", "-n", "net.ipv4.conf.all.route_localnet"]).trim(), "0");
   assert.equal(get(undefined, "tcp", "127.0.0.1", 8080, CLIENT_CG), "web from 10.60.0.1");
   assert.equal(get(undefined, "tcp", "::1", 8080, CLIENT_CG), "web from fd60::1");
@@ -237,6 +217,6 @@ test("rm removes its map elements and loopback programs", () => {
   assert.deepEqual(publishElements(), []);
   assert.equal(get("outside", "tcp", "198.51.100.1", 8080), null);
   assert.equal(get(undefined, "tcp", "127.0.0.1", 8080, CLIENT_CG), null);
-  const left = loopbackProgramNames();
+  const left = loopbackProgramNames(testConfig().publishCgroup);
   assert.deepEqual(left, [], `loopback programs left: ${left.join(", ")}`);
 });

@@ -14,10 +14,13 @@ import { test } from "node:test";
 import { contextNameFor } from "../../src/cni/verbs.ts";
 import { specOf } from "../../src/levels/driver.ts";
 import { PAUSE_ENV, PAUSE_MARK } from "../../src/pause.ts";
-import { addNetns, type CniResult, delNetns, installedPlugin } from "../cni/runtime.ts";
-import { NETCTX, netctx, netctxOk } from "../helpers/cli.ts";
-import { eventually, ping } from "../helpers/kernel.ts";
-import { disagreements, openStore } from "./oracle.ts";
+import { NETCTX, netctx, netctxOk } from "../utils/cli.ts";
+import { type CniResult, cniEnv, installedPlugin } from "../utils/cni-runtime.ts";
+import { ipLinkNames } from "../utils/kernel-oracle.ts";
+import { addNetns, delNetns, inNetns, netnsPath } from "../utils/netns.ts";
+import { ping } from "../utils/ping.ts";
+import { disagreements, openStore } from "../utils/state-oracle.ts";
+import { eventually } from "../utils/wait.ts";
 import { mulberry32 } from "./prng.ts";
 
 const SEED = Number(process.env.NETCTX_CRASH_SEED ?? 7);
@@ -268,14 +271,12 @@ function cniAndKill(
   kill: { pauseAt: string } | { afterMs: number } | undefined,
 ): Promise<Outcome & { stdout: string }> {
   return new Promise((resolve) => {
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      CNI_PATH: "/usr/lib/cni",
+    const env = cniEnv({
       CNI_COMMAND: command,
       CNI_CONTAINERID: c.id,
-      CNI_NETNS: `/run/netns/${c.netns}`,
+      CNI_NETNS: netnsPath(c.netns),
       CNI_IFNAME: "eth0",
-    };
+    });
     if (kill && "pauseAt" in kill) env[PAUSE_ENV] = kill.pauseAt;
     const child = spawn(installedPlugin(), [], { env, stdio: ["pipe", "pipe", "pipe"], detached: true });
     const killGroup = () => {
@@ -324,10 +325,7 @@ function runtimeNetns(): string[] {
   return existsSync("/run/netns") ? readdirSync("/run/netns").filter((n) => n.startsWith("crt")) : [];
 }
 
-function linksIn(netns: string): string[] {
-  const out = spawnSync("ip", ["-n", netns, "-j", "link", "show"], { encoding: "utf8" });
-  return (JSON.parse(out.stdout || "[]") as { ifname: string }[]).map((l) => l.ifname).sort();
-}
+const linksIn = (netns: string) => (existsSync(netnsPath(netns)) ? ipLinkNames(netnsPath(netns)).sort() : []);
 
 /** What the runtime's side must look like: its netns all there (gc never deletes one), each with lo + eth0. */
 function runtimeProblems(store: ReturnType<typeof openStore>, live: Container[]): string[] {
@@ -521,15 +519,12 @@ function diagnose(netns: string): string {
     run(["ip", "-d", "link"]),
     run(["ip", "addr"]),
     run(["ip", "neigh"]),
-    run(["nsenter", `--net=${netns}`, "ip", "-d", "addr"]),
-    run(["nsenter", `--net=${netns}`, "ip", "route"]),
-    run(["nsenter", `--net=${netns}`, "ip", "neigh"]),
+    run(inNetns(netns, ["ip", "-d", "addr"])),
+    run(inNetns(netns, ["ip", "route"])),
+    run(inNetns(netns, ["ip", "neigh"])),
     run(["nft", "list", "ruleset"]),
     run(["bridge", "fdb"]),
   ].join("\n----\n");
 }
 
-function pingRetry(netns: string, ip: string): boolean {
-  for (let i = 0; i < 3; i++) if (ping(netns, ip)) return true;
-  return false;
-}
+const pingRetry = (netns: string, ip: string) => ping(netns, ip, { tries: 3 });

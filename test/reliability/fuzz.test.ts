@@ -10,7 +10,6 @@
  * (default 600), NETCTX_FUZZ_CNI (default 600) and NETCTX_FUZZ_ENTRY (default 20 + 20) tune it.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,9 +22,11 @@ import { createContext } from "../../src/engine/contexts.ts";
 import { createNetwork } from "../../src/engine/networks.ts";
 import { NetctxError } from "../../src/errors.ts";
 import { Host } from "../../src/host.ts";
-import { addNetns, cniRaw } from "../cni/runtime.ts";
-import { netctx, netctxOk } from "../helpers/cli.ts";
-import { kernelSnapshot } from "../helpers/kernel.ts";
+import { netctx, netctxOk } from "../utils/cli.ts";
+import { cniRaw } from "../utils/cni-runtime.ts";
+import { testConfig } from "../utils/config.ts";
+import { addrs, kernelSnapshot } from "../utils/kernel-oracle.ts";
+import { addNetns, netnsPath } from "../utils/netns.ts";
 import { mulberry32 } from "./prng.ts";
 
 const SEED = Number(process.env.NETCTX_FUZZ_SEED ?? 7);
@@ -373,8 +374,7 @@ function stateDump(): string {
 
 /** The host's kernel view plus the links inside the runtime netns CNI cases point at. */
 function fullSnapshot(): string {
-  const inRuntime = spawnSync("ip", ["-n", RUNTIME_NETNS, "-j", "addr", "show"], { encoding: "utf8" }).stdout;
-  return `${kernelSnapshot()}\n${inRuntime}`;
+  return `${kernelSnapshot()}\n${JSON.stringify(addrs(netnsPath(RUNTIME_NETNS)))}`;
 }
 
 function show(c: Case): string {
@@ -397,7 +397,7 @@ before(() => {
   netctxOk("network", "create", "fr", "--driver", "routed", "--subnet", "10.72.0.0/24");
   netctxOk("create", "taken", "--level", "l2", "--network", "fz", "--ip", "10.70.0.20");
   addNetns(RUNTIME_NETNS);
-  host = Host.open();
+  host = Host.open(testConfig());
 });
 
 after(() => host.close());

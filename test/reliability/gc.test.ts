@@ -3,16 +3,17 @@
  * kernel anchor is gone, recreates a missing bridge, and never touches anything without our marks.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Store } from "../../src/state/store.ts";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { eventually, ping } from "../helpers/kernel.ts";
-import { disagreements, netctxLinks, openStore } from "./oracle.ts";
+import { netctxJson, netctxOk } from "../utils/cli.ts";
+import { testConfig } from "../utils/config.ts";
+import { ping } from "../utils/ping.ts";
+import { sh } from "../utils/shell.ts";
+import { disagreements, netctxLinks, openStore } from "../utils/state-oracle.ts";
+import { eventually } from "../utils/wait.ts";
 
-const sh = (cmd: string) => execFileSync("sh", ["-c", cmd], { encoding: "utf8" });
 const CG = process.env.NETCTX_CGROUP_PARENT!;
 
 interface Report {
@@ -93,7 +94,7 @@ test("records whose anchor is gone are dropped with their leases; a missing brid
   const objects = done.actions.map((a) => `${a.action} ${a.object}`);
   assert.ok(objects.includes("drop context g1"), objects.join(", "));
   assert.ok(objects.includes("recreate network gb"), objects.join(", "));
-  const store = Store.open();
+  const store = Store.open(testConfig().stateDir);
   try {
     assert.equal(store.getContext("g1"), undefined);
     assert.deepEqual(store.leases({ owner: "g1" }), []);

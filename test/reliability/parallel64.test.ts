@@ -6,9 +6,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { specOf } from "../../src/levels/driver.ts";
-import { netctxOk, netctxParallel } from "../helpers/cli.ts";
-import { eventually, ping } from "../helpers/kernel.ts";
-import { disagreements, openStore } from "./oracle.ts";
+import { netctxOk, netctxParallel } from "../utils/cli.ts";
+import { ping } from "../utils/ping.ts";
+import { disagreements, openStore } from "../utils/state-oracle.ts";
+import { eventually } from "../utils/wait.ts";
 
 const N = 64;
 

@@ -7,14 +7,15 @@
  * `netctx state export` writes inputs the engine accepts again.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { ContextInputSchema, NetworkInputSchema, parseInput } from "../../src/model/schemas.ts";
-import { netctxJson, netctxOk } from "../helpers/cli.ts";
-import { ping } from "../helpers/kernel.ts";
-import { nftSet } from "./oracle.ts";
+import { netctxJson, netctxOk } from "../utils/cli.ts";
+import { nftSet } from "../utils/kernel-oracle.ts";
+import { addVethNetns, inNetns } from "../utils/netns.ts";
+import { ping } from "../utils/ping.ts";
+import { sh } from "../utils/shell.ts";
 
-const sh = (cmd: string) => execFileSync("sh", ["-c", cmd], { encoding: "utf8" });
 const nft = (args: string) => sh(`nft ${args}`);
 
 /** The first non-empty answer of a few tries (the server loop restarts nc between connections). */
@@ -27,25 +28,26 @@ function retry(get: () => string): string {
   return "";
 }
 
-function pingOk(netns: string, ip: string): boolean {
-  return ping(netns, ip) || ping(netns, ip);
-}
+const pingOk = (netns: string, ip: string) => ping(netns, ip, { tries: 2 });
 
 /** A stand-in for "outside": a netns behind a veth, with no route back to the contexts' subnet. */
 function makeOutside(): void {
-  sh("ip netns add ext");
-  sh("ip link add ext0 type veth peer name eth0 netns ext");
-  sh("ip addr add 192.0.2.1/24 dev ext0 && ip link set ext0 up");
-  sh("ip -n ext addr add 192.0.2.2/24 dev eth0 && ip -n ext link set eth0 up && ip -n ext link set lo up");
+  addVethNetns({
+    name: "ext",
+    hostIfname: "ext0",
+    hostAddresses: ["192.0.2.1/24"],
+    addresses: ["192.0.2.2/24"],
+  });
 }
 
 /** A TCP server in `netns` that answers every connection with `text` (busybox nc in a loop); returns its pid. */
 function serveText(netns: string, port: number, text: string): ChildProcess {
-  return spawn(
-    "nsenter",
-    [`--net=${netns}`, "sh", "-c", `while true; do echo ${text} | busybox nc -l -p ${port}; done`],
-    { stdio: "ignore", detached: true },
-  );
+  const [nsenter, ...args] = inNetns(netns, [
+    "sh",
+    "-c",
+    `while true; do echo ${text} | busybox nc -l -p ${port}; done`,
+  ]);
+  return spawn(nsenter!, args, { stdio: "ignore", detached: true });
 }
 
 /** What a TCP connection from the host to ip:port reads ("" when refused or silent). */

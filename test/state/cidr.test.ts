@@ -15,6 +15,7 @@ import {
   parseIp,
   parseSubnet,
 } from "../../src/net/cidr.ts";
+import { type IpAddr, ipj } from "../utils/kernel-oracle.ts";
 
 function rejects(fn: () => unknown, field: string, message?: string | RegExp): void {
   assert.throws(fn, (err: unknown) => {
@@ -111,11 +112,7 @@ test("formatIp agrees with the kernel's and iproute2's view of random IPv6 addre
   const unique = [...new Set(mine)];
   const batch = unique.map((a) => `address add ${a}/128 dev lo nodad`).join("\n");
   execFileSync("ip", ["-6", "-batch", "-"], { input: batch });
-  const shown = JSON.parse(
-    execFileSync("ip", ["-j", "-6", "addr", "show", "dev", "lo"], { encoding: "utf8" }),
-  ) as {
-    addr_info: { local: string }[];
-  }[];
+  const shown = ipj<IpAddr>(["-6", "addr", "show", "dev", "lo"]);
   const kernel = new Set(shown[0]!.addr_info.map((a) => a.local));
   for (const a of unique) assert.ok(kernel.has(a), `kernel prints ${a} differently`);
   // And what the kernel prints parses back to the same text.

@@ -8,7 +8,8 @@ import { afterEach, before, test } from "node:test";
 import Database from "better-sqlite3";
 import { build } from "esbuild";
 import { NetctxError } from "../../src/errors.ts";
-import { type Lease, Store } from "../../src/state/store.ts";
+import type { Lease } from "../../src/model/records.ts";
+import { Store } from "../../src/state/store.ts";
 import { freshDir, network } from "./helpers.ts";
 
 let worker = "";

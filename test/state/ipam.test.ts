@@ -1,17 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { NetctxError } from "../../src/errors.ts";
-import { type Lease, Store } from "../../src/state/store.ts";
-import { freshDir, network } from "./helpers.ts";
-
-function fails(fn: () => unknown, code: string, message: string): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof NetctxError, String(err));
-    assert.equal(err.message, message);
-    assert.equal(err.code, code);
-    return true;
-  });
-}
+import type { Lease } from "../../src/model/records.ts";
+import { Store } from "../../src/state/store.ts";
+import { fails, freshDir, network } from "./helpers.ts";
 
 const addrs = (leases: Lease[]) => leases.map((l) => l.address);
 
@@ -158,7 +149,7 @@ test("an allocation is all or nothing, also inside an outer transaction that cat
   );
   assert.deepEqual(store.leases({ owner: "second" }), [], "the v6 lease picked before the failure is gone");
   store.transaction(() => {
-    store.insertContext({ name: "second", level: "l2", status: "creating", spec: {} });
+    store.insertContext({ name: "second", level: "l2", status: "creating", spec: { attachments: [] } });
     assert.throws(() => store.allocate("half", "second"));
   });
   assert.deepEqual(store.leases({ owner: "second" }), []);

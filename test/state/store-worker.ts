@@ -58,7 +58,7 @@ if (mode === "alloc") {
 } else if (mode === "hold") {
   const store = Store.open(dir);
   store.transaction(() => {
-    store.insertContext({ name: owner, level: "l2", status: "creating", spec: {} });
+    store.insertContext({ name: owner, level: "l2", status: "creating", spec: { attachments: [] } });
     say("locked");
     Atomics.wait(blocker, 0, 0, Number(arg));
   });
@@ -74,7 +74,7 @@ if (mode === "alloc") {
         name: `bulk-${i}`,
         level: "l2",
         status: "creating",
-        spec: { blob: "x".repeat(4 << 20) },
+        spec: { attachments: [], labels: { blob: "x".repeat(4 << 20) } },
       });
     store.allocate(network, `${owner}-2`);
     say("inside");

@@ -1,21 +1,13 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import Database from "better-sqlite3";
+import { readConfig } from "../../src/config.ts";
 import { NetctxError } from "../../src/errors.ts";
-import { SCHEMA_VERSION } from "../../src/state/migrations.ts";
+import { migrate, SCHEMA_VERSION } from "../../src/state/migrations.ts";
 import { Store } from "../../src/state/store.ts";
-import { freshDir, network } from "./helpers.ts";
-
-function fails(fn: () => unknown, code: string, message: string): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof NetctxError, String(err));
-    assert.equal(err.message, message);
-    assert.equal(err.code, code);
-    return true;
-  });
-}
+import { fails, freshDir, network } from "./helpers.ts";
 
 test("a new store: directory 0700, WAL, foreign keys, current schema version", () => {
   const dir = freshDir("new");
@@ -47,7 +39,7 @@ test("NETCTX_STATE_DIR is the default directory", () => {
   const saved = process.env.NETCTX_STATE_DIR;
   process.env.NETCTX_STATE_DIR = dir;
   try {
-    const store = Store.open();
+    const store = Store.open(readConfig(process.env).stateDir);
     assert.equal(store.dir, dir);
     store.close();
     assert.ok(readdirSync(dir).includes("netctx.db"));
@@ -235,14 +227,24 @@ test("a subnet overlapping another network's is a conflict naming that network",
 test("contexts: insert, conflict, get, list, update, delete; spec round-trips as JSON", () => {
   const store = Store.open(freshDir("contexts"));
   const spec = {
-    attachments: [{ network: "front", ifname: "eth0", mac: "02:00:00:00:00:01" }],
+    attachments: [
+      {
+        network: "front",
+        ifname: "eth0",
+        hostIfname: "nc-web",
+        addresses: ["10.1.0.2/24"],
+        gateways: ["10.1.0.1"],
+        mac: "02:00:00:00:00:01",
+        mtu: 1500,
+      },
+    ],
     netns: "netctx-web",
     table: 1001,
   };
   store.insertContext({ name: "web", level: "l2", status: "creating", spec });
-  store.insertContext({ name: "api", level: "socket", status: "ready", spec: {} });
+  store.insertContext({ name: "api", level: "socket", status: "ready", spec: { attachments: [] } });
   fails(
-    () => store.insertContext({ name: "web", level: "l3", status: "creating", spec: {} }),
+    () => store.insertContext({ name: "web", level: "l3", status: "creating", spec: { attachments: [] } }),
     "conflict",
     'name: context "web" already exists',
   );
@@ -260,12 +262,12 @@ test("contexts: insert, conflict, get, list, update, delete; spec round-trips as
   assert.equal(store.getContext("web")?.spec.table, 1002);
   assert.equal(store.getContext("web")?.createdAt, web.createdAt);
   fails(
-    () => store.updateContext({ name: "ghost", level: "l2", status: "ready", spec: {} }),
+    () => store.updateContext({ name: "ghost", level: "l2", status: "ready", spec: { attachments: [] } }),
     "not-found",
     'context "ghost" does not exist',
   );
   fails(
-    () => store.insertContext({ name: "x", level: "l4" as "l2", status: "ready", spec: {} }),
+    () => store.insertContext({ name: "x", level: "l4" as "l2", status: "ready", spec: { attachments: [] } }),
     "invalid",
     'level: unknown level "l4" (known: l2, l3, socket)',
   );
@@ -279,20 +281,22 @@ test("transactions: nested calls join the outer one; a throw undoes everything; 
   const store = Store.open(freshDir("tx"));
   assert.throws(() =>
     store.transaction(() => {
-      store.insertContext({ name: "a", level: "l2", status: "creating", spec: {} });
-      store.transaction(() => store.insertContext({ name: "b", level: "l2", status: "creating", spec: {} }));
+      store.insertContext({ name: "a", level: "l2", status: "creating", spec: { attachments: [] } });
+      store.transaction(() =>
+        store.insertContext({ name: "b", level: "l2", status: "creating", spec: { attachments: [] } }),
+      );
       throw new Error("kernel said no");
     }),
   );
   assert.deepEqual(store.listContexts(), [], "inner work rolled back with the outer transaction");
 
   const out = store.transaction(() => {
-    store.insertContext({ name: "a", level: "l2", status: "creating", spec: {} });
+    store.insertContext({ name: "a", level: "l2", status: "creating", spec: { attachments: [] } });
     // A nested failure that the caller handles undoes only its own part.
     try {
       store.transaction(() => {
-        store.insertContext({ name: "b", level: "l2", status: "creating", spec: {} });
-        store.insertContext({ name: "a", level: "l2", status: "creating", spec: {} });
+        store.insertContext({ name: "b", level: "l2", status: "creating", spec: { attachments: [] } });
+        store.insertContext({ name: "a", level: "l2", status: "creating", spec: { attachments: [] } });
       });
     } catch {}
     return 7;
@@ -305,11 +309,145 @@ test("transactions: nested calls join the outer one; a throw undoes everything; 
   fails(
     () =>
       store.transaction(async () =>
-        store.insertContext({ name: "z", level: "l2", status: "creating", spec: {} }),
+        store.insertContext({ name: "z", level: "l2", status: "creating", spec: { attachments: [] } }),
       ),
     "internal",
     "a state transaction must be synchronous (the function returned a promise)",
   );
   assert.equal(store.getContext("z"), undefined);
+  store.close();
+});
+
+test("op marks: a column pair with the record, typed, cleared by a write without one", () => {
+  const store = Store.open(freshDir("opmark"));
+  const op = { op: "create" as const, pid: 4242, start: "123456" };
+  store.insertNetwork({ ...network("front", [{ cidr: "10.1.0.0/24" }]), op });
+  assert.deepEqual(store.getNetwork("front")?.op, op);
+  assert.deepEqual(store.getNetwork("front")?.options, {}, "not inside the options");
+  store.updateNetwork(network("front", [{ cidr: "10.1.0.0/24" }]));
+  assert.equal("op" in store.getNetwork("front")!, false);
+
+  store.insertContext({ name: "web", level: "l2", status: "creating", spec: { attachments: [] }, op });
+  assert.deepEqual(store.getContext("web")?.op, op);
+  assert.deepEqual(store.getContext("web")?.spec, { attachments: [] }, "not inside the spec");
+  const removing = { op: "remove" as const, pid: 4243, start: "" };
+  store.updateContext({ ...store.getContext("web")!, status: "removing", op: removing });
+  assert.deepEqual(store.listContexts()[0]?.op, removing);
+  store.close();
+});
+
+test("a v1 store's op marks move out of the JSON into the columns; everything else stays", () => {
+  const dir = freshDir("v1");
+  // A store as netctx left it before the op columns: the schema of version 1, marks inside options and spec.
+  mkdirSync(dir, { recursive: true });
+  const raw = new Database(join(dir, "netctx.db"));
+  migrate(raw, dir, (fn) => raw.transaction(fn)(), 1);
+  assert.equal(raw.pragma("user_version", { simple: true }), 1);
+  const insertNetwork = raw.prepare(
+    `INSERT INTO networks (name, driver, nat, internal, mtu, options, created_at)
+        VALUES (?, 'bridge', 1, 0, 1500, ?, '2026-01-01T00:00:00.000Z')`,
+  );
+  insertNetwork.run("making", JSON.stringify({ antispoof: true, op: { op: "create", pid: 77, start: "9" } }));
+  insertNetwork.run("plain", JSON.stringify({ antispoof: false, vni: 5 }));
+  // asOpMark read a mark without a start as start ""; one with no numeric pid as no mark at all.
+  insertNetwork.run("odd", JSON.stringify({ op: { op: "remove", pid: 78 } }));
+  insertNetwork.run("junk", JSON.stringify({ op: "yes" }));
+  const insertContext = raw.prepare(
+    `INSERT INTO contexts (name, level, status, spec, created_at)
+        VALUES (?, 'l2', ?, ?, '2026-01-01T00:00:00.000Z')`,
+  );
+  const spec = { attachments: [], netns: "/run/netns/netctx-web" };
+  insertContext.run(
+    "web",
+    "removing",
+    JSON.stringify({ ...spec, op: { op: "remove", pid: 79, start: "1" } }),
+  );
+  insertContext.run("api", "ready", JSON.stringify(spec));
+  raw.close();
+
+  const store = Store.open(dir);
+  const nets = new Map(store.listNetworks().map((n) => [n.name, n]));
+  assert.deepEqual(nets.get("making")?.op, { op: "create", pid: 77, start: "9" });
+  assert.deepEqual(nets.get("making")?.options, { antispoof: true });
+  assert.deepEqual(nets.get("plain")?.options, { antispoof: false, vni: 5 });
+  assert.equal(nets.get("plain")?.op, undefined);
+  assert.deepEqual(nets.get("odd")?.op, { op: "remove", pid: 78, start: "" });
+  assert.equal(nets.get("junk")?.op, undefined);
+  assert.deepEqual(nets.get("junk")?.options, {});
+  assert.deepEqual(store.getContext("web"), {
+    name: "web",
+    level: "l2",
+    status: "removing",
+    spec,
+    op: { op: "remove", pid: 79, start: "1" },
+    createdAt: "2026-01-01T00:00:00.000Z",
+  });
+  assert.deepEqual(store.getContext("api")?.spec, spec);
+  assert.equal(store.getContext("api")?.op, undefined);
+  store.close();
+  const after = new Database(join(dir, "netctx.db"));
+  assert.equal(after.pragma("user_version", { simple: true }), SCHEMA_VERSION);
+  after.close();
+});
+
+test("a malformed row is refused naming the record and the field", () => {
+  const dir = freshDir("malformed");
+  const store = Store.open(dir);
+  store.insertNetwork(network("front", [{ cidr: "10.1.0.0/24" }]));
+  store.insertContext({ name: "web", level: "l2", status: "ready", spec: { attachments: [] } });
+  const raw = new Database(join(dir, "netctx.db"));
+  raw
+    .prepare("UPDATE contexts SET spec = ? WHERE name = 'web'")
+    .run(JSON.stringify({ attachments: [{ network: "front", ifname: 5 }] }));
+  raw.prepare("UPDATE networks SET options = '[1]' WHERE name = 'front'").run();
+  raw.close();
+  const context = `state store at ${dir}: context "web" is malformed: spec.attachments[0].ifname:`;
+  for (const read of [() => store.getContext("web"), () => store.listContexts()])
+    assert.throws(read, (err: unknown) => {
+      assert.ok(err instanceof NetctxError, String(err));
+      assert.equal(err.code, "internal");
+      assert.ok(err.message.startsWith(context), err.message);
+      assert.match(err.message, /expected string, received number/);
+      return true;
+    });
+  assert.throws(
+    () => store.getNetwork("front"),
+    (err: unknown) => {
+      assert.ok(err instanceof NetctxError, String(err));
+      assert.match(
+        err.message,
+        /^state store at .*: network "front" is malformed: options: .*expected record/,
+      );
+      return true;
+    },
+  );
+  store.close();
+});
+
+test("a spec the schema refuses is not written", () => {
+  const store = Store.open(freshDir("badspec"));
+  fails(
+    () =>
+      store.insertContext({
+        name: "web",
+        level: "l2",
+        status: "creating",
+        spec: { attachments: [], table: 1.5 },
+      }),
+    "invalid",
+    "spec.table: Invalid input: expected int, received number",
+  );
+  fails(
+    () =>
+      store.insertContext({
+        name: "web",
+        level: "l2",
+        status: "creating",
+        spec: { attachments: [], colour: "red" } as unknown as { attachments: [] },
+      }),
+    "invalid",
+    'spec: unknown key "colour"',
+  );
+  assert.equal(store.getContext("web"), undefined);
   store.close();
 });

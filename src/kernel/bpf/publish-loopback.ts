@@ -7,9 +7,9 @@
  * 127.0.0.1 to the segment); for ::1 there is no such switch at all.
  *
  * One small program per publication (constants, no map), named ncpub<family><t|u><port>, attached with
- * allow-multi at the publish cgroup: the cgroup2 root by default, so every process of the host is covered;
- * NETCTX_PUBLISH_CGROUP overrides it, and under tests (NETCTX_CGROUP_PARENT set) the default is that parent, never
- * the machine's root. The program also checks the socket's netns cookie: cgroup hooks run in every netns, and
+ * allow-multi at the publish cgroup (config.publishCgroup): the cgroup2 root by default, so every process of the
+ * host is covered; NETCTX_PUBLISH_CGROUP overrides it, and under tests (NETCTX_CGROUP_PARENT set) the default is
+ * that parent, never the machine's root. The program also checks the socket's netns cookie: cgroup hooks run in every netns, and
  * a container's own 127.0.0.1:8080 must stay its own.
  * Covered: TCP and connected UDP. Unconnected UDP sendto(127.0.0.1) is not rewritten.
  */
@@ -63,12 +63,11 @@ const getsockopt = koffi
 ) => number;
 
 /**
- * Where the loopback programs are attached (see the header), or undefined when a configured cgroup cannot be made:
- * it is created only inside an existing directory, so a cgroup2 hierarchy mounted elsewhere (a container's view)
- * never gets stray directories at its root.
+ * Where the loopback programs are attached (see the header; `configured` is config.publishCgroup, undefined for
+ * the cgroup2 root), or undefined when a configured cgroup cannot be made: it is created only inside an existing
+ * directory, so a cgroup2 hierarchy mounted elsewhere (a container's view) never gets stray directories at its root.
  */
-export function publishCgroup(): string | undefined {
-  const configured = process.env.NETCTX_PUBLISH_CGROUP ?? process.env.NETCTX_CGROUP_PARENT;
+export function publishCgroup(configured: string | undefined): string | undefined {
   if (configured === undefined) return cgroup2Root();
   try {
     mkdirSync(configured);
@@ -173,6 +172,7 @@ function attached(cg: number): { name: string; type: AttachTypeName; fd: number 
  * same name (a crashed context's leftover: the engine refused a live conflict already) is replaced.
  */
 export function attachLoopbackPublish(
+  cgroup: string | undefined,
   published: readonly LoopbackForward[],
   target: { v4?: string; v6?: string },
 ): void {
@@ -183,7 +183,7 @@ export function attachLoopbackPublish(
     if (target.v6 !== undefined && p.hostIp !== "127.0.0.1")
       specs.push(loopbackProgram(6, p, target.v6, cookie));
   }
-  const where = publishCgroup();
+  const where = publishCgroup(cgroup);
   if (specs.length === 0 || where === undefined) return;
   withFd(openCgroup(where), (cg) => {
     const old = attached(cg);
@@ -209,12 +209,15 @@ export function attachLoopbackPublish(
 }
 
 /** Detach the programs of these publications; missing ones (and a missing cgroup) are fine. */
-export function detachLoopbackPublish(published: readonly LoopbackForward[]): void {
+export function detachLoopbackPublish(
+  cgroup: string | undefined,
+  published: readonly LoopbackForward[],
+): void {
   const names = new Set(
     loopbackPublications(published).flatMap((p) => [programName(4, p), programName(6, p)]),
   );
   if (names.size === 0) return;
-  const where = publishCgroup();
+  const where = publishCgroup(cgroup);
   if (where === undefined) return;
   // Programs of other publications are listed too, and closed without being detached.
   detachFrom(where, (cg) => {
@@ -225,8 +228,8 @@ export function detachLoopbackPublish(published: readonly LoopbackForward[]): vo
 }
 
 /** Names of the loopback programs attached now (gc and tests). */
-export function loopbackProgramNames(): string[] {
-  const where = publishCgroup();
+export function loopbackProgramNames(cgroup: string | undefined): string[] {
+  const where = publishCgroup(cgroup);
   if (where === undefined) return [];
   let cg: number;
   try {

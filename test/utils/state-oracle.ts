@@ -1,67 +1,22 @@
 /**
- * Independent checks that state and kernel agree, for the reliability tests: read the store through the
- * library and the kernel through iproute2, nft and /sys, and list every disagreement (empty = consistent).
- * This does not reuse gc's own reasoning, so a gc bug cannot hide itself.
+ * Independent checks that state and kernel agree, for the reliability tests (crash campaign, gc, parallel creates):
+ * read the store through the library and the kernel through the kernel oracle and /sys, and list every disagreement
+ * (empty = consistent). This does not reuse gc's own reasoning (nothing from src/engine/), so a gc bug cannot hide
+ * itself.
  */
-import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { antispoofEnabled, guardedElements } from "../../src/firewall/antispoof.ts";
+import { guardedElements } from "../../src/firewall/antispoof.ts";
 import { querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { specOf } from "../../src/levels/driver.ts";
+import type { NetworkRecord } from "../../src/model/records.ts";
 import { Store } from "../../src/state/store.ts";
+import { testConfig } from "./config.ts";
+import { addrs, type IpRoute, ipj, ipLinkNames, netnsNames, nftSet, rules } from "./kernel-oracle.ts";
 
-interface IpLinkJ {
-  ifname: string;
-}
-interface IpAddrJ {
-  ifname: string;
-  addr_info: { local: string; prefixlen: number; scope: string }[];
-}
-interface IpRuleJ {
-  priority: number;
-  table: string;
-}
-interface IpRouteJ {
-  dst: string;
-  dev?: string;
-  table?: string;
-}
-
-function ipJson<T>(args: string[]): T {
-  return JSON.parse(execFileSync("ip", ["-j", ...args], { encoding: "utf8" }) || "[]") as T;
-}
-
-/** Elements of one of our nft sets as plain text ("nc-x", "nc-x . 10.1.0.0/24"); [] without the table. */
-export function nftSet(name: string): string[] {
-  let out: string;
-  try {
-    out = execFileSync("nft", ["-j", "list", "set", "inet", "netctx", name], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "ignore"],
-    });
-  } catch {
-    return [];
-  }
-  const objs = (JSON.parse(out) as { nftables: Record<string, unknown>[] }).nftables;
-  const set = objs.find((o) => "set" in o)?.["set"] as { elem?: unknown[] } | undefined;
-  const text = (v: unknown): string => {
-    if (typeof v === "string") return v;
-    const r = v as Record<string, unknown>;
-    if (r["elem"]) return text((r["elem"] as Record<string, unknown>)["val"]);
-    if (r["concat"]) return (r["concat"] as unknown[]).map(text).join(" . ");
-    if (r["prefix"]) {
-      const p = r["prefix"] as { addr: string; len: number };
-      return `${p.addr}/${p.len}`;
-    }
-    return JSON.stringify(v);
-  };
-  return (set?.elem ?? []).map(text).sort();
-}
-
+/** Every link of the test's host but lo, sorted. */
 export function netctxLinks(): string[] {
-  return ipJson<IpLinkJ[]>(["link", "show"])
-    .map((l) => l.ifname)
+  return ipLinkNames()
     .filter((n) => n !== "lo")
     .sort();
 }
@@ -70,6 +25,12 @@ export function netctxLinks(): string[] {
 const ANCHORED = new Set(["bridge", "host", "routed"]);
 /** Of those, the ones whose nc-NET is a bridge registered in the firewall. */
 const BRIDGED = new Set(["bridge", "host"]);
+/**
+ * Networks whose contexts' host-side ports are guarded against spoofing, said here and not taken from the drivers'
+ * declarations, which gc reconciles from: a wrong declaration must show up as a disagreement.
+ */
+const isGuarded = (n: NetworkRecord) =>
+  (n.driver === "bridge" || n.driver === "routed") && n.options["antispoof"] !== false;
 
 /** Every disagreement between the store and the kernel, as readable lines. */
 export function disagreements(
@@ -91,8 +52,7 @@ export function disagreements(
   };
 
   for (const c of contexts) if (c.status !== "ready") problems.push(`context ${c.name} is ${c.status}`);
-  for (const n of networks)
-    if (n.options["op"] !== undefined) problems.push(`network ${n.name} still marked`);
+  for (const n of networks) if (n.op !== undefined) problems.push(`network ${n.name} still marked`);
 
   // leases: exactly the addresses the contexts hold, no owner without a context
   const leases = store.leases();
@@ -107,14 +67,12 @@ export function disagreements(
       specOf(c).attachments.flatMap((a) => a.addresses.map((x) => x.split("/")[0]!)),
       leases.filter((l) => l.owner === c.name).map((l) => l.address),
     );
-  const addrs = leases.map((l) => `${l.network}/${l.address}`);
-  if (new Set(addrs).size !== addrs.length) problems.push("duplicate lease");
+  const leased = leases.map((l) => `${l.network}/${l.address}`);
+  if (new Set(leased).size !== leased.length) problems.push("duplicate lease");
 
   // netns
   const l2 = contexts.filter((c) => c.level === "l2");
-  const netns = existsSync("/run/netns")
-    ? readdirSync("/run/netns").filter((n) => n.startsWith("netctx-"))
-    : [];
+  const netns = existsSync("/run/netns") ? netnsNames().filter((n) => n.startsWith("netctx-")) : [];
   // A CNI context lives in the runtime's netns (netnsExternal): that one is not ours to count or delete.
   diff(
     "netns",
@@ -146,7 +104,7 @@ export function disagreements(
   for (const c of contexts)
     for (const a of specOf(c).attachments)
       if (c.level !== "l2") for (const x of a.addresses) wantAddrs.push(`${a.ifname} ${x}`);
-  const haveAddrs = ipJson<IpAddrJ[]>(["addr", "show"])
+  const haveAddrs = addrs()
     .filter((l) => !foreignLinks.has(l.ifname))
     .flatMap((l) =>
       l.addr_info.filter((i) => i.scope === "global").map((i) => `${l.ifname} ${i.local}/${i.prefixlen}`),
@@ -155,14 +113,14 @@ export function disagreements(
 
   // l3 rules and tables
   const tables = contexts.flatMap((c) => (specOf(c).table !== undefined ? [String(specOf(c).table)] : []));
-  const ruleTables = [4, 6].flatMap((f) =>
-    ipJson<IpRuleJ[]>([`-${f}`, "rule", "show"])
+  const ruleTables = ([4, 6] as const).flatMap((f) =>
+    rules(f)
       .filter((r) => r.priority === 1000)
       .map((r) => r.table),
   );
   diff("rule tables", tables, ruleTables);
   const routeTables = [4, 6].flatMap((f) =>
-    ipJson<IpRouteJ[]>([`-${f}`, "route", "show", "table", "all"])
+    ipj<IpRoute>([`-${f}`, "route", "show", "table", "all"])
       .filter((r) => r.table !== undefined && Number(r.table) >= 1000)
       .map((r) => r.table!),
   );
@@ -194,7 +152,7 @@ export function disagreements(
       specOf(c)
         .attachments.filter((a) => {
           const n = nets.get(a.network);
-          return n !== undefined && antispoofEnabled(n);
+          return n !== undefined && isGuarded(n);
         })
         .map((a) => a.hostIfname),
     ),
@@ -226,5 +184,5 @@ export function disagreements(
 }
 
 export function openStore(): Store {
-  return Store.open();
+  return Store.open(testConfig().stateDir);
 }

@@ -1,10 +1,11 @@
 /**
  * A minimal container runtime for tests (the peers' minicni.js in TypeScript): installs the plugin with
- * `netctx cni install`, then execs it the way libcni does, with CNI_* env and the config on stdin.
+ * `netctx cni install`, then execs it the way libcni does, with CNI_* env and the config on stdin. The runtime's
+ * container netns come from netns.ts (addNetns, delNetns).
  */
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { netctxOk } from "../helpers/cli.ts";
+import { netctxOk } from "./cli.ts";
 
 export interface CniCall {
   code: number;
@@ -34,14 +35,24 @@ export function installedPlugin(): string {
   return plugin;
 }
 
-/** Exec the plugin with only what a runtime passes: PATH, CNI_* (NETCTX_STATE_DIR is baked into the launcher). */
-export function cniRaw(env: CniEnvInput, stdin: string): CniCall {
+/** Only what a runtime passes the plugin: PATH, CNI_* (NETCTX_STATE_DIR is baked into the launcher). */
+export function cniEnv(env: CniEnvInput): Record<string, string> {
   const clean: Record<string, string> = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
     CNI_PATH: "/usr/lib/cni",
   };
   for (const [k, v] of Object.entries(env)) if (v !== undefined) clean[k] = v;
-  const r = spawnSync(installedPlugin(), [], { input: stdin, env: clean, encoding: "utf8", timeout: 30_000 });
+  return clean;
+}
+
+/** Exec the plugin with the runtime's environment and the config on stdin. */
+export function cniRaw(env: CniEnvInput, stdin: string): CniCall {
+  const r = spawnSync(installedPlugin(), [], {
+    input: stdin,
+    env: cniEnv(env),
+    encoding: "utf8",
+    timeout: 30_000,
+  });
   const out = r.stdout.trim();
   let json: Record<string, unknown> | null = null;
   if (out) json = JSON.parse(out) as Record<string, unknown>;
@@ -74,17 +85,6 @@ export function cniOk(
   const r = cni(command, conf, container);
   if (r.code !== 0) throw new Error(`CNI ${command} exited ${r.code}: ${r.stdout}${r.stderr}`);
   return r.json;
-}
-
-export function addNetns(name: string): string {
-  const r = spawnSync("ip", ["netns", "add", name], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`ip netns add ${name}: ${r.stderr}`);
-  spawnSync("ip", ["-n", name, "link", "set", "lo", "up"]);
-  return `/run/netns/${name}`;
-}
-
-export function delNetns(name: string): void {
-  spawnSync("ip", ["netns", "del", name]);
 }
 
 export interface CniResult {

@@ -1,0 +1,66 @@
+/**
+ * The records of the state: networks, contexts and the address leases that tie them together. The types are
+ * derived from these schemas, and a state store parses every record it loads through them, so a malformed row is
+ * refused naming the record and the field instead of failing somewhere deep in the engine.
+ */
+import { z } from "zod";
+import { ContextSpecSchema } from "./context-spec.ts";
+import { LEVELS } from "./schemas.ts";
+
+export type Level = (typeof LEVELS)[number];
+
+export const CONTEXT_STATUSES = ["creating", "ready", "removing"] as const;
+export type ContextStatus = (typeof CONTEXT_STATUSES)[number];
+
+/**
+ * An operation under way on a record, and who runs it: gc tells a crashed operation (process gone: finish or
+ * undo it) from one still running (leave it alone). The process's start time guards against pid reuse.
+ */
+export const OpMarkSchema = z.strictObject({
+  op: z.enum(["create", "remove"]),
+  pid: z.number().int().positive(),
+  /** Field 22 of /proc/PID/stat; empty when it could not be read. */
+  start: z.string(),
+});
+export type OpMark = z.infer<typeof OpMarkSchema>;
+
+export const SubnetRecordSchema = z.strictObject({
+  cidr: z.string(),
+  gateway: z.string().exactOptional(),
+});
+export type SubnetRecord = z.infer<typeof SubnetRecordSchema>;
+
+export const NetworkRecordSchema = z.strictObject({
+  name: z.string().min(1),
+  driver: z.string(),
+  subnets: z.array(SubnetRecordSchema),
+  nat: z.boolean(),
+  internal: z.boolean(),
+  mtu: z.number().int().nonnegative(),
+  /** Driver-specific options and `antispoof`, as the user gave them. */
+  options: z.record(z.string(), z.unknown()),
+  /** Set while a create or rm of the network is under way. */
+  op: OpMarkSchema.exactOptional(),
+  createdAt: z.string().exactOptional(),
+});
+export type NetworkRecord = z.infer<typeof NetworkRecordSchema>;
+
+export const ContextRecordSchema = z.strictObject({
+  name: z.string().min(1),
+  level: z.enum(LEVELS),
+  status: z.enum(CONTEXT_STATUSES),
+  spec: ContextSpecSchema,
+  /** Set by the create or rm that last changed the context (a ready context keeps its create's mark). */
+  op: OpMarkSchema.exactOptional(),
+  createdAt: z.string().exactOptional(),
+});
+export type ContextRecord = z.infer<typeof ContextRecordSchema>;
+
+/** An address handed to an owner (a context) from one subnet of a network. */
+export interface Lease {
+  network: string;
+  subnet: string;
+  address: string;
+  prefix: number;
+  owner: string;
+}

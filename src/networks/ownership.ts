@@ -1,0 +1,167 @@
+/**
+ * What each record owns in the kernel, as its drivers declare it (the shape of CNI's per-plugin CHECK/GC and of a
+ * Kubernetes controller's desired state). Network drivers and level drivers fill an Ownership for the records of
+ * the store; engine/reconcile compares it with what the kernel holds and fixes the difference. The knowledge of
+ * which objects a driver makes stays in that driver: the loop never asks what kind of network or level it is.
+ *
+ * An object is named by kind and id, the id being what an observer reads back from the kernel ("nc-web", "table
+ * 1001", "10.0.0.1/24 dev nc-web"). A declaration with `make` is required: the loop makes it when missing. One
+ * without is only owned: kept when present (a record still being made or removed owns what it has so far).
+ */
+
+import type { GuardedPort } from "../firewall/antispoof.ts";
+import type { FirewallNetwork } from "../firewall/firewall.ts";
+import type { WantedPublish } from "../firewall/publish.ts";
+import { canonicalCidr } from "../net/cidr.ts";
+
+export type ObjectKind = "link" | "netns" | "cgroup" | "rule" | "route" | "address" | "shortcut";
+
+/** A change the loop makes: what it reports (`add link nc-x: its network needs it`) and how. */
+export interface Fix {
+  action: string;
+  object: string;
+  reason: string;
+  run: () => void;
+}
+
+export interface Declared {
+  kind: ObjectKind;
+  id: string;
+  /** `network NAME` or `context NAME`: whose object it is. */
+  owner: string;
+  /** Every present object whose id starts with `id` is this one's (a network's segment bridges). */
+  prefix?: boolean;
+  /** The link it sits on: made only once that link is there. */
+  on?: string;
+  /** Make it when it is missing. */
+  make?: Fix;
+  /** Compare a present object with what its record wants; the fix when it differs. */
+  check?: () => Fix | undefined;
+}
+
+/** A kernel object carrying our marks, as an observer found it. */
+export interface Present {
+  kind: ObjectKind;
+  id: string;
+  /** How a report names it (`route 10.1.0.0/24 dev nc-a table 1001`); the id when absent. */
+  object?: string;
+  /** The link it sits on: gone, or going, with that link. */
+  on?: string;
+  /** Why it goes when no record declares it (`no context owns it`). */
+  unowned?: string;
+  /** Take it out; absent for objects the loop may only add to (the kernel's and other programs' routes). */
+  remove?: () => void;
+}
+
+/** A guarded port the firewall owner should hold, and what to guard when it is missing (firewall/reconcile.ts). */
+export interface DeclaredGuard {
+  owner: string;
+  ifname: string;
+  kind: GuardedPort["kind"];
+  /** The port (an old record's MAC read from the context's netns); absent while the record is not settled. */
+  port?: () => GuardedPort;
+}
+
+/** What the firewall owner's tables should hold, as the records declare it (firewall/reconcile.ts's input). */
+export interface FirewallDeclarations {
+  networks: FirewallNetwork[];
+  /** ifname -> network */
+  interfaces: Map<string, string>;
+  /** Kinds of port some network guards: their tables stay while such a network does, ports or not. */
+  guardedKinds: GuardedPort["kind"][];
+  guards: DeclaredGuard[];
+  /** Contexts whose published ports are theirs; `want` (settled contexts only) is what they should be. */
+  publications: { context: string; want?: WantedPublish }[];
+}
+
+export class Ownership {
+  readonly objects: Declared[] = [];
+  readonly firewall: FirewallDeclarations = {
+    networks: [],
+    interfaces: new Map(),
+    guardedKinds: [],
+    guards: [],
+    publications: [],
+  };
+
+  /**
+   * Declarations of one record. `settled`: the record is ready (a context) or has no operation under way (a
+   * network); only then are its missing objects made.
+   */
+  of(owner: string, settled: boolean, inFirewall = true): Declarer {
+    return new Declarer(this, owner, settled, inFirewall);
+  }
+}
+
+/** The declaring side of one record, handed to its drivers. */
+export class Declarer {
+  constructor(
+    private readonly into: Ownership,
+    readonly owner: string,
+    readonly settled: boolean,
+    /** False for a network whose rm is under way: its remover is taking its firewall elements out. */
+    private readonly inFirewall = true,
+  ) {}
+
+  /** An object this record owns; `make` (kept only when settled) makes it, `check` compares it when present. */
+  own(
+    kind: ObjectKind,
+    id: string,
+    opts: {
+      prefix?: boolean;
+      on?: string;
+      make?: Omit<Fix, "object"> & { object?: string };
+      check?: () => Fix | undefined;
+    } = {},
+  ): void {
+    const d: Declared = { kind, id, owner: this.owner };
+    if (opts.prefix) d.prefix = true;
+    if (opts.on !== undefined) d.on = opts.on;
+    if (opts.make && this.settled) d.make = { ...opts.make, object: opts.make.object ?? `${kind} ${id}` };
+    if (opts.check && this.settled) d.check = opts.check;
+    this.into.objects.push(d);
+  }
+
+  firewallNetwork(net: FirewallNetwork): void {
+    if (this.inFirewall) this.into.firewall.networks.push(net);
+  }
+
+  firewallInterface(ifname: string, network: string): void {
+    if (this.inFirewall) this.into.firewall.interfaces.set(ifname, network);
+  }
+
+  /** This network guards its contexts' ports in `kind`'s tables. */
+  guardsPorts(kind: GuardedPort["kind"]): void {
+    if (this.inFirewall && !this.into.firewall.guardedKinds.includes(kind))
+      this.into.firewall.guardedKinds.push(kind);
+  }
+
+  guard(ifname: string, kind: GuardedPort["kind"], port: () => GuardedPort): void {
+    this.into.firewall.guards.push({
+      owner: this.owner,
+      ifname,
+      kind,
+      ...(this.settled ? { port } : {}),
+    });
+  }
+
+  /** The context's published ports; a context with none declares them too, so its elements are no strays. */
+  publish(context: string, want: WantedPublish | undefined): void {
+    this.into.firewall.publications.push({ context, ...(want && this.settled ? { want } : {}) });
+  }
+}
+
+/** How an address on a device is named, however it was written ("fd00::1/64" and "fd00:0::1/64" are one). */
+export function addressId(cidr: string, ifname: string): string {
+  return `${canonicalCidr(cidr)} dev ${ifname}`;
+}
+
+/** A route of the main table, by destination and device. */
+export function mainRouteId(dst: string, dev: string): string {
+  return `${dst === "default" ? dst : canonicalCidr(dst)} dev ${dev}`;
+}
+
+/** An l3 context's rules and the routes of its table go by the table. */
+export function tableId(table: number): string {
+  return `table ${table}`;
+}

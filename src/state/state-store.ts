@@ -1,0 +1,46 @@
+/**
+ * The state the engine talks to: network and context records (each with the mark of an operation under way, the
+ * intent gc finishes or undoes after a crash), the address leases that tie them together, and transactions over
+ * all of it. SQLite (store.ts) is the one implementation today; a store shared by the hosts of a network that spans
+ * them is meant to be a second one, behind the same methods.
+ *
+ * What every implementation promises:
+ * - Records are checked on write and on load against model/records.ts; a malformed one is refused naming the record
+ *   and the field (code "invalid" on write, "internal" on load).
+ * - A network's subnets are canonical and overlap no other network's; an address is leased once per network.
+ * - transaction(fn) runs fn all or nothing against every other process using the store; calls nest (a nested
+ *   failure undoes only its own part); fn must be synchronous. Every write method is one transaction of its own,
+ *   or joins the caller's.
+ */
+import type { ContextRecord, Lease, NetworkRecord } from "../model/records.ts";
+
+export interface StateStore {
+  /** The host-local state directory: lock files and the API socket live there. */
+  readonly dir: string;
+  close(): void;
+  transaction<T>(fn: () => T): T;
+
+  /** Refuses a name in use (conflict "name") and a subnet that overlaps another network's (conflict "subnet"). */
+  insertNetwork(n: NetworkRecord): void;
+  getNetwork(name: string): NetworkRecord | undefined;
+  listNetworks(): NetworkRecord[];
+  /** Replaces the record (its op mark too); refuses to drop a subnet with leases, or a gateway somebody holds. */
+  updateNetwork(n: NetworkRecord): void;
+  /** Refuses while the network has leases. False when there was no such network. */
+  deleteNetwork(name: string): boolean;
+
+  insertContext(c: ContextRecord): void;
+  getContext(name: string): ContextRecord | undefined;
+  listContexts(): ContextRecord[];
+  /** The routing tables contexts hold (spec.table), without loading every record. */
+  contextTables(): number[];
+  /** Replaces the record (its op mark too). */
+  updateContext(c: ContextRecord): void;
+  deleteContext(name: string): boolean;
+
+  /** One address per subnet of `network` for `owner`, the `requested` ones where given; all or nothing. */
+  allocate(network: string, owner: string, requested?: string[]): Lease[];
+  release(network: string, owner: string): number;
+  releaseAll(owner: string): number;
+  leases(filter?: { network?: string; owner?: string }): Lease[];
+}
