@@ -4,7 +4,7 @@
  */
 import type { Config } from "./config.ts";
 import { Firewall } from "./firewall/firewall.ts";
-import { Nft, type NftOptions } from "./firewall/nft.ts";
+import type { NftOptions } from "./firewall/nft.ts";
 import { Rtnl } from "./kernel/rtnl.ts";
 import { readSysctl, writeSysctl } from "./kernel/sysctl.ts";
 import { pausePoint } from "./pause.ts";

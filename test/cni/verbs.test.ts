@@ -242,7 +242,7 @@ test("CHECK verifies the kernel against the record and prevResult", () => {
 
 test("CHECK also fails on what gc would put back on the host side: a lost guard, a lost bridge", () => {
   const ns = addNetns("chost");
-  const prev = cniOk("ADD", conf(), { id: "hst", netns: ns });
+  const prev = cniOk("ADD", conf(), { id: "hst", netns: ns }) as unknown as CniResult;
   assert.equal(cni("CHECK", conf({ prevResult: prev }), { id: "hst", netns: ns }).code, 0);
   const veth = prev.interfaces.find((i) => !i.sandbox && i.name !== "nc-cnia")?.name;
   assert.ok(veth, JSON.stringify(prev.interfaces));
@@ -257,7 +257,11 @@ test("CHECK also fails on what gc would put back on the host side: a lost guard,
   const bridgeless = cni("CHECK", conf({ prevResult: prev }), { id: "hst", netns: ns });
   assert.match(String(bridgeless.json?.msg), /network cnia is missing/);
   netctxOk("gc");
-  assert.equal(cni("CHECK", conf({ prevResult: prev }), { id: "hst", netns: ns }).code, 0, "gc made it again");
+  assert.equal(
+    cni("CHECK", conf({ prevResult: prev }), { id: "hst", netns: ns }).code,
+    0,
+    "gc made it again",
+  );
   cniOk("DEL", conf(), { id: "hst", netns: ns });
   delNetns("chost");
 });

@@ -74,10 +74,14 @@ export function missingFor(host: Host, context: string): string[] {
     },
   });
   // Its guards, interfaces and published ports in our nft tables, from the firewall owner's own diff.
-  const words = new Set([context, ...record.spec.attachments.flatMap((a) => (a.hostIfname ? [a.hostIfname] : []))]);
+  const words = new Set([
+    context,
+    ...record.spec.attachments.flatMap((a) => (a.hostIfname ? [a.hostIfname] : [])),
+  ]);
   host.firewall((fw) => {
     for (const a of fw.reconcile(own.firewall, { dryRun: true, publishCgroup: host.config.publishCgroup }))
-      if (a.action !== "remove" && a.object.split(" ").some((w) => words.has(w))) found.push(`${a.object} is missing`);
+      if (a.action !== "remove" && a.object.split(" ").some((w) => words.has(w)))
+        found.push(`${a.object} is missing`);
   });
   return found;
 }
