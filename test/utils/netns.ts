@@ -54,12 +54,14 @@ export function addVethNetns(o: VethNetns): string {
   const inside = (args: string[]) => must(["ip", "-n", o.name, ...args]);
   must(["ip", "netns", "add", o.name]);
   must(["ip", "link", "add", o.hostIfname, "type", "veth", "peer", "name", "eth0", "netns", o.name]);
-  for (const a of o.hostAddresses ?? []) must(["ip", "addr", "add", a, "dev", o.hostIfname, ...nodad(a)]);
+  // Links up before their addresses: an IPv6 address added to the veth while it was down left the host unable to
+  // reach the other side over IPv6 (l2/nat's masquerade test), where the same address added after `up` works.
   must(["ip", "link", "set", o.hostIfname, ...(o.master ? ["master", o.master] : []), "up"]);
+  for (const a of o.hostAddresses ?? []) must(["ip", "addr", "add", a, "dev", o.hostIfname, ...nodad(a)]);
   for (const r of o.hostRoutes ?? []) must(["ip", ...family(r), "route", "add", ...r.split(" ")]);
   inside(["link", "set", "lo", "up"]);
-  for (const a of o.addresses ?? []) inside(["addr", "add", a, "dev", "eth0", ...nodad(a)]);
   inside(["link", "set", "eth0", "up"]);
+  for (const a of o.addresses ?? []) inside(["addr", "add", a, "dev", "eth0", ...nodad(a)]);
   for (const a of o.loAddresses ?? []) inside(["addr", "add", a, "dev", "lo"]);
   for (const r of o.routes ?? []) inside([...family(r), "route", "add", ...r.split(" ")]);
   return netnsPath(o.name);
