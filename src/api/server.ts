@@ -10,7 +10,7 @@ import { connect, type Socket } from "node:net";
 import { runCni } from "../cni/run.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
-import { contextView } from "../engine/views.ts";
+import { contextView, contextViews, inspectView } from "../engine/views.ts";
 import { NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { CallerCheck } from "./caller.ts";
@@ -91,14 +91,10 @@ export function handle(
       if (method === "DELETE") return json(200, removeNetwork(host, name!));
     }
     if (kind === "contexts") {
-      if (method === "GET" && !name)
-        return json(
-          200,
-          host.store.listContexts().map((c) => contextView(host, c, false)),
-        );
+      if (method === "GET" && !name) return json(200, contextViews(host));
       if (method === "GET") {
         const record = host.store.getContext(name!) ?? throwNotFound("context", name!);
-        return json(200, contextView(host, record));
+        return json(200, inspectView(host, record));
       }
       if (method === "POST")
         return json(201, contextView(host, createContext(host, JSON.parse(body || "{}"))));

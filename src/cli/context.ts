@@ -4,7 +4,7 @@ import { constants } from "node:os";
 import type { Command } from "commander";
 import { callEngine } from "../api/client.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
-import { type ContextView, contextView } from "../engine/views.ts";
+import { type ContextView, contextView, contextViews, inspectView } from "../engine/views.ts";
 import { conflict, notFound } from "../errors.ts";
 import { contextExecArgv } from "../exec/enter.ts";
 import { parseBandwidthArg } from "../model/publish.ts";
@@ -76,7 +76,7 @@ export function registerContext(program: Command): void {
     .option("--json", "JSON output")
     .action((o: { json?: boolean }) => {
       withHost((host) => {
-        const views = host.store.listContexts().map((c) => contextView(host, c, false));
+        const views = contextViews(host);
         if (o.json) return printJson(views);
         printTable(
           ["NAME", "LEVEL", "STATUS", "NETWORKS", "ADDRESSES"],
@@ -94,7 +94,7 @@ export function registerContext(program: Command): void {
       withHost((host) => {
         const record = host.store.getContext(name);
         if (!record) throw notFound("context", name);
-        printJson(contextView(host, record));
+        printJson(inspectView(host, record));
       });
     });
 

@@ -2,7 +2,8 @@
 import { rmSync } from "node:fs";
 import type { Command } from "commander";
 import { serve } from "../api/server.ts";
-import { gc } from "../engine/reconcile/gc.ts";
+import { type GcReport, gc } from "../engine/reconcile/gc.ts";
+import { errorLine, invalid } from "../errors.ts";
 import { Host } from "../host.ts";
 import { cliConfig } from "./config.ts";
 
@@ -13,22 +14,46 @@ export function registerServe(program: Command): void {
       "run the resident engine: a local HTTP API on a root-only unix socket, used by the CLI and CNI",
     )
     .option("--socket <path>", "unix socket path (default: netctx.sock in the state dir)")
-    .action(async (o: { socket?: string }) => {
+    .option(
+      "--check-interval <seconds>",
+      "compare the kernel with the records this often and repair the drift, logging each fix (0: never)",
+      "60",
+    )
+    .action(async (o: { socket?: string; checkInterval: string }) => {
+      const interval = Number(o.checkInterval);
+      if (!/^\d+$/.test(o.checkInterval.trim()) || interval > 86_400)
+        throw invalid("check-interval", `"${o.checkInterval}" is not a number of seconds (0-86400)`);
       const config = cliConfig({ socketPath: o.socket });
       const { socketPath } = config;
       const host = Host.open(config);
       // Whatever a crashed run left half-done is finished or undone before the first request.
-      const report = gc(host);
-      for (const a of report.actions)
-        console.log(`gc: ${a.action} ${a.object} (${a.reason})${a.error ? `: ${a.error}` : ""}`);
+      logGc(gc(host));
       const server = await serve(host, socketPath, (line) => console.log(line));
+      // Drift (a device deleted by hand, `nft flush ruleset`) is found and put back without anyone asking. Node runs
+      // one thing at a time: the check never interleaves with a request of this engine.
+      const check = () => {
+        try {
+          logGc(gc(host));
+        } catch (err) {
+          console.log(`gc failed: ${errorLine(err)}`);
+        }
+      };
+      const checks = interval > 0 ? setInterval(check, interval * 1000) : undefined;
       console.log(`netctx engine (pid ${process.pid}) serving on ${socketPath}`);
       await new Promise<void>((resolve) => {
-        const stop = () => server.close(() => resolve());
+        const stop = () => {
+          clearInterval(checks);
+          server.close(() => resolve());
+        };
         process.once("SIGTERM", stop);
         process.once("SIGINT", stop);
       });
       rmSync(socketPath, { force: true });
       host.close();
     });
+}
+
+function logGc(report: GcReport): void {
+  for (const a of report.actions)
+    console.log(`gc: ${a.action} ${a.object} (${a.reason})${a.error ? `: ${a.error}` : ""}`);
 }

@@ -6,6 +6,7 @@ import { specOf } from "../levels/driver.ts";
 import { type Bandwidth, formatPublish } from "../model/publish.ts";
 import type { ContextRecord } from "../model/records.ts";
 import { liveBandwidth } from "../networks/bandwidth.ts";
+import { missingByContext } from "./reconcile/gc.ts";
 
 export interface InterfaceView {
   name: string;
@@ -32,9 +33,36 @@ export interface ContextView {
   /** Recorded limits (bits per second) and, live, what tc holds now. */
   bandwidth?: Bandwidth & { live?: ReturnType<typeof liveBandwidth> };
   createdAt?: string;
+  /** Objects a ready context (or its network) declares and the kernel lacks: its status is then "degraded". */
+  missing?: string[];
 }
 
-export function contextView(host: Host, record: ContextRecord, live = true): ContextView {
+/** Every context as `ls` shows it: the records, with what the kernel lacks of each (one reading of the kernel). */
+export function contextViews(host: Host): ContextView[] {
+  const missing = lacking(host);
+  return host.store.listContexts().map((c) => contextView(host, c, false, missing.get(c.name)));
+}
+
+/** One context as `inspect` shows it: the record, what the kernel says now and what it lacks. */
+export function inspectView(host: Host, record: ContextRecord): ContextView {
+  return contextView(host, record, true, lacking(host, record.name).get(record.name));
+}
+
+/** The drift check must not cost a listing its answer: a host where it cannot run (no nft) shows records as they are. */
+function lacking(host: Host, only?: string): Map<string, string[]> {
+  try {
+    return missingByContext(host, only === undefined ? undefined : [only]);
+  } catch {
+    return new Map();
+  }
+}
+
+export function contextView(
+  host: Host,
+  record: ContextRecord,
+  live = true,
+  missing: string[] = [],
+): ContextView {
   const spec = specOf(record);
   const macs = live && spec.netns ? liveMacs(spec.netns) : new Map<string, string>();
   const interfaces = spec.attachments.map((a): InterfaceView => {
@@ -49,10 +77,11 @@ export function contextView(host: Host, record: ContextRecord, live = true): Con
       mtu: a.mtu,
     };
   });
+  const degraded = record.status === "ready" && missing.length > 0;
   return {
     name: record.name,
     level: record.level,
-    status: record.status,
+    status: degraded ? "degraded" : record.status,
     networks: spec.attachments.map((a) => a.network),
     addresses: spec.attachments.flatMap((a) => a.addresses),
     ...(spec.netns ? { netns: spec.netns } : {}),
@@ -64,6 +93,7 @@ export function contextView(host: Host, record: ContextRecord, live = true): Con
       ? { bandwidth: bandwidthView(host, spec.bandwidth, live ? spec.attachments[0]?.hostIfname : undefined) }
       : {}),
     ...(record.createdAt ? { createdAt: record.createdAt } : {}),
+    ...(degraded ? { missing } : {}),
   };
 }
 

@@ -96,9 +96,9 @@ export interface RunningEngine {
  * otherwise the test's own.
  */
 export async function startEngine(
-  opts: { env?: Record<string, string>; onStderr?: (chunk: string) => void } = {},
+  opts: { env?: Record<string, string>; onStderr?: (chunk: string) => void; args?: string[] } = {},
 ): Promise<RunningEngine> {
-  const child = spawn(NETCTX, ["serve"], {
+  const child = spawn(NETCTX, ["serve", ...(opts.args ?? [])], {
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", opts.onStderr ? "pipe" : "inherit"],
   });

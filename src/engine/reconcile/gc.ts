@@ -56,34 +56,55 @@ export function repair(host: Host): { rebuild: boolean; remove: string[]; add: s
 }
 
 /**
- * What a context lacks of its declared objects (CNI CHECK): one line per object the loop would make or fix for it
- * or its networks. Nothing is changed.
+ * What each ready context lacks of what it and its networks declare, one line per object the loop would make or fix
+ * (CNI CHECK, and `ls`/`inspect`, which show such a context as degraded). Nothing is changed. `only`: just these.
  */
-export function missingFor(host: Host, context: string): string[] {
-  const record = host.store.getContext(context);
-  if (!record) return [];
+export function missingByContext(host: Host, only?: readonly string[]): Map<string, string[]> {
   const present = observeAll(host);
-  const own = declareAll(host, host.store.listNetworks(), host.store.listContexts());
-  const mine = new Set([`context ${context}`, ...record.spec.attachments.map((a) => `network ${a.network}`)]);
-  const found: string[] = [];
+  const contexts = host.store.listContexts();
+  const own = declareAll(host, host.store.listNetworks(), contexts);
+  const wanted = contexts.filter(
+    (c) => c.status === "ready" && (only === undefined || only.includes(c.name)),
+  );
+  const missing = new Map(wanted.map((c) => [c.name, [] as string[]]));
+  // Whose loss a missing object is: its context's, or every context's on its network.
+  const losers = new Map<string, string[]>();
+  const lose = (key: string, name: string) => losers.set(key, [...(losers.get(key) ?? []), name]);
+  for (const c of wanted) {
+    lose(`context ${c.name}`, c.name);
+    for (const a of c.spec.attachments) {
+      lose(`network ${a.network}`, c.name);
+      // The firewall owner names a port by its host-side link, published ports by the context.
+      if (a.hostIfname) lose(a.hostIfname, c.name);
+    }
+    lose(c.name, c.name);
+  }
+  const note = (who: string | undefined, line: string) => {
+    for (const name of new Set(who === undefined ? [] : (losers.get(who) ?? [])))
+      missing.get(name)?.push(line);
+  };
   reconcile({
-    declared: own.objects.filter((d) => mine.has(d.owner)),
-    present,
-    act: (action, object) => {
-      if (action !== "remove") found.push(`${object} is missing`);
+    declared: own.objects,
+    present: new Map([...present].map(([kind, list]) => [kind, list.map(({ remove: _r, ...keep }) => keep)])),
+    act: (action, object, _reason, _run, owner) => {
+      if (action !== "remove") note(owner, `${object} is missing`);
     },
   });
-  // Its guards, interfaces and published ports in our nft tables, from the firewall owner's own diff.
-  const words = new Set([
-    context,
-    ...record.spec.attachments.flatMap((a) => (a.hostIfname ? [a.hostIfname] : [])),
-  ]);
   host.firewall((fw) => {
-    for (const a of fw.reconcile(own.firewall, { dryRun: true, publishCgroup: host.config.publishCgroup }))
-      if (a.action !== "remove" && a.object.split(" ").some((w) => words.has(w)))
-        found.push(`${a.object} is missing`);
+    for (const a of fw.reconcile(own.firewall, { dryRun: true, publishCgroup: host.config.publishCgroup })) {
+      if (a.action === "remove") continue;
+      // A table rebuilt whole (after `nft flush ruleset`) is every context's loss; an element, its owner's.
+      if (a.action === "rebuild")
+        for (const list of missing.values()) list.push(`${a.object} is missing or damaged`);
+      else for (const word of new Set(a.object.split(" "))) note(word, `${a.object} is missing`);
+    }
   });
-  return found;
+  return missing;
+}
+
+/** What one context lacks (CNI CHECK). */
+export function missingFor(host: Host, context: string): string[] {
+  return missingByContext(host, [context]).get(context) ?? [];
 }
 
 function converge(host: Host, act: Act, dryRun: boolean, opts: { removals: boolean }): void {

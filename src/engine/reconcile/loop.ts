@@ -7,8 +7,8 @@
 import { errorLine } from "../../errors.ts";
 import type { Declared, Fix, ObjectKind, Present } from "../../networks/ownership.ts";
 
-/** Record one change and make it (unless a dry run): gc's report line. */
-export type Act = (action: string, object: string, reason: string, run: () => void) => void;
+/** Record one change and make it (unless a dry run): gc's report line; `owner` names the record a make is for. */
+export type Act = (action: string, object: string, reason: string, run: () => void, owner?: string) => void;
 
 /**
  * Removals before makes within a kind; kinds in this order. Links first: what sits on a removed link goes with it,
@@ -60,20 +60,20 @@ export function reconcile(input: LoopInput): void {
     for (const [id, ds] of exact) {
       const d = ds.find((x) => x.make) ?? ds[0]!;
       if (!there.has(id)) {
-        if (d.make && (d.on === undefined || links.has(d.on))) fix(input.act, d.make);
+        if (d.make && (d.on === undefined || links.has(d.on))) fix(input.act, d.make, d.owner);
         continue;
       }
       for (const x of ds) {
         const wrong = x.check?.();
-        if (wrong) fix(input.act, wrong);
+        if (wrong) fix(input.act, wrong, x.owner);
       }
     }
     input.after?.[kind]?.();
   }
 }
 
-function fix(act: Act, f: Fix): void {
-  act(f.action, f.object, f.reason, f.run);
+function fix(act: Act, f: Fix, owner: string): void {
+  act(f.action, f.object, f.reason, f.run, owner);
 }
 
 /** An Act that records every change in `report` and makes it unless `dryRun`; a failed change is noted, not thrown. */
