@@ -7,6 +7,8 @@ import { Firewall } from "./firewall/firewall.ts";
 import type { NftOptions } from "./firewall/nft.ts";
 import { Rtnl } from "./kernel/rtnl.ts";
 import { readSysctl, writeSysctl } from "./kernel/sysctl.ts";
+import { LINK_GROUP } from "./model/names.ts";
+import { storeMarkText } from "./model/store-mark.ts";
 import { pausePoint } from "./pause.ts";
 import { ProcessLock } from "./state/lock.ts";
 import type { StateStore } from "./state/state-store.ts";
@@ -91,6 +93,14 @@ export class Host {
 
   private get nftOptions(): NftOptions {
     return { binary: this.config.nftBinary, env: this.config.toolEnv };
+  }
+
+  /**
+   * What every link netctx makes carries (model/names.ts, model/store-mark.ts): our group, and the store that made it
+   * in its alias, so another store's gc leaves it alone.
+   */
+  get linkMark(): { group: number; alias: string } {
+    return { group: LINK_GROUP, alias: storeMarkText({ id: this.store.id, dir: this.store.dir }) };
   }
 
   /** A crash test's pause point (see pause.ts): stops the process here when the config names this step. */

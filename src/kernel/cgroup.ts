@@ -5,6 +5,8 @@
 import { type Dirent, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { NetctxError } from "../errors.ts";
+import { KernelError } from "./errors.ts";
+import { errno, getxattr, setxattr } from "./ffi.ts";
 
 /** /proc/mounts escapes space, tab, newline and backslash as octal. */
 function unescapeMount(field: string): string {
@@ -50,6 +52,20 @@ export function contextsCgroupParentPath(configured: string | undefined): string
 
 export function createCgroup(path: string): void {
   mkdirSync(path, { recursive: true });
+}
+
+/** Write an extended attribute on a cgroup (cgroup2 keeps user.* xattrs since Linux 5.7). */
+export function setCgroupXattr(path: string, name: string, value: string): void {
+  const bytes = new TextEncoder().encode(value);
+  if (setxattr(path, name, bytes, bytes.length, 0) !== 0)
+    throw new KernelError(`setxattr ${name} ${path}`, errno());
+}
+
+/** An extended attribute of a cgroup; undefined when it has none (or the kernel keeps none). */
+export function cgroupXattr(path: string, name: string): string | undefined {
+  const buf = new Uint8Array(256);
+  const n = getxattr(path, name, buf, buf.length);
+  return n < 0 ? undefined : new TextDecoder().decode(buf.subarray(0, n));
 }
 
 function errCode(err: unknown): string | undefined {

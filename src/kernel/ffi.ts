@@ -50,6 +50,12 @@ const openVariadic = libc.func("int open(const char *path, int flags, ...)") as 
   flags: number,
   ...rest: unknown[]
 ) => number;
+export const setxattr = libc.func(
+  "int setxattr(const char *path, const char *name, const void *value, size_t size, int flags)",
+) as (path: string, name: string, value: Uint8Array, size: number, flags: number) => number;
+export const getxattr = libc.func(
+  "long getxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)",
+) as (path: string, name: string, value: Uint8Array, size: number) => number;
 export const setns = libc.func("int setns(int fd, int nstype)") as (fd: number, nstype: number) => number;
 export const unshare = libc.func("int unshare(int flags)") as (flags: number) => number;
 export const mount = libc.func(

@@ -26,7 +26,8 @@ export const l2Level: LevelDriver = {
     host.pause("create:after-netns");
     const rtnl = Rtnl.open(path);
     try {
-      rtnl.linkSet("lo", { up: true });
+      // A netns holds no mark of its own: its loopback's alias says which store made it (model/store-mark.ts).
+      rtnl.linkSet("lo", spec.netnsExternal ? { up: true } : { up: true, alias: host.linkMark.alias });
       for (const att of spec.attachments) {
         const net = host.store.getNetwork(att.network);
         if (!net) throw notFound("network", att.network);

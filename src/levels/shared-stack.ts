@@ -8,8 +8,10 @@ import { basename } from "node:path";
 import { errorLine } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { attachSocketPolicy, policyDrift, type SocketPolicy } from "../kernel/bpf/socket-policy.ts";
-import { createCgroup, removeCgroupTree } from "../kernel/cgroup.ts";
+import { createCgroup, removeCgroupTree, setCgroupXattr } from "../kernel/cgroup.ts";
+import { KernelError } from "../kernel/errors.ts";
 import type { ContextRecord } from "../model/records.ts";
+import { STORE_XATTR } from "../model/store-mark.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
 import { addHostAddresses } from "../networks/host-net.ts";
 import { addressId, type Declarer } from "../networks/ownership.ts";
@@ -27,10 +29,20 @@ export function firstAddress(spec: ContextSpec, family: 4 | 6): string | undefin
 export function confineContext(host: Host, spec: ContextSpec, fwmark?: number): void {
   const cgroup = spec.cgroup!;
   createCgroup(cgroup);
+  markCgroup(host, cgroup);
   host.pause("create:after-cgroup");
   for (const att of spec.attachments) addHostAddresses(host, att.ifname, att.addresses);
   host.pause("create:after-addresses");
   attachSocketPolicy(cgroup, addressPolicy(spec, fwmark));
+}
+
+/** Which store made the cgroup (model/store-mark.ts); a kernel that keeps no user xattrs (before 5.7) leaves it unmarked. */
+function markCgroup(host: Host, cgroup: string): void {
+  try {
+    setCgroupXattr(cgroup, STORE_XATTR, host.store.id);
+  } catch (err) {
+    if (!(err instanceof KernelError && err.errnoName === "EOPNOTSUPP")) throw err;
+  }
 }
 
 /** The socket policy of the context's addresses (its first of each family), with its sockets' fwmark for l3. */

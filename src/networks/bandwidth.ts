@@ -60,7 +60,7 @@ export function limitBandwidth(host: Host, hostIfname: string, bw: Bandwidth): v
     const ifb = ifbName(hostIfname);
     const mtu = host.rtnl.linkGet(hostIfname)?.mtu;
     deleteOwnLink(host, ifb);
-    host.rtnl.linkAdd({ name: ifb, kind: "ifb", up: true, group: LINK_GROUP, ...(mtu ? { mtu } : {}) });
+    host.rtnl.linkAdd({ name: ifb, kind: "ifb", up: true, ...host.linkMark, ...(mtu ? { mtu } : {}) });
     lines.push(
       tbf(ifb, bw.egressRate, bw.egressBurst),
       `qdisc replace dev ${hostIfname} handle ffff: ingress`,

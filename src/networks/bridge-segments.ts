@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { type Host, hostSlot } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { writeSysctl } from "../kernel/sysctl.ts";
-import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
+import { bridgeIfname } from "../model/names.ts";
 import type { NetworkRecord } from "../model/records.ts";
 import { stableMac } from "../net/cidr.ts";
 import { deleteOwnLink, tolerateMissing } from "./common.ts";
@@ -66,7 +66,7 @@ function createSegment(host: Host, net: NetworkRecord, k: number): void {
       name: names.bridge,
       kind: "bridge",
       mtu: net.mtu,
-      group: LINK_GROUP,
+      ...host.linkMark,
       // A bridge without a MAC of its own recomputes its id over every port as they come and go.
       mac: stableMac(`netctx-segment:${net.name}:${k}`),
       bridge: { multicastSnooping: false },
@@ -81,7 +81,7 @@ function createSegment(host: Host, net: NetworkRecord, k: number): void {
       name: names.trunk,
       kind: "veth",
       mtu: net.mtu,
-      group: LINK_GROUP,
+      ...host.linkMark,
       master: bridgeIfname(net.name),
       peer: { name: names.trunkPeer, mtu: net.mtu },
     });

@@ -4,7 +4,7 @@
 
 import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
-import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
+import { bridgeIfname } from "../model/names.ts";
 import type { Lease, NetworkRecord } from "../model/records.ts";
 import { stableMac } from "../net/cidr.ts";
 import { portBridge, removeSegments, segmentPrefix } from "./bridge-segments.ts";
@@ -98,7 +98,7 @@ export const bridgeDriver: NetworkDriver = {
       kind: "bridge",
       mtu: net.mtu,
       up: true,
-      group: LINK_GROUP,
+      ...host.linkMark,
       mac: bridgeMac(net.name),
       bridge: { multicastSnooping: false },
     });

@@ -190,7 +190,7 @@ function linkAddVeth(
     mtu: att.mtu,
     ...(hostMac ? { mac: hostMac } : {}),
     up: up && !master,
-    group: LINK_GROUP,
+    ...host.linkMark,
     ...(master ? { master } : {}),
     peer: { name: att.ifname, netns: netnsPath, mtu: att.mtu, ...(att.mac ? { mac: att.mac } : {}) },
   });

@@ -14,7 +14,7 @@
 import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import { registerInterface, unregisterInterface } from "../firewall/interface-queue.ts";
 import type { RouteSpec } from "../kernel/route.ts";
-import { bridgeIfname, LINK_GROUP } from "../model/names.ts";
+import { bridgeIfname } from "../model/names.ts";
 import type { Lease } from "../model/records.ts";
 import { stableMac } from "../net/cidr.ts";
 import {
@@ -102,7 +102,7 @@ export const routedDriver: NetworkDriver = {
 
   create(host, net) {
     const device = gatewayDevice(net.name);
-    host.rtnl.linkAdd({ name: device, kind: "bridge", mtu: net.mtu, group: LINK_GROUP });
+    host.rtnl.linkAdd({ name: device, kind: "bridge", mtu: net.mtu, ...host.linkMark });
     try {
       setLinkLocal(host.rtnl, device, false);
       host.rtnl.linkSet(device, { up: true });

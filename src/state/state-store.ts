@@ -17,6 +17,8 @@ import type { ContextRecord, Lease, NetworkRecord } from "../model/records.ts";
 export interface StateStore {
   /** The host-local state directory: lock files and the API socket live there. */
   readonly dir: string;
+  /** Written on every kernel object the store's records make (state/store-id.ts); never changes. */
+  readonly id: string;
   close(): void;
   transaction<T>(fn: () => T): T;
 

@@ -22,6 +22,7 @@ import { type Cidr, cidrContains, cidrsOverlap, lastAddress, parseIp, parseSubne
 import { type OpenOptions, StateDb } from "./db.ts";
 import { addrKey, Ipam, usableRange } from "./ipam.ts";
 import type { StateStore } from "./state-store.ts";
+import { storeIdOf } from "./store-id.ts";
 
 export type { OpenOptions };
 
@@ -262,6 +263,13 @@ export class Store implements StateStore {
   }
 
   /** Opens (creating if needed) the store in `dir` (config.stateDir). */
+  private idText: string | undefined;
+
+  get id(): string {
+    this.idText ??= storeIdOf(this.dir);
+    return this.idText;
+  }
+
   static open(dir: string, options: OpenOptions = {}): Store {
     return new Store(StateDb.open(dir, options));
   }
