@@ -7,13 +7,13 @@
  * Devices of networks are made again first, in a pass of their own that removes nothing, so the observation
  * after it sees them with what their driver put on them.
  */
+import { conflict } from "../../errors.ts";
 import type { Host } from "../../host.ts";
-import type { ObjectKind, Present } from "../../networks/ownership.ts";
 import { networkDriver } from "../../networks/registry.ts";
 import { declareAll } from "./declare.ts";
 import { reconcileFirewall } from "./firewall-step.ts";
-import { type Act, KIND_ORDER, reconcile, recordingAct } from "./loop.ts";
-import { observe } from "./observe.ts";
+import { type Act, reconcile, recordingAct } from "./loop.ts";
+import { type Observation, observeAll, observeLinks } from "./observe.ts";
 import { settleRecords } from "./records.ts";
 
 export interface GcAction {
@@ -34,6 +34,7 @@ export interface GcReport {
 export function gc(host: Host, opts: { dryRun?: boolean } = {}): GcReport {
   const report: GcReport = { dryRun: opts.dryRun ?? false, actions: [], busy: [] };
   const act = recordingAct(report);
+  refuseForAnEmptyStore(host, "gc");
   settleRecords(host, act, report.busy);
   converge(host, act, report.dryRun, { removals: true });
   return report;
@@ -51,6 +52,7 @@ export function repair(host: Host): { rebuild: boolean; remove: string[]; add: s
     if (action === "rebuild") diff.rebuild = true;
     else (action === "remove" ? diff.remove : diff.add).push(object.replace(/^nft element /, ""));
   };
+  refuseForAnEmptyStore(host, "repair");
   converge(host, act, false, { removals: false });
   return diff;
 }
@@ -60,7 +62,7 @@ export function repair(host: Host): { rebuild: boolean; remove: string[]; add: s
  * (CNI CHECK, and `ls`/`inspect`, which show such a context as degraded). Nothing is changed. `only`: just these.
  */
 export function missingByContext(host: Host, only?: readonly string[]): Map<string, string[]> {
-  const present = observeAll(host);
+  const { present } = observe(host);
   const contexts = host.store.listContexts();
   const own = declareAll(host, host.store.listNetworks(), contexts);
   const wanted = contexts.filter(
@@ -109,7 +111,7 @@ export function missingFor(host: Host, context: string): string[] {
 
 function converge(host: Host, act: Act, dryRun: boolean, opts: { removals: boolean }): void {
   remakeDevices(host, act);
-  const observed = observeAll(host);
+  const observed = observe(host).present;
   const present = opts.removals
     ? observed
     : new Map([...observed].map(([kind, list]) => [kind, list.map(({ remove: _r, ...keep }) => keep)]));
@@ -125,7 +127,7 @@ function converge(host: Host, act: Act, dryRun: boolean, opts: { removals: boole
 
 /** The first pass: missing links that records can make (a network's device) are made, nothing is removed. */
 function remakeDevices(host: Host, act: Act): void {
-  const links = observe(host, "link").map(({ remove: _r, ...keep }) => keep);
+  const links = observeLinks(host).map(({ remove: _r, ...keep }) => keep);
   const own = declareAll(host, host.store.listNetworks(), host.store.listContexts());
   reconcile({
     declared: own.objects.filter((d) => d.kind === "link"),
@@ -134,14 +136,27 @@ function remakeDevices(host: Host, act: Act): void {
   });
 }
 
-function observeAll(host: Host): Map<ObjectKind, Present[]> {
+function observe(host: Host): Observation {
   const networks = host.store.listNetworks();
-  return new Map(
-    KIND_ORDER.map((kind) => [
-      kind,
-      kind === "shortcut"
-        ? networks.flatMap((n) => networkDriver(n.driver).observe?.(host, n) ?? [])
-        : observe(host, kind),
-    ]),
-  );
+  return observeAll(host, () => networks.flatMap((n) => networkDriver(n.driver).observe?.(host, n) ?? []));
+}
+
+/**
+ * A store with no records that is asked to converge is most likely the wrong one (a mistyped --state-dir, a sudo that
+ * lost NETCTX_STATE_DIR): while the kernel holds objects of another store, or of no known store, it changes nothing.
+ */
+function refuseForAnEmptyStore(host: Host, what: string): void {
+  if (host.store.listNetworks().length > 0 || host.store.listContexts().length > 0) return;
+  const { foreign, unmarked } = observe(host);
+  const other = foreign[0];
+  if (other)
+    throw conflict(
+      "state-dir",
+      `${what}: the store at ${host.store.dir} is empty, and ${other.object} belongs to the store at ${other.store.dir ?? `with id ${other.store.id}`}: refusing to change anything (is --state-dir right?)`,
+    );
+  if (unmarked[0])
+    throw conflict(
+      "state-dir",
+      `${what}: the store at ${host.store.dir} is empty, and ${unmarked[0]} carries netctx's marks but no store's: refusing to change anything (is --state-dir right? remove it by hand if it is a leftover)`,
+    );
 }

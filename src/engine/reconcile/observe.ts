@@ -2,80 +2,135 @@
  * What the kernel holds that carries our marks, per kind: links of group LINK_GROUP or with an nc- name, netns
  * netctx-*, cgroups under our parent, policy rules at the l3 priority, routes on our devices, global addresses on
  * our devices. Nothing without one of those marks is ever listed, so nothing else is ever removed.
+ *
+ * Each of them also says which store made it (model/store-mark.ts): a link by its alias, a netns by its loopback's
+ * alias, a cgroup by an xattr; addresses and routes go with their link, and a context table with the addresses its
+ * rules select. Another store's objects are set apart and never listed for the loop; objects made before stores
+ * marked theirs carry no mark and count as this store's, as they always did.
  */
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Host } from "../../host.ts";
-import { contextsCgroupParentPath } from "../../kernel/cgroup.ts";
-import { deleteNetns, listNetns } from "../../kernel/netns.ts";
+import { cgroupXattr, contextsCgroupParentPath } from "../../kernel/cgroup.ts";
+import { deleteNetns, listNetns, netnsPath } from "../../kernel/netns.ts";
 import { RT_TABLE_MAIN } from "../../kernel/route.ts";
-import type { Link, Route, Rule } from "../../kernel/rtnl.ts";
+import { type Link, type Route, Rtnl, type Rule } from "../../kernel/rtnl.ts";
 import { FIRST_L3_TABLE, L3_RULE_PRIORITY } from "../../levels/l3.ts";
 import { releaseCgroup } from "../../levels/shared-stack.ts";
 import { LINK_GROUP, NETNS_PREFIX, PREFIX } from "../../model/names.ts";
+import { parseStoreMark, STORE_XATTR, type StoreMark } from "../../model/store-mark.ts";
 import { tolerateMissing } from "../../networks/common.ts";
 import { addressId, mainRouteId, type ObjectKind, type Present, tableId } from "../../networks/ownership.ts";
 
-/** One kind's objects, read from the kernel now. */
-export function observe(host: Host, kind: Exclude<ObjectKind, "shortcut">): Present[] {
-  switch (kind) {
-    case "link":
-      return ourLinks(host).map((l) => ({
-        kind,
-        id: l.name,
-        unowned: "no network or context owns it",
-        remove: () => tolerateMissing(() => host.rtnl.linkDel(l.name)),
-      }));
-    case "netns":
-      return listNetns()
-        .filter((n) => n.startsWith(NETNS_PREFIX))
-        .map((name) => ({ kind, id: name, unowned: "no context owns it", remove: () => deleteNetns(name) }));
-    case "cgroup":
-      return ourCgroups(host).map((path) => ({
-        kind,
-        id: path,
-        // Refused while a process runs anywhere below it (a child cgroup too): its programs stay until then.
-        unowned: "no context owns it",
-        remove: () => releaseCgroup(path),
-      }));
-    case "rule":
-      return [...host.rtnl.ruleList(4), ...host.rtnl.ruleList(6)]
-        .filter((r) => r.priority === L3_RULE_PRIORITY)
-        .map((rule) => ({
-          kind,
-          id: tableId(rule.table),
-          object: `rule ${describeRule(rule)}`,
-          unowned: `no context owns table ${rule.table}`,
-          remove: () => tolerateMissing(() => host.rtnl.ruleDel(rule)),
-        }));
-    case "route":
-      return host.rtnl.routeList().flatMap((r) => routeOnOurDevice(host, r));
-    case "address": {
-      const ours = new Set(ourLinks(host).map((l) => l.name));
-      return host.rtnl
-        .addrList()
-        .filter((a) => a.scope === "global" && ours.has(a.ifname))
-        .map((a) => ({
-          kind,
-          id: addressId(a.cidr, a.ifname),
-          object: `address ${a.cidr} dev ${a.ifname}`,
-          on: a.ifname,
-          unowned: "no network or lease owns it",
-          remove: () => tolerateMissing(() => host.rtnl.addrDel(a.ifname, a.cidr)),
-        }));
-    }
-  }
+/** An object another store made: left alone, and named when a refusal needs it. */
+export interface ForeignObject {
+  object: string;
+  store: StoreMark;
 }
 
-function ourLinks(host: Host): Link[] {
-  return host.rtnl.linkList().filter((l) => l.group === LINK_GROUP || l.name.startsWith(PREFIX));
+export interface Observation {
+  /** This store's objects and unmarked ones, per kind. */
+  present: Map<ObjectKind, Present[]>;
+  foreign: ForeignObject[];
+  /** Objects with our marks but no store's: made before stores marked theirs, or by hand. */
+  unmarked: string[];
+}
+
+/**
+ * One reading of the kernel for a pass of the loop. `extra`: the objects only a driver sees (a bridge's shortcut
+ * entries), which live inside objects already sorted by store.
+ */
+export function observeAll(host: Host, extra: () => Present[] = () => []): Observation {
+  const mine = host.store.id;
+  const foreign: ForeignObject[] = [];
+  const unmarked: string[] = [];
+  const sort = (object: string, mark: StoreMark | undefined): boolean => {
+    if (mark === undefined) unmarked.push(object);
+    else if (mark.id !== mine) foreign.push({ object, store: mark });
+    return mark === undefined || mark.id === mine;
+  };
+
+  const links = host.rtnl
+    .linkList()
+    .filter((l) => l.group === LINK_GROUP || l.name.startsWith(PREFIX))
+    .filter((l) => sort(`link ${l.name}`, parseStoreMark(l.alias)));
+  const ours = new Set(links.map((l) => l.name));
+  const theirs = (dev: string | undefined) => dev?.startsWith(PREFIX) && !ours.has(dev);
+
+  const addrs = host.rtnl.addrList().filter((a) => a.scope === "global");
+  // A context table is another store's when its rules select addresses on that store's devices, or its routes use them.
+  const foreignAddresses = new Set(addrs.filter((a) => theirs(a.ifname)).map((a) => a.cidr.split("/")[0]!));
+  const routes = host.rtnl.routeList();
+  const rules = [...host.rtnl.ruleList(4), ...host.rtnl.ruleList(6)].filter(
+    (r) => r.priority === L3_RULE_PRIORITY,
+  );
+  const foreignTables = new Set([
+    ...rules
+      .filter((r) => r.from !== undefined && foreignAddresses.has(r.from.split("/")[0]!))
+      .map((r) => r.table),
+    ...routes.filter((r) => r.table >= FIRST_L3_TABLE && theirs(r.dev)).map((r) => r.table),
+  ]);
+
+  const present = new Map<ObjectKind, Present[]>([
+    ["link", links.map((l) => linkPresent(host, l))],
+    ["netns", ourNetns(sort)],
+    ["cgroup", ourCgroups(host, sort)],
+    ["rule", rules.filter((r) => !foreignTables.has(r.table)).map((r) => rulePresent(host, r))],
+    ["address", addrs.filter((a) => ours.has(a.ifname)).map((a) => addressPresent(host, a.cidr, a.ifname))],
+    [
+      "route",
+      routes
+        .filter((r) => !foreignTables.has(r.table) && !theirs(r.dev))
+        .flatMap((r) => routePresent(host, r)),
+    ],
+    ["shortcut", extra()],
+  ]);
+  return { present, foreign, unmarked };
+}
+
+/** The links carrying our marks, whichever store made them (a network's device made again, for the first pass). */
+export function observeLinks(host: Host): Present[] {
+  return host.rtnl
+    .linkList()
+    .filter((l) => l.group === LINK_GROUP || l.name.startsWith(PREFIX))
+    .map((l) => linkPresent(host, l));
+}
+
+function linkPresent(host: Host, l: Link): Present {
+  return {
+    kind: "link",
+    id: l.name,
+    unowned: "no network or context owns it",
+    remove: () => tolerateMissing(() => host.rtnl.linkDel(l.name)),
+  };
+}
+
+function addressPresent(host: Host, cidr: string, ifname: string): Present {
+  return {
+    kind: "address",
+    id: addressId(cidr, ifname),
+    object: `address ${cidr} dev ${ifname}`,
+    on: ifname,
+    unowned: "no network or lease owns it",
+    remove: () => tolerateMissing(() => host.rtnl.addrDel(ifname, cidr)),
+  };
+}
+
+function rulePresent(host: Host, rule: Rule): Present {
+  return {
+    kind: "rule",
+    id: tableId(rule.table),
+    object: `rule ${describeRule(rule)}`,
+    unowned: `no context owns table ${rule.table}`,
+    remove: () => tolerateMissing(() => host.rtnl.ruleDel(rule)),
+  };
 }
 
 /**
  * Routes of context tables are ours to remove; routes of the main table on our devices are there to be added to
  * (the kernel's prefix routes and anything an operator added stay).
  */
-function routeOnOurDevice(_host: Host, r: Route): Present[] {
+function routePresent(host: Host, r: Route): Present[] {
   if (!r.dev?.startsWith(PREFIX)) return [];
   if (r.table === RT_TABLE_MAIN) return [{ kind: "route", id: mainRouteId(r.dst, r.dev), on: r.dev }];
   if (r.table < FIRST_L3_TABLE) return [];
@@ -86,12 +141,41 @@ function routeOnOurDevice(_host: Host, r: Route): Present[] {
       object: `route ${r.dst} dev ${r.dev} table ${r.table}`,
       on: r.dev,
       unowned: "no context owns the table",
-      remove: () => tolerateMissing(() => _host.rtnl.routeDel(r)),
+      remove: () => tolerateMissing(() => host.rtnl.routeDel(r)),
     },
   ];
 }
 
-function ourCgroups(host: Host): string[] {
+type Sort = (object: string, mark: StoreMark | undefined) => boolean;
+
+function ourNetns(sort: Sort): Present[] {
+  return listNetns()
+    .filter((name) => name.startsWith(NETNS_PREFIX))
+    .filter((name) => sort(`netns ${name}`, netnsMark(netnsPath(name))))
+    .map((name) => ({
+      kind: "netns" as const,
+      id: name,
+      unowned: "no context owns it",
+      remove: () => deleteNetns(name),
+    }));
+}
+
+/** A netns's mark is its loopback's alias (levels/l2.ts); one that vanished meanwhile has none. */
+function netnsMark(path: string): StoreMark | undefined {
+  let rtnl: Rtnl;
+  try {
+    rtnl = Rtnl.open(path);
+  } catch {
+    return undefined;
+  }
+  try {
+    return parseStoreMark(rtnl.linkGet("lo")?.alias);
+  } finally {
+    rtnl.close();
+  }
+}
+
+function ourCgroups(host: Host, sort: Sort): Present[] {
   let parent: string;
   try {
     parent = contextsCgroupParentPath(host.config.cgroupParent);
@@ -99,14 +183,28 @@ function ourCgroups(host: Host): string[] {
     return []; // no cgroup v2: no cgroups of ours either
   }
   if (!existsSync(parent)) return [];
+  let names: string[];
   try {
-    return readdirSync(parent, { withFileTypes: true })
+    names = readdirSync(parent, { withFileTypes: true })
       .filter((e) => e.isDirectory())
-      .map((e) => join(parent, e.name))
+      .map((e) => e.name)
       .sort();
   } catch {
     return [];
   }
+  return names
+    .map((name) => join(parent, name))
+    .filter((path) => {
+      const id = cgroupXattr(path, STORE_XATTR);
+      return sort(`cgroup ${path}`, id === undefined ? undefined : { id });
+    })
+    .map((path) => ({
+      kind: "cgroup" as const,
+      id: path,
+      // Refused while a process runs anywhere below it (a child cgroup too): its programs stay until then.
+      unowned: "no context owns it",
+      remove: () => releaseCgroup(path),
+    }));
 }
 
 function describeRule(r: Rule): string {

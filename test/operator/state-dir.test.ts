@@ -1,0 +1,68 @@
+/**
+ * A store owns only what it marked (issue 17): gc with a mistyped --state-dir refuses and changes nothing, and a
+ * second store on the same host converges without touching the first store's links, netns or cgroups.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { netctx, netctxJson, netctxOk, netctxState } from "../utils/cli.ts";
+import { kernelSnapshot, links, rules } from "../utils/kernel-oracle.ts";
+import { sh } from "../utils/shell.ts";
+
+const CG = process.env.NETCTX_CGROUP_PARENT!;
+const cgroups = () => readdirSync(CG).sort();
+/** The kernel as a store sees it, nft aside (each store's tables are its own: test/firewall/two-stores). */
+const kernelWithoutNft = () => {
+  const { nft: _nft, ...rest } = JSON.parse(kernelSnapshot()) as Record<string, unknown>;
+  return JSON.stringify({ ...rest, cgroups: cgroups(), rules4: rules(4), rules6: rules(6) });
+};
+const statuses = (...dir: string[]) =>
+  Object.fromEntries(
+    netctxJson<{ name: string; status: string }[]>(...dir, "ls", "--json").map((v) => [v.name, v.status]),
+  );
+
+test("an empty store also refuses while objects with our marks but no store's exist (made by hand, or before marks), before any store has any", () => {
+  const empty = mkdtempSync(join(tmpdir(), "netctx-wrong-"));
+  sh("ip link add nc-byhand type bridge");
+  try {
+    const r = netctx("--state-dir", empty, "gc");
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /link nc-byhand carries netctx's marks but no store's/);
+    assert.ok(links().some((l) => l.ifname === "nc-byhand"));
+  } finally {
+    sh("ip link del nc-byhand");
+  }
+});
+
+test("gc with an empty store refuses while another store's objects exist, naming it, and changes nothing", () => {
+  netctxOk("network", "create", "appnet", "--driver", "bridge", "--subnet", "10.20.0.0/24", "--nat");
+  netctxOk("network", "create", "hn", "--driver", "host", "--subnet", "10.21.0.0/24");
+  netctxOk("create", "c1", "--level", "l2", "--network", "appnet");
+  netctxOk("create", "s1", "--level", "socket", "--network", "hn");
+  netctxOk("create", "t1", "--level", "l3", "--network", "hn");
+  const state = netctxState();
+  const kernel = kernelWithoutNft();
+  const nft = JSON.stringify(JSON.parse(kernelSnapshot()).nft);
+
+  const empty = mkdtempSync(join(tmpdir(), "netctx-wrong-"));
+  for (const verb of ["gc", "repair"]) {
+    const r = netctx("--state-dir", empty, verb);
+    assert.notEqual(r.code, 0, verb);
+    assert.match(r.stderr, /state-dir/, verb);
+    assert.match(r.stderr, new RegExp(`belongs to the store at ${process.env.NETCTX_STATE_DIR}`), verb);
+    assert.equal(r.stderr.trim().split("\n").length, 1, "one line");
+  }
+  const dry = netctx("--state-dir", empty, "gc", "--dry-run");
+  assert.notEqual(dry.code, 0, "a dry run says the same");
+  assert.equal(kernelWithoutNft(), kernel, "the kernel is as it was");
+  assert.equal(JSON.stringify(JSON.parse(kernelSnapshot()).nft), nft, "and so are the nft tables");
+  assert.equal(netctxState(), state, "the real store is as it was");
+  assert.deepEqual(statuses(), { c1: "ready", s1: "ready", t1: "ready" });
+  assert.deepEqual(
+    netctxJson<{ actions: unknown[] }>("gc", "--dry-run", "--json").actions,
+    [],
+    "nothing for it to do",
+  );
+});
