@@ -6,10 +6,11 @@
 import { attachDevicePolicy } from "../kernel/bpf/socket-policy.ts";
 import type { RouteSpec } from "../kernel/route.ts";
 import type { Rtnl } from "../kernel/rtnl.ts";
+import type { RuleSpec } from "../kernel/rule.ts";
 import { parseRouteArg } from "../model/route.ts";
 import { cidrContains, formatIp, parseInterfaceAddress, parseIp } from "../net/cidr.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
-import { tableId } from "../networks/ownership.ts";
+import { ruleId, tableId, tableRouteId } from "../networks/ownership.ts";
 import type { ContextSpec, LevelDriver } from "./driver.ts";
 import { specOf } from "./driver.ts";
 import { l3Policy } from "./l3-devices.ts";
@@ -65,12 +66,34 @@ export const l3Level: LevelDriver = {
       ),
     );
     if (table === undefined) return;
-    own.own("rule", tableId(table));
-    own.own("route", tableId(table));
+    own.own("rule", tableId(table), { prefix: true });
+    own.own("route", tableId(table), { prefix: true });
+    // Each rule and route create made, made again when it is gone (a route goes with a device deleted under it).
+    for (const rule of rulesOf(spec))
+      own.own("rule", ruleId(rule), {
+        make: {
+          action: "add",
+          object: `rule ${rule.from ? `from ${rule.from}` : `fwmark ${rule.fwmark}`} table ${table}`,
+          reason: `${own.owner} selects its table by it`,
+          run: () => host.rtnl.ruleAdd(rule),
+        },
+      });
+    for (const route of routesOf(spec)) {
+      const family = route.family ?? familyOf(route.dst);
+      own.own("route", tableRouteId(table, family, route.dst), {
+        ...(route.dev ? { on: route.dev } : {}),
+        make: {
+          action: "add",
+          object: `route ${route.dst}${route.gateway ? ` via ${route.gateway}` : ""} table ${table}`,
+          reason: `${own.owner}'s table holds it`,
+          run: () => host.rtnl.routeAdd(route),
+        },
+      });
+    }
   },
 };
 
-function rulesOf(spec: ContextSpec) {
+function rulesOf(spec: ContextSpec): RuleSpec[] {
   const table = spec.table!;
   const families = new Set(spec.attachments.flatMap((a) => a.addresses.map(familyOf)));
   return [...families].flatMap((family) => [

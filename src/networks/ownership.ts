@@ -161,7 +161,26 @@ export function mainRouteId(dst: string, dev: string): string {
   return `${dst === "default" ? dst : canonicalCidr(dst)} dev ${dev}`;
 }
 
-/** An l3 context's rules and the routes of its table go by the table. */
+/** An l3 context's rules and the routes of its table go by the table: declared with `prefix`, it owns all of them. */
 export function tableId(table: number): string {
   return `table ${table}`;
+}
+
+/** One policy rule of a context table, by what it selects (`table 1001 -4 from 10.1.0.5/32`). */
+export function ruleId(r: {
+  family: 4 | 6;
+  table: number;
+  from?: string | undefined;
+  fwmark?: number | undefined;
+}): string {
+  const bits = r.family === 4 ? 32 : 128;
+  const from =
+    r.from === undefined ? "" : ` from ${canonicalCidr(r.from.includes("/") ? r.from : `${r.from}/${bits}`)}`;
+  const mark = r.fwmark === undefined ? "" : ` fwmark ${r.fwmark}`;
+  return `${tableId(r.table)} -${r.family}${from}${mark}`;
+}
+
+/** One route of a context table, by family and destination (`table 1001 -4 default`). */
+export function tableRouteId(table: number, family: 4 | 6, dst: string): string {
+  return `${tableId(table)} -${family} ${dst === "default" ? dst : canonicalCidr(dst)}`;
 }

@@ -86,3 +86,27 @@ test("the resident engine finds and repairs drift on its own, and says what it d
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /check-interval/);
 });
+
+test("an l3 context's rule and table route removed by hand are seen and made again", () => {
+  const t5 = netctxJson<View & { table: number }>("inspect", "t5");
+  const addr = v4(t5).split("/")[0]!;
+  sh(`ip rule del pref 1000 from ${addr} table ${t5.table}`);
+  sh(`ip route del 10.95.0.0/24 table ${t5.table}`);
+  const seen = netctxJson<View>("inspect", "t5");
+  assert.equal(seen.status, "degraded");
+  assert.ok(
+    seen.missing?.includes(`rule from ${addr}/32 table ${t5.table} is missing`),
+    JSON.stringify(seen.missing),
+  );
+  assert.ok(
+    seen.missing?.some((m) => m.startsWith("route 10.95.0.0/24 table")),
+    JSON.stringify(seen.missing),
+  );
+  netctxOk("gc");
+  assert.equal(netctxJson<View>("inspect", "t5").status, "ready");
+  assert.match(
+    sh(`ip rule show pref 1000`),
+    new RegExp(`from ${addr.replaceAll(".", "\\.")} lookup ${t5.table}`),
+  );
+  assert.match(sh(`ip route show table ${t5.table}`), /10\.95\.0\.0\/24 dev nc-dh/);
+});

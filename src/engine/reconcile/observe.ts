@@ -20,7 +20,14 @@ import { releaseCgroup } from "../../levels/shared-stack.ts";
 import { LINK_GROUP, NETNS_PREFIX, PREFIX } from "../../model/names.ts";
 import { parseStoreMark, STORE_XATTR, type StoreMark } from "../../model/store-mark.ts";
 import { tolerateMissing } from "../../networks/common.ts";
-import { addressId, mainRouteId, type ObjectKind, type Present, tableId } from "../../networks/ownership.ts";
+import {
+  addressId,
+  mainRouteId,
+  type ObjectKind,
+  type Present,
+  ruleId,
+  tableRouteId,
+} from "../../networks/ownership.ts";
 
 /** An object another store made: left alone, and named when a refusal needs it. */
 export interface ForeignObject {
@@ -119,7 +126,7 @@ function addressPresent(host: Host, cidr: string, ifname: string): Present {
 function rulePresent(host: Host, rule: Rule): Present {
   return {
     kind: "rule",
-    id: tableId(rule.table),
+    id: ruleId(rule),
     object: `rule ${describeRule(rule)}`,
     unowned: `no context owns table ${rule.table}`,
     remove: () => tolerateMissing(() => host.rtnl.ruleDel(rule)),
@@ -137,7 +144,7 @@ function routePresent(host: Host, r: Route): Present[] {
   return [
     {
       kind: "route",
-      id: tableId(r.table),
+      id: tableRouteId(r.table, r.family, r.dst),
       object: `route ${r.dst} dev ${r.dev} table ${r.table}`,
       on: r.dev,
       unowned: "no context owns the table",
