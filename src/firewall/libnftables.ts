@@ -7,6 +7,7 @@ import koffi from "koffi";
 import { withSignalsBlocked } from "../kernel/ffi.ts";
 
 const NFT_CTX_OUTPUT_JSON = 1 << 4;
+const NFT_CTX_OUTPUT_TERSE = 1 << 11;
 
 interface Lib {
   ctxNew: (flags: number) => unknown;
@@ -46,10 +47,14 @@ export function libnftablesAvailable(): boolean {
   return lib !== null;
 }
 
-/** Run one nft command buffer (a script, or `-j`-style listing when json) as the binary would. */
+/**
+ * Run one nft command buffer (a script, or a listing: `-j`-style when json, without set elements when terse, as
+ * `nft -t`) as the binary would.
+ */
 export function runNftBuffer(
   command: string,
   json: boolean,
+  terse = false,
 ): { status: number; stdout: string; stderr: string } {
   if (!libnftablesAvailable()) throw new Error("libnftables is not available");
   const l = lib!;
@@ -58,7 +63,8 @@ export function runNftBuffer(
   try {
     l.bufferOutput(ctx);
     l.bufferError(ctx);
-    if (json) l.setOutputFlags(ctx, NFT_CTX_OUTPUT_JSON);
+    const flags = (json ? NFT_CTX_OUTPUT_JSON : 0) | (terse ? NFT_CTX_OUTPUT_TERSE : 0);
+    if (flags) l.setOutputFlags(ctx, flags);
     const rc = withSignalsBlocked(() => l.run(ctx, command));
     return { status: rc === 0 ? 0 : 1, stdout: l.outputBuffer(ctx) ?? "", stderr: l.errorBuffer(ctx) ?? "" };
   } finally {

@@ -86,11 +86,26 @@ export class Nft {
     return (objects as NftObject[]).filter((o) => !("metainfo" in o));
   }
 
+  /**
+   * `nft -t list <what...>` as text, set elements left out (so it costs the objects, not the elements); null when
+   * the listed object does not exist. For what JSON does not show in nft 1.0.6: a table's comment.
+   */
+  listTerse(what: readonly string[]): string | null {
+    const r = this.exec(["-t", "list", ...what]);
+    if (r.status !== 0) {
+      if (/No such file or directory/.test(r.stderr)) return null;
+      throw nftError(r.stderr, `list ${what.join(" ")}`);
+    }
+    return r.stdout;
+  }
+
   private exec(args: string[], input?: string): RunResult {
     if (this.inProcess) {
       const json = args[0] === "-j";
-      const command = args[args.length - 1] === "-" ? (input ?? "") : args.slice(json ? 1 : 0).join(" ");
-      return runNftBuffer(command, json);
+      const terse = args[0] === "-t";
+      const command =
+        args[args.length - 1] === "-" ? (input ?? "") : args.slice(json || terse ? 1 : 0).join(" ");
+      return runNftBuffer(command, json, terse);
     }
     return this.execBinary(args, input);
   }
