@@ -4,7 +4,8 @@
  */
 import type { Config } from "./config.ts";
 import { Firewall } from "./firewall/firewall.ts";
-import type { NftOptions } from "./firewall/nft.ts";
+import { claimTables, type TableClaim } from "./firewall/naming.ts";
+import { Nft, type NftOptions } from "./firewall/nft.ts";
 import { Rtnl } from "./kernel/rtnl.ts";
 import { readSysctl, writeSysctl } from "./kernel/sysctl.ts";
 import { LINK_GROUP } from "./model/names.ts";
@@ -58,6 +59,9 @@ export function removalQueue<T>(drop: (host: Host, items: T[]) => void, max = 64
   };
 }
 
+/** The name of this store's nft tables (firewall/naming.ts), decided once: again only while it is not settled. */
+const tableClaim = hostSlot((): { claim?: TableClaim } => ({}));
+
 export class Host {
   private rtnlHandle: Rtnl | undefined;
   private firewallHandle: Firewall | undefined;
@@ -85,10 +89,19 @@ export class Host {
    * could trip over each other: a lock file beside the state serialises them (see state/lock.ts).
    */
   firewall(change: (fw: Firewall) => void): void {
-    this.firewallHandle ??= new Firewall(this.nftOptions);
     this.firewallLock ??= new ProcessLock(this.store.dir, "firewall");
-    const fw = this.firewallHandle;
-    this.firewallLock.hold(() => change(fw));
+    this.firewallLock.hold(() => change(this.ownFirewall()));
+  }
+
+  /** The Firewall of this store's own tables (firewall/naming.ts: several stores on a host keep their own). */
+  private ownFirewall(): Firewall {
+    const slot = this.cache(tableClaim);
+    if (!slot.claim?.settled)
+      slot.claim = claimTables(new Nft(this.nftOptions), { id: this.store.id, dir: this.store.dir });
+    const table = slot.claim.table;
+    if (this.firewallHandle?.tableName !== table.name)
+      this.firewallHandle = new Firewall({ ...this.nftOptions, table });
+    return this.firewallHandle;
   }
 
   private get nftOptions(): NftOptions {

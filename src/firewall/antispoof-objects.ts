@@ -137,17 +137,24 @@ export function portElements(t: TablePart, port: GuardedPort): PartElement[] {
  * Lines adding `port`'s elements, in the tables of its kind or only in `only`. `create` for the as_ports element
  * refuses a leftover of the same name; `add` lets it be.
  */
-export function addScript(port: GuardedPort, verb: "add" | "create", only?: TablePart): string[] {
+export function addScript(
+  port: GuardedPort,
+  verb: "add" | "create",
+  table: string,
+  only?: TablePart,
+): string[] {
   return (only ? [only] : tablesFor(port.kind)).flatMap((t) => {
     const elems = portElements(t, port);
     return [
       ...elementLines(
         t.family,
+        table,
         verb,
         elems.filter((e) => e.set === S_PORTS.name),
       ),
       ...elementLines(
         t.family,
+        table,
         "add",
         elems.filter((e) => e.set !== S_PORTS.name),
       ),
@@ -155,14 +162,15 @@ export function addScript(port: GuardedPort, verb: "add" | "create", only?: Tabl
   });
 }
 
-export function removeScript(port: GuardedPort): string[] {
-  return tablesFor(port.kind).flatMap((t) => elementLines(t.family, "delete", portElements(t, port)));
+export function removeScript(port: GuardedPort, table: string): string[] {
+  return tablesFor(port.kind).flatMap((t) => elementLines(t.family, table, "delete", portElements(t, port)));
 }
 
 /** Lines deleting every element of `ifname` the listing shows in `t`'s sets. */
 export function deleteScript(listing: TableListing, t: TablePart, ifname: string): string[] {
   return elementLines(
     t.family,
+    listing.table.name,
     "delete",
     t.sets.flatMap((s) => listedPortElements(listing, s, ifname)),
   );

@@ -40,7 +40,7 @@ import {
 } from "./antispoof-objects.ts";
 import type { Firewall } from "./firewall.ts";
 import { Nft } from "./nft.ts";
-import { asRecord, readTable, TABLE, type TableListing, type TablePart } from "./tables.ts";
+import { asRecord, CLAIMED_NAME, readTable, type TableListing, type TablePart } from "./tables.ts";
 
 export { ANTISPOOF_CHAIN, type GuardedPort, type PortKind } from "./antispoof-objects.ts";
 
@@ -67,7 +67,7 @@ export function guardPort(host: Host, port: GuardedPort): void {
       lines.push(
         ...mend,
         ...(mend.length ? [] : deleteScript(listing, t, port.ifname)),
-        ...addScript(port, "add", t),
+        ...addScript(port, "add", fw.tableName, t),
       );
     }
     fw.apply(lines);
@@ -127,8 +127,8 @@ export function withGuardBatch<T>(host: Host, fn: () => T): T {
 function tryGuardExactly(host: Host, fw: Firewall, ports: GuardedPort[]): boolean {
   const previous = ports.flatMap((p) => staleGuards.take(host, p.ifname) ?? []);
   return fw.tryApply([
-    ...previous.flatMap((p) => removeScript(p)),
-    ...ports.flatMap((p) => addScript(p, "create")),
+    ...previous.flatMap((p) => removeScript(p, fw.tableName)),
+    ...ports.flatMap((p) => addScript(p, "create", fw.tableName)),
   ]);
 }
 
@@ -136,7 +136,7 @@ function tryGuardExactly(host: Host, fw: Firewall, ports: GuardedPort[]): boolea
 const staleGuards = removalQueue<GuardedPort>((host, ports) =>
   host.firewall((fw) => {
     // One of them already gone (gc took it, a flush emptied the tables) fails the batch: list and diff instead.
-    if (!fw.tryApply(ports.flatMap((p) => removeScript(p))))
+    if (!fw.tryApply(ports.flatMap((p) => removeScript(p, fw.tableName))))
       removeListed(
         fw,
         ports.map((p) => p.ifname),
@@ -177,11 +177,17 @@ export function releaseIdleTables(host: Host, stillGuarded: readonly PortKind[])
   );
 }
 
-/** Elements of our anti-spoofing sets per table, as `set: ["ifname . value", ...]` (for tests and audit). */
-export function guardedElements(nft = new Nft()): Record<string, Record<string, string[]>> {
+/**
+ * Elements of the anti-spoofing sets per family in the tables named `table`, as `set: ["ifname . value", ...]`
+ * (for tests and audit).
+ */
+export function guardedElements(
+  nft = new Nft(),
+  table = CLAIMED_NAME,
+): Record<string, Record<string, string[]>> {
   const out: Record<string, Record<string, string[]>> = {};
   for (const t of Object.values(ANTISPOOF)) {
-    const listing = readTable(t.family, nft.list(["table", t.family, TABLE]));
+    const listing = readTable(t.family, { name: table }, nft.list(["table", t.family, table]));
     if (!listing.exists) continue;
     const sets: Record<string, string[]> = {};
     for (const s of t.sets) sets[s.name] = setComponents(listing, s).map((e) => e.join(" . "));
@@ -190,16 +196,16 @@ export function guardedElements(nft = new Nft()): Record<string, Record<string, 
   return out;
 }
 
-/** The ports currently guarded (any table). */
-export function guardedPorts(nft = new Nft()): string[] {
-  const all = guardedElements(nft);
+/** The ports currently guarded (any family of the tables named `table`). */
+export function guardedPorts(nft = new Nft(), table = CLAIMED_NAME): string[] {
+  const all = guardedElements(nft, table);
   return [...new Set(Object.values(all).flatMap((sets) => sets["as_ports"] ?? []))].sort();
 }
 
 // ---------------------------------------------------------------------------------------------------------
 
 function dropScript(listing: TableListing, t: TablePart): string[] {
-  const T = `${t.family} ${TABLE}`;
+  const T = `${t.family} ${listing.table.name}`;
   const chain = t.chains[0]!.name;
   // A table holding nothing but ours goes whole (bridge, arp); the inet table holds the other parts too.
   const foreign = listing.objects.some((o) => {

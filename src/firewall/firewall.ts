@@ -1,5 +1,6 @@
 /**
- * The firewall: the one owner of our nft tables (`inet`, `bridge` and `arp netctx`, tables.ts), in the manner of
+ * The firewall: the one owner of a store's nft tables (`inet`, `bridge` and `arp netctx`, or `netctx-<id>` where
+ * another store claimed `netctx` first: naming.ts; the name is a property, given by the Host), in the manner of
  * netavark's FirewallDriver. Its parts (parts.ts) declare their objects: NAT and internal networks (nat-*.ts),
  * anti-spoofing (antispoof.ts) and publishing (publish.ts) ask it for listings and hand it their transactions;
  * whichever of them finds a table missing or damaged rebuilds it whole with every part's objects and elements, so
@@ -11,8 +12,10 @@
  * make the later one fail (it deletes an element the other already deleted): the Host serialises them through a
  * lock. A flushed ruleset loses the registry: `netctx repair` re-adds networks from the state store.
  * After the last network is removed the table stays with empty sets; removeAll() deletes our tables.
+ * A store's firewall refuses a network whose subnets overlap a network of another store's tables (naming.ts).
  */
 import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
+import { isStoreTableName, listedTables, tableClaimer } from "./naming.ts";
 import {
   dedupe,
   type FirewallNetwork,
@@ -30,12 +33,12 @@ import { interfaceScript, natScript } from "./nat-script.ts";
 import { Nft, type NftOptions } from "./nft.ts";
 import { type Except, type Job, repairLines } from "./parts.ts";
 import { type FirewallAction, type FirewallDesired, reconcileTables } from "./reconcile.ts";
-import { asRecord, readTable, TABLE, type TableFamily, type TableListing } from "./tables.ts";
+import { CLAIMED_NAME, readTable, type TableFamily, type TableListing, type TableRef } from "./tables.ts";
 
 export type { FirewallNetwork } from "./nat-elements.ts";
 export { RULE_COUNT } from "./nat-objects.ts";
 export type { DesiredGuard, DesiredPublication, FirewallAction, FirewallDesired } from "./reconcile.ts";
-export { TABLE } from "./tables.ts";
+export { CLAIMED_NAME } from "./tables.ts";
 
 interface Pending {
   table: TableListing;
@@ -43,13 +46,26 @@ interface Pending {
   ensure: boolean;
 }
 
+export interface FirewallOptions extends NftOptions {
+  /** The tables it owns (the Host's decision, naming.ts); default `netctx`, claimed by no store. */
+  table?: TableRef;
+}
+
 export class Firewall {
   private readonly nft: Nft;
+  /** Which tables are ours: their name, and the claim their comment records (naming.ts). */
+  readonly tables: TableRef;
   private depth = 0;
   private pending: Pending | null = null;
 
-  constructor(opts: NftOptions = {}) {
+  constructor(opts: FirewallOptions = {}) {
     this.nft = new Nft(opts);
+    this.tables = opts.table ?? { name: CLAIMED_NAME };
+  }
+
+  /** Our tables' name in every family. */
+  get tableName(): string {
+    return this.tables.name;
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -57,7 +73,7 @@ export class Firewall {
 
   /** Our table of `family` as the kernel lists it now. */
   table(family: TableFamily): TableListing {
-    return readTable(family, this.nft.list(["table", family, TABLE]));
+    return readTable(family, this.tables, this.nft.list(["table", family, this.tables.name]));
   }
 
   /** One transaction; no lines, no transaction. */
@@ -89,16 +105,23 @@ export class Firewall {
     opts: { dryRun?: boolean; publishCgroup?: string | undefined } = {},
   ): FirewallAction[] {
     this.rollback();
-    return reconcileTables(this.nft, desired, opts);
+    return reconcileTables(this.nft, this.tables, desired, opts);
   }
 
-  /** Delete our tables (inet, bridge and arp when they exist); others are not touched. */
+  /**
+   * Delete our tables (inet, bridge and arp when they exist); others are not touched, nor one of our name that
+   * another store's mark claims.
+   */
   removeAll(): void {
     this.rollback();
-    const tables = (this.nft.list(["tables"]) ?? [])
-      .map((o) => asRecord(o["table"]))
-      .filter((t) => t?.["name"] === TABLE && ["inet", "bridge", "arp"].includes(String(t["family"])));
-    this.nft.apply(tables.map((t) => `delete table ${String(t?.["family"])} ${TABLE}`).join("\n"));
+    const { name, store } = this.tables;
+    const tables = listedTables(this.nft).filter((t) => {
+      if (t.name !== name) return false;
+      if (store === undefined) return true;
+      const claimer = tableClaimer(this.nft, t.family, t.name);
+      return claimer?.id === undefined || claimer.id === store;
+    });
+    this.nft.apply(tables.map((t) => `delete table ${t.family} ${name}`).join("\n"));
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -139,6 +162,7 @@ export class Firewall {
       const b = subnets.slice(i + 1).find((s) => overlaps(a, s));
       if (b) throw invalid("subnets", `${formatCidr(a)} overlaps ${formatCidr(b)}`);
     }
+    this.refuseOtherStoresOverlap(subnets);
     this.change((p) => {
       for (const [other, rec] of p.model.networks) {
         if (other === n.name) continue;
@@ -201,8 +225,8 @@ export class Firewall {
     validateNetworkName(network.name);
     validateIfname(ifname);
     const script = [
-      ...(replacing ? [interfaceScript(replacing, ifname, "delete")] : []),
-      interfaceScript(network, ifname, "create"),
+      ...(replacing ? [interfaceScript(this.tables.name, replacing, ifname, "delete")] : []),
+      interfaceScript(this.tables.name, network, ifname, "create"),
     ].join("\n");
     if (this.depth === 0 && this.nft.tryApply(script)) return;
     this.inOneTransaction(() => {
@@ -221,7 +245,9 @@ export class Firewall {
       validateNetworkName(network.name);
       validateIfname(ifname);
     }
-    const script = leaving.map((l) => interfaceScript(l.network, l.ifname, "delete")).join("\n");
+    const script = leaving
+      .map((l) => interfaceScript(this.tables.name, l.network, l.ifname, "delete"))
+      .join("\n");
     if (this.depth === 0 && this.nft.tryApply(script)) return;
     this.inOneTransaction(() => {
       for (const { network, ifname } of leaving) this.removeInterface(network.name, ifname);
@@ -237,11 +263,36 @@ export class Firewall {
     }));
   }
 
-  /** Number of rules in the NAT chains of `table inet netctx` as the kernel reports them (0 without the table). */
+  /** Number of rules in the NAT chains of our inet table as the kernel reports them (0 without the table). */
   ruleCount(): number {
     // Only the NAT chains: the other parts' chains share the table and have their own counts.
     const rules = this.table("inet").rules;
     return NAT_CHAINS.reduce((n, c) => n + (rules.get(c.name) ?? 0), 0);
+  }
+
+  /**
+   * Another store's network on these subnets: refused, as one of ours is (the host routes each subnet to one
+   * network). Read from the other stores' inet tables (naming.ts); only a store's firewall looks, and only when a
+   * network is added.
+   */
+  private refuseOtherStoresOverlap(subnets: ReturnType<typeof parseCidr>[]): void {
+    if (this.tables.store === undefined) return;
+    const others = listedTables(this.nft).filter(
+      (t) => t.family === "inet" && t.name !== this.tables.name && isStoreTableName(t.name),
+    );
+    for (const t of others) {
+      const listing = readTable("inet", { name: t.name }, this.nft.list(["table", "inet", t.name]));
+      for (const [other, rec] of modelOf(natListing(listing)).networks) {
+        for (const a of subnets) {
+          const b = rec.subnets.find((s) => overlaps(a, s));
+          if (b)
+            throw conflict(
+              "subnets",
+              `${formatCidr(a)} overlaps ${formatCidr(b)} of network "${other}" of another store (table inet ${t.name})`,
+            );
+        }
+      }
+    }
   }
 
   /** The listing path of several changes: one read, one transaction; nothing applied if one of them throws. */

@@ -15,12 +15,10 @@ import {
 import { natListing } from "./nat-listing.ts";
 import { NAT_SETS } from "./nat-objects.ts";
 import { includedParts, rebuildLines, tableHealthy } from "./parts.ts";
-import { TABLE, type TableListing } from "./tables.ts";
-
-const T = `inet ${TABLE}`;
+import type { TableListing } from "./tables.ts";
 
 /**
- * The transaction that makes `table inet netctx` hold the model: the element diff, or the table rebuilt with the
+ * The transaction that makes our inet table (the listing's) hold the model: the element diff, or the table rebuilt with the
  * model's elements (and the other parts' elements the listing holds). Empty when there is nothing to do.
  */
 export function natScript(table: TableListing, model: Model, ensure: boolean): string {
@@ -31,7 +29,7 @@ export function natScript(table: TableListing, model: Model, ensure: boolean): s
     if (!table.exists && !ensure && !anything) return "";
     return rebuildLines(table, parts, { nat: partElements(desired) }).join("\n");
   }
-  return natDiff(natListing(table).elements, desired).lines.join("\n");
+  return natDiff(table.table.name, natListing(table).elements, desired).lines.join("\n");
 }
 
 /**
@@ -39,9 +37,11 @@ export function natScript(table: TableListing, model: Model, ensure: boolean): s
  * within the same transaction) and the elements taken away and added, as `set element` without quotes.
  */
 export function natDiff(
+  table: string,
   present: Elements,
   desired: Elements,
 ): { lines: string[]; remove: string[]; add: string[] } {
+  const T = `inet ${table}`;
   const lines: string[] = [];
   const remove: string[] = [];
   const add: string[] = [];
@@ -59,7 +59,13 @@ export function natDiff(
 }
 
 /** The element lines of one interface of a network: `create` (the ifaces element; the rest `add`) or `delete`. */
-export function interfaceScript(network: FirewallNetwork, ifname: string, op: "create" | "delete"): string {
+export function interfaceScript(
+  table: string,
+  network: FirewallNetwork,
+  ifname: string,
+  op: "create" | "delete",
+): string {
+  const T = `inet ${table}`;
   const subnets = network.subnets.map((s, i) => parseCidr(s, `subnets[${i}]`));
   const desired = desiredElements({
     networks: new Map([[network.name, { subnets, nat: network.nat, internal: network.internal }]]),

@@ -20,7 +20,6 @@ import {
   type PartElement,
   partHealthy,
   partPresent,
-  TABLE,
   type TableListing,
   type TablePart,
 } from "./tables.ts";
@@ -74,14 +73,20 @@ export function rebuildLines(
   elements: Partial<Record<Job, PartElement[]>> = {},
   except?: Except,
 ): string[] {
-  const t = `${listing.family} ${TABLE}`;
+  const { name, comment } = listing.table;
+  const t = `${listing.family} ${name}`;
+  // The comment claims the table for its store (naming.ts). A table listed absent is made with `create`: should
+  // another store have made one of that name since, the transaction fails whole instead of deleting it.
+  const made = `${t}${comment === undefined ? "" : ` { comment "${comment}"; }`}`;
   // Recreating in one transaction: `add` makes `delete` safe when the table is absent.
-  const lines = [`add table ${t}`, `delete table ${t}`, `add table ${t}`];
-  for (const p of parts) lines.push(...objectLines(p));
+  const lines = listing.exists
+    ? [`add table ${t}`, `delete table ${t}`, `add table ${made}`]
+    : [`create table ${made}`];
+  for (const p of parts) lines.push(...objectLines(p, name));
   for (const p of parts) {
     const given = elements[p.job];
     const elems = given ?? p.listed(listing).filter((e) => p.job !== except?.job || e.owner !== except.owner);
-    lines.push(...elementLines(listing.family, "add", elems));
+    lines.push(...elementLines(listing.family, name, "add", elems));
   }
   return lines;
 }
@@ -98,6 +103,6 @@ export function repairLines(listing: TableListing, needed: readonly Job[], excep
   const absent = parts.filter((p) => !partPresent(listing, p));
   const present = parts.filter((p) => !absent.includes(p));
   if (listing.exists && !absent.some((p) => p.base) && tableHealthy(listing, present, false))
-    return absent.flatMap(objectLines);
+    return absent.flatMap((p) => objectLines(p, listing.table.name));
   return rebuildLines(listing, parts, {}, except);
 }

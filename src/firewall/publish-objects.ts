@@ -12,7 +12,6 @@ import {
   listedElements,
   type SetDecl,
   setHealthy,
-  TABLE,
   type TableListing,
   type TablePart,
 } from "./tables.ts";
@@ -136,16 +135,20 @@ export function elementText(e: PublishElement): string {
 }
 
 /** The lines deleting (by key) and adding these elements, each map in one line, deletes first. */
-export function mapLines(del: readonly PublishElement[], add: readonly PublishElement[]): string[] {
+export function mapLines(
+  table: string,
+  del: readonly PublishElement[],
+  add: readonly PublishElement[],
+): string[] {
   const lines: string[] = [];
   for (const def of MAPS) {
     const d = del.filter((e) => e.map === def.name);
     if (d.length)
-      lines.push(`delete element inet ${TABLE} ${def.name} { ${d.map((e) => e.key).join(", ")} }`);
+      lines.push(`delete element inet ${table} ${def.name} { ${d.map((e) => e.key).join(", ")} }`);
   }
   for (const def of MAPS) {
     const a = add.filter((e) => e.map === def.name);
-    if (a.length) lines.push(`add element inet ${TABLE} ${def.name} { ${a.map(elementText).join(", ")} }`);
+    if (a.length) lines.push(`add element inet ${table} ${def.name} { ${a.map(elementText).join(", ")} }`);
   }
   return lines;
 }

@@ -1,5 +1,5 @@
 /**
- * Published ports: DNAT through nft maps in `table inet netctx`, so the rule count stays fixed whatever the
+ * Published ports: DNAT through nft maps in `table inet netctx` (or the store's own name, naming.ts), so the rule count stays fixed whatever the
  * number of publications (each one is a map element carrying its context's name as comment).
  *
  *  - `pub4`/`pub6` (`l4proto . dport : addr . port`): every host address; `pub4h`/`pub6h` add the host address
@@ -32,7 +32,7 @@ import {
   same,
   taken,
 } from "./publish-objects.ts";
-import { readTable, TABLE } from "./tables.ts";
+import { CLAIMED_NAME, readTable } from "./tables.ts";
 
 export {
   PUBLISH_RULE_COUNT,
@@ -67,7 +67,7 @@ export function publishContext(
     const mine = mend.length ? [] : listed;
     const gone = mine.filter((h) => !want.some((w) => same(w, h)));
     const added = want.filter((w) => !mine.some((h) => same(w, h)));
-    if (want.length > 0 || listed.length > 0) fw.apply([...mend, ...mapLines(gone, added)]);
+    if (want.length > 0 || listed.length > 0) fw.apply([...mend, ...mapLines(fw.tableName, gone, added)]);
     attachLoopbackPublish(host.config.publishCgroup, published, target);
   });
 }
@@ -80,12 +80,12 @@ export function unpublishContext(host: Host, context: string, published: readonl
   checkComment(context);
   host.firewall((fw) => {
     const mine = elementsOf(fw.table("inet")).filter((e) => e.context === context);
-    fw.apply(mapLines(mine, []));
+    fw.apply(mapLines(fw.tableName, mine, []));
     detachLoopbackPublish(host.config.publishCgroup, published);
   });
 }
 
-/** Every publication element in our maps (for inspect and tests). */
-export function publishedElements(nft = new Nft()): PublishElement[] {
-  return elementsOf(readTable("inet", nft.list(["table", "inet", TABLE])));
+/** Every publication element in the maps of the tables named `table` (for inspect and tests). */
+export function publishedElements(nft = new Nft(), table = CLAIMED_NAME): PublishElement[] {
+  return elementsOf(readTable("inet", { name: table }, nft.list(["table", "inet", table])));
 }

@@ -5,7 +5,7 @@
  * (the records' elements, and those of records still being made or removed carried over from the listing); the
  * others get their element diff. All of it is one transaction, so no part is ever left wiped for a later step.
  *
- * What it reports keeps the words gc always used: `nft table inet netctx`, `nft element nets4 10.1.0.0/24`,
+ * What it reports keeps the words gc always used: `nft table inet netctx` (the store's own name, naming.ts), `nft element nets4 10.1.0.0/24`,
  * `antispoof port nc-web`, `published ports of web`.
  */
 import { attachLoopbackPublish } from "../kernel/bpf/publish-loopback.ts";
@@ -40,10 +40,10 @@ import {
   FAMILIES,
   type PartElement,
   readTable,
-  TABLE,
   type TableFamily,
   type TableListing,
   type TablePart,
+  type TableRef,
 } from "./tables.ts";
 
 /** A port anti-spoofing should guard: owned always, added when missing only when `port` says how. */
@@ -89,12 +89,13 @@ function perFamily<T>(make: (f: TableFamily) => T): PerFamily<T> {
 
 export function reconcileTables(
   nft: Nft,
+  table: TableRef,
   desired: FirewallDesired,
   opts: { dryRun?: boolean; publishCgroup?: string | undefined },
 ): FirewallAction[] {
   const dryRun = opts.dryRun ?? false;
   const model = natModel(desired.networks, desired.interfaces);
-  const listings = perFamily((f) => readTable(f, nft.list(["table", f, TABLE])));
+  const listings = perFamily((f) => readTable(f, table, nft.list(["table", f, table.name])));
 
   const kinds = new Set<PortKind>([
     ...(desired.guardedKinds ?? []),
@@ -116,9 +117,13 @@ export function reconcileTables(
   const actions: FirewallAction[] = [];
   for (const f of FAMILIES)
     if (rebuild[f])
-      actions.push({ action: "rebuild", object: `nft table ${f} ${TABLE}`, reason: "missing or damaged" });
+      actions.push({
+        action: "rebuild",
+        object: `nft table ${f} ${table.name}`,
+        reason: "missing or damaged",
+      });
 
-  const nat = reconcileNat(model, listings.inet, rebuild.inet, actions);
+  const nat = reconcileNat(table.name, model, listings.inet, rebuild.inet, actions);
   const guards = reconcileGuards(desired.guards, listings, rebuild, dryRun, actions);
   const pubs = reconcilePublications(desired.publications, wanted, listings.inet, rebuild.inet, actions);
 
@@ -148,13 +153,14 @@ export function reconcileTables(
 
 /** NAT and internal networks: the registry and the sets the rules read, exactly as the model says. */
 function reconcileNat(
+  table: string,
   model: Model,
   inet: TableListing,
   rebuilt: boolean,
   actions: FirewallAction[],
 ): { lines: string[]; fresh: PartElement[] } {
   const want = desiredElements(model);
-  const diff = natDiff(rebuilt ? new Map() : natListing(inet).elements, want);
+  const diff = natDiff(table, rebuilt ? new Map() : natListing(inet).elements, want);
   for (const e of diff.remove)
     actions.push({ action: "remove", object: `nft element ${e}`, reason: "no network or interface owns it" });
   for (const e of diff.add)
@@ -214,7 +220,10 @@ function reconcileGuards(
     }
   }
   return {
-    lines: perFamily((f) => [...elementLines(f, "delete", del[f]), ...elementLines(f, "add", add[f])]),
+    lines: perFamily((f) => {
+      const t = listings[f].table.name;
+      return [...elementLines(f, t, "delete", del[f]), ...elementLines(f, t, "add", add[f])];
+    }),
     // Ports of records still being made or removed keep what they had.
     fresh: (f) => [
       ...ANTISPOOF[f].listed(listings[f]).filter((e) => owned.has(e.owner!) && !anew.has(e.owner!)),
@@ -289,7 +298,7 @@ function reconcilePublications(
     loopback.push({ action, want });
   }
   return {
-    lines: rebuilt ? [] : mapLines(del, put),
+    lines: rebuilt ? [] : mapLines(inet.table.name, del, put),
     // Contexts still being made or removed keep what they had.
     fresh: () => [
       ...PUBLISH.listed(inet).filter((e) => owned.has(e.owner!) && !anew.has(e.owner!)),

@@ -1,12 +1,25 @@
 /**
- * Our nft tables (`inet netctx`, `bridge netctx`, `arp netctx`) and the terms the firewall's parts declare their
+ * Our nft tables (`inet netctx`, `bridge netctx`, `arp netctx`, or a store's own name: naming.ts) and the terms the firewall's parts declare their
  * objects in: the sets, maps and chains (with hook, priority and rules) a part needs in a table, and how its
  * elements read back from a listing. One owner writes the tables (firewall.ts); the parts are registered in
  * parts.ts. Reading a listing is generic here; what an element means is each part's business.
  */
 import type { NftObject, NftValue } from "./nft.ts";
 
-export const TABLE = "netctx";
+/**
+ * The name the first store on a host claims for its tables; another store's are `netctx-<its id>` (naming.ts). A
+ * Firewall (and every helper that writes a table's name) is given its store's name: see TableRef.
+ */
+export const CLAIMED_NAME = "netctx";
+
+/** Which tables a Firewall owns: their name, and the comment that marks them its store's (naming.ts). */
+export interface TableRef {
+  name: string;
+  /** Written on every table made anew; absent: none (a Firewall without a store, as in tests). */
+  comment?: string | undefined;
+  /** The id of the store whose tables they are (absent: no store's). */
+  store?: string | undefined;
+}
 
 export type TableFamily = "inet" | "bridge" | "arp";
 
@@ -69,6 +82,8 @@ export interface TablePart {
 /** One of our tables as `nft -j list table` shows it, indexed by object. */
 export interface TableListing {
   family: TableFamily;
+  /** The table listed: its name, and the comment it gets when it is made anew. */
+  table: TableRef;
   exists: boolean;
   sets: Map<string, NftRecord>;
   maps: Map<string, NftRecord>;
@@ -79,9 +94,10 @@ export interface TableListing {
   objects: NftObject[];
 }
 
-export function readTable(family: TableFamily, objects: NftObject[] | null): TableListing {
+export function readTable(family: TableFamily, table: TableRef, objects: NftObject[] | null): TableListing {
   const listing: TableListing = {
     family,
+    table,
     exists: objects !== null,
     sets: new Map(),
     maps: new Map(),
@@ -152,8 +168,8 @@ export function partHealthy(listing: TableListing, part: TablePart, elements = t
 }
 
 /** The lines that make a part's sets, maps and chains (with their rules) in a table that has none of them. */
-export function objectLines(part: TablePart): string[] {
-  const t = `${part.family} ${TABLE}`;
+export function objectLines(part: TablePart, table: string): string[] {
+  const t = `${part.family} ${table}`;
   const lines = part.sets.map((d) => `add ${d.kind} ${t} ${d.name} { ${d.decl} }`);
   for (const c of part.chains) {
     lines.push(
@@ -167,6 +183,7 @@ export function objectLines(part: TablePart): string[] {
 /** `verb element` lines, one per set, for the given elements (in their order, sets in first-seen order). */
 export function elementLines(
   family: TableFamily,
+  table: string,
   verb: "add" | "create" | "delete",
   elems: PartElement[],
 ): string[] {
@@ -177,6 +194,6 @@ export function elementLines(
     else bySet.set(e.set, [e.text]);
   }
   return [...bySet].map(
-    ([set, texts]) => `${verb} element ${family} ${TABLE} ${set} { ${texts.join(", ")} }`,
+    ([set, texts]) => `${verb} element ${family} ${table} ${set} { ${texts.join(", ")} }`,
   );
 }
