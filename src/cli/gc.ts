@@ -33,7 +33,7 @@ export function registerGc(program: Command): void {
     .action((o: { json?: boolean }) => {
       const diff = withHost((host) => repair(host));
       if (o.json) return printJson(diff);
-      if (diff.rebuild) console.log("rebuilt table inet netctx");
+      if (diff.rebuild) console.log("rebuilt this store's nft tables");
       for (const e of diff.remove) console.log(`removed ${e}`);
       for (const e of diff.add) console.log(`added ${e}`);
     });

@@ -66,3 +66,23 @@ test("gc with an empty store refuses while another store's objects exist, naming
     "nothing for it to do",
   );
 });
+test("a second store on the same host converges without touching the first store's links, netns or cgroups", () => {
+  const other = mkdtempSync(join(tmpdir(), "netctx-other-"));
+  const b = ["--state-dir", other];
+  netctxOk(...b, "network", "create", "bnet", "--driver", "bridge", "--subnet", "10.30.0.0/24");
+  netctxOk(...b, "network", "create", "bhn", "--driver", "host", "--subnet", "10.31.0.0/24");
+  netctxOk(...b, "create", "b1", "--level", "l2", "--network", "bnet");
+  netctxOk(...b, "create", "b2", "--level", "l3", "--network", "bhn");
+  const kernel = kernelWithoutNft();
+  const plan = netctxJson<{ actions: { object: string }[] }>(...b, "gc", "--dry-run", "--json");
+  assert.deepEqual(plan.actions, [], "the first store's objects are not the second's orphans");
+  netctxOk(...b, "gc");
+  assert.equal(kernelWithoutNft(), kernel);
+  assert.deepEqual(statuses(), { c1: "ready", s1: "ready", t1: "ready" });
+  assert.deepEqual(statuses(...b), { b1: "ready", b2: "ready" });
+  // And the other way round.
+  assert.deepEqual(netctxJson<{ actions: unknown[] }>("gc", "--dry-run", "--json").actions, []);
+  netctxOk(...b, "rm", "b1", "b2");
+  netctxOk(...b, "network", "rm", "bnet", "bhn");
+  assert.deepEqual(statuses(), { c1: "ready", s1: "ready", t1: "ready" });
+});
