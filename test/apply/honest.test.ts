@@ -313,3 +313,20 @@ test("a kernel failure half-way undoes the apply, removals too: the replaced con
   netctxOk("apply", "--prune", file("d-empty.yaml", "name: sd\n"));
   assert.deepEqual(names().contexts, ["solo"]);
 });
+
+test("an apply that would remove and then fail is refused before its first removal", () => {
+  netctxOk("apply", file("e.yaml", SCENE_A.replace("name: sa", "name: se")));
+  // a2 is pruned first, then t9 asks for solo's address: the rehearsal finds it before a2 goes.
+  const path = file(
+    "e-refused.yaml",
+    `${SCENE_A.replace("name: sa", "name: se").replace("  - { name: a2, level: l2, networks: [sa-net] }\n", "")}  - { name: t9, level: l2, networks: [hand], ips: [10.71.0.10] }\n`,
+  );
+  const was = dumps();
+  const dry = netctx("apply", "--dry-run", "--prune", path);
+  refused(dry, was, "dry run");
+  const real = netctx("apply", "--prune", path);
+  refused(real, was, "apply");
+  assert.equal(dry.stderr, real.stderr);
+  assert.match(real.stderr, /^error: contexts\[1\]: ip: 10\.71\.0\.10 is already in use by "solo"/);
+  netctxOk("apply", "--prune", file("e-empty.yaml", "name: se\n"));
+});
