@@ -30,6 +30,7 @@ export function applyPath(host: Host, label: string, prefix: string, level: Leve
   const addMany = (indices: number[]) => {
     const t = nowMs();
     applyScene(host, {
+      name: `bench ${prefix}`,
       contexts: indices.map((i) => ({ name: `${prefix}${i}`, level, networks: [network] })),
     });
     const share = (nowMs() - t) / indices.length;

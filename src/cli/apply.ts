@@ -1,7 +1,8 @@
 /** netctx apply FILE [--prune] | netctx destroy FILE: declarative scenes in YAML or JSON. */
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import type { Command } from "commander";
-import { applyScene, destroyScene, planScene, type Step } from "../engine/apply.ts";
+import { applyScene, destroyScene, type Plan, planScene, rehearsePlan, type Step } from "../engine/apply.ts";
 import { invalid } from "../errors.ts";
 import { withHost } from "./host.ts";
 
@@ -25,9 +26,26 @@ export async function readSceneFile(path: string): Promise<unknown> {
 
 function describe(step: Step): string {
   const what = step.op.replace("-", " ");
-  return step.op === "replace-context"
-    ? `${what} ${step.name} (${step.why} differs)`
-    : `${what} ${step.name}`;
+  switch (step.op) {
+    case "replace-context":
+    case "replace-network":
+      return `${what} ${step.name} (${step.why} differs)`;
+    case "remove-context":
+    case "remove-network":
+      return `${what} ${step.name} (${step.why})`;
+    default:
+      return `${what} ${step.name}`;
+  }
+}
+
+/** Before any change: what the apply will remove, and what it leaves alone because another made it. */
+function announce(plan: Plan): void {
+  for (const note of plan.notes) console.log(`note: ${note}`);
+  const removals = plan.steps.filter((s) => s.op === "remove-context" || s.op === "remove-network");
+  if (removals.length)
+    console.log(
+      `scene "${plan.scene}" will remove: ${removals.map((s) => `${s.op.slice("remove-".length)} ${s.name}`).join(", ")}`,
+    );
 }
 
 export function registerApply(program: Command): void {
@@ -35,14 +53,23 @@ export function registerApply(program: Command): void {
     .command("apply")
     .description("create what the scene file declares and is missing; replace contexts that differ")
     .argument("<file>", "YAML or JSON: {networks: [...], contexts: [...]}")
-    .option("--prune", "also remove contexts and networks the file does not declare")
-    .option("--dry-run", "print the plan without changing anything")
+    .option(
+      "--prune",
+      "also remove the contexts and networks an earlier apply of this scene made that the file no longer declares",
+    )
+    .option("--dry-run", "check the file as apply does and print the plan, changing nothing")
     .action(async (file: string, o: { prune?: boolean; dryRun?: boolean }) => {
       const scene = await readSceneFile(file);
       const cliProgress = process.stdout.isTTY === true ? (await import("cli-progress")).default : undefined;
+      const opts = { prune: o.prune ?? false, source: resolve(file) };
       withHost((host) => {
         if (o.dryRun) {
-          for (const step of planScene(host, scene, o.prune ?? false)) console.log(describe(step));
+          // The real apply's planning and rehearsal, without its kernel work: it refuses what apply would.
+          const plan = planScene(host, scene, opts);
+          rehearsePlan(host, plan);
+          for (const note of plan.notes) console.log(`note: ${note}`);
+          for (const step of plan.steps) console.log(describe(step));
+          if (plan.steps.length === 0) console.log("nothing to do: the host matches the file");
           return;
         }
         const bar = cliProgress
@@ -52,8 +79,9 @@ export function registerApply(program: Command): void {
             )
           : undefined;
         let started = false;
-        const steps = applyScene(host, scene, {
-          prune: o.prune ?? false,
+        const plan = applyScene(host, scene, {
+          ...opts,
+          planned: announce,
           progress: (done, total, step) => {
             if (bar && !started) {
               bar.start(total, 0, { step: "" });
@@ -64,7 +92,7 @@ export function registerApply(program: Command): void {
           },
         });
         bar?.stop();
-        if (steps.length === 0) console.log("nothing to do: the host matches the file");
+        if (plan.steps.length === 0) console.log("nothing to do: the host matches the file");
       });
     });
 

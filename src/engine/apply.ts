@@ -1,14 +1,24 @@
 /**
- * `netctx apply FILE`: make the host match a declared scene. Creates what is missing, replaces contexts that differ,
- * leaves what matches alone, and with prune removes what is no longer declared. The whole file is checked before
- * any change; if a change fails half-way, what this apply made is removed again, so the host is as it was.
+ * `netctx apply FILE`: make the host match a declared scene. Creates what is missing, replaces what this scene made
+ * and the file now declares otherwise, leaves what matches alone, and with prune removes what this scene made and the
+ * file no longer declares. A scene is named (`name:` in the file, or the file's absolute path) and every context and
+ * network an apply makes carries that name (SCENE_LABEL, NetworkRecord.scene): prune never touches what was made by
+ * hand or by another scene, and apply never takes such an object over (one identical to the file is left as it is;
+ * one that differs is refused).
+ *
+ * The plan is rehearsed before any change: every step's state-side work (the same checks, records and leases the
+ * real creation and removal make) runs in one state transaction that is then rolled back, with no kernel write. A
+ * dry run is that rehearsal; a real apply runs it first, so anything it refuses is refused before anything changes.
+ * If the kernel fails half-way, the apply undoes its steps in reverse: what it made is removed, what it removed is
+ * made again from its record (addresses and first MAC kept).
  */
 import { z } from "zod";
-import { conflict, invalid } from "../errors.ts";
+import { conflict, invalid, NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import { checkName } from "../model/names.ts";
-import type { ContextRecord, NetworkRecord } from "../model/records.ts";
+import { formatPublish } from "../model/publish.ts";
+import { type ContextRecord, type NetworkRecord, SCENE_LABEL, SceneNameSchema } from "../model/records.ts";
 import {
   type ContextInput,
   ContextInputSchema,
@@ -17,25 +27,52 @@ import {
   parseInput,
 } from "../model/schemas.ts";
 import { parseIp, parseSubnet } from "../net/cidr.ts";
-import { createContext, createContexts, removeContext } from "./contexts.ts";
-import { createNetwork, removeNetwork } from "./networks.ts";
+import {
+  contextRehearsal,
+  createContext,
+  createContexts,
+  rehearseRemoval,
+  removeContext,
+} from "./contexts.ts";
+import { checkedNetwork, createNetwork, removeNetwork } from "./networks.ts";
+import { contextInputOf, networkInputOf } from "./state-export.ts";
 
 export const SceneSchema = z.strictObject({
   version: z.literal(1).optional(),
+  /** The scene's name; without it, the file's absolute path names the scene. */
+  name: SceneNameSchema.optional(),
   networks: z.array(NetworkInputSchema).optional(),
   contexts: z.array(ContextInputSchema).optional(),
 });
 export type Scene = z.infer<typeof SceneSchema>;
 
+/** `at`: where in the file the step comes from, for its errors ("contexts[2]"); `why`: what the plan prints. */
 export type Step =
-  | { op: "create-network"; name: string; input: NetworkInput }
-  | { op: "create-context"; name: string; input: ContextInput }
-  | { op: "replace-context"; name: string; input: ContextInput; why: string }
-  | { op: "remove-context"; name: string }
-  | { op: "remove-network"; name: string };
+  | { op: "create-network"; name: string; input: NetworkInput; at: string }
+  | { op: "replace-network"; name: string; input: NetworkInput; at: string; why: string }
+  | { op: "create-context"; name: string; input: ContextInput; at: string }
+  | { op: "replace-context"; name: string; input: ContextInput; at: string; why: string }
+  | { op: "remove-context"; name: string; why: string }
+  | { op: "remove-network"; name: string; why: string };
 
-/** Shape, names, addresses and references of the whole file, before anything is touched. */
-export function parseScene(host: Host, raw: unknown): { networks: NetworkInput[]; contexts: ContextInput[] } {
+export interface Plan {
+  scene: string;
+  steps: Step[];
+  /** Objects the file declares that exist but are not this scene's: used as they are, never changed or pruned. */
+  notes: string[];
+}
+
+export interface ParsedScene {
+  name: string;
+  networks: NetworkInput[];
+  contexts: ContextInput[];
+}
+
+/**
+ * Shape, names, addresses and references of the whole file, before anything is touched. `source`: the file's
+ * absolute path, the scene's name when the file gives none.
+ */
+export function parseScene(host: Host, raw: unknown, source?: string): ParsedScene {
   const scene = parseInput(SceneSchema, raw);
   const networks = scene.networks ?? [];
   const contexts = scene.contexts ?? [];
@@ -59,44 +96,212 @@ export function parseScene(host: Host, raw: unknown): { networks: NetworkInput[]
         throw invalid(`${at}.networks[${j}]`, `network "${n}" is neither declared nor existing`);
     });
     for (const [j, ip] of (c.ips ?? []).entries()) parseIp(ip, `${at}.ips[${j}]`);
+    if (c.labels?.[SCENE_LABEL] !== undefined)
+      throw invalid(
+        `${at}.labels`,
+        `"${SCENE_LABEL}" is apply's own label: it names the scene that made a context`,
+      );
   });
-  return { networks, contexts };
+  const name = scene.name ?? source;
+  if (name === undefined)
+    throw invalid(
+      "name",
+      "a scene needs a name: name: in the file (the CLI takes the file's path otherwise)",
+    );
+  return { name, networks, contexts };
 }
 
-export function planScene(host: Host, raw: unknown, prune: boolean): Step[] {
-  const scene = parseScene(host, raw);
-  const steps: Step[] = [];
+export interface PlanOptions {
+  prune?: boolean;
+  /** The scene file's absolute path: the scene's name when the file has no `name:`. */
+  source?: string;
+}
+
+const sceneOf = (c: ContextRecord): string | undefined => specOf(c).labels?.[SCENE_LABEL];
+const uses = (c: ContextRecord, network: string): boolean =>
+  specOf(c).attachments.some((a) => a.network === network);
+
+function madeBy(scene: string | undefined, me: string): string {
+  if (scene === undefined) return "made by hand";
+  return scene === me ? "made by this scene" : `made by scene "${scene}"`;
+}
+
+/** `"web" (made by hand), "db" (made by scene "x")`, at most 10. */
+function holders(list: readonly ContextRecord[], me: string, declared: ReadonlySet<string>): string {
+  const shown = list.slice(0, 10).map((c) => {
+    const scene = sceneOf(c);
+    const extra = scene === me && !declared.has(c.name) ? ", not in the file: --prune removes it" : "";
+    return `"${c.name}" (${madeBy(scene, me)}${extra})`;
+  });
+  if (list.length > 10) shown.push(`and ${list.length - 10} more`);
+  return shown.join(", ");
+}
+
+/**
+ * What apply would do, in order: removals first (pruned contexts, and the contexts of networks that are replaced),
+ * then networks, then contexts, then pruned networks. Refuses objects not this scene's that differ from the file,
+ * and a network change or a prune that would pull a network from under a context the plan does not remove.
+ */
+export function planScene(host: Host, raw: unknown, opts: PlanOptions = {}): Plan {
+  const scene = parseScene(host, raw, opts.source);
+  const me = scene.name;
+  const notes: string[] = [];
   const declaredNets = new Set(scene.networks.map((n) => n.name));
   const declaredCtxs = new Set(scene.contexts.map((c) => c.name));
-  if (prune) {
-    for (const c of host.store.listContexts())
-      if (!declaredCtxs.has(c.name)) steps.push({ op: "remove-context", name: c.name });
+  const existing = host.store.listContexts();
+  /** Contexts the plan removes before networks change (pruned, or on a network that is replaced). */
+  const removed = new Set<string>();
+  const early: Step[] = [];
+  if (opts.prune) {
+    for (const c of existing)
+      if (sceneOf(c) === me && !declaredCtxs.has(c.name)) {
+        early.push({ op: "remove-context", name: c.name, why: "no longer in the file" });
+        removed.add(c.name);
+      }
   }
+
+  const networkSteps: Step[] = [];
   scene.networks.forEach((n, i) => {
+    const at = `networks[${i}]`;
     const have = host.store.getNetwork(n.name);
-    if (!have) steps.push({ op: "create-network", name: n.name, input: n });
-    else {
-      const diff = networkDifference(have, n);
+    if (!have) {
+      networkSteps.push({ op: "create-network", name: n.name, input: n, at });
+      return;
+    }
+    const diff = networkDifference(have, n);
+    if (have.scene !== me) {
       if (diff)
         throw conflict(
-          `networks[${i}].${diff}`,
-          `network "${n.name}" exists with another ${diff}; remove it first`,
+          `${at}.name`,
+          `network "${n.name}" exists, ${madeBy(have.scene, me)}, with another ${diff}: apply does not take over what it did not make; remove it (netctx network rm ${n.name}) or rename it in the file`,
         );
+      notes.push(
+        `network ${n.name} exists, ${madeBy(have.scene, me)}: used as it is, never pruned by this scene`,
+      );
+      return;
     }
+    if (!diff) return;
+    // Replaced: only when every context on it is one this apply removes or makes again itself.
+    const users = existing.filter((c) => uses(c, n.name));
+    const stuck = users.filter(
+      (c) => !(sceneOf(c) === me && (declaredCtxs.has(c.name) || removed.has(c.name))),
+    );
+    if (stuck.length > 0)
+      throw conflict(
+        `${at}.${diff}`,
+        `network "${n.name}" exists with another ${diff} and cannot be replaced while ${holders(stuck, me, declaredCtxs)} ${stuck.length === 1 ? "uses" : "use"} it: remove ${stuck.length === 1 ? "it" : "them"} (netctx rm ${stuck.map((c) => c.name).join(" ")}) or move ${stuck.length === 1 ? "it" : "them"} to another network, then apply again`,
+      );
+    for (const c of users)
+      if (!removed.has(c.name)) {
+        early.push({ op: "remove-context", name: c.name, why: `network ${n.name} is replaced` });
+        removed.add(c.name);
+      }
+    networkSteps.push({ op: "replace-network", name: n.name, input: n, at, why: diff });
   });
-  for (const c of scene.contexts) {
-    const have = host.store.getContext(c.name);
-    if (!have) steps.push({ op: "create-context", name: c.name, input: c });
-    else {
-      const why = contextDifference(have, c);
-      if (why) steps.push({ op: "replace-context", name: c.name, input: c, why });
+
+  const contextSteps: Step[] = [];
+  scene.contexts.forEach((c, i) => {
+    const at = `contexts[${i}]`;
+    const input: ContextInput = { ...c, labels: { ...c.labels, [SCENE_LABEL]: me } };
+    const have = removed.has(c.name) ? undefined : existing.find((x) => x.name === c.name);
+    if (!have) {
+      contextSteps.push({ op: "create-context", name: c.name, input, at });
+      return;
+    }
+    const why = contextDifference(have, c);
+    const owner = sceneOf(have);
+    if (owner !== me) {
+      if (why)
+        throw conflict(
+          `${at}.name`,
+          `context "${c.name}" exists, ${madeBy(owner, me)}, and differs from the file (${why}): apply does not take over what it did not make; remove it (netctx rm ${c.name}) or rename it in the file`,
+        );
+      notes.push(`context ${c.name} exists, ${madeBy(owner, me)}: left as it is, never pruned by this scene`);
+      return;
+    }
+    if (why) contextSteps.push({ op: "replace-context", name: c.name, input, at, why });
+  });
+
+  const late: Step[] = [];
+  if (opts.prune) {
+    for (const n of host.store.listNetworks()) {
+      if (n.scene !== me || declaredNets.has(n.name)) continue;
+      const stay = [
+        ...scene.contexts.filter((c) => c.networks.includes(n.name)).map((c) => c.name),
+        ...existing
+          .filter((c) => !declaredCtxs.has(c.name) && !removed.has(c.name) && uses(c, n.name))
+          .map((c) => c.name),
+      ];
+      if (stay.length > 0)
+        throw conflict(
+          "prune",
+          `network "${n.name}" is no longer in the file but ${stay
+            .slice(0, 10)
+            .map((c) => `"${c}"`)
+            .join(", ")} would still use it: declare it again, or remove or move those contexts first`,
+        );
+      late.push({ op: "remove-network", name: n.name, why: "no longer in the file" });
     }
   }
-  if (prune) {
-    for (const n of host.store.listNetworks())
-      if (!declaredNets.has(n.name)) steps.push({ op: "remove-network", name: n.name });
+  return { scene: me, steps: [...early, ...networkSteps, ...contextSteps, ...late], notes };
+}
+
+/**
+ * Run the plan's state-side work (every check and record write the real steps make, none of their kernel work) in
+ * one state transaction, and roll it back. Throws what the real apply would refuse, located in the file.
+ */
+export function rehearsePlan(host: Host, plan: Plan): void {
+  const done = new Error("rehearsal done");
+  let current: Step | undefined;
+  const freedNetns = new Set<string>();
+  try {
+    host.store.transaction(() => {
+      let check: ((raw: unknown) => void) | undefined;
+      const create = (input: ContextInput) => {
+        check ??= contextRehearsal(host, freedNetns);
+        check(input);
+      };
+      const remove = (name: string) => {
+        const spec = host.store.getContext(name)?.spec;
+        rehearseRemoval(host, name);
+        if (spec?.netns && !spec.netnsExternal) freedNetns.add(spec.netns);
+      };
+      for (const step of plan.steps) {
+        current = step;
+        switch (step.op) {
+          case "remove-context":
+            remove(step.name);
+            break;
+          case "replace-context":
+            remove(step.name);
+            create(step.input);
+            break;
+          case "create-context":
+            create(step.input);
+            break;
+          case "replace-network":
+            host.store.deleteNetwork(step.name);
+            host.store.insertNetwork(checkedNetwork(host, step.input, { scene: plan.scene }));
+            break;
+          case "create-network":
+            host.store.insertNetwork(checkedNetwork(host, step.input, { scene: plan.scene }));
+            break;
+          case "remove-network":
+            host.store.deleteNetwork(step.name);
+        }
+      }
+      throw done;
+    });
+  } catch (err) {
+    if (err === done) return;
+    throw located(err, current);
   }
-  return steps;
+}
+
+/** An error of a declared object's step names where it is in the file: "contexts[2]: route: ...". */
+function located(err: unknown, step: Step | undefined): unknown {
+  if (!(err instanceof NetctxError) || step === undefined || !("at" in step)) return err;
+  return new NetctxError(err.code, `${step.at}: ${err.message}`, `${step.at}.${err.field ?? step.name}`);
 }
 
 function networkDifference(have: NetworkRecord, want: NetworkInput): string | undefined {
@@ -123,23 +328,27 @@ function contextDifference(have: ContextRecord, want: ContextInput): string | un
   return undefined;
 }
 
-export interface ApplyOptions {
-  prune?: boolean;
+export interface ApplyOptions extends PlanOptions {
+  /** Called once the plan passed its rehearsal, before the first change (the CLI prints the removals). */
+  planned?: (plan: Plan) => void;
   progress?: (done: number, total: number, step: Step) => void;
 }
 
 /** Consecutive context creations go to the kernel together, this many at a time (see createContexts). */
 const BATCH = 64;
 
-/** Carry out the plan; on failure undo what this apply created, then rethrow. Removals cannot be undone. */
-export function applyScene(host: Host, raw: unknown, opts: ApplyOptions = {}): Step[] {
-  const steps = planScene(host, raw, opts.prune ?? false);
-  const created: Step[] = [];
+/**
+ * Plan, rehearse, then carry out the plan; on failure undo what this apply did, in reverse, and rethrow: what it
+ * made goes, what it removed is made again from its record.
+ */
+export function applyScene(host: Host, raw: unknown, opts: ApplyOptions = {}): Plan {
+  const plan = planScene(host, raw, opts);
+  rehearsePlan(host, plan);
+  opts.planned?.(plan);
+  const { steps } = plan;
+  const undo: (() => void)[] = [];
   let done = 0;
-  const finished = (step: Step) => {
-    if (step.op === "create-network" || step.op === "create-context") created.push(step);
-    opts.progress?.(++done, steps.length, step);
-  };
+  const finished = (step: Step) => opts.progress?.(++done, steps.length, step);
   try {
     for (let i = 0; i < steps.length; ) {
       const step = steps[i]!;
@@ -149,19 +358,21 @@ export function applyScene(host: Host, raw: unknown, opts: ApplyOptions = {}): S
           host,
           run.map((s) => s.input),
         );
-        for (const made of run) finished(made);
+        for (const made of run) {
+          undo.push(() => removeContext(host, made.name));
+          finished(made);
+        }
         i += run.length;
       } else {
-        runStep(host, step);
+        runStep(host, plan.scene, step, undo);
         finished(step);
         i++;
       }
     }
   } catch (err) {
-    for (const step of created.reverse()) {
+    for (const action of undo.reverse()) {
       try {
-        if (step.op === "create-context") removeContext(host, step.name);
-        else removeNetwork(host, step.name);
+        action();
       } catch {
         // keep undoing; gc finds whatever this leaves
       }
@@ -170,7 +381,7 @@ export function applyScene(host: Host, raw: unknown, opts: ApplyOptions = {}): S
   }
   // Removals left their anti-spoofing elements to one batch (host.defer): that batch is part of this apply.
   host.flushDeferred();
-  return steps;
+  return plan;
 }
 
 /** The create-context steps from `start` on (one at least), up to BATCH of them. */
@@ -184,21 +395,59 @@ function creationRun(steps: Step[], start: number): Extract<Step, { op: "create-
   return run;
 }
 
+/** A removed context as the input that makes it again: addresses, first MAC, labels, ports, limits, netns. */
+function restorable(record: ContextRecord): ContextInput {
+  const spec = specOf(record);
+  return {
+    ...contextInputOf(record),
+    ...(spec.labels ? { labels: spec.labels } : {}),
+    ...(spec.publish?.length ? { publish: spec.publish.map(formatPublish) } : {}),
+    ...(spec.bandwidth ? { bandwidth: spec.bandwidth } : {}),
+    ...(spec.netnsExternal && spec.netns ? { netns: spec.netns } : {}),
+  };
+}
+
+/** Remove a context, leaving on `undo` how to make it again. */
+function removeUndoably(host: Host, name: string, undo: (() => void)[]): void {
+  const record = host.store.getContext(name);
+  removeContext(host, name);
+  if (record?.status === "ready") undo.push(() => createContext(host, restorable(record)));
+}
+
+function removeNetworkUndoably(host: Host, name: string, undo: (() => void)[]): void {
+  const record: NetworkRecord = removeNetwork(host, name);
+  undo.push(() =>
+    createNetwork(host, networkInputOf(record), record.scene === undefined ? {} : { scene: record.scene }),
+  );
+}
+
 /** Every step but context creation, which goes in batches (creationRun). */
-function runStep(host: Host, step: Exclude<Step, { op: "create-context" }>): void {
+function runStep(
+  host: Host,
+  scene: string,
+  step: Exclude<Step, { op: "create-context" }>,
+  undo: (() => void)[],
+): void {
   switch (step.op) {
     case "create-network":
-      createNetwork(host, step.input);
+      createNetwork(host, step.input, { scene });
+      undo.push(() => removeNetwork(host, step.name));
+      return;
+    case "replace-network":
+      removeNetworkUndoably(host, step.name, undo);
+      createNetwork(host, step.input, { scene });
+      undo.push(() => removeNetwork(host, step.name));
       return;
     case "replace-context":
-      removeContext(host, step.name);
+      removeUndoably(host, step.name, undo);
       createContext(host, step.input);
+      undo.push(() => removeContext(host, step.name));
       return;
     case "remove-context":
-      removeContext(host, step.name);
+      removeUndoably(host, step.name, undo);
       return;
     case "remove-network":
-      removeNetwork(host, step.name);
+      removeNetworkUndoably(host, step.name, undo);
   }
 }
 

@@ -97,6 +97,27 @@ export function createContexts(host: Host, raws: readonly unknown[]): ContextRec
   return records;
 }
 
+/**
+ * Every check createContexts makes, and the records and leases it writes, in the caller's state transaction and
+ * without touching the kernel: apply runs a whole plan this way and rolls the transaction back (its dry run, and
+ * its check before a real apply), so both refuse what the real creation would. `freedNetns`: namespaces of
+ * contexts the plan removes first, which will be gone by then.
+ */
+export function contextRehearsal(host: Host, freedNetns: ReadonlySet<string>): (raw: unknown) => void {
+  const tables = new TableFinder(host);
+  return (raw) => {
+    recordContext(host, planContext(host, raw), tables, freedNetns);
+  };
+}
+
+/** removeContext's refusals (processes still running), then its record changes, in the caller's transaction. */
+export function rehearseRemoval(host: Host, name: string): void {
+  const found = host.store.getContext(name);
+  if (!found) return;
+  refuseWhileRunning(name, specOf(found).cgroup);
+  forget(host, name);
+}
+
 /** Parse and check an input against the store and the kernel-independent rules; changes nothing. */
 function planContext(host: Host, raw: unknown): ContextPlan {
   const input = parseInput(ContextInputSchema, raw);
@@ -124,7 +145,12 @@ function planContext(host: Host, raw: unknown): ContextPlan {
 }
 
 /** Insert the "creating" record and allocate its addresses; runs inside the caller's state transaction. */
-function recordContext(host: Host, plan: ContextPlan, tables: TableFinder): ContextRecord {
+function recordContext(
+  host: Host,
+  plan: ContextPlan,
+  tables: TableFinder,
+  freedNetns: ReadonlySet<string> = new Set(),
+): ContextRecord {
   const { input, networks, requested, mac, devices, hostIfnames, routes, extras } = plan;
   if (host.store.getContext(input.name)) throw conflict("name", `context "${input.name}" already exists`);
   checkPublishFree(host.store, input.name, extras.publish);
@@ -135,7 +161,7 @@ function recordContext(host: Host, plan: ContextPlan, tables: TableFinder): Cont
   if (!level.sharedStack && input.netns === undefined) {
     spec.netns = netnsPath(contextNetnsName(input.name));
     // Not ours to reuse, and a failed create would delete it: a crash's leftover is gc's to remove.
-    if (existsSync(spec.netns))
+    if (existsSync(spec.netns) && !freedNetns.has(spec.netns))
       throw conflict(
         "name",
         `network namespace ${contextNetnsName(input.name)} already exists (netctx gc removes leftovers)`,

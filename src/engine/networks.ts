@@ -22,11 +22,14 @@ import { opMark } from "./intent.ts";
 
 export const DEFAULT_MTU = 1500;
 
-export function createNetwork(host: Host, raw: unknown): NetworkRecord {
-  const input = parseInput(NetworkInputSchema, raw);
-  const record = networkRecord(host, input);
+/** Who makes a network: an apply of a scene, or (no scene) a command by hand. */
+export interface NetworkOrigin {
+  scene?: string;
+}
+
+export function createNetwork(host: Host, raw: unknown, origin: NetworkOrigin = {}): NetworkRecord {
+  const record = checkedNetwork(host, raw, origin);
   const driver = networkDriver(record.driver);
-  driver.validate(record);
   // The op mark tells gc that a crash left this network half made (it finishes it) while we are gone.
   host.store.insertNetwork({ ...record, op: opMark("create") });
   host.pause("network-create:after-record");
@@ -42,6 +45,19 @@ export function createNetwork(host: Host, raw: unknown): NetworkRecord {
   }
   host.pause("network-create:before-ready");
   host.store.updateNetwork(record);
+  return record;
+}
+
+/**
+ * The record createNetwork would write, after every check it makes before writing (input, name, subnets, gateways,
+ * the driver's own); the store's checks (name taken, subnets overlapping another network) come with the insert.
+ * Reads the kernel (the default route's MTU), changes nothing: apply's dry run and pre-flight use it too.
+ */
+export function checkedNetwork(host: Host, raw: unknown, origin: NetworkOrigin = {}): NetworkRecord {
+  const input = parseInput(NetworkInputSchema, raw);
+  const record = networkRecord(host, input);
+  if (origin.scene !== undefined) record.scene = origin.scene;
+  networkDriver(record.driver).validate(record);
   return record;
 }
 

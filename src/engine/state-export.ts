@@ -5,6 +5,7 @@
  */
 import { specOf } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
+import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import type { ContextInput, NetworkInput } from "../model/schemas.ts";
 import type { StateStore } from "../state/state-store.ts";
 
@@ -15,36 +16,42 @@ export interface StateExport {
 }
 
 export function exportState(store: StateStore): StateExport {
-  const networks = store.listNetworks().map((n): NetworkInput => {
-    const { antispoof, ...options } = n.options;
-    return {
-      name: n.name,
-      driver: n.driver,
-      subnets: n.subnets.map((s) => s.cidr),
-      gateways: n.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
-      nat: n.nat,
-      internal: n.internal,
-      mtu: n.mtu,
-      ...(typeof antispoof === "boolean" ? { antispoof } : {}),
-      ...(Object.keys(options).length ? { options } : {}),
-    };
-  });
+  const networks = store.listNetworks().map(networkInputOf);
   // Half-made or half-removed contexts are not part of the state anybody asked for.
   const contexts = store
     .listContexts()
     .filter((c) => c.status === "ready")
-    .map((c): ContextInput => {
-      const spec = specOf(c);
-      const mac = spec.attachments[0]?.mac;
-      return {
-        name: c.name,
-        level: c.level,
-        networks: spec.attachments.map((a) => a.network),
-        ips: spec.attachments.flatMap((a) => a.addresses.map((cidr) => cidr.split("/")[0]!)),
-        ...(mac ? { mac } : {}),
-        ...(levelDriver(c.level).sharedStack ? {} : { ifnames: spec.attachments.map((a) => a.ifname) }),
-        ...(spec.routes?.length ? { routes: spec.routes } : {}),
-      };
-    });
+    .map(contextInputOf);
   return { version: 1, networks, contexts };
+}
+
+/** The input that makes the network again. */
+export function networkInputOf(n: NetworkRecord): NetworkInput {
+  const { antispoof, ...options } = n.options;
+  return {
+    name: n.name,
+    driver: n.driver,
+    subnets: n.subnets.map((s) => s.cidr),
+    gateways: n.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
+    nat: n.nat,
+    internal: n.internal,
+    mtu: n.mtu,
+    ...(typeof antispoof === "boolean" ? { antispoof } : {}),
+    ...(Object.keys(options).length ? { options } : {}),
+  };
+}
+
+/** The input that makes the context again with its addresses (and the first interface's MAC). */
+export function contextInputOf(c: ContextRecord): ContextInput {
+  const spec = specOf(c);
+  const mac = spec.attachments[0]?.mac;
+  return {
+    name: c.name,
+    level: c.level,
+    networks: spec.attachments.map((a) => a.network),
+    ips: spec.attachments.flatMap((a) => a.addresses.map((cidr) => cidr.split("/")[0]!)),
+    ...(mac ? { mac } : {}),
+    ...(levelDriver(c.level).sharedStack ? {} : { ifnames: spec.attachments.map((a) => a.ifname) }),
+    ...(spec.routes?.length ? { routes: spec.routes } : {}),
+  };
 }

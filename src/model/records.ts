@@ -24,6 +24,19 @@ export const OpMarkSchema = z.strictObject({
 });
 export type OpMark = z.infer<typeof OpMarkSchema>;
 
+/** An apply scene's name: one line, bounded (it is shown in errors and kept in records). */
+export const SceneNameSchema = z
+  .string()
+  .min(1, "must not be empty")
+  .max(256, "is longer than 256 characters")
+  .refine((s) => !/\p{Cc}/u.test(s), "must be one line without control characters");
+
+/**
+ * The label an apply puts on each context it makes: its scene's name (contexts already carry labels; networks
+ * have a record field of their own, NetworkRecord.scene).
+ */
+export const SCENE_LABEL = "netctx.scene";
+
 export const SubnetRecordSchema = z.strictObject({
   cidr: z.string(),
   gateway: z.string().exactOptional(),
@@ -41,6 +54,11 @@ export const NetworkRecordSchema = z.strictObject({
   options: z.record(z.string(), z.unknown()),
   /** Set while a create or rm of the network is under way. */
   op: OpMarkSchema.exactOptional(),
+  /**
+   * The apply scene that made the network (its `name:`, or its file's absolute path); absent when it was made
+   * otherwise (CLI, API, CNI). `apply --prune` removes only its own scene's networks.
+   */
+  scene: SceneNameSchema.exactOptional(),
   createdAt: z.string().exactOptional(),
 });
 export type NetworkRecord = z.infer<typeof NetworkRecordSchema>;

@@ -102,6 +102,14 @@ const MIGRATIONS: readonly Migration[] = [
       }
     },
   },
+  {
+    // The apply scene that made a network (model/records.ts NetworkRecord.scene), so `apply --prune` removes only
+    // what an apply of the same scene made. Networks made before this are taken as made by hand: never pruned.
+    version: 3,
+    up(db) {
+      db.exec(`ALTER TABLE networks ADD COLUMN scene TEXT CHECK (scene IS NULL OR length(scene) > 0);`);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -40,6 +40,7 @@ interface NetworkRow extends OpColumns {
   internal: number;
   mtu: number;
   options: string;
+  scene: string | null;
   created_at: string;
 }
 
@@ -147,6 +148,7 @@ function networkFromRow(row: NetworkRow, subnets: readonly SubnetRow[]): unknown
     // The column's CHECK holds it to valid JSON; the schema checks what the JSON holds.
     options: JSON.parse(row.options) as unknown,
     ...(op ? { op } : {}),
+    ...(row.scene !== null ? { scene: row.scene } : {}),
     createdAt: row.created_at,
   };
 }
@@ -202,13 +204,13 @@ export class Store implements StateStore {
         `SELECT network, cidr, gateway FROM subnets ORDER BY network, position`,
       ),
       insertNetwork: db.prepare(
-        `INSERT INTO networks (name, driver, nat, internal, mtu, options, op, op_pid, op_start, created_at)
-            VALUES (@name, @driver, @nat, @internal, @mtu, @options, @op, @op_pid, @op_start, @created_at)`,
+        `INSERT INTO networks (name, driver, nat, internal, mtu, options, op, op_pid, op_start, scene, created_at)
+            VALUES (@name, @driver, @nat, @internal, @mtu, @options, @op, @op_pid, @op_start, @scene, @created_at)`,
       ),
       updateNetwork: db.prepare(
         `UPDATE networks SET driver = @driver, nat = @nat, internal = @internal, mtu = @mtu,
-            options = @options, op = @op, op_pid = @op_pid, op_start = @op_start, created_at = @created_at
-            WHERE name = @name`,
+            options = @options, op = @op, op_pid = @op_pid, op_start = @op_start, scene = @scene,
+            created_at = @created_at WHERE name = @name`,
       ),
       deleteNetwork: db.prepare<[string]>(`DELETE FROM networks WHERE name = ?`),
       insertSubnet: db.prepare(
@@ -405,6 +407,7 @@ export class Store implements StateStore {
       mtu: n.mtu,
       options,
       ...opParams(n.op),
+      scene: n.scene ?? null,
       created_at: createdAt,
     };
   }

@@ -17,6 +17,7 @@ function file(name: string, text: string): string {
 }
 
 const SCENE = `
+name: shop
 networks:
   - { name: front, driver: bridge, subnets: [10.91.0.0/24, "fd91::/64"], nat: true }
   - { name: back, driver: routed, subnets: [10.92.0.0/24] }
@@ -156,7 +157,7 @@ test("a failure half-way undoes what the apply made", () => {
   );
   const r = netctx("apply", scene);
   assert.notEqual(r.code, 0);
-  assert.match(r.stderr, /^error: ip: 10\.91\.0\.11 is already in use by "web"/);
+  assert.match(r.stderr, /^error: contexts\[2\]: ip: 10\.91\.0\.11 is already in use by "web"/);
   assert.equal(state(), before.state);
   assert.deepEqual(eventually(netnsNames, before.netns), before.netns);
 });

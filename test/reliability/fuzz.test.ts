@@ -730,7 +730,7 @@ test(`${APPLY_CASES} bad apply files through the library are refused naming the 
     const label = `apply case ${i} (${c.what}): ${c.text.length > 200 ? `${c.text.slice(0, 200)}...` : c.text}`;
     let error: unknown;
     try {
-      applyScene(host, await readSceneFile(file));
+      applyScene(host, await readSceneFile(file), { source: file });
     } catch (err) {
       error = err;
     }

@@ -390,6 +390,37 @@ test("a v1 store's op marks move out of the JSON into the columns; everything el
   after.close();
 });
 
+test("a network records the scene that made it; a store from before scenes reads as made by hand", () => {
+  const dir = freshDir("scene");
+  mkdirSync(dir, { recursive: true });
+  const raw = new Database(join(dir, "netctx.db"));
+  migrate(raw, dir, (fn) => raw.transaction(fn)(), 2);
+  raw
+    .prepare(
+      `INSERT INTO networks (name, driver, nat, internal, mtu, options, created_at)
+          VALUES ('old', 'bridge', 0, 0, 1500, '{}', '2026-01-01T00:00:00.000Z')`,
+    )
+    .run();
+  raw.close();
+  const store = Store.open(dir);
+  assert.equal(store.getNetwork("old")?.scene, undefined, "never pruned by any scene");
+  const net = {
+    name: "mine",
+    driver: "bridge",
+    subnets: [],
+    nat: false,
+    internal: false,
+    mtu: 1500,
+    options: {},
+  };
+  store.insertNetwork({ ...net, scene: "/etc/netctx/shop.yaml" });
+  assert.equal(store.getNetwork("mine")?.scene, "/etc/netctx/shop.yaml");
+  assert.deepEqual(store.getNetwork("mine")?.options, {}, "not a key hidden in options");
+  store.updateNetwork({ ...store.getNetwork("mine")!, mtu: 1400 });
+  assert.equal(store.getNetwork("mine")?.scene, "/etc/netctx/shop.yaml", "an update keeps it");
+  store.close();
+});
+
 test("a malformed row is refused naming the record and the field", () => {
   const dir = freshDir("malformed");
   const store = Store.open(dir);
