@@ -9,7 +9,7 @@ import { querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { contextsCgroupParent } from "../../src/kernel/cgroup.ts";
 import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
 import { testConfig } from "../utils/config.ts";
-import { ipj, kernelSnapshot } from "../utils/kernel-oracle.ts";
+import { ipj, kernelSnapshot, withoutRouteFlags } from "../utils/kernel-oracle.ts";
 import { sh } from "../utils/shell.ts";
 import { probeArgv, startProbe } from "../utils/socket-probe.ts";
 
@@ -26,9 +26,7 @@ interface View {
 /** Everything a shared-stack context touches, beyond what kernelSnapshot covers. */
 function sharedStackSnapshot(): Record<string, unknown> {
   const j = (args: string) => ipj(args.split(" "));
-  // Route flags carry "linkdown": a port-less bridge loses its carrier on the kernel's schedule, not ours.
-  const noFlags = (v: unknown) =>
-    JSON.parse(JSON.stringify(v, (k, x: unknown) => (k === "flags" ? undefined : x))) as unknown;
+  const noFlags = withoutRouteFlags;
   return {
     kernel: noFlags(JSON.parse(kernelSnapshot())),
     rules4: j("-4 rule show"),

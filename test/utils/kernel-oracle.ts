@@ -167,13 +167,21 @@ export function nftSet(name: string, family = "inet"): string[] {
   return (set?.elem ?? []).map(text).sort();
 }
 
+/**
+ * A dump without route flags: a port-less bridge or host network device gains and loses "linkdown" with its
+ * carrier, on the kernel's schedule rather than ours, so "nothing changed" comparisons must not see it.
+ */
+export function withoutRouteFlags<T>(dump: T): T {
+  return JSON.parse(JSON.stringify(dump, (k, x: unknown) => (k === "flags" ? undefined : x))) as T;
+}
+
 /** Everything netctx could have touched, for "nothing changed" comparisons. */
 export function kernelSnapshot(): string {
   return JSON.stringify({
     links: links().map((l) => [l.ifname, l.master, l.mtu]),
     addrs: addrs().map((a) => [a.ifname, a.addr_info.map((i) => i.local)]),
-    routes4: routes(4),
-    routes6: routes(6),
+    routes4: withoutRouteFlags(routes(4)),
+    routes6: withoutRouteFlags(routes(6)),
     netns: netnsNames(),
     nft: nftRuleset(),
   });
