@@ -2,7 +2,15 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { applyScene, destroyScene, type Plan, planScene, rehearsePlan, type Step } from "../engine/apply.ts";
+import {
+  applyScene,
+  destroyScene,
+  type Plan,
+  planDestroy,
+  planScene,
+  rehearsePlan,
+  type Step,
+} from "../engine/apply.ts";
 import { invalid } from "../errors.ts";
 import { withHost } from "./host.ts";
 
@@ -38,6 +46,13 @@ function describe(step: Step): string {
   }
 }
 
+/** A dry run's output: the notes, then each step. */
+function printPlan(plan: Plan): void {
+  for (const note of plan.notes) console.log(`note: ${note}`);
+  for (const step of plan.steps) console.log(describe(step));
+  if (plan.steps.length === 0) console.log("nothing to do: the host matches the file");
+}
+
 /** Before any change: what the apply will remove, and what it leaves alone because another made it. */
 function announce(plan: Plan): void {
   for (const note of plan.notes) console.log(`note: ${note}`);
@@ -67,9 +82,7 @@ export function registerApply(program: Command): void {
           // The real apply's planning and rehearsal, without its kernel work: it refuses what apply would.
           const plan = planScene(host, scene, opts);
           rehearsePlan(host, plan);
-          for (const note of plan.notes) console.log(`note: ${note}`);
-          for (const step of plan.steps) console.log(describe(step));
-          if (plan.steps.length === 0) console.log("nothing to do: the host matches the file");
+          printPlan(plan);
           return;
         }
         const bar = cliProgress
@@ -98,12 +111,25 @@ export function registerApply(program: Command): void {
 
   program
     .command("destroy")
-    .description("remove the contexts and networks a scene file declares")
+    .description(
+      "remove the contexts and networks this scene made (never those made by hand or by another scene)",
+    )
     .argument("<file>")
-    .action(async (file: string) => {
+    .option("--dry-run", "print what destroy would remove, changing nothing")
+    .action(async (file: string, o: { dryRun?: boolean }) => {
       const scene = await readSceneFile(file);
+      const opts = { source: resolve(file) };
       withHost((host) => {
-        for (const line of destroyScene(host, scene)) console.log(`removed ${line}`);
+        if (o.dryRun) {
+          const plan = planDestroy(host, scene, opts);
+          rehearsePlan(host, plan);
+          printPlan(plan);
+          return;
+        }
+        const plan = destroyScene(host, scene, { ...opts, planned: announce });
+        for (const step of plan.steps) console.log(`removed ${step.op.slice("remove-".length)} ${step.name}`);
+        if (plan.steps.length === 0)
+          console.log(`nothing to do: scene "${plan.scene}" has made nothing here`);
       });
     });
 }

@@ -342,7 +342,38 @@ const BATCH = 64;
  * made goes, what it removed is made again from its record.
  */
 export function applyScene(host: Host, raw: unknown, opts: ApplyOptions = {}): Plan {
-  const plan = planScene(host, raw, opts);
+  return carryOut(host, planScene(host, raw, opts), opts);
+}
+
+/**
+ * `netctx destroy FILE`: remove every context and network this scene made, and nothing else. An object the file
+ * declares that was made by hand or by another scene stays (a note says so), as prune leaves it. The plan is that of
+ * an apply --prune of the same scene with nothing declared, so it is rehearsed and undone alike.
+ */
+export function planDestroy(host: Host, raw: unknown, opts: PlanOptions = {}): Plan {
+  const scene = parseScene(host, raw, opts.source);
+  const empty = { networks: [], contexts: [] };
+  const plan = planScene(host, empty, { prune: true, source: scene.name });
+  const notes: string[] = [];
+  for (const n of scene.networks) {
+    const have = host.store.getNetwork(n.name);
+    if (have && have.scene !== scene.name)
+      notes.push(`network ${n.name} exists, ${madeBy(have.scene, scene.name)}: left as it is`);
+  }
+  for (const c of scene.contexts) {
+    const have = host.store.getContext(c.name);
+    if (have && sceneOf(have) !== scene.name)
+      notes.push(`context ${c.name} exists, ${madeBy(sceneOf(have), scene.name)}: left as it is`);
+  }
+  const steps = plan.steps.map((s) => ("why" in s ? { ...s, why: "the scene is destroyed" } : s));
+  return { scene: scene.name, steps, notes };
+}
+
+export function destroyScene(host: Host, raw: unknown, opts: ApplyOptions = {}): Plan {
+  return carryOut(host, planDestroy(host, raw, opts), opts);
+}
+
+function carryOut(host: Host, plan: Plan, opts: ApplyOptions): Plan {
   rehearsePlan(host, plan);
   opts.planned?.(plan);
   const { steps } = plan;
@@ -449,18 +480,4 @@ function runStep(
     case "remove-network":
       removeNetworkUndoably(host, step.name, undo);
   }
-}
-
-/** `netctx destroy FILE`: remove the declared contexts, then the declared networks; missing ones are fine. */
-export function destroyScene(host: Host, raw: unknown): string[] {
-  const scene = parseInput(SceneSchema, raw);
-  const removed: string[] = [];
-  for (const c of scene.contexts ?? []) if (removeContext(host, c.name)) removed.push(`context ${c.name}`);
-  for (const n of scene.networks ?? []) {
-    if (host.store.getNetwork(n.name)) {
-      removeNetwork(host, n.name);
-      removed.push(`network ${n.name}`);
-    }
-  }
-  return removed;
 }

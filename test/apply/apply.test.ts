@@ -205,8 +205,10 @@ test("state export is an apply file: a fresh host restores the same contexts and
   const exported = netctxOk("state", "export");
   const path = file("export.json", exported);
   const fresh = mkdtempSync(join(dir, "fresh-"));
-  // The same names cannot live twice in one host namespace: tear down here, restore into the fresh state dir.
-  netctxOk("destroy", path);
+  // The same names cannot live twice in one host namespace: tear down here, restore into the fresh state dir. (Not
+  // with destroy: the export is a scene of its own that made none of these.)
+  netctxOk("rm", ...netctxJson<{ name: string }[]>("ls").map((c) => c.name));
+  netctxOk("network", "rm", ...netctxJson<{ name: string }[]>("network", "ls").map((n) => n.name));
   assert.deepEqual(netctxJson<unknown[]>("ls"), []);
   const r = spawnSync(NETCTX, ["apply", path], {
     env: { ...process.env, NETCTX_STATE_DIR: fresh },

@@ -330,3 +330,34 @@ test("an apply that would remove and then fail is refused before its first remov
   assert.match(real.stderr, /^error: contexts\[1\]: ip: 10\.71\.0\.10 is already in use by "solo"/);
   netctxOk("apply", "--prune", file("e-empty.yaml", "name: se\n"));
 });
+
+test("destroy removes what its scene made and nothing else; a destroy that would strand a context changes nothing", () => {
+  // Declares the hand-made network and context by name, and makes one network and one context of its own.
+  const path = file(
+    "d.yaml",
+    "name: sd\nnetworks:\n  - { name: hand, driver: bridge, subnets: [10.71.0.0/24] }\n  - { name: sd-net, driver: bridge, subnets: [10.76.0.0/24] }\ncontexts:\n  - { name: solo, level: l2, networks: [hand], ips: [10.71.0.10] }\n  - { name: d1, level: l2, networks: [sd-net] }\n",
+  );
+  const start = names();
+  netctxOk("apply", path);
+  // A context made by hand on the scene's network: destroying the scene would pull the network from under it.
+  netctxOk("create", "dh", "--level", "l2", "--network", "sd-net");
+  let was = dumps();
+  const dry = netctx("destroy", "--dry-run", path);
+  refused(dry, was, "destroy --dry-run while dh uses sd-net");
+  const real = netctx("destroy", path);
+  refused(real, was, "destroy while dh uses sd-net");
+  assert.equal(dry.stderr, real.stderr);
+  assert.match(real.stderr, /network "sd-net" .*"dh"/);
+
+  netctxOk("rm", "dh");
+  was = dumps();
+  const plan = netctxOk("destroy", "--dry-run", path);
+  assert.match(plan, /note: network hand exists, made by hand: left as it is/);
+  assert.match(plan, /note: context solo exists, made by hand: left as it is/);
+  assert.match(plan, /remove context d1 \(the scene is destroyed\)\nremove network sd-net/);
+  assertUnchanged(was, "destroy --dry-run");
+  const out = netctxOk("destroy", path);
+  assert.match(out, /removed context d1\nremoved network sd-net\n$/);
+  assert.deepEqual(names(), start, "the hand-made network and context stay");
+  assert.match(netctxOk("destroy", path), /nothing to do: scene "sd" has made nothing here/);
+});
