@@ -253,18 +253,19 @@ export function planScene(host: Host, raw: unknown, opts: PlanOptions = {}): Pla
 export function rehearsePlan(host: Host, plan: Plan): void {
   const done = new Error("rehearsal done");
   let current: Step | undefined;
-  const freedNetns = new Set<string>();
+  const freedPaths = new Set<string>();
   try {
     host.store.transaction(() => {
       let check: ((raw: unknown) => void) | undefined;
       const create = (input: ContextInput) => {
-        check ??= contextRehearsal(host, freedNetns);
+        check ??= contextRehearsal(host, freedPaths);
         check(input);
       };
       const remove = (name: string) => {
         const spec = host.store.getContext(name)?.spec;
         rehearseRemoval(host, name);
-        if (spec?.netns && !spec.netnsExternal) freedNetns.add(spec.netns);
+        if (spec?.netns && !spec.netnsExternal) freedPaths.add(spec.netns);
+        if (spec?.cgroup) freedPaths.add(spec.cgroup);
       };
       for (const step of plan.steps) {
         current = step;

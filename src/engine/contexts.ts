@@ -100,13 +100,13 @@ export function createContexts(host: Host, raws: readonly unknown[]): ContextRec
 /**
  * Every check createContexts makes, and the records and leases it writes, in the caller's state transaction and
  * without touching the kernel: apply runs a whole plan this way and rolls the transaction back (its dry run, and
- * its check before a real apply), so both refuse what the real creation would. `freedNetns`: namespaces of
- * contexts the plan removes first, which will be gone by then.
+ * its check before a real apply), so both refuse what the real creation would. `freedPaths`: the namespaces
+ * and cgroups of contexts the plan removes first, which will be gone by then.
  */
-export function contextRehearsal(host: Host, freedNetns: ReadonlySet<string>): (raw: unknown) => void {
+export function contextRehearsal(host: Host, freedPaths: ReadonlySet<string>): (raw: unknown) => void {
   const tables = new TableFinder(host);
   return (raw) => {
-    recordContext(host, planContext(host, raw), tables, freedNetns);
+    recordContext(host, planContext(host, raw), tables, freedPaths);
   };
 }
 
@@ -149,7 +149,7 @@ function recordContext(
   host: Host,
   plan: ContextPlan,
   tables: TableFinder,
-  freedNetns: ReadonlySet<string> = new Set(),
+  freedPaths: ReadonlySet<string> = new Set(),
 ): ContextRecord {
   const { input, networks, requested, mac, devices, hostIfnames, routes, extras } = plan;
   if (host.store.getContext(input.name)) throw conflict("name", `context "${input.name}" already exists`);
@@ -161,7 +161,7 @@ function recordContext(
   if (!level.sharedStack && input.netns === undefined) {
     spec.netns = netnsPath(contextNetnsName(input.name));
     // Not ours to reuse, and a failed create would delete it: a crash's leftover is gc's to remove.
-    if (existsSync(spec.netns) && !freedNetns.has(spec.netns))
+    if (existsSync(spec.netns) && !freedPaths.has(spec.netns))
       throw conflict(
         "name",
         `network namespace ${contextNetnsName(input.name)} already exists (netctx gc removes leftovers)`,
@@ -173,7 +173,13 @@ function recordContext(
     spec.netnsExternal = true;
   }
   if (input.labels) spec.labels = { ...input.labels };
-  if (level.sharedStack) spec.cgroup = join(contextsCgroupParent(host.config.cgroupParent), input.name);
+  if (level.sharedStack) {
+    spec.cgroup = join(contextsCgroupParent(host.config.cgroupParent), input.name);
+    // Another store's context of the same name (stores may share the cgroup parent): marking and confining it would
+    // take it over, and a failed create would remove it. A crash's leftover of our own is gc's to remove.
+    if (existsSync(spec.cgroup) && !freedPaths.has(spec.cgroup))
+      throw conflict("name", `cgroup ${spec.cgroup} already exists (netctx gc removes leftovers)`);
+  }
   if (level.ownTable) {
     spec.table = tables.take();
     spec.routes = routes;

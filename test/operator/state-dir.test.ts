@@ -86,3 +86,23 @@ test("a second store on the same host converges without touching the first store
   netctxOk(...b, "network", "rm", "bnet", "bhn");
   assert.deepEqual(statuses(), { c1: "ready", s1: "ready", t1: "ready" });
 });
+
+test("a second store's context of a taken name is refused before it touches the first store's cgroup", () => {
+  const other = mkdtempSync(join(tmpdir(), "netctx-other-"));
+  const b = ["--state-dir", other];
+  netctxOk(...b, "network", "create", "bhn2", "--driver", "host", "--subnet", "10.32.0.0/24");
+  const xattr = () =>
+    sh(`python3 -c 'import os; print(os.getxattr("${CG}/t1", "user.netctx.store").decode())'`).trim();
+  const mark = xattr();
+  const kernel = kernelWithoutNft();
+  for (const level of ["l3", "socket"]) {
+    const r = netctx(...b, "create", "t1", "--level", level, "--network", "bhn2");
+    assert.notEqual(r.code, 0, level);
+    assert.match(r.stderr, /^error: name: cgroup \S+\/t1 already exists/, level);
+  }
+  assert.equal(xattr(), mark, "t1's cgroup is still the first store's");
+  assert.equal(kernelWithoutNft(), kernel);
+  assert.deepEqual(statuses(...b), {});
+  assert.deepEqual(statuses(), { c1: "ready", s1: "ready", t1: "ready" });
+  netctxOk(...b, "network", "rm", "bhn2");
+});
