@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { netctx, netctxJson, netctxOk, netctxState, startEngine } from "../utils/cli.ts";
 import { ipj, kernelSnapshot, nftSet, routes } from "../utils/kernel-oracle.ts";
-import { inNetns, contextNetns as ns } from "../utils/netns.ts";
+import { addVethNetns, delVethNetns, inNetns, netnsPath, contextNetns as ns } from "../utils/netns.ts";
 import { ping } from "../utils/ping.ts";
 import { must } from "../utils/shell.ts";
 import { waitFor } from "../utils/wait.ts";
@@ -282,4 +282,43 @@ test("connect and disconnect go through the resident engine when it runs", async
   }
   assert.deepEqual(noGcActions(), []);
   netctxOk("network", "rm", "e1", "e2");
+});
+
+test("macvlan: connect puts a macvlan inside the context onto the parent's segment; disconnect takes it out", () => {
+  const outside = { name: "seg-router", hostIfname: "seg0" };
+  addVethNetns({ ...outside, addresses: ["10.95.0.254/24"] });
+  try {
+    netctxOk("network", "create", "home", "--driver", "bridge", "--subnet", "10.96.0.0/24");
+    netctxOk(
+      "network",
+      "create",
+      "seg",
+      "--driver",
+      "macvlan",
+      "--parent",
+      outside.hostIfname,
+      "--subnet",
+      "10.95.0.0/24",
+      "--gateway",
+      "10.95.0.254",
+    );
+    netctxOk("create", "m", "--level", "l2", "--network", "home");
+    const view = netctxJson<View>("network", "connect", "seg", "m");
+    const kind = ipj<{ ifname: string; linkinfo?: { info_kind?: string } }>(["-d", "link"], ns("m")).find(
+      (l) => l.ifname === "eth1",
+    )?.linkinfo?.info_kind;
+    assert.equal(kind, "macvlan");
+    assert.ok(ping(ns("m"), "10.95.0.254", { tries: 3 }), "m -> the segment's router");
+    const own = bare(view.interfaces[1]!.addresses[0]!);
+    assert.ok(ping(netnsPath(outside.name), own), "the segment's router -> m");
+    assert.deepEqual(noGcActions(), []);
+    netctxOk("network", "disconnect", "seg", "m");
+    assert.deepEqual(linkNames("m"), ["lo", "eth0"]);
+    assert.equal(ping(netnsPath(outside.name), own), false);
+    assert.deepEqual(netctxJson<NetView>("network", "inspect", "seg").leases, []);
+    netctxOk("rm", "m");
+    netctxOk("network", "rm", "home", "seg");
+  } finally {
+    delVethNetns(outside);
+  }
 });
