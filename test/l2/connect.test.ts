@@ -322,3 +322,38 @@ test("macvlan: connect puts a macvlan inside the context onto the parent's segme
     delVethNetns(outside);
   }
 });
+
+test("published ports and bandwidth limits follow the context when the network that carried them leaves", () => {
+  netctxOk("network", "create", "p1", "--driver", "bridge", "--subnet", "10.97.0.0/24", "--nat");
+  netctxOk("network", "create", "p2", "--driver", "bridge", "--subnet", "10.98.0.0/24", "--nat");
+  netctxOk(
+    "create",
+    "w",
+    "--level",
+    "l2",
+    "--network",
+    "p1",
+    "--publish",
+    "8090:80",
+    "--bandwidth",
+    "10mbit",
+  );
+  netctxOk("network", "connect", "p2", "w", "--ip", "10.98.0.40");
+  assert.deepEqual(noGcActions(), []);
+  netctxOk("network", "disconnect", "p1", "w");
+  const view = netctxJson<{ bandwidth?: { live?: { ingress?: { rate: number } } } }>("inspect", "w");
+  assert.equal(view.bandwidth?.live?.ingress?.rate, 10_000_000, "the limits sit on the new first veth");
+  const published = ipjNft().filter((e) => e.includes("8090"));
+  assert.ok(
+    published.some((e) => e.includes("10.98.0.40")),
+    `the port now leads to the address left: ${published}`,
+  );
+  assert.deepEqual(noGcActions(), [], "gc agrees with where they went");
+  netctxOk("rm", "w");
+  netctxOk("network", "rm", "p1", "p2");
+});
+
+/** Our inet table as text, one line per rule or element, for a look at where published ports lead. */
+function ipjNft(): string[] {
+  return must(["nft", "list", "table", "inet", "netctx"]).split("\n");
+}
