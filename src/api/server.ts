@@ -8,6 +8,7 @@ import { chmodSync, existsSync, unlinkSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { connect, type Socket } from "node:net";
 import { runCni } from "../cni/run.ts";
+import { connectContext, disconnectContext } from "../engine/context-networks.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import { contextView, contextViews, inspectView } from "../engine/views.ts";
@@ -67,7 +68,7 @@ export function handle(
   const parts = path.split("?")[0]!.split("/").filter(Boolean);
   try {
     if (parts[0] !== "v1") return json(404, { error: { code: "not-found", message: `no route ${path}` } });
-    const [, kind, name] = parts;
+    const [, kind, name, verb] = parts;
     if (kind === "cni" && method === "POST") {
       const env: NodeJS.ProcessEnv = {};
       for (const key of CNI_ENV_KEYS) {
@@ -83,6 +84,12 @@ export function handle(
     if (kind === "settle" && method === "POST") {
       host.flushDeferred();
       return json(200, { settled: true });
+    }
+    if (kind === "networks" && name && method === "POST" && (verb === "connect" || verb === "disconnect")) {
+      // The network is the path's; the body names the context (Docker's and podman's API shape).
+      const input = { ...JSON.parse(body || "{}"), network: name };
+      const record = verb === "connect" ? connectContext(host, input) : disconnectContext(host, input);
+      return json(200, contextView(host, record));
     }
     if (kind === "networks") {
       if (method === "GET" && !name) return json(200, host.store.listNetworks());

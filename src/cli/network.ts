@@ -1,8 +1,10 @@
-/** netctx network create|ls|inspect|rm */
+/** netctx network create|ls|inspect|connect|disconnect|rm */
 
 import type { Command } from "commander";
 import { callEngine } from "../api/client.ts";
+import { connectContext, disconnectContext } from "../engine/context-networks.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
+import { type ContextView, contextView } from "../engine/views.ts";
 import { notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
@@ -111,6 +113,44 @@ export function registerNetwork(program: Command): void {
         if (!net) throw notFound("network", name);
         printJson(networkView(host, net));
       });
+    });
+
+  network
+    .command("connect")
+    .description("attach a running l2 context to one more network")
+    .argument("<network>")
+    .argument("<context>")
+    .option("--ip <addr>", "requested address on the network (repeatable: one per subnet)", collect, [])
+    .option("--json", "print the context as JSON")
+    .action(async (name: string, context: string, o: { ip: string[]; json?: boolean }) => {
+      const body = { context, ...(o.ip.length ? { ips: o.ip } : {}) };
+      const view =
+        (await callEngine<ContextView>(
+          cliConfig().socketPath,
+          "POST",
+          `/v1/networks/${encodeURIComponent(name)}/connect`,
+          body,
+        )) ?? withHost((host) => contextView(host, connectContext(host, { ...body, network: name })));
+      if (o.json) printJson(view);
+      else console.log(view.name);
+    });
+
+  network
+    .command("disconnect")
+    .description("take a context off one of its networks (not its last)")
+    .argument("<network>")
+    .argument("<context>")
+    .option("--json", "print the context as JSON")
+    .action(async (name: string, context: string, o: { json?: boolean }) => {
+      const view =
+        (await callEngine<ContextView>(
+          cliConfig().socketPath,
+          "POST",
+          `/v1/networks/${encodeURIComponent(name)}/disconnect`,
+          { context },
+        )) ?? withHost((host) => contextView(host, disconnectContext(host, { context, network: name })));
+      if (o.json) printJson(view);
+      else console.log(view.name);
     });
 
   network

@@ -88,3 +88,21 @@ export function removeExtras(host: Host, name: string, spec: ContextSpec): void 
   const shaped = shapedAttachment(spec);
   if (shaped) unlimitBandwidth(host, shaped.hostIfname);
 }
+
+/**
+ * After a context's attachments changed (network connect, disconnect): its published ports follow its first
+ * addresses of each family, its limits the host side of its first attachment. Only what moved is touched.
+ */
+export function moveExtras(host: Host, name: string, before: ContextSpec, after: ContextSpec): void {
+  const target = publishTarget(after);
+  if (after.publish?.length && JSON.stringify(publishTarget(before)) !== JSON.stringify(target))
+    publishContext(host, name, after.publish, target);
+  const was = shapedAttachment(before);
+  const now = shapedAttachment(after);
+  if (was?.hostIfname === now?.hostIfname) return;
+  if (was) unlimitBandwidth(host, was.hostIfname);
+  if (now && after.bandwidth) {
+    withdrawShortcut(host, now);
+    limitBandwidth(host, now.hostIfname, after.bandwidth);
+  }
+}

@@ -15,7 +15,7 @@ import { FIRST_L3_TABLE } from "../levels/l3.ts";
 import { evictProcesses, refuseWhileRunning } from "../levels/processes.ts";
 import { levelDriver } from "../levels/registry.ts";
 import { checkIfname, checkName, contextNetnsName, hostVethIfname } from "../model/names.ts";
-import type { ContextRecord, NetworkRecord } from "../model/records.ts";
+import type { ContextRecord, Level, NetworkRecord } from "../model/records.ts";
 import { checkRouteArgs } from "../model/route.ts";
 import { type ContextInput, ContextInputSchema, parseInput } from "../model/schemas.ts";
 import { cidrContains, macProblem, parseIp, parseSubnet, randomMac } from "../net/cidr.ts";
@@ -194,23 +194,40 @@ function recordContext(
     op,
   };
   host.store.insertContext(rec);
-  spec.attachments = networks.map((net, i): Attachment => {
-    const driver = networkDriver(net.driver);
-    const leases = host.store.allocate(net.name, input.name, requested[i]);
-    return {
-      network: net.name,
+  spec.attachments = networks.map((net, i) =>
+    leaseAttachment(host, net, input.name, requested[i], {
       ifname: devices[i]!,
       hostIfname: hostIfnames[i]!,
-      addresses: leases.map((l) => driver.contextAddress(l)),
-      gateways: net.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
-      mtu: net.mtu,
       // Chosen here rather than by the kernel so that the record alone names every anti-spoofing element.
       ...(!level.sharedStack ? { mac: (i === 0 ? mac : undefined) ?? randomMac() } : {}),
-    };
-  });
+    }),
+  );
   rec.spec = { ...spec };
   host.store.updateContext(rec);
   return rec;
+}
+
+/**
+ * A context's attachment to `net` with its addresses leased from the network's IPAM (`requested` where given), in
+ * the caller's state transaction (create, network connect).
+ */
+export function leaseAttachment(
+  host: Host,
+  net: NetworkRecord,
+  owner: string,
+  requested: string[] | undefined,
+  link: { ifname: string; hostIfname: string; mac?: string },
+): Attachment {
+  const leases = host.store.allocate(net.name, owner, requested);
+  return {
+    network: net.name,
+    ifname: link.ifname,
+    hostIfname: link.hostIfname,
+    addresses: leases.map((l) => networkDriver(net.driver).contextAddress(l)),
+    gateways: net.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
+    mtu: net.mtu,
+    ...(link.mac !== undefined ? { mac: link.mac } : {}),
+  };
 }
 
 /** Make the kernel objects of a recorded context; on failure undo them and the record, then rethrow. */
@@ -392,20 +409,25 @@ function forget(host: Host, name: string): void {
 function resolveNetworks(host: Host, input: ContextInput): NetworkRecord[] {
   const seen = new Set<string>();
   return input.networks.map((name) => {
-    // A name no network can have is refused as such (bounded, escaped) rather than echoed whole as "not found".
-    checkName("network", name, 32);
     if (seen.has(name)) throw conflict("network", `joins network "${name}" twice`);
     seen.add(name);
-    const net = host.store.getNetwork(name);
-    if (!net) throw notFound("network", name);
-    const driver = networkDriver(net.driver);
-    if (!driver.levels.includes(input.level))
-      throw invalid(
-        "level",
-        `network "${name}" (driver ${net.driver}) does not serve level ${input.level} (it serves ${driver.levels.join(", ")})`,
-      );
-    return net;
+    return networkForLevel(host, name, input.level);
   });
+}
+
+/** The network `name`, refused when it does not exist or its driver does not serve contexts of `level`. */
+export function networkForLevel(host: Host, name: string, level: Level): NetworkRecord {
+  // A name no network can have is refused as such (bounded, escaped) rather than echoed whole as "not found".
+  checkName("network", name, 32);
+  const net = host.store.getNetwork(name);
+  if (!net) throw notFound("network", name);
+  const driver = networkDriver(net.driver);
+  if (!driver.levels.includes(level))
+    throw invalid(
+      "level",
+      `network "${name}" (driver ${net.driver}) does not serve level ${level} (it serves ${driver.levels.join(", ")})`,
+    );
+  return net;
 }
 
 /** Each requested address goes to the network whose subnet holds it. */

@@ -4,6 +4,7 @@
  */
 import type { Host } from "../host.ts";
 import type { Capability, SocketFamily } from "../kernel/capabilities.ts";
+import type { Attachment } from "../model/attachment.ts";
 import type { ContextSpec } from "../model/context-spec.ts";
 import type { ContextRecord, Level, NetworkRecord } from "../model/records.ts";
 import type { Declarer } from "../networks/ownership.ts";
@@ -20,6 +21,13 @@ export interface LevelDriver {
   create(host: Host, name: string, spec: ContextSpec): void;
   /** Remove them; tolerates objects that are already gone (CNI DEL semantics). */
   teardown(host: Host, name: string, spec: ContextSpec): void;
+  /**
+   * Attach a made context to one more network (`network connect`); undoes its own work when it fails. Absent where
+   * a context's networks are fixed at create.
+   */
+  connect?(host: Host, name: string, spec: ContextSpec, att: Attachment): void;
+  /** Take one attachment out of a made context that keeps its other networks (`network disconnect`). */
+  disconnect?(host: Host, name: string, spec: ContextSpec, att: Attachment): void;
   /** Where a command runs in the context and what root keeps there (src/exec/enter.ts carries it out). */
   execSandbox(record: ContextRecord): ExecSandbox;
   /** Why a ready context cannot be working any more (its netns or cgroup is gone), or undefined. */

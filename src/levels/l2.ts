@@ -5,12 +5,14 @@
 
 import { existsSync } from "node:fs";
 import { basename } from "node:path";
-import { notFound } from "../errors.ts";
+import { NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { createNetns, deleteNetns } from "../kernel/netns.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
+import type { Attachment } from "../model/attachment.ts";
 import { contextNetnsName } from "../model/names.ts";
-import { deleteOwnLink } from "../networks/common.ts";
+import { addDefaultRoute, deleteOwnLink } from "../networks/common.ts";
+import type { ContextNetns } from "../networks/driver.ts";
 import { networkDriver } from "../networks/registry.ts";
 import type { ContextSpec, LevelDriver } from "./driver.ts";
 import { BASE_CAPABILITIES, specOf } from "./driver.ts";
@@ -28,13 +30,46 @@ export const l2Level: LevelDriver = {
     try {
       // A netns holds no mark of its own: its loopback's alias says which store made it (model/store-mark.ts).
       rtnl.linkSet("lo", spec.netnsExternal ? { up: true } : { up: true, alias: host.linkMark.alias });
-      for (const att of spec.attachments) {
-        const net = host.store.getNetwork(att.network);
-        if (!net) throw notFound("network", att.network);
-        const driver = networkDriver(net.driver);
-        if (!driver.attach) throw new Error(`driver ${driver.name} cannot attach l2 contexts`);
-        driver.attach(host, net, { path, rtnl }, att);
-        host.pause("create:after-attach");
+      for (const att of spec.attachments) attach(host, { path, rtnl }, att);
+    } finally {
+      rtnl.close();
+    }
+  },
+
+  /** One more network for a running context: the same attach as create's, undone through detach if it fails. */
+  connect(host: Host, _name: string, spec: ContextSpec, att: Attachment) {
+    const path = spec.netns;
+    if (!path) throw new NetctxError("internal", "an l2 context without a netns");
+    const rtnl = Rtnl.open(path);
+    try {
+      attach(host, { path, rtnl }, att);
+    } catch (err) {
+      try {
+        detach(host, att, path);
+      } catch {
+        // gc removes what this left (the link is no record's); the attach's error is the one to report
+      }
+      throw err;
+    } finally {
+      rtnl.close();
+    }
+  },
+
+  /**
+   * Take one network's link out of a context that keeps others. A default route that went with it is put back
+   * through the networks left, as create would have made it had they come first.
+   */
+  disconnect(host: Host, _name: string, spec: ContextSpec, att: Attachment) {
+    const path = spec.netns;
+    if (!path) throw new NetctxError("internal", "an l2 context without a netns");
+    detach(host, att, path);
+    if (!existsSync(path)) return;
+    const rtnl = Rtnl.open(path);
+    try {
+      for (const other of spec.attachments) {
+        if (other.network === att.network) continue;
+        if (host.store.getNetwork(other.network)?.internal !== false) continue;
+        for (const gateway of other.gateways) addDefaultRoute(rtnl, gateway, other.ifname);
       }
     } finally {
       rtnl.close();
@@ -44,9 +79,8 @@ export const l2Level: LevelDriver = {
   teardown(host: Host, name: string, spec: ContextSpec) {
     const linksGoWithNetns = spec.netnsExternal !== true;
     for (const att of spec.attachments) {
-      const net = host.store.getNetwork(att.network);
-      if (net) networkDriver(net.driver).detach?.(host, net, att, linksGoWithNetns, spec.netns);
-      else if (att.hostIfname && !linksGoWithNetns) deleteOwnLink(host, att.hostIfname);
+      if (linksGoWithNetns) detachLeavingLink(host, att, spec.netns);
+      else detach(host, att, spec.netns);
     }
     if (linksGoWithNetns) deleteNetns(contextNetnsName(name));
   },
@@ -82,3 +116,26 @@ export const l2Level: LevelDriver = {
     };
   },
 };
+
+/** Link the context into one network through its driver (create, connect). */
+function attach(host: Host, ctx: ContextNetns, att: Attachment): void {
+  const net = host.store.getNetwork(att.network);
+  if (!net) throw notFound("network", att.network);
+  const driver = networkDriver(net.driver);
+  if (!driver.attach) throw new Error(`driver ${driver.name} cannot attach l2 contexts`);
+  driver.attach(host, net, ctx, att);
+  host.pause("create:after-attach");
+}
+
+/** Undo attach, the link included (its netns stays); tolerates what is gone already. */
+function detach(host: Host, att: Attachment, netns: string | undefined): void {
+  const net = host.store.getNetwork(att.network);
+  if (net) networkDriver(net.driver).detach?.(host, net, att, false, netns);
+  else if (att.hostIfname) deleteOwnLink(host, att.hostIfname);
+}
+
+/** Undo attach but for the link, which goes with the netns about to be deleted. */
+function detachLeavingLink(host: Host, att: Attachment, netns: string | undefined): void {
+  const net = host.store.getNetwork(att.network);
+  if (net) networkDriver(net.driver).detach?.(host, net, att, true, netns);
+}

@@ -53,6 +53,21 @@ export const ContextInputSchema = z.strictObject({
 });
 export type ContextInput = z.infer<typeof ContextInputSchema>;
 
+/** `network connect`: one more network for a made context, with requested addresses on it. */
+export const ConnectInputSchema = z.strictObject({
+  context: z.string(),
+  network: z.string(),
+  ips: z.array(z.string()).optional(),
+});
+export type ConnectInput = z.infer<typeof ConnectInputSchema>;
+
+/** `network disconnect`: take a context off one of its networks. */
+export const DisconnectInputSchema = z.strictObject({
+  context: z.string(),
+  network: z.string(),
+});
+export type DisconnectInput = z.infer<typeof DisconnectInputSchema>;
+
 /** Parse with a schema; the first problem becomes one NetctxError naming the field path. */
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown, root = ""): z.infer<S> {
   const result = schema.safeParse(input);

@@ -122,7 +122,7 @@ export function setLinkLocal(rtnl: Rtnl, ifname: string, ipv6: boolean, mac?: st
  * A netns on several networks (or a runtime's netns that already has one) keeps the first default route per family,
  * as the CNI reference plugins do: a second one would fail with EEXIST.
  */
-function addDefaultRoute(rtnl: Rtnl, gateway: string, dev: string): void {
+export function addDefaultRoute(rtnl: Rtnl, gateway: string, dev: string): void {
   try {
     rtnl.routeAdd({ dst: "default", family: familyOf(gateway), gateway, dev });
   } catch (err) {
