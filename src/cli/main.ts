@@ -7,6 +7,7 @@ import { registerCni } from "./cni.ts";
 import { useGlobalOptions } from "./config.ts";
 import { registerContext } from "./context.ts";
 import { registerDemo } from "./demo.ts";
+import { CliExit } from "./exit.ts";
 import { registerGc } from "./gc.ts";
 import { registerNetwork } from "./network.ts";
 import { registerServe } from "./serve.ts";
@@ -40,7 +41,8 @@ try {
     // commander already printed its one line (or help / version, which are not errors)
     process.exit(err.exitCode);
   }
-  process.stderr.write(`error: ${errorLine(err)}\n`);
-  if (process.env.NETCTX_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-  process.exit(1);
+  const reason = err instanceof CliExit ? err.reason : err;
+  process.stderr.write(`error: ${errorLine(reason)}\n`);
+  if (process.env.NETCTX_DEBUG && reason instanceof Error) process.stderr.write(`${reason.stack}\n`);
+  process.exit(err instanceof CliExit ? err.exitCode : 1);
 }
