@@ -9,7 +9,7 @@ import { parseBandwidthArg } from "../model/publish.ts";
 import { cliConfig } from "./config.ts";
 import { CliExit } from "./exit.ts";
 import { withHost } from "./host.ts";
-import { collect, printJson, printTable } from "./output.ts";
+import { collect, forEachName, printJson, printTable } from "./output.ts";
 
 interface CreateOptions {
   level: string;
@@ -99,12 +99,13 @@ export function registerContext(program: Command): void {
 
   program
     .command("rm")
-    .description("remove contexts (a missing one is not an error)")
+    .description("remove contexts; a missing or refused one is reported, the others go")
     .argument("<name...>")
     .option("--force", "kill the processes still running in the context instead of refusing")
-    .action(async (names: string[], o: { force?: boolean }) => {
+    .option("-i, --ignore", "a missing context is a note, not an error")
+    .action((names: string[], o: { force?: boolean; ignore?: boolean }) => {
       const force = o.force === true;
-      for (const name of names) {
+      return forEachName(names, async (name) => {
         const remote = await callEngine<{ removed: boolean }>(
           cliConfig().socketPath,
           "DELETE",
@@ -114,8 +115,9 @@ export function registerContext(program: Command): void {
           ? remote.removed
           : withHost((host) => removeContext(host, name, { force }) !== undefined);
         if (removed) console.log(name);
-        else console.error(`note: context "${name}" does not exist; nothing to remove`);
-      }
+        else if (o.ignore) console.error(`note: context "${name}" does not exist; nothing to remove`);
+        else throw notFound("context", name);
+      });
     });
 
   program

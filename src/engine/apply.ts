@@ -79,7 +79,7 @@ export function parseScene(host: Host, raw: unknown, source?: string): ParsedSce
   const seen = new Set<string>();
   networks.forEach((n, i) => {
     const at = `networks[${i}]`;
-    checkName(`${at}.name`, n.name, 32);
+    checkName(`${at}.name`, n.name);
     if (seen.has(n.name)) throw conflict(`${at}.name`, `network "${n.name}" is declared twice`);
     seen.add(n.name);
     for (const [j, s] of n.subnets.entries()) parseSubnet(s, `${at}.subnets[${j}]`);
