@@ -1,16 +1,15 @@
 /** netctx create|ls|inspect|rm|exec */
-import { spawn } from "node:child_process";
-import { constants } from "node:os";
-import type { Command } from "commander";
+import { type Command, CommanderError } from "commander";
 import { callEngine } from "../api/client.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { type ContextView, contextView, contextViews, inspectView } from "../engine/views.ts";
 import { conflict, notFound } from "../errors.ts";
-import { contextExecArgv } from "../exec/enter.ts";
+import { contextExecArgv, EXEC_SETUP_FAILED, execInto } from "../exec/enter.ts";
 import { parseBandwidthArg } from "../model/publish.ts";
 import { cliConfig } from "./config.ts";
+import { CliExit } from "./exit.ts";
 import { withHost } from "./host.ts";
-import { collect, printJson, printTable } from "./output.ts";
+import { collect, forEachName, printJson, printTable } from "./output.ts";
 
 interface CreateOptions {
   level: string;
@@ -100,12 +99,13 @@ export function registerContext(program: Command): void {
 
   program
     .command("rm")
-    .description("remove contexts (a missing one is not an error)")
+    .description("remove contexts; a missing or refused one is reported, the others go")
     .argument("<name...>")
     .option("--force", "kill the processes still running in the context instead of refusing")
-    .action(async (names: string[], o: { force?: boolean }) => {
+    .option("-i, --ignore", "a missing context is a note, not an error")
+    .action((names: string[], o: { force?: boolean; ignore?: boolean }) => {
       const force = o.force === true;
-      for (const name of names) {
+      return forEachName(names, async (name) => {
         const remote = await callEngine<{ removed: boolean }>(
           cliConfig().socketPath,
           "DELETE",
@@ -115,13 +115,17 @@ export function registerContext(program: Command): void {
           ? remote.removed
           : withHost((host) => removeContext(host, name, { force }) !== undefined);
         if (removed) console.log(name);
-        else console.error(`note: context "${name}" does not exist; nothing to remove`);
-      }
+        else if (o.ignore) console.error(`note: context "${name}" does not exist; nothing to remove`);
+        else throw notFound("context", name);
+      });
     });
 
   program
     .command("exec")
-    .description("run a command inside a context and return its exit code")
+    .description(
+      "run a command inside a context; netctx becomes the command's keeper, passes on the signals sent to it " +
+        "(TERM, INT, HUP, QUIT, USR1, USR2, WINCH) and exits with the command's status",
+    )
     .argument("<name>")
     .argument("<command...>")
     .option(
@@ -131,45 +135,36 @@ export function registerContext(program: Command): void {
       [],
     )
     .passThroughOptions()
-    .action(async (name: string, args: string[], o: { rw: string[] }) => {
+    .addHelpText(
+      "after",
+      `
+Exit status (as podman's):
+  N      the command's own exit status
+  128+N  the command was ended by signal N (143 for SIGTERM), as a shell says it
+  125    netctx itself failed: unknown context, context not ready, bad options, sandbox not built
+  126    the command was found but could not be run (permission)
+  127    the command was not found`,
+    )
+    // Commander's own refusals (unknown option, missing argument) are netctx's failures too: 125, not 1.
+    .exitOverride((err) => {
+      throw err.exitCode === 0 ? err : new CommanderError(EXEC_SETUP_FAILED, err.code, err.message);
+    })
+    .action((name: string, args: string[], o: { rw: string[] }) => {
       // commander keeps the "--" that separates our options from the command's
       const command = args[0] === "--" ? args.slice(1) : args;
-      const argv = withHost((host) => {
-        const record = host.store.getContext(name);
-        if (!record) throw notFound("context", name);
-        // A context being made may not be guarded yet (apply guards a batch at its end), one being removed is
-        // going: either way nothing of the user's should start in it.
-        if (record.status !== "ready")
-          throw conflict("name", `context "${name}" is ${record.status}, not ready`);
-        return contextExecArgv(host, record, command, { writable: o.rw });
-      });
-      process.exitCode = await runForwardingSignals(argv);
+      try {
+        const argv = withHost((host) => {
+          const record = host.store.getContext(name);
+          if (!record) throw notFound("context", name);
+          // A context being made may not be guarded yet (apply guards a batch at its end), one being removed is
+          // going: either way nothing of the user's should start in it.
+          if (record.status !== "ready")
+            throw conflict("name", `context "${name}" is ${record.status}, not ready`);
+          return contextExecArgv(host, record, command, { writable: o.rw });
+        });
+        execInto(argv, process.env);
+      } catch (err) {
+        throw new CliExit(err, EXEC_SETUP_FAILED);
+      }
     });
-}
-
-/**
- * Run argv with our stdio and return its exit code (128+N for signal N). SIGTERM and SIGHUP sent to netctx are
- * passed on (a service manager stopping `netctx exec` stops the command, not only netctx); a terminal's SIGINT
- * already reaches the whole foreground group, the command too, so netctx only outlives it.
- */
-function runForwardingSignals(argv: string[]): Promise<number> {
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: "inherit" });
-  const forward = (signal: NodeJS.Signals) => () => child.kill(signal);
-  const handlers: [NodeJS.Signals, () => void][] = [
-    ["SIGTERM", forward("SIGTERM")],
-    ["SIGHUP", forward("SIGHUP")],
-    ["SIGINT", () => {}],
-  ];
-  for (const [sig, h] of handlers) process.on(sig, h);
-  return new Promise((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (code, signal) => {
-      for (const [sig, h] of handlers) process.off(sig, h);
-      resolve(code ?? 128 + (signal ? signalNumber(signal) : 0));
-    });
-  });
-}
-
-function signalNumber(signal: NodeJS.Signals): number {
-  return constants.signals[signal] ?? 0;
 }

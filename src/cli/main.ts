@@ -1,27 +1,40 @@
 /** netctx command line: one file per command family; this file wires them and turns errors into one line. */
-import { Command, CommanderError } from "commander";
-import { errorLine } from "../errors.ts";
+import { Command, CommanderError, Option } from "commander";
+import { NetctxError } from "../errors.ts";
 import { registerApply } from "./apply.ts";
 import { registerAudit } from "./audit.ts";
 import { registerCni } from "./cni.ts";
 import { useGlobalOptions } from "./config.ts";
 import { registerContext } from "./context.ts";
 import { registerDemo } from "./demo.ts";
+import { CliExit } from "./exit.ts";
 import { registerGc } from "./gc.ts";
 import { registerNetwork } from "./network.ts";
+import { cliErrorLine } from "./output.ts";
 import { registerServe } from "./serve.ts";
 
 const program = new Command("netctx")
   .description(
     "network contexts for Linux processes: l2 (own netns), l3 (own routing table), socket (bind filtering)",
   )
-  .option("--state-dir <dir>", "state directory (default: $NETCTX_STATE_DIR or /var/lib/netctx)")
+  .option(
+    "--state-dir <dir>",
+    "state directory (default: $NETCTX_STATE_DIR or /var/lib/netctx); also taken after the subcommand",
+  )
   .enablePositionalOptions()
   .showHelpAfterError(false)
   .exitOverride()
   .configureOutput({ outputError: (str, write) => write(str.split("\n")[0] + "\n") })
-  .hook("preAction", (cmd) => {
-    useGlobalOptions(cmd.opts<{ stateDir?: string }>().stateDir);
+  .hook("preAction", (cmd, action) => {
+    const before = cmd.opts<{ stateDir?: string }>().stateDir;
+    const after = action === cmd ? undefined : action.opts<{ stateDir?: string }>().stateDir;
+    // Two different stores named in one command: guessing which one was meant could act on the wrong store.
+    if (before !== undefined && after !== undefined && before !== after)
+      throw new NetctxError(
+        "invalid",
+        `--state-dir given twice with two directories: ${before} and ${after}`,
+      );
+    useGlobalOptions(after ?? before);
   });
 
 registerNetwork(program);
@@ -32,6 +45,18 @@ registerDemo(program);
 registerGc(program);
 registerCni(program);
 registerAudit(program);
+acceptStateDirAfterSubcommands(program);
+
+/**
+ * `netctx ls --state-dir X` and `netctx network ls --state-dir X` as podman takes its global options anywhere: every
+ * leaf command takes --state-dir too (hidden from its help; the program's help tells it).
+ */
+function acceptStateDirAfterSubcommands(cmd: Command): void {
+  for (const sub of cmd.commands) {
+    if (sub.commands.length) acceptStateDirAfterSubcommands(sub);
+    else sub.addOption(new Option("--state-dir <dir>", "state directory").hideHelp());
+  }
+}
 
 try {
   await program.parseAsync(process.argv);
@@ -40,7 +65,8 @@ try {
     // commander already printed its one line (or help / version, which are not errors)
     process.exit(err.exitCode);
   }
-  process.stderr.write(`error: ${errorLine(err)}\n`);
-  if (process.env.NETCTX_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-  process.exit(1);
+  const reason = err instanceof CliExit ? err.reason : err;
+  process.stderr.write(`error: ${cliErrorLine(reason)}\n`);
+  if (process.env.NETCTX_DEBUG && reason instanceof Error) process.stderr.write(`${reason.stack}\n`);
+  process.exit(err instanceof CliExit ? err.exitCode : 1);
 }

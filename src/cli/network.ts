@@ -1,18 +1,19 @@
 /** netctx network create|ls|inspect|connect|disconnect|rm */
 
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { callEngine } from "../api/client.ts";
 import { connectContext, disconnectContext } from "../engine/context-networks.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import { type ContextView, contextView } from "../engine/views.ts";
-import { notFound } from "../errors.ts";
+import { invalid, NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import type { NetworkRecord } from "../model/records.ts";
-import { networkDriver, networkDriverNames } from "../networks/registry.ts";
+import { shown } from "../net/ifname.ts";
+import { networkDriver, networkDriverNames, networkDriverOptionKeys } from "../networks/registry.ts";
 import { cliConfig } from "./config.ts";
 import { withHost } from "./host.ts";
-import { collect, printJson, printTable } from "./output.ts";
+import { collect, forEachName, printJson, printTable } from "./output.ts";
 
 interface CreateOptions {
   driver: string;
@@ -34,7 +35,7 @@ export function registerNetwork(program: Command): void {
     .command("create")
     .description("create a network")
     .argument("<name>")
-    .requiredOption("--driver <driver>", networkDriverNames().join(" | "))
+    .option("--driver <driver>", networkDriverNames().join(" | "), "bridge")
     .option("--parent <dev>", "macvlan: the host device its contexts hang off")
     .option("--subnet <cidr>", "subnet, v4 or v6 (repeatable)", collect, [])
     .option(
@@ -43,11 +44,16 @@ export function registerNetwork(program: Command): void {
       collect,
       [],
     )
-    .option("--nat", "masquerade traffic leaving the host")
+    .addOption(new Option("--nat", "masquerade traffic leaving the host").conflicts("internal"))
     .option("--internal", "no egress: contexts reach only each other and the gateway")
     .option("--mtu <n>", "MTU (default: the MTU of the host's default-route device, else 1500)")
     .option("--no-antispoof", "let contexts send with addresses and MACs that are not theirs")
-    .option("-o, --opt <key=value>", "driver option (repeatable)", collect, [])
+    .option(
+      "-o, --opt <key=value>",
+      `driver option (repeatable; ${networkDriverOptionKeys().join("; ") || "no driver takes any"})`,
+      collect,
+      [],
+    )
     .option("--json", "print the network as JSON")
     .action(async (name: string, o: CreateOptions) => {
       const input = {
@@ -58,7 +64,7 @@ export function registerNetwork(program: Command): void {
         nat: o.nat ?? false,
         internal: o.internal ?? false,
         antispoof: o.antispoof,
-        ...(o.mtu !== undefined ? { mtu: parseNumber(o.mtu) } : {}),
+        ...(o.mtu !== undefined ? { mtu: parseNumber("mtu", o.mtu) } : {}),
         ...(o.opt.length || o.parent !== undefined
           ? {
               options: {
@@ -155,18 +161,26 @@ export function registerNetwork(program: Command): void {
 
   network
     .command("rm")
-    .description("remove a network (no context may be on it)")
+    .description(
+      "remove networks (no context may be on them); a missing or refused one is reported, the others go",
+    )
     .argument("<name...>")
-    .action(async (names: string[]) => {
-      for (const name of names) {
-        const remote = await callEngine<NetworkRecord>(
-          cliConfig().socketPath,
-          "DELETE",
-          `/v1/networks/${encodeURIComponent(name)}`,
-        );
-        console.log((remote ?? withHost((host) => removeNetwork(host, name))).name);
-      }
-    });
+    .option("-i, --ignore", "a missing network is a note, not an error")
+    .action((names: string[], o: { ignore?: boolean }) =>
+      forEachName(names, async (name) => {
+        try {
+          const remote = await callEngine<NetworkRecord>(
+            cliConfig().socketPath,
+            "DELETE",
+            `/v1/networks/${encodeURIComponent(name)}`,
+          );
+          console.log((remote ?? withHost((host) => removeNetwork(host, name))).name);
+        } catch (err) {
+          if (!o.ignore || !(err instanceof NetctxError && err.code === "not-found")) throw err;
+          console.error(`note: network "${name}" does not exist; nothing to remove`);
+        }
+      }),
+    );
 }
 
 function networkView(host: Host, net: NetworkRecord) {
@@ -183,9 +197,9 @@ function yesNo(b: boolean): string {
   return b ? "yes" : "no";
 }
 
-export function parseNumber(text: string): number {
-  // Left as NaN for a non-number: the schema then names the field.
-  return /^-?\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
+export function parseNumber(field: string, text: string): number {
+  if (!/^-?\d+$/.test(text.trim())) throw invalid(field, `${shown(text)} is not a whole number`);
+  return Number(text);
 }
 
 function splitOption(kv: string): [string, string] {

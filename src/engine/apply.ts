@@ -79,6 +79,7 @@ export function parseScene(host: Host, raw: unknown, source?: string): ParsedSce
   const seen = new Set<string>();
   networks.forEach((n, i) => {
     const at = `networks[${i}]`;
+    // A bound on what the file may hold; the limit itself (NAME_MAX) is the create's, which names it.
     checkName(`${at}.name`, n.name, 32);
     if (seen.has(n.name)) throw conflict(`${at}.name`, `network "${n.name}" is declared twice`);
     seen.add(n.name);
@@ -88,7 +89,7 @@ export function parseScene(host: Host, raw: unknown, source?: string): ParsedSce
   const names = new Set<string>();
   contexts.forEach((c, i) => {
     const at = `contexts[${i}]`;
-    checkName(`${at}.name`, c.name);
+    checkName(`${at}.name`, c.name, 64);
     if (names.has(c.name)) throw conflict(`${at}.name`, `context "${c.name}" is declared twice`);
     names.add(c.name);
     c.networks.forEach((n, j) => {

@@ -17,7 +17,7 @@ import {
   parseIp,
   parseSubnet,
 } from "../net/cidr.ts";
-import { networkDriver, portGuardOf } from "../networks/registry.ts";
+import { checkDriverOptions, networkDriver, portGuardOf } from "../networks/registry.ts";
 import { opMark } from "./intent.ts";
 
 export const DEFAULT_MTU = 1500;
@@ -102,8 +102,13 @@ export function removeNetwork(host: Host, name: string): NetworkRecord {
 }
 
 function networkRecord(host: Host, input: NetworkInput): NetworkRecord {
-  checkName("name", input.name, 32);
-  networkDriver(input.driver);
+  checkName("name", input.name);
+  checkDriverOptions(networkDriver(input.driver), input.options ?? {});
+  if (input.nat && input.internal)
+    throw invalid(
+      "nat",
+      "nat and internal exclude each other: an internal network has no egress to masquerade",
+    );
   const subnets = input.subnets.map((text) => parseSubnet(text, "subnet"));
   for (const [i, a] of subnets.entries()) {
     const other = subnets.slice(i + 1).find((b) => cidrsOverlap(a, b));

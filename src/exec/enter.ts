@@ -8,6 +8,7 @@ import { isAbsolute, join, normalize } from "node:path";
 import { invalid, NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { CAPABILITY, SOCKET_FAMILY } from "../kernel/capabilities.ts";
+import { errnoName, execReplacing, strerror } from "../kernel/ffi.ts";
 import type { ExecSandbox } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
 import type { ContextRecord } from "../model/records.ts";
@@ -74,4 +75,23 @@ function checkWritable(path: string): string {
   if (clean === "") throw invalid("rw", "/ cannot be writable: name the directories below it");
   if (!existsSync(clean)) throw invalid("rw", `${clean} does not exist`);
   return clean;
+}
+
+/** netctx-enter's exit status when the sandbox could not be built (netctx's own failure, as podman's 125). */
+export const EXEC_SETUP_FAILED = 125;
+
+/**
+ * Become the helper (execve): `netctx exec`'s pid is then the helper's, which passes on every signal sent to it
+ * (TERM, INT, HUP, QUIT, USR1, USR2, WINCH, CONT) and exits with the command's status. Forwarding from node
+ * instead cannot tell a terminal's ^C, which already reaches the command with the whole foreground group, from a
+ * `kill -INT`: the command would get a terminal's signals twice (a second SIGINT means "quit now" to many servers).
+ * And a SIGKILLed netctx takes the command with it (the helper's PID 1 dies with its parent). Returns only on
+ * failure, by throwing.
+ */
+export function execInto(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): never {
+  const err = execReplacing(
+    argv,
+    Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`])),
+  );
+  throw new NetctxError("internal", `cannot start ${argv[0]}: ${errnoName(err)}: ${strerror(err)}`);
 }

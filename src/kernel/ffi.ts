@@ -123,6 +123,41 @@ export function withSignalsBlocked<T>(fn: () => T): T {
   }
 }
 
+const execveC = libc.func("int execve(const char *path, const char **argv, const char **envp)") as (
+  path: string,
+  argv: (string | null)[],
+  envp: (string | null)[],
+) => number;
+const signalC = libc.func("void *signal(int sig, void *handler)") as (sig: number, handler: null) => unknown;
+const fcntlSetfd = libc.func("int fcntl(int fd, int cmd, ...)") as (
+  fd: number,
+  cmd: number,
+  ...rest: unknown[]
+) => number;
+const closeRangeSyscall = libc.func(
+  "long syscall(long nr, unsigned int first, unsigned int last, unsigned int flags)",
+) as (nr: number, first: number, last: number, flags: number) => number;
+const F_SETFD = 2;
+const NR_CLOSE_RANGE = 436; // the same on x86_64 and arm64
+const CLOSE_RANGE_CLOEXEC = 4;
+/** Signals node sets to SIG_IGN for itself (SIGPIPE, SIGXFSZ), which an exec would otherwise hand on. */
+const NODE_IGNORED_SIGNALS = [13, 25];
+
+/**
+ * Replace this process with `argv` (execve), as a spawned child would start: stdio 0-2 inherited (node opens them
+ * close-on-exec), every other descriptor closed, SIGPIPE and SIGXFSZ back to default, no signal blocked. Returns
+ * the errno only when the exec failed.
+ */
+export function execReplacing(argv: readonly string[], env: readonly string[]): number {
+  for (const fd of [0, 1, 2]) fcntlSetfd(fd, F_SETFD, "int", 0);
+  // Before 5.11 the kernel lacks close_range: node's own descriptors are close-on-exec already but a few.
+  closeRangeSyscall(NR_CLOSE_RANGE, 3, 0xffffffff, CLOSE_RANGE_CLOEXEC);
+  for (const sig of NODE_IGNORED_SIGNALS) signalC(sig, null);
+  pthreadSigmask(SIG_SETMASK, new Uint8Array(SIGSET_BYTES), null);
+  execveC(argv[0]!, [...argv, null], [...env, null]);
+  return errno();
+}
+
 /** open(2); the mode is passed as the variadic third argument, as libc expects. */
 export function open(path: string, flags: number, mode = 0): number {
   return openVariadic(path, flags, "int", mode);

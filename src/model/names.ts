@@ -15,9 +15,19 @@ export const NETNS_PREFIX = "netctx-";
 /** Interface group of every host-side link we create ("nc"): the ownership mark gc and teardown rely on. */
 export const LINK_GROUP = 0x6e63;
 
-export function checkName(field: string, name: string, max = 64): void {
+/**
+ * The documented limit of context and network names, at every level and driver: the kernel interfaces they name are
+ * nc-NAME, at most 15 bytes. Checked before the characters, so the user learns the limit at once.
+ */
+export const NAME_MAX = IFNAME_MAX - PREFIX.length;
+
+export function checkName(field: string, name: string, max = NAME_MAX): void {
   if (name.length === 0) throw invalid(field, "must not be empty");
-  if (name.length > max) throw invalid(field, `${shown(name)} is longer than ${max} characters`);
+  if (name.length > max)
+    throw invalid(
+      field,
+      `${shown(name)} is longer than ${max} characters (netctx names kernel interfaces nc-NAME, at most ${IFNAME_MAX} bytes)`,
+    );
   if (!NAME_RE.test(name))
     throw invalid(
       field,

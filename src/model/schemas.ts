@@ -73,7 +73,7 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown, root 
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const { field, message } = firstProblem(result.error, root);
-  throw invalid(field || "input", message);
+  throw invalid(field || "input", plainWords(result.error.issues[0]!, message));
 }
 
 /** The first problem of a failed parse: the field path ("" for the root) and a one-line message. */
@@ -91,4 +91,31 @@ export function firstProblem(error: z.ZodError, root = ""): { field: string; mes
     message = `unknown key "${keys.length > 80 ? `${keys.slice(0, 80)}...` : keys}"`;
   }
   return { field, message: message.replace(/\s+/g, " ") };
+}
+
+const KIND_WORDS: Record<string, string> = {
+  number: "a number",
+  int: "a whole number",
+  boolean: "true or false",
+  array: "a list",
+  string: "a string",
+  object: "a mapping",
+  null: "null",
+};
+
+/** zod's stock messages ("Invalid input: expected number, received NaN", "Too small: ...") said as a user would. */
+function plainWords(issue: z.core.$ZodIssue, message: string): string {
+  if (issue.code === "invalid_type") {
+    const received = /received (\w+)$/.exec(message)?.[1];
+    if (received === "undefined") return "is required";
+    const expected = KIND_WORDS[issue.expected] ?? issue.expected;
+    const got =
+      received === undefined || received === "NaN" ? "" : `, not ${KIND_WORDS[received] ?? received}`;
+    return `must be ${expected}${got}`;
+  }
+  if (issue.code === "too_small" && message.startsWith("Too small"))
+    return issue.origin === "number" ? `must be at least ${issue.minimum}` : message;
+  if (issue.code === "too_big" && message.startsWith("Too big"))
+    return issue.origin === "number" ? `must be at most ${issue.maximum}` : message;
+  return message;
 }

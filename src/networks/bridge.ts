@@ -41,6 +41,7 @@ function shortcutId(network: string, mac: string): string {
 export const bridgeDriver: NetworkDriver = {
   name: "bridge",
   levels: ["l2"],
+  options: {},
   sharedSegment: true,
   portGuard: "bridge",
 

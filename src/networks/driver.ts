@@ -31,6 +31,8 @@ export interface NetworkDriver {
   readonly name: string;
   /** Levels whose contexts may join networks of this driver. */
   readonly levels: readonly Level[];
+  /** The driver options (`-o KEY=VALUE`, `options:` in a file) it reads, each with what it means; others are refused. */
+  readonly options: Readonly<Record<string, string>>;
   /** Its contexts share one L2 segment (ARP and Neighbour Discovery reach each other), not a link each to the host. */
   readonly sharedSegment: boolean;
   /** Where the anti-spoofing of its l2 contexts' host-side ports sits (firewall/antispoof.ts); none when absent. */

@@ -16,6 +16,7 @@ import type { NetworkDriver } from "./driver.ts";
 export const hostDriver: NetworkDriver = {
   name: "host",
   levels: ["l3", "socket"],
+  options: {},
   sharedSegment: true,
   hostDevice(net) {
     return hostDevice(net.name);

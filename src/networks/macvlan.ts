@@ -28,6 +28,7 @@ function parentOf(net: NetworkRecord): string {
 export const macvlanDriver: NetworkDriver = {
   name: "macvlan",
   levels: ["l2"],
+  options: { parent: "the host device its contexts hang off (--parent)" },
   sharedSegment: true,
 
   validate(net) {

@@ -1,6 +1,7 @@
 import { invalid } from "../errors.ts";
 import type { PortKind } from "../firewall/antispoof.ts";
 import type { NetworkRecord } from "../model/records.ts";
+import { shown } from "../net/ifname.ts";
 import { bridgeDriver } from "./bridge.ts";
 import { guardKindOf } from "./common.ts";
 import type { NetworkDriver } from "./driver.ts";
@@ -21,6 +22,24 @@ export function networkDriver(name: string): NetworkDriver {
 /** How a network guards its contexts' ports (its driver's kind of anti-spoofing); undefined when it guards none. */
 export function portGuardOf(net: NetworkRecord): PortKind | undefined {
   return guardKindOf(networkDriver(net.driver), net);
+}
+
+/** Refuse an option `driver` does not declare, naming it and the ones it takes. */
+export function checkDriverOptions(driver: NetworkDriver, options: Readonly<Record<string, unknown>>): void {
+  const accepted = Object.keys(driver.options);
+  for (const key of Object.keys(options))
+    if (!Object.hasOwn(driver.options, key))
+      throw invalid(
+        "options",
+        `the ${driver.name} driver takes no option ${shown(key)} (it takes: ${accepted.join(", ") || "none"})`,
+      );
+}
+
+/** The drivers that take options, with their keys ("macvlan: parent"), for help texts. */
+export function networkDriverOptionKeys(): string[] {
+  return [...drivers.values()].flatMap((d) =>
+    Object.keys(d.options).length ? [`${d.name}: ${Object.keys(d.options).join(", ")}`] : [],
+  );
 }
 
 /** The registered drivers' names, for help texts. */

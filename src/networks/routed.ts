@@ -64,6 +64,7 @@ export function contextRoutes(att: Attachment): RouteSpec[] {
 export const routedDriver: NetworkDriver = {
   name: "routed",
   levels: ["l2"],
+  options: {},
   sharedSegment: false,
   portGuard: "routed",
 

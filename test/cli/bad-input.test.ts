@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { before, test } from "node:test";
-import { netctx, netctxOk, netctxState as state } from "../utils/cli.ts";
+import { NETCTX, netctx, netctxOk, netctxState as state } from "../utils/cli.ts";
 import { kernelSnapshot } from "../utils/kernel-oracle.ts";
 
 before(() => {
@@ -18,7 +22,11 @@ before(() => {
   netctxOk("network", "create", "tiny", "--driver", "bridge", "--subnet", "10.81.0.0/30");
   netctxOk("create", "first", "--level", "l2", "--network", "good", "--ip", "10.80.0.20");
   netctxOk("create", "filler", "--level", "l2", "--network", "tiny");
+  netctxOk("network", "create", "hn", "--driver", "host", "--subnet", "10.82.0.0/24");
 });
+
+/** The documented limit (README: names up to 12 characters), named in the refusal. */
+const TOO_LONG = /^error: name: "abcdefghijklm" is longer than 12 characters \(.*15 bytes\)$/;
 
 const cases: [string, string[], RegExp][] = [
   [
@@ -85,7 +93,111 @@ const cases: [string, string[], RegExp][] = [
   [
     "tiny mtu",
     ["network", "create", "n1", "--driver", "bridge", "--subnet", "10.90.0.0/24", "--mtu", "10"],
-    /^error: mtu: /,
+    /^error: mtu: must be at least 68$/,
+  ],
+  [
+    "huge mtu",
+    ["network", "create", "n1", "--driver", "bridge", "--subnet", "10.90.0.0/24", "--mtu", "70000"],
+    /^error: mtu: must be at most 65535$/,
+  ],
+  [
+    "mtu that is no number, in plain words",
+    ["network", "create", "n1", "--subnet", "10.90.0.0/24", "--mtu", "1500x"],
+    /^error: mtu: "1500x" is not a whole number$/,
+  ],
+  [
+    "--nat with --internal",
+    ["network", "create", "n1", "--subnet", "10.90.0.0/24", "--nat", "--internal"],
+    /^error: option '--nat' cannot be used with option '--internal'$/,
+  ],
+  [
+    "--internal with --nat",
+    ["network", "create", "n1", "--driver", "routed", "--subnet", "10.90.0.0/24", "--internal", "--nat"],
+    /^error: option '--nat' cannot be used with option '--internal'$/,
+  ],
+  [
+    "an -o key no driver declares",
+    ["network", "create", "n1", "--subnet", "10.90.0.0/24", "-o", "vni=42"],
+    /^error: options: the bridge driver takes no option "vni" \(it takes: none\)$/,
+  ],
+  [
+    "an -o key of another driver",
+    ["network", "create", "n1", "--driver", "host", "--subnet", "10.90.0.0/24", "-o", "parent=lo"],
+    /^error: options: the host driver takes no option "parent" \(it takes: none\)$/,
+  ],
+  [
+    "an -o key macvlan does not declare",
+    [
+      "network",
+      "create",
+      "n1",
+      "--driver",
+      "macvlan",
+      "--parent",
+      "lo",
+      "--subnet",
+      "10.90.0.0/24",
+      "-o",
+      "mode=vepa",
+    ],
+    /^error: options: the macvlan driver takes no option "mode" \(it takes: parent\)$/,
+  ],
+  [
+    "--parent on a bridge network",
+    ["network", "create", "n1", "--subnet", "10.90.0.0/24", "--parent", "lo"],
+    /^error: options: the bridge driver takes no option "parent" \(it takes: none\)$/,
+  ],
+  ...(["bridge", "routed", "host"] as const).map((driver): [string, string[], RegExp] => [
+    `network name over 12 characters (${driver})`,
+    ["network", "create", "abcdefghijklm", "--driver", driver, "--subnet", "10.90.0.0/24"],
+    TOO_LONG,
+  ]),
+  [
+    "network name over 12 characters (macvlan, which makes no host device)",
+    [
+      "network",
+      "create",
+      "abcdefghijklm",
+      "--driver",
+      "macvlan",
+      "--parent",
+      "lo",
+      "--subnet",
+      "10.90.0.0/24",
+    ],
+    TOO_LONG,
+  ],
+  [
+    "context name over 12 characters (l2)",
+    ["create", "abcdefghijklm", "--level", "l2", "--network", "good"],
+    TOO_LONG,
+  ],
+  [
+    "context name over 12 characters (l3)",
+    ["create", "abcdefghijklm", "--level", "l3", "--network", "hn"],
+    TOO_LONG,
+  ],
+  [
+    "context name over 12 characters (socket)",
+    ["create", "abcdefghijklm", "--level", "socket", "--network", "hn"],
+    TOO_LONG,
+  ],
+  [
+    "unknown option of network create",
+    ["network", "create", "n1", "--subnet", "10.90.0.0/24", "--colour", "red"],
+    /^error: unknown option '--colour'$/,
+  ],
+  ["unknown option before the subcommand", ["--colour", "red", "ls"], /^error: unknown option '--colour'$/],
+  [
+    "unknown option of network rm",
+    ["network", "rm", "good", "--colour"],
+    /^error: unknown option '--colour'$/,
+  ],
+  ["unknown option of rm", ["rm", "first", "--colour"], /^error: unknown option '--colour'$/],
+  [
+    "--state-dir given before and after the subcommand, two directories",
+    ["--state-dir", "/nonexistent-a", "rm", "first", "--state-dir", "/nonexistent-b"],
+    /^error: --state-dir given twice with two directories: \/nonexistent-a and \/nonexistent-b$/,
   ],
   ["invalid context name", ["create", "../etc", "--level", "l2", "--network", "good"], /^error: name: /],
   [
@@ -169,8 +281,45 @@ for (const [what, args, message] of cases) {
     const kernelBefore = kernelSnapshot();
     const r = netctx(...args);
     assert.notEqual(r.code, 0, `exit code for ${args.join(" ")}`);
-    assert.match(r.stderr, message);
+    assert.match(r.stderr.trimEnd(), message);
     assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /NaN|received|Invalid input|Too (small|big)/, "plain words");
+    assert.equal(state(), stateBefore, "state unchanged");
+    assert.equal(kernelSnapshot(), kernelBefore, "kernel unchanged");
+  });
+}
+
+/** `netctx ARGS` as an unprivileged user (nobody), with `env` over the test's environment. */
+function netctxAsNobody(env: Record<string, string>, ...args: string[]) {
+  const r = spawnSync(
+    "setpriv",
+    ["--reuid", "65534", "--regid", "65534", "--clear-groups", "--inh-caps=-all", NETCTX, ...args],
+    { encoding: "utf8", env: { ...process.env, ...env }, timeout: 60_000 },
+  );
+  return { code: r.status ?? -1, stderr: r.stderr };
+}
+
+for (const [what, args] of [
+  ["network create", ["network", "create", "n1", "--subnet", "10.90.0.0/24"]],
+  ["create", ["create", "c1", "--level", "l2", "--network", "good"]],
+  ["rm", ["rm", "first"]],
+  ["ls", ["ls"]],
+] as const) {
+  test(`refused: ${what} when not root says "needs root", not a bare EPERM`, () => {
+    const stateBefore = state();
+    const kernelBefore = kernelSnapshot();
+    // the test's own store (root's, mode 0700), and a store nobody may write, so the kernel is the one to refuse
+    const own = mkdtempSync(join(tmpdir(), "netctx-nobody-"));
+    chmodSync(own, 0o777);
+    // with a store of its own, network create goes on to the kernel, which refuses nobody
+    const envs = what === "network create" ? [{}, { NETCTX_STATE_DIR: own }] : [{}];
+    for (const env of envs) {
+      const r = netctxAsNobody(env, ...args);
+      assert.notEqual(r.code, 0, `${args.join(" ")} as nobody`);
+      assert.match(r.stderr, /^error: netctx needs root \(/, r.stderr);
+      assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
+    }
+    rmSync(own, { recursive: true, force: true });
     assert.equal(state(), stateBefore, "state unchanged");
     assert.equal(kernelSnapshot(), kernelBefore, "kernel unchanged");
   });

@@ -402,7 +402,7 @@ print(json.dumps(out))`;
       [`${dir}/missing`, /rw: .*missing does not exist/],
     ] as const) {
       const r = netctx("exec", "--rw", path, "a", "--", "true");
-      assert.equal(r.code, 1);
+      assert.equal(r.code, 125, "netctx exec's own failure (issue 17)");
       assert.match(r.stderr, why);
     }
   });

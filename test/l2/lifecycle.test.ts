@@ -59,9 +59,13 @@ test("rm removes every link, netns, address, route, nft element and lease, and i
   assert.equal(netctxJson<NetView>("network", "inspect", "br").leases.length, 0);
   assert.deepEqual(netctxJson<unknown[]>("ls"), []);
 
+  // as docker's: a missing name is an error, unless --ignore (issue 17)
   const again = netctx("rm", "x");
-  assert.equal(again.code, 0);
+  assert.equal(again.code, 1);
   assert.match(again.stderr, /does not exist/);
+  const ignored = netctx("rm", "--ignore", "x");
+  assert.equal(ignored.code, 0);
+  assert.match(ignored.stderr, /does not exist/);
 });
 
 test("a removed context's name and address can be used again at once", () => {

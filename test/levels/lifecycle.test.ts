@@ -99,7 +99,7 @@ describe("shared-stack lifecycle", () => {
     assert.equal(sh(`ip -j route show table ${t.table}`).trim(), "[]");
     assert.deepEqual(sharedStackSnapshot(), before, "rules, tables, addresses and cgroups as before");
     assert.deepEqual(netctxJson<View[]>("ls"), []);
-    const again = netctx("rm", "s", "t");
+    const again = netctx("rm", "--ignore", "s", "t");
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stderr, /context "s" does not exist/);
   });
