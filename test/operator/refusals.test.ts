@@ -192,6 +192,48 @@ function comm(pid: number): string | undefined {
   }
 }
 
+/** The rm refusal, then rm --force, for a context with `sleep` running inside. */
+async function refusedThenForced(
+  name: string,
+  view: View,
+  p: { exec: ChildProcess; pid: number; exited: Promise<void>; inside: number[] },
+): Promise<void> {
+  const { exec, pid, exited, inside } = p;
+  const line = refused(
+    ["rm", name],
+    new RegExp(
+      `^error: context: processes .*\\b${pid} \\(sleep\\).* still run in "${name}"; stop them or use --force to kill them$`,
+    ),
+  );
+  assert.doesNotMatch(line, /removing/);
+  assert.equal(netctxJson<View>("inspect", name).status, "ready", "not left removing");
+  const again = netctx("exec", name, "--", "true");
+  assert.equal(again.code, 0, `exec still works: ${again.stderr}`);
+
+  const forced = netctx("rm", "--force", name);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.equal(forced.stdout, `${name}\n`);
+  await within(exited, 10_000, "netctx exec ending with its command");
+  assert.notEqual(exec.exitCode, 0, "the command was killed");
+  await waitFor(() => inside.every((p) => !existsSync(`/proc/${p}`)), 5000);
+  assert.deepEqual(
+    inside.filter((p) => existsSync(`/proc/${p}`)),
+    [],
+    "no process of the context is left",
+  );
+  if (view.netns) assert.equal(existsSync(view.netns), false, "its netns is gone");
+  if (view.cgroup) assert.equal(existsSync(view.cgroup), false, "its cgroup is gone");
+  assert.ok(!netctxJson<View[]>("ls").some((v) => v.name === name), "its record is gone");
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // gone already
+  }
+}
+
 const LEVELS: [string, string][] = [
   ["l2", "appnet"],
   ["l3", "hn"],
@@ -205,32 +247,16 @@ function rmCases(via: string): void {
       netctxOk("create", name, "--level", level, "--network", network);
       const view = netctxJson<View>("inspect", name);
       const { exec, pid, exited } = await sleeper(name);
-      const line = refused(
-        ["rm", name],
-        new RegExp(
-          `^error: context: processes .*\\b${pid} \\(sleep\\).* still run in "${name}"; stop them or use --force to kill them$`,
-        ),
-      );
-      assert.doesNotMatch(line, /removing/);
-      assert.equal(netctxJson<View>("inspect", name).status, "ready", "not left removing");
-      const again = netctx("exec", name, "--", "true");
-      assert.equal(again.code, 0, `exec still works: ${again.stderr}`);
-
       const inside = residents(name);
-      const forced = netctx("rm", "--force", name);
-      assert.equal(forced.code, 0, forced.stderr);
-      assert.equal(forced.stdout, `${name}\n`);
-      await within(exited, 10_000, "netctx exec ending with its command");
-      assert.notEqual(exec.exitCode, 0, "the command was killed");
-      await waitFor(() => inside.every((p) => !existsSync(`/proc/${p}`)), 5000);
-      assert.deepEqual(
-        inside.filter((p) => existsSync(`/proc/${p}`)),
-        [],
-        "no process of the context is left",
-      );
-      if (view.netns) assert.equal(existsSync(view.netns), false, "its netns is gone");
-      if (view.cgroup) assert.equal(existsSync(view.cgroup), false, "its cgroup is gone");
-      assert.ok(!netctxJson<View[]>("ls").some((v) => v.name === name), "its record is gone");
+      let passed = false;
+      try {
+        await refusedThenForced(name, view, { exec, pid, exited, inside });
+        passed = true;
+      } finally {
+        // A failed assertion must not leave the sleep behind (it would hold this file open for 10 minutes).
+        if (!passed) for (const p of inside) killQuietly(p);
+        exec.kill("SIGKILL");
+      }
     });
   }
 
