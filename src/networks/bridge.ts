@@ -110,6 +110,7 @@ export const bridgeDriver: NetworkDriver = {
         fw.addNetwork(firewallNetwork(net));
         fw.addInterface(net.name, bridge);
       });
+      host.pause("network-create:after-firewall");
     } catch (err) {
       bridgeDriver.destroy(host, net);
       throw err;
@@ -129,10 +130,7 @@ export const bridgeDriver: NetworkDriver = {
     const bridge = bridgeIfname(net.name);
     host.firewall((fw) => {
       fw.removeInterface(net.name, bridge);
-      fw.removeNetwork(
-        net.name,
-        net.subnets.map((s) => s.cidr),
-      );
+      fw.removeNetwork(net.name);
     });
     host.pause("network-rm:after-nft");
     removeSegments(host, net.name);

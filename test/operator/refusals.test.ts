@@ -14,7 +14,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { NETCTX, netctx, netctxJson, netctxOk, type RunningEngine, startEngine } from "../utils/cli.ts";
-import { contextNetns } from "../utils/netns.ts";
 import { operatorDump } from "../utils/operator-dump.ts";
 import { sh } from "../utils/shell.ts";
 import { sleep, waitFor, within } from "../utils/wait.ts";
