@@ -4,7 +4,7 @@
  * parameter, never from `process.env`, so what a test or a second Host sets cannot leak into another one.
  */
 import { join } from "node:path";
-import { PAUSE_ENV } from "./pause.ts";
+import { FAIL_ENV, PAUSE_ENV } from "./pause.ts";
 
 export const DEFAULT_STATE_DIR = "/var/lib/netctx";
 
@@ -38,6 +38,8 @@ export interface Config {
   readonly toolEnv: Env;
   /** Steps at which crash tests stop the process (NETCTX_PAUSE_AT=step[,step...] or "*"); undefined: none. */
   readonly pauseAt: ReadonlySet<string> | undefined;
+  /** Steps at which tests make the process fail (NETCTX_FAIL_AT=step[,step...]); undefined: none. */
+  readonly failAt: ReadonlySet<string> | undefined;
 }
 
 /** What the command line says, over the environment. */
@@ -51,6 +53,7 @@ export function readConfig(env: Env, overrides: ConfigOverrides = {}): Config {
   const stateDir = overrides.stateDir || (env.NETCTX_STATE_DIR ?? DEFAULT_STATE_DIR);
   const cgroupParent = env.NETCTX_CGROUP_PARENT;
   const pauseAt = env[PAUSE_ENV];
+  const failAt = env[FAIL_ENV];
   return {
     stateDir,
     socketPath: overrides.socketPath ?? env.NETCTX_SOCKET ?? join(stateDir, "netctx.sock"),
@@ -60,6 +63,7 @@ export function readConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     nftBinary: env.NETCTX_NFT_BINARY === "1",
     toolEnv: { ...env, PATH: `${env.PATH ?? ""}:${SEARCH_PATH}` },
     pauseAt: pauseAt ? new Set(pauseAt.split(",").map((s) => s.trim())) : undefined,
+    failAt: failAt ? new Set(failAt.split(",").map((s) => s.trim())) : undefined,
   };
 }
 

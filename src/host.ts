@@ -10,7 +10,7 @@ import { Rtnl } from "./kernel/rtnl.ts";
 import { readSysctl, writeSysctl } from "./kernel/sysctl.ts";
 import { LINK_GROUP } from "./model/names.ts";
 import { storeMarkText } from "./model/store-mark.ts";
-import { pausePoint } from "./pause.ts";
+import { failPoint, pausePoint } from "./pause.ts";
 import { ProcessLock } from "./state/lock.ts";
 import type { StateStore } from "./state/state-store.ts";
 import { Store } from "./state/store.ts";
@@ -116,8 +116,9 @@ export class Host {
     return { group: LINK_GROUP, alias: storeMarkText({ id: this.store.id, dir: this.store.dir }) };
   }
 
-  /** A crash test's pause point (see pause.ts): stops the process here when the config names this step. */
+  /** A crash test's pause point (see pause.ts): stops the process here, or fails, when the config names this step. */
   pause(step: string): void {
+    failPoint(this.config.failAt, step);
     pausePoint(this.config.pauseAt, step);
   }
 

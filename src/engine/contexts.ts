@@ -114,7 +114,7 @@ export function contextRehearsal(host: Host, freedPaths: ReadonlySet<string>): (
 export function rehearseRemoval(host: Host, name: string): void {
   const found = host.store.getContext(name);
   if (!found) return;
-  refuseWhileRunning(name, specOf(found).cgroup);
+  refuseWhileRunning(name, specOf(found));
   forget(host, name);
 }
 
@@ -254,7 +254,7 @@ function realizeContext(host: Host, record: ContextRecord): void {
 }
 
 export interface RemoveOptions {
-  /** Kill the context's processes (its whole cgroup subtree) instead of refusing while they run. */
+  /** Kill the context's processes (its whole cgroup subtree, or every task in its netns) instead of refusing. */
   force?: boolean;
 }
 
@@ -267,11 +267,11 @@ export function removeContext(host: Host, name: string, opts: RemoveOptions = {}
   finishRemoval(host, name);
   const found = host.store.getContext(name);
   if (!found) return undefined;
-  if (!opts.force) refuseWhileRunning(name, specOf(found).cgroup);
+  if (!opts.force) refuseWhileRunning(name, specOf(found));
   const record = markRemoving(host, found);
   if (opts.force) {
     try {
-      evictProcesses(name, specOf(record).cgroup);
+      evictProcesses(name, specOf(record));
     } catch (err) {
       // Nothing of the context was undone: it stays what it was.
       host.store.updateContext(found);
@@ -293,7 +293,7 @@ export function removeContextLater(host: Host, name: string): boolean {
   if (pendingRemovals(host).has(name)) return true;
   const found = host.store.getContext(name);
   if (!found) return false;
-  refuseWhileRunning(name, specOf(found).cgroup);
+  refuseWhileRunning(name, specOf(found));
   const record = markRemoving(host, found);
   pendingRemovals(host).set(name, record);
   host.defer(finishRemovals);

@@ -23,7 +23,6 @@ import {
   type Model,
   overlaps,
   parseCidr,
-  sameCidr,
   validateIfname,
   validateNetworkName,
 } from "./nat-elements.ts";
@@ -176,16 +175,16 @@ export class Firewall {
     });
   }
 
-  /** Removes the network, its interfaces, and any leftover element for the given subnets. Missing is fine. */
-  removeNetwork(name: string, subnets: string[]): void {
+  /**
+   * Removes the network and its interfaces, by its name only; missing is fine. Never another network's elements,
+   * even on the same subnets: a failed create undoes this way, and the network whose subnets it was refused for
+   * (another store's on a shared table, issue 17) keeps its NAT. A crash's leftover under another name is gc's to
+   * find, from the records (reconcile), not a guess from subnets.
+   */
+  removeNetwork(name: string): void {
     validateNetworkName(name);
-    const gone = subnets.map((s, i) => parseCidr(s, `subnets[${i}]`));
     this.change((p) => {
       p.model.networks.delete(name);
-      for (const [other, rec] of p.model.networks) {
-        // A record under another name holding these exact subnets is a leftover of this network.
-        if (rec.subnets.some((s) => gone.some((g) => sameCidr(s, g)))) p.model.networks.delete(other);
-      }
       for (const [ifname, net] of p.model.ifaces)
         if (!p.model.networks.has(net)) p.model.ifaces.delete(ifname);
     });

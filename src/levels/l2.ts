@@ -16,6 +16,7 @@ import type { ContextNetns } from "../networks/driver.ts";
 import { networkDriver } from "../networks/registry.ts";
 import type { ContextSpec, LevelDriver } from "./driver.ts";
 import { BASE_CAPABILITIES, specOf } from "./driver.ts";
+import { refuseWhileRunning } from "./processes.ts";
 
 export const l2Level: LevelDriver = {
   level: "l2",
@@ -77,6 +78,9 @@ export const l2Level: LevelDriver = {
   },
 
   teardown(host: Host, name: string, spec: ContextSpec) {
+    // rm checked before it marked the record; this is the net behind it (an exec that entered in between).
+    // Unmounting the netns would not end its processes, only leave them in a namespace nothing can reach.
+    refuseWhileRunning(name, spec);
     const linksGoWithNetns = spec.netnsExternal !== true;
     for (const att of spec.attachments) {
       if (linksGoWithNetns) detachLeavingLink(host, att, spec.netns);

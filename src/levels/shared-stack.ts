@@ -77,7 +77,7 @@ export function releaseContext(host: Host, spec: ContextSpec): void {
  * is gone (measured: a foreign bind on such a socket still fails with EPERM).
  */
 export function releaseCgroup(cgroup: string): void {
-  refuseWhileRunning(basename(cgroup), cgroup);
+  refuseWhileRunning(basename(cgroup), { cgroup });
   removeCgroupTree(cgroup);
 }
 

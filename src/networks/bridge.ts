@@ -111,6 +111,7 @@ export const bridgeDriver: NetworkDriver = {
         fw.addNetwork(firewallNetwork(net));
         fw.addInterface(net.name, bridge);
       });
+      host.pause("network-create:after-firewall");
     } catch (err) {
       bridgeDriver.destroy(host, net);
       throw err;
@@ -130,10 +131,7 @@ export const bridgeDriver: NetworkDriver = {
     const bridge = bridgeIfname(net.name);
     host.firewall((fw) => {
       fw.removeInterface(net.name, bridge);
-      fw.removeNetwork(
-        net.name,
-        net.subnets.map((s) => s.cidr),
-      );
+      fw.removeNetwork(net.name);
     });
     host.pause("network-rm:after-nft");
     removeSegments(host, net.name);

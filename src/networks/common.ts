@@ -53,12 +53,7 @@ export function addNetworkToFirewall(host: Host, net: NetworkRecord): void {
 }
 
 export function removeNetworkFromFirewall(host: Host, net: NetworkRecord): void {
-  host.firewall((fw) =>
-    fw.removeNetwork(
-      net.name,
-      net.subnets.map((s) => s.cidr),
-    ),
-  );
+  host.firewall((fw) => fw.removeNetwork(net.name));
 }
 
 /**

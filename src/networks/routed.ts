@@ -111,6 +111,7 @@ export const routedDriver: NetworkDriver = {
       for (const { cidr, opts } of routedDriver.deviceAddresses(net)) host.rtnl.addrAdd(device, cidr, opts);
       host.pause("network-create:after-addresses");
       addNetworkToFirewall(host, net);
+      host.pause("network-create:after-firewall");
     } catch (err) {
       routedDriver.destroy(host, net);
       throw err;
