@@ -145,7 +145,11 @@ function checkEndpoint(url: string): void {
   } catch {
     throw invalid("etcd", `"${url}" is not a URL (http://HOST:PORT or https://HOST:PORT)`);
   }
-  if ((parsed.protocol !== "http:" && parsed.protocol !== "https:") || !parsed.port || parsed.pathname !== "/")
+  if (
+    (parsed.protocol !== "http:" && parsed.protocol !== "https:") ||
+    !parsed.port ||
+    parsed.pathname !== "/"
+  )
     throw invalid("etcd", `"${url}" is not an etcd client URL (http://HOST:PORT or https://HOST:PORT)`);
 }
 

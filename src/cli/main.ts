@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { errorLine } from "../errors.ts";
 import { registerApply } from "./apply.ts";
 import { registerAudit } from "./audit.ts";
+import { registerCluster } from "./cluster.ts";
 import { registerCni } from "./cni.ts";
 import { useGlobalOptions } from "./config.ts";
 import { registerContext } from "./context.ts";
@@ -32,6 +33,7 @@ registerDemo(program);
 registerGc(program);
 registerCni(program);
 registerAudit(program);
+registerCluster(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -230,7 +230,11 @@ export function routeList(
  * (RTA_PREFSRC). One RTM_GETROUTE without NLM_F_DUMP: the kernel answers with one RTM_NEWROUTE, then the ack.
  * Undefined when it has none (ENETUNREACH, EHOSTUNREACH).
  */
-export function routeGet(sock: NetlinkSocket, names: Map<number, string>, address: string): Route | undefined {
+export function routeGet(
+  sock: NetlinkSocket,
+  names: Map<number, string>,
+  address: string,
+): Route | undefined {
   const dst = parseIp(address, "address");
   let found: Route | undefined;
   try {
