@@ -83,7 +83,7 @@ async function ask<T>(
       "cluster: no engine runs here and no etcd is named: start netctx serve --etcd URL, or pass --etcd URL",
       "etcd",
     );
-  const etcd = Etcd.open(config.cluster);
+  const etcd = await Etcd.open(config.cluster);
   try {
     return await direct(etcd);
   } finally {

@@ -30,7 +30,7 @@ export class ClusterMember {
     o: { version: string; facts: () => NodeFacts; log: (line: string) => void },
   ): Promise<ClusterMember> {
     const underlay = settings.underlay ?? (await underlayToward(settings.endpoints[0]!));
-    const etcd = Etcd.open(settings);
+    const etcd = await Etcd.open(settings);
     const membership = new Membership({
       etcd,
       name: settings.nodeName,
