@@ -8,7 +8,7 @@
  * used again within 5 s.
  */
 import { readFileSync } from "node:fs";
-import { castGrpcError, type Etcd3, EtcdLeaseInvalidError, type IKeyValue } from "etcd3";
+import type { Etcd3, IKeyValue } from "etcd3";
 import type { EtcdTls } from "../config.ts";
 import { errorLine, invalid, NetctxError } from "../errors.ts";
 import { prefixEnd } from "./keys.ts";
