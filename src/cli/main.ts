@@ -12,6 +12,14 @@ import { registerGc } from "./gc.ts";
 import { registerNetwork } from "./network.ts";
 import { registerServe } from "./serve.ts";
 
+// grpc-js (etcd3) passes an IP endpoint to TLS as its server name, which node deprecates (DEP0123) with a warning
+// on stderr; etcd endpoints are IP addresses as often as not, and the warning broke the one-line error contract.
+const emitWarning = process.emitWarning.bind(process);
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  const code = typeof rest[0] === "object" ? (rest[0] as { code?: string } | null)?.code : rest[1];
+  if (code !== "DEP0123") (emitWarning as (...a: unknown[]) => void)(warning, ...rest);
+}) as typeof process.emitWarning;
+
 const program = new Command("netctx")
   .description(
     "network contexts for Linux processes: l2 (own netns), l3 (own routing table), socket (bind filtering)",

@@ -235,6 +235,13 @@ function cause(err: unknown): string {
   const text = errorLine(err).replace(/\s+/g, " ").trim();
   if (/circuit breaker is open/i.test(text)) return "unreachable (every member failed just now)";
   if (/deadline exceeded/i.test(text)) return "no answer (deadline exceeded)";
+  // TLS failures arrive as OpenSSL's text inside gRPC's: say what to change instead.
+  if (/alert (bad certificate|certificate required|handshake failure)|alert number (4[02]|116)/i.test(text))
+    return "etcd refused the TLS handshake: it wants a client certificate it trusts (--etcd-cert, --etcd-key)";
+  if (/self[- ]signed|unable to (verify|get local issuer)|certificate verify failed/i.test(text))
+    return "etcd's certificate is not signed by a CA we trust (--etcd-cacert)";
+  if (/ERR_TLS_CERT_ALTNAME_INVALID|does not match certificate's altnames/i.test(text))
+    return "etcd's certificate does not name the address we connect to";
   // grpc-js: "14 UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED ... Resolution note: "
   const last = /Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/.exec(text);
   if (last?.[1]) return `unreachable (${last[1]})`;
