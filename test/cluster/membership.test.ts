@@ -277,4 +277,10 @@ test("TLS: an engine with a client certificate registers; without one, one clear
     /^error: etcd at https:\/\/192\.168\.77\.4:2379: .*refused the TLS handshake: it wants a client certificate/,
   );
   assert.ok(ms < 5000, `${ms} ms`);
+  // An engine given only the CA keeps running and says why it is not registered.
+  await h4.engine!.stop();
+  const lone = await h4.startEngine("--etcd", url, "--etcd-cacert", join(dir, "ca.pem"));
+  await until("the engine says why", async () => /refused the TLS handshake/.test(lone.log()), 5000);
+  assert.match(lone.log(), /^cluster: etcd at https:\/\/192\.168\.77\.4:2379: .*not renewed, retrying/m);
+  assert.equal(lone.exited(), false);
 });
