@@ -39,5 +39,5 @@ test("cluster settings: defaults, variables under options, bad values named by t
       /^etcd-cert: --etcd-cert and --etcd-key go together/,
     ],
   ];
-  for (const [env, message] of bad) assert.throws(() => readConfig(env), message, JSON.stringify(env));
+  for (const [env, message] of bad) assert.throws(() => readConfig(env), { message }, JSON.stringify(env));
 });
