@@ -8,7 +8,7 @@
  * used again within 5 s.
  */
 import { readFileSync } from "node:fs";
-import type { Etcd3, IKeyValue } from "etcd3";
+import type { Etcd3, IKeyValue, IOptions } from "etcd3";
 import type { EtcdTls } from "../config.ts";
 import { errorLine, invalid, NetctxError } from "../errors.ts";
 import { prefixEnd } from "./keys.ts";
@@ -17,6 +17,8 @@ import { prefixEnd } from "./keys.ts";
 export const REQUEST_LIMIT_MS = 4000;
 /** One attempt on one member: short enough that a member that accepts but never answers leaves time for another. */
 const ATTEMPT_MS = 2000;
+/** One keepalive on one member: three members fit in the budget. */
+const KEEPALIVE_ATTEMPT_MS = 1200;
 
 type EtcdLib = typeof import("etcd3");
 
@@ -49,9 +51,13 @@ export class Etcd {
   /** For error lines: the endpoints, as the user gave them. */
   readonly where: string;
 
+  /** The member whose keepalive answered last: tried first next time. */
+  private preferred = 0;
+
   private constructor(
     private readonly lib: EtcdLib,
     private readonly client: Etcd3,
+    private readonly members: readonly Etcd3[],
     endpoints: readonly string[],
   ) {
     this.where = endpoints.join(",");
@@ -76,8 +82,8 @@ export class Etcd {
     if ((cert || key) && !c.endpoints.every((u) => u.startsWith("https://")))
       throw invalid("etcd", "a client certificate needs https:// endpoints");
     const lib = await import("etcd3");
-    const client = new lib.Etcd3({
-      hosts: [...c.endpoints],
+    const options = (hosts: string[]): IOptions => ({
+      hosts,
       ...(ca || cert
         ? {
             credentials: {
@@ -97,11 +103,16 @@ export class Etcd {
         "grpc.max_reconnect_backoff_ms": 2000,
       },
     });
-    return new Etcd(lib, client, c.endpoints);
+    const client = new lib.Etcd3(options([...c.endpoints]));
+    // Keepalive streams bypass etcd3's retries (a stream that fails later is not retried): one client per member,
+    // so a renewal can go to the member that answered last and move on to the next when it does not.
+    const members = c.endpoints.map((url) => new lib.Etcd3(options([url])));
+    return new Etcd(lib, client, members, c.endpoints);
   }
 
   close(): void {
     this.client.close();
+    for (const m of this.members) m.close();
   }
 
   /** Every key under prefix, in key order. */
@@ -159,18 +170,33 @@ export class Etcd {
   /** Renews a lease once; the seconds it has now, 0 when etcd no longer knows it (expired or revoked). */
   keepAlive(id: string): Promise<number> {
     return this.call("lease keepalive", async () => {
-      // etcd has no unary keepalive: one short-lived stream, one request, one answer.
-      const stream = await this.client.leaseClient.leaseKeepAlive();
-      try {
-        return await new Promise<number>((resolve, reject) => {
-          stream.on("data", (res: { TTL: string }) => resolve(Number(res.TTL)));
-          stream.on("error", (err: Error) => reject(this.lib.castGrpcError(err)));
-          stream.write({ ID: id });
-        });
-      } finally {
-        stream.end();
+      let failure: unknown;
+      for (let i = 0; i < this.members.length; i++) {
+        const at = (this.preferred + i) % this.members.length;
+        try {
+          const ttl = await this.keepAliveOn(this.members[at]!, id);
+          this.preferred = at;
+          return ttl;
+        } catch (err) {
+          failure = err;
+        }
       }
+      throw failure;
     });
+  }
+
+  /** etcd has no unary keepalive: one short-lived stream to one member, one request, one answer. */
+  private async keepAliveOn(member: Etcd3, id: string): Promise<number> {
+    const stream = await member.leaseClient.leaseKeepAlive({ deadline: Date.now() + KEEPALIVE_ATTEMPT_MS });
+    try {
+      return await new Promise<number>((resolve, reject) => {
+        stream.on("data", (res: { TTL: string }) => resolve(Number(res.TTL)));
+        stream.on("error", (err: Error) => reject(this.lib.castGrpcError(err)));
+        stream.write({ ID: id });
+      });
+    } finally {
+      stream.end();
+    }
   }
 
   /** What a lease has left, or undefined when it is gone. */

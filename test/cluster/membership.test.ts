@@ -101,7 +101,12 @@ test("one etcd member stopped: status works and leases are renewed through the o
   await c.stopEtcd(1);
   // Longer than a TTL: renewals must have gone to the two members left.
   await sleep((TTL + 1) * 1000);
-  for (const i of [1, 2, 3]) assert.deepEqual(await names(c.host(i)), ["h1", "h2", "h3"]);
+  for (const i of [1, 2, 3])
+    assert.deepEqual(
+      await names(c.host(i)),
+      ["h1", "h2", "h3"],
+      [1, 2, 3].map((j) => c.host(j).engine!.log()).join("\n"),
+    );
   await c.startEtcd(1);
   await c.etcdHealthy();
 });
