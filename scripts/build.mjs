@@ -22,7 +22,8 @@ const common = {
   target: "node20",
   format: "esm",
   // Pure-JS dependencies go into the bundle (one file loads faster than hundreds); native ones cannot.
-  external: ["koffi", "better-sqlite3"],
+  // etcd3 loads its .proto files from beside its own sources (__dirname): it stays in node_modules too.
+  external: ["koffi", "better-sqlite3", "etcd3"],
   sourcemap: "linked",
   // Bundled CommonJS dependencies (commander) require node builtins; ESM output needs a require to give them.
   banner: {

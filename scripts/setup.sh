@@ -9,6 +9,9 @@ packages+=(podman crun conmon containernetworking-plugins busybox-static tar)
 packages+=(build-essential python3)
 # The CNI plugin's hand-off without a C compiler, and the bench's way to settle the engine.
 packages+=(curl)
+# Multi-host networks keep their shared state in etcd (issue 18); the tests run a 3-member cluster and make TLS
+# certificates with openssl.
+packages+=(etcd-server etcd-client openssl)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

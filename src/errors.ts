@@ -11,6 +11,7 @@ export type ErrorCode =
   | "kernel" // the kernel refused an operation
   | "busy" // state store stayed locked past the retry budget
   | "forbidden" // the engine refuses the caller (a process inside a context)
+  | "unavailable" // a service netctx depends on (etcd) did not answer in time
   | "internal";
 
 export class NetctxError extends Error {

@@ -7,6 +7,7 @@
 import { chmodSync, existsSync, unlinkSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { connect, type Socket } from "node:net";
+import type { ClusterMember } from "../cluster/member.ts";
 import { runCni } from "../cni/run.ts";
 import { connectContext, disconnectContext } from "../engine/context-networks.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
@@ -15,6 +16,8 @@ import { contextView, contextViews, inspectView } from "../engine/views.ts";
 import { NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { CallerCheck } from "./caller.ts";
+import { handleCluster } from "./cluster-routes.ts";
+import { errorReply, json, type Reply } from "./reply.ts";
 
 /** CNI environment travels as headers: X-Cni-Command, X-Cni-Containerid, ... (names case-insensitive). */
 export const CNI_ENV_KEYS = [
@@ -28,34 +31,6 @@ export const CNI_ENV_KEYS = [
 
 export function cniHeaderName(key: string): string {
   return `x-${key.toLowerCase().replace("_", "-")}`;
-}
-
-interface Reply {
-  status: number;
-  body: string;
-}
-
-function json(status: number, value: unknown): Reply {
-  return { status, body: `${JSON.stringify(value)}\n` };
-}
-
-const STATUS_OF: Record<string, number> = {
-  invalid: 400,
-  "not-found": 404,
-  conflict: 409,
-  exhausted: 409,
-  busy: 503,
-  forbidden: 403,
-};
-
-function errorReply(err: unknown): Reply {
-  if (err instanceof NetctxError)
-    return json(STATUS_OF[err.code] ?? 500, {
-      error: { code: err.code, message: err.message, field: err.field },
-    });
-  return json(500, {
-    error: { code: "internal", message: err instanceof Error ? err.message : String(err) },
-  });
 }
 
 export function handle(
@@ -157,6 +132,7 @@ export async function serve(
   host: Host,
   socketPath: string,
   log: (line: string) => void = () => {},
+  cluster?: ClusterMember,
 ): Promise<Server> {
   await claimSocket(socketPath);
   // Deferred cleanup (host.defer) runs once requests pause, so a burst of DELs shares its kernel commits.
@@ -193,15 +169,13 @@ export async function serve(
     }
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
+    req.on("end", async () => {
       const started = performance.now();
-      const reply = handle(
-        host,
-        req.method ?? "GET",
-        req.url ?? "/",
-        req.headers,
-        Buffer.concat(chunks).toString("utf8"),
-      );
+      const url = req.url ?? "/";
+      // Cluster requests wait on etcd (up to 5 s): they run beside the others, and touch no kernel state.
+      const reply = url.startsWith("/v1/cluster")
+        ? await handleCluster(cluster, req.method ?? "GET", url)
+        : handle(host, req.method ?? "GET", url, req.headers, Buffer.concat(chunks).toString("utf8"));
       res.writeHead(reply.status, {
         "content-type": "application/json",
         "content-length": Buffer.byteLength(reply.body),

@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from "commander";
 import { NetctxError } from "../errors.ts";
 import { registerApply } from "./apply.ts";
 import { registerAudit } from "./audit.ts";
+import { registerCluster } from "./cluster.ts";
 import { registerCni } from "./cni.ts";
 import { useGlobalOptions } from "./config.ts";
 import { registerContext } from "./context.ts";
@@ -12,6 +13,14 @@ import { registerGc } from "./gc.ts";
 import { registerNetwork } from "./network.ts";
 import { cliErrorLine } from "./output.ts";
 import { registerServe } from "./serve.ts";
+
+// grpc-js (etcd3) passes an IP endpoint to TLS as its server name, which node deprecates (DEP0123) with a warning
+// on stderr; etcd endpoints are IP addresses as often as not, and the warning broke the one-line error contract.
+const emitWarning = process.emitWarning.bind(process);
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  const code = typeof rest[0] === "object" ? (rest[0] as { code?: string } | null)?.code : rest[1];
+  if (code !== "DEP0123") (emitWarning as (...a: unknown[]) => void)(warning, ...rest);
+}) as typeof process.emitWarning;
 
 const program = new Command("netctx")
   .description(
@@ -45,6 +54,7 @@ registerDemo(program);
 registerGc(program);
 registerCni(program);
 registerAudit(program);
+registerCluster(program);
 acceptStateDirAfterSubcommands(program);
 
 /**

@@ -1,14 +1,17 @@
 /** netctx serve: run the resident engine in the foreground (systemd: contrib/netctx.service). */
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { Command } from "commander";
 import { serve } from "../api/server.ts";
+import { ClusterMember } from "../cluster/member.ts";
 import { type GcReport, gc } from "../engine/reconcile/gc.ts";
 import { errorLine, invalid } from "../errors.ts";
 import { Host } from "../host.ts";
-import { cliConfig } from "./config.ts";
+import { packageRoot } from "../package-root.ts";
+import { type ClusterOptions, cliConfig, clusterOptions, withClusterOptions } from "./config.ts";
 
 export function registerServe(program: Command): void {
-  program
+  const serveCommand = program
     .command("serve")
     .description(
       "run the resident engine: a local HTTP API on a root-only unix socket, used by the CLI and CNI",
@@ -18,39 +21,55 @@ export function registerServe(program: Command): void {
       "--check-interval <seconds>",
       "compare the kernel with the records this often and repair the drift, logging each fix (0: never)",
       "60",
-    )
-    .action(async (o: { socket?: string; checkInterval: string }) => {
-      const interval = Number(o.checkInterval);
-      if (!/^\d+$/.test(o.checkInterval.trim()) || interval > 86_400)
-        throw invalid("check-interval", `"${o.checkInterval}" is not a number of seconds (0-86400)`);
-      const config = cliConfig({ socketPath: o.socket });
-      const { socketPath } = config;
-      const host = Host.open(config);
-      // Whatever a crashed run left half-done is finished or undone before the first request.
-      logGc(gc(host));
-      const server = await serve(host, socketPath, (line) => console.log(line));
-      // Drift (a device deleted by hand, `nft flush ruleset`) is found and put back without anyone asking. Node runs
-      // one thing at a time: the check never interleaves with a request of this engine.
-      const check = () => {
-        try {
-          logGc(gc(host));
-        } catch (err) {
-          console.log(`gc failed: ${errorLine(err)}`);
-        }
+    );
+  withClusterOptions(serveCommand, "join the netctx cluster whose state is in this etcd");
+  serveCommand.action(async (o: { socket?: string; checkInterval: string } & ClusterOptions) => {
+    const interval = Number(o.checkInterval);
+    if (!/^\d+$/.test(o.checkInterval.trim()) || interval > 86_400)
+      throw invalid("check-interval", `"${o.checkInterval}" is not a number of seconds (0-86400)`);
+    const config = cliConfig({ socketPath: o.socket, ...clusterOptions(o) });
+    const { socketPath } = config;
+    const host = Host.open(config);
+    // Whatever a crashed run left half-done is finished or undone before the first request.
+    logGc(gc(host));
+    const log = (line: string) => console.log(line);
+    // Membership never blocks the engine: an unreachable etcd is logged and retried (cluster/membership.ts).
+    const cluster = config.cluster
+      ? await ClusterMember.join(config.cluster, {
+          version: netctxVersion(),
+          facts: () => ({ contexts: host.store.listContexts().length, blocks: [], vtepMac: "" }),
+          log,
+        })
+      : undefined;
+    const server = await serve(host, socketPath, log, cluster);
+    // Drift (a device deleted by hand, `nft flush ruleset`) is found and put back without anyone asking. Node runs
+    // one thing at a time: the check never interleaves with a request of this engine.
+    const check = () => {
+      try {
+        logGc(gc(host));
+      } catch (err) {
+        console.log(`gc failed: ${errorLine(err)}`);
+      }
+    };
+    const checks = interval > 0 ? setInterval(check, interval * 1000) : undefined;
+    console.log(`netctx engine (pid ${process.pid}) serving on ${socketPath}`);
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        clearInterval(checks);
+        server.close(() => resolve());
       };
-      const checks = interval > 0 ? setInterval(check, interval * 1000) : undefined;
-      console.log(`netctx engine (pid ${process.pid}) serving on ${socketPath}`);
-      await new Promise<void>((resolve) => {
-        const stop = () => {
-          clearInterval(checks);
-          server.close(() => resolve());
-        };
-        process.once("SIGTERM", stop);
-        process.once("SIGINT", stop);
-      });
-      rmSync(socketPath, { force: true });
-      host.close();
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
     });
+    rmSync(socketPath, { force: true });
+    await cluster?.close();
+    host.close();
+  });
+}
+
+function netctxVersion(): string {
+  const pkg = JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version?: string };
+  return pkg.version ?? "unknown";
 }
 
 function logGc(report: GcReport): void {

@@ -44,7 +44,7 @@ export function toCniError(err: unknown): CniError {
           ? CniCode.conflict
           : err.code === "exhausted"
             ? CniCode.exhausted
-            : err.code === "busy"
+            : err.code === "busy" || err.code === "unavailable"
               ? CniCode.tryAgain
               : err.code === "not-found"
                 ? CniCode.invalidConfig

@@ -225,6 +225,47 @@ export function routeList(
   return tableDump(sock, filter.family, filter.table, parse);
 }
 
+/**
+ * `ip route get ADDR`: the route the kernel would take to one address, with the source address it would pick
+ * (RTA_PREFSRC). One RTM_GETROUTE without NLM_F_DUMP: the kernel answers with one RTM_NEWROUTE, then the ack.
+ * Undefined when it has none (ENETUNREACH, EHOSTUNREACH).
+ */
+export function routeGet(
+  sock: NetlinkSocket,
+  names: Map<number, string>,
+  address: string,
+): Route | undefined {
+  const dst = parseIp(address, "address");
+  let found: Route | undefined;
+  try {
+    sock.ack(
+      `route get ${address}`,
+      RTM_GETROUTE,
+      0,
+      (w) => {
+        w.u8(familyNumber(dst.family))
+          .u8(dst.family === 4 ? 32 : 128)
+          .u8(0)
+          .u8(0)
+          .u8(0)
+          .u8(0)
+          .u8(0)
+          .u8(0)
+          .u32(0);
+        w.attrBytes(RTA_DST, dst.bytes);
+      },
+      (m) => {
+        found ??= parseRoute(m, names);
+      },
+    );
+  } catch (err) {
+    if (err instanceof KernelError && (err.errnoName === "ENETUNREACH" || err.errnoName === "EHOSTUNREACH"))
+      return undefined;
+    throw err;
+  }
+  return found;
+}
+
 /** Whether the table holds any route of the family, read without parsing (or naming the devices of) any. */
 export function tableHasRoutes(sock: NetlinkSocket, family: 4 | 6, table: number): boolean {
   return tableDump(sock, family, table, (m) => (m.type === RTM_NEWROUTE ? true : undefined)).length > 0;

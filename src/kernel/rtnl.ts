@@ -22,7 +22,7 @@ import {
 import { type Neigh, type NeighSpec, neighAdd, neighDel, neighList } from "./neigh.ts";
 import { NetlinkSocket } from "./netlink.ts";
 import { inNetns } from "./netns.ts";
-import { type Route, type RouteSpec, routeChange, routeList, tableHasRoutes } from "./route.ts";
+import { type Route, type RouteSpec, routeChange, routeGet, routeList, tableHasRoutes } from "./route.ts";
 import { type Rule, type RuleSpec, ruleAdd, ruleDel, ruleList, ruleTables } from "./rule.ts";
 import { blockProgramAdd, ingressBlockJoin, ingressQdiscDel } from "./tc.ts";
 
@@ -149,6 +149,11 @@ export class Rtnl {
   /** Routes of all tables unless filtered. */
   routeList(filter?: { family?: 4 | 6; table?: number }): Route[] {
     return routeList(this.sock, linkNames(this.sock), filter);
+  }
+
+  /** `ip route get ADDR`: the route (dev, gateway, source address in `src`) toward one address, if any. */
+  routeGet(address: string): Route | undefined {
+    return routeGet(this.sock, linkNames(this.sock), address);
   }
 
   tableHasRoutes(family: 4 | 6, table: number): boolean {

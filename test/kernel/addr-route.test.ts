@@ -187,3 +187,17 @@ test("a dump of 1500 addresses in a netns arrives complete", () => {
     there.close();
   }
 });
+
+test("route get: the device, gateway and source address ip route get reports; undefined without a route", () => {
+  rtnl.addrAdd("ar0", "10.5.0.2/24");
+  rtnl.addrAdd("ar0", "fd05::2/64", { nodad: true });
+  rtnl.routeAdd({ dst: "10.55.0.0/16", gateway: "10.5.0.1" });
+  for (const address of ["10.5.0.9", "10.55.1.1", "fd05::9", "10.5.0.2"]) {
+    const mine = rtnl.routeGet(address);
+    const theirs = ipj<{ dev: string; prefsrc?: string; gateway?: string }>(["route", "get", address])[0]!;
+    assert.equal(mine?.dev, theirs.dev, address);
+    assert.equal(mine?.src, theirs.prefsrc, address);
+    assert.equal(mine?.gateway, theirs.gateway, address);
+  }
+  assert.equal(rtnl.routeGet("203.0.113.9"), undefined, "no default route in the test's namespace");
+});

@@ -1,0 +1,59 @@
+/**
+ * The etcd key layout of a netctx cluster, in one place (README: "Cluster state in etcd"). Every key sits under one
+ * versioned root, so a later layout can live beside this one during an upgrade, and `etcdctl get --prefix /netctx/`
+ * shows all of netctx. Values are JSON.
+ *
+ *   /netctx/v1/nodes/NODE              NodeRecord (node-record.ts), attached to the node's lease: it vanishes when the
+ *                                      engine stops renewing it (TTL --node-ttl, default 10 s)
+ *   /netctx/v1/networks/NETWORK        a cluster-scoped (overlay) network: the NetworkRecord every host creates from
+ *                                      (data path, not written yet)
+ *   /netctx/v1/blocks/NETWORK/CIDR     one address block of NETWORK leased to a node: {node, network, cidr, since};
+ *                                      CIDR with its '/' written as '_' (10.88.3.0_24), so a block is one segment.
+ *                                      Not under the node's lease: a node that comes back within the grace period
+ *                                      gets its blocks back; `netctx cluster forget NODE` frees them at once.
+ */
+
+export const ROOT = "/netctx/v1/";
+export const NODES = `${ROOT}nodes/`;
+export const NETWORKS = `${ROOT}networks/`;
+export const BLOCKS = `${ROOT}blocks/`;
+
+export function nodeKey(name: string): string {
+  return `${NODES}${name}`;
+}
+
+export function networkKey(name: string): string {
+  return `${NETWORKS}${name}`;
+}
+
+/** Every block of one network: the prefix to range over. */
+export function networkBlocksPrefix(network: string): string {
+  return `${BLOCKS}${network}/`;
+}
+
+export function blockKey(network: string, cidr: string): string {
+  return `${networkBlocksPrefix(network)}${cidr.replace("/", "_")}`;
+}
+
+/** The CIDR a block key names (the inverse of blockKey). */
+export function blockCidr(key: string): string {
+  const segment = key.slice(key.lastIndexOf("/") + 1);
+  return segment.replace("_", "/");
+}
+
+/** The node name a node key names. */
+export function nodeOfKey(key: string): string {
+  return key.slice(NODES.length);
+}
+
+/** The end of a prefix range (etcd's range_end): the prefix with its last byte incremented. */
+export function prefixEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i] = end[i]! + 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
