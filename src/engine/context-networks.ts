@@ -118,8 +118,8 @@ function changeable(host: Host, name: string, verb: string): { found: ContextRec
 /**
  * The names of a new attachment's link: inside, the lowest free one of the series its interfaces follow (eth0,
  * eth1, ...; net0, net1, ... for a context made with --ifname net0), skipping names its netns already holds; on the
- * host, the lowest index of its veth names that no record and no link holds. `nc-a-1` is also context a-1's first
- * veth: taking it would make the veth code treat a-1's link as a leftover of ours and delete it.
+ * host, the lowest index of its veth names (model/names.ts) that no record and no link holds: a record made while
+ * later veths were nc-NAME-1 may hold one, and a link of that name may be another store's.
  */
 function nextLink(host: Host, record: ContextRecord): Pick<Attachment, "ifname" | "hostIfname"> {
   const spec = specOf(record);
