@@ -12,11 +12,12 @@ import { type LevelDriver, specOf } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
 import type { Attachment } from "../model/attachment.ts";
 import { checkIfname, checkName, hostVethIfname } from "../model/names.ts";
-import type { ContextRecord } from "../model/records.ts";
+import type { ContextRecord, OpMark } from "../model/records.ts";
 import { ConnectInputSchema, DisconnectInputSchema, parseInput } from "../model/schemas.ts";
 import { randomMac } from "../net/cidr.ts";
 import { moveExtras } from "./context-extras.ts";
 import { leaseAttachment, networkForLevel } from "./contexts.ts";
+import { opMark, ownerAlive } from "./intent.ts";
 
 type Changer = LevelDriver & Required<Pick<LevelDriver, "connect" | "disconnect">>;
 
@@ -33,6 +34,8 @@ export function connectContext(host: Host, raw: unknown): ContextRecord {
     const att = leaseAttachment(host, net, now.name, input.ips, { ...nextLink(host, now), mac: randomMac() });
     const updated = structuredClone(now);
     updated.spec.attachments.push(att);
+    // Until the mark goes, gc leaves a live connect alone and rolls back one whose process died (reconcile/records.ts).
+    updated.op = opMark("connect");
     host.store.updateContext(updated);
     return updated;
   });
@@ -43,6 +46,7 @@ export function connectContext(host: Host, raw: unknown): ContextRecord {
     level.connect(host, record.name, record.spec, att);
     try {
       moveExtras(host, record.name, before, record.spec);
+      host.pause("connect:after-extras");
     } catch (err) {
       undo(() => moveExtras(host, record.name, record.spec, before));
       undo(() => level.disconnect(host, record.name, record.spec, att));
@@ -54,11 +58,50 @@ export function connectContext(host: Host, raw: unknown): ContextRecord {
       const now = host.store.getContext(record.name);
       if (!now) return;
       now.spec.attachments = now.spec.attachments.filter((a) => a.network !== net.name);
-      host.store.updateContext(now);
+      host.store.updateContext(endConnect(now, record.op, found.op));
     });
     throw err;
   }
-  return record;
+  return host.store.transaction(() => {
+    const now = host.store.getContext(record.name);
+    if (!now) return record;
+    const done = endConnect(now, record.op, found.op);
+    host.store.updateContext(done);
+    return done;
+  });
+}
+
+/**
+ * The record with the connect's mark `mine` replaced by the one it had before (`was`, its create's); a mark another
+ * operation set meanwhile (an rm --force) stays.
+ */
+function endConnect(now: ContextRecord, mine: OpMark | undefined, was: OpMark | undefined): ContextRecord {
+  if (JSON.stringify(now.op) !== JSON.stringify(mine)) return now;
+  const { op: _op, ...rest } = now;
+  return was ? { ...rest, op: was } : rest;
+}
+
+/**
+ * gc's rollback of a connect whose process died (its mark outlived it): the attachment it was making (the record's
+ * last: connect appends, and refuses while a mark says one is under way) leaves the kernel, whatever of it exists,
+ * then the record, and its lease is released.
+ */
+export function rollBackConnect(host: Host, record: ContextRecord): void {
+  const level = levelDriver(record.level);
+  const spec = specOf(record);
+  const att = spec.attachments.at(-1);
+  if (!att || spec.attachments.length < 2 || !level.disconnect) throw new Error("no connect to roll back");
+  const before = { ...spec, attachments: spec.attachments.slice(0, -1) };
+  moveExtras(host, record.name, spec, before);
+  level.disconnect(host, record.name, spec, att);
+  host.store.transaction(() => {
+    host.store.release(att.network, record.name);
+    const now = host.store.getContext(record.name);
+    if (!now) return;
+    now.spec.attachments = now.spec.attachments.filter((a) => a.network !== att.network);
+    const { op: _op, ...unmarked } = now;
+    host.store.updateContext(unmarked);
+  });
 }
 
 /** Take the context off one of its networks (never its last); returns its record as it is now. */
@@ -105,6 +148,13 @@ function changeable(host: Host, name: string, verb: string): { found: ContextRec
       `context "${name}" is level ${found.level}${level.sharedStack ? ", which shares the host's devices" : ""}: only l2 contexts ${verb} networks`,
     );
   if (found.status !== "ready") throw conflict("context", `context "${name}" is ${found.status}, not ready`);
+  if (found.op?.op === "connect")
+    throw conflict(
+      "context",
+      ownerAlive(found.op)
+        ? `context "${name}" is busy: a network connect by process ${found.op.pid} is under way`
+        : `context "${name}" has a network connect by process ${found.op.pid} that did not finish (netctx gc rolls it back)`,
+    );
   if (specOf(found).netnsExternal)
     throw conflict(
       "context",
@@ -118,8 +168,8 @@ function changeable(host: Host, name: string, verb: string): { found: ContextRec
 /**
  * The names of a new attachment's link: inside, the lowest free one of the series its interfaces follow (eth0,
  * eth1, ...; net0, net1, ... for a context made with --ifname net0), skipping names its netns already holds; on the
- * host, the lowest index of its veth names that no record and no link holds. `nc-a-1` is also context a-1's first
- * veth: taking it would make the veth code treat a-1's link as a leftover of ours and delete it.
+ * host, the lowest index of its veth names (model/names.ts) that no record and no link holds: a record made while
+ * later veths were nc-NAME-1 may hold one, and a link of that name may be another store's.
  */
 function nextLink(host: Host, record: ContextRecord): Pick<Attachment, "ifname" | "hostIfname"> {
   const spec = specOf(record);

@@ -18,12 +18,14 @@ import { checkIfname, checkName, contextNetnsName, hostVethIfname } from "../mod
 import type { ContextRecord, Level, NetworkRecord } from "../model/records.ts";
 import { checkRouteArgs } from "../model/route.ts";
 import { type ContextInput, ContextInputSchema, parseInput } from "../model/schemas.ts";
+import { parseStoreMark } from "../model/store-mark.ts";
 import { cidrContains, macProblem, parseIp, parseSubnet, randomMac } from "../net/cidr.ts";
 import type { Attachment } from "../networks/driver.ts";
 import { hostDevice } from "../networks/host-net.ts";
 import { networkDriver } from "../networks/registry.ts";
 import { applyExtras, checkPublishFree, parseExtras, removeExtras } from "./context-extras.ts";
 import { opMark } from "./intent.ts";
+import { declareAll } from "./reconcile/declare.ts";
 
 /** A context input checked against the store: what its record and attachments will be made of. */
 interface ContextPlan {
@@ -184,6 +186,7 @@ function recordContext(
     spec.table = tables.take();
     spec.routes = routes;
   }
+  refuseHeldDevices(host, hostIfnames);
   // gc rolls back a "creating" record only once this process is gone.
   const op = opMark("create");
   const rec: ContextRecord = {
@@ -205,6 +208,37 @@ function recordContext(
   rec.spec = { ...spec };
   host.store.updateContext(rec);
   return rec;
+}
+
+/**
+ * A new context's host-side links must be nobody else's, or the veth code would fail half-way or (before it checked)
+ * take the holder's link for a leftover: another context's veth (records made while later veths were nc-NAME-1 can
+ * still meet a context NAME-1), a network's device (context "web" on network "web": both nc-web), a link another store
+ * made or one no store marked. A link of this store's that no record names is a leftover (an rm's veth the kernel is
+ * still taking away with its netns): the veth code replaces it. Runs in the caller's state transaction, so contexts
+ * recorded earlier in the same batch count.
+ */
+function refuseHeldDevices(host: Host, hostIfnames: readonly string[]): void {
+  const wanted = hostIfnames.filter((n) => n !== "");
+  if (wanted.length === 0) return;
+  const devices = declareAll(host, host.store.listNetworks(), []).objects.filter((d) => d.kind === "link");
+  for (const name of wanted) {
+    const context = host.store.hostIfnameHolders(name)[0];
+    if (context !== undefined) throw conflict("name", `device ${name} belongs to context "${context}"`);
+    const device = devices.find((d) => (d.prefix ? name.startsWith(d.id) : name === d.id));
+    if (device)
+      throw conflict("name", `device ${name} belongs to ${device.owner.replace(/ (.*)$/, ' "$1"')}`);
+    const link = host.rtnl.linkGet(name);
+    if (!link) continue;
+    const mark = parseStoreMark(link.alias);
+    if (mark?.id === host.store.id) continue;
+    if (mark)
+      throw conflict("name", `device ${name} belongs to the store at ${mark.dir ?? `with id ${mark.id}`}`);
+    throw conflict(
+      "name",
+      `device ${name} exists and no netctx store marked it as its own (remove it by hand if it is a leftover)`,
+    );
+  }
 }
 
 /**

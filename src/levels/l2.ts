@@ -31,7 +31,7 @@ export const l2Level: LevelDriver = {
     try {
       // A netns holds no mark of its own: its loopback's alias says which store made it (model/store-mark.ts).
       rtnl.linkSet("lo", spec.netnsExternal ? { up: true } : { up: true, alias: host.linkMark.alias });
-      for (const att of spec.attachments) attach(host, { path, rtnl }, att);
+      for (const att of spec.attachments) attach(host, { path, rtnl }, att, "create:after-attach");
     } finally {
       rtnl.close();
     }
@@ -43,7 +43,7 @@ export const l2Level: LevelDriver = {
     if (!path) throw new NetctxError("internal", "an l2 context without a netns");
     const rtnl = Rtnl.open(path);
     try {
-      attach(host, { path, rtnl }, att);
+      attach(host, { path, rtnl }, att, "connect:after-attach");
     } catch (err) {
       try {
         detach(host, att, path);
@@ -121,14 +121,14 @@ export const l2Level: LevelDriver = {
   },
 };
 
-/** Link the context into one network through its driver (create, connect). */
-function attach(host: Host, ctx: ContextNetns, att: Attachment): void {
+/** Link the context into one network through its driver (create, connect: each stops at its own pause point). */
+function attach(host: Host, ctx: ContextNetns, att: Attachment, pauseStep: string): void {
   const net = host.store.getNetwork(att.network);
   if (!net) throw notFound("network", att.network);
   const driver = networkDriver(net.driver);
   if (!driver.attach) throw new Error(`driver ${driver.name} cannot attach l2 contexts`);
   driver.attach(host, net, ctx, att);
-  host.pause("create:after-attach");
+  host.pause(pauseStep);
 }
 
 /** Undo attach, the link included (its netns stays); tolerates what is gone already. */

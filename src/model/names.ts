@@ -56,9 +56,14 @@ export function bridgeIfname(network: string): string {
   return derivedIfname("name", network, `${PREFIX}${network}`, "the bridge");
 }
 
-/** Host side of a context's veth on its n-th network: nc-web, nc-web-1, ... */
+/**
+ * Host side of a context's veth on its n-th network: nc-web, nc-web.1, nc-web.2, ... The '.' is in no context's or
+ * network's name, so a later veth never takes another record's name: with '-', context a's second veth was nc-a-1,
+ * context a-1's first, and whichever came second deleted the other's link as a leftover of its own. (Segment
+ * bridges, nc-XXXXXX.b1, have a letter after the '.'.)
+ */
 export function hostVethIfname(context: string, index: number): string {
-  const name = index === 0 ? `${PREFIX}${context}` : `${PREFIX}${context}-${index}`;
+  const name = index === 0 ? `${PREFIX}${context}` : `${PREFIX}${context}.${index}`;
   return derivedIfname("name", context, name, "the host-side veth");
 }
 

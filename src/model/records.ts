@@ -17,7 +17,8 @@ export type ContextStatus = (typeof CONTEXT_STATUSES)[number];
  * undo it) from one still running (leave it alone). The process's start time guards against pid reuse.
  */
 export const OpMarkSchema = z.strictObject({
-  op: z.enum(["create", "remove"]),
+  /** "connect": a `network connect` of a ready context (its last attachment is the one being made); contexts only. */
+  op: z.enum(["create", "remove", "connect"]),
   pid: z.number().int().positive(),
   /** Field 22 of /proc/PID/stat; empty when it could not be read. */
   start: z.string(),
@@ -68,7 +69,10 @@ export const ContextRecordSchema = z.strictObject({
   level: z.enum(LEVELS),
   status: z.enum(CONTEXT_STATUSES),
   spec: ContextSpecSchema,
-  /** Set by the create or rm that last changed the context (a ready context keeps its create's mark). */
+  /**
+   * Set by the create or rm that last changed the context (a ready context keeps its create's mark), and by a
+   * network connect while it runs.
+   */
   op: OpMarkSchema.exactOptional(),
   createdAt: z.string().exactOptional(),
 });

@@ -4,9 +4,10 @@ import { NetctxError } from "../errors.ts";
 import type { PortKind } from "../firewall/antispoof.ts";
 import type { Host } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
-import type { Rtnl } from "../kernel/rtnl.ts";
+import type { Link, Rtnl } from "../kernel/rtnl.ts";
 import { LINK_GROUP } from "../model/names.ts";
 import type { NetworkRecord } from "../model/records.ts";
+import { parseStoreMark } from "../model/store-mark.ts";
 import { linkLocalOf } from "../net/cidr.ts";
 import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
 
@@ -30,12 +31,16 @@ export function tolerateMissing(fn: () => void): void {
 }
 
 /**
- * Delete a host-side link only if it carries our group: a failed create must not take a link somebody else
- * made under the name it wanted.
+ * Delete a host-side link only if it carries our group and no other store's mark: a failed create must not take a
+ * link somebody else made under the name it wanted. (A link without a store's mark was made before stores marked
+ * theirs, by this one as far as anyone knows.)
  */
 export function deleteOwnLink(host: Host, name: string): void {
   const link = host.rtnl.linkGet(name);
-  if (link?.group === LINK_GROUP) tolerateMissing(() => host.rtnl.linkDel(name));
+  if (link?.group !== LINK_GROUP) return;
+  const mark = parseStoreMark(link.alias);
+  if (mark && mark.id !== host.store.id) return;
+  tolerateMissing(() => host.rtnl.linkDel(name));
 }
 
 /** How a network of this driver guards its contexts' ports (anti-spoofing), unless it was created with --no-antispoof. */
@@ -135,9 +140,11 @@ export function addVethPair(
   hostMac?: string,
 ): void {
   // An rm deletes only the context's netns and the kernel removes the veth with it, a moment later: a context
-  // re-created at once under the same name may find that leftover, which carries our group and no owner.
+  // re-created at once under the same name may find that leftover, which carries our mark and no owner.
   try {
-    retryOnLeftover(host, att.hostIfname, () => linkAddVeth(host, netnsPath, att, master, up, hostMac));
+    retryOnLeftover(host, att.hostIfname, netnsPath, () =>
+      linkAddVeth(host, netnsPath, att, master, up, hostMac),
+    );
   } catch (err) {
     // A Linux bridge numbers its ports in 10 bits (BR_MAX_PORTS): the 1024th port is refused with EXFULL.
     if (master && err instanceof KernelError && err.errnoName === "EXFULL")
@@ -150,7 +157,7 @@ export function addVethPair(
   host.pause("create:after-veth");
 }
 
-function retryOnLeftover(host: Host, name: string, add: () => void): void {
+function retryOnLeftover(host: Host, name: string, netnsPath: string, add: () => void): void {
   for (let attempt = 0; ; attempt++) {
     try {
       add();
@@ -164,11 +171,22 @@ function retryOnLeftover(host: Host, name: string, add: () => void): void {
         if (attempt >= 2) throw err;
         continue;
       }
-      if (holder.group !== LINK_GROUP) throw err;
+      if (!isOwnLeftover(host, holder, netnsPath)) throw err;
       deleteOwnLink(host, name);
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
     }
   }
+}
+
+/**
+ * A link in the way of a new veth is a leftover to delete only when this store made it (its mark) and no record
+ * but the one attaching (the context in `netnsPath`) names it: anything else is somebody's live link.
+ */
+function isOwnLeftover(host: Host, link: Link, netnsPath: string): boolean {
+  if (link.group !== LINK_GROUP || parseStoreMark(link.alias)?.id !== host.store.id) return false;
+  return host.store
+    .hostIfnameHolders(link.name)
+    .every((holder) => host.store.getContext(holder)?.spec.netns === netnsPath);
 }
 
 function linkAddVeth(

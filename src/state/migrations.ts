@@ -110,6 +110,30 @@ const MIGRATIONS: readonly Migration[] = [
       db.exec(`ALTER TABLE networks ADD COLUMN scene TEXT CHECK (scene IS NULL OR length(scene) > 0);`);
     },
   },
+  {
+    // A context's op mark may also be a `network connect` under way (model/records.ts), so gc can roll back one whose
+    // process died. SQLite cannot change a column's CHECK: the table is copied into a new one. Nothing refers to it
+    // (lease owners are deliberately no foreign key), and it has no index or trigger of its own.
+    version: 4,
+    up(db) {
+      db.exec(`
+        CREATE TABLE contexts_v4 (
+          name       TEXT PRIMARY KEY,
+          level      TEXT NOT NULL CHECK (level IN ('l2', 'l3', 'socket')),
+          status     TEXT NOT NULL CHECK (status IN ('creating', 'ready', 'removing')),
+          spec       TEXT NOT NULL CHECK (json_valid(spec)),
+          created_at TEXT NOT NULL,
+          op         TEXT CHECK (op IN ('create', 'remove', 'connect')),
+          op_pid     INTEGER CHECK ((op_pid IS NULL) = (op IS NULL) AND op_pid > 0),
+          op_start   TEXT CHECK ((op_start IS NULL) = (op IS NULL))
+        ) STRICT;
+        INSERT INTO contexts_v4 (name, level, status, spec, created_at, op, op_pid, op_start)
+          SELECT name, level, status, spec, created_at, op, op_pid, op_start FROM contexts;
+        DROP TABLE contexts;
+        ALTER TABLE contexts_v4 RENAME TO contexts;
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -36,6 +36,8 @@ export interface StateStore {
   listContexts(): ContextRecord[];
   /** The routing tables contexts hold (spec.table), without loading every record. */
   contextTables(): number[];
+  /** The contexts whose attachments name `ifname` as their host-side link (one, unless records were made by hand). */
+  hostIfnameHolders(ifname: string): string[];
   /** Replaces the record (its op mark too). */
   updateContext(c: ContextRecord): void;
   deleteContext(name: string): boolean;

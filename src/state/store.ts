@@ -243,6 +243,12 @@ export class Store implements StateStore {
           `SELECT table_id FROM (SELECT json_extract(spec, '$.table') AS table_id FROM contexts) WHERE table_id IS NOT NULL`,
         )
         .pluck(),
+      hostIfnameHolders: db
+        .prepare<[string], string>(
+          `SELECT DISTINCT c.name FROM contexts c, json_each(c.spec, '$.attachments') a
+              WHERE json_extract(a.value, '$.hostIfname') = ? ORDER BY c.name`,
+        )
+        .pluck(),
       insertContext: db.prepare(
         `INSERT INTO contexts (name, level, status, spec, op, op_pid, op_start, created_at)
             VALUES (@name, @level, @status, @spec, @op, @op_pid, @op_start, @created_at)`,
@@ -452,6 +458,11 @@ export class Store implements StateStore {
   /** The routing tables of l3 contexts, read in SQL: parsing every record would cost O(contexts) per apply batch. */
   contextTables(): number[] {
     return this.read(() => this.q.contextTables.all());
+  }
+
+  /** The contexts whose attachments name `ifname` as their host-side link, read in SQL (see contextTables). */
+  hostIfnameHolders(ifname: string): string[] {
+    return this.read(() => this.q.hostIfnameHolders.all(ifname));
   }
 
   updateContext(c: ContextRecord): void {

@@ -95,7 +95,7 @@ test("connect: a running l2 context joins a second bridge network, reaches its g
   assert.deepEqual(view.networks, ["inner", "second"]);
   const eth1 = view.interfaces.find((i) => i.network === "second")!;
   assert.equal(eth1.name, "eth1", "the next name of the context's series");
-  assert.equal(eth1.hostIfname, "nc-a-1");
+  assert.equal(eth1.hostIfname, "nc-a.1");
   assert.ok(eth1.addresses.includes("10.82.0.30/24"), JSON.stringify(eth1));
   const own6 = bare(eth1.addresses.find((x) => x.includes(":"))!);
   assert.ok(linkNames("a").includes("eth1"));
@@ -143,7 +143,7 @@ test("connect: a running l2 context joins a second bridge network, reaches its g
   inside(ns("a"), ["ip", "neigh", "del", "10.82.0.20", "dev", "eth1"]);
   assert.ok(genuine > 0, `the probe works: a's own source arrives (${genuine})`);
   assert.equal(spoofed, 0, "a spoofed source from the connected port reached the bridge's other member");
-  assert.match(nftSet("as_ports", "bridge").join(" "), /nc-a-1/);
+  assert.match(nftSet("as_ports", "bridge").join(" "), /nc-a\.1/);
 
   netctxOk("network", "disconnect", "second", "a");
   assert.ok(!linkNames("a").includes("eth1"), "eth1 is gone");
@@ -155,7 +155,7 @@ test("connect: a running l2 context joins a second bridge network, reaches its g
   for (const dst of ["10.82.0.1", "10.82.0.20"]) assert.equal(ping(ns("a"), dst), false, `a -> ${dst} after`);
   assert.ok(ping(ns("a"), "10.81.0.1"), "a keeps its first network");
   for (const set of ["as_ports", "as_mac", "as_ip4", "as_ip6"])
-    assert.doesNotMatch(nftSet(set, "bridge").join(" "), /nc-a-1/, set);
+    assert.doesNotMatch(nftSet(set, "bridge").join(" "), /nc-a\.1/, set);
   assert.deepEqual(noGcActions(), []);
   netctxOk("rm", "a", "b");
   netctxOk("network", "rm", "inner", "second");
@@ -176,7 +176,7 @@ test("connect keeps the context's default route; disconnecting the network that 
   );
   const cRouted = bare(view.interfaces[1]!.addresses[0]!);
   assert.ok(
-    routes(4).some((r) => r.dst === cRouted && r.dev === "nc-c-1"),
+    routes(4).some((r) => r.dst === cRouted && r.dev === "nc-c.1"),
     "the host's route to c's routed address",
   );
   // While net0 holds c's default route, its replies to the routed network leave by net0 (a routed network gives
@@ -247,7 +247,7 @@ test("a connect that fails half-way undoes its link, firewall elements, lease an
     assert.notEqual(r.code, 0, r.stdout);
     assert.match(r.stderr, /EEXIST|exists/i);
     assert.equal(everything(["d"]), before, "all undone");
-    assert.deepEqual(nftSet("as_ports").join(" ").includes("nc-d-1"), false);
+    assert.deepEqual(nftSet("as_ports").join(" ").includes("nc-d.1"), false);
     assert.deepEqual(noGcActions(), []);
   } finally {
     must(["ip", "route", "del", "10.90.0.50/32", "dev", "lo"]);

@@ -35,7 +35,7 @@ test("rm removes every link, netns, address, route, nft element and lease, and i
   };
   netctxOk("create", "x", "--level", "l2", "--network", "br", "--network", "rt");
   assert.ok(links().some((l) => l.ifname === "nc-x"));
-  assert.ok(links().some((l) => l.ifname === "nc-x-1"));
+  assert.ok(links().some((l) => l.ifname === "nc-x.1"));
   assert.ok(netnsNames().includes("netctx-x"));
   assert.equal(netctxJson<NetView>("network", "inspect", "rt").leases.length, 1);
   assert.notEqual(nftRuleset(), before.nft, "the routed context's interface is in our nft sets");
@@ -85,10 +85,26 @@ test("exec runs a command inside the context and returns its exit code", () => {
 });
 
 test("a failure half-way through create undoes what it made", () => {
-  // A link squatting on the host-side veth name makes create fail after netns and addresses were made.
+  // A link squatting on the host-side veth name is refused up front (issue 17: it is nobody's leftover of ours).
   execFileSync("ip", ["link", "add", "nc-w", "type", "bridge"]);
+  const squat = netctx("create", "w", "--level", "l2", "--network", "br", "--ip", "10.71.0.77");
+  assert.match(squat.stderr, /^error: name: device nc-w exists and no netctx store marked it as its own/);
+  execFileSync("ip", ["link", "del", "nc-w"]);
+  // One squatting on the name of its ifb makes create fail after netns, veth and addresses were made.
+  execFileSync("ip", ["link", "add", "nb-w", "type", "bridge"]);
   const before = { links: links().length, netns: netnsNames() };
-  const r = netctx("create", "w", "--level", "l2", "--network", "br", "--ip", "10.71.0.77");
+  const r = netctx(
+    "create",
+    "w",
+    "--level",
+    "l2",
+    "--network",
+    "br",
+    "--ip",
+    "10.71.0.77",
+    "--bandwidth",
+    "10mbit/10mbit",
+  );
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /^error: .*EEXIST/);
   assert.equal(r.stderr.trim().split("\n").length, 1);
@@ -99,7 +115,7 @@ test("a failure half-way through create undoes what it made", () => {
   assert.deepEqual(netnsNames(), before.netns);
   assert.deepEqual(netctxJson<unknown[]>("ls"), []);
   assert.equal(netctxJson<NetView>("network", "inspect", "br").leases.length, 0);
-  execFileSync("ip", ["link", "del", "nc-w"]);
+  execFileSync("ip", ["link", "del", "nb-w"]);
   netctxOk("create", "w", "--level", "l2", "--network", "br", "--ip", "10.71.0.77");
 });
 

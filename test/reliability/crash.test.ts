@@ -8,16 +8,16 @@
  * Seeded (NETCTX_CRASH_SEED); NETCTX_CRASH_KILLS and NETCTX_CRASH_CNI_KILLS set the kills (default 120 + 90).
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { test } from "node:test";
 import { contextNameFor } from "../../src/cni/verbs.ts";
 import { specOf } from "../../src/levels/driver.ts";
 import { PAUSE_ENV, PAUSE_MARK } from "../../src/pause.ts";
-import { NETCTX, netctx, netctxOk } from "../utils/cli.ts";
+import { NETCTX, netctx, netctxJson, netctxOk } from "../utils/cli.ts";
 import { type CniResult, cniEnv, installedPlugin } from "../utils/cni-runtime.ts";
 import { ipLinkNames } from "../utils/kernel-oracle.ts";
-import { addNetns, delNetns, inNetns, netnsPath } from "../utils/netns.ts";
+import { addNetns, contextNetns, delNetns, inNetns, netnsPath } from "../utils/netns.ts";
 import { ping } from "../utils/ping.ts";
 import { disagreements, openStore } from "../utils/state-oracle.ts";
 import { eventually } from "../utils/wait.ts";
@@ -528,3 +528,149 @@ function diagnose(netns: string): string {
 }
 
 const pingRetry = (netns: string, ip: string) => ping(netns, ip, { tries: 3 });
+
+// ---------------------------------------------------------------------------------------------------------
+// network connect and disconnect (issue 17)
+
+/** Start netctx with a pause point; resolves once it stopped there (SIGSTOP), with the child and its end. */
+function runToPause(
+  args: string[],
+  pauseAt: string,
+): Promise<{ child: ChildProcess; end: Promise<Outcome> }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(NETCTX, args, {
+      env: { ...process.env, [PAUSE_ENV]: pauseAt },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    const end = new Promise<Outcome>((done) =>
+      child.on("close", (code, signal) => done({ killed: signal === "SIGKILL", code, stderr })),
+    );
+    child.stderr.on("data", (d) => {
+      stderr += d;
+      if (stderr.includes(`${PAUSE_MARK}${pauseAt}`)) resolve({ child, end });
+    });
+    void end.then((o) => reject(new Error(`netctx ${args.join(" ")} ended before ${pauseAt}: ${o.stderr}`)));
+  });
+}
+
+interface ConnectView {
+  status: string;
+  networks: string[];
+  interfaces: { network: string; hostIfname?: string }[];
+}
+interface GcJson {
+  actions: { action: string; object: string }[];
+  busy: string[];
+}
+const leasesOf = (net: string, owner: string) =>
+  netctxJson<{ leases: { owner: string }[] }>("network", "inspect", net).leases.filter(
+    (l) => l.owner === owner,
+  );
+
+/** cx is back on its first network only, working, with nothing of the connect left anywhere. */
+function connectUndone(store: ReturnType<typeof openStore>, net: string, label: string): void {
+  assert.deepEqual(netctxJson<GcJson>("gc", "--dry-run").actions, [], `${label}: gc has nothing more to do`);
+  const view = netctxJson<ConnectView>("inspect", "cx");
+  assert.equal(view.status, "ready", label);
+  assert.deepEqual(view.networks, ["kc1"], label);
+  assert.ok(ping(contextNetns("cx"), "10.85.0.1", { tries: 3 }), `${label}: cx reaches its first gateway`);
+  assert.deepEqual(leasesOf(net, "cx"), [], `${label}: the connect's lease is free`);
+  assert.deepEqual(
+    ipLinkNames().filter((n) => n.startsWith("nc-cx.")),
+    [],
+    `${label}: no half-made link is left`,
+  );
+  assert.deepEqual(
+    eventually(() => disagreements(store, CGROUP_PARENT), [], 3000),
+    [],
+    label,
+  );
+}
+
+const CONNECT_POINTS = [
+  "connect:after-record",
+  "create:after-veth",
+  "create:after-addresses",
+  "connect:after-attach",
+  "connect:after-extras",
+];
+
+test("a network connect killed at any of its pause points is rolled back by gc", async () => {
+  netctxOk("network", "create", "kc1", "--driver", "bridge", "--subnet", "10.85.0.0/24");
+  netctxOk(
+    "network",
+    "create",
+    "kc2",
+    "--driver",
+    "bridge",
+    "--subnet",
+    "10.86.0.0/24",
+    "--subnet",
+    "fd86::/64",
+  );
+  netctxOk("network", "create", "kc3", "--driver", "routed", "--subnet", "10.87.0.0/24");
+  netctxOk("create", "cx", "--level", "l2", "--network", "kc1");
+  const store = openStore();
+  try {
+    for (const net of ["kc2", "kc3"])
+      for (const point of CONNECT_POINTS) {
+        const label = `connect ${net} killed at ${point}`;
+        const o = await runAndKill(["network", "connect", net, "cx"], { pauseAt: point });
+        assert.ok(o.killed, `${label}: not killed: ${o.stderr}`);
+        const refused = netctx("network", "connect", net, "cx");
+        assert.match(refused.stderr, /did not finish \(netctx gc rolls it back\)/, label);
+        const gc = netctxJson<GcJson>("gc");
+        assert.ok(
+          gc.actions.some((a) => a.action === "rollback" && a.object === "context cx"),
+          `${label}: ${JSON.stringify(gc.actions)}`,
+        );
+        connectUndone(store, net, label);
+      }
+    // And connect works again afterwards.
+    netctxOk("network", "connect", "kc2", "cx");
+    assert.ok(ping(contextNetns("cx"), "10.86.0.1", { tries: 3 }));
+    netctxOk("network", "disconnect", "kc2", "cx");
+  } finally {
+    store.close();
+  }
+});
+
+test("gc leaves a live network connect alone; the connect then finishes", async () => {
+  const { child, end } = await runToPause(["network", "connect", "kc2", "cx"], "connect:after-record");
+  try {
+    const busy = netctx("network", "connect", "kc3", "cx");
+    assert.match(
+      busy.stderr,
+      /^error: context: context "cx" is busy: a network connect by process \d+ is under way\n$/,
+    );
+    const gc = netctxJson<GcJson>("gc");
+    assert.deepEqual(gc.actions, [], "nothing of the live connect is touched");
+    assert.deepEqual(gc.busy, ["context cx"]);
+  } finally {
+    child.kill("SIGCONT");
+  }
+  const o = await end;
+  assert.equal(o.code, 0, o.stderr);
+  const view = netctxJson<ConnectView>("inspect", "cx");
+  assert.deepEqual(view.networks, ["kc1", "kc2"]);
+  assert.ok(ping(contextNetns("cx"), "10.86.0.1", { tries: 3 }));
+  assert.deepEqual(netctxJson<GcJson>("gc", "--dry-run").actions, []);
+});
+
+test("a network disconnect killed after its detach is finished by running it again", async () => {
+  const store = openStore();
+  try {
+    const o = await runAndKill(["network", "disconnect", "kc2", "cx"], {
+      pauseAt: "disconnect:after-detach",
+    });
+    assert.ok(o.killed, o.stderr);
+    // The record still names the attachment: its lease stays taken until the disconnect finishes.
+    assert.equal(leasesOf("kc2", "cx").length, 2);
+    assert.equal(netctx("gc").code, 0);
+    netctxOk("network", "disconnect", "kc2", "cx");
+    connectUndone(store, "kc2", "disconnect finished");
+  } finally {
+    store.close();
+  }
+});

@@ -29,7 +29,8 @@ export function declareAll(host: Host, networks: NetworkRecord[], contexts: Cont
   for (const c of contexts) {
     const level = levelDriver(c.level);
     // A context whose anchor is gone is about to be dropped: it owns what it has, and nothing is made for it.
-    const settled = c.status === "ready" && level.anchorMissing(c) === undefined;
+    // One a network connect is changing owns what it has: its new link is the connect's (or gc's rollback's) to make.
+    const settled = c.status === "ready" && c.op?.op !== "connect" && level.anchorMissing(c) === undefined;
     const declarer = own.of(`context ${c.name}`, settled);
     const shaped = shapedAttachment(specOf(c));
     level.declare(host, c, declarer, { networks: byName, shapedIfname: shaped?.hostIfname });

@@ -8,6 +8,7 @@ import { specOf } from "../../levels/driver.ts";
 import { levelDriver } from "../../levels/registry.ts";
 import type { ContextRecord, NetworkRecord } from "../../model/records.ts";
 import { networkDriver } from "../../networks/registry.ts";
+import { rollBackConnect } from "../context-networks.ts";
 import { ownerAlive } from "../intent.ts";
 import type { Act } from "./loop.ts";
 
@@ -19,6 +20,14 @@ export function settleRecords(host: Host, act: Act, busy: string[]): void {
 function settleContexts(host: Host, act: Act, busy: string[]): void {
   const contexts = host.store.listContexts();
   for (const c of contexts) {
+    if (c.status === "ready" && c.op?.op === "connect") {
+      if (ownerAlive(c.op)) busy.push(`context ${c.name}`);
+      else
+        act("rollback", `context ${c.name}`, `network connect by process ${c.op.pid} did not finish`, () =>
+          rollBackConnect(host, c),
+        );
+      continue;
+    }
     if (c.status !== "ready") {
       const mark = c.op;
       if (ownerAlive(mark)) {
