@@ -537,14 +537,36 @@ static void forward(int sig, siginfo_t *info, void *ctx) {
   if (forward_to > 0 && info->si_code != SI_KERNEL) kill(forward_to, sig);
 }
 
+static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, 0};
+
+/* Blocked from before the fork until the handlers stand: a signal sent in between (the command may already run and
+ * say it is ready while this process waits for a CPU) stays pending instead of taking the default action, which
+ * ends this process (SIGQUIT, SIGTERM...) or, for PID 1 of the new namespace, drops it. Blocked signals are never
+ * ignored, not even by a namespace's init. */
+static void block_forwarded(int how) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int i = 0; forwarded[i]; i++) sigaddset(&set, forwarded[i]);
+  sigprocmask(how, &set, NULL);
+}
+
 static void forward_signals(void) {
-  static const int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, 0};
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = forward;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  for (int i = 0; sigs[i]; i++) sigaction(sigs[i], &sa, NULL);
+  for (int i = 0; forwarded[i]; i++) sigaction(forwarded[i], &sa, NULL);
+  block_forwarded(SIG_UNBLOCK);
+}
+
+/* fork with the forwarded signals blocked in the parent until forward_signals; the child starts unblocked (a mask
+ * survives execve: the command must not inherit it). */
+static pid_t fork_forwarding(void) {
+  block_forwarded(SIG_BLOCK);
+  pid_t pid = fork();
+  if (pid == 0) block_forwarded(SIG_UNBLOCK);
+  return pid;
 }
 
 static int status_code(int status) {
@@ -582,7 +604,7 @@ static void init_process(void) {
   for (int i = 0; i < n_writable; i++) place(kept[i], writable[i], kept_dir[i]);
   /* Last, so a writable path that holds a hidden one (--rw /var/lib) does not bring it back. */
   hide_paths();
-  pid_t pid = fork();
+  pid_t pid = fork_forwarding();
   if (pid < 0) die("fork");
   if (pid == 0) run_command();
   forward_to = pid;
@@ -606,7 +628,7 @@ int main(int argc, char **argv) {
   if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWCGROUP | CLONE_NEWIPC) < 0) die("unshare");
   /* Nothing mounted from here on may reach the host's mount namespace. */
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("mount --make-rprivate /");
-  pid_t pid = fork();
+  pid_t pid = fork_forwarding();
   if (pid < 0) die("fork");
   if (pid == 0) init_process();
   forward_to = pid;

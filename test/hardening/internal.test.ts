@@ -141,6 +141,6 @@ test("after `nft flush ruleset` and `netctx repair` it holds again", () => {
 });
 
 test("teardown", () => {
-  netctxOk("rm", "ss", "of", ...INTERNAL.flatMap((n) => [n.a, n.b]));
+  netctxOk("rm", "--force", "ss", "of", ...INTERNAL.flatMap((n) => [n.a, n.b]));
   netctxOk("network", "rm", "hn", "open", ...INTERNAL.map((n) => n.net));
 });

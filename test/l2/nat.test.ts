@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { netctxJson, netctxOk } from "../utils/cli.ts";
+import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
 import { addVethNetns, delVethNetns } from "../utils/netns.ts";
 import { ping } from "../utils/ping.ts";
 
@@ -52,8 +52,8 @@ test("without NAT the outside cannot answer", () => {
   assert.ok(ping(netnsOf("c2"), "10.64.0.1"), "gateway still reachable");
 });
 
-test("an internal network has no egress even with NAT asked for, but reaches its gateway and members", () => {
-  netctxOk(
+test("an internal network has no egress (NAT cannot be asked for with it), but reaches its gateway and members", () => {
+  const both = netctx(
     "network",
     "create",
     "inner",
@@ -64,6 +64,9 @@ test("an internal network has no egress even with NAT asked for, but reaches its
     "--nat",
     "--internal",
   );
+  assert.notEqual(both.code, 0);
+  assert.match(both.stderr, /^error: .*--nat.*--internal[^\n]*\n$/);
+  netctxOk("network", "create", "inner", "--driver", "bridge", "--subnet", "10.65.0.0/24", "--internal");
   netctxOk("create", "c3", "--level", "l2", "--network", "inner");
   netctxOk("create", "c4", "--level", "l2", "--network", "inner");
   assert.ok(!ping(netnsOf("c3"), "203.0.113.2"), "no egress");
