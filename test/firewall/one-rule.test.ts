@@ -1,0 +1,308 @@
+/**
+ * Issue 17, "tests that let real bugs through": each isolation rule proven on its own. A round trip hides a missing
+ * rule whenever another rule drops the reply (or ARP anti-spoofing stops the neighbour round first), so these tests
+ * count one-way traffic where it lands, with an nft counter of the test's own: in an outside namespace, in the
+ * receiving context, or on the host right after the anti-spoofing hook (prerouting priority -250 > -300).
+ * Each "must stay 0" is paired with the same traffic that does arrive (a network that is not internal, the
+ * context's real source), so a broken path cannot pass for a working rule.
+ *
+ * Rule removed alone (src/firewall) -> test that catches it -> result (RULE-TABLE, filled in below).
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { after, before, test } from "node:test";
+import { netctxOk } from "../utils/cli.ts";
+import { type IpLink, ipLink, txPackets } from "../utils/kernel-oracle.ts";
+import { addVethNetns, contextNetns, delVethNetns, HOST_NETNS, inNetns } from "../utils/netns.ts";
+import { must } from "../utils/shell.ts";
+
+/** The outside: a namespace the host reaches through veth v-out, with no route back to any context. */
+const OUT = { name: "out17", hostIfname: "v-out17", v4: "10.201.0.2", v6: "fd00:201::2" };
+
+/** One context per network; `internal` ones give themselves the default route --internal withheld. */
+const NETS = [
+  { net: "ibr", driver: "bridge", internal: true, ctx: "ib", v4: "10.81.0", v6: "fd81::" },
+  { net: "irt", driver: "routed", internal: true, ctx: "ir", v4: "10.82.0", v6: "fd82::" },
+  { net: "obr", driver: "bridge", internal: false, ctx: "ob", v4: "10.83.0", v6: "fd83::" },
+  { net: "ort", driver: "routed", internal: false, ctx: "or", v4: "10.84.0", v6: "fd84::" },
+] as const;
+
+/** Anti-spoofing: a routed context and two contexts on a bridge; `.200`/`::200` is the address none of them owns. */
+const RT = { net: "srt", ctx: "sr", v4: "10.85.0", v6: "fd85::" };
+const BR = { net: "sbr", a: "sa", b: "sb", v4: "10.86.0", v6: "fd86::" };
+
+const run = (netns: string, argv: string[]) => {
+  const a = inNetns(netns, argv);
+  return spawnSync(a[0]!, a.slice(1), { encoding: "utf8", timeout: 20_000 });
+};
+const mustIn = (netns: string, argv: string[]) => must(inNetns(netns, argv));
+const ctxNs = contextNetns;
+const macOf = (netns: string, ifname = "eth0") => ipLink<IpLink>(ifname, netns).address!;
+
+/**
+ * Packets matching `match` that reached the prerouting hook of the netns at `netns` (priority -250: after our
+ * anti-spoofing chains at -300, before conntrack and routing) while `traffic` ran. The counting table is the test's.
+ */
+function arrivals(netns: string, match: string, traffic: () => void): number {
+  const nft = (script: string) => {
+    const a = inNetns(netns, ["nft", "-f", "-"]);
+    const r = spawnSync(a[0]!, a.slice(1), { encoding: "utf8", input: script });
+    if (r.status !== 0) throw new Error(`nft in ${netns}: ${r.stderr}`);
+  };
+  nft(`table inet i17count
+delete table inet i17count
+table inet i17count {
+  chain pre {
+    type filter hook prerouting priority -250;
+    ${match} counter
+  }
+}`);
+  traffic();
+  const listed = JSON.parse(mustIn(netns, ["nft", "-j", "list", "table", "inet", "i17count"])) as {
+    nftables: { rule?: { expr: { counter?: { packets: number } }[] } }[];
+  };
+  nft("delete table inet i17count");
+  const rule = listed.nftables.find((o) => o.rule)?.rule;
+  const counter = rule?.expr.find((e) => e.counter)?.counter;
+  if (!counter) throw new Error(`no counter in ${JSON.stringify(listed)}`);
+  return counter.packets;
+}
+
+/** Three echo requests from inside `ctx` (from `source` when given); the answer does not matter. */
+function pings(ctx: string, dst: string, source?: string): () => void {
+  return () => {
+    run(ctxNs(ctx), [
+      "ping",
+      "-n",
+      "-q",
+      "-c",
+      "3",
+      "-i",
+      "0.05",
+      "-W",
+      "0.5",
+      ...(source ? ["-I", source] : []),
+      dst,
+    ]);
+  };
+}
+
+/** `traffic` with the count of packets `ctx`'s eth0 sent meanwhile: 0 arrivals prove nothing unless they left. */
+function sentBy(ctx: string, traffic: () => void): () => number {
+  return () => {
+    const before = txPackets("eth0", ctxNs(ctx));
+    traffic();
+    return txPackets("eth0", ctxNs(ctx)) - before;
+  };
+}
+
+/** Echo requests from `ctx` to the outside that reached it, and how many `ctx` sent. */
+function toOutside(ctx: string, family: 4 | 6, source?: string): { sent: number; arrived: number } {
+  const dst = family === 4 ? OUT.v4 : OUT.v6;
+  const match =
+    family === 4 ? `ip daddr ${dst} icmp type echo-request` : `ip6 daddr ${dst} icmpv6 type echo-request`;
+  let sent = 0;
+  const arrived = arrivals(`/run/netns/${OUT.name}`, match, () => {
+    sent = sentBy(ctx, pings(ctx, dst, source))();
+  });
+  return { sent, arrived };
+}
+
+before(() => {
+  addVethNetns({
+    name: OUT.name,
+    hostIfname: OUT.hostIfname,
+    hostAddresses: ["10.201.0.1/24", "fd00:201::1/64"],
+    addresses: [`${OUT.v4}/24`, `${OUT.v6}/64`],
+    // A way in for the ingress tests; none of it leads anywhere the host does not route.
+    routes: ["10.80.0.0/12 via 10.201.0.1", "fd80::/12 via fd00:201::1"],
+  });
+  for (const n of NETS) {
+    netctxOk(
+      "network",
+      "create",
+      n.net,
+      "--driver",
+      n.driver,
+      "--subnet",
+      `${n.v4}.0/24`,
+      "--subnet",
+      `${n.v6}/64`,
+      ...(n.internal ? ["--internal"] : []),
+    );
+    netctxOk("create", n.ctx, "--level", "l2", "--network", n.net, "--ip", `${n.v4}.10`, "--ip", `${n.v6}10`);
+    // Root inside gives itself the way out: only the host's rules may stop it.
+    netctxOk("exec", n.ctx, "--", "ip", "-4", "route", "replace", "default", "via", `${n.v4}.1`);
+    netctxOk("exec", n.ctx, "--", "ip", "-6", "route", "replace", "default", "via", `${n.v6}1`);
+  }
+});
+
+after(() => {
+  delVethNetns(OUT);
+});
+
+for (const family of [4, 6] as const) {
+  test(`internal networks: no IPv${family} packet leaves for the outside (counted there), other networks' do`, () => {
+    for (const n of NETS) {
+      const { sent, arrived } = toOutside(n.ctx, family);
+      assert.ok(sent >= 3, `${n.net}: ${n.ctx} sent ${sent} packets`);
+      if (n.internal)
+        assert.equal(arrived, 0, `${n.driver} --internal ${n.net}: IPv${family} reached the outside`);
+      else
+        assert.ok(arrived >= 3, `${n.driver} ${n.net}: only ${arrived} of IPv${family} reached the outside`);
+    }
+  });
+
+  test(`internal networks: no IPv${family} packet from the outside reaches a context (counted inside), others' do`, () => {
+    for (const n of NETS) {
+      const dst = family === 4 ? `${n.v4}.10` : `${n.v6}10`;
+      const match =
+        family === 4
+          ? `ip saddr ${OUT.v4} icmp type echo-request`
+          : `ip6 saddr ${OUT.v6} icmpv6 type echo-request`;
+      const arrived = arrivals(ctxNs(n.ctx), match, () => {
+        run(`/run/netns/${OUT.name}`, ["ping", "-n", "-q", "-c", "3", "-i", "0.05", "-W", "0.5", dst]);
+      });
+      if (n.internal)
+        assert.equal(arrived, 0, `${n.driver} --internal ${n.net}: IPv${family} from outside got in`);
+      else
+        assert.ok(arrived >= 3, `${n.driver} ${n.net}: only ${arrived} of IPv${family} from outside got in`);
+    }
+  });
+}
+
+test("anti-spoofing, routed: a packet with a source address not the context's own does not get past its veth", () => {
+  netctxOk(
+    "network",
+    "create",
+    RT.net,
+    "--driver",
+    "routed",
+    "--subnet",
+    `${RT.v4}.0/24`,
+    "--subnet",
+    `${RT.v6}/64`,
+  );
+  netctxOk(
+    "create",
+    RT.ctx,
+    "--level",
+    "l2",
+    "--network",
+    RT.net,
+    "--ip",
+    `${RT.v4}.10`,
+    "--ip",
+    `${RT.v6}10`,
+  );
+  netctxOk("exec", RT.ctx, "--", "ip", "addr", "add", `${RT.v4}.200/32`, "dev", "eth0");
+  netctxOk("exec", RT.ctx, "--", "ip", "addr", "add", `${RT.v6}200/128`, "dev", "eth0", "nodad");
+  const atHost = (match: string, traffic: () => void) =>
+    arrivals(HOST_NETNS, `iifname "nc-${RT.ctx}" ${match}`, traffic);
+  for (const [family, gw, own, spoofed] of [
+    [4, `${RT.v4}.1`, `${RT.v4}.10`, `${RT.v4}.200`],
+    [6, `${RT.v6}1`, `${RT.v6}10`, `${RT.v6}200`],
+  ] as const) {
+    const saddr = family === 4 ? "ip saddr" : "ip6 saddr";
+    const echo = family === 4 ? "icmp type echo-request" : "icmpv6 type echo-request";
+    assert.ok(atHost(`${saddr} ${own} ${echo}`, pings(RT.ctx, gw, own)) >= 3, `IPv${family} real source`);
+    let sent = 0;
+    const spoofedArrived = atHost(`${saddr} ${spoofed}`, () => {
+      sent = sentBy(RT.ctx, pings(RT.ctx, gw, spoofed))();
+    });
+    assert.ok(sent >= 3, `IPv${family}: the spoofed pings were not sent (${sent})`);
+    assert.equal(spoofedArrived, 0, `IPv${family}: a spoofed source got past nc-${RT.ctx}`);
+  }
+});
+
+test("anti-spoofing, routed: a frame from a MAC not the context's own does not get past its veth", () => {
+  // The gateway's neighbour entry inside is permanent, so nothing but the frame itself carries the new MAC.
+  netctxOk("exec", RT.ctx, "--", "ip", "link", "set", "eth0", "address", "02:aa:17:00:00:01");
+  try {
+    const n = arrivals(
+      HOST_NETNS,
+      `iifname "nc-${RT.ctx}" icmp type echo-request`,
+      pings(RT.ctx, `${RT.v4}.1`),
+    );
+    assert.equal(n, 0, "a frame with a foreign source MAC got past the routed veth");
+  } finally {
+    netctxOk("rm", RT.ctx);
+    netctxOk("network", "rm", RT.net);
+  }
+});
+
+/** Inside `from`, a permanent neighbour entry for `peer`'s address: no ARP or ND round ever precedes the packet. */
+function pinNeighbour(from: string, peerIp: string, peerMac: string): void {
+  mustIn(ctxNs(from), [
+    "ip",
+    "neigh",
+    "replace",
+    peerIp,
+    "lladdr",
+    peerMac,
+    "dev",
+    "eth0",
+    "nud",
+    "permanent",
+  ]);
+}
+
+test("anti-spoofing, bridge: a spoofed source address reaches no peer even when no ARP/ND is needed", () => {
+  netctxOk(
+    "network",
+    "create",
+    BR.net,
+    "--driver",
+    "bridge",
+    "--subnet",
+    `${BR.v4}.0/24`,
+    "--subnet",
+    `${BR.v6}/64`,
+  );
+  netctxOk("create", BR.a, "--level", "l2", "--network", BR.net, "--ip", `${BR.v4}.10`, "--ip", `${BR.v6}10`);
+  netctxOk("create", BR.b, "--level", "l2", "--network", BR.net, "--ip", `${BR.v4}.11`, "--ip", `${BR.v6}11`);
+  mustIn(ctxNs(BR.a), ["ip", "addr", "add", `${BR.v4}.200/32`, "dev", "eth0"]);
+  mustIn(ctxNs(BR.a), ["ip", "addr", "add", `${BR.v6}200/128`, "dev", "eth0", "nodad"]);
+  const bMac = macOf(ctxNs(BR.b));
+  for (const [family, peer, own, spoofed] of [
+    [4, `${BR.v4}.11`, `${BR.v4}.10`, `${BR.v4}.200`],
+    [6, `${BR.v6}11`, `${BR.v6}10`, `${BR.v6}200`],
+  ] as const) {
+    pinNeighbour(BR.a, peer, bMac);
+    const saddr = family === 4 ? "ip saddr" : "ip6 saddr";
+    const echo = family === 4 ? "icmp type echo-request" : "icmpv6 type echo-request";
+    assert.ok(
+      arrivals(ctxNs(BR.b), `${saddr} ${own} ${echo}`, pings(BR.a, peer, own)) >= 3,
+      `IPv${family} real`,
+    );
+    let sent = 0;
+    const spoofedArrived = arrivals(ctxNs(BR.b), `${saddr} ${spoofed}`, () => {
+      sent = sentBy(BR.a, pings(BR.a, peer, spoofed))();
+    });
+    assert.ok(sent >= 3, `IPv${family}: the spoofed pings were not sent (${sent})`);
+    assert.equal(spoofedArrived, 0, `IPv${family}: a spoofed source crossed the bridge`);
+  }
+  mustIn(ctxNs(BR.a), ["ip", "addr", "del", `${BR.v4}.200/32`, "dev", "eth0"]);
+  mustIn(ctxNs(BR.a), ["ip", "addr", "del", `${BR.v6}200/128`, "dev", "eth0"]);
+});
+
+test("anti-spoofing, bridge: a frame from a MAC not the context's own reaches no peer even when no ARP is needed", () => {
+  const bMac = macOf(ctxNs(BR.b));
+  pinNeighbour(BR.a, `${BR.v4}.11`, bMac);
+  const real = arrivals(
+    ctxNs(BR.b),
+    `ip saddr ${BR.v4}.10 icmp type echo-request`,
+    pings(BR.a, `${BR.v4}.11`),
+  );
+  assert.ok(real >= 3, "real MAC");
+  mustIn(ctxNs(BR.a), ["ip", "link", "set", "eth0", "address", "02:aa:17:00:00:02"]);
+  const n = arrivals(ctxNs(BR.b), `ip saddr ${BR.v4}.10 icmp type echo-request`, pings(BR.a, `${BR.v4}.11`));
+  assert.equal(n, 0, "a frame with a foreign source MAC crossed the bridge");
+  netctxOk("rm", BR.a, BR.b);
+  netctxOk("network", "rm", BR.net);
+});
+
+test("teardown", () => {
+  netctxOk("rm", ...NETS.map((n) => n.ctx));
+  netctxOk("network", "rm", ...NETS.map((n) => n.net));
+});
