@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, before, test } from "node:test";
+import { sendFrames } from "../hardening/frames.ts";
 import { netctxOk } from "../utils/cli.ts";
 import { type IpLink, ipLink, neighbourMac, txPackets } from "../utils/kernel-oracle.ts";
 import { addVethNetns, contextNetns, delVethNetns, HOST_NETNS, inNetns } from "../utils/netns.ts";
@@ -37,6 +38,7 @@ const run = (netns: string, argv: string[]) => {
 };
 const mustIn = (netns: string, argv: string[]) => must(inNetns(netns, argv));
 const ctxNs = contextNetns;
+const FAKE_MAC = "02:aa:17:00:00:fe";
 const macOf = (netns: string, ifname = "eth0") => ipLink<IpLink>(ifname, netns).address!;
 
 /**
@@ -221,19 +223,17 @@ test("anti-spoofing, routed: a frame from a MAC not the context's own does not g
   // A new MAC flushes the context's neighbours, permanent ones too: pin the gateway again, so that no ARP round
   // (which the arp table's MAC rule would stop) precedes the frame.
   const gwMac = neighbourMac(`${RT.v4}.1`, { netns: ctxNs(RT.ctx) })!;
+  const realMac = macOf(ctxNs(RT.ctx));
   netctxOk("exec", RT.ctx, "--", "ip", "link", "set", "eth0", "address", "02:aa:17:00:00:01");
   pinNeighbour(RT.ctx, `${RT.v4}.1`, gwMac);
-  try {
-    const n = arrivals(
-      HOST_NETNS,
-      `iifname "nc-${RT.ctx}" icmp type echo-request`,
-      pings(RT.ctx, `${RT.v4}.1`),
-    );
-    assert.equal(n, 0, "a frame with a foreign source MAC got past the routed veth");
-  } finally {
-    netctxOk("rm", RT.ctx);
-    netctxOk("network", "rm", RT.net);
-  }
+  const n = arrivals(
+    HOST_NETNS,
+    `iifname "nc-${RT.ctx}" icmp type echo-request`,
+    pings(RT.ctx, `${RT.v4}.1`),
+  );
+  assert.equal(n, 0, "a frame with a foreign source MAC got past the routed veth");
+  netctxOk("exec", RT.ctx, "--", "ip", "link", "set", "eth0", "address", realMac);
+  pinNeighbour(RT.ctx, `${RT.v4}.1`, gwMac);
 });
 
 /** Inside `from`, a permanent neighbour entry for `peer`'s address: no ARP or ND round ever precedes the packet. */
@@ -291,6 +291,33 @@ test("anti-spoofing, bridge: a spoofed source address reaches no peer even when 
   mustIn(ctxNs(BR.a), ["ip", "addr", "del", `${BR.v6}200/128`, "dev", "eth0"]);
 });
 
+/**
+ * An ARP request from the context's own MAC and address whose sender hardware address is another MAC: a host that
+ * took it would send the context's traffic to that MAC. Returns the MAC the host holds for the address afterwards.
+ */
+function arpClaimsMac(ctx: string, hostIfname: string, own: string, gateway: string): string | undefined {
+  sendFrames({ ctx }, [{ kind: "arp", srcMac: macOf(ctxNs(ctx)), sha: FAKE_MAC, spa: own, tpa: gateway }]);
+  return neighbourMac(own, { dev: hostIfname });
+}
+
+test("anti-spoofing: an ARP sender MAC not the context's own is dropped (bridge and routed), taken where unguarded", () => {
+  netctxOk("network", "create", "obr2", "--driver", "bridge", "--subnet", "10.87.0.0/24", "--no-antispoof");
+  netctxOk("network", "create", "ort2", "--driver", "routed", "--subnet", "10.88.0.0/24", "--no-antispoof");
+  netctxOk("create", "ua", "--level", "l2", "--network", "obr2", "--ip", "10.87.0.10");
+  netctxOk("create", "ur", "--level", "l2", "--network", "ort2", "--ip", "10.88.0.10");
+  const got = {
+    bridge: arpClaimsMac(BR.a, `nc-${BR.net}`, `${BR.v4}.10`, `${BR.v4}.1`),
+    routed: arpClaimsMac(RT.ctx, `nc-${RT.ctx}`, `${RT.v4}.10`, `${RT.v4}.1`),
+    unguardedBridge: arpClaimsMac("ua", "nc-obr2", "10.87.0.10", "10.87.0.1"),
+    unguardedRouted: arpClaimsMac("ur", "nc-ur", "10.88.0.10", "10.88.0.1"),
+  };
+  netctxOk("rm", "ua", "ur");
+  netctxOk("network", "rm", "obr2", "ort2");
+  assert.notEqual(got.bridge, FAKE_MAC, "bridge: the host took a forged ARP sender MAC");
+  assert.notEqual(got.routed, FAKE_MAC, "routed: the host took a forged ARP sender MAC");
+  assert.deepEqual([got.unguardedBridge, got.unguardedRouted], [FAKE_MAC, FAKE_MAC], "--no-antispoof: taken");
+});
+
 test("anti-spoofing, bridge: a frame from a MAC not the context's own reaches no peer even when no ARP is needed", () => {
   const bMac = macOf(ctxNs(BR.b));
   pinNeighbour(BR.a, `${BR.v4}.11`, bMac);
@@ -309,6 +336,6 @@ test("anti-spoofing, bridge: a frame from a MAC not the context's own reaches no
 });
 
 test("teardown", () => {
-  netctxOk("rm", ...NETS.map((n) => n.ctx));
-  netctxOk("network", "rm", ...NETS.map((n) => n.net));
+  netctxOk("rm", ...NETS.map((n) => n.ctx), RT.ctx);
+  netctxOk("network", "rm", ...NETS.map((n) => n.net), RT.net);
 });
