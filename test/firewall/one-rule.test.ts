@@ -11,7 +11,8 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, before, test } from "node:test";
-import { sendFrames } from "../hardening/frames.ts";
+import { linkLocalOf, parseIp } from "../../src/net/cidr.ts";
+import { type Frame, sendFrames } from "../hardening/frames.ts";
 import { netctxOk } from "../utils/cli.ts";
 import { type IpLink, ipLink, neighbourMac, txPackets } from "../utils/kernel-oracle.ts";
 import { addVethNetns, contextNetns, delVethNetns, HOST_NETNS, inNetns } from "../utils/netns.ts";
@@ -234,6 +235,69 @@ test("anti-spoofing, routed: a frame from a MAC not the context's own does not g
   assert.equal(n, 0, "a frame with a foreign source MAC got past the routed veth");
   netctxOk("exec", RT.ctx, "--", "ip", "link", "set", "eth0", "address", realMac);
   pinNeighbour(RT.ctx, `${RT.v4}.1`, gwMac);
+});
+
+test("anti-spoofing, routed: router-only ICMP (redirect, RA, ND redirect) and an NA for the gateway does not get past its veth", () => {
+  netctxOk(
+    "network",
+    "create",
+    "ort3",
+    "--driver",
+    "routed",
+    "--subnet",
+    "10.89.0.0/24",
+    "--subnet",
+    "fd89::/64",
+    "--no-antispoof",
+  );
+  netctxOk("create", "ur3", "--level", "l2", "--network", "ort3", "--ip", "10.89.0.10", "--ip", "fd89::10");
+  /** Router messages from `ctx` (its own addresses, MAC and link-local), and how many reached the host past nc-CTX. */
+  const routerTalk = (ctx: string, v4: string, v6: string) => {
+    const mac = macOf(ctxNs(ctx));
+    const gwMac = neighbourMac(`${v4}.1`, { netns: ctxNs(ctx) })!;
+    const ll = linkLocalOf(mac);
+    const frames: Frame[] = [
+      {
+        kind: "redirect4",
+        srcMac: mac,
+        dstMac: gwMac,
+        src: `${v4}.10`,
+        dst: `${v4}.1`,
+        dest: OUT.v4,
+        gateway: `${v4}.10`,
+      },
+      { kind: "ra", srcMac: mac, dstMac: "33:33:00:00:00:01", src: ll, dst: "ff02::1", prefix: "fd99::" },
+      { kind: "redirect6", srcMac: mac, dstMac: gwMac, src: ll, dst: `${v6}1`, target: ll, dest: OUT.v6 },
+      // A Neighbour Advertisement claiming the gateway's address (its source is the context's own link-local).
+      { kind: "na", srcMac: mac, dstMac: gwMac, src: ll, dst: `${v6}1`, target: `${v6}1` },
+    ];
+    const gwHex = `0x${parseIp(`${v6}1`, "gateway").addr.toString(16).padStart(32, "0")}`;
+    const send = () => sendFrames({ ctx }, frames);
+    return {
+      redirect4: arrivals(HOST_NETNS, `iifname "nc-${ctx}" icmp type redirect`, send),
+      ra: arrivals(HOST_NETNS, `iifname "nc-${ctx}" icmpv6 type nd-router-advert`, send),
+      redirect6: arrivals(HOST_NETNS, `iifname "nc-${ctx}" icmpv6 type nd-redirect`, send),
+      naForGateway: arrivals(
+        HOST_NETNS,
+        `iifname "nc-${ctx}" icmpv6 type nd-neighbor-advert @th,64,128 ${gwHex}`,
+        send,
+      ),
+    };
+  };
+  const guarded = routerTalk(RT.ctx, RT.v4, RT.v6);
+  const unguarded = routerTalk("ur3", "10.89.0", "fd89::");
+  netctxOk("rm", "ur3");
+  netctxOk("network", "rm", "ort3");
+  assert.deepEqual(
+    unguarded,
+    { redirect4: 1, ra: 1, redirect6: 1, naForGateway: 1 },
+    "--no-antispoof: the counting sees them",
+  );
+  assert.deepEqual(
+    guarded,
+    { redirect4: 0, ra: 0, redirect6: 0, naForGateway: 0 },
+    "router messages got past a guarded routed veth",
+  );
 });
 
 /** Inside `from`, a permanent neighbour entry for `peer`'s address: no ARP or ND round ever precedes the packet. */
