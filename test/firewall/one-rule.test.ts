@@ -6,7 +6,59 @@
  * Each "must stay 0" is paired with the same traffic that does arrive (a network that is not internal, the
  * context's real source), so a broken path cannot pass for a working rule.
  *
- * Rule removed alone (src/firewall) -> test that catches it -> result (RULE-TABLE, filled in below).
+ * Each rule removed alone from src/firewall (2026-12, this branch), the test that claims it, and what happened:
+ *  nat-objects.ts postrouting
+ *   ip saddr . ip daddr @intra4 return        traffic.test (nat on; routed not NATed)        FAILS
+ *   ip6 saddr . ip6 daddr @intra6 return      traffic.test (nat on, bridged v6 echo)          FAILS
+ *   ip saddr @nat4 masquerade                 traffic.test, l2/nat                           FAILS
+ *   ip6 saddr @nat6 masquerade                traffic.test (nat on)                          FAILS
+ *  nat-objects.ts forward
+ *   iifname . oifname @same_if accept         hardening/internal                             FAILS
+ *   iifname @internal_ifs iif . ip saddr      none: every packet it would drop is dropped    PASSES (redundant)
+ *   iifname @internal_ifs iif . ip6 saddr       by the oif/daddr rules below (see the note)  PASSES (redundant)
+ *   iifname @internal_ifs oif . ip saddr      one-rule: internal, IPv4 leaves (was: none)     FAILS
+ *   iifname @internal_ifs oif . ip6 saddr     one-rule: internal, IPv6 leaves (was: none)     FAILS
+ *   oifname @internal_ifs iif . ip daddr      one-rule: IPv4 from the outside (was: none)     FAILS
+ *   oifname @internal_ifs iif . ip6 daddr     one-rule: IPv6 from the outside (was: none)     FAILS
+ *  nat-objects.ts input
+ *   internal ND accept                        hardening/internal, one-rule                   FAILS
+ *   iifname @internal_ifs iif . ip daddr      hardening/internal                             FAILS
+ *   iifname @internal_ifs iif . ip6 daddr     hardening/internal                             FAILS
+ *  antispoof-objects.ts, bridge table
+ *   iifname != @as_ports accept               antispoof (--no-antispoof control)             FAILS
+ *   ether saddr != @as_mac                    one-rule: bridge MAC (was: hidden by ARP)      FAILS
+ *   arp saddr ether != @as_mac                one-rule: ARP sender MAC (was: none)           FAILS
+ *   arp saddr ip != @as_ip4                   antispoof (claimArp)                           FAILS
+ *   ether type arp accept / ip / ip6 accept   everything (all such traffic dropped)          FAILS
+ *   ip saddr != @as_ip4                       one-rule: bridge source (was: hidden by ARP)   FAILS
+ *   ip6 saddr != @as_ip6                      one-rule: bridge source, IPv6                  FAILS
+ *   icmp type redirect drop                   hardening/bridge-ipv6                          FAILS
+ *   ND: ip6 saddr :: nd-neighbor-solicit acc. none (addresses are nodad)                     PASSES (left)
+ *   ND: ip6 saddr :: mld-listener-report acc. none                                           PASSES (left)
+ *   nd-neighbor-advert target != @as_nd       hardening/bridge-ipv6                          FAILS
+ *   nd-router-advert, nd-redirect drop        hardening/bridge-ipv6                          FAILS
+ *   final drop (VLAN tags)                    hardening/bridge-ipv6                          FAILS
+ *  antispoof-objects.ts, inet table (routed veths)
+ *   iifname != @as_ports accept               one-rule (outside unreachable)                 FAILS
+ *   ether saddr != @as_mac                    one-rule: routed MAC (was: hidden by ARP)      FAILS
+ *   ip saddr != @as_ip4                       one-rule: routed source (was: none)            FAILS
+ *   ip6 saddr != @as_ip6                      one-rule: routed source, IPv6 (was: none)      FAILS
+ *   icmp type redirect drop                   one-rule: router-only ICMP (was: none)         FAILS
+ *   nd-neighbor-advert target != @as_nd       one-rule: router-only ICMP, NA (was: none)     FAILS
+ *   nd-router-advert, nd-redirect drop        one-rule: router-only ICMP (was: none)         FAILS
+ *  antispoof-objects.ts, arp table (routed veths)
+ *   iifname != @as_ports accept               antispoof, one-rule                            FAILS
+ *   arp saddr ether != @as_mac                one-rule: ARP sender MAC (was: none)           FAILS
+ *   arp saddr ip != @as_ip4                   antispoof (routed claimArp)                    FAILS
+ *  publish-objects.ts
+ *   dnat ... map @pub4h                       publish: one host address                      FAILS
+ *   dnat ... map @pub4 / @pub6                publish: from outside, udp, hairpin, host      FAILS
+ *   dnat ... map @pub6h                       none (host-address publications are v4 only)   PASSES (left)
+ *   ct status dnat ... @intra4/@intra6 masq.  publish: hairpin                               FAILS
+ *   chain publish_pre / publish_out removed   publish                                        FAILS
+ * Note on the forward chain's "iifname . saddr" rules: a packet from an internal network with a source of another
+ * network leaves either through an interface of a network that is not internal (no local4/6 element: the oif rule
+ * drops it) or into an internal one (the daddr rule drops it), and bridged traffic is accepted by same_if first.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -237,7 +289,7 @@ test("anti-spoofing, routed: a frame from a MAC not the context's own does not g
   pinNeighbour(RT.ctx, `${RT.v4}.1`, gwMac);
 });
 
-test("anti-spoofing, routed: router-only ICMP (redirect, RA, ND redirect) and an NA for the gateway does not get past its veth", () => {
+test("anti-spoofing, routed: router-only ICMP (redirect, RA, ND redirect) and an NA for the gateway do not get past its veth", () => {
   netctxOk(
     "network",
     "create",
