@@ -1,6 +1,6 @@
 /**
  * Hand-made frames for the hardening tests: what root inside an l2 context can put on its wire with a packet socket
- * (Router Advertisements, Neighbour Advertisements, redirects, VLAN-tagged frames), a sniffer that reports which
+ * (Router Advertisements, Neighbour Advertisements, redirects, ARP, VLAN-tagged frames), a sniffer that reports which
  * of them arrived, and TCP connects to many targets at once. Python, because a context has it and its packet
  * sockets need no helper binary. (Listeners come from the socket probe.)
  */
@@ -66,6 +66,10 @@ def build(f):
         inner = ip4(f["dst"], f["dest"], 1, icmp4(struct.pack("!BBHHH", 0, 0, 0, 1, 1)))
         body = icmp4(struct.pack("!BBH4s", 5, 1, 0, a4(f["gateway"])) + inner)
         return eth(f["dstMac"], f["srcMac"], 0x0800, ip4(f["src"], f["dst"], 1, body))
+    if k == "arp":
+        # Request "who-has tpa tell spa", whose sender hardware address (sha) need not be the frame's source MAC.
+        body = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac(f["sha"]) + a4(f["spa"]) + b"\0" * 6 + a4(f["tpa"])
+        return eth("ff:ff:ff:ff:ff:ff", f["srcMac"], 0x0806, body)
     if k == "udp4":
         payload = udp4(f["src"], f["dst"], f["port"], f["data"].encode())
         return eth(f["dstMac"], f["srcMac"], 0x0800, payload, f.get("vlan"))
