@@ -283,7 +283,9 @@ function tableDump<T>(
   parse: (m: Message) => T | undefined,
   oif?: number,
 ): T[] {
-  const what = [table === undefined ? "" : ` table ${table}`, oif === undefined ? "" : ` oif ${oif}`].join("");
+  const what = [table === undefined ? "" : ` table ${table}`, oif === undefined ? "" : ` oif ${oif}`].join(
+    "",
+  );
   try {
     return sock.filteredDump(
       `route list${what}`,

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { KernelError } from "../../src/kernel/errors.ts";
 import { Rtnl } from "../../src/kernel/rtnl.ts";
-import { type Json, ipj } from "../utils/kernel-oracle.ts";
+import { ipj, type Json } from "../utils/kernel-oracle.ts";
 import { must } from "../utils/shell.ts";
 
 const rtnl = Rtnl.open();
@@ -91,10 +91,10 @@ test("neighbour replace: added, then changed in place, permanent", () => {
   rtnl.neighReplace({ ifname: "vxp", ip: "fd44:0:0:2::", mac: "02:00:00:00:02:01" });
   rtnl.neighReplace({ ifname: "vxp", ip: "10.44.2.0", mac: "02:00:00:00:02:02" });
   const seen = ipj(["neigh", "show", "dev", "vxp"]);
-  assert.deepEqual(
-    seen.map((n) => `${n.dst} ${n.lladdr} ${(n.state as string[]).join(",")}`).sort(),
-    ["10.44.2.0 02:00:00:00:02:02 PERMANENT", "fd44:0:0:2:: 02:00:00:00:02:01 PERMANENT"],
-  );
+  assert.deepEqual(seen.map((n) => `${n.dst} ${n.lladdr} ${(n.state as string[]).join(",")}`).sort(), [
+    "10.44.2.0 02:00:00:00:02:02 PERMANENT",
+    "fd44:0:0:2:: 02:00:00:00:02:01 PERMANENT",
+  ]);
   rtnl.neighDel({ ifname: "vxp", ip: "fd44:0:0:2::" });
   assert.deepEqual(
     rtnl
@@ -119,14 +119,11 @@ test("onlink routes through the vxlan device, v4 and v6; routeList by device", (
   assert.deepEqual(v6[0]?.flags, ["onlink"]);
 
   const mine = rtnl.routeList({ dev: "vxp", table: 254 }).filter((r) => !r.dst.startsWith("fe80:"));
-  assert.deepEqual(
-    mine.map((r) => `${r.dst} ${r.gateway ?? "-"} ${r.dev} ${r.onlink ?? false}`).sort(),
-    [
-      "10.44.2.0/24 10.44.2.0 vxp true",
-      "fd44:0:0:1::/128 - vxp false",
-      "fd44:0:0:2::/64 fd44:0:0:2:: vxp true",
-    ],
-  );
+  assert.deepEqual(mine.map((r) => `${r.dst} ${r.gateway ?? "-"} ${r.dev} ${r.onlink ?? false}`).sort(), [
+    "10.44.2.0/24 10.44.2.0 vxp true",
+    "fd44:0:0:1::/128 - vxp false",
+    "fd44:0:0:2::/64 fd44:0:0:2:: vxp true",
+  ]);
   assert.ok(!mine.some((r) => r.dst === "10.44.3.0/24"), "the dump is the device's routes only");
   assert.deepEqual(rtnl.routeList({ dev: "missing0" }), []);
   rtnl.routeDel({ dst: "10.44.2.0/24", dev: "vxp" });
