@@ -350,7 +350,7 @@ export function syncPeers(
   // other way round, so a route never points where the kernel would have to ask.
   gone.sort((a, b) => ORDER[kindOf(b)] - ORDER[kindOf(a)]);
   for (const key of gone) {
-    if (!apply(key, () => removeEntry(host, local, ifname, key, have.get(key)!))) continue;
+    if (!apply(key, () => removeEntry(host, ifname, key))) continue;
     have.delete(key);
     result.removed++;
   }
@@ -413,19 +413,21 @@ function putEntry(host: Host, ifname: string, key: string, value: string, old: s
   }
 }
 
-function removeEntry(host: Host, local: OverlayLocal, ifname: string, key: string, value: string): number {
+/**
+ * Deletes name the entry by what identifies it alone (a route by destination and our protocol, an FDB entry by MAC),
+ * not by what it says: a value another writer changed since this Host looked still goes.
+ */
+function removeEntry(host: Host, ifname: string, key: string): number {
   const what = key.slice(key.indexOf(" ") + 1);
   switch (kindOf(key)) {
     case "fdb":
-      tolerateMissing(() => host.rtnl.fdbChange("del", { ifname, mac: what, dst: value }));
+      tolerateMissing(() => host.rtnl.fdbChange("del", { ifname, mac: what }));
       return 1;
     case "neigh":
       tolerateMissing(() => host.rtnl.neighDel({ ifname, ip: what }));
       return 1;
-    case "route": {
-      const dev = value.split(" ")[3] ?? local.underlayDev;
-      tolerateMissing(() => host.rtnl.routeDel({ dst: what, dev, protocol: OVERLAY_ROUTE_PROTOCOL }));
+    case "route":
+      tolerateMissing(() => host.rtnl.routeDel({ dst: what, protocol: OVERLAY_ROUTE_PROTOCOL }));
       return 1;
-    }
   }
 }
