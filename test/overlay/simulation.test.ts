@@ -59,7 +59,8 @@ test("the device: vxlan with the settings asked for, underlay MTU less 50, VTEP 
   const dev = ensureOverlayDevice(host, local);
   assert.equal(dev.ifname, "nv-sim");
   const [link] = ipj(["-d", "link", "show", "nv-sim"]);
-  const data = (link?.linkinfo as { info_data: Record<string, unknown> }).info_data;
+  assert.ok(link);
+  const data = (link.linkinfo as { info_data: Record<string, unknown> }).info_data;
   assert.equal(data.id, 4200);
   assert.equal(data.port, 4789);
   assert.equal(data.local, "10.200.0.1");
