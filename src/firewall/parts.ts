@@ -1,7 +1,7 @@
 /**
  * The parts that keep objects in our tables, registered with the one owner (firewall.ts), as netavark's
  * FirewallDriver holds NAT, isolation and port forwarding: NAT and internal networks (nat-*.ts), anti-spoofing
- * (antispoof-objects.ts), publishing (publish-objects.ts) and the overlay's member guard (overlay-members.ts).
+ * (antispoof-objects.ts), publishing (publish-objects.ts) and the overlay's member guard (overlay-members-objects.ts).
  *
  * A table in which any part's object is missing or damaged (a flush, a deleted set, a chain someone added to) is
  * rebuilt whole in one transaction: every part in it comes back with its objects, and with the elements the
@@ -13,7 +13,7 @@ import { ANTISPOOF } from "./antispoof-objects.ts";
 import { desiredElements, partElements } from "./nat-elements.ts";
 import { modelOf, natListing } from "./nat-listing.ts";
 import { NAT_CHAINS, NAT_SETS } from "./nat-objects.ts";
-import { OVERLAY_MEMBERS } from "./overlay-members.ts";
+import { OVERLAY_MEMBERS } from "./overlay-members-objects.ts";
 import { PUBLISH } from "./publish-objects.ts";
 import {
   elementLines,
