@@ -338,9 +338,9 @@ export function syncPeers(
   if (opts.observe || !state || state.ifindex !== ifindex || state.underlayDev !== local.underlayDev) {
     if (ifindex === undefined && want.entries.size > 0)
       throw invalid("network", `overlay device ${ifname} does not exist: ensureOverlayDevice first`);
-    const entries =
-      ifindex === undefined ? new Map<string, string>() : observe(host, local, ifname, want.entries);
-    result.reads += ifindex === undefined ? 0 : 4;
+    // Without the device its entries went with it; direct routes on the underlay device may still be there.
+    const entries = observe(host, local, ifname, want.entries);
+    result.reads += 4;
     state = { ifindex: ifindex ?? -1, underlayDev: local.underlayDev, entries };
     cache.set(ifname, state);
   }
