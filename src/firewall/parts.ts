@@ -1,7 +1,7 @@
 /**
  * The parts that keep objects in our tables, registered with the one owner (firewall.ts), as netavark's
  * FirewallDriver holds NAT, isolation and port forwarding: NAT and internal networks (nat-*.ts), anti-spoofing
- * (antispoof-objects.ts) and publishing (publish-objects.ts).
+ * (antispoof-objects.ts), publishing (publish-objects.ts) and the overlay's member guard (overlay-members-objects.ts).
  *
  * A table in which any part's object is missing or damaged (a flush, a deleted set, a chain someone added to) is
  * rebuilt whole in one transaction: every part in it comes back with its objects, and with the elements the
@@ -13,6 +13,7 @@ import { ANTISPOOF } from "./antispoof-objects.ts";
 import { desiredElements, partElements } from "./nat-elements.ts";
 import { modelOf, natListing } from "./nat-listing.ts";
 import { NAT_CHAINS, NAT_SETS } from "./nat-objects.ts";
+import { OVERLAY_MEMBERS } from "./overlay-members-objects.ts";
 import { PUBLISH } from "./publish-objects.ts";
 import {
   elementLines,
@@ -39,7 +40,14 @@ export const NAT: TablePart = {
 };
 
 /** In the order a rebuild makes them: that is the order a fresh host made them in, so a listing reads the same. */
-const PARTS: readonly TablePart[] = [NAT, ANTISPOOF.inet, PUBLISH, ANTISPOOF.bridge, ANTISPOOF.arp];
+const PARTS: readonly TablePart[] = [
+  NAT,
+  ANTISPOOF.inet,
+  PUBLISH,
+  OVERLAY_MEMBERS,
+  ANTISPOOF.bridge,
+  ANTISPOOF.arp,
+];
 
 /**
  * The parts a table holds or must hold: those `needed`, those with an object there, and the base part of a table

@@ -66,7 +66,7 @@ export interface PartElement {
 
 /** A job's objects in one of our tables (netavark's FirewallDriver parts: NAT, anti-spoofing, port forwarding). */
 export interface TablePart {
-  job: "nat" | "antispoof" | "publish";
+  job: "nat" | "antispoof" | "publish" | "overlay";
   family: TableFamily;
   /** Sets and maps, made in this order. */
   sets: readonly SetDecl[];

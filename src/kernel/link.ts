@@ -6,6 +6,7 @@ import * as ffi from "./ffi.ts";
 import {
   AF_INET6,
   AF_UNSPEC,
+  type Attrs,
   type IpBytes,
   type Message,
   type MessageWriter,
@@ -58,6 +59,7 @@ const IFLA_VXLAN_LEARNING = 7;
 const IFLA_VXLAN_PORT = 15;
 const IFLA_VXLAN_GROUP6 = 16;
 const IFLA_VXLAN_LOCAL6 = 17;
+const IFLA_VXLAN_MAX = 17;
 const VXLAN_IANA_PORT = 4789;
 
 const OPERSTATES = ["UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP"];
@@ -116,6 +118,19 @@ export interface Link {
   alias?: string;
   /** IFLA_LINK: the veth peer's or macvlan parent's index (possibly in another netns). */
   linkIndex?: number;
+  /** A VXLAN device's settings (IFLA_INFO_DATA), as `ip -d link` shows them. */
+  vxlan?: VxlanInfo;
+}
+
+export interface VxlanInfo {
+  vni: number;
+  port: number;
+  learning: boolean;
+  local?: string;
+  /** The multicast group or unicast remote. */
+  remote?: string;
+  /** The underlay device's index (IFLA_VXLAN_LINK). */
+  dev?: number;
 }
 
 /** Refuses before the kernel would (EINVAL without a word): the name check of net/ifname.ts. */
@@ -140,8 +155,11 @@ export function parseLink(m: Message): Link | undefined {
     operstate: OPERSTATES[a.u8(IFLA_OPERSTATE) ?? 0] ?? "UNKNOWN",
     group: a.u32(IFLA_GROUP) ?? 0,
   };
-  const kind = a.nested(IFLA_LINKINFO, IFLA_INFO_DATA)?.str(IFLA_INFO_KIND);
+  const info = a.nested(IFLA_LINKINFO, IFLA_INFO_DATA);
+  const kind = info?.str(IFLA_INFO_KIND);
   if (kind) link.kind = kind;
+  const vxlan = kind === "vxlan" ? info?.nested(IFLA_INFO_DATA, IFLA_VXLAN_MAX) : undefined;
+  if (vxlan) link.vxlan = parseVxlan(vxlan);
   const mac = a.mac(IFLA_ADDRESS);
   if (mac) link.mac = mac;
   const master = a.u32(IFLA_MASTER);
@@ -152,6 +170,22 @@ export function parseLink(m: Message): Link | undefined {
   // The kernel sends IFLA_LINK only when it differs from the link's own index.
   if (parent !== undefined) link.linkIndex = parent;
   return link;
+}
+
+function parseVxlan(a: Attrs): VxlanInfo {
+  const out: VxlanInfo = {
+    vni: a.u32(IFLA_VXLAN_ID) ?? 0,
+    // The kernel reports the port it uses, 8472 when none was asked for.
+    port: a.be16(IFLA_VXLAN_PORT) ?? 0,
+    learning: (a.u8(IFLA_VXLAN_LEARNING) ?? 1) !== 0,
+  };
+  const local = a.ip(IFLA_VXLAN_LOCAL) ?? a.ip(IFLA_VXLAN_LOCAL6);
+  if (local !== undefined) out.local = local;
+  const remote = a.ip(IFLA_VXLAN_GROUP) ?? a.ip(IFLA_VXLAN_GROUP6);
+  if (remote !== undefined) out.remote = remote;
+  const dev = a.u32(IFLA_VXLAN_LINK);
+  if (dev) out.dev = dev;
+  return out;
 }
 
 function getByName(w: MessageWriter, name: string): void {

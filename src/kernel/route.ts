@@ -211,18 +211,19 @@ function dumpHeader(family: 4 | 6 | undefined): (w: MessageWriter) => void {
 export function routeList(
   sock: NetlinkSocket,
   names: Map<number, string>,
-  filter: { family?: 4 | 6; table?: number } = {},
+  filter: { family?: 4 | 6; table?: number; oif?: number } = {},
 ): Route[] {
   const parse = (m: Message) => {
     const r = parseRoute(m, names);
     if (!r) return undefined;
     if (filter.family !== undefined && r.family !== filter.family) return undefined;
     if (filter.table !== undefined && r.table !== filter.table) return undefined;
+    if (filter.oif !== undefined && r.devIndex !== filter.oif) return undefined;
     return r;
   };
-  if (filter.table === undefined)
+  if (filter.table === undefined && filter.oif === undefined)
     return sock.dump("route list", RTM_GETROUTE, dumpHeader(filter.family), parse);
-  return tableDump(sock, filter.family, filter.table, parse);
+  return tableDump(sock, filter.family, filter.table, parse, filter.oif);
 }
 
 /**
@@ -272,22 +273,27 @@ export function tableHasRoutes(sock: NetlinkSocket, family: 4 | 6, table: number
 }
 
 /**
- * One table of thousands (an l3 context's): the kernel walks only that one. A table that holds no route does not
- * exist for it (ENOENT).
+ * One table of thousands (an l3 context's), or the routes through one device: the kernel walks only what the filter
+ * selects. A table that holds no route does not exist for it (ENOENT).
  */
 function tableDump<T>(
   sock: NetlinkSocket,
   family: 4 | 6 | undefined,
-  table: number,
+  table: number | undefined,
   parse: (m: Message) => T | undefined,
+  oif?: number,
 ): T[] {
+  const what = [table === undefined ? "" : ` table ${table}`, oif === undefined ? "" : ` oif ${oif}`].join(
+    "",
+  );
   try {
     return sock.filteredDump(
-      `route list table ${table}`,
+      `route list${what}`,
       RTM_GETROUTE,
       (w) => {
         dumpHeader(family)(w);
-        w.attrU32(RTA_TABLE, table);
+        if (table !== undefined) w.attrU32(RTA_TABLE, table);
+        if (oif !== undefined) w.attrU32(RTA_OIF, oif);
       },
       parse,
     );

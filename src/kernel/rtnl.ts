@@ -19,7 +19,18 @@ import {
   linkPortCount,
   linkSet,
 } from "./link.ts";
-import { type Neigh, type NeighSpec, neighAdd, neighDel, neighList } from "./neigh.ts";
+import {
+  type FdbEntry,
+  type FdbSpec,
+  fdbChange,
+  fdbList,
+  type Neigh,
+  type NeighSpec,
+  neighAdd,
+  neighDel,
+  neighList,
+  neighReplace,
+} from "./neigh.ts";
 import { NetlinkSocket } from "./netlink.ts";
 import { inNetns } from "./netns.ts";
 import { type Route, type RouteSpec, routeChange, routeGet, routeList, tableHasRoutes } from "./route.ts";
@@ -29,6 +40,8 @@ import { blockProgramAdd, ingressBlockJoin, ingressQdiscDel } from "./tc.ts";
 export type {
   Addr,
   AddrOpts,
+  FdbEntry,
+  FdbSpec,
   Link,
   LinkAddSpec,
   LinkChange,
@@ -146,9 +159,12 @@ export class Rtnl {
     routeChange(this.sock, verb, r, dev);
   }
 
-  /** Routes of all tables unless filtered. */
-  routeList(filter?: { family?: 4 | 6; table?: number }): Route[] {
-    return routeList(this.sock, linkNames(this.sock), filter);
+  /** Routes of all tables unless filtered; `dev`: only those through that device (none when it is missing). */
+  routeList(filter: { family?: 4 | 6; table?: number; dev?: string } = {}): Route[] {
+    const { dev, ...rest } = filter;
+    if (dev === undefined) return routeList(this.sock, linkNames(this.sock), rest);
+    const oif = this.linkIndexIfAny(dev);
+    return oif === undefined ? [] : routeList(this.sock, new Map([[oif, dev]]), { ...rest, oif });
   }
 
   /** `ip route get ADDR`: the route (dev, gateway, source address in `src`) toward one address, if any. */
@@ -179,6 +195,22 @@ export class Rtnl {
 
   neighAdd(n: NeighSpec): void {
     neighAdd(this.sock, this.index(n.ifname, `neigh add ${n.ip} dev ${n.ifname}`), n);
+  }
+
+  /** Adds the entry or changes the one there (`ip neigh replace`). */
+  neighReplace(n: NeighSpec): void {
+    neighReplace(this.sock, this.index(n.ifname, `neigh replace ${n.ip} dev ${n.ifname}`), n);
+  }
+
+  /** `bridge fdb append|replace|del ... self permanent`: see kernel/neigh.ts. */
+  fdbChange(verb: "append" | "replace" | "del", f: FdbSpec): void {
+    fdbChange(this.sock, this.index(f.ifname, `fdb ${verb} ${f.mac} dev ${f.ifname}`), verb, f);
+  }
+
+  /** The forwarding database of one device; [] when it is missing. */
+  fdbList(ifname: string): FdbEntry[] {
+    const index = this.linkIndexIfAny(ifname);
+    return index === undefined ? [] : fdbList(this.sock, index, ifname);
   }
 
   neighDel(n: NeighSpec): void {

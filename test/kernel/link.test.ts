@@ -133,10 +133,20 @@ test("vxlan with vni, port, local, remote, dev and learning", () => {
   assert.equal(data.remote, "192.0.2.2");
   assert.equal(data.link, "vxu");
   assert.equal(data.learning, false);
+  assert.deepEqual(rtnl.linkGet("vx0")?.vxlan, {
+    vni: 4242,
+    port: 4790,
+    learning: false,
+    local: "192.0.2.1",
+    remote: "192.0.2.2",
+    dev: ipLink("vxu").ifindex,
+  });
   rtnl.linkAdd({ name: "vx6", kind: "vxlan", vxlan: { vni: 7, local: "fd00::1" } });
   const d6 = linkInfo(ipLink("vx6")).info_data ?? {};
   assert.equal(d6.local6, "fd00::1");
   assert.equal(d6.port, 4789, "IANA port by default, not the kernel's 8472");
+  assert.deepEqual(rtnl.linkGet("vx6")?.vxlan, { vni: 7, port: 4789, learning: true, local: "fd00::1" });
+  assert.equal(rtnl.linkGet("vxu")?.vxlan, undefined);
 });
 
 test("move a link into another netns with linkSet", () => {

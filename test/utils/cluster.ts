@@ -5,7 +5,7 @@
  * parent under the test's NETCTX_CGROUP_PARENT, and one veth (eth0 inside) to an underlay bridge `ubr` in the test
  * namespace: host N is 192.168.77.N/24 and fd77::N/64; the test namespace itself is .254 / fd77::fe on the bridge.
  *
- * etcd runs as one member in each of the hosts named in `etcdHosts`, on their underlay addresses, data in the
+ * etcd runs as one member in each of the hosts named in `etcdHosts` (none: the hosts and their underlay alone), on their underlay addresses, data in the
  * test's scratch dir. Every process started here is remembered by PID and ended by stopCluster() (an after() hook):
  * nothing outlives the test, and everything in the kernel vanishes with its namespace.
  *
@@ -315,7 +315,8 @@ export async function startCluster(opts: { hosts: number; etcdHosts: number[] })
       owned.push(child);
     },
   };
-  await etcdHealthy();
+  // Without members the hosts alone: a data-path test needs their namespaces and underlay, not etcd.
+  if (members.length > 0) await etcdHealthy();
   return cluster;
 }
 
