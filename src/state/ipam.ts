@@ -51,11 +51,18 @@ interface Block {
   gateway: bigint;
 }
 
-/** The error that tells the engine to lease another block in etcd and try again (engine/overlay.ts). */
-export const NEEDS_BLOCK = "block";
-
-export function needsBlock(err: unknown): boolean {
-  return err instanceof NetctxError && err.code === "exhausted" && err.field === NEEDS_BLOCK;
+/**
+ * A cluster-scoped network has no room for an address in the blocks this node holds: the engine leases another
+ * block of `subnet` in etcd and tries again (engine/overlay.ts). Without an engine that can, the user sees the line.
+ */
+export class BlockNeeded extends NetctxError {
+  constructor(
+    readonly network: string,
+    readonly subnet: string,
+    message: string,
+  ) {
+    super("exhausted", message, "block");
+  }
 }
 
 export class Ipam {
@@ -168,12 +175,12 @@ export class Ipam {
       }
       if (cand <= last) return { addr: cand, block };
     }
-    throw new NetctxError(
-      "exhausted",
+    throw new BlockNeeded(
+      network,
+      pool.text,
       blocks.length === 0
-        ? `network "${network}": this node holds no block of ${pool.text} yet`
-        : `network "${network}": this node's blocks of ${pool.text} are full`,
-      NEEDS_BLOCK,
+        ? `network "${network}": this node holds no address block of ${pool.text} yet (the engine leases one in etcd)`
+        : `network "${network}": this node's address blocks of ${pool.text} are full (the engine leases another in etcd)`,
     );
   }
 
