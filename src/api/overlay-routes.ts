@@ -6,6 +6,7 @@
  * whose engine code then refuses a cluster-scoped network in one line.
  */
 import { clusterScopedDriver, type OverlayEngine } from "../engine/overlay.ts";
+import { contextView } from "../engine/views.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import { errorReply, json, type Reply } from "./reply.ts";
@@ -39,7 +40,7 @@ export function handleOverlay(
       const input = parse(body);
       const networks = Array.isArray(input["networks"]) ? input["networks"] : [];
       if (overlay.namesClusterNetwork(networks))
-        return async () => json(201, await overlay.createContext(input));
+        return async () => json(201, contextView(host, await overlay.createContext(input)));
       return undefined;
     }
     if (kind === "contexts" && name && method === "DELETE") {

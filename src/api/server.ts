@@ -180,7 +180,7 @@ export async function serve(
       // Cluster requests wait on etcd (up to 5 s): they run beside the others, and touch no kernel state. Overlay
       // requests wait on etcd only when they must (engine/overlay.ts); their kernel work runs in one synchronous step.
       const reply = url.startsWith("/v1/cluster")
-        ? await handleCluster(cluster, method, url)
+        ? await handleCluster(cluster, method, url, overlay)
         : await (handleOverlay(overlay, host, method, url, body) ??
             handle(host, method, url, req.headers, body));
       res.writeHead(reply.status, {
