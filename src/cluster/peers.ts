@@ -33,8 +33,8 @@ export interface OverlayLocal {
 /**
  * The peers of `network` for node `self`: every other node that has a record (its lease is alive) and holds at least
  * one block of the network. Blocks of nodes without a record (gone, within their grace period) are left out: there
- * is nobody to send to. A peer without a VTEP MAC yet (its data path has not made the device) is left out too: an
- * FDB entry needs one. `direct`: whether an underlay address shares the local L2 segment.
+ * is nobody to send to. A peer without a VTEP MAC yet (its data path has not made the device) is left out too (an
+ * FDB entry needs one), unless it is reached directly. `direct`: whether an underlay address shares the local L2 segment.
  */
 export function peersOf(
   network: string,
@@ -51,7 +51,7 @@ export function peersOf(
     byNode.set(b.node, list);
   }
   return nodes
-    .filter((n) => n.name !== self && byNode.has(n.name) && n.vtepMac !== "")
+    .filter((n) => n.name !== self && byNode.has(n.name))
     .map((n) => ({
       node: n.name,
       underlay: n.underlay,
@@ -59,5 +59,6 @@ export function peersOf(
       blocks: [...byNode.get(n.name)!].sort(),
       ...(direct?.(n.underlay) ? { direct: true } : {}),
     }))
+    .filter((p) => p.vtepMac !== "" || p.direct)
     .sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
 }
