@@ -12,11 +12,13 @@ import { runCni } from "../cni/run.ts";
 import { connectContext, disconnectContext } from "../engine/context-networks.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
+import type { OverlayEngine } from "../engine/overlay.ts";
 import { contextView, contextViews, inspectView } from "../engine/views.ts";
 import { NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { CallerCheck } from "./caller.ts";
 import { handleCluster } from "./cluster-routes.ts";
+import { handleOverlay } from "./overlay-routes.ts";
 import { errorReply, json, type Reply } from "./reply.ts";
 
 /** CNI environment travels as headers: X-Cni-Command, X-Cni-Containerid, ... (names case-insensitive). */
@@ -133,6 +135,7 @@ export async function serve(
   socketPath: string,
   log: (line: string) => void = () => {},
   cluster?: ClusterMember,
+  overlay?: OverlayEngine,
 ): Promise<Server> {
   await claimSocket(socketPath);
   // Deferred cleanup (host.defer) runs once requests pause, so a burst of DELs shares its kernel commits.
@@ -172,10 +175,14 @@ export async function serve(
     req.on("end", async () => {
       const started = performance.now();
       const url = req.url ?? "/";
-      // Cluster requests wait on etcd (up to 5 s): they run beside the others, and touch no kernel state.
+      const method = req.method ?? "GET";
+      const body = Buffer.concat(chunks).toString("utf8");
+      // Cluster requests wait on etcd (up to 5 s): they run beside the others, and touch no kernel state. Overlay
+      // requests wait on etcd only when they must (engine/overlay.ts); their kernel work runs in one synchronous step.
       const reply = url.startsWith("/v1/cluster")
-        ? await handleCluster(cluster, req.method ?? "GET", url)
-        : handle(host, req.method ?? "GET", url, req.headers, Buffer.concat(chunks).toString("utf8"));
+        ? await handleCluster(cluster, method, url, overlay)
+        : await (handleOverlay(overlay, host, method, url, body) ??
+            handle(host, method, url, req.headers, body));
       res.writeHead(reply.status, {
         "content-type": "application/json",
         "content-length": Buffer.byteLength(reply.body),

@@ -25,6 +25,7 @@ interface CreateOptions {
   antispoof: boolean;
   opt: string[];
   parent?: string;
+  block?: string;
   json?: boolean;
 }
 
@@ -37,6 +38,10 @@ export function registerNetwork(program: Command): void {
     .argument("<name>")
     .option("--driver <driver>", networkDriverNames().join(" | "), "bridge")
     .option("--parent <dev>", "macvlan: the host device its contexts hang off")
+    .option(
+      "--block <prefixlen>",
+      "overlay: the length of the IPv4 address blocks each node leases (default 24)",
+    )
     .option("--subnet <cidr>", "subnet, v4 or v6 (repeatable)", collect, [])
     .option(
       "--gateway <ip>",
@@ -65,11 +70,12 @@ export function registerNetwork(program: Command): void {
         internal: o.internal ?? false,
         antispoof: o.antispoof,
         ...(o.mtu !== undefined ? { mtu: parseNumber("mtu", o.mtu) } : {}),
-        ...(o.opt.length || o.parent !== undefined
+        ...(o.opt.length || o.parent !== undefined || o.block !== undefined
           ? {
               options: {
                 ...Object.fromEntries(o.opt.map(splitOption)),
                 ...(o.parent !== undefined ? { parent: o.parent } : {}),
+                ...(o.block !== undefined ? { block: o.block } : {}),
               },
             }
           : {}),
@@ -113,12 +119,35 @@ export function registerNetwork(program: Command): void {
     .description("show a network as JSON")
     .argument("<name>")
     .option("--json", "JSON output (the default)")
-    .action((name: string) => {
-      withHost((host) => {
+    .action(async (name: string) => {
+      const view = withHost((host) => {
         const net = host.store.getNetwork(name);
         if (!net) throw notFound("network", name);
-        printJson(networkView(host, net));
+        return networkView(host, net);
       });
+      // An overlay network's blocks, every node's, are in etcd: the engine (a cluster member) reads them.
+      if (view.cluster) {
+        try {
+          const blocks = await callEngine<unknown[]>(
+            cliConfig().socketPath,
+            "GET",
+            `/v1/networks/${encodeURIComponent(name)}/blocks`,
+          );
+          printJson({
+            ...view,
+            blocks: blocks ?? view.cluster.blocks.map((b) => ({ ...b, node: view.cluster!.node })),
+          });
+          return;
+        } catch (err) {
+          printJson({
+            ...view,
+            blocks: view.cluster.blocks.map((b) => ({ ...b, node: view.cluster!.node })),
+            blocksError: err instanceof Error ? err.message : String(err),
+          });
+          return;
+        }
+      }
+      printJson(view);
     });
 
   network

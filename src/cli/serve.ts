@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { serve } from "../api/server.ts";
 import { ClusterMember } from "../cluster/member.ts";
+import { OverlayEngine } from "../engine/overlay.ts";
 import { type GcReport, gc } from "../engine/reconcile/gc.ts";
 import { errorLine, invalid } from "../errors.ts";
 import { Host } from "../host.ts";
@@ -18,53 +19,74 @@ export function registerServe(program: Command): void {
     )
     .option("--socket <path>", "unix socket path (default: netctx.sock in the state dir)")
     .option(
+      "--block-grace <seconds>",
+      "how long a gone node's address blocks stay leased before any engine frees them (overlay networks)",
+      "3600",
+    )
+    .option(
       "--check-interval <seconds>",
       "compare the kernel with the records this often and repair the drift, logging each fix (0: never)",
       "60",
     );
   withClusterOptions(serveCommand, "join the netctx cluster whose state is in this etcd");
-  serveCommand.action(async (o: { socket?: string; checkInterval: string } & ClusterOptions) => {
-    const interval = Number(o.checkInterval);
-    if (!/^\d+$/.test(o.checkInterval.trim()) || interval > 86_400)
-      throw invalid("check-interval", `"${o.checkInterval}" is not a number of seconds (0-86400)`);
-    const config = cliConfig({ socketPath: o.socket, ...clusterOptions(o) });
-    const { socketPath } = config;
-    const host = Host.open(config);
-    // Whatever a crashed run left half-done is finished or undone before the first request.
-    logGc(gc(host));
-    const log = (line: string) => console.log(line);
-    // Membership never blocks the engine: an unreachable etcd is logged and retried (cluster/membership.ts).
-    const cluster = config.cluster
-      ? await ClusterMember.join(config.cluster, {
-          version: netctxVersion(),
-          facts: () => ({ contexts: host.store.listContexts().length, blocks: [], vtepMac: "" }),
-          log,
-        })
-      : undefined;
-    const server = await serve(host, socketPath, log, cluster);
-    // Drift (a device deleted by hand, `nft flush ruleset`) is found and put back without anyone asking. Node runs
-    // one thing at a time: the check never interleaves with a request of this engine.
-    const check = () => {
-      try {
-        logGc(gc(host));
-      } catch (err) {
-        console.log(`gc failed: ${errorLine(err)}`);
+  serveCommand.action(
+    async (o: { socket?: string; checkInterval: string; blockGrace: string } & ClusterOptions) => {
+      const interval = Number(o.checkInterval);
+      if (!/^\d+$/.test(o.checkInterval.trim()) || interval > 86_400)
+        throw invalid("check-interval", `"${o.checkInterval}" is not a number of seconds (0-86400)`);
+      const graceSeconds = Number(o.blockGrace);
+      if (!/^\d+$/.test(o.blockGrace.trim()) || graceSeconds > 30 * 86_400)
+        throw invalid("block-grace", `"${o.blockGrace}" is not a number of seconds (0-2592000)`);
+      const config = cliConfig({ socketPath: o.socket, ...clusterOptions(o) });
+      const { socketPath } = config;
+      const host = Host.open(config);
+      // Whatever a crashed run left half-done is finished or undone before the first request.
+      logGc(gc(host));
+      const log = (line: string) => console.log(line);
+      // Membership never blocks the engine: an unreachable etcd is logged and retried (cluster/membership.ts).
+      let overlay: OverlayEngine | undefined;
+      const cluster = config.cluster
+        ? await ClusterMember.join(config.cluster, {
+            version: netctxVersion(),
+            // DATA PATH: vtepMac comes from the VXLAN device once the data path module is merged.
+            facts: () => ({
+              contexts: host.store.listContexts().length,
+              blocks: overlay?.blocks() ?? [],
+              vtepMac: "",
+            }),
+            log,
+          })
+        : undefined;
+      if (cluster) {
+        overlay = new OverlayEngine(host, cluster, { graceSeconds, log });
+        overlay.start();
       }
-    };
-    const checks = interval > 0 ? setInterval(check, interval * 1000) : undefined;
-    console.log(`netctx engine (pid ${process.pid}) serving on ${socketPath}`);
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        clearInterval(checks);
-        server.close(() => resolve());
+      const server = await serve(host, socketPath, log, cluster, overlay);
+      // Drift (a device deleted by hand, `nft flush ruleset`) is found and put back without anyone asking. Node runs
+      // one thing at a time: the check never interleaves with a request of this engine.
+      const check = () => {
+        try {
+          logGc(gc(host));
+        } catch (err) {
+          console.log(`gc failed: ${errorLine(err)}`);
+        }
       };
-      process.once("SIGTERM", stop);
-      process.once("SIGINT", stop);
-    });
-    rmSync(socketPath, { force: true });
-    await cluster?.close();
-    host.close();
-  });
+      const checks = interval > 0 ? setInterval(check, interval * 1000) : undefined;
+      console.log(`netctx engine (pid ${process.pid}) serving on ${socketPath}`);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          clearInterval(checks);
+          server.close(() => resolve());
+        };
+        process.once("SIGTERM", stop);
+        process.once("SIGINT", stop);
+      });
+      rmSync(socketPath, { force: true });
+      await overlay?.stop();
+      await cluster?.close();
+      host.close();
+    },
+  );
 }
 
 function netctxVersion(): string {

@@ -8,7 +8,7 @@
  * used again within 5 s.
  */
 import { readFileSync } from "node:fs";
-import type { Etcd3, IKeyValue, IOptions } from "etcd3";
+import type { Etcd3, ICompare, IKeyValue, IOptions } from "etcd3";
 import type { EtcdTls } from "../config.ts";
 import { errorLine, invalid, NetctxError } from "../errors.ts";
 import { prefixEnd } from "./keys.ts";
@@ -47,12 +47,37 @@ export interface Unchanged {
   readonly modRevision: string;
 }
 
+/**
+ * A condition of commit(): a key unchanged (as above), no key at all under a prefix, or no key under a prefix
+ * written after a revision (a snapshot's: nothing was added or changed there since it was read).
+ */
+export type Condition =
+  | Unchanged
+  | { readonly emptyPrefix: string }
+  | { readonly prefix: string; readonly unchangedSince: string };
+
+/** A write of commit(): put a value, or delete a key. */
+export type Write = { readonly put: string; readonly value: string } | { readonly delete: string };
+
+/** A prefix's keys as of one revision: the revision a later commit() can compare against. */
+export interface Snapshot {
+  readonly entries: Entry[];
+  readonly revision: string;
+}
+
+/** A watch opened by watchPrefix: close() ends it. */
+export interface PrefixWatch {
+  close(): Promise<void>;
+}
+
 export class Etcd {
   /** For error lines: the endpoints, as the user gave them. */
   readonly where: string;
 
   /** The member whose keepalive answered last: tried first next time. */
   private preferred = 0;
+  /** Requests sent so far (each call below is one), for the engine's metrics and the bench. */
+  private sent = 0;
 
   private constructor(
     private readonly lib: EtcdLib,
@@ -113,6 +138,65 @@ export class Etcd {
   close(): void {
     this.client.close();
     for (const m of this.members) m.close();
+  }
+
+  /** How many requests this client has sent (every call of this class is one, retries aside). */
+  get requests(): number {
+    return this.sent;
+  }
+
+  /** Every key under prefix with the store's revision of that read. */
+  snapshot(prefix: string): Promise<Snapshot> {
+    return this.call(`range ${prefix}`, async () => {
+      const res = await this.client.kv.range({ key: Buffer.from(prefix), range_end: prefixEnd(prefix) });
+      return { entries: res.kvs.map(entry), revision: res.header.revision };
+    });
+  }
+
+  /**
+   * One transaction: the writes happen only if every condition holds; false (nothing written) otherwise. An
+   * emptyPrefix condition compares the version of every key in the range with 0, which etcd takes as true for an
+   * empty range (its applyCompare compares a missing key as a zero KeyValue) and false for any key.
+   */
+  commit(conditions: readonly Condition[], writes: readonly Write[]): Promise<boolean> {
+    return this.call("txn", async () => {
+      const res = await this.client.kv.txn({
+        compare: conditions.map(comparison),
+        success: writes.map((w) =>
+          "put" in w
+            ? { request_put: { key: Buffer.from(w.put), value: Buffer.from(w.value) } }
+            : { request_delete_range: { key: Buffer.from(w.delete) } },
+        ),
+        failure: [],
+      });
+      return res.succeeded;
+    });
+  }
+
+  /**
+   * Calls `changed` whenever a key under prefix changes, and when the watch (re)connects, so the caller reads the
+   * prefix again instead of trusting the events: it converges from whatever it missed while etcd was away. etcd3
+   * reconnects a broken watch by itself; the caller's own periodic read is the net under that.
+   */
+  watchPrefix(prefix: string, changed: () => void, log: (line: string) => void): PrefixWatch {
+    this.sent++;
+    // watcher(), not create(): create() waits for etcd to answer, and the engine must start while etcd is away.
+    const watcher = this.client.watch().prefix(prefix).watcher();
+    let down = false;
+    watcher.on("put", () => changed());
+    watcher.on("delete", () => changed());
+    watcher.on("connected", () => {
+      if (down) log(`cluster: watch of ${prefix} resumed`);
+      down = false;
+      changed();
+    });
+    watcher.on("disconnected", () => {
+      down = true;
+    });
+    watcher.on("error", () => {
+      down = true;
+    });
+    return { close: () => watcher.cancel() };
   }
 
   /** Every key under prefix, in key order. */
@@ -224,6 +308,7 @@ export class Etcd {
    * answers), and turns any failure into one NetctxError line naming the endpoints.
    */
   private async call<T>(op: string, run: () => Promise<T>): Promise<T> {
+    this.sent++;
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     const limit = new Promise<never>((_, reject) => {
@@ -245,6 +330,26 @@ export class Etcd {
       clearTimeout(timer);
     }
   }
+}
+
+function comparison(c: Condition): ICompare {
+  if ("emptyPrefix" in c)
+    return {
+      key: Buffer.from(c.emptyPrefix),
+      range_end: prefixEnd(c.emptyPrefix),
+      target: "Version",
+      result: "Equal",
+      version: 0,
+    };
+  if ("prefix" in c)
+    return {
+      key: Buffer.from(c.prefix),
+      range_end: prefixEnd(c.prefix),
+      target: "Mod",
+      result: "Less",
+      mod_revision: String(BigInt(c.unchangedSince) + 1n),
+    };
+  return { key: Buffer.from(c.key), target: "Mod", result: "Equal", mod_revision: c.modRevision };
 }
 
 function entry(kv: IKeyValue): Entry {

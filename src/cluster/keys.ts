@@ -5,12 +5,21 @@
  *
  *   /netctx/v1/nodes/NODE              NodeRecord (node-record.ts), attached to the node's lease: it vanishes when the
  *                                      engine stops renewing it (TTL --node-ttl, default 10 s)
- *   /netctx/v1/networks/NETWORK        a cluster-scoped (overlay) network: the NetworkRecord every host creates from
- *                                      (data path, not written yet)
- *   /netctx/v1/blocks/NETWORK/CIDR     one address block of NETWORK leased to a node: {node, network, cidr, since};
- *                                      CIDR with its '/' written as '_' (10.88.3.0_24), so a block is one segment.
- *                                      Not under the node's lease: a node that comes back within the grace period
- *                                      gets its blocks back; `netctx cluster forget NODE` frees them at once.
+ *   /netctx/v1/networks/NETWORK        a cluster-scoped (overlay) network (OverlayNetwork, overlay-state.ts):
+ *                                      {name, subnets: [{cidr, block}], vni, nat, internal, mtu, options, createdBy,
+ *                                      createdAt}; `block` is the prefix length of the subnet's address blocks. Written
+ *                                      once by `network create` in a transaction that fails if the name exists or a
+ *                                      key under networks/ changed since the read (subnet overlap, VNI uniqueness);
+ *                                      deleted by `network rm` only while no block of it exists. Every engine watches
+ *                                      networks/ and mirrors them into its store.
+ *   /netctx/v1/blocks/NETWORK/CIDR     one address block of NETWORK leased to a node: {node, network, cidr, since,
+ *                                      orphanedSince?}; CIDR with its '/' written as '_' (10.88.3.0_24), so a block is
+ *                                      one segment. Created if absent, while the network's key is unchanged; the node
+ *                                      allocates inside it without etcd and deletes it when its last address goes.
+ *                                      Not under the node's lease: when the node has no record, an engine marks the
+ *                                      block orphanedSince and frees it after --block-grace (default 3600 s); a node
+ *                                      that comes back first gets its blocks back; `netctx cluster forget NODE` frees
+ *                                      them at once.
  */
 
 export const ROOT = "/netctx/v1/";

@@ -38,8 +38,9 @@ export function parseNodeRecord(value: string): NodeRecord | undefined {
 }
 
 /**
- * A block's value (/netctx/v1/blocks/NETWORK/CIDR): which node leased it and since when. The data path writes these
- * (in a transaction that fails if the key exists, so two nodes never hold one block); forget frees them.
+ * A block's value (/netctx/v1/blocks/NETWORK/CIDR): which node leased it and since when. The node's engine writes it
+ * (cluster/overlay-state.ts, in a transaction that fails if the key exists, so two nodes never hold one block);
+ * forget frees them, and so does any engine once the node has been gone longer than the grace period.
  */
 export const BlockRecordSchema = z.object({
   node: z.string(),
@@ -47,6 +48,11 @@ export const BlockRecordSchema = z.object({
   cidr: z.string(),
   /** ISO time the node leased the block. */
   since: z.string(),
+  /**
+   * ISO time an engine first found the block's node gone (no node record); the block is freed once this is older
+   * than the grace period (serve --block-grace), and dropped again when the node comes back.
+   */
+  orphanedSince: z.string().optional(),
 });
 export type BlockRecord = z.infer<typeof BlockRecordSchema>;
 

@@ -258,7 +258,10 @@ export function leaseAttachment(
     ifname: link.ifname,
     hostIfname: link.hostIfname,
     addresses: leases.map((l) => networkDriver(net.driver).contextAddress(l)),
-    gateways: net.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
+    // A cluster-scoped network's gateway is the one of the node's block that holds the address.
+    gateways: net.cluster
+      ? leases.flatMap((l) => (l.gateway ? [l.gateway] : []))
+      : net.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
     mtu: net.mtu,
     ...(link.mac !== undefined ? { mac: link.mac } : {}),
   };

@@ -29,6 +29,24 @@ export interface NetworkOrigin {
 
 export function createNetwork(host: Host, raw: unknown, origin: NetworkOrigin = {}): NetworkRecord {
   const record = checkedNetwork(host, raw, origin);
+  refuseClusterScoped(record);
+  return makeNetwork(host, record);
+}
+
+/** A cluster-scoped network is made and removed through etcd, by an engine that is a cluster member. */
+function refuseClusterScoped(record: NetworkRecord): void {
+  if (networkDriver(record.driver).scope === "cluster")
+    throw invalid(
+      "driver",
+      `${record.driver} networks need \`netctx serve --etcd ...\`: they live in etcd, and this engine is not a cluster member`,
+    );
+}
+
+/**
+ * Records a checked network and makes its kernel objects (createNetwork, and engine/overlay.ts mirroring a network
+ * of the cluster); undoes the record if the kernel refuses.
+ */
+export function makeNetwork(host: Host, record: NetworkRecord): NetworkRecord {
   const driver = networkDriver(record.driver);
   // The op mark tells gc that a crash left this network half made (it finishes it) while we are gone.
   host.store.insertNetwork({ ...record, op: opMark("create") });
@@ -80,9 +98,8 @@ function prepareAntispoofOrUndo(host: Host, record: NetworkRecord, guard: PortKi
   }
 }
 
-export function removeNetwork(host: Host, name: string): NetworkRecord {
-  const record = host.store.getNetwork(name);
-  if (!record) throw notFound("network", name);
+/** Refuses while a context of this host is on the network. */
+export function refuseNetworkUsers(host: Host, name: string): void {
   // Contexts whose removal is queued (host.defer) still count as users until it has run.
   host.flushDeferred();
   const users = host.store
@@ -91,6 +108,17 @@ export function removeNetwork(host: Host, name: string): NetworkRecord {
     .map((c) => c.name);
   if (users.length > 0)
     throw conflict("network", `network "${name}" is in use by ${users.map((u) => `"${u}"`).join(", ")}`);
+}
+
+/**
+ * `mirror`: the network is cluster-scoped and already gone from etcd (engine/overlay.ts); without it such a network
+ * is refused, since removing only this node's copy would leave it in the cluster.
+ */
+export function removeNetwork(host: Host, name: string, opts: { mirror?: boolean } = {}): NetworkRecord {
+  const record = host.store.getNetwork(name);
+  if (!record) throw notFound("network", name);
+  if (record.cluster && !opts.mirror) refuseClusterScoped(record);
+  refuseNetworkUsers(host, name);
   host.store.updateNetwork({ ...record, op: opMark("remove") });
   host.pause("network-rm:after-mark");
   networkDriver(record.driver).destroy(host, record);
@@ -115,6 +143,23 @@ function networkRecord(host: Host, input: NetworkInput): NetworkRecord {
     if (other) throw invalid("subnet", `${a.text} overlaps ${other.text}`);
   }
   const gateways = (input.gateways ?? []).map((text) => parseIp(text, "gateway"));
+  // A cluster-scoped network has a gateway per node and block (cluster/blocks.ts), none of its own.
+  if (networkDriver(input.driver).scope === "cluster") {
+    if (gateways.length > 0)
+      throw invalid(
+        "gateway",
+        `a ${input.driver} network has a gateway per node (the first address of each of its blocks): --gateway does not apply`,
+      );
+    return {
+      name: input.name,
+      driver: input.driver,
+      subnets: subnets.map((s) => ({ cidr: s.text })),
+      nat: input.nat ?? false,
+      internal: input.internal ?? false,
+      mtu: input.mtu ?? defaultRouteMtu(host),
+      options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true },
+    };
+  }
   const subnetRecords: SubnetRecord[] = subnets.map((subnet) => {
     const mine = gateways.filter((g) => cidrContains(subnet, g.family, g.addr));
     if (mine.length > 1) throw invalid("gateway", `two gateways given for ${subnet.text}`);

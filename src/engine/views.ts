@@ -33,6 +33,8 @@ export interface ContextView {
   /** Recorded limits (bits per second) and, live, what tc holds now. */
   bandwidth?: Bandwidth & { live?: ReturnType<typeof liveBandwidth> };
   createdAt?: string;
+  /** The cluster node the context lives on, when it is on a cluster-scoped (overlay) network. */
+  node?: string;
   /** Objects a ready context (or its network) declares and the kernel lacks: its status is then "degraded". */
   missing?: string[];
 }
@@ -45,7 +47,11 @@ export function contextViews(host: Host): ContextView[] {
 
 /** One context as `inspect` shows it: the record, what the kernel says now and what it lacks. */
 export function inspectView(host: Host, record: ContextRecord): ContextView {
-  return contextView(host, record, true, lacking(host, record.name).get(record.name));
+  const view = contextView(host, record, true, lacking(host, record.name).get(record.name));
+  const node = specOf(record)
+    .attachments.map((a) => host.store.getNetwork(a.network)?.cluster?.node)
+    .find((n) => n !== undefined);
+  return node === undefined ? view : { ...view, node };
 }
 
 /** The drift check must not cost a listing its answer: a host where it cannot run (no nft) shows records as they are. */

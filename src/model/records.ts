@@ -44,6 +44,24 @@ export const SubnetRecordSchema = z.strictObject({
 });
 export type SubnetRecord = z.infer<typeof SubnetRecordSchema>;
 
+/** One address block of a cluster-scoped network that this node holds (cluster/blocks.ts), with its gateway. */
+export const HeldBlockSchema = z.strictObject({ cidr: z.string(), gateway: z.string() });
+export type HeldBlock = z.infer<typeof HeldBlockSchema>;
+
+/**
+ * What a network mirrored from the cluster (an overlay network, kept in etcd) carries beyond a local one: its VNI,
+ * this node's name, the block length of each subnet, and the blocks this node holds, the only addresses it hands out.
+ */
+export const ClusterScopeSchema = z.strictObject({
+  vni: z.number().int().positive(),
+  /** This node's name in the cluster, as of the mirror (`inspect` shows it as the node of the network's contexts). */
+  node: z.string(),
+  /** The block length of each subnet, in the order of `subnets`. */
+  blockLengths: z.array(z.number().int()),
+  blocks: z.array(HeldBlockSchema),
+});
+export type ClusterScope = z.infer<typeof ClusterScopeSchema>;
+
 export const NetworkRecordSchema = z.strictObject({
   name: z.string().min(1),
   driver: z.string(),
@@ -60,6 +78,11 @@ export const NetworkRecordSchema = z.strictObject({
    * otherwise (CLI, API, CNI). `apply --prune` removes only its own scene's networks.
    */
   scene: SceneNameSchema.exactOptional(),
+  /**
+   * Set when the network is cluster-scoped: its record lives in etcd and this one is the node's mirror. Removing it
+   * goes through etcd (the engine); gc never removes it on its own.
+   */
+  cluster: ClusterScopeSchema.exactOptional(),
   createdAt: z.string().exactOptional(),
 });
 export type NetworkRecord = z.infer<typeof NetworkRecordSchema>;
@@ -85,4 +108,6 @@ export interface Lease {
   address: string;
   prefix: number;
   owner: string;
+  /** The gateway for this address, when it depends on the address (a cluster-scoped network's block). */
+  gateway?: string;
 }

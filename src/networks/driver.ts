@@ -35,6 +35,11 @@ export interface NetworkDriver {
   readonly options: Readonly<Record<string, string>>;
   /** Its contexts share one L2 segment (ARP and Neighbour Discovery reach each other), not a link each to the host. */
   readonly sharedSegment: boolean;
+  /**
+   * "cluster": its networks span hosts; their records live in etcd and every node mirrors them (engine/overlay.ts),
+   * so only an engine that is a cluster member creates or removes one. Absent: the network is this host's.
+   */
+  readonly scope?: "cluster";
   /** Where the anti-spoofing of its l2 contexts' host-side ports sits (firewall/antispoof.ts); none when absent. */
   readonly portGuard?: PortKind;
   /** The host device an attachment's traffic enters the host by; undefined when the host is not on its path. */

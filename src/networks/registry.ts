@@ -7,10 +7,11 @@ import { guardKindOf } from "./common.ts";
 import type { NetworkDriver } from "./driver.ts";
 import { hostDriver } from "./host-net.ts";
 import { macvlanDriver } from "./macvlan.ts";
+import { overlayDriver } from "./overlay.ts";
 import { routedDriver } from "./routed.ts";
 
 const drivers = new Map<string, NetworkDriver>(
-  [bridgeDriver, routedDriver, hostDriver, macvlanDriver].map((d) => [d.name, d]),
+  [bridgeDriver, routedDriver, hostDriver, macvlanDriver, overlayDriver].map((d) => [d.name, d]),
 );
 
 export function networkDriver(name: string): NetworkDriver {

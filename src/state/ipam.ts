@@ -39,6 +39,30 @@ interface Pool {
   text: string;
   gateway: bigint | undefined;
   hint: string | null;
+  /**
+   * A cluster-scoped network's: the blocks of this subnet this node holds, the only ranges it allocates from
+   * (model/records.ts ClusterScope); undefined for a local network.
+   */
+  blocks?: Block[];
+}
+
+interface Block {
+  cidr: Cidr;
+  gateway: bigint;
+}
+
+/**
+ * A cluster-scoped network has no room for an address in the blocks this node holds: the engine leases another
+ * block of `subnet` in etcd and tries again (engine/overlay.ts). Without an engine that can, the user sees the line.
+ */
+export class BlockNeeded extends NetctxError {
+  constructor(
+    readonly network: string,
+    readonly subnet: string,
+    message: string,
+  ) {
+    super("exhausted", message, "block");
+  }
 }
 
 export class Ipam {
@@ -48,8 +72,12 @@ export class Ipam {
   private readonly insert;
   private readonly setHint;
   private readonly ownerHas;
+  private readonly clusterOf;
 
   constructor(db: Sqlite) {
+    this.clusterOf = db
+      .prepare<[string], string | null>("SELECT cluster FROM networks WHERE name = ?")
+      .pluck();
     this.subnets = db.prepare<[string], SubnetRow>(
       "SELECT cidr, gateway, free_hint FROM subnets WHERE network = ? ORDER BY position",
     );
@@ -92,16 +120,85 @@ export class Ipam {
       };
     });
     if (pools.length === 0) throw invalid("network", `network "${network}" has no subnets to allocate from`);
+    this.addBlocks(network, pools);
     const wanted = this.assignRequested(network, pools, requested);
     const now = new Date().toISOString();
     return pools.map((pool, i) => {
       const want = wanted.get(i);
+      if (pool.blocks) {
+        const { addr, block } =
+          want === undefined
+            ? this.pickInBlocks(network, pool, pool.blocks)
+            : this.checkInBlocks(network, pool, want);
+        const address = formatIp(pool.cidr.family, addr);
+        this.insert.run(network, pool.text, address, addrKey(addr), owner, now);
+        const gateway = formatIp(pool.cidr.family, block.gateway);
+        return { network, subnet: pool.text, address, prefix: block.cidr.prefix, owner, gateway };
+      }
       const addr =
         want === undefined ? this.pickFree(network, pool) : this.checkRequested(network, pool, want);
       const address = formatIp(pool.cidr.family, addr);
       this.insert.run(network, pool.text, address, addrKey(addr), owner, now);
       return { network, subnet: pool.text, address, prefix: pool.cidr.prefix, owner };
     });
+  }
+
+  /** A cluster-scoped network's pools get the blocks this node holds in them. */
+  private addBlocks(network: string, pools: Pool[]): void {
+    const text = this.clusterOf.get(network);
+    if (text === null || text === undefined) return;
+    const held = (JSON.parse(text) as { blocks?: { cidr: string; gateway: string }[] }).blocks ?? [];
+    const blocks = held.map((b) => ({
+      cidr: parseSubnet(b.cidr, "block"),
+      gateway: parseIp(b.gateway, "gateway").addr,
+    }));
+    for (const pool of pools)
+      pool.blocks = blocks.filter((b) => cidrContains(pool.cidr, b.cidr.family, b.cidr.network));
+  }
+
+  /** The lowest free address of the first block with room; none: NEEDS_BLOCK, for the engine to lease one. */
+  private pickInBlocks(
+    network: string,
+    pool: Pool,
+    blocks: readonly Block[],
+  ): { addr: bigint; block: Block } {
+    for (const block of blocks) {
+      const { first, last } = usableRange(block.cidr);
+      let cand = first;
+      if (cand === block.gateway) cand++;
+      let candKey = addrKey(cand);
+      for (const key of this.takenFrom.iterate(network, pool.text, candKey)) {
+        if (key > candKey || cand > last) break;
+        cand++;
+        if (cand === block.gateway) cand++;
+        candKey = addrKey(cand);
+      }
+      if (cand <= last) return { addr: cand, block };
+    }
+    throw new BlockNeeded(
+      network,
+      pool.text,
+      blocks.length === 0
+        ? `network "${network}": this node holds no address block of ${pool.text} yet (the engine leases one in etcd)`
+        : `network "${network}": this node's address blocks of ${pool.text} are full (the engine leases another in etcd)`,
+    );
+  }
+
+  /** A requested address of a cluster-scoped network must lie in a block this node holds. */
+  private checkInBlocks(network: string, pool: Pool, addr: bigint): { addr: bigint; block: Block } {
+    const text = formatIp(pool.cidr.family, addr);
+    const block = pool.blocks?.find((b) => cidrContains(b.cidr, pool.cidr.family, addr));
+    if (!block)
+      throw conflict(
+        "ip",
+        `${text} is in no address block this node holds on network "${network}" (blocks: ${pool.blocks?.map((b) => b.cidr.text).join(", ") || "none"})`,
+      );
+    const { first, last } = usableRange(block.cidr);
+    if (addr < first || addr > last || addr === block.gateway)
+      throw invalid("ip", `${text} is the network, broadcast or gateway address of block ${block.cidr.text}`);
+    const owner = this.holder.get(network, addrKey(addr));
+    if (owner !== undefined) throw conflict("ip", `${text} is already in use by "${owner}"`);
+    return { addr, block };
   }
 
   /** Maps each requested address to the index of the subnet that contains it. */

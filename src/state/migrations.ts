@@ -134,6 +134,14 @@ const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    // Networks mirrored from the cluster (issue 18, model/records.ts ClusterScope): their VNI, the node's name and
+    // the address blocks this node holds, which IPAM allocates inside (state/ipam.ts). NULL: a local network.
+    version: 5,
+    up(db) {
+      db.exec(`ALTER TABLE networks ADD COLUMN cluster TEXT CHECK (cluster IS NULL OR json_valid(cluster));`);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -41,6 +41,7 @@ interface NetworkRow extends OpColumns {
   mtu: number;
   options: string;
   scene: string | null;
+  cluster: string | null;
   created_at: string;
 }
 
@@ -149,6 +150,7 @@ function networkFromRow(row: NetworkRow, subnets: readonly SubnetRow[]): unknown
     options: JSON.parse(row.options) as unknown,
     ...(op ? { op } : {}),
     ...(row.scene !== null ? { scene: row.scene } : {}),
+    ...(row.cluster !== null ? { cluster: JSON.parse(row.cluster) as unknown } : {}),
     createdAt: row.created_at,
   };
 }
@@ -204,13 +206,13 @@ export class Store implements StateStore {
         `SELECT network, cidr, gateway FROM subnets ORDER BY network, position`,
       ),
       insertNetwork: db.prepare(
-        `INSERT INTO networks (name, driver, nat, internal, mtu, options, op, op_pid, op_start, scene, created_at)
-            VALUES (@name, @driver, @nat, @internal, @mtu, @options, @op, @op_pid, @op_start, @scene, @created_at)`,
+        `INSERT INTO networks (name, driver, nat, internal, mtu, options, op, op_pid, op_start, scene, cluster, created_at)
+            VALUES (@name, @driver, @nat, @internal, @mtu, @options, @op, @op_pid, @op_start, @scene, @cluster, @created_at)`,
       ),
       updateNetwork: db.prepare(
         `UPDATE networks SET driver = @driver, nat = @nat, internal = @internal, mtu = @mtu,
             options = @options, op = @op, op_pid = @op_pid, op_start = @op_start, scene = @scene,
-            created_at = @created_at WHERE name = @name`,
+            cluster = @cluster, created_at = @created_at WHERE name = @name`,
       ),
       deleteNetwork: db.prepare<[string]>(`DELETE FROM networks WHERE name = ?`),
       insertSubnet: db.prepare(
@@ -232,6 +234,11 @@ export class Store implements StateStore {
         .pluck(),
       subnetLeaseCount: db
         .prepare<[string, string], number>(`SELECT count(*) FROM leases WHERE network = ? AND subnet = ?`)
+        .pluck(),
+      leasesBetween: db
+        .prepare<[string, string, string], number>(
+          `SELECT count(*) FROM leases WHERE network = ? AND addr_key >= ? AND addr_key <= ?`,
+        )
         .pluck(),
       leaseAt: db
         .prepare<[string, string], string>(`SELECT owner FROM leases WHERE network = ? AND addr_key = ?`)
@@ -364,6 +371,7 @@ export class Store implements StateStore {
       const old = this.q.network.get(n.name);
       if (!old) throw notFound("network", n.name);
       this.checkOverlaps(n.name, subnets);
+      this.checkDroppedBlocks(n, old.cluster);
       const oldSubnets = this.q.subnetsOf.all(n.name);
       const keep = new Set(subnets.map((s) => s.text));
       for (const o of oldSubnets) {
@@ -404,6 +412,23 @@ export class Store implements StateStore {
     });
   }
 
+  /** A block this node gives back must hold no lease: its addresses would be handed out by another node. */
+  private checkDroppedBlocks(n: NetworkRecord, oldCluster: string | null): void {
+    if (oldCluster === null) return;
+    const old = (JSON.parse(oldCluster) as { blocks?: { cidr: string }[] }).blocks ?? [];
+    const keep = new Set((n.cluster?.blocks ?? []).map((b) => b.cidr));
+    for (const b of old) {
+      if (keep.has(b.cidr)) continue;
+      const c = parseSubnet(b.cidr, "block");
+      const count = this.q.leasesBetween.get(n.name, addrKey(c.network), addrKey(lastAddress(c))) ?? 0;
+      if (count > 0)
+        throw conflict(
+          "block",
+          `cannot give back block ${b.cidr} of network "${n.name}": ${count} address${count === 1 ? " is" : "es are"} leased in it`,
+        );
+    }
+  }
+
   private networkParams(n: NetworkRecord, options: string, createdAt: string) {
     return {
       name: n.name,
@@ -414,6 +439,7 @@ export class Store implements StateStore {
       options,
       ...opParams(n.op),
       scene: n.scene ?? null,
+      cluster: n.cluster ? JSON.stringify(n.cluster) : null,
       created_at: createdAt,
     };
   }
