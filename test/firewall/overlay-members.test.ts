@@ -27,10 +27,8 @@ test("first sync makes the part; later ones change only the elements that differ
   assert.deepEqual(nftSet("ov_ports"), ["4789"]);
   assert.equal(rulesOf("overlay_in"), 2);
   const chain = nftTable().find((o) => (o.chain as { name?: string } | undefined)?.name === "overlay_in");
-  assert.deepEqual(
-    [(chain?.chain as { hook: string }).hook, (chain?.chain as { prio: number }).prio],
-    ["input", -300],
-  );
+  const hooked = chain?.chain as { hook: string; prio: number } | undefined;
+  assert.deepEqual([hooked?.hook, hooked?.prio], ["input", -300]);
   assert.deepEqual(syncMembers(host, ["192.0.2.1", "192.0.2.2", "2001:db8::1"]), { added: 0, removed: 0 });
   assert.deepEqual(syncMembers(host, ["192.0.2.1", "192.0.2.3", "2001:db8::1"]), { added: 1, removed: 1 });
   assert.deepEqual(members(), ["192.0.2.1", "192.0.2.3", "2001:db8::1"]);
