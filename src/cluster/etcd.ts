@@ -13,12 +13,15 @@ import type { EtcdTls } from "../config.ts";
 import { errorLine, invalid, NetctxError } from "../errors.ts";
 import { prefixEnd } from "./keys.ts";
 
-/** The whole budget of one call, retries included: under the 5 s the issue promises, with room for the caller. */
-export const REQUEST_LIMIT_MS = 4000;
+/**
+ * The whole budget of one call, retries included: under the 5 s the issue promises, with room for the caller (a CLI
+ * process's own start and its hop through the engine take most of a second on a busy host).
+ */
+export const REQUEST_LIMIT_MS = 3000;
 /** One attempt on one member: short enough that a member that accepts but never answers leaves time for another. */
-const ATTEMPT_MS = 2000;
+const ATTEMPT_MS = 1500;
 /** One keepalive on one member: three members fit in the budget. */
-const KEEPALIVE_ATTEMPT_MS = 1200;
+const KEEPALIVE_ATTEMPT_MS = 900;
 
 type EtcdLib = typeof import("etcd3");
 

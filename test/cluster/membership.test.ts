@@ -146,6 +146,12 @@ test("all etcd members stopped: status fails within 5 s in one line, engines kee
 });
 
 test("cluster forget: the record and the node's blocks go at once; a live engine registers again", async () => {
+  // etcd's client waits a few seconds before it tries a member that failed again (the previous test stopped them all).
+  await until(
+    "h1's engine writes to etcd again",
+    async () => (await status(c.host(1))).member.registered,
+    12_000,
+  );
   const block = JSON.stringify({
     node: "ghost",
     network: "ov",

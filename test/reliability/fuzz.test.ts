@@ -508,7 +508,7 @@ const CLI_EXTRA: string[][] = [
   ["network", "create"],
   ["create", "x", "--network", "fz"],
   ["create", "x", "--level", "l2", "--network", "fz", "--colour", "red"],
-  ["network", "create", "x", "--subnet", "10.1.0.0/24"],
+  ["network", "create", "x", "--driver", "bridge", "--subnet", "10.1.0.0/24", "--nat", "--internal"],
   ["network", "create", "x", "--driver", "bridge", "--subnet", "10.1.0.0/24", "--mtu", "-5"],
   [
     "network",
