@@ -159,6 +159,17 @@ export const overlayDriver: NetworkDriver = {
     return `${lease.address}/${lease.prefix}`;
   },
 
-  attach: bridgeDriver.attach!,
+  /**
+   * As on a bridge; the context's address has its block's prefix, so without a default route (--internal) the rest
+   * of the overlay, the other nodes' blocks, needs a route of its own: the overlay's subnets via the block gateway.
+   */
+  attach(host, net, ctx, att) {
+    bridgeDriver.attach!(host, net, ctx, att);
+    if (!net.internal) return;
+    for (const s of net.subnets) {
+      const gateway = att.gateways.find((g) => familyOf(g) === familyOf(s.cidr));
+      if (gateway) ctx.rtnl.routeAdd({ dst: s.cidr, gateway, dev: att.ifname });
+    }
+  },
   detach: bridgeDriver.detach!,
 };

@@ -11,9 +11,17 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { ContextView } from "../../src/engine/views.ts";
 import { type CliResult, NETCTX } from "../utils/cli.ts";
-import { startCluster, stopCluster, type TestCluster, type TestHost } from "../utils/cluster.ts";
+import {
+  startCluster,
+  stopCluster,
+  type TestCluster,
+  type TestHost,
+  UNDERLAY_BRIDGE,
+} from "../utils/cluster.ts";
 import type { Json } from "../utils/kernel-oracle.ts";
+import { sh } from "../utils/shell.ts";
 import { type ProbeOp, type ProbeResult, probeArgv, startProbe } from "../utils/socket-probe.ts";
+import { FORGED_PORT, forgeVxlanArgv } from "../utils/vxlan-forge.ts";
 import { sleep } from "../utils/wait.ts";
 
 const TTL = 3;
@@ -216,6 +224,125 @@ test("kill -9 of an engine: its peers drop it within TTL + 2 s and keep talking;
     await until(`${h.name} has h3 again`, () => kernelOf(h, "ov").routes.length === 4, 8000);
   assert.ok(await pingFrom(ctx.a1!, ctx.a3!.v4), "h1 -> h3 after its restart");
   assert.ok(await pingFrom(ctx.a3!, ctx.a2!.v6!), "h3 -> h2 after its restart");
+});
+
+const OUTSIDE = "192.168.77.200";
+
+/** An "outside" netns on the underlay segment (the hosts' uplink), counting TCP to `port` at its input. */
+function outside(port: number): string {
+  sh(
+    `ip netns add out; ip -n out link set lo up
+     ip link add u-out type veth peer name eth0 netns out; ip link set u-out master ${UNDERLAY_BRIDGE} up
+     ip -n out addr add ${OUTSIDE}/24 dev eth0; ip -n out link set eth0 up
+     ip netns exec out nft add table inet probe
+     ip netns exec out nft add chain inet probe in '{ type filter hook input priority 0; }'
+     ip netns exec out nft add rule inet probe in tcp dport ${port} counter`,
+  );
+  return "/run/netns/out";
+}
+
+function outsideCount(): number {
+  const out = sh("ip netns exec out nft -j list chain inet probe in");
+  const rule = (JSON.parse(out).nftables as Json[]).find((o) => o.rule)?.rule as { expr: Json[] };
+  return (rule.expr.find((e) => e.counter)?.counter as { packets: number }).packets;
+}
+
+async function peersProgrammed(net: string, hosts: number[], routes: number): Promise<void> {
+  for (const i of hosts)
+    await until(`h${i} programs ${net}`, () => kernelOf(c.host(i), net).routes.length === routes, 8000);
+}
+
+test("--nat: egress to the outside is masqueraded, cross-host traffic keeps the context's own source", async () => {
+  await createNetwork("ovn", "--subnet", "10.61.0.0/16", "--nat");
+  const [n1, n2] = await Promise.all([
+    createContext(c.host(1), "n1", "l2", "ovn"),
+    createContext(c.host(2), "n2", "l2", "ovn"),
+  ]);
+  await peersProgrammed("ovn", [1, 2], 1);
+  const out = startProbe(
+    probeArgv([{ op: "serve", proto: "tcp", port: 7100, hosts: [OUTSIDE] }, { op: "wait" }], {
+      netns: outside(7101),
+    }),
+  );
+  c.adopt(out.child);
+  assert.ok((await out.next()).ok);
+  const egress = await tcpFrom(n1, OUTSIDE, 7100);
+  assert.ok(egress.ok, JSON.stringify(egress));
+  assert.equal(egress.data?.trim(), c.host(1).address4, "masqueraded to h1's uplink address");
+  const server = await serveIn(n2!, 7100);
+  const across = await tcpFrom(n1, n2.v4, 7100);
+  assert.ok(across.ok, JSON.stringify(across));
+  assert.equal(across.data?.trim(), n1.v4, "cross-host traffic is not masqueraded");
+  await server.stop();
+  await out.stop();
+});
+
+test("--internal holds across hosts: nothing leaves for the outside, the overlay's hosts reach each other", async () => {
+  await createNetwork("ovi", "--subnet", "10.62.0.0/16", "--subnet", "fd62::/48", "--internal");
+  const [i1, i2] = await Promise.all([
+    createContext(c.host(1), "i1", "l2", "ovi"),
+    createContext(c.host(2), "i2", "l2", "ovi"),
+  ]);
+  await peersProgrammed("ovi", [1, 2], 2);
+  // No default route on an internal network; the routes to the overlay's subnets lead across hosts.
+  assert.ok(await pingFrom(i1, i2.v4), "i1 -> i2");
+  assert.ok(await pingFrom(i2, i1.v6!), "i2 -> i1 v6");
+  const server = await serveIn(i2, 7101);
+  const across = await tcpFrom(i1, i2.v4, 7101);
+  assert.equal(across.data?.trim(), i1.v4, JSON.stringify(across));
+  await server.stop();
+  // A context that adds a default route of its own still gets nothing out.
+  const gw = (
+    JSON.parse(run(c.host(1), ["ip", "-j", "-n", "netctx-i1", "route", "show", "10.62.0.0/16"])) as Json[]
+  )[0]!.gateway as string;
+  run(c.host(1), ["ip", "-n", "netctx-i1", "route", "add", "default", "via", gw]);
+  const before = outsideCount();
+  const egress = await tcpFrom(i1, OUTSIDE, 7101);
+  assert.equal(egress.ok, false, JSON.stringify(egress));
+  assert.equal(outsideCount() - before, 0, "the outside saw a packet from an internal network");
+});
+
+test("VXLAN forged from an underlay address that is no member reaches no context; the same from a member does", async () => {
+  const [h1, h2, h4] = [c.host(1), c.host(2), c.host(4)];
+  const vni = JSON.parse(ok(await h1.netctx("network", "inspect", "ov"), "inspect")) as {
+    cluster?: { vni: number };
+    vni?: number;
+  };
+  const frame = {
+    vni: vni.cluster?.vni ?? vni.vni!,
+    mac: ipj(h1, ["link", "show", "nv-ov"])[0]!.address as string,
+    src: ctx.a2!.v4,
+    dst: ctx.a1!.v4,
+    to: h1.address4,
+  };
+  const a1ns = ["ip", "netns", "exec", "netctx-a1"];
+  run(h1, [...a1ns, "nft", "add", "table", "inet", "probe"]);
+  run(h1, [...a1ns, "nft", "add", "chain", "inet", "probe", "in", "{ type filter hook input priority 0; }"]);
+  run(h1, [
+    ...a1ns,
+    "nft",
+    "add",
+    "rule",
+    "inet",
+    "probe",
+    "in",
+    "udp",
+    "dport",
+    String(FORGED_PORT),
+    "counter",
+  ]);
+  const counted = () => {
+    const out = run(h1, [...a1ns, "nft", "-j", "list", "chain", "inet", "probe", "in"]);
+    const rule = (JSON.parse(out).nftables as Json[]).find((o) => o.rule)?.rule as { expr: Json[] };
+    return (rule.expr.find((e) => e.counter)?.counter as { packets: number }).packets;
+  };
+  run(h4, forgeVxlanArgv(frame));
+  run(h4, forgeVxlanArgv(frame));
+  await sleep(300);
+  assert.equal(counted(), 0, "a frame from a non-member reached a1");
+  // The same frame from a member's underlay address is delivered: it is well made, and only the guard stops it.
+  run(h2, forgeVxlanArgv(frame));
+  await until("the member's frame reaches a1", () => counted() === 1, 2000);
 });
 
 test("gc --dry-run on every host finds nothing to do", async () => {
