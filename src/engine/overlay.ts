@@ -224,15 +224,23 @@ export class OverlayEngine {
    */
   async createContext(raw: unknown): Promise<ContextRecord> {
     this.stats.creates++;
+    return this.withBlocks(() => createContext(this.host, raw));
+  }
+
+  /**
+   * Runs `make` (a create, a CNI ADD, an apply); when it needs a block of an overlay network that this node's blocks
+   * have no room for (BlockNeeded), leases one in etcd and runs it again. The first try needs no etcd.
+   */
+  async withBlocks<T>(make: () => T): Promise<T> {
     try {
-      return createContext(this.host, raw);
+      return make();
     } catch (err) {
       if (!(err instanceof BlockNeeded)) throw err;
     }
     return this.exclusive(async () => {
       for (let attempt = 1; ; attempt++) {
         try {
-          return createContext(this.host, raw);
+          return make();
         } catch (err) {
           if (!(err instanceof BlockNeeded) || attempt >= LEASE_ATTEMPTS) throw err;
           const before = this.etcd.requests;
