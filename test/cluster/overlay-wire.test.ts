@@ -8,6 +8,7 @@
  * DEL work across hosts; and gc finds nothing to do on any host.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { after, before, test } from "node:test";
 import type { ContextView } from "../../src/engine/views.ts";
 import { type CliResult, NETCTX } from "../utils/cli.ts";
@@ -343,6 +344,71 @@ test("VXLAN forged from an underlay address that is no member reaches no context
   // The same frame from a member's underlay address is delivered: it is well made, and only the guard stops it.
   run(h2, forgeVxlanArgv(frame));
   await until("the member's frame reaches a1", () => counted() === 1, 2000);
+});
+
+/** One CNI call by the plugin `netctx cni install` wrote for host h, run in h as a runtime would. */
+function cniCall(h: TestHost, plugin: string, command: string, pod: string): CliResult {
+  const conf = { cniVersion: "1.0.0", name: "ovc", type: "netctx" };
+  const argv = h.argv([
+    "env",
+    `CNI_COMMAND=${command}`,
+    `CNI_CONTAINERID=${pod}-${h.name}`,
+    `CNI_NETNS=/run/netns/${pod}`,
+    "CNI_IFNAME=eth0",
+    "CNI_PATH=/usr/lib/cni",
+    plugin,
+  ]);
+  const r = spawnSync(argv[0]!, argv.slice(1), { input: JSON.stringify(conf), encoding: "utf8", env: h.env });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+test("CNI ADD on two hosts for one overlay network: the pods ping each other; DEL leaves nothing", async () => {
+  // A network no host holds a block of yet: the first ADD on each host leases one, through its engine.
+  await createNetwork("ovc", "--subnet", "10.63.0.0/16");
+  const pods: { h: TestHost; plugin: string; address: string }[] = [];
+  for (const h of [c.host(1), c.host(2)]) {
+    const plugin = ok(
+      await h.netctx("cni", "install", `${c.scratch}/${h.name}/cni-bin`),
+      "cni install",
+    ).trim();
+    run(h, ["ip", "netns", "add", "pod"]);
+    const added = cniCall(h, plugin, "ADD", "pod");
+    assert.equal(added.code, 0, `ADD on ${h.name}: ${added.stdout}${added.stderr}`);
+    const ips = (JSON.parse(added.stdout) as { ips: { address: string }[] }).ips;
+    pods.push({ h, plugin, address: ips[0]!.address.split("/")[0]! });
+  }
+  await peersProgrammed("ovc", [1, 2], 1);
+  for (const [from, to] of [
+    [pods[0]!, pods[1]!],
+    [pods[1]!, pods[0]!],
+  ] as const) {
+    const r = from.h.run([
+      "ip",
+      "netns",
+      "exec",
+      "pod",
+      "ping",
+      "-n",
+      "-q",
+      "-c",
+      "1",
+      "-W",
+      "2",
+      to.address,
+    ]);
+    assert.equal(r.code, 0, `${from.h.name} pod -> ${to.address}: ${r.stdout}${r.stderr}`);
+  }
+  for (const p of pods) {
+    const del = cniCall(p.h, p.plugin, "DEL", "pod");
+    assert.equal(del.code, 0, `DEL on ${p.h.name}: ${del.stdout}${del.stderr}`);
+    run(p.h, ["ip", "netns", "del", "pod"]);
+    const left = (
+      JSON.parse(ok(await p.h.netctx("ls", "--json"), "ls")) as { name: string; networks?: unknown }[]
+    )
+      .map((x) => JSON.stringify(x))
+      .filter((x) => x.includes("ovc"));
+    assert.deepEqual(left, [], `${p.h.name}: contexts left on ovc`);
+  }
 });
 
 test("gc --dry-run on every host finds nothing to do", async () => {
