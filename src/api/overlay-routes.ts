@@ -5,6 +5,7 @@
  * server.ts's synchronous handler, as before; so are these requests on an engine that is not a cluster member,
  * whose engine code then refuses a cluster-scoped network in one line.
  */
+import { cniFailureOf, runCni } from "../cni/run.ts";
 import { clusterScopedDriver, type OverlayEngine } from "../engine/overlay.ts";
 import { contextView } from "../engine/views.ts";
 import type { Host } from "../host.ts";
@@ -17,6 +18,8 @@ export function handleOverlay(
   method: string,
   path: string,
   body: string,
+  /** The CNI environment of a /v1/cni request (server.ts reads it from the headers). */
+  cniEnv?: NodeJS.ProcessEnv,
 ): Promise<Reply> | undefined {
   if (!overlay) return undefined;
   const parts = path.split("?")[0]!.split("/").filter(Boolean);
@@ -24,6 +27,14 @@ export function handleOverlay(
   if (version !== "v1") return undefined;
   const name = rawName === undefined ? undefined : decodeURIComponent(rawName);
   const route = (): (() => Promise<Reply>) | undefined => {
+    // A CNI ADD on an overlay network may need a block (BlockNeeded): leased here, then the ADD runs again.
+    if (kind === "cni" && method === "POST" && cniEnv)
+      return async () => {
+        const out = await overlay
+          .withBlocks(() => runCni(cniEnv, body, host, { throwBlockNeeded: true }))
+          .catch((err: unknown) => cniFailureOf(cniEnv, body, err));
+        return { status: out.code === 0 ? 200 : 500, body: out.stdout };
+      };
     if (kind === "overlay" && verb === undefined && method === "GET")
       return async () => json(200, overlay.statsView());
     if (kind === "networks" && method === "POST" && !name) {

@@ -35,6 +35,16 @@ export function cniHeaderName(key: string): string {
   return `x-${key.toLowerCase().replace("_", "-")}`;
 }
 
+/** The CNI environment a /v1/cni request carries in its headers. */
+export function cniEnvOf(headers: IncomingMessage["headers"]): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const key of CNI_ENV_KEYS) {
+    const value = headers[cniHeaderName(key)];
+    if (typeof value === "string") env[key] = value;
+  }
+  return env;
+}
+
 export function handle(
   host: Host,
   method: string,
@@ -47,12 +57,7 @@ export function handle(
     if (parts[0] !== "v1") return json(404, { error: { code: "not-found", message: `no route ${path}` } });
     const [, kind, name, verb] = parts;
     if (kind === "cni" && method === "POST") {
-      const env: NodeJS.ProcessEnv = {};
-      for (const key of CNI_ENV_KEYS) {
-        const value = headers[cniHeaderName(key)];
-        if (typeof value === "string") env[key] = value;
-      }
-      const out = runCni(env, body, host);
+      const out = runCni(cniEnvOf(headers), body, host);
       return { status: out.code === 0 ? 200 : 500, body: out.stdout };
     }
     if (kind === "health") return json(200, { ok: true, pid: process.pid });
@@ -181,8 +186,14 @@ export async function serve(
       // requests wait on etcd only when they must (engine/overlay.ts); their kernel work runs in one synchronous step.
       const reply = url.startsWith("/v1/cluster")
         ? await handleCluster(cluster, method, url, overlay)
-        : await (handleOverlay(overlay, host, method, url, body) ??
-            handle(host, method, url, req.headers, body));
+        : await (handleOverlay(
+            overlay,
+            host,
+            method,
+            url,
+            body,
+            url.startsWith("/v1/cni") ? cniEnvOf(req.headers) : undefined,
+          ) ?? handle(host, method, url, req.headers, body));
       res.writeHead(reply.status, {
         "content-type": "application/json",
         "content-length": Buffer.byteLength(reply.body),

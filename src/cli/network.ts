@@ -26,6 +26,7 @@ interface CreateOptions {
   opt: string[];
   parent?: string;
   block?: string;
+  directRouting?: boolean;
   json?: boolean;
 }
 
@@ -41,6 +42,10 @@ export function registerNetwork(program: Command): void {
     .option(
       "--block <prefixlen>",
       "overlay: the length of the IPv4 address blocks each node leases (default 24)",
+    )
+    .option(
+      "--direct-routing",
+      "overlay: route to nodes on this host's underlay segment without VXLAN (flannel's DirectRouting)",
     )
     .option("--subnet <cidr>", "subnet, v4 or v6 (repeatable)", collect, [])
     .option(
@@ -70,12 +75,13 @@ export function registerNetwork(program: Command): void {
         internal: o.internal ?? false,
         antispoof: o.antispoof,
         ...(o.mtu !== undefined ? { mtu: parseNumber("mtu", o.mtu) } : {}),
-        ...(o.opt.length || o.parent !== undefined || o.block !== undefined
+        ...(o.opt.length || o.parent !== undefined || o.block !== undefined || o.directRouting
           ? {
               options: {
                 ...Object.fromEntries(o.opt.map(splitOption)),
                 ...(o.parent !== undefined ? { parent: o.parent } : {}),
                 ...(o.block !== undefined ? { block: o.block } : {}),
+                ...(o.directRouting ? { "direct-routing": true } : {}),
               },
             }
           : {}),

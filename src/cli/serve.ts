@@ -48,11 +48,11 @@ export function registerServe(program: Command): void {
       const cluster = config.cluster
         ? await ClusterMember.join(config.cluster, {
             version: netctxVersion(),
-            // DATA PATH: vtepMac comes from the VXLAN device once the data path module is merged.
+            // The VXLAN devices' MAC (one per node, cluster/peers.ts vtepMacOf); "" until the first is made.
             facts: () => ({
               contexts: host.store.listContexts().length,
               blocks: overlay?.blocks() ?? [],
-              vtepMac: "",
+              vtepMac: overlay?.vtepMac() ?? "",
             }),
             log,
           })

@@ -19,6 +19,8 @@ export class ClusterMember {
   private constructor(
     readonly etcd: Etcd,
     private readonly membership: Membership,
+    /** The address peers reach this node at (VXLAN's local end). */
+    readonly underlay: string,
   ) {}
 
   /**
@@ -41,11 +43,16 @@ export class ClusterMember {
       log: o.log,
     });
     void membership.start();
-    return new ClusterMember(etcd, membership);
+    return new ClusterMember(etcd, membership, underlay);
   }
 
   get name(): string {
     return this.membership.state().name;
+  }
+
+  /** Publish the node record now rather than at the next renewal (a new VTEP MAC or block: peers wait for it). */
+  refresh(): void {
+    void this.membership.tick();
   }
 
   async status(): Promise<MemberStatus> {

@@ -4,30 +4,55 @@
  * to route there. Computed from etcd's node records and blocks alone, so it can be tested without a kernel, and the
  * data path (ensureOverlayDevice/syncPeers) gets one plain list to program.
  */
+import { stableMac } from "../net/cidr.ts";
 import type { BlockRecord, NodeRecord } from "./node-record.ts";
 
-/** One peer of an overlay network, as the data path's syncPeers() takes it. */
+/** A host this one reaches over an overlay network (its node record, as the cluster side reads it). */
 export interface OverlayPeer {
+  /** Its node name: what a refusal names. */
   node: string;
-  /** Its underlay address: VXLAN's remote, direct routing's gateway. */
+  /** Its underlay address, IPv4 or IPv6 (the VXLAN remote; direct routing's gateway). */
   underlay: string;
-  /** Its VTEP's MAC: the permanent neighbour and FDB entry. */
+  /** MAC of its VXLAN device; "" until it has one (then only its direct routes can be made). */
   vtepMac: string;
-  /** Its blocks of this network, the routes through it (CIDR texts, sorted). */
+  /** Its blocks of this network, v4 and v6 CIDRs (sorted). */
   blocks: string[];
-  /** Reached without encapsulation (a shared L2 underlay, --direct-routing). */
+  /** It shares this host's L2 underlay segment: route its blocks of the underlay's family without encapsulation. */
   direct?: boolean;
 }
 
-/** This node's side of an overlay network, as the data path's ensureOverlayDevice() takes it. */
+/** This host's side of one overlay network, as the data path's ensureOverlayDevice() takes it. */
 export interface OverlayLocal {
   network: string;
   vni: number;
-  port: number;
+  /** UDP port of the VXLAN device; default 4789 (IANA). */
+  port?: number;
+  /** This host's underlay address (the VXLAN device's local address). */
   underlay: string;
+  /** The device that holds it (the VXLAN device's lower device; direct routes leave through it). */
   underlayDev: string;
-  mtu: number;
+  /** MTU of the VXLAN device; default the underlay device's less 50 (IPv4 underlay) or 70 (IPv6). */
+  mtu?: number;
+  /**
+   * MAC of the VXLAN device. One per node (vtepMacOf), the same on each of its overlay devices: a node record has
+   * one VTEP MAC for all the networks. Undefined: the kernel's random one.
+   */
+  mac?: string;
+  /** This host's blocks of the network: their network addresses become the VTEP addresses. */
   blocks: string[];
+  /**
+   * The network's subnets: a direct route of ours to a block inside them that no peer has any more is found and
+   * removed even after a restart (without them, only the routes this Host made are known).
+   */
+  subnets?: string[];
+}
+
+/**
+ * A node's VTEP MAC: locally administered, derived from the node's name, so every overlay device of the node has
+ * it (the node record carries one) and a restarted engine makes the same one its peers still have in their FDB.
+ */
+export function vtepMacOf(node: string): string {
+  return stableMac(`netctx-vtep:${node}`);
 }
 
 /**

@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import type { Config } from "../config.ts";
 import { Host } from "../host.ts";
+import { BlockNeeded } from "../state/ipam.ts";
 import { type CniError, errorJson, toCniError } from "./errors.ts";
 import { formatResult } from "./result.ts";
 import { type NetConf, parseConf, parseEnv, SUPPORTED_VERSIONS } from "./spec.ts";
@@ -21,7 +22,12 @@ export interface CniOutcome {
  * Runs one CNI invocation; never throws. A resident engine passes its open host; the plugin's own process passes
  * its config, and a host is opened for the call.
  */
-export function runCni(env: NodeJS.ProcessEnv, stdin: string, on: Host | Config): CniOutcome {
+export function runCni(
+  env: NodeJS.ProcessEnv,
+  stdin: string,
+  on: Host | Config,
+  opts: { throwBlockNeeded?: boolean } = {},
+): CniOutcome {
   let version = guessVersion(stdin);
   try {
     const cni = parseEnv(env);
@@ -52,10 +58,21 @@ export function runCni(env: NodeJS.ProcessEnv, stdin: string, on: Host | Config)
       if (host !== on) host.close();
     }
   } catch (err) {
-    const e: CniError = toCniError(err);
-    if (env.NETCTX_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-    return { code: 1, stdout: errorJson(version, e) };
+    // An engine that can lease a block in etcd (an overlay network whose blocks here are full) does so and asks again.
+    if (opts.throwBlockNeeded && err instanceof BlockNeeded) throw err;
+    return cniFailure(env, version, err);
   }
+}
+
+function cniFailure(env: NodeJS.ProcessEnv, version: string, err: unknown): CniOutcome {
+  const e: CniError = toCniError(err);
+  if (env.NETCTX_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  return { code: 1, stdout: errorJson(version, e) };
+}
+
+/** The CNI error reply for a failure outside runCni (the engine's block lease failed: etcd away, subnet full). */
+export function cniFailureOf(env: NodeJS.ProcessEnv, stdin: string, err: unknown): CniOutcome {
+  return cniFailure(env, guessVersion(stdin), err);
 }
 
 function ok(stdout: string): CniOutcome {

@@ -8,13 +8,18 @@
  * event missed while etcd was unreachable costs nothing; the watch only makes a pass come sooner, and a pass also
  * runs every RESYNC_MS. Block work (lease, give back, re-claim, the orphan sweep) runs one at a time, so a block
  * being given back is never re-adopted halfway.
+ *
+ * The data path follows etcd's node records and blocks: after every mirror pass, and whenever a node record or a
+ * block changes (a watch, so a node whose lease ran out leaves its peers' kernels within a second of its record),
+ * each overlay network's peers (cluster/peers.ts peersOf) are programmed with syncPeers, which touches only what
+ * changed, and the member guard holds every current node's underlay address (syncMembers).
  */
 
 import { blockGateway, blockHolds, blockLength } from "../cluster/blocks.ts";
 import type { Etcd, PrefixWatch } from "../cluster/etcd.ts";
-import { NETWORKS, NODES, nodeOfKey } from "../cluster/keys.ts";
+import { BLOCKS, NETWORKS, NODES, nodeOfKey } from "../cluster/keys.ts";
 import type { ClusterMember } from "../cluster/member.ts";
-import type { BlockRef } from "../cluster/node-record.ts";
+import { type BlockRef, parseNodeRecord } from "../cluster/node-record.ts";
 import {
   createOverlayNetwork,
   holdBlock,
@@ -26,15 +31,18 @@ import {
   removeOverlayNetwork,
   sweepOrphanBlocks,
 } from "../cluster/overlay-state.ts";
+import { peersOf } from "../cluster/peers.ts";
 import { conflict, errorLine, invalid, notFound } from "../errors.ts";
+import { dropMemberGuard, syncMembers } from "../firewall/overlay-members.ts";
 import type { Host } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { specOf } from "../levels/driver.ts";
 import { bridgeIfname } from "../model/names.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
-import { parseSubnet } from "../net/cidr.ts";
+import { cidrContains, parseInterfaceAddress, parseIp, parseSubnet } from "../net/cidr.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
-import { overlayDriver } from "../networks/overlay.ts";
+import { directRouting, overlayDriver, overlayLocal } from "../networks/overlay.ts";
+import { ensureOverlayDevice, overlayIfname, syncPeers } from "../networks/overlay-peers.ts";
 import { networkDriver } from "../networks/registry.ts";
 import { BlockNeeded } from "../state/ipam.ts";
 import { createContext, removeContext } from "./contexts.ts";
@@ -46,6 +54,8 @@ const RESYNC_MS = 5000;
 const IDLE_BLOCK_MS = 10_000;
 /** Blocks leased per create at most (one per subnet, with a retry each when another node won the race). */
 const LEASE_ATTEMPTS = 4;
+/** Bytes VXLAN adds: outer Ethernet 14 + VXLAN 8 + UDP 8 + IP 20 (IPv4 underlay) or 40 (IPv6). */
+const VXLAN_OVERHEAD = { 4: 50, 6: 70 } as const;
 
 export interface OverlayOptions {
   /** Seconds a gone node's blocks stay leased before any engine frees them (serve --block-grace). */
@@ -81,6 +91,13 @@ export interface BlockView {
 export class OverlayEngine {
   private readonly etcd: Etcd;
   private readonly node: string;
+  private readonly member: ClusterMember;
+  private peerWatches: PrefixWatch[] = [];
+  private peersKicked: NodeJS.Timeout | undefined;
+  private peersPass: Promise<void> | undefined;
+  private peersAgain = false;
+  /** Per network, the last data path complaint, logged once until it changes. */
+  private readonly pathComplaints = new Map<string, string>();
   private readonly stats = { creates: 0, createEtcdRequests: 0, blockLeases: 0, blockReleases: 0, syncs: 0 };
   private syncError: string | undefined;
   private watch: PrefixWatch | undefined;
@@ -102,11 +119,16 @@ export class OverlayEngine {
   ) {
     this.etcd = member.etcd;
     this.node = member.name;
+    this.member = member;
   }
 
   /** Watches the networks and starts the periodic passes; never waits for etcd. */
   start(): void {
     this.watch = this.etcd.watchPrefix(NETWORKS, () => this.kick(), this.o.log);
+    // The etcd client gives a watch no deadline: a node record deleted by its lease's expiry arrives here at once.
+    this.peerWatches = [NODES, BLOCKS].map((p) =>
+      this.etcd.watchPrefix(p, () => this.kickPeers(), this.o.log),
+    );
     this.timer = setInterval(() => void this.sync(), RESYNC_MS);
     this.kick();
   }
@@ -114,8 +136,11 @@ export class OverlayEngine {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     clearTimeout(this.kicked);
+    clearTimeout(this.peersKicked);
     await this.watch?.close().catch(() => {});
+    await Promise.all(this.peerWatches.map((w) => w.close().catch(() => {})));
     await this.pass;
+    await this.peersPass;
   }
 
   /** What the node record says this node holds (serve.ts facts()). */
@@ -123,6 +148,16 @@ export class OverlayEngine {
     return this.host.store
       .listNetworks()
       .flatMap((n) => (n.cluster?.blocks ?? []).map((b) => ({ network: n.name, cidr: b.cidr })));
+  }
+
+  /** The node's VTEP MAC, as its overlay devices have it ("" while it has none): the node record's vtepMac. */
+  vtepMac(): string {
+    for (const net of this.host.store.listNetworks()) {
+      if (!net.cluster) continue;
+      const mac = this.host.rtnl.linkGet(overlayIfname(net.name))?.mac;
+      if (mac) return mac;
+    }
+    return "";
   }
 
   statsView(): OverlayStats {
@@ -149,7 +184,8 @@ export class OverlayEngine {
       }),
       nat: checked.nat,
       internal: checked.internal,
-      mtu: checked.mtu,
+      // 0: each node's underlay MTU less the encapsulation (mirrorOne); nodes' underlays may differ.
+      mtu: givenMtu(raw) ? checked.mtu : 0,
       options: checked.options,
       createdBy: this.node,
       createdAt: new Date().toISOString(),
@@ -188,15 +224,23 @@ export class OverlayEngine {
    */
   async createContext(raw: unknown): Promise<ContextRecord> {
     this.stats.creates++;
+    return this.withBlocks(() => createContext(this.host, raw));
+  }
+
+  /**
+   * Runs `make` (a create, a CNI ADD, an apply); when it needs a block of an overlay network that this node's blocks
+   * have no room for (BlockNeeded), leases one in etcd and runs it again. The first try needs no etcd.
+   */
+  async withBlocks<T>(make: () => T): Promise<T> {
     try {
-      return createContext(this.host, raw);
+      return make();
     } catch (err) {
       if (!(err instanceof BlockNeeded)) throw err;
     }
     return this.exclusive(async () => {
       for (let attempt = 1; ; attempt++) {
         try {
-          return createContext(this.host, raw);
+          return make();
         } catch (err) {
           if (!(err instanceof BlockNeeded) || attempt >= LEASE_ATTEMPTS) throw err;
           const before = this.etcd.requests;
@@ -249,11 +293,13 @@ export class OverlayEngine {
     if (!net?.cluster) throw notFound("network", network);
     if (net.cluster.blocks.some((b) => b.cidr === cidr)) return;
     const gateway = blockGateway(cidr);
-    this.host.store.updateNetwork({
+    const updated = {
       ...net,
       cluster: { ...net.cluster, blocks: [...net.cluster.blocks, { cidr, gateway }] },
-    });
+    };
+    this.host.store.updateNetwork(updated);
     this.leasedAt.set(`${network} ${cidr}`, Date.now());
+    this.deviceFor(updated);
     try {
       this.host.rtnl.addrAdd(bridgeIfname(network), `${gateway}/${cidr.split("/")[1]}`, {
         nodad: familyOf(gateway) === 6,
@@ -267,11 +313,13 @@ export class OverlayEngine {
   private dropLocalBlock(network: string, cidr: string): void {
     const net = this.host.store.getNetwork(network);
     if (!net?.cluster) return;
-    this.host.store.updateNetwork({
+    const updated = {
       ...net,
       cluster: { ...net.cluster, blocks: net.cluster.blocks.filter((b) => b.cidr !== cidr) },
-    });
+    };
+    this.host.store.updateNetwork(updated);
     this.leasedAt.delete(`${network} ${cidr}`);
+    this.deviceFor(updated);
     const gateway = blockGateway(cidr);
     tolerateMissing(() => this.host.rtnl.addrDel(bridgeIfname(network), `${gateway}/${cidr.split("/")[1]}`));
   }
@@ -349,14 +397,16 @@ export class OverlayEngine {
       this.o.log(
         `overlay: block ${b.cidr} of network ${b.network} freed: node ${b.node} gone longer than the grace period`,
       );
+    await this.syncPeersOnce();
   }
 
   /** The store's cluster-scoped networks made to agree with etcd's. */
   private mirror(records: readonly OverlayNetwork[]): void {
     const wanted = new Map(records.map((r) => [r.name, r]));
     for (const r of records) {
-      if (this.host.store.getNetwork(r.name)?.cluster) continue;
-      this.attempt(r.name, () => this.mirrorOne(r));
+      const existing = this.host.store.getNetwork(r.name);
+      if (existing?.cluster) this.attempt(r.name, () => this.underlayOf(existing));
+      else this.attempt(r.name, () => this.mirrorOne(r));
     }
     for (const net of this.host.store.listNetworks()) {
       if (!net.cluster || wanted.has(net.name)) continue;
@@ -375,19 +425,147 @@ export class OverlayEngine {
     if (existing?.cluster) return existing;
     if (existing)
       throw conflict("name", `overlay network "${r.name}" clashes with this host's own network of that name`);
+    const under = this.underlayDevice();
     const record = makeNetwork(this.host, {
       name: r.name,
       driver: overlayDriver.name,
       subnets: r.subnets.map((s) => ({ cidr: s.cidr })),
       nat: r.nat,
       internal: r.internal,
-      mtu: r.mtu,
+      mtu: r.mtu || under.mtu - VXLAN_OVERHEAD[familyOf(this.member.underlay)],
       options: r.options,
-      cluster: { vni: r.vni, node: this.node, blockLengths: r.subnets.map((s) => s.block), blocks: [] },
+      cluster: {
+        vni: r.vni,
+        node: this.node,
+        blockLengths: r.subnets.map((s) => s.block),
+        blocks: [],
+        underlay: this.member.underlay,
+        underlayDev: under.ifname,
+      },
       createdAt: r.createdAt,
     });
-    this.o.log(`overlay: network ${r.name} mirrored (vni ${r.vni})`);
+    this.o.log(`overlay: network ${r.name} mirrored (vni ${r.vni}, VXLAN over ${under.ifname})`);
+    this.member.refresh();
     return record;
+  }
+
+  /** The device holding this node's underlay address, and its MTU. */
+  private underlayDevice(): { ifname: string; mtu: number } {
+    const address = parseIp(this.member.underlay, "underlay").text;
+    const held = this.host.rtnl
+      .addrList()
+      .find((a) => parseIp(a.cidr.split("/")[0]!, "address").text === address);
+    const link = held && this.host.rtnl.linkGet(held.ifname);
+    if (!link)
+      throw invalid("underlay", `no device of this host holds the underlay address ${this.member.underlay}`);
+    return { ifname: link.name, mtu: link.mtu };
+  }
+
+  /**
+   * A mirrored network learns this node's underlay (one mirrored before the engine knew it, or the underlay
+   * moved): the record says where the VXLAN device sits, and the device is made or moved to match.
+   */
+  private underlayOf(net: NetworkRecord): void {
+    const c = net.cluster!;
+    const under = this.underlayDevice();
+    if (c.underlay === this.member.underlay && c.underlayDev === under.ifname) return;
+    const updated = { ...net, cluster: { ...c, underlay: this.member.underlay, underlayDev: under.ifname } };
+    this.host.store.updateNetwork(updated);
+    this.deviceFor(updated);
+    this.member.refresh();
+  }
+
+  /** The network's VXLAN device in line with its record (its VTEP addresses follow the node's blocks). */
+  private deviceFor(net: NetworkRecord): void {
+    const local = overlayLocal(net);
+    if (!local) return;
+    ensureOverlayDevice(this.host, local);
+    this.host.firewall((fw) => fw.addInterface(net.name, overlayIfname(net.name)));
+  }
+
+  // ---- the data path
+
+  /** A data path pass soon (a node record or a block changed). */
+  private kickPeers(): void {
+    clearTimeout(this.peersKicked);
+    this.peersKicked = setTimeout(() => void this.syncPeersOnce().catch(() => {}), 20);
+  }
+
+  /** One data path pass at a time; one asked for meanwhile runs once more after it. Never throws. */
+  private syncPeersOnce(): Promise<void> {
+    if (this.peersPass) {
+      this.peersAgain = true;
+      return this.peersPass;
+    }
+    this.peersPass = this.programPeers()
+      .catch((err) => {
+        const line = errorLine(err);
+        if (this.pathComplaints.get("") !== line)
+          this.o.log(`overlay: data path pass failed (retried): ${line}`);
+        this.pathComplaints.set("", line);
+      })
+      .finally(() => {
+        this.peersPass = undefined;
+        if (this.peersAgain) {
+          this.peersAgain = false;
+          void this.syncPeersOnce();
+        }
+      });
+    return this.peersPass;
+  }
+
+  /**
+   * Every overlay network's peers, from the node records (who is alive, where, with which VTEP MAC) and the blocks
+   * (what to route where), programmed as a diff; the member guard holds the live nodes' underlay addresses.
+   */
+  private async programPeers(): Promise<void> {
+    const nodes = (await this.etcd.range(NODES)).flatMap((e) => parseNodeRecord(e.value) ?? []);
+    const blocks = (await networkBlocks(this.etcd)).map((b) => b.record);
+    this.pathComplaints.delete("");
+    const nets = this.host.store.listNetworks().filter((n) => overlayLocal(n) !== undefined);
+    for (const net of nets) {
+      const local = overlayLocal(net)!;
+      try {
+        ensureOverlayDevice(this.host, local);
+        const direct = directRouting(net) ? this.onUnderlaySegment(local.underlayDev) : undefined;
+        const peers = peersOf(net.name, nodes, blocks, this.node, direct);
+        const done = syncPeers(this.host, local, peers);
+        if (done.added + done.removed + done.changed > 0)
+          this.o.log(
+            `overlay: network ${net.name}: ${peers.length} peer(s) [${peers.map((p) => p.node).join(" ")}]: ` +
+              `${done.added} entries added, ${done.removed} removed, ${done.changed} changed`,
+          );
+        const trouble = [
+          ...done.skipped.map((s) => `peer ${s.node} left out: ${s.reason}`),
+          ...done.failed.map((f) => `${f.entry}: ${f.error}`),
+        ].join("; ");
+        if (trouble && this.pathComplaints.get(net.name) !== trouble)
+          this.o.log(`overlay: network ${net.name}: ${trouble}`);
+        this.pathComplaints.set(net.name, trouble);
+      } catch (err) {
+        const line = errorLine(err);
+        if (this.pathComplaints.get(net.name) !== line) this.o.log(`overlay: network ${net.name}: ${line}`);
+        this.pathComplaints.set(net.name, line);
+      }
+    }
+    if (nets.length > 0)
+      syncMembers(
+        this.host,
+        nodes.filter((n) => n.name !== this.node).map((n) => n.underlay),
+      );
+    else dropMemberGuard(this.host);
+  }
+
+  /** Whether an underlay address is on a subnet of the underlay device (flannel's DirectRouting test). */
+  private onUnderlaySegment(dev: string): (underlay: string) => boolean {
+    const nets = this.host.rtnl
+      .addrList(dev)
+      .filter((a) => a.scope === "global")
+      .map((a) => parseInterfaceAddress(a.cidr, "address"));
+    return (underlay) => {
+      const ip = parseIp(underlay, "underlay");
+      return nets.some((n) => cidrContains(n, ip.family, ip.addr));
+    };
   }
 
   /** Runs one mirror step; a failure is logged once per network (until it changes) and tried again next pass. */
@@ -455,6 +633,11 @@ function blockOption(value: unknown): number | undefined {
   const text = String(value).replace(/^\//, "");
   if (!/^\d+$/.test(text)) throw invalid("block", `"${String(value)}" is not a prefix length`);
   return Number(text);
+}
+
+/** Whether a network input names its MTU (else each node derives it from its underlay). */
+function givenMtu(raw: unknown): boolean {
+  return typeof raw === "object" && raw !== null && (raw as { mtu?: unknown }).mtu !== undefined;
 }
 
 /** Whether the driver named in a network input makes cluster-scoped networks. */

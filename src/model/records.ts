@@ -59,6 +59,12 @@ export const ClusterScopeSchema = z.strictObject({
   /** The block length of each subnet, in the order of `subnets`. */
   blockLengths: z.array(z.number().int()),
   blocks: z.array(HeldBlockSchema),
+  /**
+   * This node's underlay address and the device holding it, as of the mirror: the VXLAN device's local end and lower
+   * device (networks/overlay.ts). Absent until the engine knows them; then the network has no VXLAN device.
+   */
+  underlay: z.string().exactOptional(),
+  underlayDev: z.string().exactOptional(),
 });
 export type ClusterScope = z.infer<typeof ClusterScopeSchema>;
 

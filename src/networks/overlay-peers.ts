@@ -21,6 +21,7 @@
  * costs its own few requests whatever the number of other peers. Every route it makes carries OVERLAY_ROUTE_PROTOCOL,
  * so the direct routes it finds on a shared underlay device are told from the administrator's.
  */
+import type { OverlayLocal, OverlayPeer } from "../cluster/peers.ts";
 import { conflict, invalid, NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { hostSlot } from "../host.ts";
@@ -30,41 +31,6 @@ import { derivedIfname, LINK_GROUP } from "../model/names.ts";
 import { parseStoreMark } from "../model/store-mark.ts";
 import { type Cidr, cidrsOverlap, formatIp, isValidMac, parseIp, parseSubnet } from "../net/cidr.ts";
 import { deleteOwnLink, setLinkLocal, tolerateMissing } from "./common.ts";
-
-/** A host this one reaches over the overlay network (its node record, as the cluster side reads it). */
-export interface OverlayPeer {
-  /** Its node name: what a refusal names. */
-  node: string;
-  /** Its underlay address, IPv4 or IPv6 (the VXLAN remote; direct routing's gateway). */
-  underlay: string;
-  /** MAC of its VXLAN device; "" until it has one (then only its direct routes can be made). */
-  vtepMac: string;
-  /** Its blocks of this network, v4 and v6 CIDRs. */
-  blocks: string[];
-  /** It shares this host's L2 underlay segment: route its blocks of the underlay's family without encapsulation. */
-  direct?: boolean;
-}
-
-/** This host's side of one overlay network. */
-export interface OverlayLocal {
-  network: string;
-  vni: number;
-  /** UDP port of the VXLAN device; default 4789 (IANA). */
-  port?: number;
-  /** This host's underlay address (the VXLAN device's local address). */
-  underlay: string;
-  /** The device that holds it (the VXLAN device's lower device; direct routes leave through it). */
-  underlayDev: string;
-  /** MTU of the VXLAN device; default the underlay device's less 50 (IPv4 underlay) or 70 (IPv6). */
-  mtu?: number;
-  /** This host's blocks of the network: their network addresses become the VTEP addresses. */
-  blocks: string[];
-  /**
-   * The network's subnets: a direct route of ours to a block inside them that no peer has any more is found and
-   * removed even after a restart (without them, only the routes this Host made are known).
-   */
-  subnets?: string[];
-}
 
 export interface OverlayDevice {
   ifname: string;
@@ -101,6 +67,8 @@ export function overlayIfname(network: string): string {
   return derivedIfname("network", network, `nv-${network}`, "the VXLAN");
 }
 
+export type { OverlayLocal, OverlayPeer } from "../cluster/peers.ts";
+
 const familyOfText = (address: string): 4 | 6 => (address.includes(":") ? 6 : 4);
 
 /**
@@ -126,7 +94,8 @@ export function ensureOverlayDevice(host: Host, local: OverlayLocal): OverlayDev
       vx.port === port &&
       vx.local === underlay.text &&
       vx.dev === lower.index &&
-      !vx.learning;
+      !vx.learning &&
+      (local.mac === undefined || link.mac?.toLowerCase() === local.mac.toLowerCase());
     if (!same) {
       const mark = parseStoreMark(link.alias);
       if (link.group !== LINK_GROUP || (mark && mark.id !== host.store.id))
@@ -143,6 +112,7 @@ export function ensureOverlayDevice(host: Host, local: OverlayLocal): OverlayDev
         kind: "vxlan",
         mtu,
         ...host.linkMark,
+        ...(local.mac !== undefined ? { mac: local.mac } : {}),
         vxlan: { vni: local.vni, local: underlay.text, dev: local.underlayDev, port, learning: false },
       });
     } catch (err) {
@@ -182,7 +152,7 @@ export function removeOverlayDevice(host: Host, local: OverlayLocal): PeerSync {
 }
 
 /** VTEP addresses: each block's network address, as /32 or /128. */
-function vtepAddresses(blocks: readonly string[]): string[] {
+export function vtepAddresses(blocks: readonly string[]): string[] {
   return blocks.map((b, i) => {
     const c = parseSubnet(b, `blocks[${i}]`);
     return `${formatIp(c.family, c.network)}/${c.family === 4 ? 32 : 128}`;

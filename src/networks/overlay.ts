@@ -3,9 +3,12 @@
  * (engine/overlay.ts); each node hands out addresses only from the address blocks it leased (cluster/blocks.ts).
  * On a node the network is a bridge nc-NET, as for the bridge driver, holding the gateway of each of the node's
  * blocks: l2 contexts hang off it by veths, l3 and socket contexts keep their addresses on it (as on a host
- * network). What crosses hosts, the VXLAN device and one route, neighbour and FDB entry per peer node, is the
- * data path's (ensureOverlayDevice/syncPeers, fed by cluster/peers.ts peersOf); see DATA PATH below.
+ * network). What crosses hosts is the VXLAN device nv-NET (made and declared here, from the record alone, so gc in
+ * any process keeps it) and one route, neighbour and FDB entry per peer node, which the engine programs from etcd
+ * (engine/overlay.ts: peersOf, then syncPeers). The bridge's MTU is the VXLAN device's, so a context's frame always
+ * fits the encapsulation.
  */
+import { type OverlayLocal, vtepMacOf } from "../cluster/peers.ts";
 import { invalid } from "../errors.ts";
 import { bridgeIfname } from "../model/names.ts";
 import type { NetworkRecord } from "../model/records.ts";
@@ -14,6 +17,36 @@ import { segmentPrefix } from "./bridge-segments.ts";
 import { familyOf } from "./common.ts";
 import { declareNetworkDevice } from "./declarations.ts";
 import type { DeviceAddress, NetworkDriver } from "./driver.ts";
+import { ensureOverlayDevice, overlayIfname, removeOverlayDevice, vtepAddresses } from "./overlay-peers.ts";
+import { addressId } from "./ownership.ts";
+
+/** `--direct-routing` (-o direct-routing=true): peers on this host's underlay segment are routed without VXLAN. */
+export const DIRECT_ROUTING = "direct-routing";
+
+export function directRouting(net: NetworkRecord): boolean {
+  const v = net.options[DIRECT_ROUTING];
+  return v === true || v === "true";
+}
+
+/**
+ * This node's side of the network for the data path, from the record alone; undefined while the engine has not
+ * told the record its underlay (then there is no VXLAN device). The device's MTU is the network's (the mirror set
+ * it to the underlay's less the encapsulation unless --mtu), the same as the bridge's.
+ */
+export function overlayLocal(net: NetworkRecord): OverlayLocal | undefined {
+  const c = net.cluster;
+  if (c?.underlay === undefined || c.underlayDev === undefined) return undefined;
+  return {
+    network: net.name,
+    vni: c.vni,
+    underlay: c.underlay,
+    underlayDev: c.underlayDev,
+    mtu: net.mtu,
+    mac: vtepMacOf(c.node),
+    blocks: c.blocks.map((b) => b.cidr),
+    subnets: net.subnets.map((s) => s.cidr),
+  };
+}
 
 /** The block gateways this node holds, each with its block's prefix: the routes to its own contexts. */
 function blockAddresses(net: NetworkRecord): DeviceAddress[] {
@@ -27,7 +60,10 @@ export const overlayDriver: NetworkDriver = {
   name: "overlay",
   scope: "cluster",
   levels: ["l2", "l3", "socket"],
-  options: { block: "the prefix length of the IPv4 address blocks each node leases (--block; default 24)" },
+  options: {
+    block: "the prefix length of the IPv4 address blocks each node leases (--block; default 24)",
+    [DIRECT_ROUTING]: "route to peers on this host's underlay segment without VXLAN (--direct-routing)",
+  },
   sharedSegment: true,
   portGuard: "bridge",
   hostDevice: bridgeDriver.hostDevice,
@@ -43,7 +79,30 @@ export const overlayDriver: NetworkDriver = {
     });
     own.own("link", segmentPrefix(net.name), { prefix: true });
     own.firewallInterface(bridge, net.name);
-    // DATA PATH: the VXLAN device (ensureOverlayDevice) is declared here once the data path module is merged.
+    const local = overlayLocal(net);
+    if (!local) return;
+    const vxlan = overlayIfname(net.name);
+    // Made again from the record; its peer entries come back with the engine's next pass (syncPeers sees a new ifindex).
+    own.own("link", vxlan, {
+      make: {
+        action: "recreate",
+        object: `overlay device ${vxlan}`,
+        reason: `network ${net.name} crosses hosts through it`,
+        run: () => ensureOverlayDevice(host, local),
+      },
+    });
+    for (const cidr of vtepAddresses(local.blocks))
+      own.own("address", addressId(cidr, vxlan), {
+        on: vxlan,
+        make: {
+          action: "add",
+          object: `address ${cidr} dev ${vxlan}`,
+          reason: "peers route this node's block through it",
+          run: () => host.rtnl.addrAdd(vxlan, cidr, { nodad: familyOf(cidr) === 6 }),
+        },
+      });
+    // Cross-host traffic is the network's own: an internal network lets it through nv-NET as it does the bridge.
+    own.firewallInterface(vxlan, net.name);
   },
 
   declareAttachment(host, net, att, own, ctx) {
@@ -74,7 +133,11 @@ export const overlayDriver: NetworkDriver = {
     bridgeDriver.create(host, { ...net, subnets: net.subnets.map((s) => ({ cidr: s.cidr })) });
     try {
       for (const { cidr, opts } of blockAddresses(net)) host.rtnl.addrAdd(bridgeIfname(net.name), cidr, opts);
-      // DATA PATH: ensureOverlayDevice(host, local) goes here (and syncPeers when the peers are known).
+      const local = overlayLocal(net);
+      if (local) {
+        const { ifname } = ensureOverlayDevice(host, local);
+        host.firewall((fw) => fw.addInterface(net.name, ifname));
+      }
     } catch (err) {
       bridgeDriver.destroy(host, net);
       throw err;
@@ -84,7 +147,11 @@ export const overlayDriver: NetworkDriver = {
   deviceAddresses: blockAddresses,
 
   destroy(host, net) {
-    // DATA PATH: the VXLAN device goes here, before the bridge.
+    const local = overlayLocal(net);
+    if (local) {
+      host.firewall((fw) => fw.removeInterface(net.name, overlayIfname(net.name)));
+      removeOverlayDevice(host, local);
+    }
     bridgeDriver.destroy(host, net);
   },
 
@@ -92,6 +159,17 @@ export const overlayDriver: NetworkDriver = {
     return `${lease.address}/${lease.prefix}`;
   },
 
-  attach: bridgeDriver.attach!,
+  /**
+   * As on a bridge; the context's address has its block's prefix, so without a default route (--internal) the rest
+   * of the overlay, the other nodes' blocks, needs a route of its own: the overlay's subnets via the block gateway.
+   */
+  attach(host, net, ctx, att) {
+    bridgeDriver.attach!(host, net, ctx, att);
+    if (!net.internal) return;
+    for (const s of net.subnets) {
+      const gateway = att.gateways.find((g) => familyOf(g) === familyOf(s.cidr));
+      if (gateway) ctx.rtnl.routeAdd({ dst: s.cidr, gateway, dev: att.ifname });
+    }
+  },
   detach: bridgeDriver.detach!,
 };

@@ -12,6 +12,7 @@ import { startCluster, stopCluster, type TestCluster, type TestHost } from "../u
 import { type Json, txPackets } from "../utils/kernel-oracle.ts";
 import { type AgentInput, OVERLAY_AGENT } from "../utils/overlay-agent.ts";
 import { ping } from "../utils/ping.ts";
+import { forgeVxlanArgv } from "../utils/vxlan-forge.ts";
 
 const VNI = 100;
 const DEV = "nv-ov";
@@ -199,18 +200,10 @@ s = socket.create_connection((sys.argv[1], 7000), 3); s.sendall(b"h${i}"); print
  * IPv4 from h1's context to h2's, UDP to port 9999, which h2's context counts.
  */
 function forge(from: TestHost): void {
-  const script = `import socket, struct, sys
-vni, mac, src, dst = int(sys.argv[1]), bytes.fromhex(sys.argv[2].replace(":", "")), sys.argv[3], sys.argv[4]
-payload = b"forged"
-udp = struct.pack("!HHHH", 5555, 9999, 8 + len(payload), 0) + payload
-hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0x4000, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
-words = struct.unpack("!10H", hdr)
-csum = sum(words); csum = (csum & 0xffff) + (csum >> 16); csum = (csum & 0xffff) + (csum >> 16)
-hdr = hdr[:10] + struct.pack("!H", ~csum & 0xffff) + hdr[12:]
-eth = mac + bytes.fromhex("02deadbeef01") + b"\\x08\\x00"
-vxlan = struct.pack("!II", 0x08000000, vni << 8)
-socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(vxlan + eth + hdr + udp, (sys.argv[5], 4789))`;
-  run(from, ["python3", "-c", script, String(VNI), macs.get(2)!, ctx4(1), ctx4(2), cluster.host(2).address4]);
+  run(
+    from,
+    forgeVxlanArgv({ vni: VNI, mac: macs.get(2)!, src: ctx4(1), dst: ctx4(2), to: cluster.host(2).address4 }),
+  );
 }
 
 function counted(h: TestHost): number {
