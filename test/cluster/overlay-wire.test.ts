@@ -245,7 +245,7 @@ function outside(port: number): string {
 function outsideCount(): number {
   const out = sh("ip netns exec out nft -j list chain inet probe in");
   const rule = (JSON.parse(out).nftables as Json[]).find((o) => o.rule)?.rule as { expr: Json[] };
-  return (rule.expr.find((e) => e.counter)?.counter as { packets: number }).packets;
+  return (rule.expr.find((e) => e.counter)!.counter as { packets: number }).packets;
 }
 
 async function peersProgrammed(net: string, hosts: number[], routes: number): Promise<void> {
@@ -335,7 +335,7 @@ test("VXLAN forged from an underlay address that is no member reaches no context
   const counted = () => {
     const out = run(h1, [...a1ns, "nft", "-j", "list", "chain", "inet", "probe", "in"]);
     const rule = (JSON.parse(out).nftables as Json[]).find((o) => o.rule)?.rule as { expr: Json[] };
-    return (rule.expr.find((e) => e.counter)?.counter as { packets: number }).packets;
+    return (rule.expr.find((e) => e.counter)!.counter as { packets: number }).packets;
   };
   run(h4, forgeVxlanArgv(frame));
   run(h4, forgeVxlanArgv(frame));
