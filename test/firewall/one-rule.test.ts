@@ -33,8 +33,9 @@
  *   ip saddr != @as_ip4                       one-rule: bridge source (was: hidden by ARP)   FAILS
  *   ip6 saddr != @as_ip6                      one-rule: bridge source, IPv6                  FAILS
  *   icmp type redirect drop                   hardening/bridge-ipv6                          FAILS
- *   ND: ip6 saddr :: nd-neighbor-solicit acc. none (addresses are nodad)                     PASSES (left)
- *   ND: ip6 saddr :: mld-listener-report acc. none                                           PASSES (left)
+ *   ND: ip6 saddr :: nd-neighbor-solicit acc. one-rule: DAD from :: (was: none, nodad)      FAILS (bridge 0)
+ *     (same rule without its @as_nd match)    one-rule: DAD from ::, the gateway's address    FAILS (1 passes)
+ *   ND: ip6 saddr :: mld-listener-report acc. one-rule: DAD from :: (was: none)              FAILS (bridge 0)
  *   nd-neighbor-advert target != @as_nd       hardening/bridge-ipv6                          FAILS
  *   nd-router-advert, nd-redirect drop        hardening/bridge-ipv6                          FAILS
  *   final drop (VLAN tags)                    hardening/bridge-ipv6                          FAILS
@@ -44,6 +45,8 @@
  *   ip saddr != @as_ip4                       one-rule: routed source (was: none)            FAILS
  *   ip6 saddr != @as_ip6                      one-rule: routed source, IPv6 (was: none)      FAILS
  *   icmp type redirect drop                   one-rule: router-only ICMP (was: none)         FAILS
+ *   ND: ip6 saddr :: nd-neighbor-solicit acc. one-rule: DAD from :: (was: none)              FAILS (routed 0)
+ *   ND: ip6 saddr :: mld-listener-report acc. one-rule: DAD from :: (was: none)              FAILS (routed 0)
  *   nd-neighbor-advert target != @as_nd       one-rule: router-only ICMP, NA (was: none)     FAILS
  *   nd-router-advert, nd-redirect drop        one-rule: router-only ICMP (was: none)         FAILS
  *  antispoof-objects.ts, arp table (routed veths)
@@ -53,7 +56,7 @@
  *  publish-objects.ts
  *   dnat ... map @pub4h                       publish: one host address                      FAILS
  *   dnat ... map @pub4 / @pub6                publish: from outside, udp, hairpin, host      FAILS
- *   dnat ... map @pub6h                       none (host-address publications are v4 only)   PASSES (left)
+ *   dnat ... map @pub6h                       publish: one IPv6 host address (was: none)     FAILS
  *   ct status dnat ... @intra4/@intra6 masq.  publish: hairpin                               FAILS
  *   chain publish_pre / publish_out removed   publish                                        FAILS
  * Note on the forward chain's "iifname . saddr" rules: a packet from an internal network with a source of another
@@ -63,12 +66,13 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, before, test } from "node:test";
-import { linkLocalOf, parseIp } from "../../src/net/cidr.ts";
+import { formatIp, linkLocalOf, parseIp } from "../../src/net/cidr.ts";
 import { type Frame, sendFrames } from "../hardening/frames.ts";
 import { netctxOk } from "../utils/cli.ts";
 import { type IpLink, ipLink, neighbourMac, txPackets } from "../utils/kernel-oracle.ts";
 import { addVethNetns, contextNetns, delVethNetns, HOST_NETNS, inNetns } from "../utils/netns.ts";
 import { must } from "../utils/shell.ts";
+import { eventually } from "../utils/wait.ts";
 
 /** The outside: a namespace the host reaches through veth v-out, with no route back to any context. */
 const OUT = { name: "out17", hostIfname: "v-out17", v4: "10.201.0.2", v6: "fd00:201::2" };
@@ -405,6 +409,78 @@ test("anti-spoofing, bridge: a spoofed source address reaches no peer even when 
   }
   mustIn(ctxNs(BR.a), ["ip", "addr", "del", `${BR.v4}.200/32`, "dev", "eth0"]);
   mustIn(ctxNs(BR.a), ["ip", "addr", "del", `${BR.v6}200/128`, "dev", "eth0"]);
+});
+
+/** The solicited-node multicast address of `ip` and its MAC (RFC 4291 2.7.1, RFC 2464 7). */
+function solicitedNode(ip: string): { ip: string; mac: string } {
+  const low = parseIp(ip, "target").addr & 0xffffffn;
+  const hex = low.toString(16).padStart(6, "0");
+  return {
+    ip: formatIp(6, 0xff0200000000000000000001ff000000n | low),
+    mac: `33:33:ff:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4)}`,
+  };
+}
+
+/** An ND target as the `@th,64,128` payload match reads it. */
+const ndTarget = (ip: string) => `0x${parseIp(ip, "target").addr.toString(16).padStart(32, "0")}`;
+
+/**
+ * `ctx`'s kernel runs DAD for its link-local address again: deleted and re-added without nodad, the address is
+ * tentative for a moment, and with no valid address to send from the kernel sends its DAD Neighbour Solicitation
+ * (RFC 4862 5.4.2) and its MLD reports for the solicited-node group (RFC 3590) from `::`. Returns how many of each
+ * reached the host's prerouting (past the anti-spoofing chains), and what the host sees of two hand-made DAD
+ * solicitations from `::`: one for the context's own link-local address, one for the gateway's address (which
+ * the NS rule's `@as_nd` must refuse, or a context could make the gateway's DAD fail).
+ */
+function dadFromUnspecified(ctx: string, gateway: string) {
+  const ns = ctxNs(ctx);
+  const mac = macOf(ns);
+  const ll = linkLocalOf(mac);
+  const from = `ether saddr ${mac} ip6 saddr ::`;
+  const redoDad = () => {
+    mustIn(ns, ["ip", "-6", "addr", "del", `${ll}/64`, "dev", "eth0"]);
+    mustIn(ns, ["ip", "-6", "addr", "add", `${ll}/64`, "dev", "eth0"]);
+    const tentative = () => mustIn(ns, ["ip", "-6", "addr", "show", "dev", "eth0", "tentative"]).trim();
+    assert.equal(eventually(tentative, "", 8000), "", `${ctx}: DAD of ${ll} did not end`);
+    const flags = mustIn(ns, ["ip", "-6", "addr", "show", "dev", "eth0", "to", `${ll}/128`]);
+    assert.doesNotMatch(flags, /dadfailed/, `${ctx}: DAD of its own link-local address failed`);
+  };
+  const dadNs = (target: string): Frame => {
+    const group = solicitedNode(target);
+    return { kind: "ns", srcMac: mac, dstMac: group.mac, src: "::", dst: group.ip, target };
+  };
+  const nsFor = (target: string) => `${from} icmpv6 type nd-neighbor-solicit @th,64,128 ${ndTarget(target)}`;
+  return {
+    kernelNs: arrivals(HOST_NETNS, nsFor(ll), redoDad),
+    kernelMld: arrivals(
+      HOST_NETNS,
+      `${from} icmpv6 type { mld-listener-report, mld2-listener-report }`,
+      redoDad,
+    ),
+    ownNs: arrivals(HOST_NETNS, nsFor(ll), () => sendFrames({ ctx }, [dadNs(ll)])),
+    gatewayNs: arrivals(HOST_NETNS, nsFor(gateway), () => sendFrames({ ctx }, [dadNs(gateway)])),
+  };
+}
+
+test("anti-spoofing: DAD solicitations and MLD reports from :: for the context's own addresses pass (bridge and routed), not for the gateway's", () => {
+  const got = {
+    bridge: dadFromUnspecified(BR.a, `${BR.v6}1`),
+    routed: dadFromUnspecified(RT.ctx, `${RT.v6}1`),
+  };
+  // At least one of each; the kernel may repeat an MLD report.
+  const seen = (n: number) => (n > 0 ? "some" : 0);
+  const shape = (d: ReturnType<typeof dadFromUnspecified>) => ({
+    kernelNs: seen(d.kernelNs),
+    kernelMld: seen(d.kernelMld),
+    ownNs: d.ownNs,
+    gatewayNs: d.gatewayNs,
+  });
+  const want = { kernelNs: "some", kernelMld: "some", ownNs: 1, gatewayNs: 0 };
+  assert.deepEqual(
+    { bridge: shape(got.bridge), routed: shape(got.routed) },
+    { bridge: want, routed: want },
+    JSON.stringify(got),
+  );
 });
 
 /**
