@@ -6,7 +6,8 @@
  * Each "must stay 0" is paired with the same traffic that does arrive (a network that is not internal, the
  * context's real source), so a broken path cannot pass for a working rule.
  *
- * Each rule removed alone from src/firewall (2026-12, this branch), the test that claims it, and what happened:
+ * Each rule removed alone from src/firewall (2026-12, this branch), the test that claims it, and what happened
+ * (re-measured on branch i17-rules for pub6h, the ND/MLD from :: rules and the forward iif . saddr rules):
  *  nat-objects.ts postrouting
  *   ip saddr . ip daddr @intra4 return        traffic.test (nat on; routed not NATed)        FAILS
  *   ip6 saddr . ip6 daddr @intra6 return      traffic.test (nat on, bridged v6 echo)          FAILS
@@ -14,8 +15,8 @@
  *   ip6 saddr @nat6 masquerade                traffic.test (nat on)                          FAILS
  *  nat-objects.ts forward
  *   iifname . oifname @same_if accept         hardening/internal                             FAILS
- *   iifname @internal_ifs iif . ip saddr      none: every packet it would drop is dropped    PASSES (redundant)
- *   iifname @internal_ifs iif . ip6 saddr       by the oif/daddr rules below (see the note)  PASSES (redundant)
+ *   iifname @internal_ifs iif . ip saddr      one-rule: l3 context's source (accept_local)   FAILS (was: none)
+ *   iifname @internal_ifs iif . ip6 saddr     one-rule: l3 context's source                  FAILS (was: none)
  *   iifname @internal_ifs oif . ip saddr      one-rule: internal, IPv4 leaves (was: none)     FAILS
  *   iifname @internal_ifs oif . ip6 saddr     one-rule: internal, IPv6 leaves (was: none)     FAILS
  *   oifname @internal_ifs iif . ip daddr      one-rule: IPv4 from the outside (was: none)     FAILS
@@ -33,8 +34,9 @@
  *   ip saddr != @as_ip4                       one-rule: bridge source (was: hidden by ARP)   FAILS
  *   ip6 saddr != @as_ip6                      one-rule: bridge source, IPv6                  FAILS
  *   icmp type redirect drop                   hardening/bridge-ipv6                          FAILS
- *   ND: ip6 saddr :: nd-neighbor-solicit acc. none (addresses are nodad)                     PASSES (left)
- *   ND: ip6 saddr :: mld-listener-report acc. none                                           PASSES (left)
+ *   ND: ip6 saddr :: nd-neighbor-solicit acc. one-rule: DAD from :: (was: none, nodad)      FAILS (bridge 0)
+ *     (same rule without its @as_nd match)    one-rule: DAD from ::, the gateway's address    FAILS (1 passes)
+ *   ND: ip6 saddr :: mld-listener-report acc. one-rule: DAD from :: (was: none)              FAILS (bridge 0)
  *   nd-neighbor-advert target != @as_nd       hardening/bridge-ipv6                          FAILS
  *   nd-router-advert, nd-redirect drop        hardening/bridge-ipv6                          FAILS
  *   final drop (VLAN tags)                    hardening/bridge-ipv6                          FAILS
@@ -44,6 +46,8 @@
  *   ip saddr != @as_ip4                       one-rule: routed source (was: none)            FAILS
  *   ip6 saddr != @as_ip6                      one-rule: routed source, IPv6 (was: none)      FAILS
  *   icmp type redirect drop                   one-rule: router-only ICMP (was: none)         FAILS
+ *   ND: ip6 saddr :: nd-neighbor-solicit acc. one-rule: DAD from :: (was: none)              FAILS (routed 0)
+ *   ND: ip6 saddr :: mld-listener-report acc. one-rule: DAD from :: (was: none)              FAILS (routed 0)
  *   nd-neighbor-advert target != @as_nd       one-rule: router-only ICMP, NA (was: none)     FAILS
  *   nd-router-advert, nd-redirect drop        one-rule: router-only ICMP (was: none)         FAILS
  *  antispoof-objects.ts, arp table (routed veths)
@@ -53,22 +57,29 @@
  *  publish-objects.ts
  *   dnat ... map @pub4h                       publish: one host address                      FAILS
  *   dnat ... map @pub4 / @pub6                publish: from outside, udp, hairpin, host      FAILS
- *   dnat ... map @pub6h                       none (host-address publications are v4 only)   PASSES (left)
+ *   dnat ... map @pub6h                       publish: one IPv6 host address (was: none)     FAILS
  *   ct status dnat ... @intra4/@intra6 masq.  publish: hairpin                               FAILS
  *   chain publish_pre / publish_out removed   publish                                        FAILS
- * Note on the forward chain's "iifname . saddr" rules: a packet from an internal network with a source of another
- * network leaves either through an interface of a network that is not internal (no local4/6 element: the oif rule
- * drops it) or into an internal one (the daddr rule drops it), and bridged traffic is accepted by same_if first.
+ * Note on the forward chain's "iifname . saddr" rules: an earlier review called them redundant (a packet from an
+ * internal network M with a source of another network N leaves through a non-internal interface: the oif rule drops
+ * it; or into another internal network: the daddr rule does). That holds only while the route follows the
+ * destination. An l3 context's policy rule "from ADDR lookup TABLE" routes by source: a packet from M spoofing the
+ * address of an l3 context on an internal host network N, to a destination in M, leaves through N's device by that
+ * table's default route, and passes both the oif rule (oif and source of N) and the daddr rule (arrival interface
+ * and destination of M). Only the iif . saddr rules stop it (without anti-spoofing on M). For IPv4 the kernel drops a
+ * local source address as martian unless accept_local is set on the arrival interface (measured: with the rule
+ * removed and accept_local 0 the test still passes), so the test sets it; IPv6 has no such check.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, before, test } from "node:test";
-import { linkLocalOf, parseIp } from "../../src/net/cidr.ts";
+import { formatIp, linkLocalOf, parseIp } from "../../src/net/cidr.ts";
 import { type Frame, sendFrames } from "../hardening/frames.ts";
-import { netctxOk } from "../utils/cli.ts";
+import { NETCTX, netctxOk } from "../utils/cli.ts";
 import { type IpLink, ipLink, neighbourMac, txPackets } from "../utils/kernel-oracle.ts";
 import { addVethNetns, contextNetns, delVethNetns, HOST_NETNS, inNetns } from "../utils/netns.ts";
 import { must } from "../utils/shell.ts";
+import { eventually } from "../utils/wait.ts";
 
 /** The outside: a namespace the host reaches through veth v-out, with no route back to any context. */
 const OUT = { name: "out17", hostIfname: "v-out17", v4: "10.201.0.2", v6: "fd00:201::2" };
@@ -407,6 +418,78 @@ test("anti-spoofing, bridge: a spoofed source address reaches no peer even when 
   mustIn(ctxNs(BR.a), ["ip", "addr", "del", `${BR.v6}200/128`, "dev", "eth0"]);
 });
 
+/** The solicited-node multicast address of `ip` and its MAC (RFC 4291 2.7.1, RFC 2464 7). */
+function solicitedNode(ip: string): { ip: string; mac: string } {
+  const low = parseIp(ip, "target").addr & 0xffffffn;
+  const hex = low.toString(16).padStart(6, "0");
+  return {
+    ip: formatIp(6, 0xff0200000000000000000001ff000000n | low),
+    mac: `33:33:ff:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4)}`,
+  };
+}
+
+/** An ND target as the `@th,64,128` payload match reads it. */
+const ndTarget = (ip: string) => `0x${parseIp(ip, "target").addr.toString(16).padStart(32, "0")}`;
+
+/**
+ * `ctx`'s kernel runs DAD for its link-local address again: deleted and re-added without nodad, the address is
+ * tentative for a moment, and with no valid address to send from the kernel sends its DAD Neighbour Solicitation
+ * (RFC 4862 5.4.2) and its MLD reports for the solicited-node group (RFC 3590) from `::`. Returns how many of each
+ * reached the host's prerouting (past the anti-spoofing chains), and what the host sees of two hand-made DAD
+ * solicitations from `::`: one for the context's own link-local address, one for the gateway's address (which
+ * the NS rule's `@as_nd` must refuse, or a context could make the gateway's DAD fail).
+ */
+function dadFromUnspecified(ctx: string, gateway: string) {
+  const ns = ctxNs(ctx);
+  const mac = macOf(ns);
+  const ll = linkLocalOf(mac);
+  const from = `ether saddr ${mac} ip6 saddr ::`;
+  const redoDad = () => {
+    mustIn(ns, ["ip", "-6", "addr", "del", `${ll}/64`, "dev", "eth0"]);
+    mustIn(ns, ["ip", "-6", "addr", "add", `${ll}/64`, "dev", "eth0"]);
+    const tentative = () => mustIn(ns, ["ip", "-6", "addr", "show", "dev", "eth0", "tentative"]).trim();
+    assert.equal(eventually(tentative, "", 8000), "", `${ctx}: DAD of ${ll} did not end`);
+    const flags = mustIn(ns, ["ip", "-6", "addr", "show", "dev", "eth0", "to", `${ll}/128`]);
+    assert.doesNotMatch(flags, /dadfailed/, `${ctx}: DAD of its own link-local address failed`);
+  };
+  const dadNs = (target: string): Frame => {
+    const group = solicitedNode(target);
+    return { kind: "ns", srcMac: mac, dstMac: group.mac, src: "::", dst: group.ip, target };
+  };
+  const nsFor = (target: string) => `${from} icmpv6 type nd-neighbor-solicit @th,64,128 ${ndTarget(target)}`;
+  return {
+    kernelNs: arrivals(HOST_NETNS, nsFor(ll), redoDad),
+    kernelMld: arrivals(
+      HOST_NETNS,
+      `${from} icmpv6 type { mld-listener-report, mld2-listener-report }`,
+      redoDad,
+    ),
+    ownNs: arrivals(HOST_NETNS, nsFor(ll), () => sendFrames({ ctx }, [dadNs(ll)])),
+    gatewayNs: arrivals(HOST_NETNS, nsFor(gateway), () => sendFrames({ ctx }, [dadNs(gateway)])),
+  };
+}
+
+test("anti-spoofing: DAD solicitations and MLD reports from :: for the context's own addresses pass (bridge and routed), not for the gateway's", () => {
+  const got = {
+    bridge: dadFromUnspecified(BR.a, `${BR.v6}1`),
+    routed: dadFromUnspecified(RT.ctx, `${RT.v6}1`),
+  };
+  // At least one of each; the kernel may repeat an MLD report.
+  const seen = (n: number) => (n > 0 ? "some" : 0);
+  const shape = (d: ReturnType<typeof dadFromUnspecified>) => ({
+    kernelNs: seen(d.kernelNs),
+    kernelMld: seen(d.kernelMld),
+    ownNs: d.ownNs,
+    gatewayNs: d.gatewayNs,
+  });
+  const want = { kernelNs: "some", kernelMld: "some", ownNs: 1, gatewayNs: 0 };
+  assert.deepEqual(
+    { bridge: shape(got.bridge), routed: shape(got.routed) },
+    { bridge: want, routed: want },
+    JSON.stringify(got),
+  );
+});
+
 /**
  * An ARP request from the context's own MAC and address whose sender hardware address is another MAC: a host that
  * took it would send the context's traffic to that MAC. Returns the MAC the host holds for the address afterwards.
@@ -449,6 +532,117 @@ test("anti-spoofing, bridge: a frame from a MAC not the context's own reaches no
   assert.equal(n, 0, "a frame with a foreign source MAC crossed the bridge");
   netctxOk("rm", BR.a, BR.b);
   netctxOk("network", "rm", BR.net);
+});
+
+/**
+ * The forward chain's "iifname @internal_ifs iifname . saddr" rules: the one packet only they stop. A context on an
+ * internal network (without anti-spoofing) sends from the address of an l3 context on another internal network, a
+ * host network: the host's policy rule "from that address" picks the l3 context's table, whose default route leaves
+ * through the host network's device, so the oif rule passes (source and oif are of one network) and the daddr rule
+ * too (the destination is in the sender's own network). IPv4 needs accept_local on the arrival interface, or the
+ * kernel drops a source that is a local address before routing (martian); IPv6 has no such check. Counted at the
+ * router behind the host network; the l3 context's own packets to the same place are the control that arrives.
+ */
+test("internal networks: a source spoofed from an l3 context's address does not leave through its table's route", () => {
+  const HN = { net: "ihn17", v4: "10.90.0", v6: "fd90::", ctx: "l3c17" };
+  const IN = { net: "irn17", v4: "10.91.0", v6: "fd91::", ctx: "in17" };
+  const RTR = { name: "rtr17", hostIfname: "v-rtr17" };
+  netctxOk(
+    "network",
+    "create",
+    HN.net,
+    "--driver",
+    "host",
+    "--internal",
+    "--subnet",
+    `${HN.v4}.0/24`,
+    "--subnet",
+    `${HN.v6}/64`,
+  );
+  addVethNetns({
+    ...RTR,
+    master: `nc-${HN.net}`,
+    addresses: [`${HN.v4}.254/24`, `${HN.v6}254/64`],
+  });
+  netctxOk(
+    "create",
+    HN.ctx,
+    "--level",
+    "l3",
+    "--network",
+    HN.net,
+    "--ip",
+    `${HN.v4}.10`,
+    "--ip",
+    `${HN.v6}10`,
+    "--route",
+    `default via ${HN.v4}.254`,
+    "--route",
+    `default via ${HN.v6}254`,
+  );
+  netctxOk(
+    "network",
+    "create",
+    IN.net,
+    "--driver",
+    "routed",
+    "--internal",
+    "--no-antispoof",
+    "--subnet",
+    `${IN.v4}.0/24`,
+    "--subnet",
+    `${IN.v6}/64`,
+  );
+  netctxOk(
+    "create",
+    IN.ctx,
+    "--level",
+    "l2",
+    "--network",
+    IN.net,
+    "--ip",
+    `${IN.v4}.10`,
+    "--ip",
+    `${IN.v6}10`,
+  );
+  netctxOk("exec", IN.ctx, "--", "ip", "-4", "route", "replace", "default", "via", `${IN.v4}.1`);
+  netctxOk("exec", IN.ctx, "--", "ip", "-6", "route", "replace", "default", "via", `${IN.v6}1`);
+  netctxOk("exec", IN.ctx, "--", "ip", "addr", "add", `${HN.v4}.10/32`, "dev", "eth0");
+  netctxOk("exec", IN.ctx, "--", "ip", "addr", "add", `${HN.v6}10/128`, "dev", "eth0", "nodad");
+  must(["sysctl", "-qw", `net.ipv4.conf.nc-${IN.ctx}.accept_local=1`]);
+  /** Three UDP datagrams from `src` to `dst` port 9, sent by whoever `exec` runs them as. */
+  const udpFrom = (exec: string[], src: string, dst: string) => {
+    const family = src.includes(":") ? "AF_INET6" : "AF_INET";
+    const py = `import socket; s = socket.socket(socket.${family}, socket.SOCK_DGRAM); s.bind(("${src}", 0))
+for _ in range(3): s.sendto(b"i17", ("${dst}", 9))`;
+    const argv = [...exec, "python3", "-c", py];
+    const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", timeout: 20_000 });
+    assert.equal(r.status, 0, `${argv.slice(0, 4).join(" ")}: ${r.stderr}`);
+  };
+  const got: Record<string, number | string> = {};
+  for (const [family, spoofed, dst] of [
+    [4, `${HN.v4}.10`, `${IN.v4}.99`],
+    [6, `${HN.v6}10`, `${IN.v6}99`],
+  ] as const) {
+    const match = `${family === 4 ? "ip" : "ip6"} saddr ${spoofed} udp dport 9`;
+    const atRouter = (traffic: () => void) => arrivals(`/run/netns/${RTR.name}`, match, traffic);
+    const own = atRouter(() => udpFrom([NETCTX, "exec", HN.ctx, "--"], spoofed, dst));
+    got[`l3 context itself, IPv${family}`] = own;
+    let sent = 0;
+    got[`spoofed from ${IN.net}, IPv${family}`] = atRouter(() => {
+      sent = sentBy(IN.ctx, () => udpFrom(inNetns(ctxNs(IN.ctx), []), spoofed, dst))();
+    });
+    assert.ok(sent >= 3, `IPv${family}: the spoofed datagrams were not sent (${sent})`);
+  }
+  netctxOk("rm", HN.ctx, IN.ctx);
+  delVethNetns(RTR);
+  netctxOk("network", "rm", HN.net, IN.net);
+  assert.deepEqual(got, {
+    "l3 context itself, IPv4": 3,
+    [`spoofed from ${IN.net}, IPv4`]: 0,
+    "l3 context itself, IPv6": 3,
+    [`spoofed from ${IN.net}, IPv6`]: 0,
+  });
 });
 
 test("teardown", () => {

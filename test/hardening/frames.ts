@@ -1,6 +1,6 @@
 /**
  * Hand-made frames for the hardening tests: what root inside an l2 context can put on its wire with a packet socket
- * (Router Advertisements, Neighbour Advertisements, redirects, ARP, VLAN-tagged frames), a sniffer that reports which
+ * (Router Advertisements, Neighbour Solicitations and Advertisements, redirects, ARP, VLAN-tagged frames), a sniffer that reports which
  * of them arrived, and TCP connects to many targets at once. Python, because a context has it and its packet
  * sockets need no helper binary. (Listeners come from the socket probe.)
  */
@@ -55,6 +55,13 @@ def build(f):
     if k == "na":
         # Router, Override; Target Link-Layer Address = the sender's MAC.
         body = struct.pack("!BBHI", 136, 0, 0, 0xA0000000) + a6(f["target"]) + bytes([2, 1]) + mac(f["srcMac"])
+        return eth(f["dstMac"], f["srcMac"], 0x86DD, icmp6(f["src"], f["dst"], body))
+    if k == "ns":
+        # Neighbour Solicitation for f["target"]; from :: (DAD, RFC 4862 5.4.2) it carries no Source Link-Layer
+        # Address option.
+        body = struct.pack("!BBHI", 135, 0, 0, 0) + a6(f["target"])
+        if f["src"] != "::":
+            body += bytes([1, 1]) + mac(f["srcMac"])
         return eth(f["dstMac"], f["srcMac"], 0x86DD, icmp6(f["src"], f["dst"], body))
     if k == "redirect6":
         # Target (the better first hop) and destination; no Redirected Header option.

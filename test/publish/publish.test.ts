@@ -69,13 +69,13 @@ function publishElements(): NftElem[] {
 }
 
 before(async () => {
-  // The "outside": a namespace on the host's uplink 198.51.100.1 / fd51::1, plus a second host address
-  // 203.0.113.1 on the same link to show that a host-address publication answers only on its address.
+  // The "outside": a namespace on the host's uplink 198.51.100.1 / fd51::1, plus second host addresses
+  // 203.0.113.1 and fd53::1 on the same link to show that a host-address publication answers only on its address.
   addVethNetns({
     name: "outside",
     hostIfname: "ncup0",
-    hostAddresses: ["198.51.100.1/24", "203.0.113.1/24", "fd51::1/64"],
-    addresses: ["198.51.100.2/24", "203.0.113.2/24", "fd51::2/64"],
+    hostAddresses: ["198.51.100.1/24", "203.0.113.1/24", "fd51::1/64", "fd53::1/64"],
+    addresses: ["198.51.100.2/24", "203.0.113.2/24", "fd51::2/64", "fd53::2/64"],
   });
   netctxOk(
     "network",
@@ -103,6 +103,8 @@ before(async () => {
     "5353:53/udp",
     "--publish",
     "198.51.100.1:8082:80",
+    "--publish",
+    "[fd51::1]:8083:80",
   );
   netctxOk("create", "peer", "--level", "l2", "--network", "front");
   await serve("netctx-web", "tcp", 80, "web");
@@ -133,6 +135,14 @@ test("a publication on one host address answers only there", () => {
   assert.equal(get("outside", "tcp", "198.51.100.1", 8082), "web from 198.51.100.2");
   assert.equal(get("outside", "tcp", "203.0.113.1", 8082), null);
   assert.equal(get("outside", "tcp", "203.0.113.1", 8080), "web from 203.0.113.2");
+});
+
+test("a publication on one IPv6 host address answers only there", () => {
+  assert.equal(get("outside", "tcp", "fd51::1", 8083), "web from fd51::2");
+  assert.equal(get("outside", "tcp", "fd53::1", 8083), null);
+  // The other address does answer a publication on every host address: the null above is the pub6h key's doing.
+  assert.equal(get("outside", "tcp", "fd53::1", 8080), "web from fd53::2");
+  assert.equal(get("outside", "tcp", "198.51.100.1", 8083), null, "an IPv6 host address publishes no IPv4");
 });
 
 test("hairpin: a neighbour on the same bridge reaches it through the host's addresses", () => {
@@ -167,7 +177,12 @@ test("from the host's loopback, 127.0.0.1 and ::1, through the connect hook (no 
 
 test("inspect shows the publications", () => {
   const view = netctxJson<{ publish?: string[] }>("inspect", "web");
-  assert.deepEqual(view.publish, ["8080:80/tcp", "5353:53/udp", "198.51.100.1:8082:80/tcp"]);
+  assert.deepEqual(view.publish, [
+    "8080:80/tcp",
+    "5353:53/udp",
+    "198.51.100.1:8082:80/tcp",
+    "[fd51::1]:8083:80/tcp",
+  ]);
 });
 
 test("the rule count does not grow with the number of publications", () => {
