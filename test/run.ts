@@ -14,6 +14,8 @@ import { sandboxArgv } from "../src/sandbox.ts";
 const root = join(import.meta.dirname, "..");
 const CGROUP_ROOT = "/sys/fs/cgroup/unified";
 const concurrency = Number(process.env.NETCTX_TEST_JOBS ?? 2);
+/** The longest one file may run (the slowest takes about 2 minutes alone on 2 cores). */
+const FILE_LIMIT_S = Number(process.env.NETCTX_TEST_FILE_LIMIT_S ?? 600);
 
 function findTests(dir: string): string[] {
   const out: string[] = [];
@@ -77,8 +79,23 @@ function runFile(file: string): Promise<FileResult> {
     NETCTX_TEST_SCRATCH: scratch,
   };
   return new Promise((resolve) => {
-    const child = spawn(argv[0]!, argv.slice(1), { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+    // Its own process group, so that a file that hangs (a hook failed and left a server holding it open) is ended
+    // whole after FILE_LIMIT_S and counted as a failure, instead of holding the run up until CI's own limit.
+    const child = spawn(argv[0]!, argv.slice(1), {
+      cwd: root,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
     let output = "";
+    const limit = setTimeout(() => {
+      output += `\n[test runner] ${relative(root, file)} still ran after ${FILE_LIMIT_S} s: ended\n`;
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }, FILE_LIMIT_S * 1000);
     child.stdout.on("data", (d) => {
       output += d;
     });
@@ -86,6 +103,7 @@ function runFile(file: string): Promise<FileResult> {
       output += d;
     });
     child.on("close", (code) => {
+      clearTimeout(limit);
       const tap = existsSync(tapFile) ? readFileSync(tapFile, "utf8") : "";
       removeCgroupTree(cgroupParent);
       rmSync(scratch, { recursive: true, force: true });
