@@ -194,18 +194,13 @@ export function parseRoute(m: Message, names: Map<number, string>): Route | unde
   return route;
 }
 
+/** struct rtmsg with only the family and the destination's prefix length set (the rest: any, for a query). */
+function writeRtmsgQuery(w: MessageWriter, family: number, dstLen: number): MessageWriter {
+  return w.u8(family).u8(dstLen).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u32(0);
+}
+
 function dumpHeader(family: 4 | 6 | undefined): (w: MessageWriter) => void {
-  return (w) =>
-    w
-      .u8(family ? familyNumber(family) : AF_UNSPEC)
-      .u8(0)
-      .u8(0)
-      .u8(0)
-      .u8(0)
-      .u8(0)
-      .u8(0)
-      .u8(0)
-      .u32(0);
+  return (w) => writeRtmsgQuery(w, family ? familyNumber(family) : AF_UNSPEC, 0);
 }
 
 export function routeList(
@@ -244,16 +239,10 @@ export function routeGet(
       RTM_GETROUTE,
       0,
       (w) => {
-        w.u8(familyNumber(dst.family))
-          .u8(dst.family === 4 ? 32 : 128)
-          .u8(0)
-          .u8(0)
-          .u8(0)
-          .u8(0)
-          .u8(0)
-          .u8(0)
-          .u32(0);
-        w.attrBytes(RTA_DST, dst.bytes);
+        writeRtmsgQuery(w, familyNumber(dst.family), dst.family === 4 ? 32 : 128).attrBytes(
+          RTA_DST,
+          dst.bytes,
+        );
       },
       (m) => {
         found ??= parseRoute(m, names);
