@@ -168,8 +168,8 @@ test("cluster forget: the record and the node's blocks go at once; a live engine
   assert.match(oneLine(await c.host(1).netctx("cluster", "forget", "ghost")), /node "ghost" does not exist/);
   // h2 runs: forgetting it revokes its lease, and its engine notices and registers anew.
   const before = (await status(c.host(2))).member.registrations;
+  // (Not checked gone in between: its engine may register again before a status call of a busy host returns.)
   assert.equal((await c.host(1).netctx("cluster", "forget", "h2")).code, 0);
-  assert.ok(!(await names(c.host(1))).includes("h2"));
   await until("h2 registered again", async () => (await names(c.host(1))).includes("h2"), TTL * 1000 + 2000);
   assert.equal((await status(c.host(2))).member.registrations, before + 1);
   assert.match(c.host(2).engine!.log(), /lease \d+ of node h2 is gone/);
