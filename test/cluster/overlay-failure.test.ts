@@ -62,7 +62,7 @@ test("one etcd member stopped: an overlay network create and a create that needs
   await c.etcdHealthy();
 });
 
-test("all etcd members stopped: the data path keeps working, overlay creates fail within 5 s in one line, local networks work", async () => {
+test("all etcd members stopped: the data path keeps working, overlay creates fail within 5 s in one line, local networks work", async (t) => {
   const pids = [1, 2, 3].map((i) => c.host(i).engine!.pid);
   await Promise.all([1, 2, 3].map((i) => c.stopEtcd(i)));
   // Longer than a TTL: the engines' leases are not renewed, their kernel state stays.
@@ -81,6 +81,7 @@ test("all etcd members stopped: the data path keeps working, overlay creates fai
   assert.notEqual(ctx.code, 0);
   assert.match(oneLine(ctx), /^error: .*etcd/);
   assert.ok(ctxMs < 5000, `create needing a block failed after ${ctxMs} ms`);
+  t.diagnostic(`overlay network create failed after ${netMs} ms, create needing a block after ${ctxMs} ms`);
 
   ok(
     await c.host(3).netctx("network", "create", "lb", "--driver", "bridge", "--subnet", "10.94.0.0/24"),
@@ -92,10 +93,11 @@ test("all etcd members stopped: the data path keeps working, overlay creates fai
   for (const i of [1, 2, 3]) assert.equal(c.host(i).engine!.pid, pids[i - 1]);
 });
 
-test("etcd back: the engines converge without a restart; a network made now is listed and usable on every host", async () => {
+test("etcd back: the engines converge without a restart; a network made now is listed and usable on every host", async (t) => {
   const pids = [1, 2, 3].map((i) => c.host(i).engine!.pid);
   await Promise.all([1, 2, 3].map((i) => c.startEtcd(i)));
   await c.etcdHealthy();
+  const back = Date.now();
   for (const i of [1, 2, 3])
     await until(`h${i} sees all three nodes`, async () => (await nodeNames(c.host(i))).length === 3, 20_000);
   // The etcd client skips a member that failed for a few seconds after it is back: a create may need a retry.
@@ -120,16 +122,31 @@ test("etcd back: the engines converge without a restart; a network made now is l
     },
     15_000,
   );
+  t.diagnostic(`etcd healthy again: a new overlay network made after ${Date.now() - back} ms`);
   for (const i of [1, 2, 3]) await until(`f3 on h${i}`, () => listed(c.host(i), "f3"), 8000);
   const m = await Promise.all([1, 2, 3].map((i) => createContext(c.host(i), `g${i}`, "l2", "f3")));
   g = m;
+  // The peers' routes come with the block watch, or at the latest with the next 5 s pass.
+  for (const [from, to] of [
+    [1, 3],
+    [3, 2],
+  ] as const)
+    await until(
+      `h${from} routes g${to}'s block over nv-f3`,
+      () =>
+        c
+          .host(from)
+          .run(["ip", "-4", "route", "get", m[to - 1]!.v4])
+          .stdout.includes("dev nv-f3"),
+      12_000,
+    );
   assert.ok(await pingFrom(m[0]!, m[2]!.v4, 5), "g1 -> g3");
   assert.ok(await pingFrom(m[2]!, m[1]!.v4, 5), "g3 -> g2");
   assert.ok(await pingFrom(a1, a2.v4, 3), "a1 -> a2 still");
   for (const i of [1, 2, 3]) assert.equal(c.host(i).engine!.pid, pids[i - 1], "the same engine");
 });
 
-test("block grace 2 s: a node back within the grace keeps its blocks; one gone longer has them freed by the others", async () => {
+test("block grace 2 s: a node back within the grace keeps its blocks; one gone longer has them freed by the others", async (t) => {
   const h3 = c.host(3);
   const mine = async () =>
     (await blocksOf(c.host(1), "f3")).filter((b) => b.node === "h3").map((b) => b.cidr);
@@ -158,6 +175,7 @@ test("block grace 2 s: a node back within the grace keeps its blocks; one gone l
   const others = (await blocksOf(c.host(1), "f3")).map((b) => b.node).sort();
   assert.deepEqual(others, ["h1", "h2"], "the others keep theirs");
   assert.ok(gone > 2000, `freed after ${gone} ms: not before the grace`);
+  t.diagnostic(`h3's block freed ${gone} ms after its engine was killed (TTL 3 s, grace 2 s)`);
   // Restarted later, it has an address in that block still: it claims it again (no other node took it).
   await h3.startEngine(...ENGINE_ARGS);
   await until(
