@@ -5,12 +5,17 @@
  * server.ts's synchronous handler, as before; so are these requests on an engine that is not a cluster member,
  * whose engine code then refuses a cluster-scoped network in one line.
  */
+
 import { cniFailureOf, runCni } from "../cni/run.ts";
+import { type ApplyRequest, engineApply } from "../engine/apply-run.ts";
 import { clusterScopedDriver, type OverlayEngine } from "../engine/overlay.ts";
 import { contextView } from "../engine/views.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import { errorReply, json, type Reply } from "./reply.ts";
+
+/** Blocks one apply may lease at most (each try leases one; a plain create leases up to 4). */
+const APPLY_LEASES = 64;
 
 export function handleOverlay(
   overlay: OverlayEngine | undefined,
@@ -35,6 +40,15 @@ export function handleOverlay(
           .catch((err: unknown) => cniFailureOf(cniEnv, body, err));
         return { status: out.code === 0 ? 200 : 500, body: out.stdout };
       };
+    // An apply may need blocks of overlay networks (several: one per subnet, more when a block fills up).
+    if (kind === "apply" && method === "POST" && !name)
+      return async () =>
+        json(
+          200,
+          await engineApply(host, parse(body) as unknown as ApplyRequest, (make) =>
+            overlay.withBlocks(make, APPLY_LEASES),
+          ),
+        );
     if (kind === "overlay" && verb === undefined && method === "GET")
       return async () => json(200, overlay.statsView());
     if (kind === "networks" && method === "POST" && !name) {

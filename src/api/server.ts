@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type Socket } from "node:net";
 import type { ClusterMember } from "../cluster/member.ts";
 import { runCni } from "../cni/run.ts";
+import { type ApplyRequest, engineApplySync } from "../engine/apply-run.ts";
 import { connectContext, disconnectContext } from "../engine/context-networks.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
@@ -60,6 +61,8 @@ export function handle(
       const out = runCni(cniEnvOf(headers), body, host);
       return { status: out.code === 0 ? 200 : 500, body: out.stdout };
     }
+    if (kind === "apply" && method === "POST" && !name)
+      return json(200, engineApplySync(host, JSON.parse(body || "{}") as ApplyRequest));
     if (kind === "health") return json(200, { ok: true, pid: process.pid });
     // Run the cleanup the engine left for a pause (deferred DEL teardowns, batched nft removals) now: for callers
     // that need the kernel settled (tests, benchmarks charging that work to the removals that left it).

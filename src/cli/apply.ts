@@ -2,16 +2,11 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import {
-  applyScene,
-  destroyScene,
-  type Plan,
-  planDestroy,
-  planScene,
-  rehearsePlan,
-  type Step,
-} from "../engine/apply.ts";
-import { invalid } from "../errors.ts";
+import { callEngine } from "../api/client.ts";
+import type { Step } from "../engine/apply.ts";
+import { type ApplyOutcome, type ApplyRequest, describeStep, runApply } from "../engine/apply-run.ts";
+import { type ErrorCode, invalid, NetctxError } from "../errors.ts";
+import { cliConfig } from "./config.ts";
 import { withHost } from "./host.ts";
 
 /**
@@ -32,35 +27,13 @@ export async function readSceneFile(path: string): Promise<unknown> {
   return doc.toJS();
 }
 
-function describe(step: Step): string {
-  const what = step.op.replace("-", " ");
-  switch (step.op) {
-    case "replace-context":
-    case "replace-network":
-      return `${what} ${step.name} (${step.why} differs)`;
-    case "remove-context":
-    case "remove-network":
-      return `${what} ${step.name} (${step.why})`;
-    default:
-      return `${what} ${step.name}`;
-  }
-}
-
-/** A dry run's output: the notes, then each step. */
-function printPlan(plan: Plan): void {
-  for (const note of plan.notes) console.log(`note: ${note}`);
-  for (const step of plan.steps) console.log(describe(step));
-  if (plan.steps.length === 0) console.log("nothing to do: the host matches the file");
-}
-
-/** Before any change: what the apply will remove, and what it leaves alone because another made it. */
-function announce(plan: Plan): void {
-  for (const note of plan.notes) console.log(`note: ${note}`);
-  const removals = plan.steps.filter((s) => s.op === "remove-context" || s.op === "remove-network");
-  if (removals.length)
-    console.log(
-      `scene "${plan.scene}" will remove: ${removals.map((s) => `${s.op.slice("remove-".length)} ${s.name}`).join(", ")}`,
-    );
+/** An engine runs: the apply runs there (one writer; on an overlay network it may lease a block), lines come back. */
+async function throughEngine(req: ApplyRequest): Promise<boolean> {
+  const out = await callEngine<ApplyOutcome>(cliConfig().socketPath, "POST", "/v1/apply", req);
+  if (!out) return false;
+  for (const line of out.lines) console.log(line);
+  if (out.error) throw new NetctxError(out.error.code as ErrorCode, out.error.message, out.error.field);
+  return true;
 }
 
 export function registerApply(program: Command): void {
@@ -75,16 +48,15 @@ export function registerApply(program: Command): void {
     .option("--dry-run", "check the file as apply does and print the plan, changing nothing")
     .action(async (file: string, o: { prune?: boolean; dryRun?: boolean }) => {
       const scene = await readSceneFile(file);
+      const req: ApplyRequest = {
+        scene,
+        prune: o.prune ?? false,
+        source: resolve(file),
+        ...(o.dryRun ? { dryRun: true } : {}),
+      };
+      if (await throughEngine(req)) return;
       const cliProgress = process.stdout.isTTY === true ? (await import("cli-progress")).default : undefined;
-      const opts = { prune: o.prune ?? false, source: resolve(file) };
       withHost((host) => {
-        if (o.dryRun) {
-          // The real apply's planning and rehearsal, without its kernel work: it refuses what apply would.
-          const plan = planScene(host, scene, opts);
-          rehearsePlan(host, plan);
-          printPlan(plan);
-          return;
-        }
         const bar = cliProgress
           ? new cliProgress.SingleBar(
               { format: "{bar} {value}/{total} {step}" },
@@ -92,20 +64,20 @@ export function registerApply(program: Command): void {
             )
           : undefined;
         let started = false;
-        const plan = applyScene(host, scene, {
-          ...opts,
-          planned: announce,
-          progress: (done, total, step) => {
-            if (bar && !started) {
-              bar.start(total, 0, { step: "" });
-              started = true;
+        const progress = bar
+          ? (done: number, total: number, step: Step) => {
+              if (!started) {
+                bar.start(total, 0, { step: "" });
+                started = true;
+              }
+              bar.update(done, { step: describeStep(step) });
             }
-            if (bar) bar.update(done, { step: describe(step) });
-            else console.log(`[${done}/${total}] ${describe(step)}`);
-          },
-        });
-        bar?.stop();
-        if (plan.steps.length === 0) console.log("nothing to do: the host matches the file");
+          : undefined;
+        try {
+          runApply(host, req, { say: (l) => console.log(l), ...(progress ? { progress } : {}) });
+        } finally {
+          bar?.stop();
+        }
       });
     });
 
@@ -118,18 +90,13 @@ export function registerApply(program: Command): void {
     .option("--dry-run", "print what destroy would remove, changing nothing")
     .action(async (file: string, o: { dryRun?: boolean }) => {
       const scene = await readSceneFile(file);
-      const opts = { source: resolve(file) };
-      withHost((host) => {
-        if (o.dryRun) {
-          const plan = planDestroy(host, scene, opts);
-          rehearsePlan(host, plan);
-          printPlan(plan);
-          return;
-        }
-        const plan = destroyScene(host, scene, { ...opts, planned: announce });
-        for (const step of plan.steps) console.log(`removed ${step.op.slice("remove-".length)} ${step.name}`);
-        if (plan.steps.length === 0)
-          console.log(`nothing to do: scene "${plan.scene}" has made nothing here`);
-      });
+      const req: ApplyRequest = {
+        scene,
+        op: "destroy",
+        source: resolve(file),
+        ...(o.dryRun ? { dryRun: true } : {}),
+      };
+      if (await throughEngine(req)) return;
+      withHost((host) => runApply(host, req, { say: (l) => console.log(l) }));
     });
 }

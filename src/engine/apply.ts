@@ -27,6 +27,8 @@ import {
   parseInput,
 } from "../model/schemas.ts";
 import { parseIp, parseSubnet } from "../net/cidr.ts";
+import { networkDriver } from "../networks/registry.ts";
+import { BlockNeeded } from "../state/ipam.ts";
 import {
   contextRehearsal,
   createContext,
@@ -83,6 +85,11 @@ export function parseScene(host: Host, raw: unknown, source?: string): ParsedSce
     checkName(`${at}.name`, n.name, 32);
     if (seen.has(n.name)) throw conflict(`${at}.name`, `network "${n.name}" is declared twice`);
     seen.add(n.name);
+    if (clusterScoped(n.driver))
+      throw invalid(
+        `${at}.driver`,
+        `network "${n.name}": overlay networks are made with \`netctx network create ${n.name} --driver overlay\` (they live in etcd, for every host): an apply file only puts contexts on them`,
+      );
     for (const [j, s] of n.subnets.entries()) parseSubnet(s, `${at}.subnets[${j}]`);
     for (const [j, g] of (n.gateways ?? []).entries()) parseIp(g, `${at}.gateways[${j}]`);
   });
@@ -110,6 +117,15 @@ export function parseScene(host: Host, raw: unknown, source?: string): ParsedSce
       "a scene needs a name: name: in the file (the CLI takes the file's path otherwise)",
     );
   return { name, networks, contexts };
+}
+
+/** Whether a driver makes networks that span hosts (overlay): those are not an apply's to make. */
+function clusterScoped(driver: string): boolean {
+  try {
+    return networkDriver(driver).scope === "cluster";
+  } catch {
+    return false;
+  }
 }
 
 export interface PlanOptions {
@@ -302,6 +318,8 @@ export function rehearsePlan(host: Host, plan: Plan): void {
 
 /** An error of a declared object's step names where it is in the file: "contexts[2]: route: ...". */
 function located(err: unknown, step: Step | undefined): unknown {
+  // The engine leases a block for it and runs the apply again (engine/apply-run.ts): it must stay what it is.
+  if (err instanceof BlockNeeded) return err;
   if (!(err instanceof NetctxError) || step === undefined || !("at" in step)) return err;
   return new NetctxError(err.code, `${step.at}: ${err.message}`, `${step.at}.${err.field ?? step.name}`);
 }

@@ -229,9 +229,10 @@ export class OverlayEngine {
 
   /**
    * Runs `make` (a create, a CNI ADD, an apply); when it needs a block of an overlay network that this node's blocks
-   * have no room for (BlockNeeded), leases one in etcd and runs it again. The first try needs no etcd.
+   * have no room for (BlockNeeded), leases one in etcd and runs it again. The first try needs no etcd. `attempts`:
+   * tries at most (an apply may need a block per subnet and more as blocks fill up).
    */
-  async withBlocks<T>(make: () => T): Promise<T> {
+  async withBlocks<T>(make: () => T, attempts = LEASE_ATTEMPTS): Promise<T> {
     try {
       return make();
     } catch (err) {
@@ -242,7 +243,7 @@ export class OverlayEngine {
         try {
           return make();
         } catch (err) {
-          if (!(err instanceof BlockNeeded) || attempt >= LEASE_ATTEMPTS) throw err;
+          if (!(err instanceof BlockNeeded) || attempt >= attempts) throw err;
           const before = this.etcd.requests;
           try {
             await this.lease(err.network, err.subnet);

@@ -121,6 +121,13 @@ export const overlayDriver: NetworkDriver = {
 
   validate(net) {
     bridgeIfname(net.name);
+    // Direct traffic leaves through the underlay device, which is no interface of the network: the internal rules
+    // (firewall/nat-objects.ts) would drop it, and letting the underlay device count as the network's would open it.
+    if (net.internal && directRouting(net))
+      throw invalid(
+        "direct-routing",
+        "--direct-routing does not go with --internal: direct traffic leaves through the underlay device, which an internal network may not use (leave out --direct-routing: VXLAN keeps an internal network in)",
+      );
     if (net.subnets.some((s) => s.gateway !== undefined))
       throw invalid(
         "gateway",
