@@ -278,6 +278,10 @@ async function throughput(
       15_000,
     );
   log("  overlay: contexts reach each other across hosts; iperf3 in turns");
+  // A diagnostic, off by default: br_netfilter off in the two test hosts, to see what it costs the overlay rows
+  // (their frames go up from a context through the host's bridge, which puts them through the inet hooks).
+  if (process.env.NETCTX_BENCH_OVERLAY_NO_BRNF === "1")
+    for (const h of [h1, h2]) ok(h.run(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"]), "sysctl");
   const hostEnds = (h: TestHost) => (cmd: string[]) => h.argv(cmd);
   let port = FIRST_PORT;
   const row = (
@@ -377,7 +381,7 @@ host on each of two overlay networks, one plain (VXLAN, device MTU ${figures.mtu
 as in the data path section: the server in h1 (its underlay address, resp. the context), the client in h2, the
 three paths in turns of 3 + 10 ms, ${turns} turns a run, ${runs} runs; a path's ratio is the geometric mean of its
 per-run ratios to the underlay row of the same run (without the extremes from 5 runs on), ± its standard error.
-h2 routes the VXLAN context's traffic \`${vxVia.replace(/\s+/g, " ")}\` and the direct-routing one's
+${process.env.NETCTX_BENCH_OVERLAY_NO_BRNF === "1" ? "Diagnostic run: net.bridge.bridge-nf-call-iptables=0 in both hosts.\n" : ""}h2 routes the VXLAN context's traffic \`${vxVia.replace(/\s+/g, " ")}\` and the direct-routing one's
 \`${drVia.replace(/\s+/g, " ")}\`; the VXLAN device: \`${vxDetails.replace(/\s+/g, " ").trim()}\`.
 
 ${table}
