@@ -8,6 +8,7 @@ import type { DatapathResult } from "./datapath.ts";
 import { KERNEL_FLOOR } from "./kernel-floor.ts";
 import type { L2Memory } from "./l2-lifecycle.ts";
 import type { KernelReading } from "./memory.ts";
+import type { OverlayFigures, OverlayResult } from "./overlay.ts";
 import type { Measured } from "./population.ts";
 import { fmt, ratio, stats } from "./stats.ts";
 
@@ -36,6 +37,7 @@ export interface BenchData {
   iptablesRules: Record<string, number>;
   bpf?: { samples: BpfHookSamples } & BpfHookOptions;
   datapath?: DatapathResult;
+  overlay?: OverlayResult;
 }
 
 export interface ResultRow {
@@ -50,6 +52,19 @@ export interface ResultRow {
   teardownP95: number;
   bothMedian: number;
   bothP95: number;
+}
+
+/**
+ * bench/results.json: the setup/teardown rows (per path and N) under "rows", and the overlay section's figures
+ * (issue 18) under "overlay" when it ran.
+ */
+export interface Results {
+  rows: ResultRow[];
+  overlay?: OverlayFigures;
+}
+
+export function results(data: BenchData): Results {
+  return { rows: resultRows(data), ...(data.overlay ? { overlay: data.overlay.figures } : {}) };
 }
 
 export function resultRows(data: BenchData): ResultRow[] {
@@ -370,6 +385,8 @@ function goals(data: BenchData): Verdict[] {
   }
   // 4: data path ratios, decided in the data path section.
   out.push(...(data.datapath?.verdicts ?? []));
+  // 5: overlay networks (issue 18), decided in the overlay section.
+  out.push(...(data.overlay?.verdicts ?? []));
   return out;
 }
 
@@ -407,6 +424,7 @@ namespace of its own (nested), so it starts from an empty firewall, and that nam
     bpfSection(data),
     memorySection(data),
     data.datapath?.text ?? "## Data path\n\nNot measured in this run.\n",
+    data.overlay?.text ?? "## Overlay (issue 18)\n\nNot measured in this run.\n",
     notMeasuredSection(data),
   ]
     .filter(Boolean)

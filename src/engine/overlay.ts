@@ -78,6 +78,22 @@ export interface OverlayStats {
   /** Mirror passes, and the last one's error while it fails. */
   syncs: number;
   syncError?: string;
+  /** Per overlay network, what the data path passes (syncPeers) did to this host's kernel. */
+  peers: Record<string, PeerPathStats>;
+}
+
+/** The data path's work for one network: totals over its passes, and the last pass that changed anything. */
+export interface PeerPathStats {
+  /** Peers programmed as of the last pass. */
+  peers: number;
+  /** Passes that changed the kernel. */
+  passes: number;
+  /** Kernel requests that changed it (syncPeers' kernelOps), summed: a peer joining costs the difference. */
+  kernelOps: number;
+  added: number;
+  removed: number;
+  changed: number;
+  last?: { peers: number; kernelOps: number; added: number; removed: number; changed: number; at: string };
 }
 
 /** A block as `network inspect` shows it. */
@@ -99,6 +115,7 @@ export class OverlayEngine {
   /** Per network, the last data path complaint, logged once until it changes. */
   private readonly pathComplaints = new Map<string, string>();
   private readonly stats = { creates: 0, createEtcdRequests: 0, blockLeases: 0, blockReleases: 0, syncs: 0 };
+  private readonly peerStats = new Map<string, PeerPathStats>();
   private syncError: string | undefined;
   private watch: PrefixWatch | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -165,6 +182,7 @@ export class OverlayEngine {
       ...this.stats,
       etcdRequests: this.etcd.requests,
       ...(this.syncError !== undefined ? { syncError: this.syncError } : {}),
+      peers: Object.fromEntries([...this.peerStats].map(([n, p]) => [n, { ...p }])),
     };
   }
 
@@ -531,10 +549,37 @@ export class OverlayEngine {
         const direct = directRouting(net) ? this.onUnderlaySegment(local.underlayDev) : undefined;
         const peers = peersOf(net.name, nodes, blocks, this.node, direct);
         const done = syncPeers(this.host, local, peers);
+        const counts = this.peerStats.get(net.name) ?? {
+          peers: 0,
+          passes: 0,
+          kernelOps: 0,
+          added: 0,
+          removed: 0,
+          changed: 0,
+        };
+        counts.peers = peers.length;
+        if (done.kernelOps > 0) {
+          counts.passes++;
+          counts.kernelOps += done.kernelOps;
+          counts.added += done.added;
+          counts.removed += done.removed;
+          counts.changed += done.changed;
+          const { kernelOps, added, removed, changed } = done;
+          counts.last = {
+            peers: peers.length,
+            kernelOps,
+            added,
+            removed,
+            changed,
+            at: new Date().toISOString(),
+          };
+        }
+        this.peerStats.set(net.name, counts);
         if (done.added + done.removed + done.changed > 0)
           this.o.log(
-            `overlay: network ${net.name}: ${peers.length} peer(s) [${peers.map((p) => p.node).join(" ")}]: ` +
-              `${done.added} entries added, ${done.removed} removed, ${done.changed} changed`,
+            `overlay: network ${net.name}: ${peers.length} peer(s) [${abbreviated(peers.map((p) => p.node))}]: ` +
+              `${done.added} entries added, ${done.removed} removed, ${done.changed} changed, ` +
+              `${done.kernelOps} kernel request(s)`,
           );
         const trouble = [
           ...done.skipped.map((s) => `peer ${s.node} left out: ${s.reason}`),
@@ -622,6 +667,13 @@ export class OverlayEngine {
     this.chain = run.catch(() => {});
     return run;
   }
+}
+
+/** Node names for a log line: all of a few, the first ones and a count of many (1000 simulated peers). */
+function abbreviated(names: readonly string[]): string {
+  return names.length <= 12
+    ? names.join(" ")
+    : `${names.slice(0, 10).join(" ")} ... and ${names.length - 10} more`;
 }
 
 function notFoundNet(name: string): never {
