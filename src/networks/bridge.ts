@@ -18,6 +18,7 @@ import {
 } from "./bridge-shortcut.ts";
 import {
   addVethPair,
+  type ContextSide,
   configureContextSide,
   deleteOwnLink,
   familyOf,
@@ -25,7 +26,7 @@ import {
   guardKindOf,
 } from "./common.ts";
 import { distrustRouters } from "./context-sysctls.ts";
-import { declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
+import { declareContextSide, declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
 import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
 
 /** Locally administered unicast (02:...), stable for a network name. */
@@ -36,6 +37,11 @@ export function bridgeMac(network: string): string {
 /** A shortcut map entry (bridge-shortcut.ts): one per unshaped context on the network, by its MAC. */
 function shortcutId(network: string, mac: string): string {
   return `${network} ${mac.toLowerCase()}`;
+}
+
+/** The context's side: the gateway is on the context's prefix and answers ARP and ND itself. */
+function contextSide(net: NetworkRecord): ContextSide {
+  return { gatewayOnLink: false, defaultRoute: !net.internal };
 }
 
 export const bridgeDriver: NetworkDriver = {
@@ -69,6 +75,7 @@ export const bridgeDriver: NetworkDriver = {
     declareGuard(bridgeDriver, net, att, own, ctx.netns);
     // The attachment that carries bandwidth limits takes the bridge: its frames must pass the limits.
     if (att.mac && att.hostIfname !== ctx.shapedIfname) own.own("shortcut", shortcutId(net.name, att.mac));
+    declareContextSide(own, att, ctx, contextSide(net));
   },
 
   observe(host, net) {
@@ -151,7 +158,7 @@ export const bridgeDriver: NetworkDriver = {
     addShortcut(host, att);
     host.rtnl.linkSet(att.hostIfname, { up: true });
     guardAttachment(host, guardKindOf(bridgeDriver, net), ctx.rtnl, att);
-    configureContextSide(host, ctx, att, { gatewayOnLink: false, defaultRoute: !net.internal });
+    configureContextSide(host, ctx, att, contextSide(net));
   },
 
   detach(host, net, att, linkGoesWithNetns) {

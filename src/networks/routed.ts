@@ -15,11 +15,12 @@ import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import { registerInterface, unregisterInterface } from "../firewall/interface-queue.ts";
 import type { RouteSpec } from "../kernel/route.ts";
 import { bridgeIfname } from "../model/names.ts";
-import type { Lease } from "../model/records.ts";
+import type { Lease, NetworkRecord } from "../model/records.ts";
 import { stableMac } from "../net/cidr.ts";
 import {
   addNetworkToFirewall,
   addVethPair,
+  type ContextSide,
   configureContextSide,
   deleteOwnLink,
   familyOf,
@@ -29,7 +30,7 @@ import {
   removeNetworkFromFirewall,
   setLinkLocal,
 } from "./common.ts";
-import { declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
+import { declareContextSide, declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
 import type { Attachment, NetworkDriver } from "./driver.ts";
 import { mainRouteId } from "./ownership.ts";
 
@@ -59,6 +60,14 @@ export function contextRoutes(att: Attachment): RouteSpec[] {
       ...(gateway ? { src: gateway } : {}),
     };
   });
+}
+
+/**
+ * The context's side: its gateway is off its /32 and /128 prefixes (a host route on the link first) and answers no
+ * ARP or ND (a permanent neighbour entry with the host port's fixed MAC).
+ */
+function contextSide(net: NetworkRecord, att: Attachment): ContextSide {
+  return { gatewayOnLink: true, defaultRoute: !net.internal, gatewayMac: routedPortMac(att.hostIfname) };
 }
 
 export const routedDriver: NetworkDriver = {
@@ -95,6 +104,7 @@ export const routedDriver: NetworkDriver = {
           run: () => host.rtnl.routeAdd(route),
         },
       });
+    declareContextSide(own, att, ctx, contextSide(net, att));
   },
 
   validate(net) {
@@ -154,11 +164,7 @@ export const routedDriver: NetworkDriver = {
     host.pause("create:after-nft");
     for (const route of contextRoutes(att)) host.rtnl.routeAdd(route);
     host.pause("create:after-routes");
-    configureContextSide(host, ctx, att, {
-      gatewayOnLink: true,
-      defaultRoute: !net.internal,
-      gatewayMac: portMac,
-    });
+    configureContextSide(host, ctx, att, contextSide(net, att));
   },
 
   detach(host, net, att, linkGoesWithNetns) {
