@@ -27,7 +27,8 @@ import {
 } from "./common.ts";
 import { distrustRouters } from "./context-sysctls.ts";
 import { declareContextSide, declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
-import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
+import type { AttachedContext, Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
+import type { Declarer } from "./ownership.ts";
 
 /** Locally administered unicast (02:...), stable for a network name. */
 export function bridgeMac(network: string): string {
@@ -42,6 +43,25 @@ function shortcutId(network: string, mac: string): string {
 /** The context's side: the gateway is on the context's prefix and answers ARP and ND itself. */
 function contextSide(net: NetworkRecord): ContextSide {
   return { gatewayOnLink: false, defaultRoute: !net.internal };
+}
+
+/**
+ * What a context's port on a bridge owns: its veth (made again by `driver`'s attach: the overlay attaches as a
+ * bridge does, with more of its own), its guard, its shortcut entry and the context's side.
+ */
+export function declareBridgePort(
+  driver: NetworkDriver,
+  host: Host,
+  net: NetworkRecord,
+  att: Attachment,
+  own: Declarer,
+  ctx: AttachedContext,
+): void {
+  declareHostLink(host, driver, net, att, own, ctx);
+  declareGuard(bridgeDriver, net, att, own, ctx.netns);
+  // The attachment that carries bandwidth limits takes the bridge: its frames must pass the limits.
+  if (att.mac && att.hostIfname !== ctx.shapedIfname) own.own("shortcut", shortcutId(net.name, att.mac));
+  declareContextSide(own, att, ctx, contextSide(net));
 }
 
 export const bridgeDriver: NetworkDriver = {
@@ -70,12 +90,8 @@ export const bridgeDriver: NetworkDriver = {
     own.firewallInterface(bridge, net.name);
   },
 
-  declareAttachment(_host, net, att, own, ctx) {
-    declareHostLink(own, att);
-    declareGuard(bridgeDriver, net, att, own, ctx.netns);
-    // The attachment that carries bandwidth limits takes the bridge: its frames must pass the limits.
-    if (att.mac && att.hostIfname !== ctx.shapedIfname) own.own("shortcut", shortcutId(net.name, att.mac));
-    declareContextSide(own, att, ctx, contextSide(net));
+  declareAttachment(host, net, att, own, ctx) {
+    declareBridgePort(bridgeDriver, host, net, att, own, ctx);
   },
 
   observe(host, net) {

@@ -56,9 +56,49 @@ export function declareNetworkDevice(
   return device;
 }
 
-/** The host-side link of an l2 attachment: owned, never made again (its other end lives in the context). */
-export function declareHostLink(own: Declarer, att: Attachment): void {
-  if (att.hostIfname) own.own("link", att.hostIfname);
+/**
+ * The host-side link of an l2 attachment. A veth goes whole: its host end missing means the context's interface is
+ * gone too (`ip -n NS link del eth0`), and everything on either end with it. In a netns of ours the driver's attach
+ * makes the pair again, after its detach took out what outlived it (guard elements, shortcut entry, firewall
+ * registration); in a runtime's netns (CNI) the link is only owned: the runtime's ADD makes it.
+ */
+export function declareHostLink(
+  host: Host,
+  driver: NetworkDriver,
+  net: NetworkRecord,
+  att: Attachment,
+  own: Declarer,
+  ctx: AttachedContext,
+): void {
+  if (!att.hostIfname) return;
+  if (ctx.external || !driver.attach) {
+    own.own("link", att.hostIfname);
+    return;
+  }
+  own.own("link", att.hostIfname, {
+    make: {
+      action: "recreate",
+      object: `link ${att.hostIfname} and ${att.ifname} in netns ${basename(ctx.netns)}`,
+      reason: `${own.owner}'s veth to network ${net.name} is gone`,
+      run: () => reattach(host, driver, net, att, ctx.netns),
+    },
+  });
+}
+
+function reattach(
+  host: Host,
+  driver: NetworkDriver,
+  net: NetworkRecord,
+  att: Attachment,
+  netns: string,
+): void {
+  driver.detach?.(host, net, att, false, netns);
+  const rtnl = Rtnl.open(netns);
+  try {
+    driver.attach!(host, net, { path: netns, rtnl }, att);
+  } finally {
+    rtnl.close();
+  }
 }
 
 /** Anti-spoofing of an attachment's host-side port, where its driver has it and the network did not turn it off. */

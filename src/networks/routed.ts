@@ -91,7 +91,7 @@ export const routedDriver: NetworkDriver = {
 
   /** The veth, its guard, its firewall registration and the host's routes to the context through it. */
   declareAttachment(host, net, att, own, ctx) {
-    declareHostLink(own, att);
+    declareHostLink(host, routedDriver, net, att, own, ctx);
     declareGuard(routedDriver, net, att, own, ctx.netns);
     own.firewallInterface(att.hostIfname, net.name);
     for (const route of contextRoutes(att))

@@ -127,6 +127,7 @@ function lostInside(
   del: (ns: string, gw: string, addr: string) => string,
   object: RegExp,
   fix: string,
+  action = "add",
 ) {
   const v = netctxJson<View>("inspect", name);
   const ns = basename(v.netns!);
@@ -145,7 +146,7 @@ function lostInside(
   assert.ok(
     plan.actions.some(
       (a) =>
-        a.action === "add" &&
+        a.action === action &&
         object.test(a.object) &&
         a.object.endsWith(inNs) &&
         a.reason.includes(`context ${name}`),
@@ -238,4 +239,19 @@ test("a CNI-made context's netns is the runtime's: gc does not look into it", ()
   assert.doesNotMatch(sh("ip -n rt1 route show"), /default/, "the runtime's netns is left as it is");
   cniOk("DEL", conf, { id: "rt1", netns: path });
   delNetns("rt1");
+});
+
+test("a context's interface deleted inside its netns: its veth is made again with all it carried", () => {
+  for (const name of ["b5", "r5"]) {
+    const port = netctxJson<View>("inspect", name).interfaces[0]!.hostIfname!;
+    lostInside(
+      name,
+      (ns) => `ip -n ${ns} link del eth0`,
+      new RegExp(`^link ${port} and eth0 `),
+      name === "b5" ? "gc" : "repair",
+      "recreate",
+    );
+  }
+  const b5 = netctxJson<View>("inspect", "b5").interfaces[0]!.hostIfname!;
+  sh(`nft list set bridge netctx as_ports | grep -q ${b5}`);
 });
