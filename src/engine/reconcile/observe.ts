@@ -199,10 +199,9 @@ function readNetns(path: string): { mark: StoreMark | undefined; snapshot: Snaps
     return undefined;
   }
   try {
-    const lo = rtnl.linkGet("lo");
-    const mark = parseStoreMark(lo?.alias);
-    // Only this store's netns are read further (the caller keeps nothing of another's).
-    return { mark, snapshot: mark ? rtnl.snapshot() : { links: [], addrs: [], routes: [], neighs: [] } };
+    // Read whole at once (the loopback's alias among the links): the caller keeps nothing of another store's.
+    const snapshot = rtnl.snapshot();
+    return { mark: parseStoreMark(snapshot.links.find((l) => l.name === "lo")?.alias), snapshot };
   } catch {
     return undefined;
   } finally {
