@@ -33,7 +33,15 @@ import {
 } from "./neigh.ts";
 import { NetlinkSocket } from "./netlink.ts";
 import { inNetns } from "./netns.ts";
-import { type Route, type RouteSpec, routeChange, routeGet, routeList, tableHasRoutes } from "./route.ts";
+import {
+  type Route,
+  type RouteSpec,
+  RT_TABLE_MAIN,
+  routeChange,
+  routeGet,
+  routeList,
+  tableHasRoutes,
+} from "./route.ts";
 import { type Rule, type RuleSpec, ruleAdd, ruleDel, ruleList, ruleTables } from "./rule.ts";
 import { blockProgramAdd, ingressBlockJoin, ingressQdiscDel } from "./tc.ts";
 
@@ -116,6 +124,21 @@ export class Rtnl {
 
   linkList(): Link[] {
     return linkList(this.sock);
+  }
+
+  /**
+   * Links, addresses, routes of the main table and neighbours, read in four dumps on this one socket (one link dump
+   * names the devices for the other three): a netns observed whole at the cost of a few round trips.
+   */
+  snapshot(): { links: Link[]; addrs: Addr[]; routes: Route[]; neighs: Neigh[] } {
+    const links = linkList(this.sock);
+    const names = new Map(links.map((l) => [l.index, l.name]));
+    return {
+      links,
+      addrs: addrList(this.sock, names),
+      routes: routeList(this.sock, names, { table: RT_TABLE_MAIN }),
+      neighs: neighList(this.sock, names),
+    };
   }
 
   /** How many ports bridge `master` has (kernel-filtered, not parsed). */

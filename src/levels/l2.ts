@@ -107,6 +107,7 @@ export const l2Level: LevelDriver = {
       networkDriver(net.driver).declareAttachment?.(host, net, att, own, {
         netns: spec.netns,
         shapedIfname: where.shapedIfname,
+        external: spec.netnsExternal === true,
       });
     }
   },

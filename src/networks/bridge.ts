@@ -18,6 +18,7 @@ import {
 } from "./bridge-shortcut.ts";
 import {
   addVethPair,
+  type ContextSide,
   configureContextSide,
   deleteOwnLink,
   familyOf,
@@ -25,8 +26,9 @@ import {
   guardKindOf,
 } from "./common.ts";
 import { distrustRouters } from "./context-sysctls.ts";
-import { declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
-import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
+import { declareContextSide, declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
+import type { AttachedContext, Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
+import type { Declarer } from "./ownership.ts";
 
 /** Locally administered unicast (02:...), stable for a network name. */
 export function bridgeMac(network: string): string {
@@ -36,6 +38,30 @@ export function bridgeMac(network: string): string {
 /** A shortcut map entry (bridge-shortcut.ts): one per unshaped context on the network, by its MAC. */
 function shortcutId(network: string, mac: string): string {
   return `${network} ${mac.toLowerCase()}`;
+}
+
+/** The context's side: the gateway is on the context's prefix and answers ARP and ND itself. */
+function contextSide(net: NetworkRecord): ContextSide {
+  return { gatewayOnLink: false, defaultRoute: !net.internal };
+}
+
+/**
+ * What a context's port on a bridge owns: its veth (made again by `driver`'s attach: the overlay attaches as a
+ * bridge does, with more of its own), its guard, its shortcut entry and the context's side.
+ */
+export function declareBridgePort(
+  driver: NetworkDriver,
+  host: Host,
+  net: NetworkRecord,
+  att: Attachment,
+  own: Declarer,
+  ctx: AttachedContext,
+): void {
+  declareHostLink(host, driver, net, att, own, ctx);
+  declareGuard(bridgeDriver, net, att, own, ctx.netns);
+  // The attachment that carries bandwidth limits takes the bridge: its frames must pass the limits.
+  if (att.mac && att.hostIfname !== ctx.shapedIfname) own.own("shortcut", shortcutId(net.name, att.mac));
+  declareContextSide(own, att, ctx, contextSide(net));
 }
 
 export const bridgeDriver: NetworkDriver = {
@@ -64,11 +90,8 @@ export const bridgeDriver: NetworkDriver = {
     own.firewallInterface(bridge, net.name);
   },
 
-  declareAttachment(_host, net, att, own, ctx) {
-    declareHostLink(own, att);
-    declareGuard(bridgeDriver, net, att, own, ctx.netns);
-    // The attachment that carries bandwidth limits takes the bridge: its frames must pass the limits.
-    if (att.mac && att.hostIfname !== ctx.shapedIfname) own.own("shortcut", shortcutId(net.name, att.mac));
+  declareAttachment(host, net, att, own, ctx) {
+    declareBridgePort(bridgeDriver, host, net, att, own, ctx);
   },
 
   observe(host, net) {
@@ -151,7 +174,7 @@ export const bridgeDriver: NetworkDriver = {
     addShortcut(host, att);
     host.rtnl.linkSet(att.hostIfname, { up: true });
     guardAttachment(host, guardKindOf(bridgeDriver, net), ctx.rtnl, att);
-    configureContextSide(host, ctx, att, { gatewayOnLink: false, defaultRoute: !net.internal });
+    configureContextSide(host, ctx, att, contextSide(net));
   },
 
   detach(host, net, att, linkGoesWithNetns) {

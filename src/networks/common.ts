@@ -61,6 +61,14 @@ export function removeNetworkFromFirewall(host: Host, net: NetworkRecord): void 
   host.firewall((fw) => fw.removeNetwork(net.name));
 }
 
+/** How a driver configures the context's side of an attachment (its attach and its declarations share it). */
+export interface ContextSide {
+  gatewayOnLink: boolean;
+  defaultRoute: boolean;
+  /** The gateway's MAC, for a permanent neighbour entry: a gateway that answers no ARP or ND (routed). */
+  gatewayMac?: string;
+}
+
 /**
  * The context's side of an attachment: addresses, link up, default routes through the gateways.
  * With gatewayOnLink the gateway is not inside any prefix the context holds (routed networks give /32 and /128
@@ -70,12 +78,7 @@ export function configureContextSide(
   host: Host,
   ctx: ContextNetns,
   att: Attachment,
-  opts: {
-    gatewayOnLink: boolean;
-    defaultRoute: boolean;
-    /** The gateway's MAC, for a permanent neighbour entry: a gateway that answers no ARP or ND (routed). */
-    gatewayMac?: string;
-  },
+  opts: ContextSide,
 ): void {
   const { rtnl } = ctx;
   setLinkLocal(

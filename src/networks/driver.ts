@@ -25,6 +25,8 @@ export interface AttachedContext {
   netns: string;
   /** The host-side link that carries the context's bandwidth limits (networks/bandwidth.ts), if any. */
   shapedIfname: string | undefined;
+  /** A container runtime's netns (CNI): its insides are the runtime's, neither declared nor looked into. */
+  external: boolean;
 }
 
 export interface NetworkDriver {
@@ -51,7 +53,10 @@ export interface NetworkDriver {
    * those of its l2 contexts, for a device that has to be made again with its ports.
    */
   declare(host: Host, net: NetworkRecord, own: Declarer, attachments: readonly Attachment[]): void;
-  /** What an l2 context's attachment owns on the host side, and how to make it. */
+  /**
+   * What an l2 context's attachment owns, on the host side and inside the context's netns (its interface, addresses,
+   * routes and neighbours, as its attach made them), and how to make each.
+   */
   declareAttachment?(
     host: Host,
     net: NetworkRecord,

@@ -12,8 +12,9 @@ import { KernelError } from "../kernel/errors.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
 import type { NetworkRecord } from "../model/records.ts";
 import { ifnameProblem } from "../net/ifname.ts";
-import { configureContextSide, tolerateMissing } from "./common.ts";
+import { type ContextSide, configureContextSide, tolerateMissing } from "./common.ts";
 import { distrustRouters } from "./context-sysctls.ts";
+import { declareContextSide } from "./declarations.ts";
 import type { NetworkDriver } from "./driver.ts";
 
 function parentOf(net: NetworkRecord): string {
@@ -23,6 +24,11 @@ function parentOf(net: NetworkRecord): string {
   const problem = ifnameProblem(parent);
   if (problem) throw invalid("parent", problem);
   return parent;
+}
+
+/** The context's side: the gateway is a router on the parent's segment, on the context's prefix. */
+function contextSide(net: NetworkRecord): ContextSide {
+  return { gatewayOnLink: false, defaultRoute: !net.internal };
 }
 
 export const macvlanDriver: NetworkDriver = {
@@ -76,6 +82,11 @@ export const macvlanDriver: NetworkDriver = {
     // The host holds nothing of a macvlan network; its contexts' interfaces live in their netns.
   },
 
+  /** Only the context's side: its macvlan, addresses and routes. */
+  declareAttachment(_host, net, att, own, ctx) {
+    declareContextSide(own, att, ctx, contextSide(net));
+  },
+
   attach(host, net, ctx, att) {
     // Before the context's interface exists: it copies the netns's conf/default when it is made.
     distrustRouters(ctx);
@@ -94,7 +105,7 @@ export const macvlanDriver: NetworkDriver = {
         throw new NetctxError("not-found", `network "${net.name}": its parent device ${parent} is gone`);
       throw err;
     }
-    configureContextSide(host, ctx, att, { gatewayOnLink: false, defaultRoute: !net.internal });
+    configureContextSide(host, ctx, att, contextSide(net));
   },
 
   /** A runtime's netns outlives the context: its macvlan is taken out of it (the CNI macvlan plugin's DEL). */

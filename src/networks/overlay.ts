@@ -12,7 +12,7 @@ import { type OverlayLocal, vtepMacOf } from "../cluster/peers.ts";
 import { invalid } from "../errors.ts";
 import { bridgeIfname } from "../model/names.ts";
 import type { NetworkRecord } from "../model/records.ts";
-import { bridgeDriver } from "./bridge.ts";
+import { bridgeDriver, declareBridgePort } from "./bridge.ts";
 import { segmentPrefix } from "./bridge-segments.ts";
 import { familyOf } from "./common.ts";
 import { declareNetworkDevice } from "./declarations.ts";
@@ -106,7 +106,7 @@ export const overlayDriver: NetworkDriver = {
   },
 
   declareAttachment(host, net, att, own, ctx) {
-    if (att.hostIfname) bridgeDriver.declareAttachment!(host, net, att, own, ctx);
+    if (att.hostIfname) declareBridgePort(overlayDriver, host, net, att, own, ctx);
   },
 
   observe: bridgeDriver.observe!,

@@ -14,7 +14,15 @@ import type { FirewallNetwork } from "../firewall/firewall.ts";
 import type { WantedPublish } from "../firewall/publish.ts";
 import { canonicalCidr } from "../net/cidr.ts";
 
-export type ObjectKind = "link" | "netns" | "cgroup" | "rule" | "route" | "address" | "shortcut";
+export type ObjectKind =
+  | "link"
+  | "netns"
+  | "cgroup"
+  | "rule"
+  | "route"
+  | "address"
+  | "neighbour"
+  | "shortcut";
 
 /** A change the loop makes: what it reports (`add link nc-x: its network needs it`) and how. */
 export interface Fix {
@@ -183,4 +191,27 @@ export function ruleId(r: {
 /** One route of a context table, by family and destination (`table 1001 -4 default`). */
 export function tableRouteId(table: number, family: 4 | 6, dst: string): string {
   return `${tableId(table)} -${family} ${dst === "default" ? dst : canonicalCidr(dst)}`;
+}
+
+/**
+ * An object inside a context's own netns (its interface, addresses, routes, neighbours), named apart from the host's
+ * by that netns (`10.0.0.5/24 dev eth0 in netctx-web`). Observed only in this store's netns, never removed there:
+ * the context owns its netns, netctx only puts back what it made.
+ */
+export function insideId(netns: string, id: string): string {
+  return `${id} in ${netns}`;
+}
+
+/**
+ * A route of a context's main table: a default route by family alone (the first network to give one holds it, as
+ * create and disconnect do), any other by family, destination and device.
+ */
+export function insideRouteId(family: 4 | 6, dst: string, dev: string | undefined): string {
+  return dst === "default" ? `-${family} default` : `-${family} ${canonicalCidr(dst)} dev ${dev ?? "-"}`;
+}
+
+/** A neighbour entry by address, MAC and device: one with another MAC is not the one declared. */
+export function neighbourId(ip: string, mac: string, ifname: string): string {
+  const address = canonicalCidr(`${ip}/${ip.includes(":") ? 128 : 32}`).split("/")[0];
+  return `${address} lladdr ${mac.toLowerCase()} dev ${ifname}`;
 }

@@ -15,11 +15,12 @@ import { guardAttachment, unguardAttachment } from "../firewall/antispoof.ts";
 import { registerInterface, unregisterInterface } from "../firewall/interface-queue.ts";
 import type { RouteSpec } from "../kernel/route.ts";
 import { bridgeIfname } from "../model/names.ts";
-import type { Lease } from "../model/records.ts";
+import type { Lease, NetworkRecord } from "../model/records.ts";
 import { stableMac } from "../net/cidr.ts";
 import {
   addNetworkToFirewall,
   addVethPair,
+  type ContextSide,
   configureContextSide,
   deleteOwnLink,
   familyOf,
@@ -29,7 +30,7 @@ import {
   removeNetworkFromFirewall,
   setLinkLocal,
 } from "./common.ts";
-import { declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
+import { declareContextSide, declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
 import type { Attachment, NetworkDriver } from "./driver.ts";
 import { mainRouteId } from "./ownership.ts";
 
@@ -61,6 +62,14 @@ export function contextRoutes(att: Attachment): RouteSpec[] {
   });
 }
 
+/**
+ * The context's side: its gateway is off its /32 and /128 prefixes (a host route on the link first) and answers no
+ * ARP or ND (a permanent neighbour entry with the host port's fixed MAC).
+ */
+function contextSide(net: NetworkRecord, att: Attachment): ContextSide {
+  return { gatewayOnLink: true, defaultRoute: !net.internal, gatewayMac: routedPortMac(att.hostIfname) };
+}
+
 export const routedDriver: NetworkDriver = {
   name: "routed",
   levels: ["l2"],
@@ -82,7 +91,7 @@ export const routedDriver: NetworkDriver = {
 
   /** The veth, its guard, its firewall registration and the host's routes to the context through it. */
   declareAttachment(host, net, att, own, ctx) {
-    declareHostLink(own, att);
+    declareHostLink(host, routedDriver, net, att, own, ctx);
     declareGuard(routedDriver, net, att, own, ctx.netns);
     own.firewallInterface(att.hostIfname, net.name);
     for (const route of contextRoutes(att))
@@ -95,6 +104,7 @@ export const routedDriver: NetworkDriver = {
           run: () => host.rtnl.routeAdd(route),
         },
       });
+    declareContextSide(own, att, ctx, contextSide(net, att));
   },
 
   validate(net) {
@@ -154,11 +164,7 @@ export const routedDriver: NetworkDriver = {
     host.pause("create:after-nft");
     for (const route of contextRoutes(att)) host.rtnl.routeAdd(route);
     host.pause("create:after-routes");
-    configureContextSide(host, ctx, att, {
-      gatewayOnLink: true,
-      defaultRoute: !net.internal,
-      gatewayMac: portMac,
-    });
+    configureContextSide(host, ctx, att, contextSide(net, att));
   },
 
   detach(host, net, att, linkGoesWithNetns) {

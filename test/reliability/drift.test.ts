@@ -4,9 +4,13 @@
  * engine on its own within its check interval.
  */
 import assert from "node:assert/strict";
+import { basename } from "node:path";
 import { test } from "node:test";
 import { netctx, netctxJson, netctxOk, startEngine } from "../utils/cli.ts";
+import { cniOk } from "../utils/cni-runtime.ts";
 import { addressesOf } from "../utils/kernel-oracle.ts";
+import { addNetns, delNetns } from "../utils/netns.ts";
+import { ping } from "../utils/ping.ts";
 import { sh } from "../utils/shell.ts";
 import { waitFor } from "../utils/wait.ts";
 
@@ -14,7 +18,8 @@ interface View {
   name: string;
   status: string;
   addresses: string[];
-  interfaces: { hostIfname?: string }[];
+  netns?: string;
+  interfaces: { name: string; hostIfname?: string; gateways: string[] }[];
   missing?: string[];
 }
 
@@ -109,4 +114,144 @@ test("an l3 context's rule and table route removed by hand are seen and made aga
     new RegExp(`from ${addr.replaceAll(".", "\\.")} lookup ${t5.table}`),
   );
   assert.match(sh(`ip route show table ${t5.table}`), /10\.95\.0\.0\/24 dev nc-dh/);
+});
+
+type Plan = { actions: { action: string; object: string; reason: string }[] };
+
+/**
+ * One object netctx made inside an l2 context's netns, deleted by hand: `ls` names it, `gc --dry-run --json` lists it
+ * with its context, `fix` puts it back, the context reaches its gateway again and the next dry run is empty.
+ */
+function lostInside(
+  name: string,
+  del: (ns: string, gw: string, addr: string) => string,
+  object: RegExp,
+  fix: string,
+  action = "add",
+) {
+  const v = netctxJson<View>("inspect", name);
+  const ns = basename(v.netns!);
+  const gw = v.interfaces[0]!.gateways[0]!;
+  assert.ok(ping(v.netns!, gw), `${name} reaches ${gw} before`);
+  sh(del(ns, gw, v4(v)));
+  const what = `${del(ns, gw, v4(v))}`;
+  const row = netctxJson<View[]>("ls", "--json").find((x) => x.name === name)!;
+  assert.equal(row.status, "degraded", what);
+  const inNs = `in netns ${ns}`;
+  assert.ok(
+    row.missing?.some((m) => object.test(m) && m.endsWith(`${inNs} is missing`)),
+    `${what}: ${JSON.stringify(row.missing)}`,
+  );
+  const plan = netctxJson<Plan>("gc", "--dry-run", "--json");
+  assert.ok(
+    plan.actions.some(
+      (a) =>
+        a.action === action &&
+        object.test(a.object) &&
+        a.object.endsWith(inNs) &&
+        a.reason.includes(`context ${name}`),
+    ),
+    `${what}: ${JSON.stringify(plan.actions)}`,
+  );
+  netctxOk(fix);
+  assert.equal(statusOf()[name], "ready", `${what}: ${fix} put it back`);
+  assert.ok(ping(v.netns!, gw, { tries: 3 }), `${what}: ${name} reaches ${gw} after ${fix}`);
+  assert.deepEqual(netctxJson<Plan>("gc", "--dry-run", "--json").actions, [], `${what}: converged`);
+}
+
+const esc = (s: string) => s.replaceAll(".", "\\.");
+
+test("inside a bridge context: a lost address or default route is seen, listed and made again", () => {
+  const b5 = netctxJson<View>("inspect", "b5");
+  const addr = v4(b5);
+  lostInside(
+    "b5",
+    (ns, _gw, a) => `ip -n ${ns} addr del ${a} dev eth0`,
+    new RegExp(`^address ${esc(addr)} dev eth0 `),
+    "repair",
+  );
+  lostInside(
+    "b5",
+    (ns) => `ip -n ${ns} addr flush dev eth0`,
+    new RegExp(`^address ${esc(addr)} dev eth0 `),
+    "gc",
+  );
+  lostInside(
+    "b5",
+    (ns) => `ip -n ${ns} route del default`,
+    /^route default via 10\.96\.0\.1 dev eth0 /,
+    "gc",
+  );
+});
+
+test("inside a routed context: a lost address, default route, onlink gateway route or gateway neighbour comes back", () => {
+  netctxOk("network", "create", "dr", "--driver", "routed", "--subnet", "10.97.0.0/24");
+  netctxOk("create", "r5", "--level", "l2", "--network", "dr");
+  const addr = v4(netctxJson<View>("inspect", "r5"));
+  const gw = "10\\.97\\.0\\.1";
+  lostInside(
+    "r5",
+    (ns, _gw, a) => `ip -n ${ns} addr del ${a} dev eth0`,
+    new RegExp(`^address ${esc(addr)} dev eth0 `),
+    "gc",
+  );
+  lostInside(
+    "r5",
+    (ns) => `ip -n ${ns} route del default`,
+    new RegExp(`^route default via ${gw} dev eth0 `),
+    "repair",
+  );
+  lostInside(
+    "r5",
+    (ns, g) => `ip -n ${ns} route del ${g}/32 dev eth0`,
+    new RegExp(`^route ${gw}/32 dev eth0 scope link `),
+    "gc",
+  );
+  lostInside(
+    "r5",
+    (ns, g) => `ip -n ${ns} neigh del ${g} dev eth0`,
+    new RegExp(`^neighbour ${gw} lladdr \\S+ dev eth0 `),
+    "repair",
+  );
+});
+
+test("what root inside a context added itself stays: the context owns its netns", () => {
+  const ns = basename(netctxJson<View>("inspect", "b5").netns!);
+  sh(
+    `ip -n ${ns} addr add 10.199.0.9/32 dev eth0 && ip -n ${ns} route add 10.198.0.0/24 via 10.96.0.1 dev eth0`,
+  );
+  assert.equal(statusOf()["b5"], "ready");
+  assert.deepEqual(netctxJson<Plan>("gc", "--dry-run", "--json").actions, []);
+  netctxOk("gc");
+  netctxOk("repair");
+  assert.match(sh(`ip -n ${ns} addr show dev eth0`), /10\.199\.0\.9\/32/);
+  assert.match(sh(`ip -n ${ns} route show`), /10\.198\.0\.0\/24 via 10\.96\.0\.1/);
+});
+
+test("a CNI-made context's netns is the runtime's: gc does not look into it", () => {
+  const conf = { cniVersion: "1.0.0", name: "dcni", type: "netctx", subnets: ["10.94.0.0/24"] };
+  const path = addNetns("rt1");
+  cniOk("ADD", conf, { id: "rt1", netns: path });
+  sh("ip -n rt1 route del default");
+  assert.ok(!Object.values(statusOf()).includes("degraded"), JSON.stringify(statusOf()));
+  assert.deepEqual(netctxJson<Plan>("gc", "--dry-run", "--json").actions, []);
+  netctxOk("gc");
+  assert.doesNotMatch(sh("ip -n rt1 route show"), /default/, "the runtime's netns is left as it is");
+  cniOk("DEL", conf, { id: "rt1", netns: path });
+  delNetns("rt1");
+});
+
+test("a context's interface deleted inside its netns: its veth is made again with all it carried", () => {
+  for (const name of ["b5", "r5"]) {
+    const port = netctxJson<View>("inspect", name).interfaces[0]!.hostIfname!;
+    lostInside(
+      name,
+      (ns) => `ip -n ${ns} link del eth0`,
+      new RegExp(`^link ${port} and eth0 `),
+      name === "b5" ? "gc" : "repair",
+      "recreate",
+    );
+  }
+  const b5 = netctxJson<View>("inspect", "b5").interfaces[0]!.hostIfname!;
+  sh(`nft list set bridge netctx as_ports | grep -q ${b5}`);
 });

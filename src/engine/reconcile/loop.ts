@@ -22,6 +22,7 @@ export const KIND_ORDER: readonly ObjectKind[] = [
   "rule",
   "address",
   "route",
+  "neighbour",
   "shortcut",
 ];
 

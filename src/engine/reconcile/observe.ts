@@ -22,7 +22,10 @@ import { parseStoreMark, STORE_XATTR, type StoreMark } from "../../model/store-m
 import { tolerateMissing } from "../../networks/common.ts";
 import {
   addressId,
+  insideId,
+  insideRouteId,
   mainRouteId,
+  neighbourId,
   type ObjectKind,
   type Present,
   ruleId,
@@ -78,18 +81,30 @@ export function observeAll(host: Host, extra: () => Present[] = () => []): Obser
     ...routes.filter((r) => r.table >= FIRST_L3_TABLE && theirs(r.dev)).map((r) => r.table),
   ]);
 
+  const netns = ourNetns(mine, sort);
+  const inside = (kind: ObjectKind) => netns.inside.filter((p) => p.kind === kind);
   const present = new Map<ObjectKind, Present[]>([
-    ["link", links.map((l) => linkPresent(host, l))],
-    ["netns", ourNetns(sort)],
+    ["link", [...links.map((l) => linkPresent(host, l)), ...inside("link")]],
+    ["netns", netns.present],
     ["cgroup", ourCgroups(host, sort)],
     ["rule", rules.filter((r) => !foreignTables.has(r.table)).map((r) => rulePresent(host, r))],
-    ["address", addrs.filter((a) => ours.has(a.ifname)).map((a) => addressPresent(host, a.cidr, a.ifname))],
+    [
+      "address",
+      [
+        ...addrs.filter((a) => ours.has(a.ifname)).map((a) => addressPresent(host, a.cidr, a.ifname)),
+        ...inside("address"),
+      ],
+    ],
     [
       "route",
-      routes
-        .filter((r) => !foreignTables.has(r.table) && !theirs(r.dev))
-        .flatMap((r) => routePresent(host, r)),
+      [
+        ...routes
+          .filter((r) => !foreignTables.has(r.table) && !theirs(r.dev))
+          .flatMap((r) => routePresent(host, r)),
+        ...inside("route"),
+      ],
     ],
+    ["neighbour", inside("neighbour")],
     ["shortcut", extra()],
   ]);
   return { present, foreign, unmarked };
@@ -155,20 +170,28 @@ function routePresent(host: Host, r: Route): Present[] {
 
 type Sort = (object: string, mark: StoreMark | undefined) => boolean;
 
-function ourNetns(sort: Sort): Present[] {
-  return listNetns()
-    .filter((name) => name.startsWith(NETNS_PREFIX))
-    .filter((name) => sort(`netns ${name}`, netnsMark(netnsPath(name))))
-    .map((name) => ({
-      kind: "netns" as const,
-      id: name,
-      unowned: "no context owns it",
-      remove: () => deleteNetns(name),
-    }));
+/**
+ * Our netns, and what each one this store marked holds inside: its links, addresses, routes of the main table and
+ * permanent neighbours, read on one socket per netns (Rtnl.snapshot). Only this store's marked netns are looked
+ * into: a runtime's netns (CNI) is never named netctx-* nor marked, and its insides are the runtime's. What is
+ * inside is never removed (no `remove`): the context owns its netns, gc only puts back what was declared.
+ */
+function ourNetns(mine: string, sort: Sort): { present: Present[]; inside: Present[] } {
+  const present: Present[] = [];
+  const inside: Present[] = [];
+  for (const name of listNetns().filter((n) => n.startsWith(NETNS_PREFIX))) {
+    const seen = readNetns(netnsPath(name));
+    if (!sort(`netns ${name}`, seen?.mark)) continue;
+    present.push({ kind: "netns", id: name, unowned: "no context owns it", remove: () => deleteNetns(name) });
+    if (seen?.mark?.id === mine) inside.push(...insidePresent(name, seen.snapshot));
+  }
+  return { present, inside };
 }
 
+type Snapshot = ReturnType<Rtnl["snapshot"]>;
+
 /** A netns's mark is its loopback's alias (levels/l2.ts); one that vanished meanwhile has none. */
-function netnsMark(path: string): StoreMark | undefined {
+function readNetns(path: string): { mark: StoreMark | undefined; snapshot: Snapshot } | undefined {
   let rtnl: Rtnl;
   try {
     rtnl = Rtnl.open(path);
@@ -176,10 +199,44 @@ function netnsMark(path: string): StoreMark | undefined {
     return undefined;
   }
   try {
-    return parseStoreMark(rtnl.linkGet("lo")?.alias);
+    // Read whole at once (the loopback's alias among the links): the caller keeps nothing of another store's.
+    const snapshot = rtnl.snapshot();
+    return { mark: parseStoreMark(snapshot.links.find((l) => l.name === "lo")?.alias), snapshot };
+  } catch {
+    return undefined;
   } finally {
     rtnl.close();
   }
+}
+
+function insidePresent(ns: string, s: Snapshot): Present[] {
+  const on = (ifname: string) => insideId(ns, ifname);
+  return [
+    ...s.links
+      .filter((l) => l.name !== "lo")
+      .map((l): Present => ({ kind: "link", id: insideId(ns, l.name) })),
+    ...s.addrs.map(
+      (a): Present => ({ kind: "address", id: insideId(ns, addressId(a.cidr, a.ifname)), on: on(a.ifname) }),
+    ),
+    ...s.routes
+      .filter((r) => r.dst === "default" || r.dev !== undefined)
+      .map(
+        (r): Present => ({
+          kind: "route",
+          id: insideId(ns, insideRouteId(r.family, r.dst, r.dev)),
+          ...(r.dev ? { on: on(r.dev) } : {}),
+        }),
+      ),
+    ...s.neighs
+      .filter((n) => n.state.split(",").includes("permanent") && n.mac !== undefined)
+      .map(
+        (n): Present => ({
+          kind: "neighbour",
+          id: insideId(ns, neighbourId(n.ip, n.mac!, n.ifname)),
+          on: on(n.ifname),
+        }),
+      ),
+  ];
 }
 
 function ourCgroups(host: Host, sort: Sort): Present[] {
