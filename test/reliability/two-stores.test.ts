@@ -6,13 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { stringify as yamlStringify } from "yaml";
 import { NETCTX, netctx, netctxJson, netctxOk } from "../utils/cli.ts";
-import { links } from "../utils/kernel-oracle.ts";
+import { type Json, links } from "../utils/kernel-oracle.ts";
 import { ping } from "../utils/ping.ts";
 import { mulberry32 } from "./prng.ts";
 
@@ -62,39 +62,48 @@ after(() => {
 const run = (s: Store, ...args: string[]) => netctx(...s.args, ...args);
 const ok = (s: Store, ...args: string[]) => netctxOk(...s.args, ...args);
 
-/** Everything on the host that carries store `s`'s id: its links with their addresses, netns, cgroups, nft tables. */
+/**
+ * Everything on the host that carries store `s`'s id: its links with their addresses, netns, cgroups, nft tables. A
+ * handful of processes per snapshot (one per kind), since it is taken twice per step.
+ */
 function objectsOf(s: Store): string {
+  const out = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: "utf8" }).stdout;
   const mine = links().filter((l) => (l as { ifalias?: string }).ifalias?.includes(s.id));
-  const ns = readdirSync("/run/netns")
-    .filter((n) => n.startsWith("netctx-"))
-    .filter((n) =>
-      spawnSync("ip", ["-n", n, "-j", "link", "show", "lo"], { encoding: "utf8" }).stdout.includes(s.id),
-    );
+  const names = new Set(mine.map((l) => l.ifname));
+  // Addresses only: a new bridge's carrier and operstate change on the kernel's schedule, not by anyone's operation.
+  const addrs = (JSON.parse(out("ip", ["-j", "addr", "show"])) as { ifname: string; addr_info: Json[] }[])
+    .filter((a) => names.has(a.ifname))
+    .map((a) => [a.ifname, a.addr_info.map((i) => `${i["local"]}/${i["prefixlen"]}`)]);
+  // Each context netns's loopback, one line per netns: "NAME ALIAS".
+  const ns = out("sh", [
+    "-c",
+    'for n in $(ls /run/netns | grep "^netctx-"); do echo "$n $(ip -n "$n" -j link show lo)"; done',
+  ])
+    .split("\n")
+    .filter((line) => line.includes(s.id))
+    .map((line) => line.split(" ")[0]);
   // The cgroup parent appears with the first context that needs one.
-  const cgroups = (existsSync(CG) ? readdirSync(CG) : []).filter((c) => {
-    const r = spawnSync(
-      "python3",
-      ["-c", `import os,sys; print(os.getxattr(sys.argv[1], "user.netctx.store").decode())`, join(CG, c)],
-      {
-        encoding: "utf8",
-      },
-    );
-    return r.stdout.trim() === s.id;
-  });
-  const tables = spawnSync("nft", ["list", "tables"], { encoding: "utf8" })
-    .stdout.split("\n")
+  const cgroups = existsSync(CG)
+    ? out("python3", [
+        "-c",
+        `import os,sys
+for c in sorted(os.listdir(sys.argv[1])):
+    p = os.path.join(sys.argv[1], c)
+    try:
+        if os.path.isdir(p) and os.getxattr(p, "user.netctx.store").decode() == sys.argv[2]: print(c)
+    except OSError: pass`,
+        CG,
+        s.id,
+      ])
+        .split("\n")
+        .filter(Boolean)
+    : [];
+  const tables = out("nft", ["list", "tables"])
+    .split("\n")
     .filter((t) => /netctx/.test(t))
     .map((t) => t.replace(/^table /, "").split(" "))
-    .filter(([family, name]) =>
-      spawnSync("nft", ["list", "table", family!, name!], { encoding: "utf8" }).stdout.includes(s.id),
-    )
-    .map(
-      ([family, name]) =>
-        spawnSync("nft", ["-j", "list", "table", family!, name!], { encoding: "utf8" }).stdout,
-    );
-  const addrs = mine.map(
-    (l) => spawnSync("ip", ["-j", "addr", "show", "dev", l.ifname], { encoding: "utf8" }).stdout,
-  );
+    .filter(([family, name]) => out("nft", ["-t", "list", "table", family!, name!]).includes(s.id))
+    .map(([family, name]) => out("nft", ["-j", "list", "table", family!, name!]));
   return JSON.stringify({ links: mine.map((l) => [l.ifname, l.master, l.mtu]), addrs, ns, cgroups, tables });
 }
 
