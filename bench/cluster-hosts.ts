@@ -121,7 +121,7 @@ function runSync(argv: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 30
   return { code: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 }
 
-function runAsync(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+export function runAsync(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
   return new Promise((resolve) => {
     const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";

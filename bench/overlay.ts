@@ -14,7 +14,7 @@
  *     requests the engine made for each (its data path counts, `cluster status --json` -> overlay.peers) are compared
  *     with the same join and leave on a host with 10 peers.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { Etcd, type Write } from "../src/cluster/etcd.ts";
@@ -26,6 +26,7 @@ import { Rtnl } from "../src/kernel/rtnl.ts";
 import { OVERLAY_ROUTE_PROTOCOL } from "../src/networks/overlay-peers.ts";
 import {
   type CliResult,
+  runAsync,
   startCluster,
   stopCluster,
   type TestCluster,
@@ -200,19 +201,7 @@ function netnsOf(h: TestHost, view: ContextView): string {
 
 /** argv in host h without blocking the event loop (the engines' logs keep flowing). */
 function runIn(h: TestHost, argv: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const full = h.argv(argv);
-    const child = spawn(full[0]!, full.slice(1), { env: h.env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    child.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  return runAsync(h.argv(argv), h.env);
 }
 
 const inNetns = (path: string) => (cmd: string[]) => ["nsenter", `--net=${path}`, "--", ...cmd];

@@ -20,6 +20,7 @@ import {
   UNDERLAY_BRIDGE,
 } from "../utils/cluster.ts";
 import type { Json } from "../utils/kernel-oracle.ts";
+import { until } from "../utils/overlay-cli.ts";
 import { sh } from "../utils/shell.ts";
 import { type ProbeOp, type ProbeResult, probeArgv, startProbe } from "../utils/socket-probe.ts";
 import { FORGED_PORT, forgeVxlanArgv } from "../utils/vxlan-forge.ts";
@@ -44,19 +45,6 @@ function run(h: TestHost, argv: string[]): string {
   const r = h.run(argv);
   if (r.code !== 0) throw new Error(`${h.name}: ${argv.join(" ")}: ${r.stderr}`);
   return r.stdout;
-}
-
-async function until(
-  what: string,
-  read: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (await read()) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(100);
-  }
 }
 
 async function listed(h: TestHost, name: string): Promise<boolean> {
