@@ -67,6 +67,19 @@ export function hostVethIfname(context: string, index: number): string {
   return derivedIfname("name", context, name, "the host-side veth");
 }
 
+/**
+ * The only context names whose host-side veths can be called `ifname`: its base (nc-BASE) and each prefix of the base
+ * that ends before a '.' (nc-a.1 is a's) or a '-' (nc-a-1 was a's second veth in records made before the '.').
+ * Lets a holder be looked up by name instead of by reading every context's attachments.
+ */
+export function vethOwnerCandidates(ifname: string): string[] {
+  if (!ifname.startsWith(PREFIX)) return [];
+  const base = ifname.slice(PREFIX.length);
+  const out = [base];
+  for (let i = 1; i < base.length; i++) if (base[i] === "." || base[i] === "-") out.push(base.slice(0, i));
+  return out;
+}
+
 export function contextNetnsName(context: string): string {
   return `${NETNS_PREFIX}${context}`;
 }

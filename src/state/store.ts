@@ -7,6 +7,7 @@
 import type { z } from "zod";
 import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
 import { ContextSpecSchema } from "../model/context-spec.ts";
+import { vethOwnerCandidates } from "../model/names.ts";
 import {
   CONTEXT_STATUSES,
   type ContextRecord,
@@ -251,9 +252,10 @@ export class Store implements StateStore {
         )
         .pluck(),
       hostIfnameHolders: db
-        .prepare<[string], string>(
+        .prepare<[string, string], string>(
           `SELECT DISTINCT c.name FROM contexts c, json_each(c.spec, '$.attachments') a
-              WHERE json_extract(a.value, '$.hostIfname') = ? ORDER BY c.name`,
+              WHERE c.name IN (SELECT value FROM json_each(?)) AND json_extract(a.value, '$.hostIfname') = ?
+              ORDER BY c.name`,
         )
         .pluck(),
       insertContext: db.prepare(
@@ -488,7 +490,11 @@ export class Store implements StateStore {
 
   /** The contexts whose attachments name `ifname` as their host-side link, read in SQL (see contextTables). */
   hostIfnameHolders(ifname: string): string[] {
-    return this.read(() => this.q.hostIfnameHolders.all(ifname));
+    // Only contexts that can hold the name are read (by primary key): scanning every attachment made each create
+    // O(contexts), and setup time grow with the population.
+    const candidates = vethOwnerCandidates(ifname);
+    if (candidates.length === 0) return [];
+    return this.read(() => this.q.hostIfnameHolders.all(JSON.stringify(candidates), ifname));
   }
 
   updateContext(c: ContextRecord): void {
