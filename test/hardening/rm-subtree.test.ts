@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { progFdById } from "../../src/kernel/bpf/attach.ts";
@@ -306,6 +306,16 @@ describe("rm --force through the resident engine", () => {
   });
 });
 
+/** The state letter of /proc/PID/stat (R, S, T for stopped, ...). */
+function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+  } catch {
+    return undefined;
+  }
+}
+
 describe("a teardown that fails inside the resident engine", () => {
   let engine: RunningEngine;
   let pauses = 0;
@@ -314,6 +324,9 @@ describe("a teardown that fails inside the resident engine", () => {
   async function pausedFor(n: number): Promise<void> {
     await waitFor(() => pauses >= n, 15_000);
     assert.equal(pauses, n, "the engine reached its pause point");
+    // The mark comes just before the engine stops itself: a SIGCONT sent in between would be lost and leave it
+    // stopped for good, so wait until the kernel shows it stopped.
+    await waitFor(() => processState(engine.child.pid!) === "T", 15_000);
   }
 
   before(async () => {
