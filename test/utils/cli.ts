@@ -2,15 +2,12 @@
 import { type ChildProcess, type SpawnSyncReturns, spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { type CliResult, runAsync } from "../../bench/cluster-hosts.ts";
 import { waitFor } from "./wait.ts";
 
 export const NETCTX = join(import.meta.dirname, "..", "..", "bin", "netctx");
 
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type { CliResult };
 
 function result(r: SpawnSyncReturns<string>): CliResult {
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
@@ -33,18 +30,7 @@ export function netctxJson<T = unknown>(...args: string[]): T {
 
 /** `netctx ARGS` without blocking the event loop (a test that must go on meanwhile, or several at once). */
 export function netctxAsync(...args: string[]): Promise<CliResult> {
-  return new Promise<CliResult>((resolve) => {
-    const child = spawn(NETCTX, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    child.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  return runAsync([NETCTX, ...args], process.env);
 }
 
 /** Start several netctx processes at the same instant. */
