@@ -33,6 +33,7 @@ import {
 } from "../cluster/overlay-state.ts";
 import { peersOf } from "../cluster/peers.ts";
 import { conflict, errorLine, invalid, notFound } from "../errors.ts";
+import { type DirectPath, syncDirectPaths } from "../firewall/overlay-direct.ts";
 import { dropMemberGuard, syncMembers } from "../firewall/overlay-members.ts";
 import type { Host } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
@@ -42,7 +43,7 @@ import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import { cidrContains, parseInterfaceAddress, parseIp, parseSubnet } from "../net/cidr.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
 import { directRouting, overlayDriver, overlayLocal } from "../networks/overlay.ts";
-import { ensureOverlayDevice, overlayIfname, syncPeers } from "../networks/overlay-peers.ts";
+import { directPaths, ensureOverlayDevice, overlayIfname, syncPeers } from "../networks/overlay-peers.ts";
 import { networkDriver } from "../networks/registry.ts";
 import { BlockNeeded } from "../state/ipam.ts";
 import { createContext, removeContext } from "./contexts.ts";
@@ -175,6 +176,18 @@ export class OverlayEngine {
       if (mac) return mac;
     }
     return "";
+  }
+
+  /**
+   * MAC of the device holding this node's underlay address (the node record's underlayMac), undefined while there is
+   * none: peers with an internal direct-routed network let in direct packets from this MAC only.
+   */
+  underlayMac(): string | undefined {
+    try {
+      return this.host.rtnl.linkGet(this.underlayDevice().ifname)?.mac?.toLowerCase() || undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   statsView(): OverlayStats {
@@ -542,6 +555,7 @@ export class OverlayEngine {
     const blocks = (await networkBlocks(this.etcd)).map((b) => b.record);
     this.pathComplaints.delete("");
     const nets = this.host.store.listNetworks().filter((n) => overlayLocal(n) !== undefined);
+    const directAll: DirectPath[] = [];
     for (const net of nets) {
       const local = overlayLocal(net)!;
       try {
@@ -549,6 +563,8 @@ export class OverlayEngine {
         const direct = directRouting(net) ? this.onUnderlaySegment(local.underlayDev) : undefined;
         const peers = peersOf(net.name, nodes, blocks, this.node, direct);
         const done = syncPeers(this.host, local, peers);
+        // An internal network reaches its direct peers' blocks through the firewall's exact paths, nothing else.
+        if (net.internal && direct !== undefined) directAll.push(...directPaths(local, peers));
         const counts = this.peerStats.get(net.name) ?? {
           peers: 0,
           passes: 0,
@@ -594,6 +610,7 @@ export class OverlayEngine {
         this.pathComplaints.set(net.name, line);
       }
     }
+    syncDirectPaths(this.host, directAll);
     if (nets.length > 0)
       syncMembers(
         this.host,
