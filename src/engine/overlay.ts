@@ -129,6 +129,8 @@ export class OverlayEngine {
   private readonly leasedAt = new Map<string, number>();
   /** Networks the mirror could not make or remove, logged once each until that changes. */
   private readonly complaints = new Map<string, string>();
+  /** Whether the firewall holds direct paths of this engine's (undefined: not known yet, until the first pass). */
+  private directHeld: boolean | undefined;
 
   constructor(
     private readonly host: Host,
@@ -610,7 +612,11 @@ export class OverlayEngine {
         this.pathComplaints.set(net.name, line);
       }
     }
-    syncDirectPaths(this.host, directAll);
+    // A listing of the table costs a fork: a host with no such network asks once (leftovers of an earlier run go).
+    if (directAll.length > 0 || this.directHeld !== false) {
+      syncDirectPaths(this.host, directAll);
+      this.directHeld = directAll.length > 0;
+    }
     if (nets.length > 0)
       syncMembers(
         this.host,
