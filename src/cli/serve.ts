@@ -48,11 +48,13 @@ export function registerServe(program: Command): void {
       const cluster = config.cluster
         ? await ClusterMember.join(config.cluster, {
             version: netctxVersion(),
-            // The VXLAN devices' MAC (one per node, cluster/peers.ts vtepMacOf); "" until the first is made.
+            // The VXLAN devices' MAC (one per node, cluster/peers.ts vtepMacOf); "" until the first is made. The
+            // underlay device's MAC: what peers' internal direct-routed networks let in (firewall/overlay-direct.ts).
             facts: () => ({
               contexts: host.store.listContexts().length,
               blocks: overlay?.blocks() ?? [],
               vtepMac: overlay?.vtepMac() ?? "",
+              underlayMac: overlay?.underlayMac(),
             }),
             log,
           })

@@ -18,6 +18,8 @@ export interface NodeFacts {
   contexts: number;
   blocks: BlockRef[];
   vtepMac: string;
+  /** MAC of the underlay device (the node record's underlayMac); absent while the engine has not found it. */
+  underlayMac?: string | undefined;
 }
 
 export interface MembershipOptions {
@@ -132,6 +134,7 @@ export class Membership {
       name: this.o.name,
       underlay: this.o.underlay,
       vtepMac: facts.vtepMac,
+      ...(facts.underlayMac ? { underlayMac: facts.underlayMac } : {}),
       blocks: facts.blocks,
       contexts: facts.contexts,
       ttl: this.o.ttl,

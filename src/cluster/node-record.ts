@@ -14,6 +14,12 @@ export const NodeRecordSchema = z.object({
   underlay: z.string(),
   /** MAC of this node's VTEP; "" until the data path makes the VXLAN device. */
   vtepMac: z.string(),
+  /**
+   * MAC of the device that holds the underlay address: the Ethernet sender of this node's direct-routed packets, by
+   * which an internal network with direct routing tells them from anybody else's on the segment
+   * (firewall/overlay-direct-objects.ts). Absent from an older engine's record: nothing direct from it is let in.
+   */
+  underlayMac: z.string().optional(),
   /** Address blocks this node holds (their keys are /netctx/v1/blocks/NETWORK/CIDR). */
   blocks: z.array(BlockRefSchema),
   /** How many contexts the node's engine has, as of its last publish (re-published when it changes). */

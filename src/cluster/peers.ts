@@ -15,6 +15,8 @@ export interface OverlayPeer {
   underlay: string;
   /** MAC of its VXLAN device; "" until it has one (then only its direct routes can be made). */
   vtepMac: string;
+  /** MAC of its underlay device, when its record says (direct routing of an internal network lets in only it). */
+  underlayMac?: string;
   /** Its blocks of this network, v4 and v6 CIDRs (sorted). */
   blocks: string[];
   /** It shares this host's L2 underlay segment: route its blocks of the underlay's family without encapsulation. */
@@ -81,6 +83,7 @@ export function peersOf(
       node: n.name,
       underlay: n.underlay,
       vtepMac: n.vtepMac,
+      ...(n.underlayMac ? { underlayMac: n.underlayMac } : {}),
       blocks: [...byNode.get(n.name)!].sort(),
       ...(direct?.(n.underlay) ? { direct: true } : {}),
     }))

@@ -33,6 +33,7 @@ import {
 } from "../cluster/overlay-state.ts";
 import { peersOf } from "../cluster/peers.ts";
 import { conflict, errorLine, invalid, notFound } from "../errors.ts";
+import { type DirectPath, syncDirectPaths } from "../firewall/overlay-direct.ts";
 import { dropMemberGuard, syncMembers } from "../firewall/overlay-members.ts";
 import type { Host } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
@@ -42,7 +43,7 @@ import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import { cidrContains, parseInterfaceAddress, parseIp, parseSubnet } from "../net/cidr.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
 import { directRouting, overlayDriver, overlayLocal } from "../networks/overlay.ts";
-import { ensureOverlayDevice, overlayIfname, syncPeers } from "../networks/overlay-peers.ts";
+import { directPaths, ensureOverlayDevice, overlayIfname, syncPeers } from "../networks/overlay-peers.ts";
 import { networkDriver } from "../networks/registry.ts";
 import { BlockNeeded } from "../state/ipam.ts";
 import { createContext, removeContext } from "./contexts.ts";
@@ -128,6 +129,8 @@ export class OverlayEngine {
   private readonly leasedAt = new Map<string, number>();
   /** Networks the mirror could not make or remove, logged once each until that changes. */
   private readonly complaints = new Map<string, string>();
+  /** Whether the firewall holds direct paths of this engine's (undefined: not known yet, until the first pass). */
+  private directHeld: boolean | undefined;
 
   constructor(
     private readonly host: Host,
@@ -175,6 +178,18 @@ export class OverlayEngine {
       if (mac) return mac;
     }
     return "";
+  }
+
+  /**
+   * MAC of the device holding this node's underlay address (the node record's underlayMac), undefined while there is
+   * none: peers with an internal direct-routed network let in direct packets from this MAC only.
+   */
+  underlayMac(): string | undefined {
+    try {
+      return this.host.rtnl.linkGet(this.underlayDevice().ifname)?.mac?.toLowerCase() || undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   statsView(): OverlayStats {
@@ -542,6 +557,7 @@ export class OverlayEngine {
     const blocks = (await networkBlocks(this.etcd)).map((b) => b.record);
     this.pathComplaints.delete("");
     const nets = this.host.store.listNetworks().filter((n) => overlayLocal(n) !== undefined);
+    const directAll: DirectPath[] = [];
     for (const net of nets) {
       const local = overlayLocal(net)!;
       try {
@@ -549,6 +565,8 @@ export class OverlayEngine {
         const direct = directRouting(net) ? this.onUnderlaySegment(local.underlayDev) : undefined;
         const peers = peersOf(net.name, nodes, blocks, this.node, direct);
         const done = syncPeers(this.host, local, peers);
+        // An internal network reaches its direct peers' blocks through the firewall's exact paths, nothing else.
+        if (net.internal && direct !== undefined) directAll.push(...directPaths(local, peers));
         const counts = this.peerStats.get(net.name) ?? {
           peers: 0,
           passes: 0,
@@ -593,6 +611,11 @@ export class OverlayEngine {
         if (this.pathComplaints.get(net.name) !== line) this.o.log(`overlay: network ${net.name}: ${line}`);
         this.pathComplaints.set(net.name, line);
       }
+    }
+    // A listing of the table costs a fork: a host with no such network asks once (leftovers of an earlier run go).
+    if (directAll.length > 0 || this.directHeld !== false) {
+      syncDirectPaths(this.host, directAll);
+      this.directHeld = directAll.length > 0;
     }
     if (nets.length > 0)
       syncMembers(

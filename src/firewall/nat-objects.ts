@@ -1,7 +1,8 @@
 /**
- * What NAT (masquerade) and `internal` (no egress) networks keep in `table inet netctx`: 13 sets and 3 chains.
+ * What NAT (masquerade) and `internal` (no egress) networks keep in `table inet netctx`: 13 sets and 3 chains
+ * (and the 4 direct-routing sets its forward chain reads, overlay-direct-objects.ts).
  *
- * Why this shape: the rule set is a fixed list of 14 rules; networks and interfaces only add set elements, so
+ * Why this shape: the rule set is a fixed list of 20 rules; networks and interfaces only add set elements, so
  * the packet path costs the same set lookups with 1 network or 1000, and every change is an element diff.
  *  - `intra4`/`intra6` (`addr . addr`, interval): one element `S . T` per pair of subnets S, T of a network
  *    (one family). "saddr . daddr in intra" means "source and destination are in the same network", the no-NAT
@@ -76,12 +77,23 @@ export const NAT_CHAINS: readonly ChainDecl[] = [
     // From an internal network: the source must belong to the arrival interface's network (else a context
     // could spoof another network's address and leave through that network), and the packet must leave
     // through an interface of that same network. Into an internal network: only from the same network.
+    // An internal overlay network with direct routing (overlay-direct-objects.ts) leaves and is entered through the
+    // underlay device, which is no interface of it: the paths to and from its peers' blocks are accepted by exact
+    // (addresses, next hop, sender) before the egress and ingress drops, and only after the source check. What
+    // takes a direct path without having come from the network (the accept above did not take it) is dropped: nobody
+    // on the underlay sends through this host as one of its contexts, to a peer that would take it for this host's.
     rules: [
       "iifname . oifname @same_if accept",
       "iifname @internal_ifs iifname . ip saddr != @local4 drop",
       "iifname @internal_ifs iifname . ip6 saddr != @local6 drop",
+      "iifname @internal_ifs ip saddr . ip daddr . rt ip nexthop @direct_out4 accept",
+      "iifname @internal_ifs ip6 saddr . ip6 daddr . rt ip6 nexthop @direct_out6 accept",
+      "ip saddr . ip daddr . rt ip nexthop @direct_out4 drop",
+      "ip6 saddr . ip6 daddr . rt ip6 nexthop @direct_out6 drop",
       "iifname @internal_ifs oifname . ip saddr != @local4 drop",
       "iifname @internal_ifs oifname . ip6 saddr != @local6 drop",
+      "oifname @internal_ifs oifname . ip daddr @local4 ip saddr . ether saddr . ip daddr @direct_in4 accept",
+      "oifname @internal_ifs oifname . ip6 daddr @local6 ip6 saddr . ether saddr . ip6 daddr @direct_in6 accept",
       "oifname @internal_ifs iifname . ip daddr != @local4 drop",
       "oifname @internal_ifs iifname . ip6 daddr != @local6 drop",
     ],

@@ -14,6 +14,7 @@ import {
 } from "./nat-elements.ts";
 import { natListing } from "./nat-listing.ts";
 import { NAT_SETS } from "./nat-objects.ts";
+import { listedDirect } from "./overlay-direct-objects.ts";
 import { includedParts, rebuildLines, tableHealthy } from "./parts.ts";
 import type { TableListing } from "./tables.ts";
 
@@ -27,7 +28,8 @@ export function natScript(table: TableListing, model: Model, ensure: boolean): s
   if (!tableHealthy(table, parts)) {
     const anything = [...desired.values()].some((m) => m.size > 0);
     if (!table.exists && !ensure && !anything) return "";
-    return rebuildLines(table, parts, { nat: partElements(desired) }).join("\n");
+    // The direct-routing elements are not the registry's to derive (overlay-direct-objects.ts): kept as listed.
+    return rebuildLines(table, parts, { nat: [...partElements(desired), ...listedDirect(table)] }).join("\n");
   }
   return natDiff(table.table.name, natListing(table).elements, desired).lines.join("\n");
 }

@@ -13,6 +13,7 @@ import { ANTISPOOF } from "./antispoof-objects.ts";
 import { desiredElements, partElements } from "./nat-elements.ts";
 import { modelOf, natListing } from "./nat-listing.ts";
 import { NAT_CHAINS, NAT_SETS } from "./nat-objects.ts";
+import { DIRECT_SETS, listedDirect } from "./overlay-direct-objects.ts";
 import { OVERLAY_MEMBERS } from "./overlay-members-objects.ts";
 import { PUBLISH } from "./publish-objects.ts";
 import {
@@ -32,11 +33,16 @@ export const NAT: TablePart = {
   family: "inet",
   // The publish chains read its intra sets: it is made whenever the inet table is.
   base: true,
-  sets: NAT_SETS,
+  // Its forward chain reads the direct-routing sets, so they are made with it; their elements are the overlay data
+  // path's (overlay-direct.ts), which the registry cannot derive: a rebuild keeps them as listed.
+  sets: [...NAT_SETS, ...DIRECT_SETS],
   chains: NAT_CHAINS,
   elementsHealthy: (listing) => natListing(listing).parsed,
   // The registry sets say which networks and interfaces there are; the rest follows from them.
-  listed: (listing) => partElements(desiredElements(modelOf(natListing(listing)))),
+  listed: (listing) => [
+    ...partElements(desiredElements(modelOf(natListing(listing)))),
+    ...listedDirect(listing),
+  ],
 };
 
 /** In the order a rebuild makes them: that is the order a fresh host made them in, so a listing reads the same. */

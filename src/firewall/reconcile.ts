@@ -22,6 +22,7 @@ import { desiredElements, type FirewallNetwork, type Model, natModel, partElemen
 import { natListing } from "./nat-listing.ts";
 import { natDiff } from "./nat-script.ts";
 import type { Nft } from "./nft.ts";
+import { listedDirect } from "./overlay-direct-objects.ts";
 import { includedParts, type Job, rebuildLines, tableHealthy } from "./parts.ts";
 import {
   checkComment,
@@ -165,7 +166,8 @@ function reconcileNat(
     actions.push({ action: "remove", object: `nft element ${e}`, reason: "no network or interface owns it" });
   for (const e of diff.add)
     actions.push({ action: "add", object: `nft element ${e}`, reason: "a network or interface needs it" });
-  return { lines: diff.lines, fresh: rebuilt ? partElements(want) : [] };
+  // The direct-routing elements are the overlay data path's, which the model cannot derive: a rebuild keeps them.
+  return { lines: diff.lines, fresh: rebuilt ? [...partElements(want), ...listedDirect(inet)] : [] };
 }
 
 /**

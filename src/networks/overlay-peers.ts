@@ -23,6 +23,7 @@
  */
 import type { OverlayLocal, OverlayPeer } from "../cluster/peers.ts";
 import { conflict, invalid, NetctxError } from "../errors.ts";
+import type { DirectPath } from "../firewall/overlay-direct.ts";
 import type { Host } from "../host.ts";
 import { hostSlot } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
@@ -255,6 +256,28 @@ function desired(local: OverlayLocal, ifname: string, peers: readonly OverlayPee
     for (const [k, v] of mine) entries.set(k, v);
   }
   return { entries, skipped };
+}
+
+/**
+ * The peer blocks syncPeers routes directly (through the underlay device, to the peer's underlay address), each with
+ * every subnet of the network of its family and the peer's underlay MAC: what the firewall lets an internal network
+ * reach, and be reached from, outside its own interfaces (firewall/overlay-direct.ts). Derived from the same
+ * decision as the routes, so a peer left out of the data path is left out here too.
+ */
+export function directPaths(local: OverlayLocal, peers: readonly OverlayPeer[]): DirectPath[] {
+  const macs = new Map(peers.map((p) => [parseIp(p.underlay, "underlay").text, p.underlayMac]));
+  const subnets = (local.subnets ?? []).map((s, i) => parseSubnet(s, `subnets[${i}]`));
+  const paths: DirectPath[] = [];
+  for (const [key, value] of desired(local, overlayIfname(local.network), peers).entries) {
+    const [, underlay, , dev] = value.split(" ");
+    if (kindOf(key) !== "route" || dev !== local.underlayDev || underlay === undefined) continue;
+    const block = parseSubnet(key.slice(key.indexOf(" ") + 1), "route");
+    const mac = macs.get(underlay);
+    for (const s of subnets)
+      if (s.family === block.family && cidrsOverlap(s, block))
+        paths.push({ subnet: s.text, block: block.text, underlay, ...(mac ? { underlayMac: mac } : {}) });
+  }
+  return paths;
 }
 
 /** The device's entries as the kernel holds them: ours on it, and our direct routes on the underlay device. */

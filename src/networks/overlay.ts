@@ -121,13 +121,9 @@ export const overlayDriver: NetworkDriver = {
 
   validate(net) {
     bridgeIfname(net.name);
-    // Direct traffic leaves through the underlay device, which is no interface of the network: the internal rules
-    // (firewall/nat-objects.ts) would drop it, and letting the underlay device count as the network's would open it.
-    if (net.internal && directRouting(net))
-      throw invalid(
-        "direct-routing",
-        "--direct-routing does not go with --internal: direct traffic leaves through the underlay device, which an internal network may not use (leave out --direct-routing: VXLAN keeps an internal network in)",
-      );
+    // --internal with --direct-routing: direct traffic leaves through the underlay device, which is no interface of
+    // the network; the firewall lets through exactly the paths to and from the peers' blocks
+    // (firewall/overlay-direct-objects.ts), which the engine keeps in step with etcd.
     if (net.subnets.some((s) => s.gateway !== undefined))
       throw invalid(
         "gateway",

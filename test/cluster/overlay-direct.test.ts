@@ -3,7 +3,7 @@
  * engines on one etcd member. Each host routes the other hosts' IPv4 blocks via the peer's underlay address on its
  * underlay device (protocol 110, OVERLAY_ROUTE_PROTOCOL), holds no VXLAN route for them, and an IPv4 ping across
  * hosts leaves the VXLAN device's tx counter where it was; IPv6 blocks still go over VXLAN (the underlay is IPv4).
- * `--direct-routing` with `--internal` is refused in one line, before etcd hears of it.
+ * With `--internal` too: overlay-direct-internal.test.ts.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -13,9 +13,7 @@ import {
   createContext,
   createOverlay,
   ipj,
-  listed,
   type Made,
-  oneLine,
   pingFrom,
   txPackets,
   until,
@@ -89,24 +87,4 @@ test("direct routing: an IPv4 ping across hosts works and the VXLAN devices send
   );
   assert.ok(await pingFrom(d1, d2.v6!, 3), "h1 -> h2 over IPv6");
   assert.ok(txPackets(c.host(1), DEV) > tx[0]!, "IPv6 went over VXLAN");
-});
-
-test("--direct-routing with --internal is refused in one line, and etcd never hears of the network", async () => {
-  const r = await c
-    .host(2)
-    .netctx(
-      "network",
-      "create",
-      "dri",
-      "--driver",
-      "overlay",
-      "--subnet",
-      "10.83.0.0/16",
-      "--internal",
-      "--direct-routing",
-    );
-  assert.notEqual(r.code, 0);
-  assert.match(oneLine(r), /^error: .*--direct-routing does not go with --internal/);
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  for (const i of [1, 2, 3]) assert.ok(!(await listed(c.host(i), "dri")), `h${i} lists dri`);
 });
