@@ -24,7 +24,7 @@ import {
   type PortEntry,
 } from "../model/policy-tables.ts";
 import type { NetworkRecord } from "../model/records.ts";
-import { type Cidr, cidrContains, parseCidr, parseIp } from "../net/cidr.ts";
+import { type Cidr, cidrContains, parseCidr } from "../net/cidr.ts";
 
 /** What the compiler needs of a context: its labels and, per network, its addresses ("10.1.0.2/24" or bare). */
 export interface PolicyContext {
@@ -44,9 +44,15 @@ type EntryKind = "context" | "gateway" | "cidr" | "remote" | "world";
 
 interface Slot {
   entry: AddressEntry;
-  cidr: Cidr;
+  /** Parsed only when a spread needs it: parsing every context's address on every compile was most of its cost. */
+  cidr: Cidr | undefined;
   kinds: Set<EntryKind>;
 }
+
+const cidrOf = (s: Slot): Cidr => {
+  s.cidr ??= parseCidr(s.entry.cidr, "address");
+  return s.cidr;
+};
 
 type Mark = (e: AddressEntry) => void;
 
@@ -57,13 +63,12 @@ export function compilePolicies({ policies, contexts, networks }: CompileInput):
       `policies: ${policies.length} policies, the tables hold ${MAX_POLICIES}`,
     );
   const slots = new Map<string, Slot>();
+  /** `text`: canonical (a record's address as hostCidr makes it, a parsed selector's or subnet's text). */
   const slot = (text: string, kind: EntryKind): Slot => {
-    const cidr = parseCidr(text, "address");
-    const key = cidr.text;
-    let s = slots.get(key);
+    let s = slots.get(text);
     if (!s) {
-      s = { entry: emptyEntry(key), cidr, kinds: new Set() };
-      slots.set(key, s);
+      s = { entry: emptyEntry(text), cidr: undefined, kinds: new Set() };
+      slots.set(text, s);
     }
     s.kinds.add(kind);
     return s;
@@ -118,7 +123,7 @@ export function compilePolicies({ policies, contexts, networks }: CompileInput):
         if (net?.cluster)
           for (const sub of net.subnets) {
             const s = slot(sub.cidr, "remote");
-            spreads.push({ cidr: s.cidr, mark });
+            spreads.push({ cidr: cidrOf(s), mark });
           }
         return;
       }
@@ -171,29 +176,21 @@ export function compilePolicies({ policies, contexts, networks }: CompileInput):
   });
 
   for (const s of slots.values()) {
-    for (const spread of spreads)
-      if (spread.cidr.prefix <= s.cidr.prefix && cidrContains(spread.cidr, s.cidr.family, s.cidr.network))
+    for (const spread of spreads) {
+      const c = cidrOf(s);
+      if (spread.cidr.prefix <= c.prefix && cidrContains(spread.cidr, c.family, c.network))
         spread.mark(s.entry);
+    }
     const worldly = s.kinds.has("world") || (s.kinds.size === 1 && s.kinds.has("cidr"));
     if (worldly) for (const mark of worldMarks) mark(s.entry);
   }
 
-  const addresses = [...slots.values()]
-    .sort(
-      (a, b) =>
-        a.cidr.family - b.cidr.family ||
-        compareBig(a.cidr.network, b.cidr.network) ||
-        a.cidr.prefix - b.cidr.prefix,
-    )
-    .map((s) => s.entry);
+  // Ordered by text: the same records give the same list (the order means nothing to the longest-prefix match).
+  const addresses = [...slots.keys()].sort().map((key) => slots.get(key)!.entry);
   const portList = [...ports.values()].sort((a, b) =>
     a.proto < b.proto ? -1 : a.proto > b.proto ? 1 : a.port - b.port,
   );
   return { addresses, ports: portList, anyPort };
-}
-
-function compareBig(a: bigint, b: bigint): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function emptyEntry(cidr: string): AddressEntry {
@@ -210,10 +207,15 @@ function emptyEntry(cidr: string): AddressEntry {
   };
 }
 
-/** "10.1.0.2/24" (an interface address) or "10.1.0.2" as the one host: "10.1.0.2/32". */
+/**
+ * "10.1.0.2/24" (an interface address) or "10.1.0.2" as the one host: "10.1.0.2/32". Records hold canonical
+ * addresses (the store writes them so), so the text is kept as it is: parsing each on every compile cost more than the
+ * rest of the compile.
+ */
 function hostCidr(address: string): string {
-  const ip = parseIp(address.includes("/") ? address.slice(0, address.indexOf("/")) : address, "address");
-  return `${ip.text}/${ip.family === 4 ? 32 : 128}`;
+  const slash = address.indexOf("/");
+  const ip = slash < 0 ? address : address.slice(0, slash);
+  return `${ip}/${ip.includes(":") ? 128 : 32}`;
 }
 
 /** A network's gateway addresses on this host: its subnets' gateways, or those of the blocks this node holds. */
