@@ -6,7 +6,13 @@
 import { specOf } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
 import { isReservedLabel } from "../model/labels.ts";
-import { DEFAULT_DENY_OPTION, ISOLATE_OPTION } from "../model/policy.ts";
+import {
+  DEFAULT_DENY_OPTION,
+  formatPort,
+  ISOLATE_OPTION,
+  type PolicyInput,
+  type PolicyRecord,
+} from "../model/policy.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import type { ContextInput, NetworkInput } from "../model/schemas.ts";
 import type { StateStore } from "../state/state-store.ts";
@@ -15,6 +21,8 @@ export interface StateExport {
   version: 1;
   networks: NetworkInput[];
   contexts: ContextInput[];
+  /** Present when there are policies: the export is an apply file, and apply takes them. */
+  policies?: PolicyInput[];
 }
 
 export function exportState(store: StateStore): StateExport {
@@ -24,7 +32,19 @@ export function exportState(store: StateStore): StateExport {
     .listContexts()
     .filter((c) => c.status === "ready")
     .map(contextInputOf);
-  return { version: 1, networks, contexts };
+  const policies = store.listPolicies().map(policyInputOf);
+  return { version: 1, networks, contexts, ...(policies.length ? { policies } : {}) };
+}
+
+/** The input that adds the policy again. */
+export function policyInputOf(p: PolicyRecord): PolicyInput {
+  return {
+    name: p.name,
+    to: p.to,
+    from: p.from,
+    ...(p.ports.length ? { ports: p.ports.map(formatPort) } : {}),
+    ...(p.egress ? { egress: true } : {}),
+  };
 }
 
 /** The input that makes the network again. */

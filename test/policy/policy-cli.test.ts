@@ -220,3 +220,26 @@ test("with the engine running, policy add and rm go through it", async () => {
   }
   assert.deepEqual(policies(), []);
 });
+
+test("state export carries the user's labels and the policies, as an apply file takes them", () => {
+  netctxOk("policy", "add", "exported", "--to", "app=db", "--from", "web", "--port", "8080-8081");
+  try {
+    const dump = JSON.parse(netctxOk("state", "export")) as {
+      contexts: { name: string; labels?: Record<string, string> }[];
+      networks: { name: string; isolate?: boolean; defaultDeny?: boolean }[];
+      policies?: unknown[];
+    };
+    assert.deepEqual(dump.contexts.find((c) => c.name === "web")?.labels, {
+      app: "web",
+      "example.com/tier": "front",
+    });
+    const pol = dump.networks.find((n) => n.name === "pol")!;
+    assert.equal(pol.isolate, true);
+    assert.equal(pol.defaultDeny, true);
+    assert.deepEqual(dump.policies, [
+      { name: "exported", to: "app=db", from: "web", ports: ["8080-8081/tcp"] },
+    ]);
+  } finally {
+    netctxOk("policy", "rm", "exported");
+  }
+});
