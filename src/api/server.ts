@@ -14,6 +14,7 @@ import { connectContext, disconnectContext } from "../engine/context-networks.ts
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import type { OverlayEngine } from "../engine/overlay.ts";
+import { addPolicy, policyView, removePolicy } from "../engine/policies.ts";
 import { contextView, contextViews, inspectView } from "../engine/views.ts";
 import { NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
@@ -81,6 +82,13 @@ export function handle(
       if (method === "GET") return json(200, host.store.getNetwork(name!) ?? throwNotFound("network", name!));
       if (method === "POST") return json(201, createNetwork(host, JSON.parse(body || "{}")));
       if (method === "DELETE") return json(200, removeNetwork(host, name!));
+    }
+    if (kind === "policies") {
+      if (method === "GET" && !name) return json(200, host.store.listPolicies().map(policyView));
+      if (method === "GET")
+        return json(200, policyView(host.store.getPolicy(name!) ?? throwNotFound("policy", name!)));
+      if (method === "POST" && !name) return json(201, policyView(addPolicy(host, JSON.parse(body || "{}"))));
+      if (method === "DELETE") return json(200, { removed: removePolicy(host, name!) !== undefined });
     }
     if (kind === "contexts") {
       if (method === "GET" && !name) return json(200, contextViews(host));

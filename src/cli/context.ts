@@ -5,6 +5,7 @@ import { createContext, removeContext } from "../engine/contexts.ts";
 import { type ContextView, contextView, contextViews, inspectView } from "../engine/views.ts";
 import { conflict, notFound } from "../errors.ts";
 import { contextExecArgv, EXEC_SETUP_FAILED, execInto } from "../exec/enter.ts";
+import { labelsFromArgs } from "../model/labels.ts";
 import { parseBandwidthArg } from "../model/publish.ts";
 import { cliConfig } from "./config.ts";
 import { CliExit } from "./exit.ts";
@@ -20,6 +21,7 @@ interface CreateOptions {
   route: string[];
   publish: string[];
   bandwidth?: string;
+  label: string[];
   json?: boolean;
 }
 
@@ -49,6 +51,12 @@ export function registerContext(program: Command): void {
       "--bandwidth <rate>",
       "l2 rate limit: RATE (both ways) or IN/OUT, tc units (10mbit, 500kbit; - = none)",
     )
+    .option(
+      "--label <key=value>",
+      "a label policy selectors match (repeatable; Kubernetes label syntax; netctx.*, cni.*, k8s.* are netctx's own)",
+      collect,
+      [],
+    )
     .option("--json", "print the context as JSON")
     .action(async (name: string, o: CreateOptions) => {
       const input = {
@@ -61,6 +69,7 @@ export function registerContext(program: Command): void {
         ...(o.route.length ? { routes: o.route } : {}),
         ...(o.publish.length ? { publish: o.publish } : {}),
         ...(o.bandwidth !== undefined ? { bandwidth: parseBandwidthArg(o.bandwidth) } : {}),
+        ...(o.label.length ? { labels: labelsFromArgs("label", o.label) } : {}),
       };
       const view =
         (await callEngine<ContextView>(cliConfig().socketPath, "POST", "/v1/contexts", input)) ??
@@ -78,8 +87,17 @@ export function registerContext(program: Command): void {
         const views = contextViews(host);
         if (o.json) return printJson(views);
         printTable(
-          ["NAME", "LEVEL", "STATUS", "NETWORKS", "ADDRESSES"],
-          views.map((v) => [v.name, v.level, v.status, v.networks.join(","), v.addresses.join(",")]),
+          ["NAME", "LEVEL", "STATUS", "NETWORKS", "ADDRESSES", "LABELS"],
+          views.map((v) => [
+            v.name,
+            v.level,
+            v.status,
+            v.networks.join(","),
+            v.addresses.join(","),
+            Object.entries(v.labels ?? {})
+              .map(([k, val]) => `${k}=${val}`)
+              .join(","),
+          ]),
         );
       });
     });

@@ -8,6 +8,7 @@ import { type ContextView, contextView } from "../engine/views.ts";
 import { invalid, NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
+import { networkSwitches } from "../model/policy.ts";
 import type { NetworkRecord } from "../model/records.ts";
 import { shown } from "../net/ifname.ts";
 import { networkDriver, networkDriverNames, networkDriverOptionKeys } from "../networks/registry.ts";
@@ -27,6 +28,8 @@ interface CreateOptions {
   parent?: string;
   block?: string;
   directRouting?: boolean;
+  isolate?: boolean;
+  defaultDeny?: boolean;
   json?: boolean;
 }
 
@@ -58,6 +61,8 @@ export function registerNetwork(program: Command): void {
     .option("--internal", "no egress: contexts reach only each other and the gateway")
     .option("--mtu <n>", "MTU (default: the MTU of the host's default-route device, else 1500)")
     .option("--no-antispoof", "let contexts send with addresses and MACs that are not theirs")
+    .option("--isolate", "its contexts cannot reach each other, only the gateway and beyond (policy)")
+    .option("--default-deny", "every context on it accepts only what a policy allows (policy)")
     .option(
       "-o, --opt <key=value>",
       `driver option (repeatable; ${networkDriverOptionKeys().join("; ") || "no driver takes any"})`,
@@ -74,6 +79,8 @@ export function registerNetwork(program: Command): void {
         nat: o.nat ?? false,
         internal: o.internal ?? false,
         antispoof: o.antispoof,
+        ...(o.isolate ? { isolate: true } : {}),
+        ...(o.defaultDeny ? { defaultDeny: true } : {}),
         ...(o.mtu !== undefined ? { mtu: parseNumber("mtu", o.mtu) } : {}),
         ...(o.opt.length || o.parent !== undefined || o.block !== undefined || o.directRouting
           ? {
@@ -102,7 +109,7 @@ export function registerNetwork(program: Command): void {
         const nets = host.store.listNetworks();
         if (o.json) return printJson(nets.map((n) => networkView(host, n)));
         printTable(
-          ["NAME", "DRIVER", "SUBNETS", "GATEWAYS", "NAT", "INTERNAL", "MTU", "CONTEXTS"],
+          ["NAME", "DRIVER", "SUBNETS", "GATEWAYS", "NAT", "INTERNAL", "MTU", "POLICY", "CONTEXTS"],
           nets.map((n) => {
             const v = networkView(host, n);
             return [
@@ -113,6 +120,7 @@ export function registerNetwork(program: Command): void {
               yesNo(n.nat),
               yesNo(n.internal),
               String(n.mtu),
+              switchesText(v),
               String(v.contexts.length),
             ];
           }),
@@ -225,7 +233,18 @@ function networkView(host: Host, net: NetworkRecord) {
     .map((c) => c.name);
   // Live from the kernel, what the driver tells (a bridge: whether contexts reach each other past it).
   const live = networkDriver(net.driver).inspect?.(host, net) ?? {};
-  return { ...net, contexts, leases: host.store.leases({ network: net.name }), ...live };
+  return {
+    ...net,
+    ...networkSwitches(net.options),
+    contexts,
+    leases: host.store.leases({ network: net.name }),
+    ...live,
+  };
+}
+
+/** `isolate,default-deny`, or `-` for a network with neither switch. */
+function switchesText(v: { isolate: boolean; defaultDeny: boolean }): string {
+  return [v.isolate ? "isolate" : "", v.defaultDeny ? "default-deny" : ""].filter(Boolean).join(",") || "-";
 }
 
 function yesNo(b: boolean): string {

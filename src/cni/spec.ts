@@ -85,6 +85,8 @@ export const NetConfSchema = z.strictObject({
   gateway: z.union([z.string(), z.array(z.string())]).optional(),
   nat: z.boolean().optional(),
   mtu: z.number().int().min(68).max(65535).optional(),
+  /** Labels every context of this config gets (policy selectors match them; model/labels.ts syntax). */
+  labels: z.record(z.string(), z.string()).optional(),
 });
 export type NetConf = z.infer<typeof NetConfSchema>;
 
@@ -137,7 +139,19 @@ export function clip(value: string): string {
   return value.length > 80 ? `${value.slice(0, 80)}...` : value;
 }
 
-const KNOWN_ARGS = new Set(["IgnoreUnknown", "IP", "MAC"]);
+/**
+ * The keys kubelet and CRI runtimes (containerd, CRI-O) pass: the pod's namespace and name become the context's
+ * labels (model/labels.ts K8S_LABELS); the infra container id and pod uid are taken and not used.
+ */
+const KNOWN_ARGS = new Set([
+  "IgnoreUnknown",
+  "IP",
+  "MAC",
+  "K8S_POD_NAMESPACE",
+  "K8S_POD_NAME",
+  "K8S_POD_INFRA_CONTAINER_ID",
+  "K8S_POD_UID",
+]);
 
 /** CNI_ARGS "K=V;K=V"; unknown keys are an error unless IgnoreUnknown=1 (the reference plugins' convention). */
 export function parseArgs(text: string): Map<string, string> {

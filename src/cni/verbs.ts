@@ -11,6 +11,7 @@ import { NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
 import { specOf } from "../levels/driver.ts";
+import { checkUserLabels, K8S_LABELS } from "../model/labels.ts";
 import { LINK_GROUP } from "../model/names.ts";
 import type { Bandwidth } from "../model/publish.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
@@ -28,6 +29,28 @@ export const LABEL_CONFIG = "cni.config";
 /** Context names are limited to 12 characters (nc-NAME must fit IFNAMSIZ): "c" + 11 hex of sha256(id, ifname). */
 export function contextNameFor(containerId: string, ifname: string): string {
   return `c${createHash("sha256").update(`${containerId}\0${ifname}`).digest("hex").slice(0, 11)}`;
+}
+
+/** The config's `labels`, as a user's: netctx's own keys are refused (code 7, the config is invalid). */
+function configLabels(conf: NetConf): Record<string, string> {
+  if (!conf.labels) return {};
+  try {
+    checkUserLabels("labels", conf.labels);
+  } catch (err) {
+    if (err instanceof NetctxError) throw new CniError(CniCode.invalidConfig, err.message);
+    throw err;
+  }
+  return conf.labels;
+}
+
+/** K8S_POD_NAMESPACE and K8S_POD_NAME from CNI_ARGS as the labels k8s.namespace and k8s.pod. */
+function podLabels(env: CniEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [arg, label] of Object.entries(K8S_LABELS)) {
+    const value = env.args.get(arg);
+    if (value) out[label] = value;
+  }
+  return out;
 }
 
 /** Namespace files (a /run/netns bind mount, /proc/PID/ns/net) all live on nsfs: one device number. */
@@ -69,7 +92,13 @@ export function cniAdd(host: Host, env: CniEnv, conf: NetConf): Result {
     ...(mac ? { mac } : {}),
     ifnames: [env.ifname],
     netns: env.netns,
-    labels: { [LABEL_CONTAINER]: env.containerId, [LABEL_IFNAME]: env.ifname, [LABEL_CONFIG]: conf.name },
+    labels: {
+      ...configLabels(conf),
+      ...podLabels(env),
+      [LABEL_CONTAINER]: env.containerId,
+      [LABEL_IFNAME]: env.ifname,
+      [LABEL_CONFIG]: conf.name,
+    },
     ...capabilities(conf),
   });
   return mergePrev(conf.prevResult, resultOf(host, record, net, conf));

@@ -43,9 +43,11 @@ export function describeStep(step: Step): string {
   switch (step.op) {
     case "replace-context":
     case "replace-network":
+    case "replace-policy":
       return `${what} ${step.name} (${step.why} differs)`;
     case "remove-context":
     case "remove-network":
+    case "remove-policy":
       return `${what} ${step.name} (${step.why})`;
     default:
       return `${what} ${step.name}`;
@@ -62,7 +64,9 @@ function planLines(plan: Plan, say: (line: string) => void): void {
 /** Before any change: what the apply will remove, and what it leaves alone because another made it. */
 function announceLines(plan: Plan, say: (line: string) => void): void {
   for (const note of plan.notes) say(`note: ${note}`);
-  const removals = plan.steps.filter((s) => s.op === "remove-context" || s.op === "remove-network");
+  const removals = plan.steps.filter(
+    (s) => s.op === "remove-context" || s.op === "remove-network" || s.op === "remove-policy",
+  );
   if (removals.length)
     say(
       `scene "${plan.scene}" will remove: ${removals.map((s) => `${s.op.slice("remove-".length)} ${s.name}`).join(", ")}`,

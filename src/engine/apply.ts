@@ -13,10 +13,12 @@
  * made again from its record (addresses and first MAC kept).
  */
 import { z } from "zod";
-import { conflict, invalid, NetctxError } from "../errors.ts";
+import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
+import { checkUserLabels, isReservedLabel } from "../model/labels.ts";
 import { checkName } from "../model/names.ts";
+import { networkSwitches, PolicyInputSchema, type PolicyRecord } from "../model/policy.ts";
 import { formatPublish } from "../model/publish.ts";
 import { type ContextRecord, type NetworkRecord, SCENE_LABEL, SceneNameSchema } from "../model/records.ts";
 import {
@@ -37,6 +39,8 @@ import {
   removeContext,
 } from "./contexts.ts";
 import { checkedNetwork, createNetwork, removeNetwork } from "./networks.ts";
+import { checkedPolicy, removePolicy, restorePolicy } from "./policies.ts";
+import { syncPolicyTables } from "./policy-sync.ts";
 import { contextInputOf, networkInputOf } from "./state-export.ts";
 
 export const SceneSchema = z.strictObject({
@@ -45,6 +49,8 @@ export const SceneSchema = z.strictObject({
   name: SceneNameSchema.optional(),
   networks: z.array(NetworkInputSchema).optional(),
   contexts: z.array(ContextInputSchema).optional(),
+  /** Policies (issue 19): `{name, to, from, ports, egress}` each, as `netctx policy add` takes them. */
+  policies: z.array(PolicyInputSchema).optional(),
 });
 export type Scene = z.infer<typeof SceneSchema>;
 
@@ -54,7 +60,11 @@ export type Step =
   | { op: "replace-network"; name: string; input: NetworkInput; at: string; why: string }
   | { op: "create-context"; name: string; input: ContextInput; at: string }
   | { op: "replace-context"; name: string; input: ContextInput; at: string; why: string }
+  | { op: "relabel-context"; name: string; labels: Record<string, string>; at: string }
+  | { op: "create-policy"; name: string; record: PolicyRecord; at: string }
+  | { op: "replace-policy"; name: string; record: PolicyRecord; at: string; why: string }
   | { op: "remove-context"; name: string; why: string }
+  | { op: "remove-policy"; name: string; why: string }
   | { op: "remove-network"; name: string; why: string };
 
 export interface Plan {
@@ -68,6 +78,8 @@ export interface ParsedScene {
   name: string;
   networks: NetworkInput[];
   contexts: ContextInput[];
+  /** Checked records, without their scene yet. */
+  policies: PolicyRecord[];
 }
 
 /**
@@ -109,6 +121,16 @@ export function parseScene(host: Host, raw: unknown, source?: string): ParsedSce
         `${at}.labels`,
         `"${SCENE_LABEL}" is apply's own label: it names the scene that made a context`,
       );
+    if (c.labels) checkUserLabels(`${at}.labels`, c.labels);
+  });
+  const policyNames = new Set<string>();
+  const policies = (scene.policies ?? []).map((p, i) => {
+    const at = `policies[${i}]`;
+    const record = checkedPolicy(p, {}, `${at}.`);
+    if (policyNames.has(record.name))
+      throw conflict(`${at}.name`, `policy "${record.name}" is declared twice`);
+    policyNames.add(record.name);
+    return record;
   });
   const name = scene.name ?? source;
   if (name === undefined)
@@ -116,7 +138,7 @@ export function parseScene(host: Host, raw: unknown, source?: string): ParsedSce
       "name",
       "a scene needs a name: name: in the file (the CLI takes the file's path otherwise)",
     );
-  return { name, networks, contexts };
+  return { name, networks, contexts, policies };
 }
 
 /** Whether a driver makes networks that span hosts (overlay): those are not an apply's to make. */
@@ -237,7 +259,39 @@ export function planScene(host: Host, raw: unknown, opts: PlanOptions = {}): Pla
       return;
     }
     if (why) contextSteps.push({ op: "replace-context", name: c.name, input, at, why });
+    else if (labelsDiffer(have, c))
+      contextSteps.push({ op: "relabel-context", name: c.name, labels: input.labels ?? {}, at });
   });
+
+  // Policies before contexts: a context the plan makes is never open for a moment its policies close.
+  const policySteps: Step[] = [];
+  const declaredPolicies = new Set(scene.policies.map((p) => p.name));
+  scene.policies.forEach((p, i) => {
+    const at = `policies[${i}]`;
+    const record: PolicyRecord = { ...p, scene: me };
+    const have = host.store.getPolicy(p.name);
+    if (!have) {
+      policySteps.push({ op: "create-policy", name: p.name, record, at });
+      return;
+    }
+    const why = policyDifference(have, p);
+    if (have.scene !== me) {
+      if (why)
+        throw conflict(
+          `${at}.name`,
+          `policy "${p.name}" exists, ${madeBy(have.scene, me)}, with another ${why}: apply does not take over what it did not make; remove it (netctx policy rm ${p.name}) or rename it in the file`,
+        );
+      notes.push(
+        `policy ${p.name} exists, ${madeBy(have.scene, me)}: used as it is, never pruned by this scene`,
+      );
+      return;
+    }
+    if (why) policySteps.push({ op: "replace-policy", name: p.name, record, at, why });
+  });
+  if (opts.prune)
+    for (const p of host.store.listPolicies())
+      if (p.scene === me && !declaredPolicies.has(p.name))
+        early.push({ op: "remove-policy", name: p.name, why: "no longer in the file" });
 
   const late: Step[] = [];
   if (opts.prune) {
@@ -260,7 +314,7 @@ export function planScene(host: Host, raw: unknown, opts: PlanOptions = {}): Pla
       late.push({ op: "remove-network", name: n.name, why: "no longer in the file" });
     }
   }
-  return { scene: me, steps: [...early, ...networkSteps, ...contextSteps, ...late], notes };
+  return { scene: me, steps: [...early, ...networkSteps, ...policySteps, ...contextSteps, ...late], notes };
 }
 
 /**
@@ -306,6 +360,19 @@ export function rehearsePlan(host: Host, plan: Plan): void {
             break;
           case "remove-network":
             host.store.deleteNetwork(step.name);
+            break;
+          case "relabel-context":
+            relabel(host, step.name, step.labels);
+            break;
+          case "create-policy":
+            host.store.insertPolicy(step.record);
+            break;
+          case "replace-policy":
+            host.store.deletePolicy(step.name);
+            host.store.insertPolicy(step.record);
+            break;
+          case "remove-policy":
+            host.store.deletePolicy(step.name);
         }
       }
       throw done;
@@ -331,7 +398,40 @@ function networkDifference(have: NetworkRecord, want: NetworkInput): string | un
   if (have.nat !== (want.nat ?? false)) return "nat";
   if (have.internal !== (want.internal ?? false)) return "internal";
   if (want.mtu !== undefined && have.mtu !== want.mtu) return "mtu";
+  const switches = networkSwitches(have.options);
+  if (switches.isolate !== (want.isolate ?? false)) return "isolate";
+  if (switches.defaultDeny !== (want.defaultDeny ?? false)) return "defaultDeny";
   return undefined;
+}
+
+function policyDifference(have: PolicyRecord, want: PolicyRecord): string | undefined {
+  if (have.to !== want.to) return "to";
+  if (have.from !== want.from) return "from";
+  if (have.egress !== want.egress) return "egress";
+  if (JSON.stringify(have.ports) !== JSON.stringify(want.ports)) return "ports";
+  return undefined;
+}
+
+/** The user's labels (netctx's own marks aside) differ: they change in place, the context stays. */
+function labelsDiffer(have: ContextRecord, want: ContextInput): boolean {
+  const mine = Object.entries(specOf(have).labels ?? {}).filter(([k]) => !isReservedLabel(k));
+  const wanted = Object.entries(want.labels ?? {});
+  return JSON.stringify(mine.sort()) !== JSON.stringify(wanted.sort());
+}
+
+/**
+ * Give a context the user labels `labels` (netctx's marks kept); returns the labels it had, for an undo. In the
+ * caller's transaction when there is one; writes no tables.
+ */
+function relabel(host: Host, name: string, labels: Record<string, string>): Record<string, string> {
+  const record = host.store.getContext(name);
+  if (!record) throw notFound("context", name);
+  const before = { ...(specOf(record).labels ?? {}) };
+  const marks = Object.fromEntries(Object.entries(before).filter(([k]) => isReservedLabel(k)));
+  const next = { ...labels, ...marks };
+  record.spec = { ...record.spec, labels: next };
+  host.store.updateContext(record);
+  return before;
 }
 
 function contextDifference(have: ContextRecord, want: ContextInput): string | undefined {
@@ -372,7 +472,7 @@ export function applyScene(host: Host, raw: unknown, opts: ApplyOptions = {}): P
  */
 export function planDestroy(host: Host, raw: unknown, opts: PlanOptions = {}): Plan {
   const scene = parseScene(host, raw, opts.source);
-  const empty = { networks: [], contexts: [] };
+  const empty = { networks: [], contexts: [], policies: [] };
   const plan = planScene(host, empty, { prune: true, source: scene.name });
   const notes: string[] = [];
   for (const n of scene.networks) {
@@ -384,6 +484,11 @@ export function planDestroy(host: Host, raw: unknown, opts: PlanOptions = {}): P
     const have = host.store.getContext(c.name);
     if (have && sceneOf(have) !== scene.name)
       notes.push(`context ${c.name} exists, ${madeBy(sceneOf(have), scene.name)}: left as it is`);
+  }
+  for (const p of scene.policies) {
+    const have = host.store.getPolicy(p.name);
+    if (have && have.scene !== scene.name)
+      notes.push(`policy ${p.name} exists, ${madeBy(have.scene, scene.name)}: left as it is`);
   }
   const steps = plan.steps.map((s) => ("why" in s ? { ...s, why: "the scene is destroyed" } : s));
   return { scene: scene.name, steps, notes };
@@ -499,5 +604,34 @@ function runStep(
       return;
     case "remove-network":
       removeNetworkUndoably(host, step.name, undo);
+      return;
+    case "relabel-context": {
+      const before = relabel(host, step.name, step.labels);
+      syncPolicyTables(host, [step.name]);
+      undo.push(() => {
+        const record = host.store.getContext(step.name);
+        if (!record) return;
+        record.spec = { ...record.spec, labels: before };
+        host.store.updateContext(record);
+        syncPolicyTables(host, [step.name]);
+      });
+      return;
+    }
+    case "create-policy":
+      restorePolicy(host, step.record);
+      undo.push(() => removePolicy(host, step.name));
+      return;
+    case "replace-policy":
+      removePolicyUndoably(host, step.name, undo);
+      restorePolicy(host, step.record);
+      undo.push(() => removePolicy(host, step.name));
+      return;
+    case "remove-policy":
+      removePolicyUndoably(host, step.name, undo);
   }
+}
+
+function removePolicyUndoably(host: Host, name: string, undo: (() => void)[]): void {
+  const record = removePolicy(host, name);
+  if (record) undo.push(() => restorePolicy(host, record));
 }

@@ -18,6 +18,7 @@ import { randomMac } from "../net/cidr.ts";
 import { moveExtras } from "./context-extras.ts";
 import { leaseAttachment, networkForLevel } from "./contexts.ts";
 import { opMark, ownerAlive } from "./intent.ts";
+import { syncPolicyTables } from "./policy-sync.ts";
 
 type Changer = LevelDriver & Required<Pick<LevelDriver, "connect" | "disconnect">>;
 
@@ -62,13 +63,15 @@ export function connectContext(host: Host, raw: unknown): ContextRecord {
     });
     throw err;
   }
-  return host.store.transaction(() => {
+  const done = host.store.transaction(() => {
     const now = host.store.getContext(record.name);
     if (!now) return record;
-    const done = endConnect(now, record.op, found.op);
-    host.store.updateContext(done);
-    return done;
+    const marked = endConnect(now, record.op, found.op);
+    host.store.updateContext(marked);
+    return marked;
   });
+  syncPolicyTables(host, [record.name]);
+  return done;
 }
 
 /**
@@ -126,7 +129,7 @@ export function disconnectContext(host: Host, raw: unknown): ContextRecord {
   host.pause("disconnect:after-detach");
   moveExtras(host, found.name, spec, after.spec);
   // The record last: until the link is gone it still declares it, so the address is not handed out again early.
-  return host.store.transaction(() => {
+  const done = host.store.transaction(() => {
     host.store.release(att.network, found.name);
     const now = host.store.getContext(found.name);
     if (!now) return after;
@@ -134,6 +137,8 @@ export function disconnectContext(host: Host, raw: unknown): ContextRecord {
     host.store.updateContext(now);
     return now;
   });
+  syncPolicyTables(host, [found.name]);
+  return done;
 }
 
 /** The context `name`, when it is made, ready and of a level whose networks can change. */

@@ -14,6 +14,7 @@ import { type ContextSpec, specOf } from "../levels/driver.ts";
 import { FIRST_L3_TABLE } from "../levels/l3.ts";
 import { evictProcesses, refuseWhileRunning } from "../levels/processes.ts";
 import { levelDriver } from "../levels/registry.ts";
+import { checkRecordedLabels } from "../model/labels.ts";
 import { checkIfname, checkName, contextNetnsName, hostVethIfname } from "../model/names.ts";
 import type { ContextRecord, Level, NetworkRecord } from "../model/records.ts";
 import { checkRouteArgs } from "../model/route.ts";
@@ -25,6 +26,7 @@ import { hostDevice } from "../networks/host-net.ts";
 import { networkDriver } from "../networks/registry.ts";
 import { applyExtras, checkPublishFree, parseExtras, removeExtras } from "./context-extras.ts";
 import { opMark } from "./intent.ts";
+import { syncPolicyTables } from "./policy-sync.ts";
 import { declareAll } from "./reconcile/declare.ts";
 
 /** A context input checked against the store: what its record and attachments will be made of. */
@@ -45,6 +47,8 @@ export function createContext(host: Host, raw: unknown): ContextRecord {
   const record = withPendingRemovalsFinished(host, () =>
     host.store.transaction(() => recordContext(host, plan, new TableFinder(host))),
   );
+  // The tables hold the context before its links exist: on a default-deny network it is never open.
+  syncOrForget(host, [record]);
   host.pause("create:after-record");
   realizeContext(host, record);
   host.pause("create:before-ready");
@@ -70,6 +74,7 @@ export function createContexts(host: Host, raws: readonly unknown[]): ContextRec
       return plans.map((plan) => recordContext(host, plan, tables));
     }),
   );
+  syncOrForget(host, records);
   const realized: ContextRecord[] = [];
   try {
     withGuardBatch(host, () => {
@@ -88,6 +93,10 @@ export function createContexts(host: Host, raws: readonly unknown[]): ContextRec
     }
     // The one that failed undid itself; the ones never reached hold only records and leases.
     for (const record of records.slice(realized.length + 1)) forget(host, record.name);
+    syncAfterUndo(
+      host,
+      records.map((r) => r.name),
+    );
     throw err;
   }
   host.store.transaction(() => {
@@ -124,6 +133,7 @@ export function rehearseRemoval(host: Host, name: string): void {
 function planContext(host: Host, raw: unknown): ContextPlan {
   const input = parseInput(ContextInputSchema, raw);
   checkName("name", input.name);
+  if (input.labels) checkRecordedLabels("labels", input.labels);
   const level = levelDriver(input.level);
   const networks = resolveNetworks(host, input);
   const requested = splitRequestedIps(input, networks);
@@ -286,7 +296,29 @@ function realizeContext(host: Host, record: ContextRecord): void {
       // The original error is what the user needs; gc catches anything this left.
     }
     forget(host, record.name);
+    syncAfterUndo(host, [record.name]);
     throw err;
+  }
+}
+
+/** Write the tables with the new records in them; if that fails, the records go again (nothing of theirs is made). */
+function syncOrForget(host: Host, records: readonly ContextRecord[]): void {
+  const names = records.map((r) => r.name);
+  try {
+    syncPolicyTables(host, names);
+  } catch (err) {
+    for (const name of names) forget(host, name);
+    syncAfterUndo(host, names);
+    throw err;
+  }
+}
+
+/** The tables without records an undo removed; a failure here is not the one to report (gc and the next change fix it). */
+function syncAfterUndo(host: Host, names: readonly string[]): void {
+  try {
+    syncPolicyTables(host, names);
+  } catch {
+    // the original error is reported by the caller
   }
 }
 
@@ -402,6 +434,7 @@ function tearDown(host: Host, record: ContextRecord): void {
   }
   host.pause("rm:after-teardown");
   forget(host, record.name);
+  syncPolicyTables(host, [record.name]);
 }
 
 /**

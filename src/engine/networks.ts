@@ -5,6 +5,7 @@ import { type PortKind, prepareAntispoof, releaseIdleTables } from "../firewall/
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import { checkName } from "../model/names.ts";
+import { DEFAULT_DENY_OPTION, ISOLATE_OPTION } from "../model/policy.ts";
 import type { NetworkRecord, SubnetRecord } from "../model/records.ts";
 import { type NetworkInput, NetworkInputSchema, parseInput } from "../model/schemas.ts";
 import {
@@ -19,6 +20,7 @@ import {
 } from "../net/cidr.ts";
 import { checkDriverOptions, networkDriver, portGuardOf } from "../networks/registry.ts";
 import { opMark } from "./intent.ts";
+import { syncPolicyTables } from "./policy-sync.ts";
 
 export const DEFAULT_MTU = 1500;
 
@@ -63,6 +65,8 @@ export function makeNetwork(host: Host, record: NetworkRecord): NetworkRecord {
   }
   host.pause("network-create:before-ready");
   host.store.updateNetwork(record);
+  // Only a network's switches or gateways change the tables; nothing is compiled unless some policy part exists.
+  syncPolicyTables(host, []);
   return record;
 }
 
@@ -126,6 +130,7 @@ export function removeNetwork(host: Host, name: string, opts: { mirror?: boolean
   if (portGuardOf(record)) releaseIdleTables(host, guardedBesides(host, record.name));
   host.pause("network-rm:after-destroy");
   host.store.deleteNetwork(name);
+  syncPolicyTables(host, []);
   return record;
 }
 
@@ -157,7 +162,7 @@ function networkRecord(host: Host, input: NetworkInput): NetworkRecord {
       nat: input.nat ?? false,
       internal: input.internal ?? false,
       mtu: input.mtu ?? defaultRouteMtu(host),
-      options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true },
+      options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true, ...switchOptions(input) },
     };
   }
   const subnetRecords: SubnetRecord[] = subnets.map((subnet) => {
@@ -179,7 +184,15 @@ function networkRecord(host: Host, input: NetworkInput): NetworkRecord {
     nat: input.nat ?? false,
     internal: input.internal ?? false,
     mtu: input.mtu ?? defaultRouteMtu(host),
-    options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true },
+    options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true, ...switchOptions(input) },
+  };
+}
+
+/** `isolate` and `defaultDeny` as the record's options keep them (model/policy.ts), only when set. */
+function switchOptions(input: NetworkInput): Record<string, boolean> {
+  return {
+    ...(input.isolate ? { [ISOLATE_OPTION]: true } : {}),
+    ...(input.defaultDeny ? { [DEFAULT_DENY_OPTION]: true } : {}),
   };
 }
 

@@ -5,6 +5,14 @@
  */
 import { specOf } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
+import { isReservedLabel } from "../model/labels.ts";
+import {
+  DEFAULT_DENY_OPTION,
+  formatPort,
+  ISOLATE_OPTION,
+  type PolicyInput,
+  type PolicyRecord,
+} from "../model/policy.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import type { ContextInput, NetworkInput } from "../model/schemas.ts";
 import type { StateStore } from "../state/state-store.ts";
@@ -13,6 +21,8 @@ export interface StateExport {
   version: 1;
   networks: NetworkInput[];
   contexts: ContextInput[];
+  /** Present when there are policies: the export is an apply file, and apply takes them. */
+  policies?: PolicyInput[];
 }
 
 export function exportState(store: StateStore): StateExport {
@@ -22,12 +32,24 @@ export function exportState(store: StateStore): StateExport {
     .listContexts()
     .filter((c) => c.status === "ready")
     .map(contextInputOf);
-  return { version: 1, networks, contexts };
+  const policies = store.listPolicies().map(policyInputOf);
+  return { version: 1, networks, contexts, ...(policies.length ? { policies } : {}) };
+}
+
+/** The input that adds the policy again. */
+export function policyInputOf(p: PolicyRecord): PolicyInput {
+  return {
+    name: p.name,
+    to: p.to,
+    from: p.from,
+    ...(p.ports.length ? { ports: p.ports.map(formatPort) } : {}),
+    ...(p.egress ? { egress: true } : {}),
+  };
 }
 
 /** The input that makes the network again. */
 export function networkInputOf(n: NetworkRecord): NetworkInput {
-  const { antispoof, ...options } = n.options;
+  const { antispoof, [ISOLATE_OPTION]: isolate, [DEFAULT_DENY_OPTION]: defaultDeny, ...options } = n.options;
   return {
     name: n.name,
     driver: n.driver,
@@ -37,6 +59,8 @@ export function networkInputOf(n: NetworkRecord): NetworkInput {
     internal: n.internal,
     mtu: n.mtu,
     ...(typeof antispoof === "boolean" ? { antispoof } : {}),
+    ...(isolate === true ? { isolate } : {}),
+    ...(defaultDeny === true ? { defaultDeny } : {}),
     ...(Object.keys(options).length ? { options } : {}),
   };
 }
@@ -45,6 +69,8 @@ export function networkInputOf(n: NetworkRecord): NetworkInput {
 export function contextInputOf(c: ContextRecord): ContextInput {
   const spec = specOf(c);
   const mac = spec.attachments[0]?.mac;
+  // The user's labels; netctx's own marks (a scene, a CNI owner) belong to whoever makes the context again.
+  const labels = Object.fromEntries(Object.entries(spec.labels ?? {}).filter(([k]) => !isReservedLabel(k)));
   return {
     name: c.name,
     level: c.level,
@@ -53,5 +79,6 @@ export function contextInputOf(c: ContextRecord): ContextInput {
     ...(mac ? { mac } : {}),
     ...(levelDriver(c.level).sharedStack ? {} : { ifnames: spec.attachments.map((a) => a.ifname) }),
     ...(spec.routes?.length ? { routes: spec.routes } : {}),
+    ...(Object.keys(labels).length ? { labels } : {}),
   };
 }

@@ -28,6 +28,8 @@ export interface ContextView {
   cgroup?: string;
   table?: number;
   interfaces: InterfaceView[];
+  /** The context's labels: the user's and netctx's own marks (a scene, a CNI owner, a pod). */
+  labels?: Record<string, string>;
   /** `[HOSTIP:]HOSTPORT:PORT/proto` as recorded. */
   publish?: string[];
   /** Recorded limits (bits per second) and, live, what tc holds now. */
@@ -94,6 +96,7 @@ export function contextView(
     ...(spec.cgroup ? { cgroup: spec.cgroup } : {}),
     ...(spec.table !== undefined ? { table: spec.table } : {}),
     interfaces,
+    ...(spec.labels && Object.keys(spec.labels).length ? { labels: { ...spec.labels } } : {}),
     ...(spec.publish?.length ? { publish: spec.publish.map(formatPublish) } : {}),
     ...(spec.bandwidth
       ? { bandwidth: bandwidthView(host, spec.bandwidth, live ? spec.attachments[0]?.hostIfname : undefined) }

@@ -16,6 +16,10 @@ export const NetworkInputSchema = z.strictObject({
   internal: z.boolean().optional(),
   mtu: z.number().int().min(68).max(65535).optional(),
   antispoof: z.boolean().optional(),
+  /** Policy (issue 19): its contexts cannot reach each other, only the gateway and beyond. */
+  isolate: z.boolean().optional(),
+  /** Policy: every context on it accepts only what a policy allows. */
+  defaultDeny: z.boolean().optional(),
   /** Driver-specific options (macvlan parent, vxlan vni, ...). */
   options: z.record(z.string(), z.unknown()).optional(),
 });

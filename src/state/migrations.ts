@@ -142,6 +142,21 @@ const MIGRATIONS: readonly Migration[] = [
       db.exec(`ALTER TABLE networks ADD COLUMN cluster TEXT CHECK (cluster IS NULL OR json_valid(cluster));`);
     },
   },
+  {
+    // Policies (issue 19, model/policy.ts): who may reach whom. The selectors and ports are kept as the record's
+    // JSON; the scene, like a network's, tells `apply --prune` which policies are its own.
+    version: 6,
+    up(db) {
+      db.exec(`
+        CREATE TABLE policies (
+          name       TEXT PRIMARY KEY,
+          spec       TEXT NOT NULL CHECK (json_valid(spec)),
+          scene      TEXT CHECK (scene IS NULL OR length(scene) > 0),
+          created_at TEXT NOT NULL
+        ) STRICT;
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -12,6 +12,7 @@
  *   failure undoes only its own part); fn must be synchronous. Every write method is one transaction of its own,
  *   or joins the caller's.
  */
+import type { PolicyRecord } from "../model/policy.ts";
 import type { ContextRecord, Lease, NetworkRecord } from "../model/records.ts";
 
 export interface StateStore {
@@ -47,4 +48,18 @@ export interface StateStore {
   release(network: string, owner: string): number;
   releaseAll(owner: string): number;
   leases(filter?: { network?: string; owner?: string }): Lease[];
+
+  /** Refuses a name in use (conflict "name") and more than MAX_POLICIES policies (exhausted). */
+  insertPolicy(p: PolicyRecord): void;
+  getPolicy(name: string): PolicyRecord | undefined;
+  /** Ordered by name: a policy's bit in the data path's tables is its place in this list. */
+  listPolicies(): PolicyRecord[];
+  deletePolicy(name: string): boolean;
+  /** Whether any policy exists or any network has `isolate` or `defaultDeny`: without, every packet passes. */
+  policyActive(): boolean;
+  /**
+   * A number that changes whenever another process commits to the store and stays the same across this process's
+   * own writes: a cache of records kept in this process knows when to read them again.
+   */
+  foreignWrites(): number;
 }

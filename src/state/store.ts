@@ -8,6 +8,8 @@ import type { z } from "zod";
 import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
 import { ContextSpecSchema } from "../model/context-spec.ts";
 import { vethOwnerCandidates } from "../model/names.ts";
+import { type PolicyRecord, PolicyRecordSchema } from "../model/policy.ts";
+import { MAX_POLICIES } from "../model/policy-tables.ts";
 import {
   CONTEXT_STATUSES,
   type ContextRecord,
@@ -57,6 +59,13 @@ interface ContextRow extends OpColumns {
   level: string;
   status: string;
   spec: string;
+  created_at: string;
+}
+
+interface PolicyRow {
+  name: string;
+  spec: string;
+  scene: string | null;
   created_at: string;
 }
 
@@ -276,6 +285,21 @@ export class Store implements StateStore {
       ),
       release: db.prepare<[string, string]>(`DELETE FROM leases WHERE network = ? AND owner = ?`),
       releaseAll: db.prepare<[string]>(`DELETE FROM leases WHERE owner = ?`),
+      policy: db.prepare<[string], PolicyRow>(`SELECT * FROM policies WHERE name = ?`),
+      policies: db.prepare<[], PolicyRow>(`SELECT * FROM policies ORDER BY name`),
+      policyCount: db.prepare<[], number>(`SELECT count(*) FROM policies`).pluck(),
+      insertPolicy: db.prepare(
+        `INSERT INTO policies (name, spec, scene, created_at) VALUES (@name, @spec, @scene, @created_at)`,
+      ),
+      deletePolicy: db.prepare<[string]>(`DELETE FROM policies WHERE name = ?`),
+      // JSON true reads as 1 in SQLite.
+      policyActive: db
+        .prepare<[], number>(
+          `SELECT EXISTS (SELECT 1 FROM policies)
+               OR EXISTS (SELECT 1 FROM networks
+                           WHERE json_extract(options, '$.isolate') = 1 OR json_extract(options, '$.defaultDeny') = 1)`,
+        )
+        .pluck(),
     };
   }
 
@@ -527,6 +551,69 @@ export class Store implements StateStore {
 
   releaseAll(owner: string): number {
     return this.transaction(() => this.q.releaseAll.run(owner).changes);
+  }
+
+  // ---- policies
+
+  /** Refuses a name in use, and a policy beyond MAX_POLICIES (each has a bit of the data path's tables). */
+  insertPolicy(p: PolicyRecord): void {
+    const checked = PolicyRecordSchema.safeParse(p);
+    if (!checked.success) {
+      const { field, message } = firstProblem(checked.error);
+      throw invalid(field || "policy", message);
+    }
+    const { name, scene, createdAt, ...spec } = p;
+    this.transaction(() => {
+      if (this.q.policy.get(name)) throw conflict("name", `policy "${name}" already exists`);
+      const count = this.q.policyCount.get() ?? 0;
+      if (count >= MAX_POLICIES)
+        throw new NetctxError(
+          "exhausted",
+          `name: there are already ${count} policies, the most the data path's tables hold (${MAX_POLICIES}); remove one first`,
+          "name",
+        );
+      this.q.insertPolicy.run({
+        name,
+        spec: JSON.stringify(spec),
+        scene: scene ?? null,
+        created_at: createdAt ?? new Date().toISOString(),
+      });
+    });
+  }
+
+  getPolicy(name: string): PolicyRecord | undefined {
+    return this.read(() => {
+      const row = this.q.policy.get(name);
+      return row && this.toPolicy(row);
+    });
+  }
+
+  listPolicies(): PolicyRecord[] {
+    return this.read(() => this.q.policies.all().map((row) => this.toPolicy(row)));
+  }
+
+  deletePolicy(name: string): boolean {
+    return this.transaction(() => this.q.deletePolicy.run(name).changes > 0);
+  }
+
+  /** Whether any policy exists or any network isolates or denies by default, in one query (every create asks). */
+  policyActive(): boolean {
+    return this.read(() => this.q.policyActive.get() === 1);
+  }
+
+  /** SQLite's data_version: it changes when another connection commits, never for this one's own writes. */
+  foreignWrites(): number {
+    return this.read(() => Number(this.state.db.pragma("data_version", { simple: true })));
+  }
+
+  private toPolicy(row: PolicyRow): PolicyRecord {
+    const value = {
+      name: row.name,
+      ...(JSON.parse(row.spec) as object),
+      ...(row.scene !== null ? { scene: row.scene } : {}),
+      createdAt: row.created_at,
+    };
+    return this.loaded(PolicyRecordSchema, "policy", row.name, value);
   }
 
   leases(filter: { network?: string; owner?: string } = {}): Lease[] {

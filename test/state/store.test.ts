@@ -24,7 +24,7 @@ test("a new store: directory 0700, WAL, foreign keys, current schema version", (
     .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
     .pluck()
     .all();
-  assert.deepEqual(tables, ["contexts", "leases", "networks", "subnets"]);
+  assert.deepEqual(tables, ["contexts", "leases", "networks", "policies", "subnets"]);
   // Only enforced foreign keys cascade the network's subnets away.
   assert.equal(raw.prepare("SELECT count(*) FROM subnets").pluck().get(), 0);
   raw.close();

@@ -10,6 +10,7 @@ import type { ContextRecord, NetworkRecord } from "../../model/records.ts";
 import { networkDriver } from "../../networks/registry.ts";
 import { rollBackConnect } from "../context-networks.ts";
 import { ownerAlive } from "../intent.ts";
+import { syncPolicyTables } from "../policy-sync.ts";
 import type { Act } from "./loop.ts";
 
 export function settleRecords(host: Host, act: Act, busy: string[]): void {
@@ -61,6 +62,7 @@ function dropContext(host: Host, c: ContextRecord): void {
     host.store.releaseAll(c.name);
     host.store.deleteContext(c.name);
   });
+  syncPolicyTables(host, [c.name]);
 }
 
 /**

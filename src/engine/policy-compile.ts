@@ -1,0 +1,227 @@
+/**
+ * The policy compiler: policy records, contexts (addresses and labels) and networks (gateways, subnets, switches) in,
+ * model/policy-tables.ts's tables out, exactly per the decision rule written there. Pure: no store, no kernel, so
+ * every rule is unit-tested (test/policy/compile.test.ts).
+ *
+ * - A policy's bit is its place in the policies ordered by name: the same records give the same tables.
+ * - Selectors (model/policy.ts) become entries: a context is one /32 or /128 entry per address; `host` is every
+ *   network's gateway addresses (the gateway of each block this node holds, for a network spanning hosts), the
+ *   addresses through which contexts reach the host's services; `world` is the entries 0.0.0.0/0 and ::/0.
+ * - A CIDR selector's bits spread into every entry it contains (contexts and gateways included), so the
+ *   longest-prefix match alone finds them. World's bits do not spread into contexts or gateways, but do into the
+ *   entries CIDR selectors add: an address such an entry covers and no context holds is still the world.
+ * - `network:NAME` is the contexts on the network, and for a network spanning hosts (NetworkRecord.cluster) also its
+ *   subnets as spreading entries: its contexts on other hosts are in no local record.
+ * - `--isolate`: each isolating network (ordered by name) is a group, 1, 2, ..., set on its contexts' addresses on it.
+ * - `--default-deny`: every address of a context on such a network is ingress-selected.
+ */
+import { NetctxError } from "../errors.ts";
+import { networkSwitches, type PolicyRecord, parseSelector, type Selector } from "../model/policy.ts";
+import {
+  type AddressEntry,
+  MAX_POLICIES,
+  type PolicyTables,
+  type PortEntry,
+} from "../model/policy-tables.ts";
+import type { NetworkRecord } from "../model/records.ts";
+import { type Cidr, cidrContains, parseCidr } from "../net/cidr.ts";
+
+/** What the compiler needs of a context: its labels and, per network, its addresses ("10.1.0.2/24" or bare). */
+export interface PolicyContext {
+  name: string;
+  labels: Readonly<Record<string, string>>;
+  attachments: readonly { network: string; addresses: readonly string[] }[];
+}
+
+export interface CompileInput {
+  policies: readonly PolicyRecord[];
+  contexts: readonly PolicyContext[];
+  networks: readonly NetworkRecord[];
+}
+
+/** What made an entry: world's bits reach only the world and what CIDR selectors add. */
+type EntryKind = "context" | "gateway" | "cidr" | "remote" | "world";
+
+interface Slot {
+  entry: AddressEntry;
+  /** Parsed only when a spread needs it: parsing every context's address on every compile was most of its cost. */
+  cidr: Cidr | undefined;
+  kinds: Set<EntryKind>;
+}
+
+const cidrOf = (s: Slot): Cidr => {
+  s.cidr ??= parseCidr(s.entry.cidr, "address");
+  return s.cidr;
+};
+
+type Mark = (e: AddressEntry) => void;
+
+export function compilePolicies({ policies, contexts, networks }: CompileInput): PolicyTables {
+  if (policies.length > MAX_POLICIES)
+    throw new NetctxError(
+      "exhausted",
+      `policies: ${policies.length} policies, the tables hold ${MAX_POLICIES}`,
+    );
+  const slots = new Map<string, Slot>();
+  /** `text`: canonical (a record's address as hostCidr makes it, a parsed selector's or subnet's text). */
+  const slot = (text: string, kind: EntryKind): Slot => {
+    let s = slots.get(text);
+    if (!s) {
+      s = { entry: emptyEntry(text), cidr: undefined, kinds: new Set() };
+      slots.set(text, s);
+    }
+    s.kinds.add(kind);
+    return s;
+  };
+
+  const addressesOf = new Map<string, Slot[]>();
+  for (const c of contexts) {
+    const own: Slot[] = [];
+    for (const a of c.attachments) for (const addr of a.addresses) own.push(slot(hostCidr(addr), "context"));
+    addressesOf.set(c.name, own);
+  }
+  const gateways: Slot[] = [];
+  for (const net of networks)
+    for (const gw of gatewaysOf(net)) {
+      const s = slot(hostCidr(gw), "gateway");
+      s.entry.gateway = true;
+      gateways.push(s);
+    }
+
+  const byName = new Map(networks.map((n) => [n.name, n]));
+  const isolating = networks
+    .filter((n) => networkSwitches(n.options).isolate)
+    .map((n) => n.name)
+    .sort();
+  for (const c of contexts)
+    for (const a of c.attachments) {
+      const group = isolating.indexOf(a.network) + 1;
+      if (group > 0)
+        for (const addr of a.addresses) slot(hostCidr(addr), "context").entry.isolateGroup = group;
+      const net = byName.get(a.network);
+      if (net && networkSwitches(net.options).defaultDeny)
+        for (const s of addressesOf.get(c.name) ?? []) s.entry.ingressSelected = true;
+    }
+
+  const spreads: { cidr: Cidr; mark: Mark }[] = [];
+  const worldMarks: Mark[] = [];
+  const select = (sel: Selector, mark: Mark): void => {
+    switch (sel.kind) {
+      case "context":
+        for (const s of addressesOf.get(sel.name) ?? []) mark(s.entry);
+        return;
+      case "labels":
+        for (const c of contexts)
+          if (sel.labels.every(([k, v]) => c.labels[k] === v))
+            for (const s of addressesOf.get(c.name) ?? []) mark(s.entry);
+        return;
+      case "network": {
+        for (const c of contexts)
+          if (c.attachments.some((a) => a.network === sel.name))
+            for (const s of addressesOf.get(c.name) ?? []) mark(s.entry);
+        const net = byName.get(sel.name);
+        if (net?.cluster)
+          for (const sub of net.subnets) {
+            const s = slot(sub.cidr, "remote");
+            spreads.push({ cidr: cidrOf(s), mark });
+          }
+        return;
+      }
+      case "host":
+        for (const s of gateways) mark(s.entry);
+        return;
+      case "world":
+        slot("0.0.0.0/0", "world");
+        slot("::/0", "world");
+        worldMarks.push(mark);
+        return;
+      case "cidr":
+        slot(sel.cidr.text, "cidr");
+        spreads.push({ cidr: sel.cidr, mark });
+    }
+  };
+
+  const ports = new Map<string, PortEntry>();
+  let anyPort = 0n;
+  const ordered = [...policies].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  ordered.forEach((p, i) => {
+    const bit = 1n << BigInt(i);
+    const to = parseSelector(`policy ${p.name}: to`, p.to);
+    const from = parseSelector(`policy ${p.name}: from`, p.from);
+    if (p.egress) {
+      select(from, (e) => {
+        e.egressFrom |= bit;
+        e.egressSelected = true;
+      });
+      select(to, (e) => {
+        e.egressTo |= bit;
+      });
+    } else {
+      select(to, (e) => {
+        e.ingressTo |= bit;
+        e.ingressSelected = true;
+      });
+      select(from, (e) => {
+        e.ingressFrom |= bit;
+      });
+    }
+    if (p.ports.length === 0) anyPort |= bit;
+    for (const r of p.ports)
+      for (let port = r.port; port <= (r.end ?? r.port); port++) {
+        const key = `${r.proto}/${port}`;
+        const have = ports.get(key) ?? { proto: r.proto, port, bits: 0n };
+        have.bits |= bit;
+        ports.set(key, have);
+      }
+  });
+
+  for (const s of slots.values()) {
+    for (const spread of spreads) {
+      const c = cidrOf(s);
+      if (spread.cidr.prefix <= c.prefix && cidrContains(spread.cidr, c.family, c.network))
+        spread.mark(s.entry);
+    }
+    const worldly = s.kinds.has("world") || (s.kinds.size === 1 && s.kinds.has("cidr"));
+    if (worldly) for (const mark of worldMarks) mark(s.entry);
+  }
+
+  // Ordered by text: the same records give the same list (the order means nothing to the longest-prefix match).
+  const addresses = [...slots.keys()].sort().map((key) => slots.get(key)!.entry);
+  const portList = [...ports.values()].sort((a, b) =>
+    a.proto < b.proto ? -1 : a.proto > b.proto ? 1 : a.port - b.port,
+  );
+  return { addresses, ports: portList, anyPort };
+}
+
+function emptyEntry(cidr: string): AddressEntry {
+  return {
+    cidr,
+    ingressFrom: 0n,
+    ingressTo: 0n,
+    egressFrom: 0n,
+    egressTo: 0n,
+    ingressSelected: false,
+    egressSelected: false,
+    isolateGroup: 0,
+    gateway: false,
+  };
+}
+
+/**
+ * "10.1.0.2/24" (an interface address) or "10.1.0.2" as the one host: "10.1.0.2/32". Records hold canonical
+ * addresses (the store writes them so), so the text is kept as it is: parsing each on every compile cost more than the
+ * rest of the compile.
+ */
+function hostCidr(address: string): string {
+  const slash = address.indexOf("/");
+  const ip = slash < 0 ? address : address.slice(0, slash);
+  return `${ip}/${ip.includes(":") ? 128 : 32}`;
+}
+
+/** A network's gateway addresses on this host: its subnets' gateways, or those of the blocks this node holds. */
+function gatewaysOf(net: NetworkRecord): string[] {
+  return [
+    ...net.subnets.flatMap((s) => (s.gateway ? [s.gateway] : [])),
+    ...(net.cluster?.blocks.map((b) => b.gateway) ?? []),
+  ];
+}

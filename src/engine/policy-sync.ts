@@ -1,0 +1,69 @@
+/**
+ * Keeps the data path's policy tables (networks/policy-datapath.ts) in step with the state: every change that can
+ * change them (a context made, removed, connected or disconnected; a policy added or removed; a network made or
+ * removed) ends here. It runs on every create, so it is kept cheap:
+ * - without any policy and any `--isolate`/`--default-deny` network (one SQL query tells) nothing is compiled: the
+ *   open tables are written once, and again only after tables that were not open;
+ * - with them, the contexts' labels and addresses are kept per Host and only the contexts a change names are read
+ *   again (by primary key), unless another process wrote to the store meanwhile (StateStore.foreignWrites): then
+ *   all of them. Policies and networks are few, and read each time.
+ */
+import { type Host, hostSlot } from "../host.ts";
+import { specOf } from "../levels/driver.ts";
+import { OPEN_TABLES } from "../model/policy-tables.ts";
+import type { ContextRecord } from "../model/records.ts";
+import { writePolicyTables } from "../networks/policy-datapath.ts";
+import { compilePolicies, type PolicyContext } from "./policy-compile.ts";
+
+interface SyncState {
+  /** The contexts as the compiler needs them; undefined while nothing is compiled (or they must be read again). */
+  contexts: Map<string, PolicyContext> | undefined;
+  /** StateStore.foreignWrites() when `contexts` was last brought up to date. */
+  version: number | undefined;
+  /** The last tables written were the open ones. */
+  open: boolean;
+}
+
+const SYNC = hostSlot((): SyncState => ({ contexts: undefined, version: undefined, open: false }));
+
+export function policyContextOf(record: ContextRecord): PolicyContext {
+  const spec = specOf(record);
+  return {
+    name: record.name,
+    labels: spec.labels ?? {},
+    attachments: spec.attachments.map((a) => ({ network: a.network, addresses: a.addresses })),
+  };
+}
+
+/**
+ * Compile and write the tables after a change. `touched`: the contexts the change made, changed or removed (none for
+ * a policy or network change); "all" when the caller cannot tell.
+ */
+export function syncPolicyTables(host: Host, touched: readonly string[] | "all"): void {
+  const state = host.cache(SYNC);
+  if (!host.store.policyActive()) {
+    state.contexts = undefined;
+    if (!state.open) writePolicyTables(host, OPEN_TABLES);
+    state.open = true;
+    return;
+  }
+  // Read before the records: a write by another process between the two then shows as a new version next time.
+  const version = host.store.foreignWrites();
+  if (state.contexts === undefined || touched === "all" || version !== state.version) {
+    state.contexts = new Map(host.store.listContexts().map((c) => [c.name, policyContextOf(c)]));
+  } else {
+    for (const name of touched) {
+      const record = host.store.getContext(name);
+      if (record) state.contexts.set(name, policyContextOf(record));
+      else state.contexts.delete(name);
+    }
+  }
+  state.version = version;
+  const tables = compilePolicies({
+    policies: host.store.listPolicies(),
+    contexts: [...state.contexts.values()],
+    networks: host.store.listNetworks(),
+  });
+  state.open = false;
+  writePolicyTables(host, tables);
+}
