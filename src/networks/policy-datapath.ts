@@ -57,6 +57,7 @@ import { closeFd } from "../kernel/bpf/syscall.ts";
 import { contextsCgroupParent, contextsCgroupParentPath } from "../kernel/cgroup.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { POLICY_WORDS, type PolicyTables } from "../model/policy-tables.ts";
+import type { Fix } from "./ownership.ts";
 import {
   addressKeyGeneration,
   fromHex,
@@ -68,8 +69,11 @@ import {
 } from "./policy-maps.ts";
 
 const ADDRESS_ENTRIES = 65536;
+/** Entries allocated as they are added: the table is usually small. */
+const BPF_F_NO_PREALLOC = 1;
 const PORT_ENTRIES = 65536;
-const CONNECTION_ENTRIES = 262144;
+/** Preallocated (an LRU hash always is): about 100 bytes an entry. */
+const CONNECTION_ENTRIES = 65536;
 const ADDRESS_VALUE = addressLayout(POLICY_WORDS).size;
 const PORT_VALUE = POLICY_WORDS * 8;
 const STATE_VALUE = stateValueSize(POLICY_WORDS);
@@ -197,6 +201,7 @@ function createMaps(): PolicyMapFds {
       keySize: PORT_KEY_SIZE,
       valueSize: PORT_VALUE,
       maxEntries: PORT_ENTRIES,
+      flags: BPF_F_NO_PREALLOC,
     }),
     connections: make("a BPF LRU hash map (Linux 4.10+)", {
       name: POLICY_MAP_NAMES.connections,
@@ -356,6 +361,21 @@ export function attachPortPolicy(host: Host, ifname: string): void {
       throw err;
     }
   }
+}
+
+/** For gc and repair: the port should hold the policy programs (a policy selects somebody) and does not. */
+export function portPolicyFix(host: Host, ifname: string): Fix | undefined {
+  const datapath = datapathIfAny(host);
+  if (!datapath || activeGeneration(datapath.maps) === 0) return undefined;
+  if (host.rtnl.linkIndexIfAny(ifname) === undefined) return undefined;
+  const hooks = portPolicyHooks(host, ifname);
+  if (hooks.ingress && hooks.egress) return undefined;
+  return {
+    action: "reattach",
+    object: `policy programs on ${ifname}`,
+    reason: `a policy selects contexts and ${ifname} lacks its ${hooks.ingress ? "egress" : "ingress"} program`,
+    run: () => attachPortPolicy(host, ifname),
+  };
 }
 
 /** For tests and inspect: whether each hook of the port holds our program. */

@@ -8,9 +8,11 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Host } from "../../src/host.ts";
+import { detachProgram, progFdById, queryPrograms } from "../../src/kernel/bpf/attach.ts";
+import { closeFd } from "../../src/kernel/bpf/syscall.ts";
 import { type AddressEntry, OPEN_TABLES, type PolicyTables } from "../../src/model/policy-tables.ts";
 import { portPolicyHooks, writePolicyTables } from "../../src/networks/policy-datapath.ts";
-import { netctxOk } from "../utils/cli.ts";
+import { netctxJson, netctxOk } from "../utils/cli.ts";
 import { testConfig } from "../utils/config.ts";
 import { contextNetns as ns } from "../utils/netns.ts";
 import { ping } from "../utils/ping.ts";
@@ -316,6 +318,27 @@ describe("policy data path", () => {
     } finally {
       netctxOk("rm", "c");
     }
+  });
+
+  test("gc puts back port programs somebody took off, while a policy selects somebody", () => {
+    write({ addresses: [entry(`${B}/32`, { ingressSelected: true })], ports: [], anyPort: 0n });
+    const ifindex = host!.rtnl.linkIndex("nc-b");
+    for (const type of ["TCX_INGRESS", "TCX_EGRESS"] as const)
+      for (const id of queryPrograms(ifindex, type)) {
+        const fd = progFdById(id);
+        detachProgram(ifindex, fd, type);
+        closeFd(fd);
+      }
+    assert.deepEqual(portPolicyHooks(host!, "nc-b"), { ingress: false, egress: false });
+    const planned = netctxJson<{ actions: { action: string; object: string }[] }>("gc", "--dry-run");
+    assert.deepEqual(
+      // A dry run goes through the loop's passes without fixing anything: each may list it.
+      [...new Set(planned.actions.filter((a) => a.action === "reattach").map((a) => a.object))],
+      ["policy programs on nc-b"],
+    );
+    netctxOk("gc");
+    assert.deepEqual(portPolicyHooks(host!, "nc-b"), { ingress: true, egress: true });
+    assert.equal(ping(ns("a"), B), false, "b is selected again: nothing allows a");
   });
 
   test("OPEN_TABLES restores everything", async () => {
