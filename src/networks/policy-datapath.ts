@@ -29,29 +29,13 @@ import {
   queryPrograms,
   withFd,
 } from "../kernel/bpf/attach.ts";
+import { mapFdById, mapInfo } from "../kernel/bpf/maps.ts";
 import {
-  createMap,
-  MapType,
-  mapDelete,
-  mapEntries,
-  mapFdById,
-  mapInfo,
-  mapLookup,
-  mapUpdate,
-} from "../kernel/bpf/maps.ts";
-import {
-  ADDRESS_KEY_SIZE,
-  addressLayout,
-  CONNECTION_KEY_SIZE,
-  CONNECTION_VALUE_SIZE,
   POLICY_MAP_NAMES,
   POLICY_PROGRAM_NAMES,
-  PORT_KEY_SIZE,
   type PolicyHook,
   type PolicyMapFds,
   policyProgram,
-  STATE_ENTRIES,
-  stateValueSize,
 } from "../kernel/bpf/policy-program.ts";
 import { closeFd } from "../kernel/bpf/syscall.ts";
 import { contextsCgroupParent, contextsCgroupParentPath } from "../kernel/cgroup.ts";
@@ -59,24 +43,13 @@ import { KernelError } from "../kernel/errors.ts";
 import { POLICY_WORDS, type PolicyTables } from "../model/policy-tables.ts";
 import type { Fix } from "./ownership.ts";
 import {
-  addressKeyGeneration,
-  fromHex,
-  type Generation,
+  activeGeneration,
+  createPolicyMaps,
   generationEntries,
-  hex,
   isOpen,
-  portKeyGeneration,
+  unsupported,
+  writeTables,
 } from "./policy-maps.ts";
-
-const ADDRESS_ENTRIES = 65536;
-/** Entries allocated as they are added: the table is usually small. */
-const BPF_F_NO_PREALLOC = 1;
-const PORT_ENTRIES = 65536;
-/** Preallocated (an LRU hash always is): about 100 bytes an entry. */
-const CONNECTION_ENTRIES = 65536;
-const ADDRESS_VALUE = addressLayout(POLICY_WORDS).size;
-const PORT_VALUE = POLICY_WORDS * 8;
-const STATE_VALUE = stateValueSize(POLICY_WORDS);
 
 interface Datapath {
   maps: PolicyMapFds;
@@ -159,60 +132,6 @@ function datapathIfAny(host: Host): Datapath | undefined {
   return known.datapath;
 }
 
-/** What a refusal of the kernel means for the policy data path, naming the feature. */
-function unsupported(feature: string, err: KernelError): NetctxError {
-  return new NetctxError(
-    "unsupported",
-    `policy data path: the kernel refused ${feature} (${err.message.split("\n")[0]})`,
-  );
-}
-
-function createMaps(): PolicyMapFds {
-  const made: number[] = [];
-  const make = (feature: string, spec: Parameters<typeof createMap>[0]) => {
-    try {
-      const fd = createMap(spec);
-      made.push(fd);
-      return fd;
-    } catch (err) {
-      for (const fd of made) closeFd(fd);
-      if (err instanceof KernelError) throw unsupported(feature, err);
-      throw err;
-    }
-  };
-  return {
-    state: make("a BPF array map", {
-      name: POLICY_MAP_NAMES.state,
-      type: MapType.ARRAY,
-      keySize: 4,
-      valueSize: STATE_VALUE,
-      maxEntries: STATE_ENTRIES,
-    }),
-    addresses: make("a BPF LPM trie map (Linux 4.11+)", {
-      name: POLICY_MAP_NAMES.addresses,
-      type: MapType.LPM_TRIE,
-      keySize: ADDRESS_KEY_SIZE,
-      valueSize: ADDRESS_VALUE,
-      maxEntries: ADDRESS_ENTRIES,
-    }),
-    ports: make("a BPF hash map", {
-      name: POLICY_MAP_NAMES.ports,
-      type: MapType.HASH,
-      keySize: PORT_KEY_SIZE,
-      valueSize: PORT_VALUE,
-      maxEntries: PORT_ENTRIES,
-      flags: BPF_F_NO_PREALLOC,
-    }),
-    connections: make("a BPF LRU hash map (Linux 4.10+)", {
-      name: POLICY_MAP_NAMES.connections,
-      type: MapType.LRU_HASH,
-      keySize: CONNECTION_KEY_SIZE,
-      valueSize: CONNECTION_VALUE_SIZE,
-      maxEntries: CONNECTION_ENTRIES,
-    }),
-  };
-}
-
 function load(maps: PolicyMapFds, hook: PolicyHook): number {
   try {
     return loadProgram(policyProgram(maps, hook, POLICY_WORDS));
@@ -230,7 +149,7 @@ function ensureAnchor(host: Host): Datapath {
   const existing = datapathIfAny(host);
   if (existing) return existing;
   const parent = contextsCgroupParent(host.config.cgroupParent);
-  const maps = createMaps();
+  const maps = createPolicyMaps();
   const loaded: { hook: PolicyHook; fd: number }[] = [];
   try {
     for (const hook of CGROUP_HOOKS) loaded.push({ hook, fd: load(maps, hook) });
@@ -262,43 +181,10 @@ function ensureAnchor(host: Host): Datapath {
   return found;
 }
 
-function stateKey(index: number): Uint8Array {
-  const key = new Uint8Array(4);
-  new DataView(key.buffer).setUint32(0, index, true);
-  return key;
-}
-
-/** The active generation: 0 = open (no policy selects anybody). */
-function activeGeneration(maps: PolicyMapFds): number {
-  const value = mapLookup(maps.state, stateKey(0), STATE_VALUE);
-  return value ? new DataView(value.buffer).getUint32(0, true) : 0;
-}
-
-function setActiveGeneration(maps: PolicyMapFds, gen: number): void {
-  const value = new Uint8Array(STATE_VALUE);
-  new DataView(value.buffer).setUint32(0, gen, true);
-  mapUpdate(maps.state, stateKey(0), value);
-}
-
-/** Bring generation `gen` of one map to `want`: update what differs, delete what is not wanted. */
-function sync(
-  mapFd: number,
-  keySize: number,
-  valueSize: number,
-  generationOf: (key: Uint8Array) => number,
-  gen: number,
-  want: Map<string, Uint8Array>,
-): void {
-  const have = new Map<string, string>();
-  for (const [k, v] of mapEntries(mapFd, keySize, valueSize))
-    if (generationOf(k) === gen) have.set(hex(k), hex(v));
-  for (const [k, v] of want) if (have.get(k) !== hex(v)) mapUpdate(mapFd, fromHex(k), v);
-  for (const k of have.keys()) if (!want.has(k)) mapDelete(mapFd, fromHex(k));
-}
-
 /**
  * The engine calls this after every change of policies, labels, contexts or networks. Bad tables are refused
- * (invalid, naming the field) before anything is written.
+ * (invalid, naming the field) before anything is written. Tables that select somebody make the anchor when there is
+ * none, and attach the port programs where they are missing.
  */
 export function writePolicyTables(host: Host, tables: PolicyTables): void {
   const open = isOpen(tables);
@@ -307,20 +193,9 @@ export function writePolicyTables(host: Host, tables: PolicyTables): void {
     generationEntries(tables, 1); // the same checks as when there is somewhere to write
     return;
   }
-  const { maps } = datapath;
-  const active = activeGeneration(maps);
-  const target: Generation = active === 1 ? 2 : 1;
-  const entries = generationEntries(tables, target);
-  if (open) {
-    setActiveGeneration(maps, 0);
-    return;
-  }
-  sync(maps.addresses, ADDRESS_KEY_SIZE, ADDRESS_VALUE, addressKeyGeneration, target, entries.addresses);
-  sync(maps.ports, PORT_KEY_SIZE, PORT_VALUE, portKeyGeneration, target, entries.ports);
-  mapUpdate(maps.state, stateKey(target), entries.anyPort);
-  setActiveGeneration(maps, target);
+  writeTables(datapath.maps, tables);
   // After the switch: a port made meanwhile either is listed here or saw the generation set (attachPortPolicy).
-  for (const ifname of l2Ports(host)) attachPortPolicy(host, ifname);
+  if (!open) for (const ifname of l2Ports(host)) attachPortPolicy(host, ifname);
 }
 
 /** The host-side devices of every context with a netns of its own (macvlan attachments have none). */

@@ -1,17 +1,26 @@
 /**
- * PolicyTables (model/policy-tables.ts) as the entries of the policy data path's maps for one generation
- * (kernel/bpf/policy-program.ts has the layouts), checked first: a bad table is refused before anything is written.
+ * The policy data path's maps (kernel/bpf/policy-program.ts has their layouts): made, and brought to PolicyTables
+ * (model/policy-tables.ts) in two generations. Tables are checked first: a bad one is refused before anything is
+ * written.
  */
-import { invalid } from "../errors.ts";
+import { invalid, NetctxError } from "../errors.ts";
+import { createMap, MapType, mapDelete, mapEntries, mapLookup, mapUpdate } from "../kernel/bpf/maps.ts";
 import {
   ADDRESS_KEY_SIZE,
   addressLayout,
+  CONNECTION_KEY_SIZE,
+  CONNECTION_VALUE_SIZE,
   FLAG_EGRESS_SELECTED,
   FLAG_GATEWAY,
   FLAG_INGRESS_SELECTED,
+  POLICY_MAP_NAMES,
   PORT_KEY_SIZE,
+  type PolicyMapFds,
+  STATE_ENTRIES,
   stateValueSize,
 } from "../kernel/bpf/policy-program.ts";
+import { closeFd } from "../kernel/bpf/syscall.ts";
+import { KernelError } from "../kernel/errors.ts";
 import { MAX_POLICIES, POLICY_WORDS, type PolicyTables } from "../model/policy-tables.ts";
 import { ipBytes, parseCidr } from "../net/cidr.ts";
 
@@ -114,4 +123,120 @@ export function generationEntries(tables: PolicyTables, gen: Generation): Genera
  */
 export function isOpen(tables: PolicyTables): boolean {
   return tables.addresses.every((e) => !e.ingressSelected && !e.egressSelected && e.isolateGroup === 0);
+}
+
+const ADDRESS_ENTRIES = 65536;
+/** Entries allocated as they are added: the table is usually small. */
+const BPF_F_NO_PREALLOC = 1;
+const PORT_ENTRIES = 65536;
+/** Preallocated (an LRU hash always is): about 100 bytes an entry. */
+const CONNECTION_ENTRIES = 65536;
+const ADDRESS_VALUE = addressLayout(POLICY_WORDS).size;
+const PORT_VALUE = POLICY_WORDS * 8;
+const STATE_VALUE = stateValueSize(POLICY_WORDS);
+
+/** What a refusal of the kernel means for the policy data path, naming the feature. */
+export function unsupported(feature: string, err: KernelError): NetctxError {
+  return new NetctxError(
+    "unsupported",
+    `policy data path: the kernel refused ${feature} (${err.message.split("\n")[0]})`,
+  );
+}
+
+export function createPolicyMaps(): PolicyMapFds {
+  const made: number[] = [];
+  const make = (feature: string, spec: Parameters<typeof createMap>[0]) => {
+    try {
+      const fd = createMap(spec);
+      made.push(fd);
+      return fd;
+    } catch (err) {
+      for (const fd of made) closeFd(fd);
+      if (err instanceof KernelError) throw unsupported(feature, err);
+      throw err;
+    }
+  };
+  return {
+    state: make("a BPF array map", {
+      name: POLICY_MAP_NAMES.state,
+      type: MapType.ARRAY,
+      keySize: 4,
+      valueSize: STATE_VALUE,
+      maxEntries: STATE_ENTRIES,
+    }),
+    addresses: make("a BPF LPM trie map (Linux 4.11+)", {
+      name: POLICY_MAP_NAMES.addresses,
+      type: MapType.LPM_TRIE,
+      keySize: ADDRESS_KEY_SIZE,
+      valueSize: ADDRESS_VALUE,
+      maxEntries: ADDRESS_ENTRIES,
+    }),
+    ports: make("a BPF hash map", {
+      name: POLICY_MAP_NAMES.ports,
+      type: MapType.HASH,
+      keySize: PORT_KEY_SIZE,
+      valueSize: PORT_VALUE,
+      maxEntries: PORT_ENTRIES,
+      flags: BPF_F_NO_PREALLOC,
+    }),
+    connections: make("a BPF LRU hash map (Linux 4.10+)", {
+      name: POLICY_MAP_NAMES.connections,
+      type: MapType.LRU_HASH,
+      keySize: CONNECTION_KEY_SIZE,
+      valueSize: CONNECTION_VALUE_SIZE,
+      maxEntries: CONNECTION_ENTRIES,
+    }),
+  };
+}
+
+function stateKey(index: number): Uint8Array {
+  const key = new Uint8Array(4);
+  new DataView(key.buffer).setUint32(0, index, true);
+  return key;
+}
+
+/** The active generation: 0 = open (no policy selects anybody). */
+export function activeGeneration(maps: PolicyMapFds): number {
+  const value = mapLookup(maps.state, stateKey(0), STATE_VALUE);
+  return value ? new DataView(value.buffer).getUint32(0, true) : 0;
+}
+
+function setActiveGeneration(maps: PolicyMapFds, gen: number): void {
+  const value = new Uint8Array(STATE_VALUE);
+  new DataView(value.buffer).setUint32(0, gen, true);
+  mapUpdate(maps.state, stateKey(0), value);
+}
+
+/** Bring generation `gen` of one map to `want`: update what differs, delete what is not wanted. */
+function sync(
+  mapFd: number,
+  keySize: number,
+  valueSize: number,
+  generationOf: (key: Uint8Array) => number,
+  gen: number,
+  want: Map<string, Uint8Array>,
+): void {
+  const have = new Map<string, string>();
+  for (const [k, v] of mapEntries(mapFd, keySize, valueSize))
+    if (generationOf(k) === gen) have.set(hex(k), hex(v));
+  for (const [k, v] of want) if (have.get(k) !== hex(v)) mapUpdate(mapFd, fromHex(k), v);
+  for (const k of have.keys()) if (!want.has(k)) mapDelete(mapFd, fromHex(k));
+}
+
+/**
+ * Bring the maps to `tables`: the inactive generation is brought to them entry by entry, then one update of the
+ * state array makes it the active one (or generation 0 when the tables are open), so no packet meets a half-written
+ * table. Refuses bad tables (invalid, naming the field) before writing anything.
+ */
+export function writeTables(maps: PolicyMapFds, tables: PolicyTables): void {
+  const target: Generation = activeGeneration(maps) === 1 ? 2 : 1;
+  const entries = generationEntries(tables, target);
+  if (isOpen(tables)) {
+    setActiveGeneration(maps, 0);
+    return;
+  }
+  sync(maps.addresses, ADDRESS_KEY_SIZE, ADDRESS_VALUE, addressKeyGeneration, target, entries.addresses);
+  sync(maps.ports, PORT_KEY_SIZE, PORT_VALUE, portKeyGeneration, target, entries.ports);
+  mapUpdate(maps.state, stateKey(target), entries.anyPort);
+  setActiveGeneration(maps, target);
 }
