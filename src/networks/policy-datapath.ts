@@ -13,8 +13,8 @@
  *    selecting tables attach them to every port. Once attached they stay (one array lookup while open).
  *    Macvlan contexts have no host-side device: not enforced here.
  *
- * Tables are written in two generations: the inactive one is brought to the new tables entry by entry (a diff) and
- * then one update of the state array makes it the active one, so no packet meets a half-written table.
+ * The tables are written in two generations (policy-maps.ts): the inactive one is brought to the new tables entry by
+ * entry (a diff), then one update of the state array makes it the active one, so no packet meets a half-written table.
  */
 import { NetctxError } from "../errors.ts";
 import { type Host, hostSlot } from "../host.ts";
@@ -187,12 +187,10 @@ function ensureAnchor(host: Host): Datapath {
  * none, and attach the port programs where they are missing.
  */
 export function writePolicyTables(host: Host, tables: PolicyTables): void {
+  generationEntries(tables, 1); // the checks, before an anchor is made for them
   const open = isOpen(tables);
   const datapath = open ? datapathIfAny(host) : ensureAnchor(host);
-  if (!datapath) {
-    generationEntries(tables, 1); // the same checks as when there is somewhere to write
-    return;
-  }
+  if (!datapath) return;
   writeTables(datapath.maps, tables);
   // After the switch: a port made meanwhile either is listed here or saw the generation set (attachPortPolicy).
   if (!open) for (const ifname of l2Ports(host)) attachPortPolicy(host, ifname);

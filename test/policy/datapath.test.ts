@@ -370,5 +370,16 @@ describe("policy data path", () => {
       /ports\[0\]\.port/,
     );
     assert.throws(() => write({ addresses: [], ports: [], anyPort: 1n << 256n }), /anyPort/);
+    // A table selecting b with one bad entry further on: nothing of it is written, b stays open.
+    assert.throws(
+      () =>
+        write({
+          addresses: [entry(`${B}/32`, { ingressSelected: true }), entry("10.71.0.0/33")],
+          ports: [],
+          anyPort: 0n,
+        }),
+      /addresses\[1\]\.cidr/,
+    );
+    assert.ok(ping(ns("a"), B), "a reaches b");
   });
 });
