@@ -29,6 +29,7 @@ import { distrustRouters } from "./context-sysctls.ts";
 import { declareContextSide, declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
 import type { AttachedContext, Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
 import type { Declarer } from "./ownership.ts";
+import { attachPortPolicy } from "./policy-datapath.ts";
 
 /** Locally administered unicast (02:...), stable for a network name. */
 export function bridgeMac(network: string): string {
@@ -172,6 +173,8 @@ export const bridgeDriver: NetworkDriver = {
     addVethPair(host, ctx.path, att, portBridge(host, net), false);
     // While the port is down: a qdisc added to a device that is up waits for the device to quiesce.
     addShortcut(host, att);
+    // tcx runs before the shortcut's tc block: a frame the policies deny never reaches its redirect.
+    attachPortPolicy(host, att.hostIfname);
     host.rtnl.linkSet(att.hostIfname, { up: true });
     guardAttachment(host, guardKindOf(bridgeDriver, net), ctx.rtnl, att);
     configureContextSide(host, ctx, att, contextSide(net));

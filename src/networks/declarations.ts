@@ -16,6 +16,7 @@ import {
 } from "./common.ts";
 import type { AttachedContext, Attachment, NetworkDriver } from "./driver.ts";
 import { addressId, type Declarer, insideId, insideRouteId, neighbourId } from "./ownership.ts";
+import { portPolicyFix } from "./policy-datapath.ts";
 
 /**
  * A network's device nc-NET, its gateway addresses and its firewall part. A missing device is made again by the
@@ -71,11 +72,14 @@ export function declareHostLink(
   ctx: AttachedContext,
 ): void {
   if (!att.hostIfname) return;
+  // While a policy selects somebody, the port holds the policy programs (policy-datapath.ts).
+  const check = () => portPolicyFix(host, att.hostIfname);
   if (ctx.external || !driver.attach) {
-    own.own("link", att.hostIfname);
+    own.own("link", att.hostIfname, { check });
     return;
   }
   own.own("link", att.hostIfname, {
+    check,
     make: {
       action: "recreate",
       object: `link ${att.hostIfname} and ${att.ifname} in netns ${basename(ctx.netns)}`,

@@ -1,13 +1,263 @@
 /**
- * PLACEHOLDER for the policy data path (issue 19), which another branch builds: BPF maps and programs on veths and
- * cgroups behind this one function. Here it only keeps the last tables written, per Host, so the engine's wiring
- * compiles and runs; the lead drops this file at merge.
+ * The policy data path (issue 19): the maps of kernel/bpf/policy-program.ts, the programs that read them, and where
+ * they hang.
+ *
+ *  - Anchor, and l3/socket enforcement: the cgroup-skb programs (ingress and egress, BPF_F_ALLOW_MULTI) on the
+ *    shared-stack contexts' cgroup parent. Every context cgroup beneath runs them besides its own socket programs
+ *    (effective programs), and a later process finds the maps by querying them (no bpffs), as the bridge shortcut
+ *    does with its bridge.
+ *  - l2 (bridge, routed, overlay): the tcx programs on the context's host-side veth, ingress (from the context) and
+ *    egress (towards it). tcx runs before the tc block of the bridge shortcut, so a denied frame never reaches its
+ *    bpf_redirect_peer. A tcx attach waits for an RCU grace period (~17 ms here, each), so ports get them only while
+ *    a policy selects somebody: a context made while the tables are open costs nothing more, and the first
+ *    selecting tables attach them to every port. Once attached they stay (one array lookup while open).
+ *    Macvlan contexts have no host-side device: not enforced here.
+ *
+ * The tables are written in two generations (policy-maps.ts): the inactive one is brought to the new tables entry by
+ * entry (a diff), then one update of the state array makes it the active one, so no packet meets a half-written table.
  */
+import { NetctxError } from "../errors.ts";
 import { type Host, hostSlot } from "../host.ts";
-import type { PolicyTables } from "../model/policy-tables.ts";
+import type { AttachTypeName } from "../kernel/bpf/abi.ts";
+import {
+  attachProgram,
+  detachProgram,
+  loadProgram,
+  openCgroup,
+  progFdById,
+  progInfo,
+  queryPrograms,
+  withFd,
+} from "../kernel/bpf/attach.ts";
+import { mapFdById, mapInfo } from "../kernel/bpf/maps.ts";
+import {
+  POLICY_MAP_NAMES,
+  POLICY_PROGRAM_NAMES,
+  type PolicyHook,
+  type PolicyMapFds,
+  policyProgram,
+} from "../kernel/bpf/policy-program.ts";
+import { closeFd } from "../kernel/bpf/syscall.ts";
+import { contextsCgroupParent, contextsCgroupParentPath } from "../kernel/cgroup.ts";
+import { KernelError } from "../kernel/errors.ts";
+import { POLICY_WORDS, type PolicyTables } from "../model/policy-tables.ts";
+import type { Fix } from "./ownership.ts";
+import {
+  activeGeneration,
+  createPolicyMaps,
+  generationEntries,
+  isOpen,
+  unsupported,
+  writeTables,
+} from "./policy-maps.ts";
 
-const written = hostSlot((): { tables?: PolicyTables } => ({}));
+interface Datapath {
+  maps: PolicyMapFds;
+  /** Loaded tcx programs, by hook, made on first use. */
+  tcx: Partial<Record<PolicyHook, number>>;
+}
 
+const KNOWN = hostSlot((): { datapath: Datapath | undefined } => ({ datapath: undefined }));
+
+const CGROUP_HOOKS: readonly PolicyHook[] = ["cgroup-ingress", "cgroup-egress"];
+const PORT_HOOKS: readonly PolicyHook[] = ["tcx-ingress", "tcx-egress"];
+const ATTACH: Record<PolicyHook, AttachTypeName> = {
+  "cgroup-ingress": "CGROUP_INET_INGRESS",
+  "cgroup-egress": "CGROUP_INET_EGRESS",
+  "tcx-ingress": "TCX_INGRESS",
+  "tcx-egress": "TCX_EGRESS",
+};
+
+/** Ids and names of the programs at a hook of a cgroup or device; programs that vanish meanwhile are skipped. */
+function programsAt(target: number, type: AttachTypeName): { id: number; name: string; fd: number }[] {
+  const out: { id: number; name: string; fd: number }[] = [];
+  for (const id of queryPrograms(target, type).sort((x, y) => x - y)) {
+    let fd: number;
+    try {
+      fd = progFdById(id);
+    } catch (err) {
+      if (err instanceof KernelError && err.errnoName === "ENOENT") continue;
+      throw err;
+    }
+    out.push({ id, name: progInfo(fd).name, fd });
+  }
+  return out;
+}
+
+/** The maps a program uses, by their names. */
+function mapsOf(progFd: number): PolicyMapFds | undefined {
+  const found: Partial<PolicyMapFds> = {};
+  for (const id of progInfo(progFd).mapIds) {
+    const fd = mapFdById(id);
+    const name = mapInfo(fd).name;
+    const role = (Object.keys(POLICY_MAP_NAMES) as (keyof PolicyMapFds)[]).find(
+      (k) => POLICY_MAP_NAMES[k] === name,
+    );
+    if (role && found[role] === undefined) found[role] = fd;
+    else closeFd(fd);
+  }
+  if (found.state && found.addresses && found.ports && found.connections) return found as PolicyMapFds;
+  for (const fd of Object.values(found)) closeFd(fd);
+  return undefined;
+}
+
+/** The anchor on the cgroup parent: the maps of its ingress program (the lowest id if two processes raced). */
+function findAnchor(host: Host): Datapath | undefined {
+  let parent: string;
+  try {
+    parent = contextsCgroupParentPath(host.config.cgroupParent);
+  } catch {
+    return undefined; // no cgroup v2: nothing was ever anchored
+  }
+  let cg: number;
+  try {
+    cg = openCgroup(parent);
+  } catch (err) {
+    if (err instanceof NetctxError && err.code === "not-found") return undefined;
+    throw err;
+  }
+  return withFd(cg, () => {
+    let maps: PolicyMapFds | undefined;
+    for (const p of programsAt(cg, "CGROUP_INET_INGRESS")) {
+      if (!maps && p.name === POLICY_PROGRAM_NAMES["cgroup-ingress"]) maps = mapsOf(p.fd);
+      closeFd(p.fd);
+    }
+    return maps && { maps, tcx: {} };
+  });
+}
+
+function datapathIfAny(host: Host): Datapath | undefined {
+  const known = host.cache(KNOWN);
+  known.datapath ??= findAnchor(host);
+  return known.datapath;
+}
+
+function load(maps: PolicyMapFds, hook: PolicyHook): number {
+  try {
+    return loadProgram(policyProgram(maps, hook, POLICY_WORDS));
+  } catch (err) {
+    if (err instanceof KernelError) throw unsupported(`the policy program for ${hook}`, err);
+    throw err;
+  }
+}
+
+/**
+ * The anchor, made when there is none: maps, and the cgroup programs on the contexts' cgroup parent. Two processes
+ * making it at once agree on the lowest program id; the other takes its programs out again.
+ */
+function ensureAnchor(host: Host): Datapath {
+  const existing = datapathIfAny(host);
+  if (existing) return existing;
+  const parent = contextsCgroupParent(host.config.cgroupParent);
+  const maps = createPolicyMaps();
+  const loaded: { hook: PolicyHook; fd: number }[] = [];
+  try {
+    for (const hook of CGROUP_HOOKS) loaded.push({ hook, fd: load(maps, hook) });
+    withFd(openCgroup(parent), (cg) => {
+      const attached: typeof loaded = [];
+      try {
+        for (const p of loaded) {
+          attachProgram(cg, p.fd, ATTACH[p.hook]);
+          attached.push(p);
+        }
+      } catch (err) {
+        for (const p of attached) detachProgram(cg, p.fd, ATTACH[p.hook]);
+        if (err instanceof KernelError) throw unsupported("cgroup-skb programs on the contexts' cgroup", err);
+        throw err;
+      }
+      const present = programsAt(cg, "CGROUP_INET_INGRESS");
+      for (const p of present) closeFd(p.fd);
+      const first = present.find((p) => p.name === POLICY_PROGRAM_NAMES["cgroup-ingress"]);
+      if (first && first.id !== progInfo(loaded[0]!.fd).id)
+        for (const p of loaded) detachProgram(cg, p.fd, ATTACH[p.hook]);
+    });
+  } finally {
+    for (const p of loaded) closeFd(p.fd);
+    for (const fd of Object.values(maps)) closeFd(fd);
+  }
+  host.cache(KNOWN).datapath = undefined;
+  const found = datapathIfAny(host);
+  if (!found) throw new NetctxError("internal", "policy data path: the anchor attached is not found again");
+  return found;
+}
+
+/**
+ * The engine calls this after every change of policies, labels, contexts or networks. Bad tables are refused
+ * (invalid, naming the field) before anything is written. Tables that select somebody make the anchor when there is
+ * none, and attach the port programs where they are missing.
+ */
 export function writePolicyTables(host: Host, tables: PolicyTables): void {
-  host.cache(written).tables = tables;
+  generationEntries(tables, 1); // the checks, before an anchor is made for them
+  const open = isOpen(tables);
+  const datapath = open ? datapathIfAny(host) : ensureAnchor(host);
+  if (!datapath) return;
+  writeTables(datapath.maps, tables);
+  // After the switch: a port made meanwhile either is listed here or saw the generation set (attachPortPolicy).
+  if (!open) for (const ifname of l2Ports(host)) attachPortPolicy(host, ifname);
+}
+
+/** The host-side devices of every context with a netns of its own (macvlan attachments have none). */
+function l2Ports(host: Host): string[] {
+  return host.store
+    .listContexts()
+    .filter((c) => c.spec.netns !== undefined)
+    .flatMap((c) => c.spec.attachments.map((a) => a.hostIfname))
+    .filter((name) => name !== "");
+}
+
+function tcxProgram(datapath: Datapath, hook: PolicyHook): number {
+  datapath.tcx[hook] ??= load(datapath.maps, hook);
+  return datapath.tcx[hook];
+}
+
+/**
+ * An l2 context's host-side veth gets the policy programs, both ways, when a policy selects anybody (otherwise the
+ * first tables that do attach them). Call it after the veth exists and before it comes up. A missing device is no
+ * error (a context going away meanwhile). Programs of ours already there are kept.
+ */
+export function attachPortPolicy(host: Host, ifname: string): void {
+  const datapath = datapathIfAny(host);
+  if (!datapath || activeGeneration(datapath.maps) === 0) return;
+  const ifindex = host.rtnl.linkIndexIfAny(ifname);
+  if (ifindex === undefined) return;
+  for (const hook of PORT_HOOKS) {
+    const present = programsAt(ifindex, ATTACH[hook]);
+    for (const p of present) closeFd(p.fd);
+    if (present.some((p) => p.name === POLICY_PROGRAM_NAMES[hook])) continue;
+    try {
+      // bpf_mprog flags 0: after the programs already there.
+      attachProgram(ifindex, tcxProgram(datapath, hook), ATTACH[hook], 0);
+    } catch (err) {
+      if (err instanceof KernelError && err.errnoName === "EEXIST") continue;
+      if (err instanceof KernelError && err.errnoName === "ENODEV") return;
+      if (err instanceof KernelError) throw unsupported(`a tcx attachment (Linux 6.6+) on ${ifname}`, err);
+      throw err;
+    }
+  }
+}
+
+/** For gc and repair: the port should hold the policy programs (a policy selects somebody) and does not. */
+export function portPolicyFix(host: Host, ifname: string): Fix | undefined {
+  const datapath = datapathIfAny(host);
+  if (!datapath || activeGeneration(datapath.maps) === 0) return undefined;
+  if (host.rtnl.linkIndexIfAny(ifname) === undefined) return undefined;
+  const hooks = portPolicyHooks(host, ifname);
+  if (hooks.ingress && hooks.egress) return undefined;
+  return {
+    action: "reattach",
+    object: `policy programs on ${ifname}`,
+    reason: `a policy selects contexts and ${ifname} lacks its ${hooks.ingress ? "egress" : "ingress"} program`,
+    run: () => attachPortPolicy(host, ifname),
+  };
+}
+
+/** For tests and inspect: whether each hook of the port holds our program. */
+export function portPolicyHooks(host: Host, ifname: string): Record<"ingress" | "egress", boolean> {
+  const ifindex = host.rtnl.linkIndex(ifname);
+  const has = (hook: PolicyHook) => {
+    const present = programsAt(ifindex, ATTACH[hook]);
+    for (const p of present) closeFd(p.fd);
+    return present.some((p) => p.name === POLICY_PROGRAM_NAMES[hook]);
+  };
+  return { ingress: has("tcx-ingress"), egress: has("tcx-egress") };
 }

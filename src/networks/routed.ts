@@ -33,6 +33,7 @@ import {
 import { declareContextSide, declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
 import type { Attachment, NetworkDriver } from "./driver.ts";
 import { mainRouteId } from "./ownership.ts";
+import { attachPortPolicy } from "./policy-datapath.ts";
 
 /** The device holding a routed network's gateway addresses. */
 const gatewayDevice = bridgeIfname;
@@ -159,6 +160,7 @@ export const routedDriver: NetworkDriver = {
       portMac,
     );
     guardAttachment(host, guardKindOf(routedDriver, net), ctx.rtnl, att);
+    attachPortPolicy(host, att.hostIfname);
     host.rtnl.linkSet(att.hostIfname, { up: true });
     registerInterface(host, firewallNetwork(net), att.hostIfname);
     host.pause("create:after-nft");

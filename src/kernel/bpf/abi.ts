@@ -26,11 +26,14 @@ export const AttachType = {
   CGROUP_SETSOCKOPT: 22,
   /** tc ingress of a device through bpf_mprog (kernel 6.6+): target_ifindex instead of a cgroup fd. */
   TCX_INGRESS: 46,
+  /** tc egress of a device through bpf_mprog (kernel 6.6+). */
+  TCX_EGRESS: 47,
 } as const;
 export type AttachTypeName = keyof typeof AttachType;
 
 export const Helper = {
   map_lookup_elem: 1,
+  map_update_elem: 2,
   skb_load_bytes: 26,
   bind: 64,
   get_current_cgroup_id: 80,

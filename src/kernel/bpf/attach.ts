@@ -85,7 +85,7 @@ function attachAttr(
 }
 
 /**
- * `target` is a cgroup fd, or for TCX_INGRESS an ifindex (tcx, kernel 6.6+: the attachment lasts as long as the
+ * `target` is a cgroup fd, or for TCX_INGRESS and TCX_EGRESS an ifindex (tcx, kernel 6.6+: the attachment lasts as long as the
  * device; its flags are bpf_mprog's, where 0 appends).
  */
 export function attachProgram(
@@ -107,7 +107,7 @@ export function detachProgram(target: number, progFd: number, type: AttachTypeNa
   });
 }
 
-/** Program ids attached directly to the cgroup (or, for TCX_INGRESS, the ifindex) at this hook, not inherited ones. */
+/** Program ids attached directly to the cgroup (or, for tcx, the ifindex) at this hook, not inherited ones. */
 export function queryPrograms(target: number, type: AttachTypeName): number[] {
   const max = 64;
   return withBuffers([BPF_ATTR_SIZE, max * 4], (attr, ids) => {

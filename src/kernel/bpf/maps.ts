@@ -1,11 +1,13 @@
 /**
- * BPF hash maps: create, update, delete, walk, and reopen by id (a later process finds a map through the program
- * that uses it: progInfo lists its map ids). Keys and values are plain byte arrays.
+ * BPF maps (hash, LRU hash, array, LPM trie): create, look up, update, delete, walk, and reopen by id (a later
+ * process finds a map through the program that uses it: progInfo lists its map ids, mapInfo tells them apart by
+ * name). Keys and values are plain byte arrays.
  */
 import { KernelError } from "../errors.ts";
 import { BPF_ATTR_SIZE, BpfCmd, bpf, NativeBuffer, withBuffers } from "./syscall.ts";
 
-const BPF_MAP_TYPE_HASH = 1;
+export const MapType = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11 } as const;
+const BPF_MAP_TYPE_HASH = MapType.HASH;
 const BPF_F_NO_PREALLOC = 1;
 
 export interface HashMapSpec {
@@ -28,6 +30,80 @@ export function createHashMap(spec: HashMapSpec): number {
     v.setUint32(16, spec.preallocated ? 0 : BPF_F_NO_PREALLOC, true);
     attr.bytes.set(new TextEncoder().encode(spec.name.slice(0, 15)), 28);
     return bpf(BpfCmd.MAP_CREATE, attr, `bpf map create ${spec.name}`);
+  });
+}
+
+export interface MapSpec {
+  name: string;
+  type: (typeof MapType)[keyof typeof MapType];
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags?: number;
+}
+
+/** Any map type; an LPM trie needs BPF_F_NO_PREALLOC, which this sets for it. Returns the map's fd. */
+export function createMap(spec: MapSpec): number {
+  return withBuffers([BPF_ATTR_SIZE], (attr) => {
+    const v = attr.view;
+    v.setUint32(0, spec.type, true);
+    v.setUint32(4, spec.keySize, true);
+    v.setUint32(8, spec.valueSize, true);
+    v.setUint32(12, spec.maxEntries, true);
+    v.setUint32(16, (spec.flags ?? 0) | (spec.type === MapType.LPM_TRIE ? BPF_F_NO_PREALLOC : 0), true);
+    attr.bytes.set(new TextEncoder().encode(spec.name.slice(0, 15)), 28);
+    return bpf(BpfCmd.MAP_CREATE, attr, `bpf map create ${spec.name}`);
+  });
+}
+
+/** The value under `key`, or undefined when there is none. */
+export function mapLookup(mapFd: number, key: Uint8Array, valueSize: number): Uint8Array | undefined {
+  const k = NativeBuffer.from(key);
+  try {
+    return withBuffers([BPF_ATTR_SIZE, valueSize], (attr, value) => {
+      attr.view.setUint32(0, mapFd, true);
+      attr.view.setBigUint64(8, k.address, true);
+      attr.view.setBigUint64(16, value.address, true);
+      try {
+        bpf(BpfCmd.MAP_LOOKUP_ELEM, attr, "bpf map lookup");
+      } catch (err) {
+        if (err instanceof KernelError && err.errnoName === "ENOENT") return undefined;
+        throw err;
+      }
+      return value.bytes.slice();
+    });
+  } finally {
+    k.free();
+  }
+}
+
+export interface MapInfo {
+  type: number;
+  id: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  name: string;
+}
+
+/** struct bpf_map_info: type @0, id @4, key_size @8, value_size @12, max_entries @16, map_flags @20, name[16] @24. */
+export function mapInfo(mapFd: number): MapInfo {
+  const size = 88;
+  return withBuffers([BPF_ATTR_SIZE, size], (attr, info) => {
+    attr.view.setUint32(0, mapFd, true);
+    attr.view.setUint32(4, size, true);
+    attr.view.setBigUint64(8, info.address, true);
+    bpf(BpfCmd.OBJ_GET_INFO_BY_FD, attr, "bpf obj get info (map)");
+    const nameBytes = info.bytes.subarray(24, 40);
+    const end = nameBytes.indexOf(0);
+    return {
+      type: info.view.getUint32(0, true),
+      id: info.view.getUint32(4, true),
+      keySize: info.view.getUint32(8, true),
+      valueSize: info.view.getUint32(12, true),
+      maxEntries: info.view.getUint32(16, true),
+      name: new TextDecoder().decode(nameBytes.subarray(0, end < 0 ? 16 : end)),
+    };
   });
 }
 

@@ -28,6 +28,7 @@ export const BpfCmd = {
   PROG_LOAD: 5,
   PROG_ATTACH: 8,
   PROG_DETACH: 9,
+  PROG_TEST_RUN: 10,
   PROG_GET_FD_BY_ID: 13,
   MAP_GET_FD_BY_ID: 14,
   OBJ_GET_INFO_BY_FD: 15,

@@ -1,0 +1,242 @@
+/**
+ * The policy data path's maps (kernel/bpf/policy-program.ts has their layouts): made, and brought to PolicyTables
+ * (model/policy-tables.ts) in two generations. Tables are checked first: a bad one is refused before anything is
+ * written.
+ */
+import { invalid, NetctxError } from "../errors.ts";
+import { createMap, MapType, mapDelete, mapEntries, mapLookup, mapUpdate } from "../kernel/bpf/maps.ts";
+import {
+  ADDRESS_KEY_SIZE,
+  addressLayout,
+  CONNECTION_KEY_SIZE,
+  CONNECTION_VALUE_SIZE,
+  FLAG_EGRESS_SELECTED,
+  FLAG_GATEWAY,
+  FLAG_INGRESS_SELECTED,
+  POLICY_MAP_NAMES,
+  PORT_KEY_SIZE,
+  type PolicyMapFds,
+  STATE_ENTRIES,
+  stateValueSize,
+} from "../kernel/bpf/policy-program.ts";
+import { closeFd } from "../kernel/bpf/syscall.ts";
+import { KernelError } from "../kernel/errors.ts";
+import { MAX_POLICIES, POLICY_WORDS, type PolicyTables } from "../model/policy-tables.ts";
+import { ipBytes, parseCidr } from "../net/cidr.ts";
+
+export type Generation = 1 | 2;
+
+/** One generation's entries, keyed by the key's hex (for diffing against what a map holds). */
+export interface GenerationEntries {
+  addresses: Map<string, Uint8Array>;
+  ports: Map<string, Uint8Array>;
+  anyPort: Uint8Array;
+}
+
+const PROTO = { tcp: 6, udp: 17 } as const;
+const LIMIT = 1n << BigInt(MAX_POLICIES);
+
+export const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+export const fromHex = (text: string) => new Uint8Array(Buffer.from(text, "hex"));
+
+function words(bits: bigint, field: string): Uint8Array {
+  if (bits < 0n || bits >= LIMIT) throw invalid(field, `policy bits must be within 0 .. 2^${MAX_POLICIES}-1`);
+  const out = new Uint8Array(POLICY_WORDS * 8);
+  const view = new DataView(out.buffer);
+  for (let w = 0; w < POLICY_WORDS; w++)
+    view.setBigUint64(8 * w, (bits >> BigInt(64 * w)) & 0xffffffffffffffffn, true);
+  return out;
+}
+
+/** LPM key: prefixlen u32 (32 + the address's), generation u8, family u8, 0 u16, the network's 16 bytes. */
+export function addressKey(gen: number, cidr: string, field: string): Uint8Array {
+  const c = parseCidr(cidr, field);
+  const key = new Uint8Array(ADDRESS_KEY_SIZE);
+  const view = new DataView(key.buffer);
+  view.setUint32(0, 32 + c.prefix, true);
+  key[4] = gen;
+  key[5] = c.family;
+  key.set(ipBytes({ family: c.family, addr: c.network }), 8);
+  return key;
+}
+
+/** The generation a key of the address or port map belongs to. */
+export const addressKeyGeneration = (key: Uint8Array) => key[4]!;
+export const portKeyGeneration = (key: Uint8Array) => key[0]!;
+
+export function portKey(gen: number, proto: "tcp" | "udp", port: number): Uint8Array {
+  const key = new Uint8Array(PORT_KEY_SIZE);
+  key[0] = gen;
+  key[1] = PROTO[proto];
+  new DataView(key.buffer).setUint16(2, port, false);
+  return key;
+}
+
+/** What generation `gen` of the maps must hold for `tables`. */
+export function generationEntries(tables: PolicyTables, gen: Generation): GenerationEntries {
+  const L = addressLayout(POLICY_WORDS);
+  const addresses = new Map<string, Uint8Array>();
+  tables.addresses.forEach((e, i) => {
+    const field = `addresses[${i}]`;
+    const value = new Uint8Array(L.size);
+    const view = new DataView(value.buffer);
+    value.set(words(e.ingressFrom, `${field}.ingressFrom`), L.ingressFrom);
+    value.set(words(e.ingressTo, `${field}.ingressTo`), L.ingressTo);
+    value.set(words(e.egressFrom, `${field}.egressFrom`), L.egressFrom);
+    value.set(words(e.egressTo, `${field}.egressTo`), L.egressTo);
+    const flags =
+      (e.ingressSelected ? FLAG_INGRESS_SELECTED : 0) |
+      (e.egressSelected ? FLAG_EGRESS_SELECTED : 0) |
+      (e.gateway ? FLAG_GATEWAY : 0);
+    view.setUint32(L.flags, flags, true);
+    if (!Number.isInteger(e.isolateGroup) || e.isolateGroup < 0 || e.isolateGroup > 0xffffffff)
+      throw invalid(`${field}.isolateGroup`, `${e.isolateGroup} is not a 32-bit unsigned integer`);
+    view.setUint32(L.isolateGroup, e.isolateGroup, true);
+    const key = hex(addressKey(gen, e.cidr, `${field}.cidr`));
+    if (addresses.has(key)) throw invalid(`${field}.cidr`, `${e.cidr} is in the table twice`);
+    addresses.set(key, value);
+  });
+  // Every lookup finds an entry: an address no entry covers gets the zero one ("every field zero or false").
+  for (const world of ["0.0.0.0/0", "::/0"]) {
+    const key = hex(addressKey(gen, world, "addresses"));
+    if (!addresses.has(key)) addresses.set(key, new Uint8Array(L.size));
+  }
+  const ports = new Map<string, Uint8Array>();
+  tables.ports.forEach((p, i) => {
+    const field = `ports[${i}]`;
+    if (p.proto !== "tcp" && p.proto !== "udp")
+      throw invalid(`${field}.proto`, `"${p.proto}" is not tcp or udp`);
+    if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535)
+      throw invalid(`${field}.port`, `${p.port} is not a port (1-65535)`);
+    const key = hex(portKey(gen, p.proto, p.port));
+    if (ports.has(key)) throw invalid(`${field}.port`, `${p.proto} ${p.port} is in the table twice`);
+    ports.set(key, words(p.bits, `${field}.bits`));
+  });
+  const anyPort = new Uint8Array(stateValueSize(POLICY_WORDS));
+  anyPort.set(words(tables.anyPort, "anyPort"));
+  return { addresses, ports, anyPort };
+}
+
+/**
+ * Nobody selected and nobody isolated (OPEN_TABLES, or policies that select no context yet): the rule allows every
+ * packet, so the data path may pass everything after its first lookup.
+ */
+export function isOpen(tables: PolicyTables): boolean {
+  return tables.addresses.every((e) => !e.ingressSelected && !e.egressSelected && e.isolateGroup === 0);
+}
+
+const ADDRESS_ENTRIES = 65536;
+/** Entries allocated as they are added: the table is usually small. */
+const BPF_F_NO_PREALLOC = 1;
+const PORT_ENTRIES = 65536;
+/** Preallocated (an LRU hash always is): about 100 bytes an entry. */
+const CONNECTION_ENTRIES = 65536;
+const ADDRESS_VALUE = addressLayout(POLICY_WORDS).size;
+const PORT_VALUE = POLICY_WORDS * 8;
+const STATE_VALUE = stateValueSize(POLICY_WORDS);
+
+/** What a refusal of the kernel means for the policy data path, naming the feature. */
+export function unsupported(feature: string, err: KernelError): NetctxError {
+  return new NetctxError(
+    "unsupported",
+    `policy data path: the kernel refused ${feature} (${err.message.split("\n")[0]})`,
+  );
+}
+
+export function createPolicyMaps(): PolicyMapFds {
+  const made: number[] = [];
+  const make = (feature: string, spec: Parameters<typeof createMap>[0]) => {
+    try {
+      const fd = createMap(spec);
+      made.push(fd);
+      return fd;
+    } catch (err) {
+      for (const fd of made) closeFd(fd);
+      if (err instanceof KernelError) throw unsupported(feature, err);
+      throw err;
+    }
+  };
+  return {
+    state: make("a BPF array map", {
+      name: POLICY_MAP_NAMES.state,
+      type: MapType.ARRAY,
+      keySize: 4,
+      valueSize: STATE_VALUE,
+      maxEntries: STATE_ENTRIES,
+    }),
+    addresses: make("a BPF LPM trie map (Linux 4.11+)", {
+      name: POLICY_MAP_NAMES.addresses,
+      type: MapType.LPM_TRIE,
+      keySize: ADDRESS_KEY_SIZE,
+      valueSize: ADDRESS_VALUE,
+      maxEntries: ADDRESS_ENTRIES,
+    }),
+    ports: make("a BPF hash map", {
+      name: POLICY_MAP_NAMES.ports,
+      type: MapType.HASH,
+      keySize: PORT_KEY_SIZE,
+      valueSize: PORT_VALUE,
+      maxEntries: PORT_ENTRIES,
+      flags: BPF_F_NO_PREALLOC,
+    }),
+    connections: make("a BPF LRU hash map (Linux 4.10+)", {
+      name: POLICY_MAP_NAMES.connections,
+      type: MapType.LRU_HASH,
+      keySize: CONNECTION_KEY_SIZE,
+      valueSize: CONNECTION_VALUE_SIZE,
+      maxEntries: CONNECTION_ENTRIES,
+    }),
+  };
+}
+
+function stateKey(index: number): Uint8Array {
+  const key = new Uint8Array(4);
+  new DataView(key.buffer).setUint32(0, index, true);
+  return key;
+}
+
+/** The active generation: 0 = open (no policy selects anybody). */
+export function activeGeneration(maps: PolicyMapFds): number {
+  const value = mapLookup(maps.state, stateKey(0), STATE_VALUE);
+  return value ? new DataView(value.buffer).getUint32(0, true) : 0;
+}
+
+function setActiveGeneration(maps: PolicyMapFds, gen: number): void {
+  const value = new Uint8Array(STATE_VALUE);
+  new DataView(value.buffer).setUint32(0, gen, true);
+  mapUpdate(maps.state, stateKey(0), value);
+}
+
+/** Bring generation `gen` of one map to `want`: update what differs, delete what is not wanted. */
+function sync(
+  mapFd: number,
+  keySize: number,
+  valueSize: number,
+  generationOf: (key: Uint8Array) => number,
+  gen: number,
+  want: Map<string, Uint8Array>,
+): void {
+  const have = new Map<string, string>();
+  for (const [k, v] of mapEntries(mapFd, keySize, valueSize))
+    if (generationOf(k) === gen) have.set(hex(k), hex(v));
+  for (const [k, v] of want) if (have.get(k) !== hex(v)) mapUpdate(mapFd, fromHex(k), v);
+  for (const k of have.keys()) if (!want.has(k)) mapDelete(mapFd, fromHex(k));
+}
+
+/**
+ * Bring the maps to `tables`: the inactive generation is brought to them entry by entry, then one update of the
+ * state array makes it the active one (or generation 0 when the tables are open), so no packet meets a half-written
+ * table. Refuses bad tables (invalid, naming the field) before writing anything.
+ */
+export function writeTables(maps: PolicyMapFds, tables: PolicyTables): void {
+  const target: Generation = activeGeneration(maps) === 1 ? 2 : 1;
+  const entries = generationEntries(tables, target);
+  if (isOpen(tables)) {
+    setActiveGeneration(maps, 0);
+    return;
+  }
+  sync(maps.addresses, ADDRESS_KEY_SIZE, ADDRESS_VALUE, addressKeyGeneration, target, entries.addresses);
+  sync(maps.ports, PORT_KEY_SIZE, PORT_VALUE, portKeyGeneration, target, entries.ports);
+  mapUpdate(maps.state, stateKey(target), entries.anyPort);
+  setActiveGeneration(maps, target);
+}
