@@ -20,6 +20,7 @@ interface CreateOptions {
   route: string[];
   publish: string[];
   bandwidth?: string;
+  allowHostPort: string[];
   json?: boolean;
 }
 
@@ -49,6 +50,12 @@ export function registerContext(program: Command): void {
       "--bandwidth <rate>",
       "l2 rate limit: RATE (both ways) or IN/OUT, tc units (10mbit, 500kbit; - = none)",
     )
+    .option(
+      "--allow-host-port <port>",
+      "l3/socket: let the context reach this host loopback port, PORT[/tcp|udp] (repeatable; the rest of 127.0.0.1/::1 is its own address)",
+      collect,
+      [],
+    )
     .option("--json", "print the context as JSON")
     .action(async (name: string, o: CreateOptions) => {
       const input = {
@@ -61,6 +68,7 @@ export function registerContext(program: Command): void {
         ...(o.route.length ? { routes: o.route } : {}),
         ...(o.publish.length ? { publish: o.publish } : {}),
         ...(o.bandwidth !== undefined ? { bandwidth: parseBandwidthArg(o.bandwidth) } : {}),
+        ...(o.allowHostPort.length ? { allowHostPorts: o.allowHostPort } : {}),
       };
       const view =
         (await callEngine<ContextView>(cliConfig().socketPath, "POST", "/v1/contexts", input)) ??

@@ -16,6 +16,7 @@ import { z } from "zod";
 import { conflict, invalid, NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
+import { formatHostPort, parseHostPorts } from "../model/host-port.ts";
 import { checkName } from "../model/names.ts";
 import { formatPublish } from "../model/publish.ts";
 import { type ContextRecord, type NetworkRecord, SCENE_LABEL, SceneNameSchema } from "../model/records.ts";
@@ -345,6 +346,12 @@ function contextDifference(have: ContextRecord, want: ContextInput): string | un
   if (missing) return `address ${missing}`;
   if (want.mac !== undefined && spec.attachments[0]?.mac !== want.mac.toLowerCase()) return "mac";
   if (JSON.stringify(spec.routes ?? []) !== JSON.stringify(want.routes ?? [])) return "routes";
+  const hostPorts = (ports: string[]) => JSON.stringify(ports.sort());
+  if (
+    hostPorts((spec.allowHostPorts ?? []).map(formatHostPort)) !==
+    hostPorts(parseHostPorts(want.allowHostPorts ?? []).map(formatHostPort))
+  )
+    return "allowHostPorts";
   return undefined;
 }
 

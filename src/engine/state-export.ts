@@ -5,6 +5,7 @@
  */
 import { specOf } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
+import { formatHostPort } from "../model/host-port.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import type { ContextInput, NetworkInput } from "../model/schemas.ts";
 import type { StateStore } from "../state/state-store.ts";
@@ -53,5 +54,6 @@ export function contextInputOf(c: ContextRecord): ContextInput {
     ...(mac ? { mac } : {}),
     ...(levelDriver(c.level).sharedStack ? {} : { ifnames: spec.attachments.map((a) => a.ifname) }),
     ...(spec.routes?.length ? { routes: spec.routes } : {}),
+    ...(spec.allowHostPorts?.length ? { allowHostPorts: spec.allowHostPorts.map(formatHostPort) } : {}),
   };
 }
