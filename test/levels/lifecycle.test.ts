@@ -88,7 +88,7 @@ describe("shared-stack lifecycle", () => {
       /^error: context: processes \d+ \([^)]*\)(, \d+ \([^)]*\))* still run in "s"; stop them or use --force to kill them\n$/,
     );
     assert.equal(netctxJson<View>("inspect", "s").status, "ready", "a refused rm changes nothing");
-    assert.equal(querySocketPolicy(s.cgroup!).length, 8);
+    assert.equal(querySocketPolicy(s.cgroup!).length, 10);
     await running.stop();
 
     netctxOk("rm", "s", "t");
