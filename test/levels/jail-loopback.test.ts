@@ -7,6 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
 import { probe, type RunningProbe, startServing } from "../utils/socket-probe.ts";
@@ -130,6 +132,39 @@ describe("loopback like a jail", () => {
     assert.notEqual(l2.code, 0);
     assert.match(l2.stderr, /allowHostPorts: only l3 and socket/);
     assert.notEqual(netctx("inspect", "x").code, 0, "nothing was made");
+  });
+
+  test("apply files take allowHostPorts; a second apply changes nothing, another port remakes the context", async () => {
+    const dir = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH ?? "/tmp", "jail-apply-"));
+    const scene = (ports: string) => {
+      const path = join(dir, "scene.yaml");
+      writeFileSync(
+        path,
+        `name: jail\ncontexts:\n  - { name: ap, level: socket, networks: [hn], ips: [${NET4}.40], allowHostPorts: [${ports}] }\n`,
+      );
+      return path;
+    };
+    netctxOk("apply", scene(`"${closed.port}/tcp"`));
+    assert.deepEqual(netctxJson<{ allowHostPorts?: string[] }>("inspect", "ap").allowHostPorts, [
+      `${closed.port}/tcp`,
+    ]);
+    assert.match(netctxOk("apply", scene(`"${closed.port}/tcp"`)), /nothing to do/);
+    const [before] = await probe({ context: "ap" }, [{ op: "tcp", host: "127.0.0.1", port: closed.port }]);
+    assert.deepEqual([before!.ok, before!.data], [true, `${NET4}.40`], JSON.stringify(before));
+    netctxOk("apply", scene(`"${open.port}"`));
+    assert.deepEqual(netctxJson<{ allowHostPorts?: string[] }>("inspect", "ap").allowHostPorts, [
+      `${open.port}/tcp`,
+    ]);
+    const [now] = await probe({ context: "ap" }, [
+      { op: "tcp", host: "127.0.0.1", port: closed.port, timeoutMs: 1000 },
+    ]);
+    assert.equal(now!.ok, false, JSON.stringify(now));
+    const bad = netctx("apply", scene(`"x"`));
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /allowHostPorts/);
+    netctxOk("destroy", scene(`"${open.port}"`));
+    closed.peers.length = 0;
+    open.peers.length = 0;
   });
 
   for (const level of LEVELS) {
