@@ -10,8 +10,11 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { detachProgram, openCgroup, progFdById, queryPrograms, withFd } from "../../src/kernel/bpf/attach.ts";
+import { querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
+import { closeFd } from "../../src/kernel/bpf/syscall.ts";
 import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
-import { probe, type RunningProbe, startServing } from "../utils/socket-probe.ts";
+import { type ProbeOp, probe, type RunningProbe, startServing } from "../utils/socket-probe.ts";
 import { type Listener, tcpConnect, tcpListener, udpListener } from "../utils/sockets.ts";
 
 const NET4 = "10.67.0";
@@ -165,6 +168,31 @@ describe("loopback like a jail", () => {
     netctxOk("destroy", scene(`"${open.port}"`));
     closed.peers.length = 0;
     open.peers.length = 0;
+  });
+
+  test("a context without the recvmsg programs (made before the jail) is brought up to date by gc", async () => {
+    const cgroup = netctxJson<{ cgroup: string }>("inspect", "socket-b").cgroup;
+    withFd(openCgroup(cgroup), (cg) => {
+      for (const type of ["CGROUP_UDP4_RECVMSG", "CGROUP_UDP6_RECVMSG"] as const)
+        for (const id of queryPrograms(cg, type)) {
+          const fd = progFdById(id);
+          detachProgram(cg, fd, type);
+          closeFd(fd);
+        }
+    });
+    assert.equal(querySocketPolicy(cgroup).length, 8);
+    const serve: ProbeOp = { op: "serve", proto: "udp", port: 8070, hosts: ["127.0.0.1"] };
+    const ask: ProbeOp = { op: "udp", host: "127.0.0.1", port: 8070, reply: true };
+    const [, stale] = await probe({ context: "socket-b" }, [serve, ask]);
+    assert.equal(
+      stale!.from,
+      addr("socket", "b", 4),
+      "without the hook the answer shows the context's address",
+    );
+    netctxOk("gc");
+    assert.equal(querySocketPolicy(cgroup).length, 10);
+    const [, fixed] = await probe({ context: "socket-b" }, [serve, ask]);
+    assert.equal(fixed!.from, "127.0.0.1", JSON.stringify(fixed));
   });
 
   for (const level of LEVELS) {
