@@ -13,7 +13,7 @@ import { after, before, describe, test } from "node:test";
 import { detachProgram, openCgroup, progFdById, queryPrograms, withFd } from "../../src/kernel/bpf/attach.ts";
 import { querySocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { closeFd } from "../../src/kernel/bpf/syscall.ts";
-import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
+import { execScript, netctx, netctxJson, netctxOk } from "../utils/cli.ts";
 import { type ProbeOp, probe, type RunningProbe, startServing } from "../utils/socket-probe.ts";
 import { type Listener, tcpConnect, tcpListener, udpListener } from "../utils/sockets.ts";
 
@@ -277,6 +277,22 @@ describe("loopback like a jail", () => {
           assert.equal(x.ok, false, `${ctx}: ${JSON.stringify(ops[i])} reached: ${JSON.stringify(x)}`);
         });
       }
+      // TCP fast open connects inside sendto(): the connect hook runs there too (tcp_sendmsg_fastopen's pre_connect).
+      const tfo = await execScript(
+        `${level}-a`,
+        `python3 -c '
+import signal, socket
+signal.alarm(5)
+for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.sendto(b"x", socket.MSG_FASTOPEN, (host, ${lo4.tcp.port} if fam == socket.AF_INET else ${lo6.tcp.port})); s.recv(1); print("reached")
+    except OSError as e:
+        print("refused", e.errno)
+'`,
+      );
+      // ECONNREFUSED (111): the SYN went to the context's own address, where nothing listens on that port.
+      assert.equal(tfo.stdout, "refused 111\nrefused 111\n", tfo.stdout + tfo.stderr);
       await sleep(300);
       for (const [name, l] of Object.entries({
         lo4tcp: lo4.tcp,
