@@ -94,12 +94,17 @@ const EVERY_LEVEL: readonly EscapeProbe[] = [
   "block-device",
 ];
 
-/** What both shared-stack levels block: their sockets are confined, and the abstract unix namespace is the host's. */
+/**
+ * What both shared-stack levels block: their sockets are confined, their loopback is their own address (issue 19,
+ * kernel/bpf/jail-loopback.ts: a connect to 127.0.0.1 reaches the context itself, not the host's service), and the
+ * abstract unix namespace is the host's.
+ */
 const SHARED_STACK: readonly EscapeProbe[] = [
   "spoofed-source-ip",
   "raw-socket",
   "packet-socket",
   "foreign-bind",
+  "host-only-service",
   ...EVERY_LEVEL,
   "abstract-unix-other-context",
   "abstract-unix-host",
@@ -108,7 +113,8 @@ const SHARED_STACK: readonly EscapeProbe[] = [
 /**
  * Escapes a level promises to block. l2 contexts may open raw sockets (their own netns contains them) and reach
  * other networks through the host's routing (allowed unless a network is internal); shared-stack contexts share
- * the host's loopback and routing, so host-only services and internal networks are reachable from them.
+ * the host's routing, so internal networks are reachable from them, but not its loopback: theirs is jailed to their
+ * own address, so no level reaches a host-only service.
  * Shared-stack contexts also share the host's abstract unix namespace (it belongs to the netns), so they promise
  * not to reach the host's or another context's abstract sockets; an l2 context has a namespace of its own (reported
  * only). l3 promises its table cannot be sidestepped by binding a socket to another network's device; a socket

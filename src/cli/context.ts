@@ -22,6 +22,7 @@ interface CreateOptions {
   publish: string[];
   bandwidth?: string;
   label: string[];
+  allowHostPort: string[];
   json?: boolean;
 }
 
@@ -57,6 +58,12 @@ export function registerContext(program: Command): void {
       collect,
       [],
     )
+    .option(
+      "--allow-host-port <port>",
+      "l3/socket: let the context reach this host loopback port, PORT[/tcp|udp] (repeatable; the rest of 127.0.0.1/::1 is its own address)",
+      collect,
+      [],
+    )
     .option("--json", "print the context as JSON")
     .action(async (name: string, o: CreateOptions) => {
       const input = {
@@ -70,6 +77,7 @@ export function registerContext(program: Command): void {
         ...(o.publish.length ? { publish: o.publish } : {}),
         ...(o.bandwidth !== undefined ? { bandwidth: parseBandwidthArg(o.bandwidth) } : {}),
         ...(o.label.length ? { labels: labelsFromArgs("label", o.label) } : {}),
+        ...(o.allowHostPort.length ? { allowHostPorts: o.allowHostPort } : {}),
       };
       const view =
         (await callEngine<ContextView>(cliConfig().socketPath, "POST", "/v1/contexts", input)) ??

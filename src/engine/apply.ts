@@ -16,6 +16,7 @@ import { z } from "zod";
 import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
+import { formatHostPort, parseHostPorts } from "../model/host-port.ts";
 import { checkUserLabels, isReservedLabel } from "../model/labels.ts";
 import { checkName } from "../model/names.ts";
 import { networkSwitches, PolicyInputSchema, type PolicyRecord } from "../model/policy.ts";
@@ -445,6 +446,12 @@ function contextDifference(have: ContextRecord, want: ContextInput): string | un
   if (missing) return `address ${missing}`;
   if (want.mac !== undefined && spec.attachments[0]?.mac !== want.mac.toLowerCase()) return "mac";
   if (JSON.stringify(spec.routes ?? []) !== JSON.stringify(want.routes ?? [])) return "routes";
+  const hostPorts = (ports: string[]) => JSON.stringify(ports.sort());
+  if (
+    hostPorts((spec.allowHostPorts ?? []).map(formatHostPort)) !==
+    hostPorts(parseHostPorts(want.allowHostPorts ?? []).map(formatHostPort))
+  )
+    return "allowHostPorts";
   return undefined;
 }
 

@@ -8,6 +8,7 @@ import type { Host } from "../host.ts";
 import type { ContextSpec } from "../levels/driver.ts";
 import { specOf } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
+import { type HostPort, parseHostPorts } from "../model/host-port.ts";
 import {
   type Bandwidth,
   formatPublish,
@@ -21,16 +22,28 @@ import { withdrawShortcut } from "../networks/bridge-shortcut.ts";
 import type { Attachment } from "../networks/driver.ts";
 import type { StateStore } from "../state/state-store.ts";
 
-/** Shape checks of `publish` and `bandwidth`; no state needed. */
-export function parseExtras(input: ContextInput): { publish: Published[]; bandwidth?: Bandwidth } {
+export interface Extras {
+  publish: Published[];
+  allowHostPorts: HostPort[];
+  bandwidth?: Bandwidth;
+}
+
+/** Shape checks of `publish`, `allowHostPorts` and `bandwidth`; no state needed. */
+export function parseExtras(input: ContextInput): Extras {
   const publish = (input.publish ?? []).map((text) => parsePublish(text, "publish"));
+  const allowHostPorts = parseHostPorts(input.allowHostPorts ?? []);
+  if (allowHostPorts.length && !levelDriver(input.level).sharedStack)
+    throw invalid(
+      "allowHostPorts",
+      "only l3 and socket contexts share the host's loopback (an l2 context has its own)",
+    );
   for (const [i, p] of publish.entries()) {
     const twin = publish.slice(0, i).find((q) => publishCollides(p, q));
     if (twin)
       throw invalid("publish", `${formatPublish(p)} and ${formatPublish(twin)} take the same host port`);
   }
   const b = input.bandwidth;
-  if (b === undefined) return { publish };
+  if (b === undefined) return { publish, allowHostPorts };
   if (levelDriver(input.level).sharedStack)
     throw invalid("bandwidth", "only l2 contexts have a host-side link to shape");
   const bandwidth: Bandwidth = {};
@@ -38,8 +51,9 @@ export function parseExtras(input: ContextInput): { publish: Published[]; bandwi
   if (b.ingressBurst !== undefined) bandwidth.ingressBurst = b.ingressBurst;
   if (b.egressRate !== undefined) bandwidth.egressRate = b.egressRate;
   if (b.egressBurst !== undefined) bandwidth.egressBurst = b.egressBurst;
-  if (bandwidth.ingressRate === undefined && bandwidth.egressRate === undefined) return { publish };
-  return { publish, bandwidth };
+  if (bandwidth.ingressRate === undefined && bandwidth.egressRate === undefined)
+    return { publish, allowHostPorts };
+  return { publish, allowHostPorts, bandwidth };
 }
 
 /** Inside the creating transaction: a host port another context publishes is refused before any change. */

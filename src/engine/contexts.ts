@@ -169,6 +169,7 @@ function recordContext(
   const spec: ContextSpec = { attachments: [] };
   if (extras.publish.length) spec.publish = extras.publish;
   if (extras.bandwidth) spec.bandwidth = extras.bandwidth;
+  if (extras.allowHostPorts.length) spec.allowHostPorts = extras.allowHostPorts;
   const level = levelDriver(input.level);
   if (!level.sharedStack && input.netns === undefined) {
     spec.netns = netnsPath(contextNetnsName(input.name));

@@ -5,6 +5,7 @@
  */
 import { specOf } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
+import { formatHostPort } from "../model/host-port.ts";
 import { isReservedLabel } from "../model/labels.ts";
 import {
   DEFAULT_DENY_OPTION,
@@ -80,5 +81,6 @@ export function contextInputOf(c: ContextRecord): ContextInput {
     ...(levelDriver(c.level).sharedStack ? {} : { ifnames: spec.attachments.map((a) => a.ifname) }),
     ...(spec.routes?.length ? { routes: spec.routes } : {}),
     ...(Object.keys(labels).length ? { labels } : {}),
+    ...(spec.allowHostPorts?.length ? { allowHostPorts: spec.allowHostPorts.map(formatHostPort) } : {}),
   };
 }

@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import type { Host } from "../host.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
 import { specOf } from "../levels/driver.ts";
+import { formatHostPort } from "../model/host-port.ts";
 import { type Bandwidth, formatPublish } from "../model/publish.ts";
 import type { ContextRecord } from "../model/records.ts";
 import { liveBandwidth } from "../networks/bandwidth.ts";
@@ -32,6 +33,7 @@ export interface ContextView {
   labels?: Record<string, string>;
   /** `[HOSTIP:]HOSTPORT:PORT/proto` as recorded. */
   publish?: string[];
+  allowHostPorts?: string[];
   /** Recorded limits (bits per second) and, live, what tc holds now. */
   bandwidth?: Bandwidth & { live?: ReturnType<typeof liveBandwidth> };
   createdAt?: string;
@@ -98,6 +100,7 @@ export function contextView(
     interfaces,
     ...(spec.labels && Object.keys(spec.labels).length ? { labels: { ...spec.labels } } : {}),
     ...(spec.publish?.length ? { publish: spec.publish.map(formatPublish) } : {}),
+    ...(spec.allowHostPorts?.length ? { allowHostPorts: spec.allowHostPorts.map(formatHostPort) } : {}),
     ...(spec.bandwidth
       ? { bandwidth: bandwidthView(host, spec.bandwidth, live ? spec.attachments[0]?.hostIfname : undefined) }
       : {}),

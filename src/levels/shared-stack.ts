@@ -45,7 +45,10 @@ function markCgroup(host: Host, cgroup: string): void {
   }
 }
 
-/** The socket policy of the context's addresses (its first of each family), with its sockets' fwmark for l3. */
+/**
+ * The socket policy of the context's addresses (its first of each family), with its sockets' fwmark for l3 and the
+ * host loopback ports it may reach.
+ */
 export function addressPolicy(spec: ContextSpec, fwmark?: number): SocketPolicy {
   const ipv4 = firstAddress(spec, 4);
   const ipv6 = firstAddress(spec, 6);
@@ -53,6 +56,7 @@ export function addressPolicy(spec: ContextSpec, fwmark?: number): SocketPolicy 
     ...(ipv4 ? { ipv4 } : {}),
     ...(ipv6 ? { ipv6 } : {}),
     ...(fwmark !== undefined ? { fwmark } : {}),
+    ...(spec.allowHostPorts?.length ? { hostPorts: spec.allowHostPorts } : {}),
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { AttachmentSchema } from "./attachment.ts";
+import { HostPortSchema } from "./host-port.ts";
 import { BandwidthSchema, PublishedSchema } from "./publish.ts";
 
 export const ContextSpecSchema = z.strictObject({
@@ -23,6 +24,8 @@ export const ContextSpecSchema = z.strictObject({
   routes: z.array(z.string()).exactOptional(),
   /** Published ports (firewall/publish.ts). */
   publish: z.array(PublishedSchema).exactOptional(),
+  /** l3 and socket: host loopback ports it may reach; the rest of loopback is its own address (kernel/bpf/jail-loopback.ts). */
+  allowHostPorts: z.array(HostPortSchema).exactOptional(),
   /** l2: rate limits on the host side of the first attachment (networks/bandwidth.ts). */
   bandwidth: BandwidthSchema.exactOptional(),
 });

@@ -45,6 +45,8 @@ export const ContextInputSchema = z.strictObject({
   labels: z.record(z.string(), z.string()).optional(),
   /** Published ports, `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]` (parsed by model/publish.ts, field "publish"). */
   publish: z.array(z.string()).optional(),
+  /** l3 and socket: host loopback ports it may reach, `PORT[/tcp|udp]` (model/host-port.ts, field "allowHostPorts"). */
+  allowHostPorts: z.array(z.string()).optional(),
   /** l2: rate limits in bits per second (bursts in bits), the CNI bandwidth capability's keys. */
   bandwidth: z
     .strictObject({

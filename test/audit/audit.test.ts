@@ -56,6 +56,13 @@ test("a scene with one context of each level measures exactly each level's row",
       assert.equal(c.cells[key], row[key as keyof typeof row], `${name} ${key}`);
     for (const e of c.escapes)
       if (e.promised) assert.equal(e.result, "blocked", `${name} ${e.probe}: ${e.evidence}`);
+    // Issue 19: no level reaches a service on the host's loopback (shared-stack ones: their loopback is their own).
+    const hostOnly = c.escapes.find((e) => e.probe === "host-only-service");
+    assert.deepEqual(
+      [hostOnly?.promised, hostOnly?.result],
+      [true, "blocked"],
+      `${name}: ${hostOnly?.evidence}`,
+    );
     assert.equal(c.ok, true, name);
   }
   // The row the 2006 table gets wrong on today's kernel, measured: l2's routing cache is its own.
@@ -101,6 +108,7 @@ test("broken contexts are caught: detached socket programs and an l2 context wit
   assert.equal(s1.name, "s1");
   assert.equal(s1.cells["sockets"], "-");
   assert.equal(s1.escapes.find((e) => e.probe === "foreign-bind")?.result, "possible");
+  assert.equal(s1.escapes.find((e) => e.probe === "host-only-service")?.result, "possible");
   assert.equal(s1.ok, false);
   assert.notEqual(after.code, 0);
   // The healthy one next to it still measures its row (asked alone, it is compared with s1).

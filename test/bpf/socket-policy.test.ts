@@ -57,7 +57,7 @@ describe("socket policy on a context cgroup", () => {
     }
   });
 
-  test("bind: own address ok, other context's and loopback EPERM, wildcard narrowed (v4 and v6)", async () => {
+  test("bind: own address ok, other context's EPERM, wildcard and loopback narrowed to it (v4 and v6)", async () => {
     const r = await probe({ cgroup: cgA }, [
       { op: "bind", host: A4 },
       { op: "bind", host: B4 },
@@ -68,18 +68,23 @@ describe("socket policy on a context cgroup", () => {
       { op: "bind", host: "::" },
       { op: "bind", host: "::1" },
       { op: "bind", host: `::ffff:${B4}` },
+      { op: "bind", host: "127.0.0.9" },
+      { op: "bind", host: "::ffff:127.0.0.1" },
     ]);
     assert.equal(r[0]!.ok, true);
     assert.equal(r[0]!.address, A4);
     assert.equal(r[1]!.code, "EPERM");
     assert.equal(r[2]!.ok, true);
     assert.equal(r[2]!.address, A4);
-    assert.equal(r[3]!.code, "EPERM");
+    // Loopback is the context's own address (jail-loopback.ts): contexts never share loopback ports.
+    assert.equal(r[3]!.address, A4, JSON.stringify(r[3]));
     assert.equal(r[4]!.address, A6);
     assert.equal(r[5]!.code, "EPERM");
     assert.equal(r[6]!.address, A6);
-    assert.equal(r[7]!.code, "EPERM");
+    assert.equal(r[7]!.address, A6, JSON.stringify(r[7]));
     assert.equal(r[8]!.code, "EPERM", "a v4-mapped bind on a v6 socket must not slip past the bind6 hook");
+    assert.equal(r[9]!.address, A4, "all of 127.0.0.0/8");
+    assert.equal(r[10]!.code, "EPERM", "a v4-mapped loopback bind is refused like any v4-mapped one");
   });
 
   test("outgoing TCP and UDP (unconnected and connected) leave with the context's address", async () => {
@@ -176,7 +181,7 @@ describe("socket policy on a context cgroup", () => {
     const before = querySocketPolicy(cgB);
     attachSocketPolicy(cgB, { ipv4: B4 });
     const now = querySocketPolicy(cgB);
-    assert.equal(now.length, 8);
+    assert.equal(now.length, 10);
     for (const h of now) assert.equal(h.progIds.length, 1, h.attachType);
     assert.notDeepEqual(now, before);
     const t6 = await tcpPort(HOST6);
@@ -197,7 +202,7 @@ describe("socket policy on a context cgroup", () => {
     const script = `const m = await import(${JSON.stringify(mod)}); m.attachSocketPolicy(${JSON.stringify(cg)}, { ipv4: "${C4}", ipv6: "${C6}" });`;
     execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script]);
     const q = querySocketPolicy(cg);
-    assert.equal(q.length, 8);
+    assert.equal(q.length, 10);
     const r = await probe({ cgroup: cg }, [
       { op: "bind", host: "0.0.0.0" },
       { op: "bind", host: C4 },

@@ -479,7 +479,7 @@ describe("l3: a context's sockets may name only its own networks' devices", () =
     await settle();
     assert.equal(heardFrom("sock-ucast4").length, 1);
     assert.equal(heardFrom("sock-pktinfo4").length, 1);
-    assert.equal(querySocketPolicy(netctxJson<View>("inspect", "s").cgroup!).length, 8);
+    assert.equal(querySocketPolicy(netctxJson<View>("inspect", "s").cgroup!).length, 10);
   });
 });
 

@@ -71,7 +71,7 @@ describe("shared-stack lifecycle", () => {
     for (const v of [s, t]) {
       assert.ok(v.cgroup && existsSync(v.cgroup), `cgroup of ${v.name}`);
       // l3 with a default route of its own adds the device guard (setsockopt and egress hooks).
-      const hooks = v === t ? 10 : 8;
+      const hooks = v === t ? 12 : 10;
       assert.equal(querySocketPolicy(v.cgroup).length, hooks, `${hooks} hooks hold programs for ${v.name}`);
     }
     const onDevice = sh("ip -j addr show dev nc-hn");
@@ -88,7 +88,7 @@ describe("shared-stack lifecycle", () => {
       /^error: context: processes \d+ \([^)]*\)(, \d+ \([^)]*\))* still run in "s"; stop them or use --force to kill them\n$/,
     );
     assert.equal(netctxJson<View>("inspect", "s").status, "ready", "a refused rm changes nothing");
-    assert.equal(querySocketPolicy(s.cgroup!).length, 8);
+    assert.equal(querySocketPolicy(s.cgroup!).length, 10);
     await running.stop();
 
     netctxOk("rm", "s", "t");

@@ -76,7 +76,10 @@ function tcp(host, port, timeout) {
   });
 }
 
-/** One datagram (on a connected socket when told); with `reply`, the answer within 2 s is the result's data. */
+/**
+ * One datagram (on a connected socket when told); with `reply`, the answer within 2 s is the result's data, and the
+ * address it came from (as recvfrom shows it) is `from`.
+ */
 function udp(host, port, connect, reply) {
   return new Promise((resolve) => {
     const s = dgram.createSocket(net.isIPv6(host) ? "udp6" : "udp4");
@@ -89,14 +92,16 @@ function udp(host, port, connect, reply) {
     };
     s.once("error", (err) => done(errResult(err)));
     // Listening before sending: an answer can come back before the send callback runs.
-    if (reply) s.once("message", (m) => done({ ok: true, ...local(), data: m.toString().trim() }));
+    if (reply)
+      s.once("message", (m, r) => done({ ok: true, ...local(), data: m.toString().trim(), from: r.address }));
     const sent = (err) => {
       if (err) done(errResult(err));
       else if (!reply) done({ ok: true, ...local() });
       else timer = setTimeout(() => done({ ok: false, code: "ETIMEDOUT" }), 2000);
     };
     const send = () => (connect ? s.send("hello", sent) : s.send("hello", port, host, sent));
-    if (connect) s.connect(port, host, send);
+    // A refused connect calls back with its error, and a send on the unconnected socket would throw.
+    if (connect) s.connect(port, host, (err) => (err ? done(errResult(err)) : send()));
     else send();
   });
 }

@@ -17,7 +17,7 @@ export type ProbeOp =
   | { op: "bind"; host: string; port?: number }
   /** Connect, half-close, read the answer (data) to its end; address and port are the local end. */
   | { op: "tcp"; host: string; port: number; timeoutMs?: number }
-  /** One datagram; with reply, the answer within 2 s is data. */
+  /** One datagram; with reply, the answer within 2 s is data and its source (as recvfrom shows it) from. */
   | { op: "udp"; host: string; port: number; connect?: boolean; reply?: boolean }
   | { op: "raw"; family?: 4 | 6 }
   | { op: "ping-socket" }
@@ -45,6 +45,8 @@ export interface ProbeResult {
   address?: string;
   port?: number;
   data?: string;
+  /** udp with reply: where the answer came from. */
+  from?: string;
   value?: string | number;
   children?: ProbeResult[];
 }

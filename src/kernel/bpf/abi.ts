@@ -22,6 +22,8 @@ export const AttachType = {
   CGROUP_INET6_CONNECT: 11,
   CGROUP_UDP4_SENDMSG: 14,
   CGROUP_UDP6_SENDMSG: 15,
+  CGROUP_UDP4_RECVMSG: 19,
+  CGROUP_UDP6_RECVMSG: 20,
   /** setsockopt(2) of the cgroup's sockets, before the kernel handles it (prog type CGROUP_SOCKOPT). */
   CGROUP_SETSOCKOPT: 22,
   /** tc ingress of a device through bpf_mprog (kernel 6.6+): target_ifindex instead of a cgroup fd. */

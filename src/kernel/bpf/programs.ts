@@ -5,9 +5,11 @@
  * Addresses are compared as the u32 words the program loads from memory. Kernel structs hold them in network
  * byte order, so on this little-endian machine the constant is the address bytes read as little-endian u32s.
  *
- * Loopback: binds to 127.0.0.0/8 and ::1 are refused and the ingress filter drops packets to them. Allowing
- * them would let contexts share loopback ports and reach each other's loopback listeners. A context still
- * talks to itself through its own address (a wildcard listener is narrowed to it and it is local).
+ * Loopback is the context's own (jail-loopback.ts): a bind to 127.0.0.0/8 or ::1 binds the context's address, a
+ * connect or datagram to one goes to the context's address, except to the host ports it was allowed. Contexts so
+ * never share loopback ports nor reach each other's or the host's loopback listeners. Replies do not come back from
+ * 127.0.0.1: getsockname and getpeername show the context's address, as in a FreeBSD jail; only a UDP datagram from
+ * the context's own address is shown as from loopback (recvmsg), because UDP clients check where a reply came from.
  */
 import { ETH_P_IP_LE, ETH_P_IPV6_LE, Helper, ProgType, SkBuff, Sock, SockAddr } from "./abi.ts";
 import { Asm, FP, R0, R1, R2, R3, R4, R6, type Reg } from "./asm.ts";
@@ -17,6 +19,16 @@ import {
   egressProgram,
   sockoptProgram,
 } from "./device-programs.ts";
+import {
+  type HostPort,
+  ifHostPortAllowed,
+  LOOPBACK4,
+  LOOPBACK6,
+  unlessLoopback4,
+  unlessLoopback6,
+  unlessV4Mapped,
+  v4Mapped,
+} from "./jail-loopback.ts";
 import type { AddrWords, ProgramSpec } from "./program-spec.ts";
 
 const AF_INET = 2;
@@ -34,6 +46,8 @@ export interface PolicyWords {
   devices?: BindableDevices;
   /** l3: the devices its packets may leave through, for the families it routes all by itself. */
   egress?: EgressDevices;
+  /** Host loopback ports its connects and datagrams may reach (not jailed to its own address). */
+  hostPorts?: HostPort[];
 }
 
 /** Jump to `target` unless the words at base+off equal `addr` (JMP32: a 64-bit compare sign-extends). */
@@ -59,7 +73,10 @@ function store(a: Asm, base: Reg, off: number, addr: AddrWords): void {
   });
 }
 
-/** bind4/bind6: own address passes, the wildcard is narrowed to it, anything else is EPERM (return 0). */
+/**
+ * bind4/bind6: own address passes; the wildcard and loopback (127.0.0.0/8, ::1) are narrowed to it; anything else,
+ * v4-mapped addresses included, is EPERM (return 0).
+ */
 export function bindProgram(family: 4 | 6, addr: AddrWords | undefined): ProgramSpec {
   const a = new Asm();
   const off = family === 4 ? SockAddr.userIp4 : SockAddr.userIp6;
@@ -69,7 +86,12 @@ export function bindProgram(family: 4 | 6, addr: AddrWords | undefined): Program
     unlessEqual(a, R6, off, addr, "not-own");
     a.ret(1);
     a.label("not-own");
+    if (family === 4) unlessLoopback4(a, R6, off, "not-loopback");
+    else unlessLoopback6(a, R6, off, "not-loopback");
+    a.ja("narrow");
+    a.label("not-loopback");
     unlessZero(a, R6, off, addr.length, "deny");
+    a.label("narrow");
     store(a, R6, off, addr);
     a.ret(1);
     a.label("deny");
@@ -84,40 +106,46 @@ export function bindProgram(family: 4 | 6, addr: AddrWords | undefined): Program
 }
 
 /**
- * connect4/connect6: bind the socket to the context's address (port 0 = pick the port at connect, the
- * IP_BIND_ADDRESS_NO_PORT way) with the bpf_bind helper. A socket already bound to its own address passes.
- * bpf_bind fails (EINVAL) on any other bound socket, e.g. a UDP socket auto-bound to the wildcard by an earlier
- * sendmsg: the connect is refused then, or it would leave with whatever source the route picks.
+ * connect4/connect6: a loopback destination becomes the context's address (unless it is an allowed host port); then
+ * the socket is bound to the context's address (port 0 = pick the port at connect, the IP_BIND_ADDRESS_NO_PORT way)
+ * with the bpf_bind helper. A socket already bound to its own address passes. bpf_bind fails (EINVAL) on any other
+ * bound socket, e.g. a UDP socket auto-bound to the wildcard by an earlier sendmsg: the connect is refused then, or
+ * it would leave with whatever source the route picks.
+ *
+ * A v4-mapped destination on an IPv6 socket is an IPv4 connection (tcp_v6_connect hands it to tcp_v4_connect, UDP
+ * to __ip4_datagram_connect) that the connect4 hook never sees, so connect6 treats it as connect4 would, with the
+ * v4-mapped form of the context's IPv4 address. Bound to the IPv6 address instead, the socket's IPv4 side would be
+ * 127.0.0.6 (LOOPBACK4_IPV6), a source that reaches the host's loopback.
  */
-export function connectProgram(family: 4 | 6, addr: AddrWords | undefined): ProgramSpec {
+export function connectProgram(
+  family: 4 | 6,
+  addr: AddrWords | undefined,
+  hostPorts: readonly HostPort[] = [],
+  addr4?: AddrWords,
+): ProgramSpec {
   const a = new Asm();
+  a.mov64Reg(R6, R1);
+  if (family === 6) {
+    unlessV4Mapped(a, R6, SockAddr.userIp6, "native");
+    if (addr4 === undefined) a.ret(0);
+    else {
+      unlessLoopback4(a, R6, SockAddr.userIp6 + 12, "mapped-dst-done");
+      ifHostPortAllowed(a, R6, hostPorts, "mapped-dst-done", "mapped");
+      store(a, R6, SockAddr.userIp6 + 12, addr4);
+      a.label("mapped-dst-done");
+      bindToOwn(a, 6, v4Mapped(addr4), "mapped");
+    }
+    a.label("native");
+  }
+  const off = family === 4 ? SockAddr.userIp4 : SockAddr.userIp6;
   if (addr === undefined) a.ret(0);
   else {
-    a.mov64Reg(R6, R1);
-    a.ldx("dw", R2, R6, SockAddr.sk);
-    unlessEqual(a, R2, family === 4 ? Sock.srcIp4 : Sock.srcIp6, addr, "bind");
-    a.ret(1);
-    a.label("bind");
-    // struct sockaddr_in (16 bytes) / sockaddr_in6 (28) at fp-32, zeroed first: helpers read only
-    // initialised stack.
-    a.mov64Imm(R3, 0);
-    for (let o = -32; o < 0; o += 8) a.stx("dw", FP, o, R3);
-    a.mov64Imm(R3, family === 4 ? AF_INET : AF_INET6);
-    a.stx("h", FP, -32, R3);
-    const addrOff = family === 4 ? -28 : -24;
-    addr.forEach((w, i) => {
-      a.mov32Imm(R3, w);
-      a.stx("w", FP, addrOff + 4 * i, R3);
-    });
-    a.mov64Reg(R1, R6);
-    a.mov64Reg(R2, FP);
-    a.alu64Imm("add", R2, -32);
-    a.mov64Imm(R3, family === 4 ? 16 : 28);
-    a.call(Helper.bind);
-    a.jmpImm("ne", R0, 0, "deny");
-    a.ret(1);
-    a.label("deny");
-    a.ret(0);
+    if (family === 4) unlessLoopback4(a, R6, off, "own-dst-done");
+    else unlessLoopback6(a, R6, off, "own-dst-done");
+    ifHostPortAllowed(a, R6, hostPorts, "own-dst-done", "own");
+    store(a, R6, off, addr);
+    a.label("own-dst-done");
+    bindToOwn(a, family, addr, "own");
   }
   return {
     name: `nctx_connect${family}`,
@@ -127,12 +155,53 @@ export function connectProgram(family: 4 | 6, addr: AddrWords | undefined): Prog
   };
 }
 
-/** sendmsg4/sendmsg6 (unconnected UDP): bpf_bind is not allowed here, so set the datagram's source. */
-export function sendmsgProgram(family: 4 | 6, addr: AddrWords | undefined): ProgramSpec {
+/** Pass a socket bound to `addr` already, else bpf_bind it there; return 1 on success, 0 (EPERM) if that fails. */
+function bindToOwn(a: Asm, family: 4 | 6, addr: AddrWords, tag: string): void {
+  a.ldx("dw", R2, R6, SockAddr.sk);
+  unlessEqual(a, R2, family === 4 ? Sock.srcIp4 : Sock.srcIp6, addr, `${tag}-bind`);
+  a.ret(1);
+  a.label(`${tag}-bind`);
+  // struct sockaddr_in (16 bytes) / sockaddr_in6 (28) at fp-32, zeroed first: helpers read only initialised stack.
+  a.mov64Imm(R3, 0);
+  for (let o = -32; o < 0; o += 8) a.stx("dw", FP, o, R3);
+  a.mov64Imm(R3, family === 4 ? AF_INET : AF_INET6);
+  a.stx("h", FP, -32, R3);
+  const addrOff = family === 4 ? -28 : -24;
+  addr.forEach((w, i) => {
+    a.mov32Imm(R3, w);
+    a.stx("w", FP, addrOff + 4 * i, R3);
+  });
+  a.mov64Reg(R1, R6);
+  a.mov64Reg(R2, FP);
+  a.alu64Imm("add", R2, -32);
+  a.mov64Imm(R3, family === 4 ? 16 : 28);
+  a.call(Helper.bind);
+  a.jmpImm("ne", R0, 0, `${tag}-deny`);
+  a.ret(1);
+  a.label(`${tag}-deny`);
+  a.ret(0);
+}
+
+/**
+ * sendmsg4/sendmsg6 (unconnected UDP): a loopback destination becomes the context's address (unless it is an allowed
+ * host port), and the datagram's source is the context's address: bpf_bind is not allowed here. A v4-mapped
+ * destination never reaches sendmsg6: udpv6_sendmsg hands it to udp_sendmsg, which runs sendmsg4.
+ */
+export function sendmsgProgram(
+  family: 4 | 6,
+  addr: AddrWords | undefined,
+  hostPorts: readonly HostPort[] = [],
+): ProgramSpec {
   const a = new Asm();
   if (addr === undefined) a.ret(0);
   else {
+    const off = family === 4 ? SockAddr.userIp4 : SockAddr.userIp6;
     a.mov64Reg(R6, R1);
+    if (family === 4) unlessLoopback4(a, R6, off, "source");
+    else unlessLoopback6(a, R6, off, "source");
+    ifHostPortAllowed(a, R6, hostPorts, "source", "dst");
+    store(a, R6, off, addr);
+    a.label("source");
     store(a, R6, family === 4 ? SockAddr.msgSrcIp4 : SockAddr.msgSrcIp6, addr);
     a.ret(1);
   }
@@ -140,6 +209,36 @@ export function sendmsgProgram(family: 4 | 6, addr: AddrWords | undefined): Prog
     name: `nctx_sendmsg${family}`,
     progType: ProgType.CGROUP_SOCK_ADDR,
     attachType: family === 4 ? "CGROUP_UDP4_SENDMSG" : "CGROUP_UDP6_SENDMSG",
+    insns: a.assemble(),
+  };
+}
+
+/**
+ * recvmsg4/recvmsg6 (UDP): a datagram from the context's own address is shown as from loopback, so a client that
+ * sent to 127.0.0.1 (jailed to the context's address) takes the answer as the one it waits for: glibc's resolver
+ * drops an answer from any other address than its nameserver's. A client that sent to the context's address
+ * explicitly sees its answers from loopback too: the price of a hook without memory of what was sent.
+ */
+export function recvmsgProgram(family: 4 | 6, addr: AddrWords | undefined, addr4?: AddrWords): ProgramSpec {
+  const a = new Asm();
+  a.mov64Reg(R6, R1);
+  const off = family === 4 ? SockAddr.userIp4 : SockAddr.userIp6;
+  if (addr !== undefined) {
+    unlessEqual(a, R6, off, addr, "not-own");
+    store(a, R6, off, family === 4 ? LOOPBACK4 : LOOPBACK6);
+    a.ret(1);
+    a.label("not-own");
+  }
+  if (family === 6 && addr4 !== undefined) {
+    unlessEqual(a, R6, off, v4Mapped(addr4), "not-own4");
+    store(a, R6, off, v4Mapped(LOOPBACK4));
+    a.label("not-own4");
+  }
+  a.ret(1);
+  return {
+    name: `nctx_recvmsg${family}`,
+    progType: ProgType.CGROUP_SOCK_ADDR,
+    attachType: family === 4 ? "CGROUP_UDP4_RECVMSG" : "CGROUP_UDP6_RECVMSG",
     insns: a.assemble(),
   };
 }
@@ -230,10 +329,12 @@ export function policyPrograms(policy: PolicyWords): ProgramSpec[] {
   return [
     bindProgram(4, policy.ipv4),
     bindProgram(6, policy.ipv6),
-    connectProgram(4, policy.ipv4),
-    connectProgram(6, policy.ipv6),
-    sendmsgProgram(4, policy.ipv4),
-    sendmsgProgram(6, policy.ipv6),
+    connectProgram(4, policy.ipv4, policy.hostPorts),
+    connectProgram(6, policy.ipv6, policy.hostPorts, policy.ipv4),
+    sendmsgProgram(4, policy.ipv4, policy.hostPorts),
+    sendmsgProgram(6, policy.ipv6, policy.hostPorts),
+    recvmsgProgram(4, policy.ipv4),
+    recvmsgProgram(6, policy.ipv6, policy.ipv4),
     sockCreateProgram(policy.fwmark),
     ingressProgram(policy),
     ...devicePrograms(policy),

@@ -21,6 +21,7 @@ import {
   queryPrograms,
   withFd,
 } from "./attach.ts";
+import type { HostPort } from "./jail-loopback.ts";
 import { addrWords, type ProgramSpec } from "./program-spec.ts";
 import {
   devicePrograms,
@@ -39,6 +40,8 @@ export interface SocketPolicy {
   devices?: { names: string[]; ifindexes: number[] };
   /** l3: per family it routes all by itself, the ifindexes its packets may leave through (lo always may). */
   egress?: { ipv4?: number[]; ipv6?: number[] };
+  /** Host loopback ports it may reach; any other loopback destination is its own address (jail-loopback.ts). */
+  hostPorts?: HostPort[];
 }
 
 /** The l3 device guard's hooks (device-programs.ts): their programs hold ifindexes. */
@@ -51,6 +54,8 @@ export const POLICY_HOOKS: readonly AttachTypeName[] = [
   "CGROUP_INET6_CONNECT",
   "CGROUP_UDP4_SENDMSG",
   "CGROUP_UDP6_SENDMSG",
+  "CGROUP_UDP4_RECVMSG",
+  "CGROUP_UDP6_RECVMSG",
   "CGROUP_INET_SOCK_CREATE",
   "CGROUP_INET_INGRESS",
   ...DEVICE_HOOKS,
@@ -77,6 +82,12 @@ export function policyWords(policy: SocketPolicy): PolicyWords {
       if (ifnameProblem(name) !== undefined || !/^[\x21-\x7e]+$/.test(name))
         throw invalid("devices", `${JSON.stringify(name)} is not an interface name`);
     words.devices = { names: policy.devices.names, ifindexes: policy.devices.ifindexes.map(ifindex) };
+  }
+  if (policy.hostPorts?.length) {
+    for (const p of policy.hostPorts)
+      if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535 || !["tcp", "udp"].includes(p.protocol))
+        throw invalid("allowHostPorts", `${p.port}/${p.protocol} is not a port (1-65535) over tcp or udp`);
+    words.hostPorts = policy.hostPorts.map((p) => ({ port: p.port, protocol: p.protocol }));
   }
   if (policy.egress) {
     words.egress = {};
