@@ -10,8 +10,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, before, test } from "node:test";
-import type { ContextView } from "../../src/engine/views.ts";
-import { type CliResult, NETCTX } from "../utils/cli.ts";
+import type { CliResult } from "../utils/cli.ts";
 import {
   startCluster,
   stopCluster,
@@ -20,9 +19,19 @@ import {
   UNDERLAY_BRIDGE,
 } from "../utils/cluster.ts";
 import type { Json } from "../utils/kernel-oracle.ts";
-import { until } from "../utils/overlay-cli.ts";
+import {
+  createContext,
+  createOverlay,
+  type Made,
+  ok,
+  pingFrom,
+  run,
+  serveIn as serveInContext,
+  tcpFrom,
+  until,
+} from "../utils/overlay-cli.ts";
 import { sh } from "../utils/shell.ts";
-import { type ProbeOp, type ProbeResult, probeArgv, startProbe } from "../utils/socket-probe.ts";
+import { probeArgv, startProbe } from "../utils/socket-probe.ts";
 import { FORGED_PORT, forgeVxlanArgv } from "../utils/vxlan-forge.ts";
 import { sleep } from "../utils/wait.ts";
 
@@ -36,87 +45,20 @@ before(async () => {
 });
 after(() => stopCluster());
 
-function ok(r: CliResult, what: string): string {
-  assert.equal(r.code, 0, `${what}: ${r.stderr}`);
-  return r.stdout;
-}
-
-function run(h: TestHost, argv: string[]): string {
-  const r = h.run(argv);
-  if (r.code !== 0) throw new Error(`${h.name}: ${argv.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function listed(h: TestHost, name: string): Promise<boolean> {
-  const r = await h.netctx("network", "ls", "--json");
-  return r.code === 0 && (JSON.parse(r.stdout) as { name: string }[]).some((n) => n.name === name);
-}
-
 async function createNetwork(name: string, ...args: string[]): Promise<void> {
-  ok(await c.host(1).netctx("network", "create", name, "--driver", "overlay", ...args), `create ${name}`);
-  for (const i of MEMBERS) await until(`${name} on h${i}`, () => listed(c.host(i), name), 6000);
+  await createOverlay(
+    c.host(1),
+    MEMBERS.map((i) => c.host(i)),
+    name,
+    ...args,
+  );
 }
 
-interface Made {
-  host: TestHost;
-  name: string;
-  v4: string;
-  v6: string | undefined;
-}
-
-async function createContext(h: TestHost, name: string, level: string, network: string): Promise<Made> {
-  const view = JSON.parse(
-    ok(await h.netctx("create", name, "--level", level, "--network", network, "--json"), `create ${name}`),
-  ) as ContextView;
-  const bare = view.addresses.map((a) => a.split("/")[0]!);
-  return { host: h, name, v4: bare.find((a) => !a.includes(":"))!, v6: bare.find((a) => a.includes(":")) };
-}
-
-/** argv run by the host's netctx in context `name` (its whole confinement, whatever its level). */
-function execArgv(m: Made, argv: string[]): string[] {
-  const h = m.host;
-  return h.argv([
-    "env",
-    "-u",
-    "NETCTX_SOCKET",
-    `NETCTX_STATE_DIR=${h.stateDir}`,
-    `NETCTX_CGROUP_PARENT=${h.cgroupParent}`,
-    NETCTX,
-    "exec",
-    m.name,
-    "--",
-    ...argv,
-  ]);
-}
-
-async function pingFrom(m: Made, address: string, tries = 3): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    const r = await m.host.netctx("exec", m.name, "--", "ping", "-n", "-q", "-c", "1", "-W", "1", address);
-    if (r.code === 0) return true;
-  }
-  return false;
-}
-
-/** A TCP server in context m (on its addresses) answering each connection with the peer's address; stop() ends it. */
+/** A TCP server in context m, ended with the cluster. */
 async function serveIn(m: Made, port: number) {
-  const hosts = [m.v4, ...(m.v6 ? [m.v6] : [])];
-  const p = startProbe(probeArgvIn(m)([{ op: "serve", proto: "tcp", port, hosts }, { op: "wait" }]));
-  const ready = await p.next();
-  assert.ok(ready.ok, JSON.stringify(ready));
+  const p = await serveInContext(m, port);
   c.adopt(p.child);
   return p;
-}
-
-function probeArgvIn(m: Made) {
-  return (ops: ProbeOp[]) => execArgv(m, probeArgv(ops));
-}
-
-/** Connect from context m to host:port; the server's answer (the address it saw us from). */
-async function tcpFrom(m: Made, host: string, port: number): Promise<ProbeResult> {
-  const p = startProbe(probeArgvIn(m)([{ op: "tcp", host, port, timeoutMs: 3000 }]));
-  const r = await p.next();
-  await p.stop();
-  return r;
 }
 
 const ipj = (h: TestHost, args: string[]): Json[] => JSON.parse(run(h, ["ip", "-j", ...args]) || "[]");

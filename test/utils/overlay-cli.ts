@@ -5,9 +5,10 @@
  */
 import assert from "node:assert/strict";
 import type { ContextView } from "../../src/engine/views.ts";
-import type { CliResult } from "./cli.ts";
+import { type CliResult, NETCTX } from "./cli.ts";
 import type { TestHost } from "./cluster.ts";
 import type { Json } from "./kernel-oracle.ts";
+import { type ProbeOp, type ProbeResult, probeArgv, type RunningProbe, startProbe } from "./socket-probe.ts";
 import { sleep } from "./wait.ts";
 
 export function ok(r: CliResult, what: string): string {
@@ -134,4 +135,48 @@ export async function blocksOf(
     blocks?: { cidr: string; node: string; orphanedSince?: string }[];
   };
   return view.blocks ?? [];
+}
+
+/** argv run by the host's netctx in context m (its whole confinement, whatever its level), outside the engine. */
+export function execArgv(m: Made, argv: string[]): string[] {
+  const h = m.host;
+  return h.argv([
+    "env",
+    "-u",
+    "NETCTX_SOCKET",
+    `NETCTX_STATE_DIR=${h.stateDir}`,
+    `NETCTX_CGROUP_PARENT=${h.cgroupParent}`,
+    NETCTX,
+    "exec",
+    m.name,
+    "--",
+    ...argv,
+  ]);
+}
+
+function probeArgvIn(m: Made) {
+  return (ops: ProbeOp[]) => execArgv(m, probeArgv(ops));
+}
+
+/**
+ * A TCP server in context m (on its addresses, each port of `ports`) answering each connection with the peer's
+ * address; stop() ends it. The caller ends it (or adopts its child into the cluster, which ends it).
+ */
+export async function serveIn(m: Made, ...ports: number[]): Promise<RunningProbe> {
+  const hosts = [m.v4, ...(m.v6 ? [m.v6] : [])];
+  const ops: ProbeOp[] = ports.map((port) => ({ op: "serve", proto: "tcp", port, hosts }));
+  const p = startProbe(probeArgvIn(m)([...ops, { op: "wait" }]));
+  for (const _ of ports) {
+    const ready = await p.next();
+    assert.ok(ready.ok, JSON.stringify(ready));
+  }
+  return p;
+}
+
+/** Connect from context m to host:port; the server's answer (the address it saw us from). */
+export async function tcpFrom(m: Made, host: string, port: number, timeoutMs = 3000): Promise<ProbeResult> {
+  const p = startProbe(probeArgvIn(m)([{ op: "tcp", host, port, timeoutMs }]));
+  const r = await p.next();
+  await p.stop();
+  return r;
 }
