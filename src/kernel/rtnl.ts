@@ -43,7 +43,7 @@ import {
   tableHasRoutes,
 } from "./route.ts";
 import { type Rule, type RuleSpec, ruleAdd, ruleDel, ruleList, ruleTables } from "./rule.ts";
-import { blockProgramAdd, ingressBlockJoin, ingressQdiscDel } from "./tc.ts";
+import { blockProgramAdd, ingressBlockJoin, ingressBlocks, ingressQdiscDel } from "./tc.ts";
 
 export type {
   Addr,
@@ -88,6 +88,11 @@ export class Rtnl {
   /** A BPF program (SCHED_CLS) as the shared block's filter; false when it has it already, unless `replace`. */
   blockProgramAdd(block: number, progFd: number, name: string, replace = false): boolean {
     return blockProgramAdd(this.sock, block, progFd, name, replace);
+  }
+
+  /** The links whose ingress filters are a shared block's: ifindex -> block. */
+  ingressBlocks(): Map<number, number> {
+    return ingressBlocks(this.sock);
   }
 
   /** The link's ingress qdisc goes (and with it the link's share of any block); false when there was none. */

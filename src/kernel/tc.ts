@@ -9,14 +9,25 @@
  * A block lives as long as a device is joined to it, its filters with it.
  */
 import { KernelError } from "./errors.ts";
-import { AF_UNSPEC, type MessageWriter, type NetlinkSocket, NLM_F_CREATE, NLM_F_EXCL } from "./netlink.ts";
+import {
+  AF_UNSPEC,
+  type Message,
+  type MessageWriter,
+  type NetlinkSocket,
+  NLM_F_CREATE,
+  NLM_F_EXCL,
+  parseAttrs,
+} from "./netlink.ts";
 
 const RTM_NEWQDISC = 36;
 const RTM_DELQDISC = 37;
+const RTM_GETQDISC = 38;
 const RTM_NEWTFILTER = 44;
 const TCA_KIND = 1;
 const TCA_OPTIONS = 2;
 const TCA_INGRESS_BLOCK = 13;
+const TCA_MAX = 16;
+const TCMSG_LEN = 20;
 const TCA_BPF_FD = 6;
 const TCA_BPF_NAME = 7;
 const TCA_BPF_FLAGS = 8;
@@ -91,4 +102,21 @@ export function ingressQdiscDel(sock: NetlinkSocket, ifindex: number): boolean {
     if (err instanceof KernelError && ["ENOENT", "EINVAL"].includes(err.errnoName)) return false;
     throw err;
   }
+}
+
+/** The devices whose ingress qdisc is joined to a shared block: ifindex -> block index. One dump for all devices. */
+export function ingressBlocks(sock: NetlinkSocket): Map<number, number> {
+  const joined = sock.dump(
+    "tc qdisc show",
+    RTM_GETQDISC,
+    (w) => tcmsg(w, 0, 0, 0, 0),
+    (m: Message): [number, number] | undefined => {
+      if (m.type !== RTM_NEWQDISC) return undefined;
+      const ifindex = m.buf.readInt32LE(m.offset + 4);
+      if (m.buf.readUInt32LE(m.offset + 12) !== TC_H_INGRESS) return undefined;
+      const block = parseAttrs(m.buf, m.offset + TCMSG_LEN, m.end, TCA_MAX).u32(TCA_INGRESS_BLOCK);
+      return block === undefined ? undefined : [ifindex, block];
+    },
+  );
+  return new Map(joined);
 }

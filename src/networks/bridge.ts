@@ -12,6 +12,7 @@ import {
   addShortcut,
   dropShortcutMac,
   forgetShortcut,
+  rejoinShortcuts,
   removeShortcut,
   shortcutMacs,
   shortcutStatus,
@@ -86,6 +87,7 @@ export const bridgeDriver: NetworkDriver = {
       for (const att of attachments)
         if (att.hostIfname && host.rtnl.linkGet(att.hostIfname))
           host.rtnl.linkSet(att.hostIfname, { master: bridge });
+      rejoinShortcuts(host, net.name, attachments);
     });
     own.own("link", segmentPrefix(net.name), { prefix: true });
     own.firewallInterface(bridge, net.name);

@@ -14,6 +14,7 @@ import { bridgeIfname } from "../model/names.ts";
 import type { NetworkRecord } from "../model/records.ts";
 import { bridgeDriver, declareBridgePort } from "./bridge.ts";
 import { segmentPrefix } from "./bridge-segments.ts";
+import { rejoinShortcuts } from "./bridge-shortcut.ts";
 import { familyOf } from "./common.ts";
 import { declareNetworkDevice } from "./declarations.ts";
 import type { DeviceAddress, NetworkDriver } from "./driver.ts";
@@ -76,6 +77,7 @@ export const overlayDriver: NetworkDriver = {
       for (const att of attachments)
         if (att.hostIfname && host.rtnl.linkGet(att.hostIfname))
           host.rtnl.linkSet(att.hostIfname, { master: bridge });
+      rejoinShortcuts(host, net.name, attachments);
     });
     own.own("link", segmentPrefix(net.name), { prefix: true });
     own.firewallInterface(bridge, net.name);

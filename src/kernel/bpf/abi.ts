@@ -36,12 +36,16 @@ export type AttachTypeName = keyof typeof AttachType;
 export const Helper = {
   map_lookup_elem: 1,
   map_update_elem: 2,
+  redirect: 23,
   skb_load_bytes: 26,
   bind: 64,
   get_current_cgroup_id: 80,
   get_netns_cookie: 122,
   redirect_peer: 155,
 } as const;
+
+/** bpf_redirect's flag: the frame is received by the target device instead of sent by it. */
+export const BPF_F_INGRESS = 1;
 
 /** struct __sk_buff */
 export const SkBuff = {
