@@ -17,6 +17,7 @@ import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import { type ContextRecord, SCENE_LABEL } from "../model/records.ts";
 import { cidrContains, parseCidr, parseIp } from "../net/cidr.ts";
+import { guardExit } from "./exit-guard.ts";
 import { type PlannedCell, planReach, type ReachPort, reachPorts, type Verdict } from "./reach-plan.ts";
 import { reachArgv } from "./reach-script.ts";
 import { type ExecArgv, LineChild, sandboxExec } from "./run.ts";
@@ -125,6 +126,17 @@ export async function runReach(host: Host, options: ReachOptions = {}): Promise<
 
   const children: LineChild[] = [];
   let worldAdded = false;
+  const removeWorld = (): void => {
+    if (!worldAdded) return;
+    worldAdded = false;
+    try {
+      host.rtnl.addrDel("lo", `${world}/32`);
+    } catch {
+      // Gone already (somebody removed it): nothing to undo.
+    }
+  };
+  // A signal or an exit before the audit's own path ends must not leave the world's address on the host.
+  const releaseGuard = guardExit(removeWorld);
   try {
     if (world !== undefined)
       try {
@@ -219,11 +231,7 @@ export async function runReach(host: Host, options: ReachOptions = {}): Promise<
     return { ports, world, cells, skipped, ok: cells.every((c) => c.ok) };
   } finally {
     await Promise.all(children.map((c) => c.end()));
-    if (worldAdded)
-      try {
-        host.rtnl.addrDel("lo", `${world}/32`);
-      } catch {
-        // Gone already (somebody removed it): nothing to undo.
-      }
+    removeWorld();
+    releaseGuard();
   }
 }

@@ -5,6 +5,7 @@
  * behind netctx's back, and the audit names exactly the cells that entry allowed and exits non-zero.
  */
 import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -12,8 +13,17 @@ import { Host } from "../../src/host.ts";
 import { mapDelete } from "../../src/kernel/bpf/maps.ts";
 import { policyMapsIfAny } from "../../src/networks/policy-datapath.ts";
 import { activeGeneration, portKey } from "../../src/networks/policy-maps.ts";
-import { netctx, netctxOk } from "../utils/cli.ts";
+import { NETCTX, netctx, netctxOk } from "../utils/cli.ts";
 import { testConfig } from "../utils/config.ts";
+import { waitFor } from "../utils/wait.ts";
+
+/** The host's loopback addresses (the world's address lives there only while an audit runs). */
+const loAddresses = (): string[] =>
+  (
+    JSON.parse(spawnSync("ip", ["-j", "addr", "show", "dev", "lo"], { encoding: "utf8" }).stdout) as {
+      addr_info: { local: string }[];
+    }[]
+  ).flatMap((l) => l.addr_info.map((a) => a.local));
 
 interface ReachJson {
   ports: string[];
@@ -115,6 +125,8 @@ test("the reach matrix of 12 contexts over 3 networks matches the policies, and 
   expect("b3", "world", "tcp/7777", "blocked");
   expect("b1", "world", "udp/7777", "allowed");
   expect("r2", "host", "tcp/7777", "allowed");
+  assert.equal(report.world, "192.0.2.123");
+  assert.ok(!loAddresses().includes(report.world), "the world's address is gone after the audit");
 
   // Behind netctx's back: the data path forgets tcp/5432 (web-to-db's only port).
   host = Host.open(testConfig());
@@ -145,7 +157,7 @@ test("the reach matrix of 12 contexts over 3 networks matches the policies, and 
   assert.match(text.stdout, /reach: DIFFERENCES FOUND/);
 });
 
-test("--scene narrows the matrix to an apply scene's contexts; bad flags are refused with one line", () => {
+test("--scene narrows the matrix to an apply scene's contexts; bad flags are refused with one line", async () => {
   const dir = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH ?? "/tmp", "reach-"));
   const path = join(dir, "side.yaml");
   writeFileSync(
@@ -171,6 +183,15 @@ policies:
   assert.deepEqual([...ends].sort(), ["host", "sa", "sb", "world"]);
   assert.equal(cell(report, "sb", "sa", "udp/6000")?.measured, "allowed");
   assert.equal(cell(report, "sb", "sa", "udp/7777")?.measured, "blocked");
+
+  // An audit ended by a signal takes the world's address off the host too.
+  const child = spawn(NETCTX, ["audit", "--reach", "--scene", "side"], { stdio: "ignore" });
+  const ended = new Promise((resolve) => child.on("close", (code, signal) => resolve(signal ?? code)));
+  await waitFor(() => loAddresses().includes("192.0.2.123"), 10_000);
+  assert.ok(loAddresses().includes("192.0.2.123"), "the world's address is on lo while the audit runs");
+  child.kill("SIGINT");
+  assert.equal(await ended, "SIGINT");
+  assert.ok(!loAddresses().includes("192.0.2.123"), "the world's address is gone after SIGINT");
 
   for (const [args, message] of [
     [["--scene", "side"], /^error: --scene: only with --reach$/],
