@@ -168,11 +168,13 @@ export async function runReach(host: Host, options: ReachOptions = {}): Promise<
       listened.flatMap((l) => l.failed.map((f) => [`${f.addr} ${f.proto}/${f.port}`, f.errno] as const)),
     );
 
+    // Cells nothing can measure fail as differences do: an audit that could not look proves nothing.
+    const probed: ReachCell[] = [];
     const cells: ReachCell[] = planned.map((c) => {
       const at = `${c.dst} ${c.proto}/${c.port}`;
       if (c.expected === "n/a") return { ...c, measured: "n/a", evidence: c.reason, ok: true };
       if (c.to === "world" && !worldAdded)
-        return { ...c, measured: "unmeasured", evidence: worldError ?? "", ok: false };
+        return { ...c, measured: "unmeasured", evidence: worldError ?? "no world address", ok: false };
       if (!bound.has(at))
         return {
           ...c,
@@ -180,9 +182,10 @@ export async function runReach(host: Host, options: ReachOptions = {}): Promise<
           evidence: `no listener at ${at}: ${refused.get(at) ?? "not started"}`,
           ok: false,
         };
-      return { ...c, measured: "unmeasured", evidence: "", ok: false };
+      const cell: ReachCell = { ...c, measured: "unmeasured", evidence: "", ok: false };
+      probed.push(cell);
+      return cell;
     });
-    const toProbe = (c: ReachCell) => c.evidence === "";
 
     // One prober per source: each context's own, and the host's.
     const sources = new Map<string, LineChild>();
@@ -224,9 +227,8 @@ export async function runReach(host: Host, options: ReachOptions = {}): Promise<
         }),
       );
     };
-    const first = cells.filter(toProbe);
-    await pass(first, options.timeoutMs ?? 300, "first");
-    const differing = first.filter((c) => !c.ok);
+    await pass(probed, options.timeoutMs ?? 300, "first");
+    const differing = probed.filter((c) => !c.ok);
     if (differing.length) await pass(differing, options.confirmMs ?? 1500, "again");
     return { ports, world, cells, skipped, ok: cells.every((c) => c.ok) };
   } finally {

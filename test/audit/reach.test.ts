@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { Host } from "../../src/host.ts";
@@ -183,6 +184,22 @@ policies:
   assert.deepEqual([...ends].sort(), ["host", "sa", "sb", "world"]);
   assert.equal(cell(report, "sb", "sa", "udp/6000")?.measured, "allowed");
   assert.equal(cell(report, "sb", "sa", "udp/7777")?.measured, "blocked");
+
+  // A port the host's listener cannot hold: its cells cannot be measured, and that fails the audit, named.
+  const squatter = createServer();
+  await new Promise<void>((resolve) => squatter.listen(7777, "10.94.0.1", resolve));
+  try {
+    const squatted = reach("--scene", "side");
+    assert.equal(squatted.code, 2);
+    assert.deepEqual(
+      squatted.report.cells
+        .filter((c) => !c.ok)
+        .map((c) => `${c.from} -> ${c.to} ${c.port} ${c.measured}: ${c.evidence}`),
+      ["sa -> host tcp/7777 unmeasured: no listener at 10.94.0.1 tcp/7777: EADDRINUSE"],
+    );
+  } finally {
+    await new Promise((resolve) => squatter.close(resolve));
+  }
 
   // An audit ended by a signal takes the world's address off the host too.
   const child = spawn(NETCTX, ["audit", "--reach", "--scene", "side"], { stdio: "ignore" });
