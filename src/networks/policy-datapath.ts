@@ -261,3 +261,8 @@ export function portPolicyHooks(host: Host, ifname: string): Record<"ingress" | 
   };
   return { ingress: has("tcx-ingress"), egress: has("tcx-egress") };
 }
+
+/** The maps the data path reads, found from the anchor (undefined while none was made): for tests and inspection. */
+export function policyMapsIfAny(host: Host): PolicyMapFds | undefined {
+  return datapathIfAny(host)?.maps;
+}
