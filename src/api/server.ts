@@ -9,13 +9,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type Socket } from "node:net";
 import type { ClusterMember } from "../cluster/member.ts";
 import { runCni } from "../cni/run.ts";
+import type { DnsService } from "../dns/service.ts";
 import { type ApplyRequest, engineApplySync } from "../engine/apply-run.ts";
 import { connectContext, disconnectContext } from "../engine/context-networks.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
+import { dnsSnapshot } from "../engine/dns-feed.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import type { OverlayEngine } from "../engine/overlay.ts";
 import { contextView, contextViews, inspectView } from "../engine/views.ts";
-import { NetctxError, notFound } from "../errors.ts";
+import { invalid, NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { CallerCheck } from "./caller.ts";
 import { handleCluster } from "./cluster-routes.ts";
@@ -112,6 +114,17 @@ function throwNotFound(what: string, name: string): never {
   throw notFound(what, name);
 }
 
+/** `GET /v1/resolve?name=NAME[&network=NET]`: what the engine's DNS server answers for NAME, per network. */
+async function resolveReply(dns: DnsService | undefined, url: string): Promise<Reply> {
+  if (!dns)
+    return json(404, { error: { code: "not-found", message: "this engine serves no DNS (serve --no-dns)" } });
+  const query = new URLSearchParams(url.includes("?") ? url.slice(url.indexOf("?") + 1) : "");
+  const name = query.get("name");
+  if (!name) return errorReply(invalid("name", "a name to resolve is required"));
+  const network = query.get("network") ?? undefined;
+  return json(200, await dns.resolve(name, network));
+}
+
 /** A socket file nobody answers on is a leftover of a killed engine; a live one means another engine runs. */
 async function claimSocket(path: string): Promise<void> {
   if (!existsSync(path)) return;
@@ -144,8 +157,20 @@ export async function serve(
   log: (line: string) => void = () => {},
   cluster?: ClusterMember,
   overlay?: OverlayEngine,
+  dns?: DnsService,
 ): Promise<Server> {
   await claimSocket(socketPath);
+  // The DNS server (a worker thread) learns what changed after every request that may have changed names, before
+  // the reply leaves: a context answers by name as soon as its create returns, and not once its rm has.
+  const syncNames = async () => {
+    if (!dns) return;
+    try {
+      await dns.push(dnsSnapshot(host));
+    } catch (err) {
+      log(`dns: names not updated: ${(err as Error).message}`);
+    }
+  };
+  await syncNames();
   // Deferred cleanup (host.defer) runs once requests pause, so a burst of DELs shares its kernel commits.
   // A steady stream of requests still gets it done within MAX_DEFER_MS.
   let idle: NodeJS.Timeout | undefined;
@@ -163,6 +188,7 @@ export async function serve(
         } catch (err) {
           log(`deferred cleanup failed (gc will finish it): ${(err as Error).message}`);
         }
+        void syncNames();
       },
       overdue ? 0 : IDLE_FLUSH_MS,
     );
@@ -187,16 +213,19 @@ export async function serve(
       const body = Buffer.concat(chunks).toString("utf8");
       // Cluster requests wait on etcd (up to 5 s): they run beside the others, and touch no kernel state. Overlay
       // requests wait on etcd only when they must (engine/overlay.ts); their kernel work runs in one synchronous step.
-      const reply = url.startsWith("/v1/cluster")
-        ? await handleCluster(cluster, method, url, overlay)
-        : await (handleOverlay(
-            overlay,
-            host,
-            method,
-            url,
-            body,
-            url.startsWith("/v1/cni") ? cniEnvOf(req.headers) : undefined,
-          ) ?? handle(host, method, url, req.headers, body));
+      const reply = url.startsWith("/v1/resolve")
+        ? await resolveReply(dns, url)
+        : url.startsWith("/v1/cluster")
+          ? await handleCluster(cluster, method, url, overlay)
+          : await (handleOverlay(
+              overlay,
+              host,
+              method,
+              url,
+              body,
+              url.startsWith("/v1/cni") ? cniEnvOf(req.headers) : undefined,
+            ) ?? handle(host, method, url, req.headers, body));
+      if (method !== "GET") await syncNames();
       res.writeHead(reply.status, {
         "content-type": "application/json",
         "content-length": Buffer.byteLength(reply.body),

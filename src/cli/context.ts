@@ -20,6 +20,7 @@ interface CreateOptions {
   route: string[];
   publish: string[];
   bandwidth?: string;
+  alias: string[];
   json?: boolean;
 }
 
@@ -49,6 +50,7 @@ export function registerContext(program: Command): void {
       "--bandwidth <rate>",
       "l2 rate limit: RATE (both ways) or IN/OUT, tc units (10mbit, 500kbit; - = none)",
     )
+    .option("--alias <name>", "another DNS name the context answers to (repeatable)", collect, [])
     .option("--json", "print the context as JSON")
     .action(async (name: string, o: CreateOptions) => {
       const input = {
@@ -61,6 +63,7 @@ export function registerContext(program: Command): void {
         ...(o.route.length ? { routes: o.route } : {}),
         ...(o.publish.length ? { publish: o.publish } : {}),
         ...(o.bandwidth !== undefined ? { bandwidth: parseBandwidthArg(o.bandwidth) } : {}),
+        ...(o.alias.length ? { aliases: o.alias } : {}),
       };
       const view =
         (await callEngine<ContextView>(cliConfig().socketPath, "POST", "/v1/contexts", input)) ??

@@ -12,6 +12,7 @@ import { CliExit } from "./exit.ts";
 import { registerGc } from "./gc.ts";
 import { registerNetwork } from "./network.ts";
 import { cliErrorLine } from "./output.ts";
+import { registerResolve } from "./resolve.ts";
 import { registerServe } from "./serve.ts";
 
 // grpc-js (etcd3) passes an IP endpoint to TLS as its server name, which node deprecates (DEP0123) with a warning
@@ -55,6 +56,7 @@ registerGc(program);
 registerCni(program);
 registerAudit(program);
 registerCluster(program);
+registerResolve(program);
 acceptStateDirAfterSubcommands(program);
 
 /**

@@ -23,6 +23,7 @@ interface CreateOptions {
   internal?: boolean;
   mtu?: string;
   antispoof: boolean;
+  dns: boolean;
   opt: string[];
   parent?: string;
   block?: string;
@@ -58,6 +59,7 @@ export function registerNetwork(program: Command): void {
     .option("--internal", "no egress: contexts reach only each other and the gateway")
     .option("--mtu <n>", "MTU (default: the MTU of the host's default-route device, else 1500)")
     .option("--no-antispoof", "let contexts send with addresses and MACs that are not theirs")
+    .option("--no-dns", "no DNS server on the gateways: the network's contexts are not served names")
     .option(
       "-o, --opt <key=value>",
       `driver option (repeatable; ${networkDriverOptionKeys().join("; ") || "no driver takes any"})`,
@@ -74,6 +76,7 @@ export function registerNetwork(program: Command): void {
         nat: o.nat ?? false,
         internal: o.internal ?? false,
         antispoof: o.antispoof,
+        ...(o.dns ? {} : { dns: false }),
         ...(o.mtu !== undefined ? { mtu: parseNumber("mtu", o.mtu) } : {}),
         ...(o.opt.length || o.parent !== undefined || o.block !== undefined || o.directRouting
           ? {

@@ -157,7 +157,7 @@ function networkRecord(host: Host, input: NetworkInput): NetworkRecord {
       nat: input.nat ?? false,
       internal: input.internal ?? false,
       mtu: input.mtu ?? defaultRouteMtu(host),
-      options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true },
+      options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true, ...dnsOption(input) },
     };
   }
   const subnetRecords: SubnetRecord[] = subnets.map((subnet) => {
@@ -179,8 +179,13 @@ function networkRecord(host: Host, input: NetworkInput): NetworkRecord {
     nat: input.nat ?? false,
     internal: input.internal ?? false,
     mtu: input.mtu ?? defaultRouteMtu(host),
-    options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true },
+    options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true, ...dnsOption(input) },
   };
+}
+
+/** `--no-dns` is kept as options.dns = false (engine/dns-feed.ts); a network with DNS carries no key for it. */
+function dnsOption(input: NetworkInput): { dns?: false } {
+  return input.dns === false ? { dns: false } : {};
 }
 
 /** The gateway holds one host address; the subnet must leave room for it and at least one context. */
