@@ -13,7 +13,7 @@ import type { DnsService } from "../dns/service.ts";
 import { type ApplyRequest, engineApplySync } from "../engine/apply-run.ts";
 import { connectContext, disconnectContext } from "../engine/context-networks.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
-import { dnsSnapshot } from "../engine/dns-feed.ts";
+import { DnsFeed } from "../engine/dns-feed.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import type { OverlayEngine } from "../engine/overlay.ts";
 import { contextView, contextViews, inspectView } from "../engine/views.ts";
@@ -162,10 +162,11 @@ export async function serve(
   await claimSocket(socketPath);
   // The DNS server (a worker thread) learns what changed after every request that may have changed names, before
   // the reply leaves: a context answers by name as soon as its create returns, and not once its rm has.
+  const feed = new DnsFeed();
   const syncNames = async () => {
     if (!dns) return;
     try {
-      await dns.push(dnsSnapshot(host));
+      await dns.update(feed.changes(host));
     } catch (err) {
       log(`dns: names not updated: ${(err as Error).message}`);
     }

@@ -1,6 +1,7 @@
 /** netctx resolve NAME [--network NET]: what the engine's DNS server answers for a context name or address. */
 import type { Command } from "commander";
 import { callEngine } from "../api/client.ts";
+import { EMPTY_SNAPSHOT, snapshotChanges } from "../dns/feed.ts";
 import type { Resolution } from "../dns/resolution.ts";
 import { resolveName } from "../dns/resolution.ts";
 import { NameTables } from "../dns/tables.ts";
@@ -29,9 +30,7 @@ export function registerResolve(program: Command): void {
           if (o.network !== undefined && !host.store.getNetwork(o.network))
             throw notFound("network", o.network);
           const tables = new NameTables(o.dnsDomain);
-          const snapshot = dnsSnapshot(host);
-          for (const network of snapshot.networks) tables.apply({ kind: "network", network });
-          for (const context of snapshot.contexts) tables.apply({ kind: "context", context });
+          for (const update of snapshotChanges(EMPTY_SNAPSHOT, dnsSnapshot(host))) tables.apply(update);
           return resolveName(tables, name, o.network);
         });
       if (o.json) return printJson(found);

@@ -1,11 +1,11 @@
 /**
- * The engine's handle on its DNS server: starts the worker thread (worker.ts), hands it the changes between the
- * name snapshots the engine takes, and asks it for `netctx resolve`. Posting a change costs the main thread a
+ * The engine's handle on its DNS server: starts the worker thread (worker.ts), hands it the changes to its names
+ * (engine/dns-feed.ts), and asks it for `netctx resolve`. Posting a change costs the main thread a
  * structured clone of what changed, nothing more.
  */
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { type DnsSnapshot, EMPTY_SNAPSHOT, snapshotChanges } from "./feed.ts";
+import type { DnsUpdate } from "./feed.ts";
 import type { Resolution } from "./resolution.ts";
 import type { FromWorker, ToWorker, WorkerSettings } from "./worker-protocol.ts";
 
@@ -27,7 +27,6 @@ function startWorker(settings: WorkerSettings): Worker {
 }
 
 export class DnsService {
-  private snapshot: DnsSnapshot = EMPTY_SNAPSHOT;
   private seq = 0;
   private readonly waiting = new Map<number, (msg: FromWorker) => void>();
 
@@ -58,10 +57,8 @@ export class DnsService {
     return new DnsService(worker);
   }
 
-  /** Hand the worker what changed since the last snapshot; resolves once it has applied it. */
-  push(next: DnsSnapshot): Promise<void> {
-    const updates = snapshotChanges(this.snapshot, next);
-    this.snapshot = next;
+  /** Hand the worker what changed; resolves once it has applied it (the next query sees it). */
+  update(updates: DnsUpdate[]): Promise<void> {
     if (updates.length === 0) return Promise.resolve();
     return this.ask({ type: "updates", seq: 0, updates }).then(() => {});
   }

@@ -10,7 +10,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { RecordType } from "dns-packet";
-import type { DnsSnapshot } from "../../src/dns/feed.ts";
+import { type DnsSnapshot, EMPTY_SNAPSHOT, snapshotChanges } from "../../src/dns/feed.ts";
 import { DnsService } from "../../src/dns/service.ts";
 import { dataOf, query, queryBytes, sendTcp, sendUdp } from "../utils/dns-client.ts";
 import { type LineProcess, startLines } from "../utils/line-process.ts";
@@ -29,8 +29,13 @@ let dns: DnsService;
 let stub: LineProcess;
 const logs: string[] = [];
 
-function snapshot(contexts: DnsSnapshot["contexts"]): DnsSnapshot {
-  return { networks: [{ name: "loop", subnets: ["127.0.0.0/8"], listen: [SERVER] }], contexts };
+let last: DnsSnapshot = EMPTY_SNAPSHOT;
+/** Tell the server the names are now these: the changes from what it was told last. */
+function serve(contexts: DnsSnapshot["contexts"]): Promise<void> {
+  const next = { networks: [{ name: "loop", subnets: ["127.0.0.0/8"], listen: [SERVER] }], contexts };
+  const updates = snapshotChanges(last, next);
+  last = next;
+  return dns.update(updates);
 }
 const web = { name: "web", aliases: ["www"], attachments: [{ network: "loop", addresses: ["127.0.0.2"] }] };
 
@@ -47,7 +52,7 @@ before(async () => {
   ]);
   assert.equal(await stub.next(), "ready");
   dns = await DnsService.start({ domain: "netctx", port: 53, resolvConf, log: (l) => logs.push(l) });
-  await dns.push(snapshot([web]));
+  await serve([web]);
   let listening: string[] = [];
   for (let i = 0; i < 100 && !listening.includes(SERVER); i++) {
     listening = await dns.listening();
@@ -100,7 +105,9 @@ test("queries answer in a few ms while the main thread is blocked for 2 s", asyn
   const max = rtts[rtts.length - 1]!;
   console.log(`# ${rtts.length} queries during and around a 2 s block: p50 ${p50} ms, max ${max} ms`);
   assert.ok(rtts.length >= 240, `only ${rtts.length} of 250 answered`);
-  assert.ok(max < 100, `the slowest answer took ${max} ms: it waited for the main thread`);
+  // Bounds far above what it takes (p50 ~0.5 ms here) and far below the 2 s block: the machine is shared and noisy.
+  assert.ok(p50 < 20, `the median answer took ${p50} ms`);
+  assert.ok(max < 250, `the slowest answer took ${max} ms: it waited for the main thread`);
 });
 
 /** A valid query, mutated: bits flipped, cut short, counts and label lengths changed, pointers planted. */
@@ -216,7 +223,7 @@ test("no gap while the tables change: a client asking all along is always answer
       aliases: [`a${i}`],
       attachments: [{ network: "loop", addresses: [`127.0.1.${(i + j) % 50}`] }],
     }));
-    await dns.push(snapshot([{ ...web, aliases: [`www${i % 3}`] }, ...others]));
+    await serve([{ ...web, aliases: [`www${i % 3}`] }, ...others]);
   }
   running = false;
   await client;
