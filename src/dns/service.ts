@@ -52,8 +52,8 @@ export class DnsService {
         if (msg.type === "ready") resolve();
       });
     });
-    // The engine's own exit must not wait for the DNS thread.
-    worker.unref();
+    // Not unref'd: the engine's startup awaits the worker before anything else holds the event loop open, and an
+    // unref'd worker let the process end there (serve's stop() terminates it).
     return new DnsService(worker);
   }
 

@@ -194,3 +194,29 @@ test("a name answers within 100 ms of create returning and is gone within 100 ms
   assert.ok(appeared < 100, `answered only after ${appeared} ms`);
   assert.ok(vanished < 100, `still answered ${vanished} ms after rm`);
 });
+
+test("bad input: a bad alias, domain or network is one line naming the field, and changes nothing", () => {
+  const before = netctxOk("ls", "--json");
+  const alias = netctx("create", "bad", "--level", "l2", "--network", "front", "--alias", "no spaces");
+  assert.notEqual(alias.code, 0);
+  assert.match(alias.stderr, /^error: aliases\[0\]: is not a DNS name/);
+  assert.equal(alias.stderr.trim().split("\n").length, 1);
+  const long = netctx("create", "bad", "--level", "l2", "--network", "front", "--alias", `${"a".repeat(64)}`);
+  assert.match(long.stderr, /^error: aliases\[0\]: is not a DNS name/);
+  assert.equal(netctxOk("ls", "--json"), before);
+  const domain = netctx("serve", "--dns-domain", "bad..domain", "--socket", join(scratch, "other.sock"));
+  assert.notEqual(domain.code, 0);
+  assert.match(domain.stderr, /^error: dns-domain: "bad\.\.domain" is not a DNS name/);
+  const net = netctx("resolve", "web", "--network", "nosuch");
+  assert.notEqual(net.code, 0);
+  assert.match(net.stderr, /^error: /);
+});
+
+test("a restarted engine serves the names already in the store from its start", async () => {
+  await engine.stop();
+  engine = await startEngine({ args: ["--dns-resolv-conf", resolvConf] });
+  assert.match(engine.log(), /serving on/, "the engine came up");
+  const r = nslookup("db", "www", "10.60.0.1");
+  assert.equal(r.code, 0, r.out);
+  assert.ok(r.out.includes(addressOf("web")[0]!), r.out);
+});
