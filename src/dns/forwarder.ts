@@ -12,6 +12,11 @@ import { RCODE } from "./query.ts";
 /** Per upstream; a lost answer moves on to the next, and the client (which retries after ~5 s) is not kept waiting. */
 const UPSTREAM_TIMEOUT_MS = 1500;
 const MAX_ANSWER = 65_535;
+/**
+ * Upstream queries under way at once, at most: each holds a socket for up to UPSTREAM_TIMEOUT_MS per upstream, and a
+ * context asking for random names must not exhaust the engine's descriptors. Past it, SERVFAIL at once.
+ */
+export const MAX_IN_FLIGHT = 256;
 
 export interface ForwardRequest {
   raw: Buffer;
@@ -46,6 +51,7 @@ export class Forwarder {
     if (hit) return fit(hit, req);
     const flightKey = `${req.transport} ${req.key}`;
     let pending = this.inFlight.get(flightKey);
+    if (!pending && this.inFlight.size >= MAX_IN_FLIGHT) return req.fail(RCODE.SERVFAIL);
     if (!pending) {
       pending = this.ask(req).finally(() => this.inFlight.delete(flightKey));
       this.inFlight.set(flightKey, pending);

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { RecordType } from "dns-packet";
 import { type DnsSnapshot, EMPTY_SNAPSHOT, snapshotChanges } from "../../src/dns/feed.ts";
+import { Forwarder, MAX_IN_FLIGHT } from "../../src/dns/forwarder.ts";
 import { DnsService } from "../../src/dns/service.ts";
 import { dataOf, query, queryBytes, sendTcp, sendUdp } from "../utils/dns-client.ts";
 import { type LineProcess, startLines } from "../utils/line-process.ts";
@@ -230,4 +231,33 @@ test("no gap while the tables change: a client asking all along is always answer
   console.log(`# ${answered} answers during 300 table changes, ${failed} failures`);
   assert.ok(answered > 0);
   assert.equal(failed, 0);
+});
+
+test("an upstream that never answers holds at most MAX_IN_FLIGHT queries; past that, SERVFAIL at once", async () => {
+  const silent = (await import("node:dgram")).createSocket("udp4");
+  await new Promise<void>((resolve) => silent.bind({ address: "127.0.0.54", port: 53 }, resolve));
+  const forwarder = new Forwarder(["127.0.0.54"]);
+  const ask = (i: number) => {
+    const raw = queryBytes(`n${i}.example.net`);
+    return forwarder.forward({
+      raw,
+      id: raw.readUInt16BE(0),
+      key: `n${i}.example.net|A|IN`,
+      limit: 512,
+      transport: "udp",
+      fail: (rcode) => Buffer.from([0, 0, 0x81, 0x80 | rcode, 0, 0, 0, 0, 0, 0, 0, 0]),
+      truncated: () => Buffer.alloc(12),
+    });
+  };
+  const held = Array.from({ length: MAX_IN_FLIGHT }, (_, i) => ask(i));
+  const t0 = performance.now();
+  const over = await ask(MAX_IN_FLIGHT);
+  assert.equal(over[3]! & 0xf, 2, "SERVFAIL");
+  assert.ok(performance.now() - t0 < 100, "at once, not after the upstream timeout");
+  const all = await Promise.all(held);
+  assert.ok(
+    all.every((b) => (b[3]! & 0xf) === 2),
+    "the held ones time out as SERVFAIL",
+  );
+  silent.close();
 });
