@@ -50,6 +50,8 @@ async function bundle(options) {
 }
 
 await bundle({ ...common, entryPoints: { netctx: "src/cli/main.ts" } });
+// The DNS server's worker thread (src/dns/service.ts starts it from beside the CLI's bundle).
+await bundle({ ...common, entryPoints: { "netctx-dns": "src/dns/worker.ts" } });
 // The CNI plugin a container runtime execs per verb: its own entry with the engine in a lazily imported chunk, so
 // VERSION (three calls per `podman run`) starts in node's own time (measured: 0.22 s -> 0.09-0.15 s).
 await bundle({

@@ -23,6 +23,7 @@ interface CreateOptions {
   bandwidth?: string;
   label: string[];
   allowHostPort: string[];
+  alias: string[];
   json?: boolean;
 }
 
@@ -64,6 +65,7 @@ export function registerContext(program: Command): void {
       collect,
       [],
     )
+    .option("--alias <name>", "another DNS name the context answers to (repeatable)", collect, [])
     .option("--json", "print the context as JSON")
     .action(async (name: string, o: CreateOptions) => {
       const input = {
@@ -78,6 +80,7 @@ export function registerContext(program: Command): void {
         ...(o.bandwidth !== undefined ? { bandwidth: parseBandwidthArg(o.bandwidth) } : {}),
         ...(o.label.length ? { labels: labelsFromArgs("label", o.label) } : {}),
         ...(o.allowHostPort.length ? { allowHostPorts: o.allowHostPort } : {}),
+        ...(o.alias.length ? { aliases: o.alias } : {}),
       };
       const view =
         (await callEngine<ContextView>(cliConfig().socketPath, "POST", "/v1/contexts", input)) ??

@@ -13,6 +13,7 @@ import { registerGc } from "./gc.ts";
 import { registerNetwork } from "./network.ts";
 import { cliErrorLine } from "./output.ts";
 import { registerPolicy } from "./policy.ts";
+import { registerResolve } from "./resolve.ts";
 import { registerServe } from "./serve.ts";
 
 // grpc-js (etcd3) passes an IP endpoint to TLS as its server name, which node deprecates (DEP0123) with a warning
@@ -57,6 +58,7 @@ registerCni(program);
 registerAudit(program);
 registerCluster(program);
 registerPolicy(program);
+registerResolve(program);
 acceptStateDirAfterSubcommands(program);
 
 /**

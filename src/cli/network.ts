@@ -24,6 +24,7 @@ interface CreateOptions {
   internal?: boolean;
   mtu?: string;
   antispoof: boolean;
+  dns: boolean;
   opt: string[];
   parent?: string;
   block?: string;
@@ -63,6 +64,7 @@ export function registerNetwork(program: Command): void {
     .option("--no-antispoof", "let contexts send with addresses and MACs that are not theirs")
     .option("--isolate", "its contexts cannot reach each other, only the gateway and beyond (policy)")
     .option("--default-deny", "every context on it accepts only what a policy allows (policy)")
+    .option("--no-dns", "no DNS server on the gateways: the network's contexts are not served names")
     .option(
       "-o, --opt <key=value>",
       `driver option (repeatable; ${networkDriverOptionKeys().join("; ") || "no driver takes any"})`,
@@ -81,6 +83,7 @@ export function registerNetwork(program: Command): void {
         antispoof: o.antispoof,
         ...(o.isolate ? { isolate: true } : {}),
         ...(o.defaultDeny ? { defaultDeny: true } : {}),
+        ...(o.dns ? {} : { dns: false }),
         ...(o.mtu !== undefined ? { mtu: parseNumber("mtu", o.mtu) } : {}),
         ...(o.opt.length || o.parent !== undefined || o.block !== undefined || o.directRouting
           ? {

@@ -4,10 +4,12 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { serve } from "../api/server.ts";
 import { ClusterMember } from "../cluster/member.ts";
+import { DnsService } from "../dns/service.ts";
 import { OverlayEngine } from "../engine/overlay.ts";
 import { type GcReport, gc } from "../engine/reconcile/gc.ts";
 import { errorLine, invalid } from "../errors.ts";
 import { Host } from "../host.ts";
+import { DnsNameSchema } from "../model/schemas.ts";
 import { packageRoot } from "../package-root.ts";
 import { type ClusterOptions, cliConfig, clusterOptions, withClusterOptions } from "./config.ts";
 
@@ -27,16 +29,33 @@ export function registerServe(program: Command): void {
       "--check-interval <seconds>",
       "compare the kernel with the records this often and repair the drift, logging each fix (0: never)",
       "60",
-    );
+    )
+    .option("--dns-domain <domain>", "contexts answer as NAME and NAME.NETWORK.DOMAIN", "netctx")
+    .option(
+      "--dns-resolv-conf <path>",
+      "where the upstream resolvers for other names are read (nameserver lines)",
+      "/etc/resolv.conf",
+    )
+    .option("--no-dns", "serve no DNS on the networks' gateways");
   withClusterOptions(serveCommand, "join the netctx cluster whose state is in this etcd");
   serveCommand.action(
-    async (o: { socket?: string; checkInterval: string; blockGrace: string } & ClusterOptions) => {
+    async (
+      o: {
+        socket?: string;
+        checkInterval: string;
+        blockGrace: string;
+        dns: boolean;
+        dnsDomain: string;
+        dnsResolvConf: string;
+      } & ClusterOptions,
+    ) => {
       const interval = Number(o.checkInterval);
       if (!/^\d+$/.test(o.checkInterval.trim()) || interval > 86_400)
         throw invalid("check-interval", `"${o.checkInterval}" is not a number of seconds (0-86400)`);
       const graceSeconds = Number(o.blockGrace);
       if (!/^\d+$/.test(o.blockGrace.trim()) || graceSeconds > 30 * 86_400)
         throw invalid("block-grace", `"${o.blockGrace}" is not a number of seconds (0-2592000)`);
+      const dnsDomain = checkedDomain(o.dnsDomain);
       const config = cliConfig({ socketPath: o.socket, ...clusterOptions(o) });
       const { socketPath } = config;
       const host = Host.open(config);
@@ -63,7 +82,11 @@ export function registerServe(program: Command): void {
         overlay = new OverlayEngine(host, cluster, { graceSeconds, log });
         overlay.start();
       }
-      const server = await serve(host, socketPath, log, cluster, overlay);
+      // Its own thread: queries are answered while the main thread does kernel work (dns/worker.ts).
+      const dns = o.dns
+        ? await DnsService.start({ domain: dnsDomain, port: 53, resolvConf: o.dnsResolvConf, log })
+        : undefined;
+      const server = await serve(host, socketPath, log, cluster, overlay, dns);
       // Drift (a device deleted by hand, `nft flush ruleset`) is found and put back without anyone asking. Node runs
       // one thing at a time: the check never interleaves with a request of this engine.
       const check = () => {
@@ -84,11 +107,20 @@ export function registerServe(program: Command): void {
         process.once("SIGINT", stop);
       });
       rmSync(socketPath, { force: true });
+      await dns?.stop();
       await overlay?.stop();
       await cluster?.close();
       host.close();
     },
   );
+}
+
+/** A DNS domain: labels of letters, digits and inner hyphens; a trailing dot is dropped. */
+function checkedDomain(text: string): string {
+  const domain = text.replace(/\.$/, "").toLowerCase();
+  const parsed = DnsNameSchema.safeParse(domain);
+  if (!parsed.success) throw invalid("dns-domain", `"${text}" ${parsed.error.issues[0]!.message}`);
+  return domain;
 }
 
 function netctxVersion(): string {

@@ -186,6 +186,7 @@ function recordContext(
     spec.netnsExternal = true;
   }
   if (input.labels) spec.labels = { ...input.labels };
+  if (input.aliases?.length) spec.aliases = [...input.aliases];
   if (level.sharedStack) {
     spec.cgroup = join(contextsCgroupParent(host.config.cgroupParent), input.name);
     // Another store's context of the same name (stores may share the cgroup parent): marking and confining it would

@@ -162,7 +162,12 @@ function networkRecord(host: Host, input: NetworkInput): NetworkRecord {
       nat: input.nat ?? false,
       internal: input.internal ?? false,
       mtu: input.mtu ?? defaultRouteMtu(host),
-      options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true, ...switchOptions(input) },
+      options: {
+        ...(input.options ?? {}),
+        antispoof: input.antispoof ?? true,
+        ...switchOptions(input),
+        ...dnsOption(input),
+      },
     };
   }
   const subnetRecords: SubnetRecord[] = subnets.map((subnet) => {
@@ -184,7 +189,12 @@ function networkRecord(host: Host, input: NetworkInput): NetworkRecord {
     nat: input.nat ?? false,
     internal: input.internal ?? false,
     mtu: input.mtu ?? defaultRouteMtu(host),
-    options: { ...(input.options ?? {}), antispoof: input.antispoof ?? true, ...switchOptions(input) },
+    options: {
+      ...(input.options ?? {}),
+      antispoof: input.antispoof ?? true,
+      ...switchOptions(input),
+      ...dnsOption(input),
+    },
   };
 }
 
@@ -194,6 +204,11 @@ function switchOptions(input: NetworkInput): Record<string, boolean> {
     ...(input.isolate ? { [ISOLATE_OPTION]: true } : {}),
     ...(input.defaultDeny ? { [DEFAULT_DENY_OPTION]: true } : {}),
   };
+}
+
+/** `--no-dns` is kept as options.dns = false (engine/dns-feed.ts); a network with DNS carries no key for it. */
+function dnsOption(input: NetworkInput): { dns?: false } {
+  return input.dns === false ? { dns: false } : {};
 }
 
 /** The gateway holds one host address; the subnet must leave room for it and at least one context. */

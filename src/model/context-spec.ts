@@ -28,5 +28,7 @@ export const ContextSpecSchema = z.strictObject({
   allowHostPorts: z.array(HostPortSchema).exactOptional(),
   /** l2: rate limits on the host side of the first attachment (networks/bandwidth.ts). */
   bandwidth: BandwidthSchema.exactOptional(),
+  /** More DNS names the context answers to beside its own (`--alias`, dns/tables.ts). */
+  aliases: z.array(z.string()).exactOptional(),
 });
 export type ContextSpec = z.infer<typeof ContextSpecSchema>;

@@ -20,12 +20,23 @@ export const NetworkInputSchema = z.strictObject({
   isolate: z.boolean().optional(),
   /** Policy: every context on it accepts only what a policy allows. */
   defaultDeny: z.boolean().optional(),
+  /** false: no DNS server on the network's gateways, and its contexts' names are not served (`--no-dns`). */
+  dns: z.boolean().optional(),
   /** Driver-specific options (macvlan parent, vxlan vni, ...). */
   options: z.record(z.string(), z.unknown()).optional(),
 });
 export type NetworkInput = z.infer<typeof NetworkInputSchema>;
 
 export const RouteInputSchema = z.string();
+
+/** A DNS name: dot-separated labels of letters, digits and inner hyphens, 1-63 each, 253 in all (RFC 1123). */
+export const DnsNameSchema = z
+  .string()
+  .max(253, "is longer than 253 characters")
+  .regex(
+    /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/,
+    "is not a DNS name (letters, digits and inner hyphens, labels of 1-63 separated by dots)",
+  );
 
 export const ContextInputSchema = z.strictObject({
   name: z.string(),
@@ -43,6 +54,8 @@ export const ContextInputSchema = z.strictObject({
   netns: z.string().startsWith("/", "must be an absolute path").optional(),
   /** Free-form owner marks kept in the record (CNI keeps its container id and ifname here for GC). */
   labels: z.record(z.string(), z.string()).optional(),
+  /** More DNS names for the context (`--alias`), served on each of its networks beside its own name. */
+  aliases: z.array(DnsNameSchema).optional(),
   /** Published ports, `[HOSTIP:]HOSTPORT:PORT[/tcp|udp]` (parsed by model/publish.ts, field "publish"). */
   publish: z.array(z.string()).optional(),
   /** l3 and socket: host loopback ports it may reach, `PORT[/tcp|udp]` (model/host-port.ts, field "allowHostPorts"). */

@@ -35,6 +35,11 @@ export interface StateStore {
   insertContext(c: ContextRecord): void;
   getContext(name: string): ContextRecord | undefined;
   listContexts(): ContextRecord[];
+  /**
+   * Per context, a text that changes whenever its record does, without loading every record: for a view kept
+   * current request by request (the DNS feed, engine/dns-feed.ts), which then loads only what changed.
+   */
+  contextFingerprints(): Map<string, string>;
   /** The routing tables contexts hold (spec.table), without loading every record. */
   contextTables(): number[];
   /** The contexts whose attachments name `ifname` as their host-side link (one, unless records were made by hand). */

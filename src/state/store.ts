@@ -255,6 +255,9 @@ export class Store implements StateStore {
         .pluck(),
       context: db.prepare<[string], ContextRow>(`SELECT * FROM contexts WHERE name = ?`),
       contexts: db.prepare<[], ContextRow>(`SELECT * FROM contexts ORDER BY name`),
+      contextFingerprints: db.prepare<[], { name: string; fp: string }>(
+        `SELECT name, status || ' ' || spec AS fp FROM contexts`,
+      ),
       contextTables: db
         .prepare<[], number>(
           `SELECT table_id FROM (SELECT json_extract(spec, '$.table') AS table_id FROM contexts) WHERE table_id IS NOT NULL`,
@@ -505,6 +508,10 @@ export class Store implements StateStore {
 
   listContexts(): ContextRecord[] {
     return this.read(() => this.q.contexts.all().map((row) => this.toContext(row)));
+  }
+
+  contextFingerprints(): Map<string, string> {
+    return this.read(() => new Map(this.q.contextFingerprints.all().map((r) => [r.name, r.fp])));
   }
 
   /** The routing tables of l3 contexts, read in SQL: parsing every record would cost O(contexts) per apply batch. */

@@ -18,7 +18,7 @@ const SRC = resolve(import.meta.dirname, "..", "..", "src");
 const LAYERS: readonly (readonly string[])[] = [
   ["errors.ts", "pause.ts", "config.ts", "text-table.ts", "package-root.ts", "sandbox.ts", "net"],
   ["kernel"],
-  ["model", "state", "cluster"],
+  ["model", "state", "cluster", "dns"],
   ["firewall", "host.ts"],
   ["networks"],
   ["levels"],

@@ -1,0 +1,202 @@
+/**
+ * The DNS server proper: UDP and TCP port 53 on every served network's gateway addresses, answering from the name
+ * tables and forwarding the rest. It runs in a worker thread of the engine (worker.ts), so kernel work on the main
+ * thread never holds a query up; here it is plain code with sockets, testable in one thread too.
+ */
+import { createSocket, type Socket as UdpSocket } from "node:dgram";
+import { createServer, type Socket, type Server as TcpServer } from "node:net";
+import type { DnsUpdate } from "./feed.ts";
+import { Forwarder } from "./forwarder.ts";
+import { respond, type Transport } from "./query.ts";
+import { type Resolution, resolveName } from "./resolution.ts";
+import { NameTables } from "./tables.ts";
+
+export interface DnsServerOptions {
+  domain: string;
+  /** 53 but in tests that want another port. */
+  port: number;
+  /** The host's resolvers, read again whenever refreshUpstreams is called. */
+  upstreams: () => string[];
+  log: (line: string) => void;
+}
+
+const TCP_IDLE_MS = 10_000;
+const TCP_MAX_CONNECTIONS = 512;
+/** A bind that failed (the address not there yet, IPv6 still tentative) is tried again this often. */
+const REBIND_MS = 1000;
+
+interface Listener {
+  udp: UdpSocket;
+  tcp: TcpServer;
+}
+
+export class DnsServer {
+  readonly tables: NameTables;
+  private readonly forwarder: Forwarder;
+  private readonly listeners = new Map<string, Listener>();
+  private readonly opening = new Set<string>();
+  private readonly failed = new Map<string, string>();
+  private rebind: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: DnsServerOptions) {
+    this.tables = new NameTables(opts.domain);
+    this.forwarder = new Forwarder([]);
+    this.refreshUpstreams();
+  }
+
+  /** Apply the engine's changes, then listen where the served networks' gateways now are. */
+  update(updates: readonly DnsUpdate[]): void {
+    for (const u of updates) this.tables.apply(u);
+    if (updates.some((u) => u.kind === "network" || u.kind === "network-gone")) {
+      this.syncListeners();
+      this.refreshUpstreams();
+    }
+  }
+
+  /** Our own listening addresses are never upstreams: a host whose resolv.conf names one would loop. */
+  refreshUpstreams(): void {
+    const own = new Set(this.tables.servedNetworks().flatMap((n) => n.listen));
+    this.forwarder.setUpstreams(this.opts.upstreams().filter((a) => !own.has(a)));
+  }
+
+  resolve(name: string, network?: string): Resolution {
+    return resolveName(this.tables, name, network);
+  }
+
+  listening(): string[] {
+    return [...this.listeners.keys()];
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.rebind);
+    const all = [...this.listeners.values()];
+    this.listeners.clear();
+    await Promise.all(all.map((l) => closeListener(l)));
+  }
+
+  private syncListeners(): void {
+    const wanted = new Set(this.tables.servedNetworks().flatMap((n) => n.listen));
+    for (const [address, l] of this.listeners)
+      if (!wanted.has(address)) {
+        this.listeners.delete(address);
+        void closeListener(l);
+      }
+    for (const address of this.failed.keys()) if (!wanted.has(address)) this.failed.delete(address);
+    for (const address of wanted)
+      if (!this.listeners.has(address) && !this.opening.has(address)) void this.listen(address);
+  }
+
+  private wanted(address: string): boolean {
+    return this.tables.servedNetworks().some((n) => n.listen.includes(address));
+  }
+
+  private async listen(address: string): Promise<void> {
+    this.opening.add(address);
+    try {
+      const listener = await openListener(address, this.opts.port, {
+        udp: (msg, from, reply) => this.onQuery(msg, from, "udp", reply),
+        tcp: (socket) => this.onConnection(socket),
+      });
+      this.opening.delete(address);
+      // The network may have gone while the sockets were being bound.
+      if (!this.wanted(address)) return await closeListener(listener);
+      this.listeners.set(address, listener);
+      if (this.failed.delete(address)) this.opts.log(`dns: now listening on ${address}`);
+    } catch (err) {
+      this.opening.delete(address);
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      if (this.failed.get(address) !== why)
+        this.opts.log(`dns: cannot listen on ${address} port ${this.opts.port}: ${why} (trying again)`);
+      this.failed.set(address, why);
+      this.rebind ??= setTimeout(() => {
+        this.rebind = undefined;
+        this.syncListeners();
+      }, REBIND_MS);
+    }
+  }
+
+  private onQuery(msg: Buffer, from: string, transport: Transport, reply: (bytes: Buffer) => void): void {
+    let outcome: ReturnType<typeof respond>;
+    try {
+      outcome = respond(this.tables, msg, from, transport);
+    } catch (err) {
+      // A bug of ours must not take the server down with it: the client hears nothing and retries.
+      this.opts.log(`dns: query from ${from} failed: ${(err as Error).message}`);
+      return;
+    }
+    if (outcome.kind === "drop") return;
+    if (outcome.kind === "reply") {
+      reply(outcome.bytes);
+      return;
+    }
+    this.forwarder
+      .forward({ ...outcome, transport })
+      .then(reply)
+      .catch(() => {});
+  }
+
+  private onConnection(socket: Socket): void {
+    const from = socket.remoteAddress ?? "";
+    socket.on("error", () => {});
+    // A sender we do not serve gets its connection closed, before reading anything.
+    if (!this.tables.viewOf(from)) {
+      socket.destroy();
+      return;
+    }
+    socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+    let pending: Buffer = Buffer.alloc(0);
+    socket.on("data", (chunk: Buffer) => {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      while (pending.length >= 2) {
+        const len = pending.readUInt16BE(0);
+        if (pending.length < 2 + len) break;
+        const msg = pending.subarray(2, 2 + len);
+        pending = pending.subarray(2 + len);
+        this.onQuery(Buffer.from(msg), from, "tcp", (bytes) => {
+          if (socket.destroyed) return;
+          const head = Buffer.alloc(2);
+          head.writeUInt16BE(bytes.length);
+          socket.write(Buffer.concat([head, bytes]));
+        });
+      }
+    });
+  }
+}
+
+function openListener(
+  address: string,
+  port: number,
+  on: { udp: (msg: Buffer, from: string, reply: (b: Buffer) => void) => void; tcp: (s: Socket) => void },
+): Promise<Listener> {
+  return new Promise((resolve, reject) => {
+    const v6 = address.includes(":");
+    // ipv6Only on an IPv4 socket is EINVAL; on an IPv6 one it keeps the socket to its own address family.
+    const udp = createSocket(v6 ? { type: "udp6", ipv6Only: true } : { type: "udp4" });
+    udp.once("error", reject);
+    udp.bind({ address, port, exclusive: true }, () => {
+      udp.removeListener("error", reject);
+      udp.on("error", () => {});
+      udp.on("message", (msg, rinfo) =>
+        on.udp(msg, rinfo.address, (bytes) => udp.send(bytes, rinfo.port, rinfo.address, () => {})),
+      );
+      const tcp = createServer(on.tcp);
+      tcp.maxConnections = TCP_MAX_CONNECTIONS;
+      tcp.once("error", (err) => {
+        udp.close();
+        reject(err);
+      });
+      tcp.listen({ host: address, port, exclusive: true, ...(v6 ? { ipv6Only: true } : {}) }, () => {
+        tcp.removeAllListeners("error");
+        tcp.on("error", () => {});
+        resolve({ udp, tcp });
+      });
+    });
+  });
+}
+
+function closeListener(l: Listener): Promise<void> {
+  return new Promise((resolve) => {
+    l.udp.close();
+    l.tcp.close(() => resolve());
+  });
+}

@@ -1,0 +1,95 @@
+/**
+ * What the engine's DNS server serves, read from the store: the networks that answer DNS (all but `--no-dns` ones)
+ * with the gateway addresses to listen on, and the ready contexts with their names and addresses. The feed keeps
+ * what it last sent and, after each request, loads only the contexts whose records changed (by fingerprint), so a
+ * create costs O(1) record loads at any population.
+ */
+import type { DnsContext, DnsNetwork, DnsSnapshot, DnsUpdate } from "../dns/feed.ts";
+import type { Host } from "../host.ts";
+import { specOf } from "../levels/driver.ts";
+import type { ContextRecord, NetworkRecord } from "../model/records.ts";
+
+/** A network made with `--no-dns` (options.dns false) has no server on its gateways and no names. */
+export function servesDns(net: NetworkRecord): boolean {
+  return net.options["dns"] !== false;
+}
+
+/** The gateways on this host: the subnets' own, or for a cluster-scoped network the gateways of its blocks here. */
+function gatewaysOf(net: NetworkRecord): string[] {
+  const own = net.subnets.flatMap((s) => (s.gateway ? [s.gateway] : []));
+  return [...own, ...(net.cluster?.blocks.map((b) => b.gateway) ?? [])];
+}
+
+function dnsNetworks(host: Host): DnsNetwork[] {
+  return host.store
+    .listNetworks()
+    .filter((n) => servesDns(n) && n.op === undefined)
+    .map((n) => ({ name: n.name, subnets: n.subnets.map((s) => s.cidr), listen: gatewaysOf(n) }));
+}
+
+/**
+ * A context answers once it is ready and stops as soon as its removal starts. Attachments on networks that serve
+ * no DNS are kept: the tables ignore them, and take them up if such a network is served later.
+ */
+function dnsContext(record: ContextRecord): DnsContext | undefined {
+  if (record.status !== "ready") return undefined;
+  const spec = specOf(record);
+  return {
+    name: record.name,
+    aliases: spec.aliases ?? [],
+    attachments: spec.attachments.map((a) => ({
+      network: a.network,
+      addresses: a.addresses.map((cidr) => cidr.split("/")[0]!),
+    })),
+  };
+}
+
+/** Everything at once (`netctx resolve` without an engine). */
+export function dnsSnapshot(host: Host): DnsSnapshot {
+  return {
+    networks: dnsNetworks(host),
+    contexts: host.store.listContexts().flatMap((c) => dnsContext(c) ?? []),
+  };
+}
+
+export class DnsFeed {
+  private readonly networks = new Map<string, string>();
+  private readonly fingerprints = new Map<string, string>();
+  private readonly served = new Set<string>();
+
+  /** What changed since the last call (the first call: everything). */
+  changes(host: Host): DnsUpdate[] {
+    const updates: DnsUpdate[] = [];
+    const nets = dnsNetworks(host);
+    const netNames = new Set(nets.map((n) => n.name));
+    // Networks first, so the tables know a network before the contexts on it.
+    for (const n of nets) {
+      const text = JSON.stringify(n);
+      if (this.networks.get(n.name) === text) continue;
+      this.networks.set(n.name, text);
+      updates.push({ kind: "network", network: n });
+    }
+    const now = host.store.contextFingerprints();
+    for (const name of this.fingerprints.keys())
+      if (!now.has(name)) {
+        this.fingerprints.delete(name);
+        if (this.served.delete(name)) updates.push({ kind: "context-gone", name });
+      }
+    for (const [name, fp] of now) {
+      if (this.fingerprints.get(name) === fp) continue;
+      this.fingerprints.set(name, fp);
+      const record = host.store.getContext(name);
+      const context = record && dnsContext(record);
+      if (context) {
+        this.served.add(name);
+        updates.push({ kind: "context", context });
+      } else if (this.served.delete(name)) updates.push({ kind: "context-gone", name });
+    }
+    for (const name of [...this.networks.keys()])
+      if (!netNames.has(name)) {
+        this.networks.delete(name);
+        updates.push({ kind: "network-gone", name });
+      }
+    return updates;
+  }
+}
