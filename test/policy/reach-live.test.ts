@@ -6,12 +6,15 @@
  * no longer let it open.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import net from "node:net";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { after, before, describe, test } from "node:test";
 import { netctxOk, type RunningEngine, startEngine } from "../utils/cli.ts";
 import { contextNetns } from "../utils/netns.ts";
 import { ping } from "../utils/ping.ts";
+import { reach, tcpReaches } from "../utils/reach.ts";
 import { type RunningProbe, startServing } from "../utils/socket-probe.ts";
 import { tcpConnect } from "../utils/sockets.ts";
 import { within } from "../utils/wait.ts";
@@ -19,6 +22,8 @@ import { within } from "../utils/wait.ts";
 const A = "10.101.0.10";
 const B = "10.101.0.11";
 const S = "10.102.0.11";
+const LATE_A = "10.101.0.20";
+const LATE_C = "10.101.0.21";
 /** The host network's gateway: the host's own address the test connects to s from. */
 const GW_H = "10.102.0.1";
 /** How soon after the command returns a change must show on the wire (issue 19). */
@@ -180,4 +185,58 @@ describe("live policy changes through the engine", () => {
       }
     });
   }
+
+  test("labels through the engine: a context made later matches, a label changed in place by apply stops matching", async () => {
+    netctxOk("policy", "add", "to-late", "--to", "app=late", "--from", "a", "--port", "80");
+    const dir = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH ?? "/tmp", "reach-live-"));
+    const scene = (labels: string) => {
+      const path = join(dir, "scene.yaml");
+      writeFileSync(
+        path,
+        `name: late\ncontexts:\n  - { name: late-a, level: l2, networks: [lb], ips: [${LATE_A}], labels: { ${labels} } }\n`,
+      );
+      return path;
+    };
+    const lateServers: RunningProbe[] = [];
+    try {
+      netctxOk("create", "late-c", "--level", "l2", "--network", "lb", "--ip", LATE_C, "--label", "app=late");
+      netctxOk("apply", scene("app: late"));
+      for (const [name, host] of [
+        ["late-c", LATE_C],
+        ["late-a", LATE_A],
+      ] as const)
+        for (const port of [80, 81])
+          lateServers.push(
+            await startServing(
+              { op: "serve", proto: "tcp", port, hosts: [host] },
+              { netns: contextNetns(name) },
+            ),
+          );
+      const fromA = { netns: contextNetns("a") };
+      const probes = {
+        "a->late-c tcp 80": () => tcpReaches(fromA, LATE_C, 80),
+        "a->late-c tcp 81": () => tcpReaches(fromA, LATE_C, 81),
+        "a->late-a tcp 80": () => tcpReaches(fromA, LATE_A, 80),
+        "a->late-a tcp 81": () => tcpReaches(fromA, LATE_A, 81),
+      };
+      assert.deepEqual(await reach(probes), {
+        "a->late-c tcp 80": true,
+        "a->late-c tcp 81": false,
+        "a->late-a tcp 80": true,
+        "a->late-a tcp 81": false,
+      });
+      netctxOk("apply", scene("app: early"));
+      assert.deepEqual(await reach(probes), {
+        "a->late-c tcp 80": true,
+        "a->late-c tcp 81": false,
+        "a->late-a tcp 80": true,
+        "a->late-a tcp 81": true,
+      });
+    } finally {
+      for (const p of lateServers) await p.stop();
+      netctxOk("rm", "--ignore", "late-c");
+      netctxOk("destroy", join(dir, "scene.yaml"));
+      netctxOk("policy", "rm", "to-late");
+    }
+  });
 });
