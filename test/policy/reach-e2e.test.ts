@@ -16,6 +16,8 @@ import { type ProbePlace, type RunningProbe, startServing } from "../utils/socke
 const A = "10.81.0.10";
 const B = "10.81.0.11";
 const C = "10.81.0.12";
+const A6 = "fd81::10";
+const B6 = "fd81::11";
 const R = "10.82.0.10";
 const L = "10.83.0.10";
 const S = "10.83.0.11";
@@ -41,20 +43,31 @@ function policy(name: string, ...args: string[]): void {
 
 describe("policy reach through the CLI", () => {
   const servers: RunningProbe[] = [];
-  const serve = async (name: string, address: string, into = servers) => {
+  const serve = async (name: string, address: string | string[], into = servers) => {
+    const hosts = typeof address === "string" ? [address] : address;
     const place = at(name) as ProbePlace | undefined;
     // Each server on its context's address: a socket context may bind only its own.
     for (const port of [80, 81])
-      into.push(await startServing({ op: "serve", proto: "tcp", port, hosts: [address] }, place));
-    into.push(await startServing({ op: "serve", proto: "udp", port: 80, hosts: [address] }, place));
+      into.push(await startServing({ op: "serve", proto: "tcp", port, hosts }, place));
+    into.push(await startServing({ op: "serve", proto: "udp", port: 80, hosts }, place));
   };
 
   before(async () => {
-    netctxOk("network", "create", "pb", "--driver", "bridge", "--subnet", "10.81.0.0/24");
+    netctxOk(
+      "network",
+      "create",
+      "pb",
+      "--driver",
+      "bridge",
+      "--subnet",
+      "10.81.0.0/24",
+      "--subnet",
+      "fd81::/64",
+    );
     netctxOk("network", "create", "pr", "--driver", "routed", "--subnet", "10.82.0.0/24");
     netctxOk("network", "create", "ph", "--driver", "host", "--subnet", "10.83.0.0/24");
-    netctxOk("create", "a", "--level", "l2", "--network", "pb", "--ip", A);
-    netctxOk("create", "b", "--level", "l2", "--network", "pb", "--ip", B);
+    netctxOk("create", "a", "--level", "l2", "--network", "pb", "--ip", A, "--ip", A6);
+    netctxOk("create", "b", "--level", "l2", "--network", "pb", "--ip", B, "--ip", B6);
     netctxOk("create", "c", "--level", "l2", "--network", "pb", "--ip", C);
     netctxOk("create", "r", "--level", "l2", "--network", "pr", "--ip", R);
     netctxOk("create", "l", "--level", "l3", "--network", "ph", "--ip", L);
@@ -68,8 +81,8 @@ describe("policy reach through the CLI", () => {
     });
     sh("sysctl -qw net.ipv4.ip_forward=1");
     await Promise.all([
-      serve("a", A),
-      serve("b", B),
+      serve("a", [A, A6]),
+      serve("b", [B, B6]),
       serve("c", C),
       serve("r", R),
       serve("l", L),
@@ -81,6 +94,7 @@ describe("policy reach through the CLI", () => {
     // Neighbours resolved while everything is open, so no timeout below is an ARP round.
     assert.ok(ping(contextNetns("a"), B) && ping(contextNetns("a"), C) && ping(contextNetns("a"), R));
     assert.ok(ping(contextNetns("c"), OUT) && ping(contextNetns("r"), B));
+    assert.ok(ping(contextNetns("a"), B6, { tries: 3 }));
   });
 
   afterEach(() => {
@@ -137,6 +151,8 @@ describe("policy reach through the CLI", () => {
       expected[`${name}->a tcp 81`] = true;
     }
     Object.assign(probes, {
+      "a->b v6 tcp 80": () => tcp(at("a"), B6, 80),
+      "a->b v6 tcp 81": () => tcp(at("a"), B6, 81),
       "a->b tcp 81": () => tcp(at("a"), B, 81),
       "a->s tcp 81": () => tcp(at("a"), S, 81),
       "b->a udp 80": () => udp(at("b"), A, 80),
@@ -149,6 +165,8 @@ describe("policy reach through the CLI", () => {
       "s->c tcp 81": () => tcp(at("s"), C, 81),
     });
     Object.assign(expected, {
+      "a->b v6 tcp 80": true,
+      "a->b v6 tcp 81": false,
       "a->b tcp 81": false,
       "a->s tcp 81": false,
       "b->a udp 80": true,
@@ -197,11 +215,12 @@ describe("policy reach through the CLI", () => {
     );
   });
 
-  test("selectors host, world and a CIDR", async () => {
+  test("selectors host, world, a CIDR and network:NAME", async () => {
     policy("from-host", "--to", "b", "--from", "host", "--port", "80");
     policy("from-world", "--to", "r", "--from", "world", "--port", "80");
     policy("from-cidr", "--to", "s", "--from", "10.82.0.0/24", "--port", "80");
     policy("to-world", "--egress", "--from", "c", "--to", "world");
+    policy("from-net", "--to", "l", "--from", "network:pr", "--port", "81");
     assert.deepEqual(
       await reach({
         // The test's namespace reaches b from the bridge's gateway address: the host.
@@ -218,6 +237,8 @@ describe("policy reach through the CLI", () => {
         "a->s tcp 80": () => tcp(at("a"), S, 80),
         "c->outside tcp 80": () => tcp(at("c"), OUT, 80),
         "c->a tcp 80": () => tcp(at("c"), A, 80),
+        "r->l tcp 81": () => tcp(at("r"), L, 81),
+        "a->l tcp 81": () => tcp(at("a"), L, 81),
       }),
       {
         "host->b tcp 80": true,
@@ -233,6 +254,8 @@ describe("policy reach through the CLI", () => {
         "a->s tcp 80": false,
         "c->outside tcp 80": true,
         "c->a tcp 80": false,
+        "r->l tcp 81": true,
+        "a->l tcp 81": false,
       },
     );
   });
