@@ -6,6 +6,9 @@
  * Each policy has a bit (its index, 0 .. MAX_POLICIES-1). A packet from S to D, protocol P, destination port N:
  *
  *   allowed  iff  it belongs to a connection already allowed (either direction; the data path tracks them)
+ *            or   it is a TCP segment with ACK and without SYN: part of a connection made before (before the policy
+ *                 that selects an end now, or before the data path was there at all); every new connection starts
+ *                 with a SYN, decided below. Conntrack's loose pickup, Linux's default, does the same
  *            or   S = D (a context talking to itself)
  *            or   it is ICMPv6 Neighbour Discovery (types 133-137), or to a gateway address on UDP/TCP 53, UDP 67 or
  *                 UDP 547 (DNS and DHCP to the gateway stay open for selected contexts)

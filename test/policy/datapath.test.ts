@@ -309,7 +309,9 @@ describe("policy data path", () => {
   });
 
   test("a context made while a policy selects somebody gets its port programs at create", async () => {
-    write({ addresses: [entry(`${C}/32`, { ingressSelected: true })], ports: [], anyPort: 0n });
+    // Through a stored policy: create writes the tables its state makes, so hand-written ones would be replaced by
+    // open tables before the veth exists. It selects c by its address and allows only b.
+    netctxOk("policy", "add", "select-c", "--to", C, "--from", "b");
     netctxOk("create", "c", "--level", "l2", "--network", "pb", "--ip", C);
     try {
       assert.deepEqual(portPolicyHooks(host!, "nc-c"), { ingress: true, egress: true });
@@ -317,6 +319,7 @@ describe("policy data path", () => {
       assert.equal(ping(ns("c"), A, { tries: 2 }), true, "c's own pings and their replies");
     } finally {
       netctxOk("rm", "c");
+      netctxOk("policy", "rm", "select-c");
     }
   });
 

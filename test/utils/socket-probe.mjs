@@ -136,8 +136,8 @@ async function serve(proto, port, hosts, answer = "") {
   return results.find((r) => !r.ok) ?? results[0];
 }
 
-/** A TCP server on [::]:port that reads everything and closes when its peer is done. */
-function sink(port) {
+/** A TCP server on host (default [::]) and port that reads everything and closes when its peer is done. */
+function sink(port, host = "::") {
   return new Promise((resolve) => {
     const server = net.createServer((s) =>
       s
@@ -146,7 +146,7 @@ function sink(port) {
         .on("end", () => s.end()),
     );
     server.once("error", (err) => resolve(errResult(err)));
-    server.listen(port, "::", () => {
+    server.listen(port, host, () => {
       held.push(server);
       resolve({ ok: true, port: server.address().port });
     });
@@ -245,7 +245,7 @@ async function run(op) {
     case "serve":
       return serve(op.proto, op.port, op.hosts, op.answer);
     case "sink":
-      return sink(op.port);
+      return sink(op.port, op.host);
     case "send":
       return send(op.host, op.port, op.bytes);
     case "wait":

@@ -32,8 +32,8 @@ export type ProbeOp =
   | { op: "child"; ops: ProbeOp[] }
   /** Answer each connection or datagram with `answer` and the peer's address, on hosts (default: any). */
   | { op: "serve"; proto: "tcp" | "udp"; port: number; hosts?: string[]; answer?: string }
-  /** A TCP server that reads everything and closes when its peer is done. */
-  | { op: "sink"; port: number }
+  /** A TCP server (on host, default [::]) that reads everything and closes when its peer is done. */
+  | { op: "sink"; port: number; host?: string }
   /** Send bytes over TCP; value is the seconds until the peer closed. */
   | { op: "send"; host: string; port: number; bytes: number }
   /** Until stdin closes: what the probe opened stays open. */

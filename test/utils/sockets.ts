@@ -32,10 +32,15 @@ export async function udpListener(host: string, peers: string[] = []): Promise<L
   return { port: s.address().port, peers, close: () => s.close() };
 }
 
-/** A TCP connect from this process: "connected", "timeout" or the error's code. */
-export function tcpConnect(host: string, port: number, timeoutMs: number): Promise<string> {
+/** A TCP connect from this process (from localAddress when given): "connected", "timeout" or the error's code. */
+export function tcpConnect(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  localAddress?: string,
+): Promise<string> {
   return new Promise((resolve) => {
-    const s = net.connect({ host, port, timeout: timeoutMs });
+    const s = net.connect({ host, port, timeout: timeoutMs, ...(localAddress ? { localAddress } : {}) });
     s.once("connect", () => {
       s.destroy();
       resolve("connected");

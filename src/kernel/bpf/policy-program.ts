@@ -74,6 +74,8 @@ const IPPROTO_UDP = 17;
 const IPPROTO_ICMPV6 = 58;
 const ND_FIRST = 133;
 const ND_LAST = 137;
+const TCP_SYN = 0x02;
+const TCP_ACK = 0x10;
 /** A port as a little-endian u16 load of its network-order bytes sees it. */
 const be16 = (port: number) => ((port & 0xff) << 8) | (port >> 8);
 
@@ -91,8 +93,9 @@ const BITS = -96; // ports(P, N) for this packet: `words` u64
 const HDR = -136; // the IP header as loaded (40 bytes)
 const IDX = -144; // u32 key into the state array
 const PORT_KEY = -148;
-const L4 = -160; // the first 8 bytes of the transport header
-const ONE = -168; // the connection map's value
+const L4 = -176; // the first 8 bytes of the transport header (16 for TCP: its flags are byte 13)
+const TCP_FLAGS = L4 + 13;
+const ONE = -184; // the connection map's value
 
 interface Variant {
   progType: number;
@@ -144,6 +147,22 @@ function loadBytes(a: Asm, offset: { imm: number } | { reg: Reg }, to: number, l
   a.call(Helper.skb_load_bytes);
 }
 
+/**
+ * The transport header's first bytes into L4: 16 of TCP (a header has at least 20), so its flags are there; 8 of
+ * anything else (a UDP datagram may carry no more).
+ */
+function loadTransport(a: Asm, family: 4 | 6, offset: { imm: number } | { reg: Reg }): void {
+  a.mov64Imm(R4, 8);
+  a.ldx("b", R2, FP, CT_PROTO).jmp32Imm("ne", R2, IPPROTO_TCP, `v${family}-l4-len`);
+  a.mov64Imm(R4, 16);
+  a.label(`v${family}-l4-len`);
+  a.mov64Reg(R1, R6);
+  if ("imm" in offset) a.mov64Imm(R2, offset.imm);
+  else a.mov64Reg(R2, offset.reg);
+  a.mov64Reg(R3, FP).alu64Imm("add", R3, L4);
+  a.call(Helper.skb_load_bytes);
+}
+
 /** r0 = bpf_map_lookup_elem(map, fp + key) */
 function lookup(a: Asm, mapFd: number, key: number): void {
   a.ldMapFd(R1, mapFd);
@@ -164,6 +183,8 @@ function parse(a: Asm, family: 4 | 6, v: Variant): void {
   a.label(`v${family}`);
   a.mov64Imm(R2, 0);
   for (let o = 0; o < 40; o += 8) a.stx("dw", FP, CT + o, R2);
+  // Zero when no transport header is read (a later fragment, a short packet): no TCP flags then.
+  a.stx("dw", FP, L4, R2).stx("dw", FP, L4 + 8, R2);
   loadBytes(a, { imm: v.base }, HDR, family === 4 ? 20 : 40);
   a.jmpImm("ne", R0, 0, "drop");
   if (family === 4) {
@@ -184,7 +205,7 @@ function parse(a: Asm, family: 4 | 6, v: Variant): void {
     a.ldx("b", R8, FP, HDR).alu32Imm("and", R8, 0xf).alu32Imm("lsh", R8, 2);
     a.jmp32Imm("lt", R8, 20, "drop");
     a.alu64Imm("add", R8, v.base);
-    loadBytes(a, { reg: R8 }, L4, 8);
+    loadTransport(a, family, { reg: R8 });
   } else {
     copyStack(a, HDR + 8, CT, 32);
     a.ldx("b", R2, FP, HDR + 6).stx("b", FP, CT_PROTO, R2);
@@ -192,7 +213,7 @@ function parse(a: Asm, family: 4 | 6, v: Variant): void {
     a.jmp32Imm("eq", R2, IPPROTO_UDP, "v6-l4");
     a.jmp32Imm("ne", R2, IPPROTO_ICMPV6, decide);
     a.label("v6-l4");
-    loadBytes(a, { imm: v.base + 40 }, L4, 8);
+    loadTransport(a, family, { imm: v.base + 40 });
   }
   a.jmpImm("ne", R0, 0, decide);
   a.ldx("b", R2, FP, CT_PROTO);
@@ -257,6 +278,15 @@ function decide(a: Asm, maps: PolicyMapFds, family: 4 | 6, words: number): void 
     .ldx("dw", R3, FP, CT + 24)
     .jmpReg("eq", R2, R3, "pass");
   a.label(f("other"));
+  // A TCP segment with ACK and without SYN belongs to a connection made before (every new one starts with a SYN,
+  // which the rule below decides): it passes, as conntrack's loose pickup lets it. So a connection opened before a
+  // policy selected an end, or before the port programs were even attached, keeps working; one that never existed
+  // gets the receiver's RST and nothing more.
+  a.ldx("b", R2, FP, CT_PROTO).jmp32Imm("ne", R2, IPPROTO_TCP, f("tracked"));
+  a.ldx("b", R2, FP, TCP_FLAGS)
+    .alu32Imm("and", R2, TCP_SYN | TCP_ACK)
+    .jmp32Imm("eq", R2, TCP_ACK, "pass");
+  a.label(f("tracked"));
   // A connection allowed before passes, whatever the tables say now.
   lookup(a, maps.connections, CT);
   a.jmpImm("ne", R0, 0, "pass");
