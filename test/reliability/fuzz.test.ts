@@ -869,7 +869,7 @@ function badCni(rand: Rand): CniCase {
       const r = rand();
       env["CNI_ARGS"] =
         r < 0.3
-          ? pick(rand, ["FOO=1", "=x", "novalue", "K8S_POD_NAME=p;IgnoreUnknown=0", ";;=;;", "IP"])
+          ? pick(rand, ["FOO=1", "=x", "novalue", "K8S_POD_COLOUR=p;IgnoreUnknown=0", ";;=;;", "IP"])
           : r < 0.6
             ? Array.from({ length: 10_000 + Math.floor(rand() * 50_000) }, (_, i) => `K${i}=v`).join(";")
             : `${"K".repeat(100_000 + Math.floor(rand() * 100_000))}`;
