@@ -5,6 +5,7 @@
  * create costs O(1) record loads at any population.
  */
 import type { DnsContext, DnsNetwork, DnsSnapshot, DnsUpdate } from "../dns/feed.ts";
+import type { ContextResolver } from "../dns/resolv-conf.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
@@ -42,6 +43,30 @@ function dnsContext(record: ContextRecord): DnsContext | undefined {
       addresses: a.addresses.map((cidr) => cidr.split("/")[0]!),
     })),
   };
+}
+
+/**
+ * The DNS servers a context is to use: per network it is on that serves DNS, the gateways there on which the engine's
+ * server listens now (`listening`; v4 before v6), with NETWORK.DOMAIN to search. Undefined when there is none: no
+ * engine, `serve --no-dns`, or only `--no-dns` networks; the context then keeps the host's resolv.conf.
+ */
+export function contextResolver(
+  host: Host,
+  record: ContextRecord,
+  dns: { domain: string; listening: readonly string[] },
+): ContextResolver | undefined {
+  const listening = new Set(dns.listening);
+  const nameservers: string[] = [];
+  const search: string[] = [];
+  for (const a of specOf(record).attachments) {
+    const net = host.store.getNetwork(a.network);
+    if (!net || !servesDns(net)) continue;
+    const served = gatewaysOf(net).filter((g) => listening.has(g));
+    if (served.length === 0) continue;
+    nameservers.push(...served.filter((g) => !g.includes(":")), ...served.filter((g) => g.includes(":")));
+    search.push(`${net.name}.${dns.domain}`);
+  }
+  return nameservers.length > 0 ? { nameservers: [...new Set(nameservers)], search } : undefined;
 }
 
 /** Everything at once (`netctx resolve` without an engine). */
