@@ -56,7 +56,7 @@ export function registerServe(program: Command): void {
       if (!/^\d+$/.test(o.blockGrace.trim()) || graceSeconds > 30 * 86_400)
         throw invalid("block-grace", `"${o.blockGrace}" is not a number of seconds (0-2592000)`);
       const dnsDomain = checkedDomain(o.dnsDomain);
-      const config = cliConfig({ socketPath: o.socket, ...clusterOptions(o) });
+      const config = cliConfig({ socketPath: o.socket, dnsDomain, ...clusterOptions(o) });
       const { socketPath } = config;
       const host = Host.open(config);
       // Whatever a crashed run left half-done is finished or undone before the first request.
