@@ -182,13 +182,16 @@ export async function serve(
   // the reply leaves: a context answers by name as soon as its create returns, and not once its rm has.
   const feed = new DnsFeed();
   const syncNames = async () => {
+    // Other hosts learn this one's names through etcd, published off the request's path (engine/overlay-names.ts).
+    overlay?.names.publishSoon();
     if (!dns) return;
     try {
-      await dns.update(feed.changes(host));
+      await dns.update(feed.changes(host, overlay?.names.remoteContexts()));
     } catch (err) {
       log(`dns: names not updated: ${(err as Error).message}`);
     }
   };
+  overlay?.names.onChange(() => void syncNames());
   await syncNames();
   // Records change outside requests too (gc's periodic check, the overlay engine mirroring etcd): those reach the
   // names within a second. A pass that finds nothing changed costs ~1 ms at 1000 contexts (engine/dns-feed.ts).

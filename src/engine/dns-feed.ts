@@ -81,9 +81,13 @@ export class DnsFeed {
   private readonly networks = new Map<string, string>();
   private readonly fingerprints = new Map<string, string>();
   private readonly served = new Set<string>();
+  private readonly remote = new Map<string, string>();
 
-  /** What changed since the last call (the first call: everything). */
-  changes(host: Host): DnsUpdate[] {
+  /**
+   * What changed since the last call (the first call: everything). `remote`: other hosts' contexts on overlay
+   * networks (engine/overlay-names.ts), each under its key NAME@NODE.
+   */
+  changes(host: Host, remote: readonly DnsContext[] = []): DnsUpdate[] {
     const updates: DnsUpdate[] = [];
     const nets = dnsNetworks(host);
     const netNames = new Set(nets.map((n) => n.name));
@@ -109,6 +113,18 @@ export class DnsFeed {
         this.served.add(name);
         updates.push({ kind: "context", context });
       } else if (this.served.delete(name)) updates.push({ kind: "context-gone", name });
+    }
+    const remoteNow = new Map(remote.map((c) => [c.key ?? c.name, c]));
+    for (const key of [...this.remote.keys()])
+      if (!remoteNow.has(key)) {
+        this.remote.delete(key);
+        updates.push({ kind: "context-gone", name: key });
+      }
+    for (const [key, context] of remoteNow) {
+      const text = JSON.stringify(context);
+      if (this.remote.get(key) === text) continue;
+      this.remote.set(key, text);
+      updates.push({ kind: "context", context });
     }
     for (const name of [...this.networks.keys()])
       if (!netNames.has(name)) {
