@@ -88,11 +88,6 @@ export class DnsServer {
     return [...this.listeners.keys()];
   }
 
-  /** The host listeners bound now, as ADDRESS|PORT. */
-  hostListening(): string[] {
-    return [...this.hostListeners.keys()];
-  }
-
   async close(): Promise<void> {
     clearTimeout(this.rebind);
     clearTimeout(this.hostRebind);

@@ -14,6 +14,8 @@ let c: TestCluster;
 let db: Made;
 let web: Made;
 let lan: Made;
+/** h2's gateway on the overlay network, as web's resolv.conf names it. */
+let gateway = "";
 
 /** busybox nslookup NAME inside m, through the nameserver of its own resolv.conf. */
 async function nslookup(m: Made, name: string): Promise<{ code: number; out: string }> {
@@ -58,6 +60,7 @@ test("a context on h2 resolves a context on h1 by name, alias and NAME.NETWORK.D
     last.out,
     new RegExp(`^nameserver ${web.v4.replace(/\.\d+$/, "").replace(/\./g, "\\.")}\\.`, "m"),
   );
+  gateway = /^nameserver (\S+)$/m.exec(last.out)![1]!;
   for (const name of ["store", `db.${NET}.netctx`]) {
     const r = await nslookup(web, name);
     assert.equal(r.code, 0, r.out);
@@ -71,6 +74,28 @@ test("a context on h2 that is not on the overlay network gets NXDOMAIN for it", 
   const r = await nslookup(lan, "db");
   assert.notEqual(r.code, 0, r.out);
   assert.match(r.out, /NXDOMAIN/, r.out);
+});
+
+/** Polls h2's gateway from h2's host (a sender inside the overlay's subnet) until `done` says the answer is right. */
+async function timeOnH2(done: (out: string) => boolean): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    const r = await runAsync(c.host(2).argv(["busybox", "nslookup", "fresh", gateway]), process.env);
+    if (done(r.stdout + r.stderr)) return performance.now() - started;
+    if (performance.now() - started > 5000)
+      throw new Error(`no change on h2 within 5 s: ${r.stdout}${r.stderr}`);
+  }
+}
+
+test("a name created on h1 answers on h2 soon after create returns, and is gone soon after rm", async () => {
+  ok(await c.host(1).netctx("create", "fresh", "--level", "l2", "--network", NET), "create fresh");
+  const appeared = await timeOnH2((out) => /Address: 10\.86\./.test(out));
+  ok(await c.host(1).netctx("rm", "fresh"), "rm fresh");
+  const vanished = await timeOnH2((out) => /NXDOMAIN/.test(out));
+  console.log(
+    `# across hosts: answered ${appeared.toFixed(0)} ms after create, gone ${vanished.toFixed(0)} ms after rm`,
+  );
+  assert.ok(appeared < 1000 && vanished < 1000, `${appeared} / ${vanished} ms`);
 });
 
 test("after rm on h1 the name is gone on h2", async () => {
