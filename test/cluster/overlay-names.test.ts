@@ -2,11 +2,11 @@
  * Names across hosts (issue 20) on an overlay network (issue 18): `db` on h1 answers by name and alias to `web` on
  * h2 (busybox nslookup run through `netctx exec`, which asks the nameserver its resolv.conf names: h2's gateway),
  * PTR gives db's qualified name, a context on h2's local network does not see it, and after `rm` on h1 the name is
- * gone on h2.
+ * gone on h2; the names of a node whose engine died (its lease ran out) are gone on h2 too.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { runAsync, startCluster, stopCluster, type TestCluster } from "../utils/cluster.ts";
+import { type HostEngine, runAsync, startCluster, stopCluster, type TestCluster } from "../utils/cluster.ts";
 import { createContext, createOverlay, execArgv, type Made, ok, until } from "../utils/overlay-cli.ts";
 
 const NET = "pn";
@@ -16,6 +16,7 @@ let web: Made;
 let lan: Made;
 /** h2's gateway on the overlay network, as web's resolv.conf names it. */
 let gateway = "";
+let engines: HostEngine[] = [];
 
 /** busybox nslookup NAME inside m, through the nameserver of its own resolv.conf. */
 async function nslookup(m: Made, name: string): Promise<{ code: number; out: string }> {
@@ -28,7 +29,7 @@ async function nslookup(m: Made, name: string): Promise<{ code: number; out: str
 
 before(async () => {
   c = await startCluster({ hosts: 2, etcdHosts: [1] });
-  await Promise.all([1, 2].map((i) => c.host(i).startEngine("--node-ttl", "3")));
+  engines = await Promise.all([1, 2].map((i) => c.host(i).startEngine("--node-ttl", "3")));
   const [h1, h2] = [c.host(1), c.host(2)];
   await createOverlay(h1, c.hosts, NET, "--subnet", "10.86.0.0/16");
   ok(await h2.netctx("network", "create", "lan", "--subnet", "10.87.0.0/24"), "create lan");
@@ -77,7 +78,7 @@ test("a context on h2 that is not on the overlay network gets NXDOMAIN for it", 
 });
 
 /** Polls h2's gateway from h2's host (a sender inside the overlay's subnet) until `done` says the answer is right. */
-async function timeOnH2(done: (out: string) => boolean): Promise<number> {
+async function timeOnH2(done: (out: string) => boolean, limitMs = 5000): Promise<number> {
   const started = performance.now();
   for (;;) {
     const r = await runAsync(c.host(2).argv(["busybox", "nslookup", "fresh", gateway]), process.env);
@@ -110,4 +111,15 @@ test("after rm on h1 the name is gone on h2", async () => {
     5000,
   );
   assert.notEqual(last.code, 0, last.out);
+});
+
+test("the names of a node whose engine died go when its lease runs out", async () => {
+  ok(await c.host(1).netctx("create", "fresh", "--level", "l2", "--network", NET), "create fresh");
+  await timeOnH2((out) => /Address: 10\.86\./.test(out));
+  // SIGKILL: no goodbye, the keys under names/h1/ stay in etcd; only h1's record goes, with its 3 s lease.
+  await engines[0]!.kill9();
+  const gone = await timeOnH2((out) => /NXDOMAIN/.test(out), 15_000);
+  console.log(
+    `# a dead node's name gone on h2 ${gone.toFixed(0)} ms after its engine was killed (node TTL 3 s)`,
+  );
 });
