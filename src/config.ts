@@ -10,6 +10,7 @@ import { invalid } from "./errors.ts";
 import { FAIL_ENV, PAUSE_ENV } from "./pause.ts";
 
 export const DEFAULT_STATE_DIR = "/var/lib/netctx";
+export const DEFAULT_DNS_DOMAIN = "netctx";
 
 // A root shell's PATH may lack the sbin directories that hold tc and nft (a one-shot CLI run through sudo).
 const SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -43,6 +44,11 @@ export interface Config {
   readonly pauseAt: ReadonlySet<string> | undefined;
   /** Steps at which tests make the process fail (NETCTX_FAIL_AT=step[,step...]); undefined: none. */
   readonly failAt: ReadonlySet<string> | undefined;
+  /**
+   * The domain context names answer under (NAME.NETWORK.DOMAIN): serve's --dns-domain, else "netctx". CNI results
+   * name NETWORK.DOMAIN as their search domain.
+   */
+  readonly dnsDomain: string;
   /** This host's membership of a netctx cluster (issue 18): set by --etcd / NETCTX_ETCD; undefined: a lone host. */
   readonly cluster: ClusterSettings | undefined;
 }
@@ -82,6 +88,7 @@ export interface ConfigOverrides {
   etcdCacert?: string | undefined;
   etcdCert?: string | undefined;
   etcdKey?: string | undefined;
+  dnsDomain?: string | undefined;
 }
 
 /** The settings this environment gives. Pure: the edges pass `process.env`, tests whatever they like. */
@@ -100,6 +107,7 @@ export function readConfig(env: Env, overrides: ConfigOverrides = {}): Config {
     toolEnv: { ...env, PATH: `${env.PATH ?? ""}:${SEARCH_PATH}` },
     pauseAt: pauseAt ? new Set(pauseAt.split(",").map((s) => s.trim())) : undefined,
     failAt: failAt ? new Set(failAt.split(",").map((s) => s.trim())) : undefined,
+    dnsDomain: overrides.dnsDomain ?? DEFAULT_DNS_DOMAIN,
     cluster: clusterSettings(env, overrides),
   };
 }

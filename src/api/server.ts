@@ -133,6 +133,15 @@ async function resolveReply(dns: DnsService | undefined, url: string): Promise<R
   return json(200, await dns.resolve(name, network));
 }
 
+/**
+ * `GET /v1/dns`: whether this engine serves DNS, under which domain and on which addresses now (`netctx exec` names
+ * those of the context's networks in its resolv.conf).
+ */
+async function dnsReply(dns: DnsService | undefined): Promise<Reply> {
+  if (!dns) return json(200, { serving: false, domain: "", listening: [] });
+  return json(200, { serving: true, domain: dns.domain, listening: await dns.listening() });
+}
+
 /** A socket file nobody answers on is a leftover of a killed engine; a live one means another engine runs. */
 async function claimSocket(path: string): Promise<void> {
   if (!existsSync(path)) return;
@@ -173,13 +182,16 @@ export async function serve(
   // the reply leaves: a context answers by name as soon as its create returns, and not once its rm has.
   const feed = new DnsFeed();
   const syncNames = async () => {
+    // Other hosts learn this one's names through etcd, published off the request's path (engine/overlay-names.ts).
+    overlay?.names.publishSoon();
     if (!dns) return;
     try {
-      await dns.update(feed.changes(host));
+      await dns.update(feed.changes(host, overlay?.names.remoteContexts()));
     } catch (err) {
       log(`dns: names not updated: ${(err as Error).message}`);
     }
   };
+  overlay?.names.onChange(() => void syncNames());
   await syncNames();
   // Records change outside requests too (gc's periodic check, the overlay engine mirroring etcd): those reach the
   // names within a second. A pass that finds nothing changed costs ~1 ms at 1000 contexts (engine/dns-feed.ts).
@@ -229,16 +241,18 @@ export async function serve(
       // requests wait on etcd only when they must (engine/overlay.ts); their kernel work runs in one synchronous step.
       const reply = url.startsWith("/v1/resolve")
         ? await resolveReply(dns, url)
-        : url.startsWith("/v1/cluster")
-          ? await handleCluster(cluster, method, url, overlay)
-          : await (handleOverlay(
-              overlay,
-              host,
-              method,
-              url,
-              body,
-              url.startsWith("/v1/cni") ? cniEnvOf(req.headers) : undefined,
-            ) ?? handle(host, method, url, req.headers, body));
+        : url === "/v1/dns"
+          ? await dnsReply(dns)
+          : url.startsWith("/v1/cluster")
+            ? await handleCluster(cluster, method, url, overlay)
+            : await (handleOverlay(
+                overlay,
+                host,
+                method,
+                url,
+                body,
+                url.startsWith("/v1/cni") ? cniEnvOf(req.headers) : undefined,
+              ) ?? handle(host, method, url, req.headers, body));
       if (method !== "GET") await syncNames();
       res.writeHead(reply.status, {
         "content-type": "application/json",

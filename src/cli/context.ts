@@ -1,7 +1,10 @@
 /** netctx create|ls|inspect|rm|exec */
+import { readFileSync } from "node:fs";
 import { type Command, CommanderError } from "commander";
 import { callEngine } from "../api/client.ts";
+import { contextResolvConf } from "../dns/resolv-conf.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
+import { contextResolver } from "../engine/dns-feed.ts";
 import { type ContextView, contextView, contextViews, inspectView } from "../engine/views.ts";
 import { conflict, notFound } from "../errors.ts";
 import { contextExecArgv, EXEC_SETUP_FAILED, execInto } from "../exec/enter.ts";
@@ -178,10 +181,13 @@ Exit status (as podman's):
     .exitOverride((err) => {
       throw err.exitCode === 0 ? err : new CommanderError(EXEC_SETUP_FAILED, err.code, err.message);
     })
-    .action((name: string, args: string[], o: { rw: string[] }) => {
+    .action(async (name: string, args: string[], o: { rw: string[] }) => {
       // commander keeps the "--" that separates our options from the command's
       const command = args[0] === "--" ? args.slice(1) : args;
       try {
+        // The context's networks' DNS server goes into its resolv.conf only while an engine serves it: without one
+        // the gateway answers nothing, and the host's resolvers are the better choice.
+        const dns = await callEngine<EngineDns>(cliConfig().socketPath, "GET", "/v1/dns");
         const argv = withHost((host) => {
           const record = host.store.getContext(name);
           if (!record) throw notFound("context", name);
@@ -189,11 +195,32 @@ Exit status (as podman's):
           // going: either way nothing of the user's should start in it.
           if (record.status !== "ready")
             throw conflict("name", `context "${name}" is ${record.status}, not ready`);
-          return contextExecArgv(host, record, command, { writable: o.rw });
+          const resolver = dns?.serving ? contextResolver(host, record, dns) : undefined;
+          const resolvConf = resolver && contextResolvConf(resolver, readHostResolvConf());
+          return contextExecArgv(host, record, command, {
+            writable: o.rw,
+            ...(resolvConf !== undefined ? { resolvConf } : {}),
+          });
         });
         execInto(argv, process.env);
       } catch (err) {
         throw new CliExit(err, EXEC_SETUP_FAILED);
       }
     });
+}
+
+/** What `GET /v1/dns` answers (api/server.ts). */
+interface EngineDns {
+  serving: boolean;
+  domain: string;
+  listening: string[];
+}
+
+/** The host's resolv.conf, for its search domains and options; none readable: none to keep. */
+function readHostResolvConf(): string {
+  try {
+    return readFileSync("/etc/resolv.conf", "utf8");
+  } catch {
+    return "";
+  }
 }

@@ -1,5 +1,6 @@
 /** netctx serve: run the resident engine in the foreground (systemd: contrib/netctx.service). */
 import { readFileSync, rmSync } from "node:fs";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import type { Command } from "commander";
 import { serve } from "../api/server.ts";
@@ -12,6 +13,7 @@ import { Host } from "../host.ts";
 import { DnsNameSchema } from "../model/schemas.ts";
 import { packageRoot } from "../package-root.ts";
 import { type ClusterOptions, cliConfig, clusterOptions, withClusterOptions } from "./config.ts";
+import { collect } from "./output.ts";
 
 export function registerServe(program: Command): void {
   const serveCommand = program
@@ -36,6 +38,13 @@ export function registerServe(program: Command): void {
       "where the upstream resolvers for other names are read (nameserver lines)",
       "/etc/resolv.conf",
     )
+    .option(
+      "--host-dns <addr>",
+      "also answer the host's own tools here: ADDR, ADDR:PORT or [ADDR6]:PORT (port 53 unless given; repeatable); " +
+        "every network's names, other names forwarded, senders on this host only",
+      collect,
+      [],
+    )
     .option("--no-dns", "serve no DNS on the networks' gateways");
   withClusterOptions(serveCommand, "join the netctx cluster whose state is in this etcd");
   serveCommand.action(
@@ -47,6 +56,7 @@ export function registerServe(program: Command): void {
         dns: boolean;
         dnsDomain: string;
         dnsResolvConf: string;
+        hostDns: string[];
       } & ClusterOptions,
     ) => {
       const interval = Number(o.checkInterval);
@@ -56,7 +66,10 @@ export function registerServe(program: Command): void {
       if (!/^\d+$/.test(o.blockGrace.trim()) || graceSeconds > 30 * 86_400)
         throw invalid("block-grace", `"${o.blockGrace}" is not a number of seconds (0-2592000)`);
       const dnsDomain = checkedDomain(o.dnsDomain);
-      const config = cliConfig({ socketPath: o.socket, ...clusterOptions(o) });
+      const hostListen = o.hostDns.map(parseHostDns);
+      if (hostListen.length > 0 && !o.dns)
+        throw invalid("host-dns", "needs the engine's DNS server, which --no-dns turns off");
+      const config = cliConfig({ socketPath: o.socket, dnsDomain, ...clusterOptions(o) });
       const { socketPath } = config;
       const host = Host.open(config);
       // Whatever a crashed run left half-done is finished or undone before the first request.
@@ -84,7 +97,13 @@ export function registerServe(program: Command): void {
       }
       // Its own thread: queries are answered while the main thread does kernel work (dns/worker.ts).
       const dns = o.dns
-        ? await DnsService.start({ domain: dnsDomain, port: 53, resolvConf: o.dnsResolvConf, log })
+        ? await DnsService.start({
+            domain: dnsDomain,
+            port: 53,
+            resolvConf: o.dnsResolvConf,
+            hostListen,
+            log,
+          })
         : undefined;
       const server = await serve(host, socketPath, log, cluster, overlay, dns);
       // Drift (a device deleted by hand, `nft flush ruleset`) is found and put back without anyone asking. Node runs
@@ -121,6 +140,18 @@ function checkedDomain(text: string): string {
   const parsed = DnsNameSchema.safeParse(domain);
   if (!parsed.success) throw invalid("dns-domain", `"${text}" ${parsed.error.issues[0]!.message}`);
   return domain;
+}
+
+/** ADDR, ADDR:PORT (IPv4) or [ADDR]:PORT (IPv6); the port is 53 unless given. */
+function parseHostDns(text: string): { address: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
+  const address = m ? m[1]! : text;
+  const port = m ? Number(m[2]) : 53;
+  if (!isIP(address))
+    throw invalid("host-dns", `"${text}" is not ADDR, ADDR:PORT or [ADDR6]:PORT with an IP address`);
+  if (!Number.isInteger(port) || port < 1 || port > 65_535)
+    throw invalid("host-dns", `"${text}" has no port 1-65535`);
+  return { address, port };
 }
 
 function netctxVersion(): string {

@@ -5,7 +5,7 @@
  */
 import { conflict, notFound } from "../errors.ts";
 import type { Etcd, Unchanged } from "./etcd.ts";
-import { BLOCKS, nodeKey } from "./keys.ts";
+import { BLOCKS, nodeKey, nodeNamesPrefix } from "./keys.ts";
 import { parseBlockRecord, parseNodeRecord } from "./node-record.ts";
 
 export interface Forgotten {
@@ -24,7 +24,9 @@ export async function forgetNode(etcd: Etcd, name: string): Promise<Forgotten> {
     const record = await etcd.get(nodeKey(name));
     const blocks = (await etcd.range(BLOCKS)).filter((e) => parseBlockRecord(e.value)?.node === name);
     if (!record && blocks.length === 0) throw notFound("node", name);
-    const keys: Unchanged[] = [...(record ? [record] : []), ...blocks];
+    // Its published names go too (they are not under the lease: see keys.ts).
+    const names = await etcd.range(nodeNamesPrefix(name));
+    const keys: Unchanged[] = [...(record ? [record] : []), ...blocks, ...names];
     if (await etcd.deleteIfUnchanged(keys)) {
       // The lease held only the record; revoking it tells a live engine at once that it was forgotten.
       if (record && record.lease !== "0") await etcd.revoke(record.lease);

@@ -20,12 +20,28 @@
  *                                      block orphanedSince and frees it after --block-grace (default 3600 s); a node
  *                                      that comes back first gets its blocks back; `netctx cluster forget NODE` frees
  *                                      them at once.
+ *   /netctx/v1/names/NODE/CONTEXT      the DNS names of a context of NODE on overlay networks that serve DNS:
+ *                                      {name, aliases, attachments: [{network, addresses}]}. Written by the owning
+ *                                      engine shortly after create/rm (never on the create's path), in batches; read
+ *                                      by every engine into its DNS tables. Only names of nodes with a record are
+ *                                      served, so a dead node's names go with its lease; its keys stay until it comes
+ *                                      back (and rewrites them) or `cluster forget` removes them.
  */
 
 export const ROOT = "/netctx/v1/";
 export const NODES = `${ROOT}nodes/`;
 export const NETWORKS = `${ROOT}networks/`;
 export const BLOCKS = `${ROOT}blocks/`;
+export const NAMES = `${ROOT}names/`;
+
+/** The names one node publishes: the prefix to range over. */
+export function nodeNamesPrefix(node: string): string {
+  return `${NAMES}${node}/`;
+}
+
+export function nameKey(node: string, context: string): string {
+  return `${nodeNamesPrefix(node)}${context}`;
+}
 
 export function nodeKey(name: string): string {
   return `${NODES}${name}`;

@@ -48,7 +48,7 @@ export function mergePrev(prev: PrevResult | undefined, ours: Result): Result {
     dst: r.dst,
     ...(r.gw ? { gw: r.gw } : {}),
   }));
-  const dns = ours.dns ?? prev.dns;
+  const dns = mergeDns(prev.dns, ours.dns);
   return {
     interfaces: [...prevIfs, ...ours.interfaces],
     ips: [
@@ -57,6 +57,25 @@ export function mergePrev(prev: PrevResult | undefined, ours: Result): Result {
     ],
     routes: [...prevRoutes, ...ours.routes],
     ...(dns ? { dns } : {}),
+  };
+}
+
+/**
+ * Our DNS servers and search domains first (the runtime writes them in this order; glibc asks the first
+ * nameserver first), then the previous plugin's: neither is lost in a chain.
+ */
+function mergeDns(prev: Result["dns"], ours: Result["dns"]): Result["dns"] {
+  if (!prev || !ours) return ours ?? prev;
+  const both = (key: "nameservers" | "search" | "options") => {
+    const list = [...new Set([...(ours[key] ?? []), ...(prev[key] ?? [])])];
+    return list.length > 0 ? { [key]: list } : {};
+  };
+  const domain = ours.domain ?? prev.domain;
+  return {
+    ...both("nameservers"),
+    ...(domain !== undefined ? { domain } : {}),
+    ...both("search"),
+    ...both("options"),
   };
 }
 

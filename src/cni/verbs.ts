@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { createContext, finishRemoval, removeContext, removeContextLater } from "../engine/contexts.ts";
+import { servesDns } from "../engine/dns-feed.ts";
 import { createNetwork } from "../engine/networks.ts";
 import { missingFor } from "../engine/reconcile/gc.ts";
 import { NetctxError } from "../errors.ts";
@@ -15,6 +16,7 @@ import { checkUserLabels, K8S_LABELS } from "../model/labels.ts";
 import { LINK_GROUP } from "../model/names.ts";
 import type { Bandwidth } from "../model/publish.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
+import { DnsNameSchema } from "../model/schemas.ts";
 import { familyOf } from "../networks/common.ts";
 import { networkDriver } from "../networks/registry.ts";
 import { CniCode, CniError } from "./errors.ts";
@@ -53,6 +55,24 @@ function podLabels(env: CniEnv): Record<string, string> {
   return out;
 }
 
+/**
+ * The DNS names a container answers to beside its context's: the pod or container name a runtime passes as
+ * K8S_POD_NAME (podman and CRI runtimes do), and the `aliases` capability (podman's dnsname convention:
+ * runtimeConfig.aliases maps network name to names). A name that is no DNS name (podman allows "_" in container
+ * names) is left out rather than failing the container's start: its other names still answer.
+ */
+function dnsAliases(env: CniEnv, conf: NetConf, network: string): string[] {
+  const byNetwork = conf.runtimeConfig?.["aliases"];
+  const given =
+    byNetwork && typeof byNetwork === "object" && !Array.isArray(byNetwork)
+      ? (byNetwork as Record<string, unknown>)[network]
+      : undefined;
+  const names = [env.args.get("K8S_POD_NAME"), ...(Array.isArray(given) ? given : [])];
+  return [
+    ...new Set(names.filter((n): n is string => typeof n === "string" && DnsNameSchema.safeParse(n).success)),
+  ];
+}
+
 /** Namespace files (a /run/netns bind mount, /proc/PID/ns/net) all live on nsfs: one device number. */
 function isNamespaceFile(path: string): boolean {
   return statSync(path).dev === statSync("/proc/self/ns/net").dev;
@@ -84,6 +104,7 @@ export function cniAdd(host: Host, env: CniEnv, conf: NetConf): Result {
   }
   const ips = requestedIps(env, conf);
   const mac = env.args.get("MAC") ?? conf.runtimeConfig?.mac ?? stringArg(conf, "mac");
+  const aliases = dnsAliases(env, conf, net.name);
   const record = createContext(host, {
     name,
     level: "l2",
@@ -92,6 +113,7 @@ export function cniAdd(host: Host, env: CniEnv, conf: NetConf): Result {
     ...(mac ? { mac } : {}),
     ifnames: [env.ifname],
     netns: env.netns,
+    ...(aliases.length > 0 ? { aliases } : {}),
     labels: {
       ...configLabels(conf),
       ...podLabels(env),
@@ -293,7 +315,27 @@ function resultOf(host: Host, record: ContextRecord, net: NetworkRecord, conf: N
     if (!net.internal)
       for (const gw of att.gateways) routes.push({ dst: familyOf(gw) === 4 ? "0.0.0.0/0" : "::/0", gw });
   }
-  return { interfaces, ips, routes, ...(conf.dns ? { dns: conf.dns } : {}) };
+  const dns =
+    conf.dns ??
+    networkDns(
+      host,
+      net,
+      spec.attachments.flatMap((a) => a.gateways),
+    );
+  return { interfaces, ips, routes, ...(dns ? { dns } : {}) };
+}
+
+/**
+ * The engine's DNS server for the runtime to write into the container's resolv.conf (podman and containerd read
+ * `dns` from the result): the network's gateways on this host, NETWORK.DOMAIN to search. None for a `--no-dns`
+ * network. A `dns` the config names itself wins: the administrator chose it.
+ */
+function networkDns(host: Host, net: NetworkRecord, gateways: string[]): Result["dns"] {
+  if (!servesDns(net) || gateways.length === 0) return undefined;
+  return {
+    nameservers: [...gateways.filter((g) => familyOf(g) === 4), ...gateways.filter((g) => familyOf(g) === 6)],
+    search: [`${net.name}.${host.config.dnsDomain}`],
+  };
 }
 
 function macIn(netns: string, ifname: string): string | undefined {

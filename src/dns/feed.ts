@@ -15,6 +15,11 @@ export interface DnsNetwork {
 /** A ready context with its names and, per network it is on, its bare addresses there. */
 export interface DnsContext {
   name: string;
+  /**
+   * The tables' key, when the name alone is not unique: a context on another host of an overlay network is
+   * NAME@NODE (a local context of the same name may exist). Updates name a context by it (`context-gone`).
+   */
+  key?: string;
   aliases: string[];
   attachments: { network: string; addresses: string[] }[];
 }
@@ -28,6 +33,7 @@ export type DnsUpdate =
   | { kind: "network"; network: DnsNetwork }
   | { kind: "network-gone"; name: string }
   | { kind: "context"; context: DnsContext }
+  /** `name`: the context's key (DnsContext.key ?? name). */
   | { kind: "context-gone"; name: string };
 
 /** The updates that turn the tables built from `before` into those of `after`: only what changed. */

@@ -55,9 +55,18 @@ function bareReply(query: Buffer, rcode: number): Buffer {
   return out;
 }
 
-export function respond(tables: NameTables, query: Buffer, source: string, transport: Transport): Outcome {
-  const view = tables.viewOf(source);
-  if (!view) return { kind: "drop", why: "sender outside every served subnet" };
+/** The networks whose names a sender sees; undefined: a sender this listener does not serve. */
+export type ViewOf = (source: string) => ReadonlySet<string> | undefined;
+
+export function respond(
+  tables: NameTables,
+  query: Buffer,
+  source: string,
+  transport: Transport,
+  viewOf: ViewOf = (s) => tables.viewOf(s),
+): Outcome {
+  const view = viewOf(source);
+  if (!view) return { kind: "drop", why: "a sender this listener does not serve" };
   if (query.length < HEADER) return { kind: "drop", why: "shorter than a header" };
   const flags = query.readUInt16BE(2);
   // Answering a response would let two servers bounce a packet between them forever.

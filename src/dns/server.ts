@@ -7,7 +7,8 @@ import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer, type Socket, type Server as TcpServer } from "node:net";
 import type { DnsUpdate } from "./feed.ts";
 import { Forwarder } from "./forwarder.ts";
-import { respond, type Transport } from "./query.ts";
+import { isHostSender } from "./host-listener.ts";
+import { respond, type Transport, type ViewOf } from "./query.ts";
 import { type Resolution, resolveName } from "./resolution.ts";
 import { NameTables } from "./tables.ts";
 
@@ -17,6 +18,12 @@ export interface DnsServerOptions {
   port: number;
   /** The host's resolvers, read again whenever refreshUpstreams is called. */
   upstreams: () => string[];
+  /**
+   * Where the host's own tools ask (`serve --host-dns`): every network's names, others forwarded, and only for
+   * senders on this host (a loopback source, or the listening address itself, which is the source the kernel picks
+   * for a local destination), so a listener on a LAN address is no open resolver.
+   */
+  hostListen?: readonly { address: string; port: number }[];
   log: (line: string) => void;
 }
 
@@ -37,11 +44,22 @@ export class DnsServer {
   private readonly opening = new Set<string>();
   private readonly failed = new Map<string, string>();
   private rebind: NodeJS.Timeout | undefined;
+  private readonly hostListeners = new Map<string, Listener>();
+  private hostRebind: NodeJS.Timeout | undefined;
+  private readonly gatewayView: ViewOf;
+  private readonly hostView: ViewOf;
 
   constructor(private readonly opts: DnsServerOptions) {
     this.tables = new NameTables(opts.domain);
     this.forwarder = new Forwarder([]);
+    this.gatewayView = (source) => this.tables.viewOf(source);
+    const hostAddresses = (opts.hostListen ?? []).map((l) => l.address);
+    this.hostView = (source) =>
+      isHostSender(source, hostAddresses)
+        ? new Set(this.tables.servedNetworks().map((n) => n.name))
+        : undefined;
     this.refreshUpstreams();
+    this.openHostListeners();
   }
 
   /** Apply the engine's changes, then listen where the served networks' gateways now are. */
@@ -55,7 +73,10 @@ export class DnsServer {
 
   /** Our own listening addresses are never upstreams: a host whose resolv.conf names one would loop. */
   refreshUpstreams(): void {
-    const own = new Set(this.tables.servedNetworks().flatMap((n) => n.listen));
+    const own = new Set([
+      ...this.tables.servedNetworks().flatMap((n) => n.listen),
+      ...(this.opts.hostListen ?? []).filter((l) => l.port === 53).map((l) => l.address),
+    ]);
     this.forwarder.setUpstreams(this.opts.upstreams().filter((a) => !own.has(a)));
   }
 
@@ -69,8 +90,10 @@ export class DnsServer {
 
   async close(): Promise<void> {
     clearTimeout(this.rebind);
-    const all = [...this.listeners.values()];
+    clearTimeout(this.hostRebind);
+    const all = [...this.listeners.values(), ...this.hostListeners.values()];
     this.listeners.clear();
+    this.hostListeners.clear();
     await Promise.all(all.map((l) => closeListener(l)));
   }
 
@@ -93,10 +116,7 @@ export class DnsServer {
   private async listen(address: string): Promise<void> {
     this.opening.add(address);
     try {
-      const listener = await openListener(address, this.opts.port, {
-        udp: (msg, from, reply) => this.onQuery(msg, from, "udp", reply),
-        tcp: (socket) => this.onConnection(socket),
-      });
+      const listener = await openListener(address, this.opts.port, this.handlers(this.gatewayView));
       this.opening.delete(address);
       // The network may have gone while the sockets were being bound.
       if (!this.wanted(address)) return await closeListener(listener);
@@ -115,10 +135,50 @@ export class DnsServer {
     }
   }
 
-  private onQuery(msg: Buffer, from: string, transport: Transport, reply: (bytes: Buffer) => void): void {
+  /**
+   * Bound once at start; one that fails (the address not there yet) is tried again every REBIND_MS, as the gateways'
+   * are, and logged once per reason.
+   */
+  private openHostListeners(): void {
+    this.hostRebind = undefined;
+    for (const { address, port } of this.opts.hostListen ?? []) {
+      const key = `${address}|${port}`;
+      if (this.hostListeners.has(key)) continue;
+      openListener(address, port, this.handlers(this.hostView)).then(
+        (l) => {
+          this.hostListeners.set(key, l);
+          if (this.failed.delete(key)) this.opts.log(`dns: host listener now on ${address} port ${port}`);
+        },
+        (err: NodeJS.ErrnoException) => {
+          const why = err.code ?? err.message;
+          if (this.failed.get(key) !== why)
+            this.opts.log(
+              `dns: cannot listen for the host on ${address} port ${port}: ${why} (trying again)`,
+            );
+          this.failed.set(key, why);
+          this.hostRebind ??= setTimeout(() => this.openHostListeners(), REBIND_MS);
+        },
+      );
+    }
+  }
+
+  private handlers(viewOf: ViewOf): Handlers {
+    return {
+      udp: (msg, from, reply) => this.onQuery(msg, from, "udp", reply, viewOf),
+      tcp: (socket) => this.onConnection(socket, viewOf),
+    };
+  }
+
+  private onQuery(
+    msg: Buffer,
+    from: string,
+    transport: Transport,
+    reply: (bytes: Buffer) => void,
+    viewOf: ViewOf,
+  ): void {
     let outcome: ReturnType<typeof respond>;
     try {
-      outcome = respond(this.tables, msg, from, transport);
+      outcome = respond(this.tables, msg, from, transport, viewOf);
     } catch (err) {
       // A bug of ours must not take the server down with it: the client hears nothing and retries.
       this.opts.log(`dns: query from ${from} failed: ${(err as Error).message}`);
@@ -135,11 +195,11 @@ export class DnsServer {
       .catch(() => {});
   }
 
-  private onConnection(socket: Socket): void {
+  private onConnection(socket: Socket, viewOf: ViewOf): void {
     const from = socket.remoteAddress ?? "";
     socket.on("error", () => {});
     // A sender we do not serve gets its connection closed, before reading anything.
-    if (!this.tables.viewOf(from)) {
+    if (!viewOf(from)) {
       socket.destroy();
       return;
     }
@@ -152,22 +212,29 @@ export class DnsServer {
         if (pending.length < 2 + len) break;
         const msg = pending.subarray(2, 2 + len);
         pending = pending.subarray(2 + len);
-        this.onQuery(Buffer.from(msg), from, "tcp", (bytes) => {
-          if (socket.destroyed) return;
-          const head = Buffer.alloc(2);
-          head.writeUInt16BE(bytes.length);
-          socket.write(Buffer.concat([head, bytes]));
-        });
+        this.onQuery(
+          Buffer.from(msg),
+          from,
+          "tcp",
+          (bytes) => {
+            if (socket.destroyed) return;
+            const head = Buffer.alloc(2);
+            head.writeUInt16BE(bytes.length);
+            socket.write(Buffer.concat([head, bytes]));
+          },
+          viewOf,
+        );
       }
     });
   }
 }
 
-function openListener(
-  address: string,
-  port: number,
-  on: { udp: (msg: Buffer, from: string, reply: (b: Buffer) => void) => void; tcp: (s: Socket) => void },
-): Promise<Listener> {
+interface Handlers {
+  udp: (msg: Buffer, from: string, reply: (b: Buffer) => void) => void;
+  tcp: (s: Socket) => void;
+}
+
+function openListener(address: string, port: number, on: Handlers): Promise<Listener> {
   return new Promise((resolve, reject) => {
     const v6 = address.includes(":");
     // ipv6Only on an IPv4 socket is EINVAL; on an IPv6 one it keeps the socket to its own address family.

@@ -30,7 +30,11 @@ export class DnsService {
   private seq = 0;
   private readonly waiting = new Map<number, (msg: FromWorker) => void>();
 
-  private constructor(private readonly worker: Worker) {
+  private constructor(
+    private readonly worker: Worker,
+    /** The domain names answer under (NAME.NETWORK.DOMAIN). */
+    readonly domain: string,
+  ) {
     worker.on("message", (msg: FromWorker) => {
       if ("seq" in msg) {
         this.waiting.get(msg.seq)?.(msg);
@@ -54,7 +58,7 @@ export class DnsService {
     });
     // Not unref'd: the engine's startup awaits the worker before anything else holds the event loop open, and an
     // unref'd worker let the process end there (serve's stop() terminates it).
-    return new DnsService(worker);
+    return new DnsService(worker, settings.domain);
   }
 
   /** Hand the worker what changed; resolves once it has applied it (the next query sees it). */

@@ -75,9 +75,9 @@ export class NameTables {
         return;
       }
       case "context": {
-        const old = this.contexts.get(update.context.name);
+        const old = this.contexts.get(keyOf(update.context));
         if (old) this.unindex(old);
-        this.contexts.set(update.context.name, update.context);
+        this.contexts.set(keyOf(update.context), update.context);
         this.index(update.context);
         return;
       }
@@ -160,7 +160,8 @@ export class NameTables {
     );
     const owner = this.owners.get(ip.text);
     if (!owner || !view.has(owner.network)) return { owned, names: [] };
-    return { owned: true, names: [`${owner.context}.${owner.network}.${this.domain}`] };
+    const name = this.contexts.get(owner.context)?.name ?? owner.context;
+    return { owned: true, names: [`${name}.${owner.network}.${this.domain}`] };
   }
 
   /** The names a context answers to on a network: NAME, ALIAS, and each of them under NETWORK.DOMAIN. */
@@ -183,12 +184,12 @@ export class NameTables {
           holders = new Set();
           names.set(n, holders);
         }
-        if (holders.has(ctx.name)) continue;
-        holders.add(ctx.name);
+        if (holders.has(keyOf(ctx))) continue;
+        holders.add(keyOf(ctx));
         this.everyName.set(n, (this.everyName.get(n) ?? 0) + 1);
       }
       for (const address of att.addresses)
-        this.owners.set(canonical(address), { context: ctx.name, network: att.network });
+        this.owners.set(canonical(address), { context: keyOf(ctx), network: att.network });
     }
   }
 
@@ -197,7 +198,7 @@ export class NameTables {
       const names = this.names.get(att.network);
       for (const n of this.namesOf(ctx, att.network)) {
         const holders = names?.get(n);
-        if (!holders?.delete(ctx.name)) continue;
+        if (!holders?.delete(keyOf(ctx))) continue;
         if (holders.size === 0) names!.delete(n);
         const count = (this.everyName.get(n) ?? 1) - 1;
         if (count > 0) this.everyName.set(n, count);
@@ -206,10 +207,15 @@ export class NameTables {
       if (names?.size === 0) this.names.delete(att.network);
       for (const address of att.addresses) {
         const key = canonical(address);
-        if (this.owners.get(key)?.context === ctx.name) this.owners.delete(key);
+        if (this.owners.get(key)?.context === keyOf(ctx)) this.owners.delete(key);
       }
     }
   }
+}
+
+/** Where the tables keep a context: its key (a remote context's NAME@NODE), else its name. */
+function keyOf(ctx: DnsContext): string {
+  return ctx.key ?? ctx.name;
 }
 
 function canonical(address: string): string {

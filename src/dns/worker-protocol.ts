@@ -7,6 +7,8 @@ export interface WorkerSettings {
   port: number;
   /** The host's resolv.conf (or a file a test wrote), read for upstream nameservers. */
   resolvConf: string;
+  /** `serve --host-dns`: listeners for the host's own tools (server.ts). */
+  hostListen?: { address: string; port: number }[];
 }
 
 export type ToWorker =

@@ -17,6 +17,7 @@ const server = new DnsServer({
   domain: settings.domain,
   port: settings.port,
   upstreams: () => readNameservers(settings.resolvConf),
+  hostListen: settings.hostListen ?? [],
   log: (line) => port.postMessage({ type: "log", line }),
 });
 const reread = setInterval(() => server.refreshUpstreams(), UPSTREAM_REREAD_MS);

@@ -5,6 +5,7 @@
  * create costs O(1) record loads at any population.
  */
 import type { DnsContext, DnsNetwork, DnsSnapshot, DnsUpdate } from "../dns/feed.ts";
+import type { ContextResolver } from "../dns/resolv-conf.ts";
 import type { Host } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
@@ -44,6 +45,30 @@ function dnsContext(record: ContextRecord): DnsContext | undefined {
   };
 }
 
+/**
+ * The DNS servers a context is to use: per network it is on that serves DNS, the gateways there on which the engine's
+ * server listens now (`listening`; v4 before v6), with NETWORK.DOMAIN to search. Undefined when there is none: no
+ * engine, `serve --no-dns`, or only `--no-dns` networks; the context then keeps the host's resolv.conf.
+ */
+export function contextResolver(
+  host: Host,
+  record: ContextRecord,
+  dns: { domain: string; listening: readonly string[] },
+): ContextResolver | undefined {
+  const listening = new Set(dns.listening);
+  const nameservers: string[] = [];
+  const search: string[] = [];
+  for (const a of specOf(record).attachments) {
+    const net = host.store.getNetwork(a.network);
+    if (!net || !servesDns(net)) continue;
+    const served = gatewaysOf(net).filter((g) => listening.has(g));
+    if (served.length === 0) continue;
+    nameservers.push(...served.filter((g) => !g.includes(":")), ...served.filter((g) => g.includes(":")));
+    search.push(`${net.name}.${dns.domain}`);
+  }
+  return nameservers.length > 0 ? { nameservers: [...new Set(nameservers)], search } : undefined;
+}
+
 /** Everything at once (`netctx resolve` without an engine). */
 export function dnsSnapshot(host: Host): DnsSnapshot {
   return {
@@ -56,9 +81,13 @@ export class DnsFeed {
   private readonly networks = new Map<string, string>();
   private readonly fingerprints = new Map<string, string>();
   private readonly served = new Set<string>();
+  private readonly remote = new Map<string, string>();
 
-  /** What changed since the last call (the first call: everything). */
-  changes(host: Host): DnsUpdate[] {
+  /**
+   * What changed since the last call (the first call: everything). `remote`: other hosts' contexts on overlay
+   * networks (engine/overlay-names.ts), each under its key NAME@NODE.
+   */
+  changes(host: Host, remote: readonly DnsContext[] = []): DnsUpdate[] {
     const updates: DnsUpdate[] = [];
     const nets = dnsNetworks(host);
     const netNames = new Set(nets.map((n) => n.name));
@@ -84,6 +113,18 @@ export class DnsFeed {
         this.served.add(name);
         updates.push({ kind: "context", context });
       } else if (this.served.delete(name)) updates.push({ kind: "context-gone", name });
+    }
+    const remoteNow = new Map(remote.map((c) => [c.key ?? c.name, c]));
+    for (const key of [...this.remote.keys()])
+      if (!remoteNow.has(key)) {
+        this.remote.delete(key);
+        updates.push({ kind: "context-gone", name: key });
+      }
+    for (const [key, context] of remoteNow) {
+      const text = JSON.stringify(context);
+      if (this.remote.get(key) === text) continue;
+      this.remote.set(key, text);
+      updates.push({ kind: "context", context });
     }
     for (const name of [...this.networks.keys()])
       if (!netNames.has(name)) {

@@ -48,6 +48,7 @@ import { networkDriver } from "../networks/registry.ts";
 import { BlockNeeded } from "../state/ipam.ts";
 import { createContext, removeContext } from "./contexts.ts";
 import { checkedNetwork, makeNetwork, refuseNetworkUsers, removeNetwork } from "./networks.ts";
+import { OverlayNames } from "./overlay-names.ts";
 
 /** The mirror's safety net: a full pass this often, whatever the watch says. */
 const RESYNC_MS = 5000;
@@ -107,6 +108,8 @@ export interface BlockView {
 
 export class OverlayEngine {
   private readonly etcd: Etcd;
+  /** Names across hosts: this node's published, the others' read (overlay-names.ts). */
+  readonly names: OverlayNames;
   private readonly node: string;
   private readonly member: ClusterMember;
   private peerWatches: PrefixWatch[] = [];
@@ -140,10 +143,12 @@ export class OverlayEngine {
     this.etcd = member.etcd;
     this.node = member.name;
     this.member = member;
+    this.names = new OverlayNames(host, member.etcd, member.name, o.log);
   }
 
   /** Watches the networks and starts the periodic passes; never waits for etcd. */
   start(): void {
+    this.names.start();
     this.watch = this.etcd.watchPrefix(NETWORKS, () => this.kick(), this.o.log);
     // The etcd client gives a watch no deadline: a node record deleted by its lease's expiry arrives here at once.
     this.peerWatches = [NODES, BLOCKS].map((p) =>
@@ -158,6 +163,7 @@ export class OverlayEngine {
     clearTimeout(this.kicked);
     clearTimeout(this.peersKicked);
     await this.watch?.close().catch(() => {});
+    await this.names.stop();
     await Promise.all(this.peerWatches.map((w) => w.close().catch(() => {})));
     await this.pass;
     await this.peersPass;

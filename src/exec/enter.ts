@@ -23,6 +23,8 @@ const NETNS_DIRS = ["/run/netns", "/var/run/netns"];
 export interface ExecOptions {
   /** Paths that stay writable (the host's file system is read-only inside but for /tmp and /var/tmp). */
   writable?: readonly string[];
+  /** The text of the context's own /etc/resolv.conf (its networks' DNS server); absent: the host's stays. */
+  resolvConf?: string;
 }
 
 /** argv that runs `command` in the context's sandbox. */
@@ -61,6 +63,7 @@ export function enterArgv(box: ExecSandbox, view: MountView, command: readonly s
     ...(box.scopeAbstractUnix ? ["--scope-abstract-unix"] : []),
     ...(view.hide ?? []).flatMap((p) => ["--hide", p]),
     ...writable.flatMap((p) => ["--rw", p]),
+    ...(view.resolvConf !== undefined ? ["--resolv-conf", view.resolvConf] : []),
     "--",
     ...command,
   ];

@@ -13,7 +13,7 @@
  *      /dev/shm of its own, an empty
  *      /run (the host's daemons listen there: dbus, systemd, container runtimes), nsfs/cgroup/bpf mounts elsewhere
  *      detached, --hide paths covered (the state directory and the engine's socket), a fresh mqueue for the new
- *      IPC namespace.
+ *      IPC namespace, and with --resolv-conf TEXT a read-only /etc/resolv.conf of its own.
  *   5. PID 1 forks the command and stays as its init: it reaps orphans, passes on signals sent to it, and exits
  *      with the command's status (which takes the whole PID namespace with it).
  *   6. the command's process: no_new_privs; every capability not in --keep-caps out of the bounding,
@@ -64,6 +64,7 @@ struct ruleset_attr {
 
 static const char *netns_path;
 static const char *cgroup_dir;
+static const char *resolv_text;
 static const char *hide[MAX_LIST];
 static int n_hide;
 static const char *writable[MAX_LIST];
@@ -113,6 +114,7 @@ static void parse_args(int argc, char **argv) {
     else if (!v) usage("option without a value");
     else if (strcmp(a, "--netns") == 0) netns_path = v, i++;
     else if (strcmp(a, "--cgroup") == 0) cgroup_dir = v, i++;
+    else if (strcmp(a, "--resolv-conf") == 0) resolv_text = v, i++;
     else if (strcmp(a, "--hide") == 0) {
       if (n_hide >= MAX_LIST) usage("too many --hide");
       hide[n_hide++] = v, i++;
@@ -313,6 +315,40 @@ static void remake_run(void) {
   umount2("/run", MNT_DETACH);
   if (mount("netctx-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=1m") < 0) die("mount /run");
   if (conf >= 0) place(conf, resolv, 0);
+}
+
+/*
+ * --resolv-conf TEXT: the context's own resolver configuration (its networks' DNS server) over /etc/resolv.conf, as
+ * `ip netns exec` puts /etc/netns/NAME/resolv.conf there. The file sits on a small tmpfs that is never attached
+ * anywhere (fsmount), so nothing but this bind mount reaches it, and the bind is read-only. A symlink at
+ * /etc/resolv.conf (systemd-resolved's stub in /run, put back by remake_run) is followed: reading either path gives
+ * the same file. A host without /etc/resolv.conf keeps having none (the root file system is read-only here).
+ */
+static void cover_resolv_conf(void) {
+  if (!resolv_text) return;
+  int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+  if (fs < 0) die("fsopen tmpfs");
+  if (fsconfig(fs, FSCONFIG_SET_STRING, "size", "16k", 0) < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
+      fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+    die("tmpfs for resolv.conf");
+  int mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+  if (mnt < 0) die("fsmount resolv.conf");
+  close(fs);
+  int fd = openat(mnt, "resolv.conf", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  size_t len = strlen(resolv_text);
+  if (fd < 0 || write(fd, resolv_text, len) != (ssize_t)len) die("write resolv.conf");
+  close(fd);
+  int file = open_tree(mnt, "resolv.conf", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (file < 0) die("open_tree resolv.conf");
+  close(mnt);
+  struct mount_attr attr = {0};
+  attr.attr_set = MOUNT_ATTR_RDONLY;
+  if (mount_setattr(file, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) die("resolv.conf read-only");
+  if (move_mount(file, "", AT_FDCWD, "/etc/resolv.conf", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS) < 0) {
+    if (errno != ENOENT) die("/etc/resolv.conf");
+    fprintf(stderr, "netctx exec: warning: no /etc/resolv.conf to cover: the context's DNS server is not configured\n");
+  }
+  close(file);
 }
 
 static void hide_paths(void) {
@@ -602,6 +638,8 @@ static void init_process(void) {
   remake_dev();
   remake_run();
   for (int i = 0; i < n_writable; i++) place(kept[i], writable[i], kept_dir[i]);
+  /* After the writable paths, so --rw /etc does not bring the host's resolv.conf back over it. */
+  cover_resolv_conf();
   /* Last, so a writable path that holds a hidden one (--rw /var/lib) does not bring it back. */
   hide_paths();
   pid_t pid = fork_forwarding();

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Store } from "../../src/state/store.ts";
 import { inCgroupArgv } from "../utils/cgroup.ts";
-import { netctxJson, netctxOk } from "../utils/cli.ts";
+import { netctxJson, netctxOk, startEngine } from "../utils/cli.ts";
 import { testConfig } from "../utils/config.ts";
 import { links } from "../utils/kernel-oracle.ts";
 import { addVethNetns } from "../utils/netns.ts";
@@ -224,5 +224,40 @@ test("podman run: two containers on a netctx network reach each other and the ou
     assert.deepEqual(store.leases({ network: "ncpod" }), [], "every address lease released");
   } finally {
     store.close();
+  }
+});
+
+test("podman writes the result's dns: the container's resolv.conf names the gateway, and names answer there", {
+  skip,
+}, async () => {
+  const engine = await startEngine();
+  try {
+    const a = podman("run", "-d", "--name", "named", "--network", "ncpod", IMAGE, "sleep", "600");
+    assert.equal(a.code, 0, a.out);
+    const ipA = must([
+      "podman",
+      "inspect",
+      "named",
+      "--format",
+      '{{(index .NetworkSettings.Networks "ncpod").IPAddress}}',
+    ]).trim();
+    // busybox nslookup asks the first nameserver of /etc/resolv.conf: the gateway podman wrote from the result.
+    const b = podman(
+      "run",
+      "--rm",
+      "--network",
+      "ncpod",
+      IMAGE,
+      "sh",
+      "-c",
+      "cat /etc/resolv.conf; nslookup named",
+    );
+    assert.equal(b.code, 0, b.out);
+    assert.match(b.out, /^nameserver 10\.97\.0\.1$/m, b.out);
+    assert.match(b.out, /^search .*ncpod\.netctx/m, b.out);
+    assert.ok(b.out.includes(ipA), `the container name (K8S_POD_NAME) answers: ${b.out}`);
+  } finally {
+    podman("rm", "-f", "-t", "0", "named");
+    await engine.stop();
   }
 });

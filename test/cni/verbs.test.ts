@@ -347,7 +347,11 @@ test("chained after another plugin, the previous result passes through with shif
   assert.ok(eth0 > 0);
   assert.ok(r.ips.slice(1).every((ip) => ip.interface === eth0));
   assert.deepEqual(r.routes[0], { dst: "198.51.100.0/24" });
-  assert.deepEqual(r.dns, { nameservers: ["192.0.2.53"] });
+  // Ours first (glibc asks the first nameserver first), the previous plugin's kept after.
+  assert.deepEqual(r.dns, {
+    nameservers: ["10.71.0.1", "fd71::1", "192.0.2.53"],
+    search: ["cnia.netctx"],
+  });
   cniOk("DEL", conf({ prevResult: r }), { id: "chain", netns: ns });
   delNetns("cchain");
 });

@@ -276,3 +276,22 @@ test("the feed sends only what changed, networks before their contexts", () => {
     { kind: "network-gone", name: "n" },
   ]);
 });
+
+test("a remote context (key NAME@NODE) answers beside a local one of the same name, and leaves alone", () => {
+  const t = scene();
+  const view = new Set(["back"]);
+  t.apply({
+    kind: "context",
+    context: {
+      name: "db",
+      key: "db@h1",
+      aliases: [],
+      attachments: [{ network: "back", addresses: ["10.2.0.40"] }],
+    },
+  });
+  assert.deepEqual(t.lookup("db", view).v4.sort(), ["10.2.0.4", "10.2.0.40"]);
+  assert.deepEqual(t.reverse("10.2.0.40", view).names, ["db.back.netctx"], "PTR gives the name, not the key");
+  t.apply({ kind: "context-gone", name: "db@h1" });
+  assert.deepEqual(t.lookup("db", view).v4, ["10.2.0.4"], "the local db stays");
+  assert.deepEqual(t.reverse("10.2.0.40", view).names, []);
+});

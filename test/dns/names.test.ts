@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { insideSandbox } from "../../src/sandbox.ts";
 import { execScript, netctx, netctxJson, netctxOk, type RunningEngine, startEngine } from "../utils/cli.ts";
 import { dataOf, query } from "../utils/dns-client.ts";
 import { type LineProcess, startLines } from "../utils/line-process.ts";
@@ -37,7 +38,17 @@ const nslookup = (context: string, name: string, server: string) =>
 const addressOf = (name: string) =>
   netctxJson<{ addresses: string[] }>("inspect", name).addresses.map((a) => a.split("/")[0]!);
 
+/**
+ * The host's resolv.conf for this file: a bind mount in the test's own mount namespace (the runner's sandbox makes it
+ * private), with search domains and options a context's resolv.conf keeps.
+ */
+const HOST_RESOLV_CONF = "nameserver 10.255.255.53\nsearch corp.example\noptions edns0 timeout:2\n";
+
 before(async () => {
+  assert.ok(insideSandbox(process.env), "the host's resolv.conf is only replaced inside the test sandbox");
+  const hostConf = join(scratch, "host-resolv.conf");
+  writeFileSync(hostConf, HOST_RESOLV_CONF);
+  assert.equal(spawnSync("mount", ["--bind", hostConf, "/etc/resolv.conf"]).status, 0);
   addVethNetns({ ...OUTSIDE, hostAddresses: ["192.0.2.254/24"], addresses: [`${STUB}/24`] });
   stub = startLines(
     inNetns(`/run/netns/${OUTSIDE.name}`, [
@@ -84,21 +95,30 @@ test("two l2 contexts resolve each other by name, alias and NAME.NETWORK.DOMAIN 
   assert.ok(v6.out.includes(web4!), v6.out);
 });
 
-test("glibc's resolver (getent hosts) in a context, with a resolv.conf naming the gateway", () => {
-  const conf = join(scratch, "context-resolv.conf");
-  writeFileSync(conf, "nameserver 10.60.0.1\n");
-  // The resolv.conf goes on in a mount namespace of the command's own (as ip netns exec does with /etc/netns).
-  const r = inContext("db", [
-    "unshare",
-    "--mount",
-    "sh",
-    "-c",
-    `mount --bind ${conf} /etc/resolv.conf && getent ahostsv4 www && getent hosts web.front.netctx`,
-  ]);
-  assert.equal(r.code, 0, r.out);
+test("netctx exec: an l2 context's /etc/resolv.conf names its gateway, and glibc resolves through it", async () => {
+  const r = await execScript(
+    "db",
+    "cat /etc/resolv.conf; getent ahostsv4 www && getent hosts web.front.netctx && getent hosts db; " +
+      "echo changed > /etc/resolv.conf && echo writable",
+  );
+  // podman's shape for aardvark-dns: the gateways, the network's domain searched first, the host's options kept.
+  assert.match(
+    r.stdout,
+    /^nameserver 10\.60\.0\.1\nnameserver fd60::1\nsearch front\.netctx corp\.example\noptions edns0 timeout:2$/m,
+  );
+  assert.doesNotMatch(r.stdout, /nameserver 10\.255\./, "the host's nameservers are not listed");
   const [web4, web6] = addressOf("web");
-  assert.match(r.out, new RegExp(`^${web4!.replace(/\./g, "\\.")}\\s+STREAM www`, "m"));
-  assert.match(r.out, new RegExp(`^${web6}\\s+web\\.front\\.netctx`, "m"));
+  assert.match(r.stdout, new RegExp(`^${web4!.replace(/\./g, "\\.")}\\s+STREAM www`, "m"));
+  assert.match(r.stdout, new RegExp(`^${web6}\\s+web\\.front\\.netctx`, "m"));
+  // A bare name through the search list: glibc asks db.front.netctx first.
+  assert.match(r.stdout, /\s+db\.front\.netctx$/m);
+  assert.doesNotMatch(r.stdout, /writable/, "the context's resolv.conf is read-only");
+});
+
+test("netctx exec: a context on a --no-dns network keeps the host's resolv.conf", async () => {
+  const r = await execScript("mute", "cat /etc/resolv.conf");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, HOST_RESOLV_CONF);
 });
 
 test("a context on another network gets NXDOMAIN for them, by every name", () => {
@@ -149,6 +169,16 @@ test("l3 and socket contexts are served on their host network's gateway", async 
   assert.ok(back.stdout.includes(addressOf("sockc")[0]!), back.stdout);
   const leak = await execScript("sockc", "busybox nslookup web 10.63.0.1");
   assert.match(leak.stdout + leak.stderr, /NXDOMAIN/);
+  // Their exec path names the host network's gateway too, so glibc finds the names without a server argument.
+  for (const [ctx, peer] of [
+    ["l3c", "sockc"],
+    ["sockc", "svc"],
+  ] as const) {
+    const own = await execScript(ctx, `cat /etc/resolv.conf; getent hosts ${peer}`);
+    assert.equal(own.code, 0, own.stdout + own.stderr);
+    assert.match(own.stdout, /^nameserver 10\.63\.0\.1\nsearch hn\.netctx corp\.example$/m);
+    assert.ok(own.stdout.includes(addressOf(peer === "svc" ? "l3c" : peer)[0]!), own.stdout);
+  }
 });
 
 test("a --no-dns network has no server on its gateway, and its contexts no names", async () => {
@@ -214,6 +244,9 @@ test("bad input: a bad alias, domain or network is one line naming the field, an
 
 test("a restarted engine serves the names already in the store from its start", async () => {
   await engine.stop();
+  // No engine, no server on the gateway: exec keeps the host's resolvers rather than name a silent one.
+  const without = await execScript("db", "cat /etc/resolv.conf");
+  assert.equal(without.stdout, HOST_RESOLV_CONF);
   engine = await startEngine({ args: ["--dns-resolv-conf", resolvConf] });
   assert.match(engine.log(), /serving on/, "the engine came up");
   const r = nslookup("db", "www", "10.60.0.1");
