@@ -196,25 +196,33 @@ export function writePolicyTables(host: Host, tables: PolicyTables): void {
   const open = isOpen(tables);
   const datapath = open ? datapathIfAny(host) : ensureAnchor(host);
   if (!datapath) return;
+  const wasOpen = activeGeneration(datapath.maps) === 0;
   writeTables(datapath.maps, tables);
-  // After the switch: a port made meanwhile either is listed here or saw the generation set (attachPortPolicy).
-  if (!open) hookAllPorts(host, datapath);
+  // Only when the tables stop being open: from then on every port made hooks itself (attachPortPolicy), and a hook
+  // lost later is gc's and repair's (portPolicyFix). A port made meanwhile joined its blocks before it read the
+  // generation, and this reads the blocks after setting it: one of the two sees the other.
+  if (wasOpen && !open) hookAllPorts(host, datapath);
 }
 
-/** Every l2 port: its blocks' filters (once per block), tcx where it is in none. */
+/**
+ * Every l2 port: the filters in each block a port of ours is joined to (once per block, from the kernel's list, so
+ * a port whose record is not yet committed counts too); tcx on a context's port that is in no block.
+ */
 function hookAllPorts(host: Host, datapath: Datapath): void {
-  const index = new Map(host.rtnl.linkList().map((l) => [l.name, l.index]));
+  const links = host.rtnl.linkList();
+  const ours = new Set(links.filter((l) => l.group === host.linkMark.group).map((l) => l.index));
+  const index = new Map(links.map((l) => [l.name, l.index]));
   const joined = host.rtnl.joinedBlocks();
   const done = new Set<string>();
+  for (const [ifindex, was] of joined) {
+    const blocks = portBlocks(was);
+    if (!blocks || !ours.has(ifindex) || done.has(`${blocks.ingress}/${blocks.egress}`)) continue;
+    done.add(`${blocks.ingress}/${blocks.egress}`);
+    addBlockFilters(host, datapath, blocks);
+  }
   for (const ifname of l2Ports(host)) {
     const ifindex = index.get(ifname);
-    if (ifindex === undefined) continue;
-    const blocks = portBlocks(joined.get(ifindex));
-    if (!blocks) attachTcx(host, datapath, ifname);
-    else if (!done.has(`${blocks.ingress}/${blocks.egress}`)) {
-      done.add(`${blocks.ingress}/${blocks.egress}`);
-      addBlockFilters(host, datapath, blocks);
-    }
+    if (ifindex !== undefined && !portBlocks(joined.get(ifindex))) attachTcx(host, datapath, ifname);
   }
 }
 
