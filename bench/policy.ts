@@ -8,7 +8,8 @@
  *      then the same paths again beside a pair on a `--default-deny` network whose policy allows the stream. Each
  *      phase has its reference (raw veth pair, host loopback) in its turns, so the phases compare through it:
  *      (policed / reference, phase 2) / (plain / reference, phase 1), goal >= 0.95 for the bridge row (the shortcut
- *      in play) and the socket row. The plain rows of phase 2 show what the unselected pay once a policy exists;
+ *      in play) and the socket row. The plain rows of phase 2 show what the unselected pay once a policy exists, and
+ *      a phase 3 after the policed pair went what the open path costs (the filters stay in the blocks);
  *  (c) `netctx policy add` and `policy rm` through the CLI and the resident engine at 1000 contexts (100 in
  *      --quick): the command's wall time, which ends after the engine wrote the tables; beside it `policy ls`, the
  *      same node start and request without a write, and the first add (the tables stop being open: every port's
@@ -22,7 +23,7 @@ import { join } from "node:path";
 import { readConfig } from "../src/config.ts";
 import { createContext, removeContext } from "../src/engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../src/engine/networks.ts";
-import { addPolicy } from "../src/engine/policies.ts";
+import { addPolicy, removePolicy } from "../src/engine/policies.ts";
 import { contextExecArgv } from "../src/exec/enter.ts";
 import { Host } from "../src/host.ts";
 import { cgroup2Root } from "../src/kernel/cgroup.ts";
@@ -245,6 +246,21 @@ class DatapathWorld {
     return { bridge, socket };
   }
 
+  /** The policed pairs, their networks and policies go: the tables are open again, the filters stay in the blocks. */
+  dropPoliced(): void {
+    for (const network of ["pldb", "plds"]) {
+      for (const side of ["a", "b"]) {
+        const name = `${network}-${side}`;
+        if (side === "a") removePolicy(this.host, `allow-${name}`);
+        removeContext(this.host, name);
+        this.made.splice(this.made.indexOf(name), 1);
+      }
+      this.host.flushDeferred();
+      removeNetwork(this.host, network);
+      this.networks.splice(this.networks.indexOf(network), 1);
+    }
+  }
+
   teardown(): void {
     for (const name of this.made.reverse()) removeContext(this.host, name);
     this.host.flushDeferred();
@@ -309,6 +325,15 @@ async function measureDatapath(
       policedSocket: policed.socket,
     };
     await runGroups(Object.values(phase2), plan.runs, plan.turns);
+    log("  phase 3: the policies gone again, the filters left in the blocks (the open path)");
+    world.dropPoliced();
+    const phase3 = {
+      raw: { ...raw, runs: [], errors: [] },
+      loopback: { ...loopback, runs: [], errors: [] },
+      bridge: { ...plain.bridge, runs: [], errors: [] },
+      socket: { ...plain.socket, runs: [], errors: [] },
+    };
+    await runGroups(Object.values(phase3), plan.runs, plan.turns);
     const bridge1 = toReference(phase1.bridge, phase1.raw);
     const socket1 = toReference(phase1.socket, phase1.loopback);
     const entry = (p1: number | undefined, p2: number | undefined) => ({
@@ -316,8 +341,8 @@ async function measureDatapath(
       ...(p2 !== undefined ? { phase2: p2 } : {}),
       ...(p1 !== undefined && p2 !== undefined ? { ratio: p2 / p1 } : {}),
     });
-    const errors = [...Object.values(phase1), ...Object.values(phase2)].flatMap((r) =>
-      r.errors.map((e) => `${r.label}: ${e}`),
+    const errors = [...Object.values(phase1), ...Object.values(phase2), ...Object.values(phase3)].flatMap(
+      (r) => r.errors.map((e) => `${r.label}: ${e}`),
     );
     return {
       figures: {
@@ -331,6 +356,14 @@ async function measureDatapath(
           toReference(phase2.policedSocket, phase2.loopback),
         ),
         "socket, unselected, a policy elsewhere": entry(socket1, toReference(phase2.socket, phase2.loopback)),
+        "l2 bridge, tables open, filter left in the blocks": entry(
+          bridge1,
+          toReference(phase3.bridge, phase3.raw),
+        ),
+        "socket, tables open, cgroup programs left": entry(
+          socket1,
+          toReference(phase3.socket, phase3.loopback),
+        ),
       },
       errors,
     };
@@ -487,9 +520,9 @@ function render(plan: (typeof PLAN)["quick" | "full"], f: PolicyFigures, problem
     `| \`--default-deny\` bridge network, 2 policies per context | ${fmt(c?.policedMs)} |`,
     `| ratio | ${fmt(c?.ratio, 2)}x |`,
     "",
-    `Data path (bench/datapath.ts's iperf3 turns, ${plan.runs} run(s) of ${plan.turns} turns a phase): each row against its reference (raw veth pair for l2, host loopback for socket) in the same turns; phase 1 before any policy (no filter in the ports' blocks, no cgroup program), phase 2 with a \`--default-deny\` pair whose policy allows the stream:`,
+    `Data path (bench/datapath.ts's iperf3 turns, ${plan.runs} run(s) of ${plan.turns} turns a phase): each row against its reference (raw veth pair for l2, host loopback for socket) in the same turns; phase 1 before any policy (no filter in the ports' blocks, no cgroup program), phase 2 with a \`--default-deny\` pair whose policy allows the stream beside the same paths, phase 3 after that pair and its policy went (the tables open, the filters still in the blocks: the open path, one array lookup):`,
     "",
-    "| path | phase 1 (x reference) | phase 2 (x reference) | with / without |",
+    "| path | phase 1, no policy ever (x reference) | this case (x reference) | this case / phase 1 |",
     "|---|---|---|---|",
     ...Object.entries(f.datapath ?? {}).map(
       ([label, d]) => `| ${label} | ${fmt(d.phase1, 3)} | ${fmt(d.phase2, 3)} | ${fmt(d.ratio, 3)} |`,
