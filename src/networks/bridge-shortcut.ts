@@ -66,7 +66,7 @@ const KEY_SIZE = 6;
 const VALUE_SIZE = 24;
 const MAX_ENTRIES = 65536;
 
-/** tcx: go on with the next program, then the stack (here: the bridge). */
+/** TCX_NEXT on the bridge, TC_ACT_UNSPEC in the ports' block: go on with the next program, then the stack (the bridge). */
 const TCX_NEXT = -1;
 
 /** struct __sk_buff's vlan_present (u32): the kernel untags before tc runs, the frame's EtherType is the inner one. */

@@ -59,7 +59,7 @@ import {
 interface Datapath {
   maps: PolicyMapFds;
   /** Loaded port programs (tc filters or tcx), by hook, made on first use. */
-  tcx: Partial<Record<PolicyHook, number>>;
+  programs: Partial<Record<PolicyHook, number>>;
 }
 
 const KNOWN = hostSlot((): { datapath: Datapath | undefined } => ({ datapath: undefined }));
@@ -127,7 +127,7 @@ function findAnchor(host: Host): Datapath | undefined {
       if (!maps && p.name === POLICY_PROGRAM_NAMES["cgroup-ingress"]) maps = mapsOf(p.fd);
       closeFd(p.fd);
     }
-    return maps && { maps, tcx: {} };
+    return maps && { maps, programs: {} };
   });
 }
 
@@ -241,8 +241,8 @@ function portBlocks(joined: JoinedBlocks | undefined): PortBlocks | undefined {
 }
 
 function program(datapath: Datapath, hook: PolicyHook): number {
-  datapath.tcx[hook] ??= load(datapath.maps, hook);
-  return datapath.tcx[hook];
+  datapath.programs[hook] ??= load(datapath.maps, hook);
+  return datapath.programs[hook];
 }
 
 const BLOCK_HOOKS = [

@@ -1,7 +1,7 @@
 /**
  * The policy data path's program (issue 19), one generator for every hook a packet of a context passes: the
- * cgroup-skb hooks of the shared-stack contexts' parent cgroup (l3, socket) and tcx on an l2 context's host-side
- * veth, both ways. Every variant decides the whole rule for the packet's source S and destination D (S's egress and
+ * cgroup-skb hooks of the shared-stack contexts' parent cgroup (l3, socket) and an l2 context's host-side veth, both
+ * ways (a cls_bpf filter in its network's shared tc blocks, or tcx where the port is in none). Every variant decides the whole rule for the packet's source S and destination D (S's egress and
  * D's ingress): the bridge shortcut hands a frame from S's veth straight into D's netns, so the check on S's veth
  * must be the only one needed. The rule itself is model/policy-tables.ts's; the maps it reads:
  *
@@ -77,7 +77,10 @@ const ND_LAST = 137;
 /** A port as a little-endian u16 load of its network-order bytes sees it. */
 const be16 = (port: number) => ((port & 0xff) << 8) | (port >> 8);
 
-/** tcx: go on (next program, then tc, the bridge shortcut's block, then the stack) / drop. */
+/**
+ * Go on / drop. -1 is TCX_NEXT under tcx and TC_ACT_UNSPEC in a tc block: the next filter runs (the bridge
+ * shortcut's), then the stack. 2 is TCX_DROP and TC_ACT_SHOT alike.
+ */
 const TCX_NEXT = -1;
 const TCX_DROP = 2;
 
