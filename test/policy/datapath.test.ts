@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Host } from "../../src/host.ts";
-import { queryPrograms } from "../../src/kernel/bpf/attach.ts";
+import { detachProgram, progFdById, queryPrograms } from "../../src/kernel/bpf/attach.ts";
+import { closeFd } from "../../src/kernel/bpf/syscall.ts";
 import { type AddressEntry, OPEN_TABLES, type PolicyTables } from "../../src/model/policy-tables.ts";
 import { portPolicyHooks, writePolicyTables } from "../../src/networks/policy-datapath.ts";
 import { netctxJson, netctxOk } from "../utils/cli.ts";
@@ -375,6 +376,17 @@ describe("policy data path", () => {
       assert.equal(queryPrograms(ifindex, "TCX_INGRESS").length, 1);
       assert.equal(queryPrograms(ifindex, "TCX_EGRESS").length, 1);
       assert.deepEqual(portPolicyHooks(host!, "nc-w"), { ingress: true, egress: true });
+      // gc puts the tcx programs back where somebody took them off.
+      for (const type of ["TCX_INGRESS", "TCX_EGRESS"] as const)
+        for (const id of queryPrograms(ifindex, type)) {
+          const fd = progFdById(id);
+          detachProgram(ifindex, fd, type);
+          closeFd(fd);
+        }
+      assert.deepEqual(portPolicyHooks(host!, "nc-w"), { ingress: false, egress: false });
+      netctxOk("gc");
+      assert.deepEqual(portPolicyHooks(host!, "nc-w"), { ingress: true, egress: true });
+      await assert.rejects(openConnection(W, 80), /timeout/);
     } finally {
       for (const s of served) await s.stop();
       netctxOk("rm", "w");
