@@ -18,6 +18,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmdirSync, rmSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readConfig } from "../src/config.ts";
@@ -42,7 +43,16 @@ const PLAN = {
 export interface PolicyFigures {
   create?: { plainMs: number; policedMs: number; ratio: number; contexts: number; rounds: number };
   datapath?: Record<string, { phase1?: number; phase2?: number; ratio?: number }>;
-  latency?: { contexts: number; firstAddMs: number; addMs: number; rmMs: number; lsMs: number };
+  latency?: {
+    contexts: number;
+    firstAddMs: number;
+    addMs: number;
+    rmMs: number;
+    lsMs: number;
+    /** The same add and rm as one HTTP request each to the engine's socket, without the CLI's node start. */
+    engineAddMs: number;
+    engineRmMs: number;
+  };
 }
 
 export interface PolicyResult {
@@ -384,6 +394,26 @@ function cli(stateDir: string, args: string[]): number {
   return ms;
 }
 
+/** One request to the engine's API (what the CLI sends), from here: request to reply. */
+function engineCall(stateDir: string, method: string, path: string, body?: unknown): Promise<number> {
+  const t = nowMs();
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: join(stateDir, "netctx.sock"), method, path }, (res) => {
+      let text = "";
+      res.on("data", (chunk) => {
+        text += chunk;
+      });
+      res.on("end", () =>
+        (res.statusCode ?? 500) < 300
+          ? resolve(nowMs() - t)
+          : reject(new Error(`${method} ${path}: ${res.statusCode} ${text}`)),
+      );
+    });
+    req.on("error", reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
 async function measureLatency(
   plan: (typeof PLAN)["quick" | "full"],
   log: (l: string) => void,
@@ -399,6 +429,8 @@ async function measureLatency(
   const adds: number[] = [];
   const rms: number[] = [];
   const ls: number[] = [];
+  const engineAdds: number[] = [];
+  const engineRms: number[] = [];
   let firstAddMs = 0;
   try {
     cli(stateDir, ["policy", "ls"]); // the engine warmed up
@@ -409,6 +441,10 @@ async function measureLatency(
       adds.push(cli(stateDir, ["policy", "add", `p${k}`, "--to", to, "--from", from, "--port", "80/tcp"]));
       rms.push(cli(stateDir, ["policy", "rm", `p${k}`]));
       ls.push(cli(stateDir, ["policy", "ls"]));
+      engineAdds.push(
+        await engineCall(stateDir, "POST", "/v1/policies", { name: `q${k}`, to, from, ports: ["80/tcp"] }),
+      );
+      engineRms.push(await engineCall(stateDir, "DELETE", `/v1/policies/q${k}`));
     }
     cli(stateDir, ["policy", "rm", "first"]);
   } finally {
@@ -419,7 +455,15 @@ async function measureLatency(
     removeNetwork(s.host, "pll");
     s.done();
   }
-  return { contexts: n, firstAddMs, addMs: median(adds), rmMs: median(rms), lsMs: median(ls) };
+  return {
+    contexts: n,
+    firstAddMs,
+    addMs: median(adds),
+    rmMs: median(rms),
+    lsMs: median(ls),
+    engineAddMs: median(engineAdds),
+    engineRmMs: median(engineRms),
+  };
 }
 
 export async function policySection(quick: boolean, log: (line: string) => void): Promise<PolicyResult> {
@@ -501,7 +545,7 @@ function verdicts(f: PolicyFigures, problems: string[]): Verdict[] {
       ? {
           goal: GOALS.latency,
           status: "met",
-          figure: `add ${fmt(l.addMs, 0)} ms, rm ${fmt(l.rmMs, 0)} ms, policy ls ${fmt(l.lsMs, 0)} ms, first add ${fmt(l.firstAddMs, 0)} ms at ${l.contexts} contexts`,
+          figure: `CLI add ${fmt(l.addMs, 0)} ms, rm ${fmt(l.rmMs, 0)} ms (policy ls ${fmt(l.lsMs, 0)} ms), first add ${fmt(l.firstAddMs, 0)} ms; engine request add ${fmt(l.engineAddMs, 1)} ms, rm ${fmt(l.engineRmMs, 1)} ms at ${l.contexts} contexts`,
         }
       : { goal: GOALS.latency, status: "not measured", figure: why },
   );
@@ -531,7 +575,7 @@ function render(plan: (typeof PLAN)["quick" | "full"], f: PolicyFigures, problem
   );
   const l = f.latency;
   lines.push(
-    `Policy add/rm through the CLI and the resident engine at ${l?.contexts ?? plan.population} l2 contexts (median of ${plan.latencySamples}; the command returns after the engine wrote the tables): add ${fmt(l?.addMs, 1)} ms, rm ${fmt(l?.rmMs, 1)} ms; \`policy ls\` (node start and a request, no write) ${fmt(l?.lsMs, 1)} ms; the first add, which turns the open tables into selecting ones and puts the policy filters in the network's blocks, ${fmt(l?.firstAddMs, 1)} ms.`,
+    `Policy add/rm through the CLI and the resident engine at ${l?.contexts ?? plan.population} l2 contexts (median of ${plan.latencySamples}; the command returns after the engine wrote the tables): add ${fmt(l?.addMs, 1)} ms, rm ${fmt(l?.rmMs, 1)} ms; \`policy ls\` (node start and a request, no write) ${fmt(l?.lsMs, 1)} ms; the first add, which turns the open tables into selecting ones and puts the policy filters in the network's blocks, ${fmt(l?.firstAddMs, 1)} ms. The same add and rm as one request each to the engine's socket (what the CLI sends, no node start): add ${fmt(l?.engineAddMs, 1)} ms, rm ${fmt(l?.engineRmMs, 1)} ms.`,
   );
   if (problems.length) lines.push("", ...problems.map((p) => `- not measured / error: ${p}`));
   return `${lines.join("\n")}\n`;
