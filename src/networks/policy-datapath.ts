@@ -52,7 +52,9 @@ import {
   createPolicyMaps,
   generationEntries,
   isOpen,
+  newWriteCache,
   unsupported,
+  type WriteCache,
   writeTables,
 } from "./policy-maps.ts";
 
@@ -60,6 +62,8 @@ interface Datapath {
   maps: PolicyMapFds;
   /** Loaded port programs (tc filters or tcx), by hook, made on first use. */
   programs: Partial<Record<PolicyHook, number>>;
+  /** What this process wrote into the maps (policy-maps.ts WriteCache). */
+  written: WriteCache;
 }
 
 const KNOWN = hostSlot((): { datapath: Datapath | undefined } => ({ datapath: undefined }));
@@ -127,7 +131,7 @@ function findAnchor(host: Host): Datapath | undefined {
       if (!maps && p.name === POLICY_PROGRAM_NAMES["cgroup-ingress"]) maps = mapsOf(p.fd);
       closeFd(p.fd);
     }
-    return maps && { maps, programs: {} };
+    return maps && { maps, programs: {}, written: newWriteCache() };
   });
 }
 
@@ -192,12 +196,15 @@ function ensureAnchor(host: Host): Datapath {
  * none, and put the port programs where they are missing.
  */
 export function writePolicyTables(host: Host, tables: PolicyTables): void {
-  generationEntries(tables, 1); // the checks, before an anchor is made for them
   const open = isOpen(tables);
-  const datapath = open ? datapathIfAny(host) : ensureAnchor(host);
-  if (!datapath) return;
+  let datapath = datapathIfAny(host);
+  if (!datapath) {
+    generationEntries(tables, 1); // the checks, before an anchor is made for them (writeTables checks otherwise)
+    if (open) return;
+    datapath = ensureAnchor(host);
+  }
   const wasOpen = activeGeneration(datapath.maps) === 0;
-  writeTables(datapath.maps, tables);
+  writeTables(datapath.maps, tables, datapath.written);
   // Only when the tables stop being open: from then on every port made hooks itself (attachPortPolicy), and a hook
   // lost later is gc's and repair's (portPolicyFix). A port made meanwhile joined its blocks before it read the
   // generation, and this reads the blocks after setting it: one of the two sees the other.

@@ -6,7 +6,8 @@
  * must be the only one needed. The rule itself is model/policy-tables.ts's; the maps it reads:
  *
  *  - state (array, 3 entries of STATE_VALUE bytes): entry 0's first u32 is the active generation, 0 = no policy
- *    (pass after this one lookup); entries 1 and 2 hold each generation's anyPort words. The tables are written in
+ *    (pass after this one lookup), its second a write serial the program ignores (networks/policy-maps.ts); entries
+ *    1 and 2 hold each generation's anyPort words. The tables are written in
  *    two generations, the inactive one filled while the active one is read, and one update of entry 0 switches.
  *  - addresses (LPM trie): key { prefixlen u32, generation u8, family u8, 0 u16, address[16] } with prefixlen
  *    32 + the address's own; value ADDRESS_VALUE (policy words per side, flags, isolate group). Every generation
