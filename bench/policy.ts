@@ -396,9 +396,14 @@ function cli(stateDir: string, args: string[]): number {
 
 /** One request to the engine's API (what the CLI sends), from here: request to reply. */
 function engineCall(stateDir: string, method: string, path: string, body?: unknown): Promise<number> {
+  const payload = body === undefined ? "" : JSON.stringify(body);
+  const headers = { "content-type": "application/json", "content-length": Buffer.byteLength(payload) };
   const t = nowMs();
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: join(stateDir, "netctx.sock"), method, path }, (res) => {
+    // agent: false, a connection of its own as the CLI has: a kept-alive one the engine closed meanwhile (the CLI
+    // calls in between take seconds) fails the next request with EPIPE.
+    const target = { socketPath: join(stateDir, "netctx.sock"), method, path, headers, agent: false };
+    const req = request(target, (res) => {
       let text = "";
       res.on("data", (chunk) => {
         text += chunk;
@@ -410,7 +415,7 @@ function engineCall(stateDir: string, method: string, path: string, body?: unkno
       );
     });
     req.on("error", reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
+    req.end(payload);
   });
 }
 
