@@ -296,7 +296,7 @@ class World {
 }
 
 /** The server in the first of two namespaces made by hand, the client in the second. */
-function kernelEnds(netns: readonly [string, string], addr: string): Ends {
+export function kernelEnds(netns: readonly [string, string], addr: string): Ends {
   const [server, client] = netns.map((ns) => `/run/netns/${ns}`) as [string, string];
   const inNetns = (path: string) => (cmd: string[]) => ["nsenter", `--net=${path}`, "--", ...cmd];
   return { addr, server: inNetns(server), client: inNetns(client), serverNetns: server };

@@ -9,6 +9,7 @@ import { KERNEL_FLOOR } from "./kernel-floor.ts";
 import type { L2Memory } from "./l2-lifecycle.ts";
 import type { KernelReading } from "./memory.ts";
 import type { OverlayFigures, OverlayResult } from "./overlay.ts";
+import type { PolicyFigures, PolicyResult } from "./policy.ts";
 import type { Measured } from "./population.ts";
 import { fmt, ratio, stats } from "./stats.ts";
 
@@ -38,6 +39,7 @@ export interface BenchData {
   bpf?: { samples: BpfHookSamples } & BpfHookOptions;
   datapath?: DatapathResult;
   overlay?: OverlayResult;
+  policy?: PolicyResult;
 }
 
 export interface ResultRow {
@@ -56,15 +58,20 @@ export interface ResultRow {
 
 /**
  * bench/results.json: the setup/teardown rows (per path and N) under "rows", and the overlay section's figures
- * (issue 18) under "overlay" when it ran.
+ * (issue 18) under "overlay" and the policy section's (issue 19) under "policy" when they ran.
  */
 export interface Results {
   rows: ResultRow[];
   overlay?: OverlayFigures;
+  policy?: PolicyFigures;
 }
 
 export function results(data: BenchData): Results {
-  return { rows: resultRows(data), ...(data.overlay ? { overlay: data.overlay.figures } : {}) };
+  return {
+    rows: resultRows(data),
+    ...(data.overlay ? { overlay: data.overlay.figures } : {}),
+    ...(data.policy ? { policy: data.policy.figures } : {}),
+  };
 }
 
 export function resultRows(data: BenchData): ResultRow[] {
@@ -387,6 +394,8 @@ function goals(data: BenchData): Verdict[] {
   out.push(...(data.datapath?.verdicts ?? []));
   // 5: overlay networks (issue 18), decided in the overlay section.
   out.push(...(data.overlay?.verdicts ?? []));
+  // 6: policy (issue 19), decided in the policy section.
+  out.push(...(data.policy?.verdicts ?? []));
   return out;
 }
 
@@ -425,6 +434,7 @@ namespace of its own (nested), so it starts from an empty firewall, and that nam
     memorySection(data),
     data.datapath?.text ?? "## Data path\n\nNot measured in this run.\n",
     data.overlay?.text ?? "## Overlay (issue 18)\n\nNot measured in this run.\n",
+    data.policy?.text ?? "## Policy (issue 19)\n\nNot measured in this run.\n",
     notMeasuredSection(data),
   ]
     .filter(Boolean)

@@ -3,8 +3,8 @@
  * (each peer in a nested one of its own). Installs nothing: the peers come from ../shared/peers/setup.sh (Debian
  * containernetworking-plugins, netavark, iptables); a missing peer is reported, never faked.
  * Writes BENCHMARKS.md, bench/results.json and bench/setup-vs-n.png.
- * Full mode stays under 10 minutes on a 2-core machine, --quick under 2, plus the overlay section's time (~1 min,
- * ~20 s): each peer's extent is cut to the time left.
+ * Full mode stays under 10 minutes on a 2-core machine, --quick under 2, plus the overlay and policy sections' time
+ * (overlay ~1 min, ~20 s; policy ~2-3 min at 1000 contexts, ~40 s): each peer's extent is cut to the time left.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
@@ -21,6 +21,7 @@ import { type KernelReading, settleNetns } from "./memory.ts";
 import { type OverlayResult, overlaySection } from "./overlay.ts";
 import { PEERS, type PeerId, runPeer } from "./peers.ts";
 import { writeSetupPlot } from "./plot.ts";
+import { type PolicyResult, policySection } from "./policy.ts";
 import { type Measured, walk } from "./population.ts";
 import {
   type BenchData,
@@ -194,6 +195,7 @@ let l2Memory: L2Memory | undefined;
 let bpf: ({ samples: BpfHookSamples } & BpfHookOptions) | undefined;
 let datapath: DatapathResult | undefined;
 let overlay: OverlayResult | undefined;
+let policy: PolicyResult | undefined;
 const why = (err: unknown) => (err instanceof Error ? err.message : String(err)).split("\n")[0]!;
 
 try {
@@ -269,18 +271,26 @@ try {
   await settleNetns();
 
   log("overlay (issue 18)");
-  const overlayStarted = elapsed();
+  const peerlessStarted = elapsed();
   try {
     overlay = await overlaySection(quick, log);
   } catch (err) {
     notMeasured.push({ label: "overlay", why: `failed: ${why(err)}` });
   }
-  const overlaySeconds = elapsed() - overlayStarted;
+  await settleNetns();
+
+  log("policy (issue 19)");
+  try {
+    policy = await policySection(quick, log);
+  } catch (err) {
+    notMeasured.push({ label: "policy", why: `failed: ${why(err)}` });
+  }
+  const peerlessSeconds = elapsed() - peerlessStarted;
   await settleNetns();
 
   // Peers last: their extent is cut to the time left, each keeping room for the smallest N of those after it. The
-  // overlay section's time is added to the budget: it needs no peer, and the peers keep theirs.
-  const deadline = PLAN.budgetSeconds + overlaySeconds;
+  // overlay and policy sections' time is added to the budget: they need no peer, and the peers keep theirs.
+  const deadline = PLAN.budgetSeconds + peerlessSeconds;
   for (const [index, planned] of PLAN.peers.entries()) {
     const label = PEERS[planned.id].label;
     const later = PLAN.peers.slice(index + 1).map((p) => peerSeconds({ ...p, ns: [Math.min(...p.ns)] }));
@@ -370,6 +380,7 @@ const data: BenchData = {
   ...(bpf ? { bpf } : {}),
   ...(datapath ? { datapath } : {}),
   ...(overlay ? { overlay } : {}),
+  ...(policy ? { policy } : {}),
 };
 writeFileSync(join(ROOT, "BENCHMARKS.md"), benchmarksMarkdown(data));
 writeFileSync(join(ROOT, "bench", "results.json"), `${JSON.stringify(results(data), null, 2)}\n`);

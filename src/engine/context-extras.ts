@@ -18,8 +18,8 @@ import {
 } from "../model/publish.ts";
 import type { ContextInput } from "../model/schemas.ts";
 import { limitBandwidth, unlimitBandwidth } from "../networks/bandwidth.ts";
-import { withdrawShortcut } from "../networks/bridge-shortcut.ts";
 import type { Attachment } from "../networks/driver.ts";
+import { leavePortBlocks } from "../networks/port-blocks.ts";
 import type { StateStore } from "../state/state-store.ts";
 
 export interface Extras {
@@ -90,8 +90,9 @@ export function applyExtras(host: Host, name: string, spec: ContextSpec): void {
   if (spec.publish?.length) publishContext(host, name, spec.publish, publishTarget(spec));
   const shaped = shapedAttachment(spec);
   if (shaped && spec.bandwidth) {
-    // A redirect past the bridge would skip the limits' ifb and root qdisc: a shaped context takes the bridge.
-    withdrawShortcut(host, shaped);
+    // A redirect past the bridge would skip the limits' ifb and root qdisc: a shaped context takes the bridge, its
+    // ingress holds the limits' qdisc, and a policy reaches it by tcx.
+    leavePortBlocks(host, shaped);
     limitBandwidth(host, shaped.hostIfname, spec.bandwidth);
   }
 }
@@ -116,7 +117,7 @@ export function moveExtras(host: Host, name: string, before: ContextSpec, after:
   if (was?.hostIfname === now?.hostIfname) return;
   if (was) unlimitBandwidth(host, was.hostIfname);
   if (now && after.bandwidth) {
-    withdrawShortcut(host, now);
+    leavePortBlocks(host, now);
     limitBandwidth(host, now.hostIfname, after.bandwidth);
   }
 }

@@ -36,6 +36,7 @@ const NLM_F_DUMP_INTR = 0x10;
 export const NLM_F_DUMP = 0x300;
 export const NLM_F_REPLACE = 0x100;
 export const NLM_F_EXCL = 0x200;
+export const NLM_F_ECHO = 0x8;
 export const NLM_F_CREATE = 0x400;
 // Flags on an NLMSG_ERROR / NLMSG_DONE answer.
 const NLM_F_CAPPED = 0x100;

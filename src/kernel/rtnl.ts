@@ -43,7 +43,18 @@ import {
   tableHasRoutes,
 } from "./route.ts";
 import { type Rule, type RuleSpec, ruleAdd, ruleDel, ruleList, ruleTables } from "./rule.ts";
-import { blockProgramAdd, ingressBlockJoin, ingressBlocks, ingressQdiscDel } from "./tc.ts";
+import {
+  type BlockFilter,
+  blockFilterDel,
+  blockFilters,
+  blockProgramAdd,
+  deviceBlocks,
+  ingressQdiscDel,
+  type JoinedBlocks,
+  joinedBlocks,
+  type PortBlocks,
+  portBlocksJoin,
+} from "./tc.ts";
 
 export type {
   Addr,
@@ -80,22 +91,37 @@ export class Rtnl {
     return linkIndex(this.sock, name, `link show ${name}`);
   }
 
-  /** The link's ingress filters become those of shared tc block `block`; see tc.ts. */
-  ingressBlockJoin(ifindex: number, block: number): void {
-    ingressBlockJoin(this.sock, ifindex, block);
+  /** The link's ingress and egress filters become those of the shared tc blocks (a clsact qdisc); see tc.ts. */
+  portBlocksJoin(ifindex: number, blocks: PortBlocks): void {
+    portBlocksJoin(this.sock, ifindex, blocks);
   }
 
-  /** A BPF program (SCHED_CLS) as the shared block's filter; false when it has it already, unless `replace`. */
-  blockProgramAdd(block: number, progFd: number, name: string, replace = false): boolean {
-    return blockProgramAdd(this.sock, block, progFd, name, replace);
+  /** A BPF program (SCHED_CLS) as the shared block's filter at `pref`; false when one is there, unless `replace`. */
+  blockProgramAdd(block: number, pref: number, progFd: number, name: string, replace = false): boolean {
+    return blockProgramAdd(this.sock, block, pref, progFd, name, replace);
   }
 
-  /** The links whose ingress filters are a shared block's: ifindex -> block. */
-  ingressBlocks(): Map<number, number> {
-    return ingressBlocks(this.sock);
+  /** The block's filter at `pref` goes; false when there was none. */
+  blockFilterDel(block: number, pref: number): boolean {
+    return blockFilterDel(this.sock, block, pref);
   }
 
-  /** The link's ingress qdisc goes (and with it the link's share of any block); false when there was none. */
+  /** The filters of a shared block (empty: no such block). */
+  blockFilters(block: number): BlockFilter[] {
+    return blockFilters(this.sock, block);
+  }
+
+  /** The links whose clsact/ingress qdisc is joined to shared blocks: ifindex -> blocks. */
+  joinedBlocks(): Map<number, JoinedBlocks> {
+    return joinedBlocks(this.sock);
+  }
+
+  /** The blocks one link's clsact/ingress qdisc is joined to, undefined when none. */
+  deviceBlocks(ifindex: number): JoinedBlocks | undefined {
+    return deviceBlocks(this.sock, ifindex);
+  }
+
+  /** The link's clsact/ingress qdisc goes (and with it the link's share of any block); false when it had none. */
   ingressQdiscDel(ifindex: number): boolean {
     return ingressQdiscDel(this.sock, ifindex);
   }

@@ -24,11 +24,11 @@
  * A context with bandwidth limits never goes short (the redirect would skip its ifb and its veth's root qdisc).
  *
  * One hash map per network, MAC -> { host veth ifindex, IPv4, IPv6 }, and one program using it: the cls_bpf filter
- * of a tc block all the network's ports share (kernel/tc.ts), and a tcx attachment on the network's bridge, where
+ * of the ingress tc block all the network's ports share (kernel/tc.ts, port-blocks.ts), behind the policy's filter, and a tcx attachment on the network's bridge, where
  * it holds map and program for later processes: those find it by querying the bridge's tcx programs (no bpffs needed). On the
  * bridge it sees frames going up to the host, among them those it handed the bridge itself, which never pass its port
  * check (so they are not handed over again). The program carries the bridge's ifindex and MAC: a bridge made again
- * (gc) moves its ports to a program of its own (rejoinShortcuts). Where the kernel refuses any
+ * (gc) moves its ports to blocks and a program of its own (port-blocks.ts rejoinPortBlocks). Where the kernel refuses any
  * of it (tcx needs 6.6, bpf_redirect_peer 5.10) the network simply works through its bridge.
  */
 
@@ -48,6 +48,7 @@ import type { ProgramSpec } from "../kernel/bpf/program-spec.ts";
 import { closeFd } from "../kernel/bpf/syscall.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { formatMac, parseMac } from "../kernel/netlink.ts";
+import { BLOCK_PREF } from "../kernel/tc.ts";
 import { bridgeIfname } from "../model/names.ts";
 import { ipBytes, parseIp } from "../net/cidr.ts";
 import type { Attachment } from "./driver.ts";
@@ -55,16 +56,17 @@ import type { Attachment } from "./driver.ts";
 /**
  * The program's name carries its version: bump it whenever the program changes. A bridge found holding an earlier
  * one (a network made by an earlier netctx) gets the current one on its next use, with the same map (upgrade()):
- * otherwise a fix to the program, such as issue 15's, would reach only networks made after it.
+ * otherwise a fix to the program, such as issue 15's, would reach only networks made after it. Version 4: the same
+ * program, its filter moved from preference 1 to BLOCK_PREF.shortcut, behind the policy's.
  */
-const PROGRAM_NAME = "nctx_shortcut_3";
+const PROGRAM_NAME = "nctx_shortcut_4";
 const PROGRAM_STEM = "nctx_shortcut";
 const KEY_SIZE = 6;
 /** ifindex u32 @0, IPv4 @4, IPv6 @8, addresses in network byte order; zero = none of that family. */
 const VALUE_SIZE = 24;
 const MAX_ENTRIES = 65536;
 
-/** tcx: go on with the next program, then the stack (here: the bridge). */
+/** TCX_NEXT on the bridge, TC_ACT_UNSPEC in the ports' block: go on with the next program, then the stack (the bridge). */
 const TCX_NEXT = -1;
 
 /** struct __sk_buff's vlan_present (u32): the kernel untags before tc runs, the frame's EtherType is the inner one. */
@@ -262,12 +264,17 @@ function upgrade(host: Host, old: Shortcut, gateway: Gateway): Shortcut {
     throw err;
   }
   const current = agree({ progFd, mapFd: old.mapFd, block: old.block });
+  // The current program at its preference, then the earlier filter goes (version 3 and before sat at 1): a frame
+  // meets one or both meanwhile, never none. No port joined: no block, nothing runs the earlier program.
   try {
-    host.rtnl.blockProgramAdd(old.block, current.progFd, PROGRAM_NAME, true);
+    host.rtnl.blockProgramAdd(old.block, BLOCK_PREF.shortcut, current.progFd, PROGRAM_NAME, true);
   } catch (err) {
-    // EINVAL, "Block of given index was not found": no port is joined, so nothing runs the earlier program.
+    // EINVAL, "Block of given index was not found".
     if (!(err instanceof KernelError && err.errnoName === "EINVAL")) throw err;
   }
+  for (const f of host.rtnl.blockFilters(old.block))
+    if (f.pref !== BLOCK_PREF.shortcut && f.name.startsWith(PROGRAM_STEM))
+      host.rtnl.blockFilterDel(old.block, f.pref);
   try {
     detachProgram(old.block, old.progFd, "TCX_INGRESS");
   } catch (err) {
@@ -295,16 +302,15 @@ function shortcutOf(host: Host, network: string, make: boolean): Found | undefin
   return found;
 }
 
-/** After the port is on its bridge: the context's frames may go short, and frames to it. */
+/** After the port joined its network's blocks (port-blocks.ts): the context's frames may go short, and frames to it. */
 export function addShortcut(host: Host, att: Attachment): void {
   if (!att.hostIfname || !att.mac) return;
   const s = shortcutOf(host, att.network, true);
   if (!s || "unavailable" in s) return;
   const ifindex = host.rtnl.linkIndex(att.hostIfname);
-  // Ports share one tc block holding the program (kernel/tc.ts says why not tcx, not a block each). The block
-  // goes when its last port does: the filter is added whenever it is missing, EEXIST otherwise.
-  host.rtnl.ingressBlockJoin(ifindex, s.block);
-  host.rtnl.blockProgramAdd(s.block, s.progFd, PROGRAM_NAME);
+  // The ports share one tc block holding the program (kernel/tc.ts says why not tcx, not a block each), behind the
+  // policy's filter. The block goes when its last port does: the filter is added whenever it is missing.
+  host.rtnl.blockProgramAdd(s.block, BLOCK_PREF.shortcut, s.progFd, PROGRAM_NAME);
   mapUpdate(s.mapFd, parseMac(att.mac), entryValue(ifindex, att.addresses));
 }
 
@@ -317,31 +323,6 @@ export function removeShortcut(host: Host, att: Attachment): number | undefined 
   const s = shortcutOf(host, att.network, false);
   if (s && !("unavailable" in s)) mapDelete(s.mapFd, parseMac(att.mac));
   return host.rtnl.linkIndexIfAny(att.hostIfname);
-}
-
-/** Before bandwidth limits: the port takes the bridge both ways, and its ingress is free for the limits' qdisc. */
-export function withdrawShortcut(host: Host, att: Attachment): void {
-  const ifindex = removeShortcut(host, att);
-  if (ifindex !== undefined) host.rtnl.ingressQdiscDel(ifindex);
-}
-
-/**
- * The network's bridge was made again (gc): its ports still run the program of the bridge that went, which would
- * hand frames for the gateway to a device that is no more, with a map the new bridge does not share. Each port that
- * went short (its ingress joined to a block; a shaped port's ingress holds its limits and stays) joins the new
- * bridge's shortcut.
- */
-export function rejoinShortcuts(host: Host, network: string, attachments: readonly Attachment[]): void {
-  forgetShortcut(host, network);
-  const joined = host.rtnl.ingressBlocks();
-  for (const att of attachments) {
-    const ifindex = att.hostIfname && host.rtnl.linkIndexIfAny(att.hostIfname);
-    if (!ifindex || !joined.has(ifindex)) continue;
-    const s = shortcutOf(host, network, true);
-    if (s && !("unavailable" in s) && joined.get(ifindex) === s.block) continue;
-    host.rtnl.ingressQdiscDel(ifindex);
-    addShortcut(host, att);
-  }
 }
 
 /** The network's bridge is going: the next one gets a shortcut of its own. */

@@ -12,7 +12,6 @@ import {
   addShortcut,
   dropShortcutMac,
   forgetShortcut,
-  rejoinShortcuts,
   removeShortcut,
   shortcutMacs,
   shortcutStatus,
@@ -30,7 +29,7 @@ import { distrustRouters } from "./context-sysctls.ts";
 import { declareContextSide, declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
 import type { AttachedContext, Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
 import type { Declarer } from "./ownership.ts";
-import { attachPortPolicy } from "./policy-datapath.ts";
+import { joinPortBlocks, rejoinPortBlocks } from "./port-blocks.ts";
 
 /** Locally administered unicast (02:...), stable for a network name. */
 export function bridgeMac(network: string): string {
@@ -84,10 +83,10 @@ export const bridgeDriver: NetworkDriver = {
   /** The bridge, its addresses and its segments (bridge-segments.ts), which go with the network. */
   declare(host, net, own, attachments) {
     const bridge = declareNetworkDevice(host, bridgeDriver, net, own, () => {
+      rejoinPortBlocks(host, net.name, bridge, attachments);
       for (const att of attachments)
         if (att.hostIfname && host.rtnl.linkGet(att.hostIfname))
           host.rtnl.linkSet(att.hostIfname, { master: bridge });
-      rejoinShortcuts(host, net.name, attachments);
     });
     own.own("link", segmentPrefix(net.name), { prefix: true });
     own.firewallInterface(bridge, net.name);
@@ -173,10 +172,10 @@ export const bridgeDriver: NetworkDriver = {
     // Before the context's interface exists: it copies the netns's conf/default when it is made.
     distrustRouters(ctx);
     addVethPair(host, ctx.path, att, portBridge(host, net), false);
-    // While the port is down: a qdisc added to a device that is up waits for the device to quiesce.
+    // While the port is down: a qdisc added to a device that is up waits for the device to quiesce. The policy's
+    // filter comes first in the blocks: a frame the policies deny never reaches the shortcut's redirect.
+    joinPortBlocks(host, att.hostIfname, bridgeIfname(net.name));
     addShortcut(host, att);
-    // tcx runs before the shortcut's tc block: a frame the policies deny never reaches its redirect.
-    attachPortPolicy(host, att.hostIfname);
     host.rtnl.linkSet(att.hostIfname, { up: true });
     guardAttachment(host, guardKindOf(bridgeDriver, net), ctx.rtnl, att);
     configureContextSide(host, ctx, att, contextSide(net));

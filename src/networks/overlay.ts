@@ -14,12 +14,12 @@ import { bridgeIfname } from "../model/names.ts";
 import type { NetworkRecord } from "../model/records.ts";
 import { bridgeDriver, declareBridgePort } from "./bridge.ts";
 import { segmentPrefix } from "./bridge-segments.ts";
-import { rejoinShortcuts } from "./bridge-shortcut.ts";
 import { familyOf } from "./common.ts";
 import { declareNetworkDevice } from "./declarations.ts";
 import type { DeviceAddress, NetworkDriver } from "./driver.ts";
 import { ensureOverlayDevice, overlayIfname, removeOverlayDevice, vtepAddresses } from "./overlay-peers.ts";
 import { addressId } from "./ownership.ts";
+import { rejoinPortBlocks } from "./port-blocks.ts";
 
 /** `--direct-routing` (-o direct-routing=true): peers on this host's underlay segment are routed without VXLAN. */
 export const DIRECT_ROUTING = "direct-routing";
@@ -74,10 +74,10 @@ export const overlayDriver: NetworkDriver = {
 
   declare(host, net, own, attachments) {
     const bridge = declareNetworkDevice(host, overlayDriver, net, own, () => {
+      rejoinPortBlocks(host, net.name, bridge, attachments);
       for (const att of attachments)
         if (att.hostIfname && host.rtnl.linkGet(att.hostIfname))
           host.rtnl.linkSet(att.hostIfname, { master: bridge });
-      rejoinShortcuts(host, net.name, attachments);
     });
     own.own("link", segmentPrefix(net.name), { prefix: true });
     own.firewallInterface(bridge, net.name);

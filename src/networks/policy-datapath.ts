@@ -6,11 +6,15 @@
  *    shared-stack contexts' cgroup parent. Every context cgroup beneath runs them besides its own socket programs
  *    (effective programs), and a later process finds the maps by querying them (no bpffs), as the bridge shortcut
  *    does with its bridge.
- *  - l2 (bridge, routed, overlay): the tcx programs on the context's host-side veth, ingress (from the context) and
- *    egress (towards it). tcx runs before the tc block of the bridge shortcut, so a denied frame never reaches its
- *    bpf_redirect_peer. A tcx attach waits for an RCU grace period (~17 ms here, each), so ports get them only while
- *    a policy selects somebody: a context made while the tables are open costs nothing more, and the first
- *    selecting tables attach them to every port. Once attached they stay (one array lookup while open).
+ *  - l2 (bridge, routed, overlay): filters in the shared tc blocks every port of the network joins (a clsact qdisc
+ *    made with the port, port-blocks.ts): the ingress block (from the context) and the egress block (towards it).
+ *    The policy filter sits at a lower preference than the bridge shortcut's (kernel/tc.ts BLOCK_PREF), so a denied
+ *    frame never reaches its bpf_redirect_peer, and lets a frame on with TC_ACT_UNSPEC, so the shortcut runs next.
+ *    Blocks hold the filters while a policy selects somebody: a context made while the tables are open costs
+ *    nothing more, and the first selecting tables add them once per network, not per port (tcx cost an RCU grace
+ *    period, ~17 ms, per port and direction). Once added they stay (one array lookup while open).
+ *    A port outside the blocks (a context with bandwidth limits: its ingress holds the limits' qdisc, or a port made
+ *    by an earlier netctx) gets tcx programs instead, which run before tc.
  *    Macvlan contexts have no host-side device: not enforced here.
  *
  * The tables are written in two generations (policy-maps.ts): the inactive one is brought to the new tables entry by
@@ -40,6 +44,7 @@ import {
 import { closeFd } from "../kernel/bpf/syscall.ts";
 import { contextsCgroupParent, contextsCgroupParentPath } from "../kernel/cgroup.ts";
 import { KernelError } from "../kernel/errors.ts";
+import { BLOCK_PREF, type JoinedBlocks, type PortBlocks } from "../kernel/tc.ts";
 import { POLICY_WORDS, type PolicyTables } from "../model/policy-tables.ts";
 import type { Fix } from "./ownership.ts";
 import {
@@ -47,14 +52,18 @@ import {
   createPolicyMaps,
   generationEntries,
   isOpen,
+  newWriteCache,
   unsupported,
+  type WriteCache,
   writeTables,
 } from "./policy-maps.ts";
 
 interface Datapath {
   maps: PolicyMapFds;
-  /** Loaded tcx programs, by hook, made on first use. */
-  tcx: Partial<Record<PolicyHook, number>>;
+  /** Loaded port programs (tc filters or tcx), by hook, made on first use. */
+  programs: Partial<Record<PolicyHook, number>>;
+  /** What this process wrote into the maps (policy-maps.ts WriteCache). */
+  written: WriteCache;
 }
 
 const KNOWN = hostSlot((): { datapath: Datapath | undefined } => ({ datapath: undefined }));
@@ -122,7 +131,7 @@ function findAnchor(host: Host): Datapath | undefined {
       if (!maps && p.name === POLICY_PROGRAM_NAMES["cgroup-ingress"]) maps = mapsOf(p.fd);
       closeFd(p.fd);
     }
-    return maps && { maps, tcx: {} };
+    return maps && { maps, programs: {}, written: newWriteCache() };
   });
 }
 
@@ -184,16 +193,44 @@ function ensureAnchor(host: Host): Datapath {
 /**
  * The engine calls this after every change of policies, labels, contexts or networks. Bad tables are refused
  * (invalid, naming the field) before anything is written. Tables that select somebody make the anchor when there is
- * none, and attach the port programs where they are missing.
+ * none, and put the port programs where they are missing.
  */
 export function writePolicyTables(host: Host, tables: PolicyTables): void {
-  generationEntries(tables, 1); // the checks, before an anchor is made for them
   const open = isOpen(tables);
-  const datapath = open ? datapathIfAny(host) : ensureAnchor(host);
-  if (!datapath) return;
-  writeTables(datapath.maps, tables);
-  // After the switch: a port made meanwhile either is listed here or saw the generation set (attachPortPolicy).
-  if (!open) for (const ifname of l2Ports(host)) attachPortPolicy(host, ifname);
+  let datapath = datapathIfAny(host);
+  if (!datapath) {
+    generationEntries(tables, 1); // the checks, before an anchor is made for them (writeTables checks otherwise)
+    if (open) return;
+    datapath = ensureAnchor(host);
+  }
+  const wasOpen = activeGeneration(datapath.maps) === 0;
+  writeTables(datapath.maps, tables, datapath.written);
+  // Only when the tables stop being open: from then on every port made hooks itself (attachPortPolicy), and a hook
+  // lost later is gc's and repair's (portPolicyFix). A port made meanwhile joined its blocks before it read the
+  // generation, and this reads the blocks after setting it: one of the two sees the other.
+  if (wasOpen && !open) hookAllPorts(host, datapath);
+}
+
+/**
+ * Every l2 port: the filters in each block a port of ours is joined to (once per block, from the kernel's list, so
+ * a port whose record is not yet committed counts too); tcx on a context's port that is in no block.
+ */
+function hookAllPorts(host: Host, datapath: Datapath): void {
+  const links = host.rtnl.linkList();
+  const ours = new Set(links.filter((l) => l.group === host.linkMark.group).map((l) => l.index));
+  const index = new Map(links.map((l) => [l.name, l.index]));
+  const joined = host.rtnl.joinedBlocks();
+  const done = new Set<string>();
+  for (const [ifindex, was] of joined) {
+    const blocks = portBlocks(was);
+    if (!blocks || !ours.has(ifindex) || done.has(`${blocks.ingress}/${blocks.egress}`)) continue;
+    done.add(`${blocks.ingress}/${blocks.egress}`);
+    addBlockFilters(host, datapath, blocks);
+  }
+  for (const ifname of l2Ports(host)) {
+    const ifindex = index.get(ifname);
+    if (ifindex !== undefined && !portBlocks(joined.get(ifindex))) attachTcx(host, datapath, ifname);
+  }
 }
 
 /** The host-side devices of every context with a netns of its own (macvlan attachments have none). */
@@ -205,19 +242,58 @@ function l2Ports(host: Host): string[] {
     .filter((name) => name !== "");
 }
 
-function tcxProgram(datapath: Datapath, hook: PolicyHook): number {
-  datapath.tcx[hook] ??= load(datapath.maps, hook);
-  return datapath.tcx[hook];
+/** Both blocks of a port that joined them (port-blocks.ts); an ingress qdisc without an egress block is not one. */
+function portBlocks(joined: JoinedBlocks | undefined): PortBlocks | undefined {
+  return joined?.egress === undefined ? undefined : { ingress: joined.ingress, egress: joined.egress };
 }
 
-/**
- * An l2 context's host-side veth gets the policy programs, both ways, when a policy selects anybody (otherwise the
- * first tables that do attach them). Call it after the veth exists and before it comes up. A missing device is no
- * error (a context going away meanwhile). Programs of ours already there are kept.
- */
-export function attachPortPolicy(host: Host, ifname: string): void {
-  const datapath = datapathIfAny(host);
-  if (!datapath || activeGeneration(datapath.maps) === 0) return;
+function program(datapath: Datapath, hook: PolicyHook): number {
+  datapath.programs[hook] ??= load(datapath.maps, hook);
+  return datapath.programs[hook];
+}
+
+const BLOCK_HOOKS = [
+  { side: "ingress", hook: "tcx-ingress" },
+  { side: "egress", hook: "tcx-egress" },
+] as const;
+
+/** Whether the block holds our filter for the hook at its preference. */
+function blockHas(host: Host, block: number, hook: PolicyHook): boolean {
+  return host.rtnl
+    .blockFilters(block)
+    .some((f) => f.pref === BLOCK_PREF.policy && f.name === POLICY_PROGRAM_NAMES[hook]);
+}
+
+/** The policy filters in a network's blocks, where missing. */
+function addBlockFilters(host: Host, datapath: Datapath, blocks: PortBlocks): void {
+  for (const { side, hook } of BLOCK_HOOKS) {
+    const block = blocks[side];
+    if (blockHas(host, block, hook)) continue;
+    let added: boolean;
+    try {
+      added = host.rtnl.blockProgramAdd(
+        block,
+        BLOCK_PREF.policy,
+        program(datapath, hook),
+        POLICY_PROGRAM_NAMES[hook],
+      );
+    } catch (err) {
+      if (err instanceof KernelError) throw unsupported(`a cls_bpf filter in tc block ${block}`, err);
+      throw err;
+    }
+    // EEXIST: another process added it meanwhile, or something else sits where the policy must decide first.
+    if (!added && !blockHas(host, block, hook)) {
+      const there = host.rtnl.blockFilters(block).find((f) => f.pref === BLOCK_PREF.policy);
+      throw new NetctxError(
+        "conflict",
+        `policy data path: tc block ${block} holds ${there ? `${there.kind} filter ${there.name}` : "a filter"} at preference ${BLOCK_PREF.policy}, where the policy filter must run first`,
+      );
+    }
+  }
+}
+
+/** tcx programs on a port outside the blocks, both ways; programs of ours already there are kept. */
+function attachTcx(host: Host, datapath: Datapath, ifname: string): void {
   const ifindex = host.rtnl.linkIndexIfAny(ifname);
   if (ifindex === undefined) return;
   for (const hook of PORT_HOOKS) {
@@ -226,7 +302,7 @@ export function attachPortPolicy(host: Host, ifname: string): void {
     if (present.some((p) => p.name === POLICY_PROGRAM_NAMES[hook])) continue;
     try {
       // bpf_mprog flags 0: after the programs already there.
-      attachProgram(ifindex, tcxProgram(datapath, hook), ATTACH[hook], 0);
+      attachProgram(ifindex, program(datapath, hook), ATTACH[hook], 0);
     } catch (err) {
       if (err instanceof KernelError && err.errnoName === "EEXIST") continue;
       if (err instanceof KernelError && err.errnoName === "ENODEV") return;
@@ -236,30 +312,55 @@ export function attachPortPolicy(host: Host, ifname: string): void {
   }
 }
 
-/** For gc and repair: the port should hold the policy programs (a policy selects somebody) and does not. */
+/**
+ * An l2 context's port gets the policy hooks, both ways, when a policy selects anybody (otherwise the first tables
+ * that do put them there): `blocks`, the shared blocks it just joined, get the policy filters; a port given without
+ * (it left them for bandwidth limits) gets tcx programs. Call it before the port comes up, and for a port leaving
+ * its blocks before it leaves. A missing device is no error (a context going away meanwhile).
+ */
+export function attachPortPolicy(host: Host, ifname: string, blocks?: PortBlocks): void {
+  const datapath = datapathIfAny(host);
+  if (!datapath || activeGeneration(datapath.maps) === 0) return;
+  if (blocks) addBlockFilters(host, datapath, blocks);
+  else attachTcx(host, datapath, ifname);
+}
+
+/** For gc and repair: the port should hold the policy hooks (a policy selects somebody) and does not. */
 export function portPolicyFix(host: Host, ifname: string): Fix | undefined {
   const datapath = datapathIfAny(host);
   if (!datapath || activeGeneration(datapath.maps) === 0) return undefined;
-  if (host.rtnl.linkIndexIfAny(ifname) === undefined) return undefined;
+  const ifindex = host.rtnl.linkIndexIfAny(ifname);
+  if (ifindex === undefined) return undefined;
+  const blocks = portBlocks(host.rtnl.deviceBlocks(ifindex));
   const hooks = portPolicyHooks(host, ifname);
   if (hooks.ingress && hooks.egress) return undefined;
+  const missing = hooks.ingress ? "egress" : "ingress";
+  if (blocks)
+    return {
+      action: "reattach",
+      object: `policy filters in tc blocks ${blocks.ingress} and ${blocks.egress}`,
+      reason: `a policy selects contexts and the ${missing} block of ${ifname} lacks the policy filter`,
+      run: () => addBlockFilters(host, datapath, blocks),
+    };
   return {
     action: "reattach",
     object: `policy programs on ${ifname}`,
-    reason: `a policy selects contexts and ${ifname} lacks its ${hooks.ingress ? "egress" : "ingress"} program`,
-    run: () => attachPortPolicy(host, ifname),
+    reason: `a policy selects contexts and ${ifname} lacks its ${missing} program`,
+    run: () => attachTcx(host, datapath, ifname),
   };
 }
 
-/** For tests and inspect: whether each hook of the port holds our program. */
+/** For tests and inspect: whether each direction of the port runs our program (a filter of its block, or tcx). */
 export function portPolicyHooks(host: Host, ifname: string): Record<"ingress" | "egress", boolean> {
   const ifindex = host.rtnl.linkIndex(ifname);
-  const has = (hook: PolicyHook) => {
+  const blocks = portBlocks(host.rtnl.deviceBlocks(ifindex));
+  const has = (side: "ingress" | "egress", hook: PolicyHook) => {
+    if (blocks) return blockHas(host, blocks[side], hook);
     const present = programsAt(ifindex, ATTACH[hook]);
     for (const p of present) closeFd(p.fd);
     return present.some((p) => p.name === POLICY_PROGRAM_NAMES[hook]);
   };
-  return { ingress: has("tcx-ingress"), egress: has("tcx-egress") };
+  return { ingress: has("ingress", "tcx-ingress"), egress: has("egress", "tcx-egress") };
 }
 
 /** The maps the data path reads, found from the anchor (undefined while none was made): for tests and inspection. */

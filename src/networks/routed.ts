@@ -33,7 +33,7 @@ import {
 import { declareContextSide, declareGuard, declareHostLink, declareNetworkDevice } from "./declarations.ts";
 import type { Attachment, NetworkDriver } from "./driver.ts";
 import { mainRouteId } from "./ownership.ts";
-import { attachPortPolicy } from "./policy-datapath.ts";
+import { joinPortBlocks } from "./port-blocks.ts";
 
 /** The device holding a routed network's gateway addresses. */
 const gatewayDevice = bridgeIfname;
@@ -160,7 +160,8 @@ export const routedDriver: NetworkDriver = {
       portMac,
     );
     guardAttachment(host, guardKindOf(routedDriver, net), ctx.rtnl, att);
-    attachPortPolicy(host, att.hostIfname);
+    // The network's blocks hold the policy's filters (port-blocks.ts); no shortcut here.
+    joinPortBlocks(host, att.hostIfname, gatewayDevice(net.name));
     host.rtnl.linkSet(att.hostIfname, { up: true });
     registerInterface(host, firewallNetwork(net), att.hostIfname);
     host.pause("create:after-nft");

@@ -11,6 +11,7 @@ import { mapEntries } from "../../src/kernel/bpf/maps.ts";
 import {
   ADDRESS_KEY_SIZE,
   addressLayout,
+  PORT_KEY_SIZE,
   type PolicyMapFds,
   policyProgram,
 } from "../../src/kernel/bpf/policy-program.ts";
@@ -23,7 +24,13 @@ import {
   type PolicyTables,
 } from "../../src/model/policy-tables.ts";
 import { ipBytes, parseIp } from "../../src/net/cidr.ts";
-import { createPolicyMaps, writeTables } from "../../src/networks/policy-maps.ts";
+import {
+  createPolicyMaps,
+  generationEntries,
+  hex,
+  newWriteCache,
+  writeTables,
+} from "../../src/networks/policy-maps.ts";
 
 const PASS = -1; // TCX_NEXT
 const DROP = 2;
@@ -254,5 +261,33 @@ describe("policy program", () => {
     assert.deepEqual([one, two].sort(), [1 + 2, 3 + 2].sort());
     assert.equal(verdict({ src: "10.0.5.1", dst: "10.9.0.7", proto: "udp", sport: 46001 }), "drop");
     assert.equal(verdict({ src: "10.0.5.1", dst: "10.9.2.7", proto: "udp", sport: 46002 }), "pass");
+  });
+});
+
+describe("policy maps: writers in two processes", () => {
+  test("a writer whose record of the maps is stale (another wrote since) reads them back: its generation holds exactly its tables", () => {
+    const maps = createPolicyMaps();
+    try {
+      const one = newWriteCache();
+      const other = newWriteCache();
+      const tables = (cidr: string) => ({
+        addresses: [entry(cidr, { ingressSelected: true })],
+        ports: [{ proto: "tcp" as const, port: Number(cidr.split(".")[3]!.split("/")[0]) + 1000, bits: 1n }],
+        anyPort: 0n,
+      });
+      writeTables(maps, tables("10.0.0.1/32"), one); // generation 1
+      writeTables(maps, tables("10.0.0.2/32"), one); // generation 2
+      writeTables(maps, tables("10.0.0.3/32"), other); // generation 1, read back first
+      writeTables(maps, tables("10.0.0.4/32"), other); // generation 2
+      writeTables(maps, tables("10.0.0.5/32"), one); // generation 1: `one` last saw 10.0.0.1 there
+      const want = generationEntries(tables("10.0.0.5/32"), 1);
+      const addressValue = addressLayout(POLICY_WORDS).size;
+      const held = mapEntries(maps.addresses, ADDRESS_KEY_SIZE, addressValue).filter(([k]) => k[4] === 1);
+      assert.deepEqual(new Set(held.map(([k]) => hex(k))), new Set(want.addresses.keys()));
+      const ports = mapEntries(maps.ports, PORT_KEY_SIZE, POLICY_WORDS * 8).filter(([k]) => k[0] === 1);
+      assert.deepEqual(new Set(ports.map(([k]) => hex(k))), new Set(want.ports.keys()));
+    } finally {
+      for (const fd of Object.values(maps)) closeFd(fd);
+    }
   });
 });

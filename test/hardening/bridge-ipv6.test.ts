@@ -10,6 +10,7 @@
  *  - The shortcut passes no ND, RA or redirect and no VLAN-tagged frame: they take the bridge and its rules.
  * Every check holds again after `nft flush ruleset` and `netctx repair`.
  */
+
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { test } from "node:test";
@@ -26,6 +27,7 @@ import {
 import { mapFdById } from "../../src/kernel/bpf/maps.ts";
 import { closeFd } from "../../src/kernel/bpf/syscall.ts";
 import { Rtnl } from "../../src/kernel/rtnl.ts";
+import { BLOCK_PREF } from "../../src/kernel/tc.ts";
 import { linkLocalOf } from "../../src/net/cidr.ts";
 import { netctxJson, netctxOk } from "../utils/cli.ts";
 import {
@@ -287,8 +289,9 @@ function tcxProgramNames(ifindex: number): string[] {
 }
 
 test("a network whose bridge holds an earlier shortcut program gets the current one on its next use", async () => {
-  // Make the network look like one an earlier netctx made: on the bridge and as the ports' block filter, a
-  // program of the earlier name over the same map (one that sends everything through the bridge).
+  // Make the network look like one an earlier netctx made: on the bridge and as the ports' block filter at the
+  // preference version 3 used (1), a program of the earlier name over the same map (one that sends everything
+  // through the bridge).
   const bridge = ipLink<IpLink>("nc-hb").ifindex;
   const [current] = queryPrograms(bridge, "TCX_INGRESS");
   const currentFd = progFdById(current!);
@@ -303,7 +306,8 @@ test("a network whose bridge holds an earlier shortcut program gets the current 
   const rtnl = Rtnl.open();
   try {
     attachProgram(bridge, earlierFd, "TCX_INGRESS", 0);
-    rtnl.blockProgramAdd(bridge, earlierFd, "nctx_shortcut", true);
+    rtnl.blockProgramAdd(bridge, 1, earlierFd, "nctx_shortcut", true);
+    rtnl.blockFilterDel(bridge, BLOCK_PREF.shortcut);
     detachProgram(bridge, currentFd, "TCX_INGRESS");
   } finally {
     rtnl.close();
@@ -315,7 +319,17 @@ test("a network whose bridge holds an earlier shortcut program gets the current 
   // Any use of the network (here inspect) puts the current program in its place, map and entries kept.
   const view = netctxJson<{ shortcut?: { state: string; macs?: string[] } }>("network", "inspect", "hb");
   assert.deepEqual(view.shortcut, { state: "on", macs: [X.mac, Y.mac] });
-  assert.deepEqual(tcxProgramNames(bridge), ["nctx_shortcut_3"]);
+  assert.deepEqual(tcxProgramNames(bridge), ["nctx_shortcut_4"]);
+  const filters = Rtnl.open();
+  try {
+    // Behind the policy's place; the earlier filter is gone from the place the policy's takes.
+    assert.deepEqual(
+      filters.blockFilters(bridge).map((f) => [f.pref, f.name]),
+      [[BLOCK_PREF.shortcut, "nctx_shortcut_4"]],
+    );
+  } finally {
+    filters.close();
+  }
   const through = requestsThroughBridge();
   assert.ok(through < 10, `${through} of 50 requests still took the bridge`);
   assert.deepEqual(await hostileFramesSeen(), []);

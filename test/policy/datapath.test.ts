@@ -288,7 +288,7 @@ describe("policy data path", () => {
   });
 
   test("an established connection survives tables that no longer allow it; a new one does not get through", async () => {
-    // The test's namespace reaches b from the gateway's address, through b's port towards it (tcx egress).
+    // The test's namespace reaches b from the gateway's address, through b's port towards it (its egress block).
     const allowGateway = {
       addresses: [
         entry(`${GW}/32`, { ingressFrom: 1n }),
@@ -309,35 +309,103 @@ describe("policy data path", () => {
   });
 
   test("a context made while a policy selects somebody gets its port programs at create", async () => {
-    // Through a stored policy: create writes the tables its state makes, so hand-written ones would be replaced by
-    // open tables before the veth exists. It selects c by its address and allows only b.
-    netctxOk("policy", "add", "select-c", "--to", C, "--from", "b");
+    // A policy in the store: the create's own pass over the tables (engine/policy-sync.ts) selects c too.
+    netctxOk("policy", "add", "to-c", "--to", "c", "--from", "b");
     netctxOk("create", "c", "--level", "l2", "--network", "pb", "--ip", C);
     try {
       assert.deepEqual(portPolicyHooks(host!, "nc-c"), { ingress: true, egress: true });
       assert.equal(ping(ns("a"), C), false, "c is selected and nothing allows a");
+      assert.equal(ping(ns("b"), C), true, "the policy allows b");
       assert.equal(ping(ns("c"), A, { tries: 2 }), true, "c's own pings and their replies");
     } finally {
       netctxOk("rm", "c");
-      netctxOk("policy", "rm", "select-c");
+      netctxOk("policy", "rm", "to-c");
+    }
+  });
+
+  test("the policy's filter runs before the shortcut's in the bridge's shared block: a denied frame is not sent short", async () => {
+    const bridge = host!.rtnl.linkIndex("nc-pb");
+    const blocks = host!.rtnl.deviceBlocks(host!.rtnl.linkIndex("nc-a"));
+    assert.deepEqual(blocks, { ingress: bridge, egress: (bridge | 0x80000000) >>> 0 });
+    const view = netctxJson<{ shortcut?: { state: string; macs?: string[] } }>("network", "inspect", "pb");
+    assert.equal(view.shortcut?.state, "on");
+    assert.equal(view.shortcut?.macs?.length, 2, "a and b go short");
+    write({
+      addresses: [
+        entry(`${A}/32`, { ingressFrom: 1n }),
+        entry(`${B}/32`, { ingressTo: 1n, ingressSelected: true }),
+      ],
+      ports: [{ proto: "tcp", port: 80, bits: 1n }],
+      anyPort: 0n,
+    });
+    assert.deepEqual(
+      await reach({ "a->b tcp 80": () => tcp("a", B, 80), "a->b tcp 81": () => tcp("a", B, 81) }),
+      { "a->b tcp 80": true, "a->b tcp 81": false },
+    );
+    const prefs = host!.rtnl.blockFilters(bridge).map((f) => [f.pref, f.name]);
+    assert.deepEqual(
+      [...new Map(prefs.map((p) => [p.join(), p])).values()],
+      [
+        [1, "nctx_pol_tcin"],
+        [10, "nctx_shortcut_4"],
+      ],
+    );
+  });
+
+  test("a context with bandwidth limits (its ingress holds the limits' qdisc) is policed by tcx programs", async () => {
+    const W = "10.71.0.13";
+    netctxOk("policy", "add", "to-w", "--to", "w", "--from", "a", "--port", "80/tcp");
+    netctxOk("create", "w", "--level", "l2", "--network", "pb", "--ip", W, "--bandwidth", "100mbit");
+    const served = [
+      await startServing({ op: "serve", proto: "tcp", port: 80 }, place("w")),
+      await startServing({ op: "serve", proto: "tcp", port: 81 }, place("w")),
+    ];
+    try {
+      assert.deepEqual(
+        await reach({
+          "a->w tcp 80": () => tcp("a", W, 80),
+          "a->w tcp 81": () => tcp("a", W, 81),
+          "b->w tcp 80": () => tcp("b", W, 80),
+        }),
+        { "a->w tcp 80": true, "a->w tcp 81": false, "b->w tcp 80": false },
+      );
+      // From the host (the gateway's address) only w's own port decides: the other ports' programs never see it.
+      await assert.rejects(openConnection(W, 80), /timeout/);
+      const ifindex = host!.rtnl.linkIndex("nc-w");
+      assert.equal(host!.rtnl.deviceBlocks(ifindex), undefined, "nc-w left the blocks");
+      assert.equal(queryPrograms(ifindex, "TCX_INGRESS").length, 1);
+      assert.equal(queryPrograms(ifindex, "TCX_EGRESS").length, 1);
+      assert.deepEqual(portPolicyHooks(host!, "nc-w"), { ingress: true, egress: true });
+      // gc puts the tcx programs back where somebody took them off.
+      for (const type of ["TCX_INGRESS", "TCX_EGRESS"] as const)
+        for (const id of queryPrograms(ifindex, type)) {
+          const fd = progFdById(id);
+          detachProgram(ifindex, fd, type);
+          closeFd(fd);
+        }
+      assert.deepEqual(portPolicyHooks(host!, "nc-w"), { ingress: false, egress: false });
+      netctxOk("gc");
+      assert.deepEqual(portPolicyHooks(host!, "nc-w"), { ingress: true, egress: true });
+      await assert.rejects(openConnection(W, 80), /timeout/);
+    } finally {
+      for (const s of served) await s.stop();
+      netctxOk("rm", "w");
+      netctxOk("policy", "rm", "to-w");
     }
   });
 
   test("gc puts back port programs somebody took off, while a policy selects somebody", () => {
     write({ addresses: [entry(`${B}/32`, { ingressSelected: true })], ports: [], anyPort: 0n });
-    const ifindex = host!.rtnl.linkIndex("nc-b");
-    for (const type of ["TCX_INGRESS", "TCX_EGRESS"] as const)
-      for (const id of queryPrograms(ifindex, type)) {
-        const fd = progFdById(id);
-        detachProgram(ifindex, fd, type);
-        closeFd(fd);
-      }
-    assert.deepEqual(portPolicyHooks(host!, "nc-b"), { ingress: false, egress: false });
+    const blocks = host!.rtnl.deviceBlocks(host!.rtnl.linkIndex("nc-b"))!;
+    // The bridge network's ingress block: the filter goes for every port of pb at once.
+    assert.ok(host!.rtnl.blockFilterDel(blocks.ingress, 1));
+    assert.deepEqual(portPolicyHooks(host!, "nc-b"), { ingress: false, egress: true });
+    assert.deepEqual(portPolicyHooks(host!, "nc-a"), { ingress: false, egress: true });
     const planned = netctxJson<{ actions: { action: string; object: string }[] }>("gc", "--dry-run");
     assert.deepEqual(
       // A dry run goes through the loop's passes without fixing anything: each may list it.
       [...new Set(planned.actions.filter((a) => a.action === "reattach").map((a) => a.object))],
-      ["policy programs on nc-b"],
+      [`policy filters in tc blocks ${blocks.ingress} and ${blocks.egress}`],
     );
     netctxOk("gc");
     assert.deepEqual(portPolicyHooks(host!, "nc-b"), { ingress: true, egress: true });

@@ -1,12 +1,13 @@
 /**
  * The policy data path's program (issue 19), one generator for every hook a packet of a context passes: the
- * cgroup-skb hooks of the shared-stack contexts' parent cgroup (l3, socket) and tcx on an l2 context's host-side
- * veth, both ways. Every variant decides the whole rule for the packet's source S and destination D (S's egress and
+ * cgroup-skb hooks of the shared-stack contexts' parent cgroup (l3, socket) and an l2 context's host-side veth, both
+ * ways (a cls_bpf filter in its network's shared tc blocks, or tcx where the port is in none). Every variant decides the whole rule for the packet's source S and destination D (S's egress and
  * D's ingress): the bridge shortcut hands a frame from S's veth straight into D's netns, so the check on S's veth
  * must be the only one needed. The rule itself is model/policy-tables.ts's; the maps it reads:
  *
  *  - state (array, 3 entries of STATE_VALUE bytes): entry 0's first u32 is the active generation, 0 = no policy
- *    (pass after this one lookup); entries 1 and 2 hold each generation's anyPort words. The tables are written in
+ *    (pass after this one lookup), its second a write serial the program ignores (networks/policy-maps.ts); entries
+ *    1 and 2 hold each generation's anyPort words. The tables are written in
  *    two generations, the inactive one filled while the active one is read, and one update of entry 0 switches.
  *  - addresses (LPM trie): key { prefixlen u32, generation u8, family u8, 0 u16, address[16] } with prefixlen
  *    32 + the address's own; value ADDRESS_VALUE (policy words per side, flags, isolate group). Every generation
@@ -79,7 +80,10 @@ const TCP_ACK = 0x10;
 /** A port as a little-endian u16 load of its network-order bytes sees it. */
 const be16 = (port: number) => ((port & 0xff) << 8) | (port >> 8);
 
-/** tcx: go on (next program, then tc, the bridge shortcut's block, then the stack) / drop. */
+/**
+ * Go on / drop. -1 is TCX_NEXT under tcx and TC_ACT_UNSPEC in a tc block: the next filter runs (the bridge
+ * shortcut's), then the stack. 2 is TCX_DROP and TC_ACT_SHOT alike.
+ */
 const TCX_NEXT = -1;
 const TCX_DROP = 2;
 
