@@ -12,9 +12,9 @@ import { type OverlayLocal, vtepMacOf } from "../cluster/peers.ts";
 import { invalid } from "../errors.ts";
 import { bridgeIfname } from "../model/names.ts";
 import type { NetworkRecord } from "../model/records.ts";
-import { bridgeDriver, declareBridgePort } from "./bridge.ts";
+import { attachBridgePort, bridgeDriver, declareBridgePort } from "./bridge.ts";
 import { segmentPrefix } from "./bridge-segments.ts";
-import { rejoinShortcuts } from "./bridge-shortcut.ts";
+import { dropInbound, rejoinShortcuts, type ShortcutRoute } from "./bridge-shortcut.ts";
 import { familyOf } from "./common.ts";
 import { declareNetworkDevice } from "./declarations.ts";
 import type { DeviceAddress, NetworkDriver } from "./driver.ts";
@@ -49,6 +49,20 @@ export function overlayLocal(net: NetworkRecord): OverlayLocal | undefined {
   };
 }
 
+/**
+ * What the bridge shortcut routes past the host (shortcut-routing.ts): the network's subnets, and its VXLAN device
+ * for the inbound program. An --internal network routes nothing past the host: its paths keep the firewall's checks
+ * (the internal sets and overlay-direct.ts's), so it gets an empty route, which clears any entries.
+ */
+function shortcutRoute(net: NetworkRecord): ShortcutRoute {
+  const local = overlayLocal(net);
+  if (net.internal || !local) return { subnets: [], inbound: [] };
+  return {
+    subnets: net.subnets.map((s) => s.cidr),
+    inbound: [overlayIfname(net.name), ...(directRouting(net) ? [local.underlayDev] : [])],
+  };
+}
+
 /** The block gateways this node holds, each with its block's prefix: the routes to its own contexts. */
 function blockAddresses(net: NetworkRecord): DeviceAddress[] {
   return (net.cluster?.blocks ?? []).map((b) => ({
@@ -77,7 +91,7 @@ export const overlayDriver: NetworkDriver = {
       for (const att of attachments)
         if (att.hostIfname && host.rtnl.linkGet(att.hostIfname))
           host.rtnl.linkSet(att.hostIfname, { master: bridge });
-      rejoinShortcuts(host, net.name, attachments);
+      rejoinShortcuts(host, net.name, attachments, shortcutRoute(net));
     });
     own.own("link", segmentPrefix(net.name), { prefix: true });
     own.firewallInterface(bridge, net.name);
@@ -154,6 +168,8 @@ export const overlayDriver: NetworkDriver = {
   destroy(host, net) {
     const local = overlayLocal(net);
     if (local) {
+      // Before the bridge goes (the shortcut's map is found through it): the underlay device outlives the network.
+      dropInbound(host, net.name, [local.underlayDev]);
       host.firewall((fw) => fw.removeInterface(net.name, overlayIfname(net.name)));
       removeOverlayDevice(host, local);
     }
@@ -169,7 +185,7 @@ export const overlayDriver: NetworkDriver = {
    * of the overlay, the other nodes' blocks, needs a route of its own: the overlay's subnets via the block gateway.
    */
   attach(host, net, ctx, att) {
-    bridgeDriver.attach!(host, net, ctx, att);
+    attachBridgePort(host, net, ctx, att, shortcutRoute(net));
     if (!net.internal) return;
     for (const s of net.subnets) {
       const gateway = att.gateways.find((g) => familyOf(g) === familyOf(s.cidr));

@@ -315,7 +315,7 @@ test("a network whose bridge holds an earlier shortcut program gets the current 
   // Any use of the network (here inspect) puts the current program in its place, map and entries kept.
   const view = netctxJson<{ shortcut?: { state: string; macs?: string[] } }>("network", "inspect", "hb");
   assert.deepEqual(view.shortcut, { state: "on", macs: [X.mac, Y.mac] });
-  assert.deepEqual(tcxProgramNames(bridge), ["nctx_shortcut_3"]);
+  assert.deepEqual(tcxProgramNames(bridge), ["nctx_shortcut_4"]);
   const through = requestsThroughBridge();
   assert.ok(through < 10, `${through} of 50 requests still took the bridge`);
   assert.deepEqual(await hostileFramesSeen(), []);
