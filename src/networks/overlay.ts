@@ -51,12 +51,14 @@ export function overlayLocal(net: NetworkRecord): OverlayLocal | undefined {
 
 /**
  * What the bridge shortcut routes past the host (shortcut-routing.ts): the network's subnets, and its VXLAN device
- * for the inbound program. An --internal network routes nothing past the host: its paths keep the firewall's checks
- * (the internal sets and overlay-direct.ts's), so it gets an empty route, which clears any entries.
+ * (with --direct-routing also the underlay device) for the inbound program. An --internal network routes nothing
+ * past the host: its paths keep the firewall's checks (the internal sets and overlay-direct.ts's), so it gets an
+ * empty route, which clears any entries. Undefined (no underlay known yet, so no VXLAN device): left as it is.
  */
-function shortcutRoute(net: NetworkRecord): ShortcutRoute {
+function shortcutRoute(net: NetworkRecord): ShortcutRoute | undefined {
+  if (net.internal) return { subnets: [], inbound: [] };
   const local = overlayLocal(net);
-  if (net.internal || !local) return { subnets: [], inbound: [] };
+  if (!local) return undefined;
   return {
     subnets: net.subnets.map((s) => s.cidr),
     inbound: [overlayIfname(net.name), ...(directRouting(net) ? [local.underlayDev] : [])],
