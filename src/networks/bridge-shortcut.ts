@@ -23,6 +23,10 @@
  * the frame into the skb when tc sees it (one with VID 0, a priority tag, the receiver takes as untagged).
  * A context with bandwidth limits never goes short (the redirect would skip its ifb and its veth's root qdisc).
  *
+ * On an overlay network the same program also routes a context's packets for other nodes' blocks past the host, and a
+ * program of its own on the VXLAN (and underlay) device hands peers' packets to the context's port: BPF host
+ * routing, shortcut-routing.ts, with the network's subnets in this map under reserved keys (ifindex 0).
+ *
  * One hash map per network, MAC -> { host veth ifindex, IPv4, IPv6 }, and one program using it: the cls_bpf filter
  * of the ingress tc block all the network's ports share (kernel/tc.ts, port-blocks.ts), behind the policy's filter, and a tcx attachment on the network's bridge, where
  * it holds map and program for later processes: those find it by querying the bridge's tcx programs (no bpffs needed). On the
@@ -43,7 +47,7 @@ import {
   progInfo,
   queryPrograms,
 } from "../kernel/bpf/attach.ts";
-import { createHashMap, mapDelete, mapEntries, mapFdById, mapUpdate } from "../kernel/bpf/maps.ts";
+import { createHashMap, mapDelete, mapEntries, mapFdById, mapInfo, mapUpdate } from "../kernel/bpf/maps.ts";
 import type { ProgramSpec } from "../kernel/bpf/program-spec.ts";
 import { closeFd } from "../kernel/bpf/syscall.ts";
 import { KernelError } from "../kernel/errors.ts";
@@ -52,6 +56,15 @@ import { BLOCK_PREF } from "../kernel/tc.ts";
 import { bridgeIfname } from "../model/names.ts";
 import { ipBytes, parseIp } from "../net/cidr.ts";
 import type { Attachment } from "./driver.ts";
+import {
+  CONFIG_KEYS,
+  configEntries,
+  routeInbound,
+  routeOnward,
+  type ShortcutRoute,
+} from "./shortcut-routing.ts";
+
+export type { ShortcutRoute } from "./shortcut-routing.ts";
 
 /**
  * The program's name carries its version: bump it whenever the program changes. A bridge found holding an earlier
@@ -65,6 +78,9 @@ const KEY_SIZE = 6;
 /** ifindex u32 @0, IPv4 @4, IPv6 @8, addresses in network byte order; zero = none of that family. */
 const VALUE_SIZE = 24;
 const MAX_ENTRIES = 65536;
+/** The inbound program of an overlay network (shortcut-routing.ts); versioned as PROGRAM_NAME is. */
+const INBOUND_NAME = "nctx_inbound_1";
+const INBOUND_STEM = "nctx_inbound";
 
 /** TCX_NEXT on the bridge, TC_ACT_UNSPEC in the ports' block: go on with the next program, then the stack (the bridge). */
 const TCX_NEXT = -1;
@@ -128,6 +144,9 @@ function shortcutProgram(mapFd: number, gateway: Gateway): ProgramSpec {
     // sender fails the port check above: that check is also what keeps it from being handed over in a loop.
     a.ldx("w", R2, R7, 0).jmp32Imm("ne", R2, gatewayLow, `peer${f.family}`);
     a.ldx("h", R2, R7, 4).jmp32Imm("ne", R2, gatewayHigh, `peer${f.family}`);
+    // An overlay network's packet to a peer's block goes straight to the device the host routes it out of.
+    routeOnward(a, mapFd, f.family, gateway.ifindex, `gateway${f.family}`);
+    a.label(`gateway${f.family}`);
     a.mov64Imm(R1, gateway.ifindex).mov64Imm(R2, BPF_F_INGRESS).call(Helper.redirect).exit();
     // The receiver is a context of this network.
     a.label(`peer${f.family}`);
@@ -137,6 +156,28 @@ function shortcutProgram(mapFd: number, gateway: Gateway): ProgramSpec {
   }
   a.label("next").ret(TCX_NEXT);
   return { name: PROGRAM_NAME, progType: ProgType.SCHED_CLS, attachType: "TCX_INGRESS", insns: a.assemble() };
+}
+
+/** The inbound program of an overlay network (shortcut-routing.ts): on its VXLAN device's tcx ingress. */
+function inboundProgram(mapFd: number, bridgeIfindex: number): ProgramSpec {
+  const a = new Asm();
+  a.mov64Reg(R6, R1);
+  a.ldx("w", R7, R6, SkBuff.data);
+  a.ldx("w", R8, R6, SkBuff.dataEnd);
+  a.mov64Reg(R2, R7).alu64Imm("add", R2, 14).jmpReg("gt", R2, R8, "next");
+  a.ldx("w", R2, R6, SKB_VLAN_PRESENT).jmp32Imm("ne", R2, 0, "next");
+  a.ldx("h", R2, R7, 12);
+  for (const f of FAMILIES) a.jmp32Imm("eq", R2, f.ethertype, `v${f.family}`);
+  a.ja("next");
+  for (const f of FAMILIES) {
+    a.label(`v${f.family}`);
+    a.mov64Reg(R2, R7).alu64Imm("add", R2, f.headers).jmpReg("gt", R2, R8, "next");
+    // IPv4 with options takes the stack (the offsets below assume 20 bytes).
+    if (f.family === 4) a.ldx("b", R2, R7, 14).jmp32Imm("ne", R2, 0x45, "next");
+    routeInbound(a, mapFd, f.family, bridgeIfindex, "next");
+  }
+  a.label("next").ret(TCX_NEXT);
+  return { name: INBOUND_NAME, progType: ProgType.SCHED_CLS, attachType: "TCX_INGRESS", insns: a.assemble() };
 }
 
 /** IPv4 goes on (at `v4ok`) unless it has options or is an ICMP redirect; R7 = data, R8 = data_end, 34 bytes checked. */
@@ -302,8 +343,12 @@ function shortcutOf(host: Host, network: string, make: boolean): Found | undefin
   return found;
 }
 
-/** After the port joined its network's blocks (port-blocks.ts): the context's frames may go short, and frames to it. */
-export function addShortcut(host: Host, att: Attachment): void {
+/**
+ * After the port is on its bridge: the context's frames may go short, and frames to it. `route` (overlay networks):
+ * what the shortcut routes onward and where the inbound program hangs (shortcut-routing.ts); an empty one (an
+ * --internal overlay network) takes the config entries out, so nothing of the network is routed past the host.
+ */
+export function addShortcut(host: Host, att: Attachment, route?: ShortcutRoute): void {
   if (!att.hostIfname || !att.mac) return;
   const s = shortcutOf(host, att.network, true);
   if (!s || "unavailable" in s) return;
@@ -312,6 +357,108 @@ export function addShortcut(host: Host, att: Attachment): void {
   // policy's filter. The block goes when its last port does: the filter is added whenever it is missing.
   host.rtnl.blockProgramAdd(s.block, BLOCK_PREF.shortcut, s.progFd, PROGRAM_NAME);
   mapUpdate(s.mapFd, parseMac(att.mac), entryValue(ifindex, att.addresses));
+  if (route) setRoute(host, s, route);
+}
+
+/** The config entries hold exactly the route's subnets; each inbound device runs this shortcut's inbound program. */
+function setRoute(host: Host, s: Shortcut, route: ShortcutRoute): void {
+  const entries = configEntries(route.subnets, VALUE_SIZE);
+  for (const key of Object.values(CONFIG_KEYS))
+    if (!entries.some(([k]) => k.every((b, i) => b === key[i]))) mapDelete(s.mapFd, key);
+  for (const [key, value] of entries) mapUpdate(s.mapFd, key, value);
+  for (const ifname of route.inbound) {
+    const ifindex = host.rtnl.linkIndexIfAny(ifname);
+    try {
+      if (ifindex !== undefined) ensureInbound(host, s, ifindex);
+    } catch (err) {
+      // Peers' packets then come in through the host's stack, as before; the context is not failed for it.
+      if (!(err instanceof KernelError)) throw err;
+    }
+  }
+}
+
+/** Our inbound programs on a device's tcx ingress, with the maps they read. */
+function inboundPrograms(ifindex: number): { id: number; name: string; mapIds: number[] }[] {
+  const out: { id: number; name: string; mapIds: number[] }[] = [];
+  for (const id of queryPrograms(ifindex, "TCX_INGRESS")) {
+    const info = withProgram(id, progInfo);
+    if (info?.name.startsWith(INBOUND_STEM)) out.push({ id, name: info.name, mapIds: info.mapIds });
+  }
+  return out;
+}
+
+function withProgram<T>(id: number, fn: (fd: number) => T): T | undefined {
+  let fd: number;
+  try {
+    fd = progFdById(id);
+  } catch (err) {
+    // Detached and freed meanwhile.
+    if (err instanceof KernelError && err.errnoName === "ENOENT") return undefined;
+    throw err;
+  }
+  try {
+    return fn(fd);
+  } finally {
+    closeFd(fd);
+  }
+}
+
+function detachById(ifindex: number, id: number): void {
+  withProgram(id, (fd) => tolerate(() => detachProgram(ifindex, fd, "TCX_INGRESS"), "ENOENT"));
+}
+
+function tolerate(fn: () => void, errno: string): void {
+  try {
+    fn();
+  } catch (err) {
+    if (!(err instanceof KernelError && err.errnoName === errno)) throw err;
+  }
+}
+
+/**
+ * The device's tcx ingress runs this shortcut's inbound program once. The underlay device is shared by every
+ * --direct-routing network, so the others' programs stay; what goes is an earlier version of ours, and any inbound
+ * program whose map no bridge's shortcut holds any more (left by a bridge made again or a network removed while its
+ * engine was down): its bridge and ports are gone, their ifindexes free to be reused by other devices.
+ */
+function ensureInbound(host: Host, s: Shortcut, ifindex: number): void {
+  const mapId = mapInfo(s.mapFd).id;
+  const found = inboundPrograms(ifindex);
+  if (found.some((p) => p.name === INBOUND_NAME && p.mapIds.includes(mapId))) return;
+  const live = liveShortcutMaps(host);
+  for (const p of found)
+    if (p.mapIds.includes(mapId) || !p.mapIds.some((m) => live.has(m))) detachById(ifindex, p.id);
+  const fd = loadProgram(inboundProgram(s.mapFd, s.block));
+  try {
+    attachProgram(ifindex, fd, "TCX_INGRESS", 0);
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** The maps of the shortcut programs on this host's bridges. */
+function liveShortcutMaps(host: Host): Set<number> {
+  const maps = new Set<number>();
+  for (const link of host.rtnl.linkList()) {
+    if (link.kind !== "bridge") continue;
+    for (const id of queryPrograms(link.index, "TCX_INGRESS")) {
+      const info = withProgram(id, progInfo);
+      if (info?.name.startsWith(PROGRAM_STEM)) for (const m of info.mapIds) maps.add(m);
+    }
+  }
+  return maps;
+}
+
+/** The network is going: its inbound program leaves the devices that outlive it (the underlay device). */
+export function dropInbound(host: Host, network: string, ifnames: readonly string[]): void {
+  const s = shortcutOf(host, network, false);
+  if (!s || "unavailable" in s) return;
+  const mapId = mapInfo(s.mapFd).id;
+  for (const ifname of ifnames) {
+    const ifindex = host.rtnl.linkIndexIfAny(ifname);
+    if (ifindex === undefined) continue;
+    for (const p of inboundPrograms(ifindex)) if (p.mapIds.includes(mapId)) detachById(ifindex, p.id);
+  }
 }
 
 /**
@@ -343,7 +490,9 @@ export interface ShortcutStatus {
 export function shortcutMacs(host: Host, network: string): string[] | undefined {
   const s = shortcutOf(host, network, false);
   if (!s || "unavailable" in s) return undefined;
+  // The entries with ifindex 0 are the route's config (shortcut-routing.ts), no context's.
   return mapEntries(s.mapFd, KEY_SIZE, VALUE_SIZE)
+    .filter(([, v]) => new DataView(v.buffer, v.byteOffset, 4).getUint32(0, true) !== 0)
     .map(([k]) => formatMac(k, 0, KEY_SIZE))
     .sort();
 }

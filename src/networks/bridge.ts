@@ -13,6 +13,7 @@ import {
   dropShortcutMac,
   forgetShortcut,
   removeShortcut,
+  type ShortcutRoute,
   shortcutMacs,
   shortcutStatus,
 } from "./bridge-shortcut.ts";
@@ -169,16 +170,7 @@ export const bridgeDriver: NetworkDriver = {
   },
 
   attach(host: Host, net: NetworkRecord, ctx: ContextNetns, att: Attachment) {
-    // Before the context's interface exists: it copies the netns's conf/default when it is made.
-    distrustRouters(ctx);
-    addVethPair(host, ctx.path, att, portBridge(host, net), false);
-    // While the port is down: a qdisc added to a device that is up waits for the device to quiesce. The policy's
-    // filter comes first in the blocks: a frame the policies deny never reaches the shortcut's redirect.
-    joinPortBlocks(host, att.hostIfname, bridgeIfname(net.name));
-    addShortcut(host, att);
-    host.rtnl.linkSet(att.hostIfname, { up: true });
-    guardAttachment(host, guardKindOf(bridgeDriver, net), ctx.rtnl, att);
-    configureContextSide(host, ctx, att, contextSide(net));
+    attachBridgePort(host, net, ctx, att);
   },
 
   detach(host, net, att, linkGoesWithNetns) {
@@ -187,3 +179,26 @@ export const bridgeDriver: NetworkDriver = {
     if (!linkGoesWithNetns) deleteOwnLink(host, att.hostIfname);
   },
 };
+
+/**
+ * A context's port on the network's bridge. `route`: an overlay network's, for its shortcut to route onward and
+ * inbound (bridge-shortcut.ts, shortcut-routing.ts).
+ */
+export function attachBridgePort(
+  host: Host,
+  net: NetworkRecord,
+  ctx: ContextNetns,
+  att: Attachment,
+  route?: ShortcutRoute,
+): void {
+  // Before the context's interface exists: it copies the netns's conf/default when it is made.
+  distrustRouters(ctx);
+  addVethPair(host, ctx.path, att, portBridge(host, net), false);
+  // While the port is down: a qdisc added to a device that is up waits for the device to quiesce. The policy's
+  // filter comes first in the blocks: a frame the policies deny never reaches the shortcut's redirect.
+  joinPortBlocks(host, att.hostIfname, bridgeIfname(net.name));
+  addShortcut(host, att, route);
+  host.rtnl.linkSet(att.hostIfname, { up: true });
+  guardAttachment(host, guardKindOf(bridgeDriver, net), ctx.rtnl, att);
+  configureContextSide(host, ctx, att, contextSide(net));
+}

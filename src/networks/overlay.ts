@@ -12,8 +12,9 @@ import { type OverlayLocal, vtepMacOf } from "../cluster/peers.ts";
 import { invalid } from "../errors.ts";
 import { bridgeIfname } from "../model/names.ts";
 import type { NetworkRecord } from "../model/records.ts";
-import { bridgeDriver, declareBridgePort } from "./bridge.ts";
+import { attachBridgePort, bridgeDriver, declareBridgePort } from "./bridge.ts";
 import { segmentPrefix } from "./bridge-segments.ts";
+import { dropInbound, type ShortcutRoute } from "./bridge-shortcut.ts";
 import { familyOf } from "./common.ts";
 import { declareNetworkDevice } from "./declarations.ts";
 import type { DeviceAddress, NetworkDriver } from "./driver.ts";
@@ -49,6 +50,22 @@ export function overlayLocal(net: NetworkRecord): OverlayLocal | undefined {
   };
 }
 
+/**
+ * What the bridge shortcut routes past the host (shortcut-routing.ts): the network's subnets, and its VXLAN device
+ * (with --direct-routing also the underlay device) for the inbound program. An --internal network routes nothing
+ * past the host: its paths keep the firewall's checks (the internal sets and overlay-direct.ts's), so it gets an
+ * empty route, which clears any entries. Undefined (no underlay known yet, so no VXLAN device): left as it is.
+ */
+function shortcutRoute(net: NetworkRecord): ShortcutRoute | undefined {
+  if (net.internal) return { subnets: [], inbound: [] };
+  const local = overlayLocal(net);
+  if (!local) return undefined;
+  return {
+    subnets: net.subnets.map((s) => s.cidr),
+    inbound: [overlayIfname(net.name), ...(directRouting(net) ? [local.underlayDev] : [])],
+  };
+}
+
 /** The block gateways this node holds, each with its block's prefix: the routes to its own contexts. */
 function blockAddresses(net: NetworkRecord): DeviceAddress[] {
   return (net.cluster?.blocks ?? []).map((b) => ({
@@ -74,7 +91,7 @@ export const overlayDriver: NetworkDriver = {
 
   declare(host, net, own, attachments) {
     const bridge = declareNetworkDevice(host, overlayDriver, net, own, () => {
-      rejoinPortBlocks(host, net.name, bridge, attachments);
+      rejoinPortBlocks(host, net.name, bridge, attachments, shortcutRoute(net));
       for (const att of attachments)
         if (att.hostIfname && host.rtnl.linkGet(att.hostIfname))
           host.rtnl.linkSet(att.hostIfname, { master: bridge });
@@ -154,6 +171,8 @@ export const overlayDriver: NetworkDriver = {
   destroy(host, net) {
     const local = overlayLocal(net);
     if (local) {
+      // Before the bridge goes (the shortcut's map is found through it): the underlay device outlives the network.
+      dropInbound(host, net.name, [local.underlayDev]);
       host.firewall((fw) => fw.removeInterface(net.name, overlayIfname(net.name)));
       removeOverlayDevice(host, local);
     }
@@ -169,7 +188,7 @@ export const overlayDriver: NetworkDriver = {
    * of the overlay, the other nodes' blocks, needs a route of its own: the overlay's subnets via the block gateway.
    */
   attach(host, net, ctx, att) {
-    bridgeDriver.attach!(host, net, ctx, att);
+    attachBridgePort(host, net, ctx, att, shortcutRoute(net));
     if (!net.internal) return;
     for (const s of net.subnets) {
       const gateway = att.gateways.find((g) => familyOf(g) === familyOf(s.cidr));

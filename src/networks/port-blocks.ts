@@ -9,7 +9,7 @@ import { NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { networkBlocks, type PortBlocks } from "../kernel/tc.ts";
-import { addShortcut, forgetShortcut, removeShortcut } from "./bridge-shortcut.ts";
+import { addShortcut, forgetShortcut, removeShortcut, type ShortcutRoute } from "./bridge-shortcut.ts";
 import type { Attachment } from "./driver.ts";
 import { attachPortPolicy } from "./policy-datapath.ts";
 
@@ -62,6 +62,7 @@ export function rejoinPortBlocks(
   network: string,
   anchor: string,
   attachments: readonly Attachment[],
+  route?: ShortcutRoute,
 ): void {
   forgetShortcut(host, network);
   const joined = host.rtnl.joinedBlocks();
@@ -73,6 +74,6 @@ export function rejoinPortBlocks(
     if (was.ingress === blocks.ingress && was.egress === blocks.egress) continue;
     host.rtnl.ingressQdiscDel(ifindex);
     joinPortBlocks(host, att.hostIfname, anchor);
-    addShortcut(host, att);
+    addShortcut(host, att, route);
   }
 }

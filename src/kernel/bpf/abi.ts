@@ -36,9 +36,11 @@ export type AttachTypeName = keyof typeof AttachType;
 export const Helper = {
   map_lookup_elem: 1,
   map_update_elem: 2,
+  l3_csum_replace: 10,
   redirect: 23,
   skb_load_bytes: 26,
   bind: 64,
+  fib_lookup: 69,
   get_current_cgroup_id: 80,
   get_netns_cookie: 122,
   redirect_peer: 155,
@@ -49,6 +51,7 @@ export const BPF_F_INGRESS = 1;
 
 /** struct __sk_buff */
 export const SkBuff = {
+  pktType: 4,
   protocol: 16,
   ifindex: 40,
   data: 76,
