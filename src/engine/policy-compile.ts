@@ -19,6 +19,7 @@ import { NetctxError } from "../errors.ts";
 import { networkSwitches, type PolicyRecord, parseSelector, type Selector } from "../model/policy.ts";
 import {
   type AddressEntry,
+  addressEntry,
   MAX_POLICIES,
   type PolicyTables,
   type PortEntry,
@@ -194,17 +195,7 @@ export function compilePolicies({ policies, contexts, networks }: CompileInput):
 }
 
 function emptyEntry(cidr: string): AddressEntry {
-  return {
-    cidr,
-    ingressFrom: 0n,
-    ingressTo: 0n,
-    egressFrom: 0n,
-    egressTo: 0n,
-    ingressSelected: false,
-    egressSelected: false,
-    isolateGroup: 0,
-    gateway: false,
-  };
+  return addressEntry(cidr);
 }
 
 /**

@@ -6,21 +6,11 @@
  * Discovery: the callers ask about TCP and UDP ports.
  */
 import { type Cidr, cidrContains, parseCidr, parseIp } from "../net/cidr.ts";
-import type { AddressEntry, PolicyTables } from "./policy-tables.ts";
+import { type AddressEntry, addressEntry, type PolicyTables } from "./policy-tables.ts";
 
 export type Proto = "tcp" | "udp";
 
-const NONE: AddressEntry = {
-  cidr: "",
-  ingressFrom: 0n,
-  ingressTo: 0n,
-  egressFrom: 0n,
-  egressTo: 0n,
-  ingressSelected: false,
-  egressSelected: false,
-  isolateGroup: 0,
-  gateway: false,
-};
+const NONE: AddressEntry = addressEntry("");
 
 /** What the rule says about one flow, and which part of it said so (shown as the expectation's reason). */
 export interface Decision {

@@ -67,3 +67,19 @@ export interface PolicyTables {
 
 /** No policy, no selected context: every packet passes (the data path may skip its lookups). */
 export const OPEN_TABLES: PolicyTables = { addresses: [], ports: [], anyPort: 0n };
+
+/** An entry with no bit and no flag (what an address without an entry counts as), with `fields` set. */
+export function addressEntry(cidr: string, fields: Partial<Omit<AddressEntry, "cidr">> = {}): AddressEntry {
+  return {
+    cidr,
+    ingressFrom: 0n,
+    ingressTo: 0n,
+    egressFrom: 0n,
+    egressTo: 0n,
+    ingressSelected: false,
+    egressSelected: false,
+    isolateGroup: 0,
+    gateway: false,
+    ...fields,
+  };
+}

@@ -109,12 +109,11 @@ interface Gateway {
   mac: Uint8Array;
 }
 
-function shortcutProgram(mapFd: number, gateway: Gateway): ProgramSpec {
-  // The gateway's MAC as the little-endian u32 and u16 loads of its bytes 0-3 and 4-5 see it.
-  const mac = new DataView(gateway.mac.buffer, gateway.mac.byteOffset, 6);
-  const gatewayLow = mac.getUint32(0, true);
-  const gatewayHigh = mac.getUint16(4, true);
-  const a = new Asm();
+/**
+ * Both programs' start: skb in R6, data in R7, data_end in R8; an untagged frame with a whole Ethernet header and an
+ * IPv4 or IPv6 EtherType goes on at label v4 or v6, anything else to "next" (the stack).
+ */
+function etherDispatch(a: Asm): void {
   a.mov64Reg(R6, R1);
   a.ldx("w", R7, R6, SkBuff.data);
   a.ldx("w", R8, R6, SkBuff.dataEnd);
@@ -123,6 +122,15 @@ function shortcutProgram(mapFd: number, gateway: Gateway): ProgramSpec {
   a.ldx("h", R2, R7, 12);
   for (const f of FAMILIES) a.jmp32Imm("eq", R2, f.ethertype, `v${f.family}`);
   a.ja("next");
+}
+
+function shortcutProgram(mapFd: number, gateway: Gateway): ProgramSpec {
+  // The gateway's MAC as the little-endian u32 and u16 loads of its bytes 0-3 and 4-5 see it.
+  const mac = new DataView(gateway.mac.buffer, gateway.mac.byteOffset, 6);
+  const gatewayLow = mac.getUint32(0, true);
+  const gatewayHigh = mac.getUint16(4, true);
+  const a = new Asm();
+  etherDispatch(a);
   for (const f of FAMILIES) {
     a.label(`v${f.family}`);
     // The headers must be in the linear part for direct reads; a frame where they are not takes the bridge.
@@ -161,14 +169,7 @@ function shortcutProgram(mapFd: number, gateway: Gateway): ProgramSpec {
 /** The inbound program of an overlay network (shortcut-routing.ts): on its VXLAN device's tcx ingress. */
 function inboundProgram(mapFd: number, bridgeIfindex: number): ProgramSpec {
   const a = new Asm();
-  a.mov64Reg(R6, R1);
-  a.ldx("w", R7, R6, SkBuff.data);
-  a.ldx("w", R8, R6, SkBuff.dataEnd);
-  a.mov64Reg(R2, R7).alu64Imm("add", R2, 14).jmpReg("gt", R2, R8, "next");
-  a.ldx("w", R2, R6, SKB_VLAN_PRESENT).jmp32Imm("ne", R2, 0, "next");
-  a.ldx("h", R2, R7, 12);
-  for (const f of FAMILIES) a.jmp32Imm("eq", R2, f.ethertype, `v${f.family}`);
-  a.ja("next");
+  etherDispatch(a);
   for (const f of FAMILIES) {
     a.label(`v${f.family}`);
     a.mov64Reg(R2, R7).alu64Imm("add", R2, f.headers).jmpReg("gt", R2, R8, "next");

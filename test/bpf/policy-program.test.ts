@@ -17,12 +17,7 @@ import {
 } from "../../src/kernel/bpf/policy-program.ts";
 import { closeFd } from "../../src/kernel/bpf/syscall.ts";
 import { testRunProgram } from "../../src/kernel/bpf/test-run.ts";
-import {
-  type AddressEntry,
-  OPEN_TABLES,
-  POLICY_WORDS,
-  type PolicyTables,
-} from "../../src/model/policy-tables.ts";
+import { addressEntry, OPEN_TABLES, POLICY_WORDS, type PolicyTables } from "../../src/model/policy-tables.ts";
 import { ipBytes, parseIp } from "../../src/net/cidr.ts";
 import {
   createPolicyMaps,
@@ -35,20 +30,7 @@ import {
 const PASS = -1; // TCX_NEXT
 const DROP = 2;
 
-function entry(cidr: string, fields: Partial<Omit<AddressEntry, "cidr">> = {}): AddressEntry {
-  return {
-    cidr,
-    ingressFrom: 0n,
-    ingressTo: 0n,
-    egressFrom: 0n,
-    egressTo: 0n,
-    ingressSelected: false,
-    egressSelected: false,
-    isolateGroup: 0,
-    gateway: false,
-    ...fields,
-  };
-}
+const entry = addressEntry;
 
 const ip = (text: string) => ipBytes(parseIp(text, "ip"));
 

@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { Host } from "../../src/host.ts";
 import { detachProgram, progFdById, queryPrograms } from "../../src/kernel/bpf/attach.ts";
 import { closeFd } from "../../src/kernel/bpf/syscall.ts";
-import { type AddressEntry, OPEN_TABLES, type PolicyTables } from "../../src/model/policy-tables.ts";
+import { addressEntry, OPEN_TABLES, type PolicyTables } from "../../src/model/policy-tables.ts";
 import { portPolicyHooks, writePolicyTables } from "../../src/networks/policy-datapath.ts";
 import { netctxJson, netctxOk } from "../utils/cli.ts";
 import { testConfig } from "../utils/config.ts";
@@ -48,20 +48,7 @@ async function reach(probes: Record<string, () => Promise<boolean>>): Promise<Re
   return Object.fromEntries(names.map((n, i) => [n, results[i]!]));
 }
 
-function entry(cidr: string, fields: Partial<Omit<AddressEntry, "cidr">> = {}): AddressEntry {
-  return {
-    cidr,
-    ingressFrom: 0n,
-    ingressTo: 0n,
-    egressFrom: 0n,
-    egressTo: 0n,
-    ingressSelected: false,
-    egressSelected: false,
-    isolateGroup: 0,
-    gateway: false,
-    ...fields,
-  };
-}
+const entry = addressEntry;
 
 /** A TCP connection from the test's namespace (source: the bridge's gateway address) that stays open. */
 function openConnection(host: string, port: number): Promise<net.Socket> {
