@@ -11,21 +11,22 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { NETCTX } from "../utils/cli.ts";
 import { startCluster, stopCluster, type TestCluster, type TestHost } from "../utils/cluster.ts";
 import type { Json } from "../utils/kernel-oracle.ts";
 import {
   createContext,
   createOverlay,
+  execArgv,
   ipj,
   type Made,
   ok,
   pingFrom,
   run,
+  tcpFrom,
   txPackets,
   until,
 } from "../utils/overlay-cli.ts";
-import { type ProbeResult, probeArgv, startProbe } from "../utils/socket-probe.ts";
+import { probeArgv, startProbe } from "../utils/socket-probe.ts";
 import { sleep } from "../utils/wait.ts";
 
 const NET = "dri";
@@ -71,30 +72,6 @@ function counter(h: TestHost, ns: string | undefined, match: string): () => numb
   };
 }
 
-/** argv run by the host's netctx in context m, with its whole confinement. */
-function execArgv(m: Made, argv: string[]): string[] {
-  const h = m.host;
-  return h.argv([
-    "env",
-    "-u",
-    "NETCTX_SOCKET",
-    `NETCTX_STATE_DIR=${h.stateDir}`,
-    `NETCTX_CGROUP_PARENT=${h.cgroupParent}`,
-    NETCTX,
-    "exec",
-    m.name,
-    "--",
-    ...argv,
-  ]);
-}
-
-async function tcpFrom(m: Made, host: string, port: number): Promise<ProbeResult> {
-  const p = startProbe(execArgv(m, probeArgv([{ op: "tcp", host, port, timeoutMs: 2000 }])));
-  const r = await p.next();
-  await p.stop();
-  return r;
-}
-
 test("internal + direct routing: contexts on two hosts ping and TCP each other directly, IPv6 over VXLAN", async () => {
   await createOverlay(
     c.host(1),
@@ -138,7 +115,7 @@ test("internal + direct routing: contexts on two hosts ping and TCP each other d
   );
   assert.ok((await p.next()).ok, "d2 serves");
   c.adopt(p.child);
-  const across = await tcpFrom(d1, d2.v4, 7300);
+  const across = await tcpFrom(d1, d2.v4, 7300, 2000);
   await p.stop();
   assert.equal(
     across.data?.trim(),
@@ -186,7 +163,7 @@ test("root in a context gets nowhere else: not a peer's or another underlay addr
   ] as const) {
     const before = landed();
     assert.equal(await pingFrom(d1, target, 1, 2), false, `ping d1 -> ${what}`);
-    const r = await tcpFrom(d1, target, 22);
+    const r = await tcpFrom(d1, target, 22, 2000);
     assert.equal(r.ok, false, `TCP d1 -> ${what}: ${JSON.stringify(r)}`);
     await sleep(200);
     assert.deepEqual(landed(), before, `a packet from d1 to ${what} landed (at h2, n2, h3)`);

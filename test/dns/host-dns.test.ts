@@ -12,7 +12,8 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { netctx, netctxJson, netctxOk, type RunningEngine, startEngine } from "../utils/cli.ts";
 import { dataOf, query } from "../utils/dns-client.ts";
-import { type LineProcess, startLines } from "../utils/line-process.ts";
+import { startDnsStub } from "../utils/dns-stub.ts";
+import type { LineProcess } from "../utils/line-process.ts";
 import { addVethNetns, delVethNetns, inNetns } from "../utils/netns.ts";
 
 const scratch = process.env.NETCTX_TEST_SCRATCH ?? "/tmp";
@@ -35,16 +36,7 @@ const addressOf = (name: string) =>
 
 before(async () => {
   addVethNetns({ ...OUTSIDE, hostAddresses: [`${HOST_ADDR}/24`], addresses: [`${STUB}/24`] });
-  stub = startLines(
-    inNetns(`/run/netns/${OUTSIDE.name}`, [
-      process.execPath,
-      join(import.meta.dirname, "..", "utils", "dns-stub.mjs"),
-      STUB,
-      JSON.stringify({ "far.example": "203.0.113.9" }),
-      "60",
-    ]),
-  );
-  assert.equal(await stub.next(), "ready");
+  stub = await startDnsStub(OUTSIDE.name, STUB);
   writeFileSync(resolvConf, `nameserver ${STUB}\n`);
   engine = await startEngine({
     args: [

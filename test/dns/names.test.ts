@@ -13,7 +13,8 @@ import { after, before, test } from "node:test";
 import { insideSandbox } from "../../src/sandbox.ts";
 import { execScript, netctx, netctxJson, netctxOk, type RunningEngine, startEngine } from "../utils/cli.ts";
 import { dataOf, query } from "../utils/dns-client.ts";
-import { type LineProcess, startLines } from "../utils/line-process.ts";
+import { startDnsStub } from "../utils/dns-stub.ts";
+import type { LineProcess } from "../utils/line-process.ts";
 import { addVethNetns, contextNetns, delVethNetns, inNetns } from "../utils/netns.ts";
 import { sleep, waitFor } from "../utils/wait.ts";
 
@@ -50,16 +51,7 @@ before(async () => {
   writeFileSync(hostConf, HOST_RESOLV_CONF);
   assert.equal(spawnSync("mount", ["--bind", hostConf, "/etc/resolv.conf"]).status, 0);
   addVethNetns({ ...OUTSIDE, hostAddresses: ["192.0.2.254/24"], addresses: [`${STUB}/24`] });
-  stub = startLines(
-    inNetns(`/run/netns/${OUTSIDE.name}`, [
-      process.execPath,
-      join(import.meta.dirname, "..", "utils", "dns-stub.mjs"),
-      STUB,
-      JSON.stringify({ "far.example": "203.0.113.9" }),
-      "60",
-    ]),
-  );
-  assert.equal(await stub.next(), "ready");
+  stub = await startDnsStub(OUTSIDE.name, STUB);
   writeFileSync(resolvConf, `nameserver ${STUB}\n`);
   engine = await startEngine({ args: ["--dns-resolv-conf", resolvConf] });
   netctxOk("network", "create", "front", "--subnet", "10.60.0.0/24", "--subnet", "fd60::/64");
