@@ -12,6 +12,9 @@ packages+=(curl)
 # Multi-host networks keep their shared state in etcd (issue 18); the tests run a 3-member cluster and make TLS
 # certificates with openssl.
 packages+=(etcd-server etcd-client openssl)
+# The DNS bench runs podman's DNS server next to ours under dnsperf's load (issue 20); the dashboard is tested in a
+# real headless browser (issue 21).
+packages+=(aardvark-dns dnsperf chromium)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
