@@ -2,6 +2,7 @@
 // on every run (~0.15 s instead of ~0.5 s). Native modules (koffi, better-sqlite3) stay in node_modules.
 import { spawnSync } from "node:child_process";
 import {
+  copyFileSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -64,6 +65,24 @@ await bundle({
 const entry = readFileSync("dist/cni/netctx-cni.mjs", "utf8");
 for (const f of readdirSync("dist/cni"))
   if (/^run-.*\.mjs(\.map)?$/.test(f) && !entry.includes(f.replace(/\.map$/, ""))) rmSync(`dist/cni/${f}`);
+
+// The dashboard's page (serve --listen, src/api/dashboard.ts): one browser bundle with cytoscape inside, and the page
+// and its styles beside it. Nothing is fetched from the internet when it runs.
+await bundle({
+  entryPoints: { dashboard: "web/dashboard/main.ts" },
+  outdir: "dist/web",
+  bundle: true,
+  platform: "browser",
+  target: "es2022",
+  format: "esm",
+  minify: true,
+  logLevel: "warning",
+});
+for (const file of ["index.html", "dashboard.css"]) {
+  const tmp = `dist/web/${file}.tmp-${process.pid}`;
+  copyFileSync(`web/dashboard/${file}`, tmp);
+  renameSync(tmp, `dist/web/${file}`);
+}
 
 /**
  * Compile a C helper into dist/ when its source is newer. Compiled beside and renamed into place: a runtime may be

@@ -165,6 +165,40 @@ function requestLine(req: IncomingMessage, status: number, ms: number): string {
   return `${req.method} ${req.url}${what} -> ${status} (${ms.toFixed(1)} ms)`;
 }
 
+/** What answers the engine's API: the unix socket's listener and the dashboard's (api/dashboard.ts) share it. */
+export interface EngineParts {
+  host: Host;
+  cluster?: ClusterMember | undefined;
+  overlay?: OverlayEngine | undefined;
+  dns?: DnsService | undefined;
+}
+
+/** One request of the engine's JSON API, whichever listener it came through. */
+export async function route(
+  parts: EngineParts,
+  method: string,
+  url: string,
+  headers: IncomingMessage["headers"],
+  body: string,
+): Promise<Reply> {
+  const { host, cluster, overlay, dns } = parts;
+  // Cluster requests wait on etcd (up to 5 s): they run beside the others, and touch no kernel state. Overlay
+  // requests wait on etcd only when they must (engine/overlay.ts); their kernel work runs in one synchronous step.
+  if (url.startsWith("/v1/resolve")) return resolveReply(dns, url);
+  if (url === "/v1/dns") return dnsReply(dns);
+  if (url.startsWith("/v1/cluster")) return handleCluster(cluster, method, url, overlay);
+  return (
+    (await handleOverlay(
+      overlay,
+      host,
+      method,
+      url,
+      body,
+      url.startsWith("/v1/cni") ? cniEnvOf(headers) : undefined,
+    )) ?? handle(host, method, url, headers, body)
+  );
+}
+
 const IDLE_FLUSH_MS = 30;
 const RESYNC_MS = 1000;
 const MAX_DEFER_MS = 500;
@@ -221,6 +255,7 @@ export async function serve(
     idle.unref();
   };
   const callers = new CallerCheck(host.config.cgroupParent);
+  const parts: EngineParts = { host, cluster, overlay, dns };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const refused = refusals.get(req.socket);
     if (refused !== undefined) {
@@ -237,22 +272,7 @@ export async function serve(
       const url = req.url ?? "/";
       const method = req.method ?? "GET";
       const body = Buffer.concat(chunks).toString("utf8");
-      // Cluster requests wait on etcd (up to 5 s): they run beside the others, and touch no kernel state. Overlay
-      // requests wait on etcd only when they must (engine/overlay.ts); their kernel work runs in one synchronous step.
-      const reply = url.startsWith("/v1/resolve")
-        ? await resolveReply(dns, url)
-        : url === "/v1/dns"
-          ? await dnsReply(dns)
-          : url.startsWith("/v1/cluster")
-            ? await handleCluster(cluster, method, url, overlay)
-            : await (handleOverlay(
-                overlay,
-                host,
-                method,
-                url,
-                body,
-                url.startsWith("/v1/cni") ? cniEnvOf(req.headers) : undefined,
-              ) ?? handle(host, method, url, req.headers, body));
+      const reply = await route(parts, method, url, req.headers, body);
       if (method !== "GET") await syncNames();
       res.writeHead(reply.status, {
         "content-type": "application/json",

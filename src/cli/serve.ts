@@ -3,7 +3,11 @@ import { readFileSync, rmSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import type { Command } from "commander";
+import { AuditRuns } from "../api/audit-runs.ts";
+import { hostPort, loadAssets, serveDashboard } from "../api/dashboard.ts";
 import { serve } from "../api/server.ts";
+import { generateToken, WebAuth } from "../api/web-auth.ts";
+import { type ListenAddress, parseListen, readTokenFile } from "../api/web-listen.ts";
 import { ClusterMember } from "../cluster/member.ts";
 import { DnsService } from "../dns/service.ts";
 import { OverlayEngine } from "../engine/overlay.ts";
@@ -45,7 +49,13 @@ export function registerServe(program: Command): void {
       collect,
       [],
     )
-    .option("--no-dns", "serve no DNS on the networks' gateways");
+    .option("--no-dns", "serve no DNS on the networks' gateways")
+    .option(
+      "--listen <addr:port>",
+      "also serve the dashboard and the read-only JSON API over TCP here (ADDR:PORT or [ADDR6]:PORT); " +
+        "token auth, refused off loopback without --token-file",
+    )
+    .option("--token-file <file>", "the dashboard's token (one line; not readable by other users)");
   withClusterOptions(serveCommand, "join the netctx cluster whose state is in this etcd");
   serveCommand.action(
     async (
@@ -57,6 +67,8 @@ export function registerServe(program: Command): void {
         dnsDomain: string;
         dnsResolvConf: string;
         hostDns: string[];
+        listen?: string;
+        tokenFile?: string;
       } & ClusterOptions,
     ) => {
       const interval = Number(o.checkInterval);
@@ -69,6 +81,7 @@ export function registerServe(program: Command): void {
       const hostListen = o.hostDns.map(parseHostDns);
       if (hostListen.length > 0 && !o.dns)
         throw invalid("host-dns", "needs the engine's DNS server, which --no-dns turns off");
+      const web = dashboardSettings(o.listen, o.tokenFile);
       const config = cliConfig({ socketPath: o.socket, dnsDomain, ...clusterOptions(o) });
       const { socketPath } = config;
       const host = Host.open(config);
@@ -106,6 +119,31 @@ export function registerServe(program: Command): void {
           })
         : undefined;
       const server = await serve(host, socketPath, log, cluster, overlay, dns);
+      const dashboard = web
+        ? await serveDashboard({
+            engine: { host, cluster, overlay, dns },
+            listen: web.listen,
+            auth: new WebAuth(web.token),
+            assetsDir: web.assetsDir,
+            // The audit runs as this command would: the same node, state dir and environment.
+            audits: new AuditRuns([
+              process.execPath,
+              process.argv[1]!,
+              "--state-dir",
+              config.stateDir,
+              "audit",
+              "--json",
+            ]),
+            log,
+          }).catch((err) => {
+            server.close();
+            rmSync(socketPath, { force: true });
+            throw err;
+          })
+        : undefined;
+      if (web?.generated)
+        // Once, on stderr only (the log on stdout may be kept); whoever started the engine opens it.
+        process.stderr.write(`dashboard: http://${hostPort(web.listen)}/?token=${web.token}\n`);
       // Drift (a device deleted by hand, `nft flush ruleset`) is found and put back without anyone asking. Node runs
       // one thing at a time: the check never interleaves with a request of this engine.
       const check = () => {
@@ -120,6 +158,7 @@ export function registerServe(program: Command): void {
       await new Promise<void>((resolve) => {
         const stop = () => {
           clearInterval(checks);
+          dashboard?.close();
           server.close(() => resolve());
         };
         process.once("SIGTERM", stop);
@@ -152,6 +191,38 @@ function parseHostDns(text: string): { address: string; port: number } {
   if (!Number.isInteger(port) || port < 1 || port > 65_535)
     throw invalid("host-dns", `"${text}" has no port 1-65535`);
   return { address, port };
+}
+
+interface DashboardSettings {
+  listen: ListenAddress;
+  token: string;
+  /** The token was made here (loopback without --token-file): serve prints the address to open once. */
+  generated: boolean;
+  assetsDir: string;
+}
+
+/**
+ * --listen and --token-file, checked before anything opens. Off loopback a token file is required: a generated token
+ * printed on a terminal is fine for a listener only this host reaches, not for one on the network.
+ */
+function dashboardSettings(
+  listen: string | undefined,
+  tokenFile: string | undefined,
+): DashboardSettings | undefined {
+  if (listen === undefined) {
+    if (tokenFile !== undefined) throw invalid("token-file", "only with --listen");
+    return undefined;
+  }
+  const address = parseListen(listen);
+  if (tokenFile === undefined && !address.loopback)
+    throw invalid(
+      "token-file",
+      `--listen ${listen} is not a loopback address: give the token in --token-file (or listen on 127.0.0.1 and use an SSH tunnel)`,
+    );
+  const token = tokenFile === undefined ? generateToken() : readTokenFile(tokenFile);
+  const assetsDir = join(packageRoot(), "dist", "web");
+  loadAssets(assetsDir);
+  return { listen: address, token, generated: tokenFile === undefined, assetsDir };
 }
 
 function netctxVersion(): string {
