@@ -14,6 +14,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { extname, join } from "node:path";
 import { NetctxError } from "../errors.ts";
 import type { AuditRuns } from "./audit-runs.ts";
+import { dashboardContexts } from "./dashboard-routes.ts";
 import { json, type Reply } from "./reply.ts";
 import { type EngineParts, route } from "./server.ts";
 import { StatsEvents } from "./stats-events.ts";
@@ -141,6 +142,8 @@ async function answer(
   if (reading && (path === "/" || path === "/index.html")) return sendAsset(res, assets, "index.html");
   if (reading && path.startsWith("/assets/")) return sendAsset(res, assets, path.slice("/assets/".length));
   if (reading && path === "/ui/events") return stats.watch(res);
+  const records = reading ? dashboardContexts(o.engine.host, path) : undefined;
+  if (records) return send(res, records);
   if (path === "/ui/audit" && reading) return send(res, json(200, o.audits.current()));
   if (path === "/ui/audit" && method === "POST") return send(res, json(202, o.audits.start()));
   if (!reading)

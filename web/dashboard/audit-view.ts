@@ -10,6 +10,9 @@ interface AuditRunView {
   error?: string;
 }
 
+/** Contexts up to which opening the page starts the first audit by itself. */
+const AUTO_AUDIT_MAX = 50;
+
 export class AuditView {
   private report: AuditReport | undefined;
   private polling: number | undefined;
@@ -18,10 +21,13 @@ export class AuditView {
     byId("audit-run").addEventListener("click", () => void this.run());
   }
 
-  /** Show the cached run; start one when the engine has none (the audit takes seconds: it runs once, on demand). */
-  async open(): Promise<void> {
+  /**
+   * Show the engine's last run. With none yet, a small host gets one at once (a few seconds for a handful of
+   * contexts); a large one waits for the button, since the probes run in every context and take minutes at 1000.
+   */
+  async open(contexts: number): Promise<void> {
     const view = await getJson<AuditRunView>("/ui/audit");
-    if (view.state === "never") return this.run();
+    if (view.state === "never" && contexts <= AUTO_AUDIT_MAX) return this.run();
     this.show(view);
   }
 
@@ -31,7 +37,8 @@ export class AuditView {
 
   private show(view: AuditRunView): void {
     const state = byId("audit-state");
-    if (view.state === "running") {
+    if (view.state === "never") state.textContent = "not measured yet: the probes run in every context";
+    else if (view.state === "running") {
       state.textContent = `measuring since ${time(view.startedAt)}…`;
       window.clearTimeout(this.polling);
       this.polling = window.setTimeout(() => void this.poll(), 1000);

@@ -72,7 +72,7 @@ export async function renderContextPage(
   stats: ContextStats | undefined,
 ): Promise<void> {
   const [c, policies] = await Promise.all([
-    getJson<ContextView>(`/v1/contexts/${encodeURIComponent(name)}`),
+    getJson<ContextView>(`/ui/contexts/${encodeURIComponent(name)}`),
     getJson<PolicyView[]>("/v1/policies"),
   ]);
   const mine = policies.filter((p) => selects(p.to, c) || selects(p.from, c));

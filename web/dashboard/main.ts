@@ -12,7 +12,8 @@ import { type ContextInfo, type NetworkInfo, topology } from "./topology.ts";
 
 /** Above this many contexts a network shows one node per level until opened. */
 const COLLAPSE_ABOVE = 30;
-const REFRESH_MS = 5000;
+/** Records are read again this often (and at once when the counters name a context the page lacks). */
+const REFRESH_MS = 15_000;
 
 const state = {
   node: "this host",
@@ -23,6 +24,8 @@ const state = {
   previous: undefined as StatsView | undefined,
   current: undefined as StatsView | undefined,
   rows: new Map<string, HTMLTableRowElement>(),
+  /** The contexts the last counters named: when the next name others, the records are read again. */
+  countedNames: undefined as string | undefined,
 };
 
 const LEVEL_COLOURS: Record<string, string> = { l2: "#2f6fdf", l3: "#e08a1e", socket: "#2c9e5b" };
@@ -102,7 +105,7 @@ function draw(force = false): void {
 
 async function loadTopology(): Promise<void> {
   const [contexts, networks] = await Promise.all([
-    getJson<ContextInfo[]>("/v1/contexts"),
+    getJson<ContextInfo[]>("/ui/contexts"),
     getJson<NetworkInfo[]>("/v1/networks"),
   ]);
   state.contexts = contexts;
@@ -189,6 +192,11 @@ function watchCounters(): void {
     live.className = "live on";
     live.textContent = `counters: live ${new Date().toLocaleTimeString()}`;
     showCounters(view);
+    // A context made or removed shows within a second, without polling the records every second.
+    const names = view.contexts.map((c) => c.name).join("\n");
+    if (state.countedNames !== undefined && names !== state.countedNames)
+      void loadTopology().catch(() => undefined);
+    state.countedNames = names;
   });
   events.addEventListener("unavailable", (e) => {
     live.className = "live off";
@@ -225,5 +233,5 @@ window.addEventListener("hashchange", () => void route());
 await loadTopology();
 watchCounters();
 void route();
-void new AuditView().open();
+void new AuditView().open(state.contexts.length);
 setInterval(() => void loadTopology().catch(() => undefined), REFRESH_MS);
