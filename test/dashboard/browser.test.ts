@@ -118,6 +118,8 @@ test("a counter moves while the test sends traffic", async (t) => {
   }
   assert.ok(Number(await cell.textContent()) > before);
   assert.match((await page.textContent('#contexts tr[data-context="web"] .rx-rate')) ?? "", /\/s$/);
+  // web's page (opened by the test before) follows the counters too.
+  assert.match((await page.textContent("#context-traffic")) ?? "", /^rx [1-9][\d.]* (B|KiB)/);
 });
 
 test("the audit table shows each level's row, and a cell's evidence on click", async () => {

@@ -66,6 +66,16 @@ export function selects(selector: string, c: ContextView): boolean {
   return false;
 }
 
+/** The context's counters in a line; main.ts rewrites it with every update while the page shows the context. */
+export function trafficText(stats: ContextStats | undefined): string {
+  if (!stats) return "no counters yet";
+  return (
+    `rx ${humanBytes(stats.rx.bytes)} (${stats.rx.packets} pkts, ${stats.rx.drops} drops), ` +
+    `tx ${humanBytes(stats.tx.bytes)} (${stats.tx.packets} pkts, ${stats.tx.drops} drops), ` +
+    `${stats.connections} connections`
+  );
+}
+
 export async function renderContextPage(
   target: HTMLElement,
   name: string,
@@ -99,14 +109,8 @@ export async function renderContextPage(
       ...field("published", (c.publish ?? []).join(", ") || "none"),
       ...field("host ports", (c.allowHostPorts ?? []).join(", ")),
       ...field("bandwidth", c.bandwidth ? JSON.stringify(c.bandwidth) : "unlimited"),
-      ...field(
-        "traffic",
-        stats
-          ? `rx ${humanBytes(stats.rx.bytes)} (${stats.rx.packets} pkts, ${stats.rx.drops} drops), ` +
-              `tx ${humanBytes(stats.tx.bytes)} (${stats.tx.packets} pkts, ${stats.tx.drops} drops), ` +
-              `${stats.connections} connections`
-          : undefined,
-      ),
+      el("dt", {}, "traffic"),
+      el("dd", { id: "context-traffic", "data-context": c.name }, trafficText(stats)),
       ...field("created", c.createdAt),
     ),
     el("h3", {}, "Interfaces"),

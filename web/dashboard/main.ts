@@ -5,7 +5,7 @@
  */
 import cytoscape, { type Core } from "cytoscape";
 import { AuditView } from "./audit-view.ts";
-import { renderContextPage } from "./context-page.ts";
+import { renderContextPage, trafficText } from "./context-page.ts";
 import { byId, el, getJson } from "./dom.ts";
 import { byteRates, type ContextStats, humanBytes, type StatsView } from "./rates.ts";
 import { type ContextInfo, type NetworkInfo, topology } from "./topology.ts";
@@ -161,6 +161,10 @@ byId("filter").addEventListener("input", applyFilter);
 
 function showCounters(view: StatsView): void {
   const rates = byteRates(state.previous, view);
+  const traffic = document.getElementById("context-traffic");
+  const shown = traffic?.dataset["context"];
+  if (traffic && shown !== undefined)
+    traffic.textContent = trafficText(view.contexts.find((c) => c.name === shown));
   for (const c of view.contexts) {
     const row = state.rows.get(c.name);
     if (!row) continue;
