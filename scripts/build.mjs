@@ -88,13 +88,13 @@ for (const file of ["index.html", "dashboard.css"]) {
  * Compile a C helper into dist/ when its source is newer. Compiled beside and renamed into place: a runtime may be
  * exec'ing the old one right now. Returns false when there is no C compiler.
  */
-function compile(source, target) {
+function compile(source, target, flags = []) {
   if (existsSync(target) && statSync(target).mtimeMs > statSync(source).mtimeMs) return true;
   const cc = ["cc", "gcc"].find((c) => spawnSync(c, ["--version"], { stdio: "ignore" }).status === 0);
   if (!cc) return false;
   mkdirSync(dirname(target), { recursive: true });
   const tmp = `${target}.tmp-${process.pid}`;
-  const r = spawnSync(cc, ["-O2", "-Wall", "-Wextra", "-o", tmp, source], { stdio: "inherit" });
+  const r = spawnSync(cc, ["-O2", "-Wall", "-Wextra", ...flags, "-o", tmp, source], { stdio: "inherit" });
   if (r.status !== 0) process.exit(r.status ?? 1);
   renameSync(tmp, target);
   return true;
@@ -107,4 +107,12 @@ if (!compile("src/cni/client.c", "dist/cni/netctx-cni-client"))
 // The exec sandbox (src/exec/netctx-enter.c): namespaces, mounts, capabilities, Landlock and seccomp set up between
 // fork and exec, which node cannot do for a child. No fallback: without it `netctx exec` refuses to run.
 if (!compile("src/exec/netctx-enter.c", "dist/netctx-enter"))
-  console.warn("build: no C compiler (cc/gcc): `netctx exec` and the audit need dist/netctx-enter and will refuse");
+  console.warn(
+    "build: no C compiler (cc/gcc): `netctx exec` and the audit need dist/netctx-enter and will refuse",
+  );
+// The scan for a namespace's processes rm makes on every l2 context (src/kernel/netns-procs.c), loaded through
+// koffi: a fifth of node's cost per task. Without it netns-procs.ts walks /proc in JavaScript.
+if (!compile("src/kernel/netns-procs.c", "dist/libnetctx-procs.so", ["-shared", "-fPIC"]))
+  console.warn(
+    "build: no C compiler (cc/gcc): rm finds a namespace's processes the slower way, in JavaScript",
+  );

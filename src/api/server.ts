@@ -17,6 +17,7 @@ import { DnsFeed } from "../engine/dns-feed.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import type { OverlayEngine } from "../engine/overlay.ts";
 import { addPolicy, policyView, removePolicy } from "../engine/policies.ts";
+import { statsView } from "../engine/stats.ts";
 import { contextView, contextViews, inspectView } from "../engine/views.ts";
 import { invalid, NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
@@ -67,6 +68,9 @@ export function handle(
     if (kind === "apply" && method === "POST" && !name)
       return json(200, engineApplySync(host, JSON.parse(body || "{}") as ApplyRequest));
     if (kind === "health") return json(200, { ok: true, pid: process.pid });
+    // `?name=A&name=B`: only those contexts (an unknown one is a 404 naming it).
+    if (kind === "stats" && method === "GET" && !name)
+      return json(200, statsView(host, { names: queryAll(path, "name") }));
     // Run the cleanup the engine left for a pause (deferred DEL teardowns, batched nft removals) now: for callers
     // that need the kernel settled (tests, benchmarks charging that work to the removals that left it).
     if (kind === "settle" && method === "POST") {
@@ -109,6 +113,12 @@ export function handle(
   } catch (err) {
     return errorReply(err);
   }
+}
+
+/** Every value of a repeated query parameter (`?name=a&name=b`). */
+function queryAll(path: string, key: string): string[] {
+  const query = path.includes("?") ? path.slice(path.indexOf("?") + 1) : "";
+  return new URLSearchParams(query).getAll(key);
 }
 
 /** A boolean query parameter: present as 1 or true (`?force=1`). */

@@ -6,12 +6,15 @@
  *   open tables are written once, and again only after tables that were not open;
  * - with them, the contexts' labels and addresses are kept per Host and only the contexts a change names are read
  *   again (by primary key), unless another process wrote to the store meanwhile (StateStore.foreignWrites): then
- *   all of them. Policies and networks are few, and read each time.
+ *   all of them;
+ * - policies and networks are read again only when their revision changed (StateStore.policyInputsRevision): parsing
+ *   200 policy records cost more than the rest of a create's sync.
  */
 import { type Host, hostSlot } from "../host.ts";
 import { specOf } from "../levels/driver.ts";
+import type { PolicyRecord } from "../model/policy.ts";
 import { OPEN_TABLES } from "../model/policy-tables.ts";
-import type { ContextRecord } from "../model/records.ts";
+import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import { writePolicyTables } from "../networks/policy-datapath.ts";
 import { compilePolicies, type PolicyContext } from "./policy-compile.ts";
 
@@ -22,9 +25,29 @@ interface SyncState {
   version: number | undefined;
   /** The last tables written were the open ones. */
   open: boolean;
+  /** Policies and networks as read under `revision`. */
+  inputs: { revision: string; policies: PolicyRecord[]; networks: NetworkRecord[] } | undefined;
 }
 
-const SYNC = hostSlot((): SyncState => ({ contexts: undefined, version: undefined, open: false }));
+const SYNC = hostSlot(
+  (): SyncState => ({ contexts: undefined, version: undefined, open: false, inputs: undefined }),
+);
+
+function policiesAndNetworks(
+  host: Host,
+  state: SyncState,
+): { policies: PolicyRecord[]; networks: NetworkRecord[] } {
+  const revision = host.store.policyInputsRevision();
+  if (revision !== undefined && state.inputs !== undefined && state.inputs.revision === revision)
+    return state.inputs;
+  const inputs = {
+    revision: revision ?? "",
+    policies: host.store.listPolicies(),
+    networks: host.store.listNetworks(),
+  };
+  state.inputs = revision === undefined ? undefined : inputs;
+  return inputs;
+}
 
 export function policyContextOf(record: ContextRecord): PolicyContext {
   const spec = specOf(record);
@@ -59,11 +82,8 @@ export function syncPolicyTables(host: Host, touched: readonly string[] | "all")
     }
   }
   state.version = version;
-  const tables = compilePolicies({
-    policies: host.store.listPolicies(),
-    contexts: [...state.contexts.values()],
-    networks: host.store.listNetworks(),
-  });
+  const { policies, networks } = policiesAndNetworks(host, state);
+  const tables = compilePolicies({ policies, contexts: [...state.contexts.values()], networks });
   state.open = false;
   writePolicyTables(host, tables);
 }

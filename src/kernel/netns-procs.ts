@@ -5,17 +5,54 @@
  * A namespace has no cgroup.kill: emptying one is SIGKILL round after round until no task is left, a fork that raced
  * one round being listed in the next.
  */
-import { readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readlinkSync, statSync } from "node:fs";
+import { join } from "node:path";
+import koffi from "koffi";
+import { packageRoot } from "../package-root.ts";
 
 /** Same bound as cgroup-kill.ts: a process in uninterruptible sleep dies only when its I/O ends. */
 export const NETNS_KILL_TIMEOUT_MS = 5000;
 const ROUND_MS = 10;
 
-/** The pids (thread-group ids) with at least one task in the namespace at `path`; [] when the file is gone. */
+type NativeScan = (path: string, out: Int32Array, max: number) => number;
+let native: NativeScan | null | undefined;
+
+/** dist/libnetctx-procs.so's netns_pids (netns-procs.c, the same walk in C), or null when it was not built. */
+function nativeScan(): NativeScan | null {
+  if (native === undefined) {
+    const lib = join(packageRoot(), "dist", "libnetctx-procs.so");
+    native = existsSync(lib)
+      ? (koffi.load(lib).func("int netns_pids(const char *path, int *out, int max)") as NativeScan)
+      : null;
+  }
+  return native;
+}
+
+const ENOENT = 2;
+
+/**
+ * The pids (thread-group ids) with at least one task in the namespace at `path`; [] when the file is gone.
+ * rm runs this on every l2 context, and it walks every task of the host: a namespace link is compared by its text
+ * ("net:[INODE]", one readlink; every namespace lives on the one nsfs, so the inode names it), and a process's other
+ * threads are listed only when it has some (the task directory's link count is 2 + its threads).
+ */
 export function netnsProcs(path: string): number[] {
-  let ns: { dev: number; ino: number };
+  const scan = nativeScan();
+  if (!scan) return netnsProcsInJs(path);
+  for (let room = 64; ; room *= 4) {
+    const out = new Int32Array(room);
+    const n = scan(path, out, room);
+    if (n === -ENOENT) return [];
+    if (n < 0) return netnsProcsInJs(path);
+    if (n <= room) return [...out.subarray(0, n)];
+  }
+}
+
+/** netnsProcs in JavaScript, when the C walk was not built (no C compiler); exported for its test. */
+export function netnsProcsInJs(path: string): number[] {
+  let want: string;
   try {
-    ns = statSync(path);
+    want = `net:[${statSync(path).ino}]`;
   } catch {
     return [];
   }
@@ -23,7 +60,8 @@ export function netnsProcs(path: string): number[] {
   for (const entry of readdirSync("/proc")) {
     const pid = Number(entry);
     if (!Number.isInteger(pid) || pid <= 0) continue;
-    if (tasksOf(pid).some((tid) => sameNs(`/proc/${pid}/task/${tid}/ns/net`, ns))) out.push(pid);
+    const leader = nsLink(`/proc/${pid}/ns/net`);
+    if (leader === want || otherThreadIn(pid, want, leader === undefined)) out.push(pid);
   }
   return out;
 }
@@ -40,22 +78,34 @@ export function killNetnsProcs(path: string, timeoutMs = NETNS_KILL_TIMEOUT_MS):
   }
 }
 
-function tasksOf(pid: number): string[] {
+/**
+ * Whether a thread other than the leader (setns() moves one thread) is in the namespace. A leader that exited
+ * before its threads has no links left and is not counted among them, so then every thread is looked at.
+ */
+function otherThreadIn(pid: number, want: string, leaderGone: boolean): boolean {
+  let threads: number;
   try {
-    return readdirSync(`/proc/${pid}/task`);
+    threads = statSync(`/proc/${pid}/task`).nlink - 2;
   } catch {
     // Exited while we looked.
-    return [];
+    return false;
   }
+  if (threads <= 1 && !leaderGone) return false;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return false;
+  }
+  return tids.some((tid) => tid !== String(pid) && nsLink(`/proc/${pid}/task/${tid}/ns/net`) === want);
 }
 
-function sameNs(link: string, ns: { dev: number; ino: number }): boolean {
+/** "net:[INODE]", or undefined for an exiting task (ENOENT) or a kernel thread we may not look into. */
+function nsLink(link: string): string | undefined {
   try {
-    const st = statSync(link);
-    return st.ino === ns.ino && st.dev === ns.dev;
+    return readlinkSync(link);
   } catch {
-    // An exiting task (ENOENT) or a kernel thread we may not look into: not one of the namespace's.
-    return false;
+    return undefined;
   }
 }
 

@@ -72,11 +72,28 @@ export function portKey(gen: number, proto: "tcp" | "udp", port: number): Uint8A
   return key;
 }
 
-/** What generation `gen` of the maps must hold for `tables`. */
-export function generationEntries(tables: PolicyTables, gen: Generation): GenerationEntries {
+/** An address entry's key (hex) and value as encoded before, by the entry's fields and generation. */
+export type EncodedAddresses = Map<string, [string, Uint8Array]>;
+
+/**
+ * What generation `gen` of the maps must hold for `tables`. `encoded`: entries encoded by earlier calls (a create
+ * changes one entry of a hundred, and encoding all of them was most of a write); entries are added to it.
+ */
+export function generationEntries(
+  tables: PolicyTables,
+  gen: Generation,
+  encoded: EncodedAddresses = new Map(),
+): GenerationEntries {
   const L = addressLayout(POLICY_WORDS);
   const addresses = new Map<string, Uint8Array>();
   tables.addresses.forEach((e, i) => {
+    const signature = `${gen} ${e.cidr} ${e.ingressFrom} ${e.ingressTo} ${e.egressFrom} ${e.egressTo} ${e.ingressSelected} ${e.egressSelected} ${e.gateway} ${e.isolateGroup}`;
+    const known = encoded.get(signature);
+    if (known) {
+      if (addresses.has(known[0])) throw invalid(`addresses[${i}].cidr`, `${e.cidr} is in the table twice`);
+      addresses.set(known[0], known[1]);
+      return;
+    }
     const field = `addresses[${i}]`;
     const value = new Uint8Array(L.size);
     const view = new DataView(value.buffer);
@@ -95,6 +112,7 @@ export function generationEntries(tables: PolicyTables, gen: Generation): Genera
     const key = hex(addressKey(gen, e.cidr, `${field}.cidr`));
     if (addresses.has(key)) throw invalid(`${field}.cidr`, `${e.cidr} is in the table twice`);
     addresses.set(key, value);
+    encoded.set(signature, [key, value]);
   });
   // Every lookup finds an entry: an address no entry covers gets the zero one ("every field zero or false").
   for (const world of ["0.0.0.0/0", "::/0"]) {
@@ -238,10 +256,12 @@ interface Written {
 export interface WriteCache {
   serial: number | undefined;
   generations: Map<number, Written>;
+  /** Address entries as encoded for earlier writes (see generationEntries). */
+  encoded: EncodedAddresses;
 }
 
 export function newWriteCache(): WriteCache {
-  return { serial: undefined, generations: new Map() };
+  return { serial: undefined, generations: new Map(), encoded: new Map() };
 }
 
 function readGeneration(
@@ -257,11 +277,23 @@ function readGeneration(
   return have;
 }
 
+/** Values come from generationEntries' cache, the same arrays write after write: their hex is kept with them. */
+const hexOfValue = new WeakMap<Uint8Array, string>();
+
+function valueHex(v: Uint8Array): string {
+  let text = hexOfValue.get(v);
+  if (text === undefined) {
+    text = hex(v);
+    hexOfValue.set(v, text);
+  }
+  return text;
+}
+
 /** Bring generation `gen` of one map from `have` to `want`: update what differs, delete what is not wanted. */
 function sync(mapFd: number, have: Map<string, string>, want: Map<string, Uint8Array>): Map<string, string> {
   const now = new Map<string, string>();
   for (const [k, v] of want) {
-    const text = hex(v);
+    const text = valueHex(v);
     if (have.get(k) !== text) mapUpdate(mapFd, fromHex(k), v);
     now.set(k, text);
   }
@@ -282,7 +314,9 @@ export function writeTables(
 ): void {
   const head = readHead(maps);
   const target: Generation = head.gen === 1 ? 2 : 1;
-  const entries = generationEntries(tables, target);
+  // Entries of contexts long gone would pile up: start again once it holds several tables' worth.
+  if (cache.encoded.size > 4 * tables.addresses.length + 64) cache.encoded.clear();
+  const entries = generationEntries(tables, target, cache.encoded);
   const serial = (head.serial + 1) >>> 0;
   if (cache.serial !== head.serial) cache.generations.clear();
   if (isOpen(tables)) {

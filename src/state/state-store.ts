@@ -67,4 +67,9 @@ export interface StateStore {
    * own writes: a cache of records kept in this process knows when to read them again.
    */
   foreignWrites(): number;
+  /**
+   * Changes with every write of a network or a policy, by this process or another: records read under one revision
+   * are still true while it holds. Undefined inside a transaction, whose reads may yet be rolled back.
+   */
+  policyInputsRevision(): string | undefined;
 }

@@ -200,6 +200,8 @@ export class Store implements StateStore {
   private readonly state: StateDb;
   private readonly ipam: Ipam;
   private readonly q;
+  /** Writes of networks and policies by this store: see policyInputsRevision. */
+  private policyInputWrites = 0;
 
   private constructor(state: StateDb) {
     this.state = state;
@@ -354,6 +356,7 @@ export class Store implements StateStore {
   // ---- networks
 
   insertNetwork(n: NetworkRecord): void {
+    this.policyInputWrites++;
     checkNetwork(n);
     const subnets = normalizeSubnets(n.name, n.subnets);
     const options = toJson("options", n.options);
@@ -393,6 +396,7 @@ export class Store implements StateStore {
    * gateway may not be an address somebody holds.
    */
   updateNetwork(n: NetworkRecord): void {
+    this.policyInputWrites++;
     checkNetwork(n);
     const subnets = normalizeSubnets(n.name, n.subnets);
     const options = toJson("options", n.options);
@@ -430,6 +434,7 @@ export class Store implements StateStore {
 
   /** Refuses while leases exist on the network: their owners' kernel objects still use those addresses. */
   deleteNetwork(name: string): boolean {
+    this.policyInputWrites++;
     return this.transaction(() => {
       const owners = this.q.leaseOwners.all(name);
       if (owners.length > 0) {
@@ -564,6 +569,7 @@ export class Store implements StateStore {
 
   /** Refuses a name in use, and a policy beyond MAX_POLICIES (each has a bit of the data path's tables). */
   insertPolicy(p: PolicyRecord): void {
+    this.policyInputWrites++;
     const checked = PolicyRecordSchema.safeParse(p);
     if (!checked.success) {
       const { field, message } = firstProblem(checked.error);
@@ -600,12 +606,23 @@ export class Store implements StateStore {
   }
 
   deletePolicy(name: string): boolean {
+    this.policyInputWrites++;
     return this.transaction(() => this.q.deletePolicy.run(name).changes > 0);
   }
 
   /** Whether any policy exists or any network isolates or denies by default, in one query (every create asks). */
   policyActive(): boolean {
     return this.read(() => this.q.policyActive.get() === 1);
+  }
+
+  /**
+   * A revision of the networks and policies: it changes with every write of one by this store (counted) or any commit
+   * by another process (data_version), so records read under one revision stay true while it holds. Undefined inside
+   * a transaction, whose reads may yet be rolled back.
+   */
+  policyInputsRevision(): string | undefined {
+    if (this.state.db.inTransaction) return undefined;
+    return `${this.foreignWrites()}:${this.policyInputWrites}`;
   }
 
   /** SQLite's data_version: it changes when another connection commits, never for this one's own writes. */

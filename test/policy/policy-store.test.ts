@@ -112,6 +112,38 @@ test("foreignWrites changes for another process's commit, not for this one's own
   }
 });
 
+test("policyInputsRevision changes with every write of a policy or network, by anyone; none inside a transaction", () => {
+  const dir = freshDir("revision");
+  const mine = Store.open(dir);
+  const other = Store.open(dir);
+  try {
+    const seen = new Set<string | undefined>();
+    const expectNew = (what: string) => {
+      const r = mine.policyInputsRevision();
+      assert.ok(r !== undefined && !seen.has(r), `${what}: a new revision (${r})`);
+      seen.add(r);
+    };
+    expectNew("start");
+    assert.equal(mine.policyInputsRevision(), [...seen][0], "nothing written: the same");
+    mine.insertPolicy(policy("mine"));
+    expectNew("its own policy");
+    mine.deletePolicy("mine");
+    expectNew("its own policy removed");
+    mine.insertNetwork(network("n1", [{ cidr: "10.61.0.0/24" }]));
+    expectNew("its own network");
+    mine.updateNetwork({ ...mine.getNetwork("n1")!, options: { isolate: true } });
+    expectNew("its network changed");
+    other.insertPolicy(policy("theirs"));
+    expectNew("another connection's policy");
+    mine.deleteNetwork("n1");
+    expectNew("its network removed");
+    mine.transaction(() => assert.equal(mine.policyInputsRevision(), undefined, "inside a transaction"));
+  } finally {
+    mine.close();
+    other.close();
+  }
+});
+
 test("a store of schema 5 gains the policies table, its records untouched", () => {
   const dir = freshDir("migrate-6");
   mkdirSync(dir, { recursive: true });
