@@ -110,10 +110,14 @@ async function loadTopology(): Promise<void> {
   ]);
   state.contexts = contexts;
   state.networks = networks;
-  byId("summary").textContent =
-    `node ${state.node} · ${contexts.length} contexts · ${networks.length} networks`;
+  showSummary();
   draw();
   renderTable();
+}
+
+function showSummary(): void {
+  byId("summary").textContent =
+    `node ${state.node} · ${state.contexts.length} contexts · ${state.networks.length} networks`;
 }
 
 function renderTable(): void {
@@ -191,6 +195,7 @@ function watchCounters(): void {
     state.current = view;
     if (view.node && view.node !== state.node) {
       state.node = view.node;
+      showSummary();
       draw(true);
     }
     live.className = "live on";
