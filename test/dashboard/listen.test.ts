@@ -46,6 +46,7 @@ test("bad --listen and --token-file values: one line naming the field, non-zero 
       ["--listen", "0.0.0.0:8080", "--token-file", tokenFile("empty", "\n")],
       /^error: token-file: .*empty is empty/,
     ],
+    [["--listen", "0.0.0.0:8080", "--token-file", SCRATCH], /^error: token-file: .* cannot be read: EISDIR/],
     [
       ["--listen", "0.0.0.0:8080", "--token-file", tokenFile("short", "abc\n")],
       /^error: token-file: .*does not hold one token/,
