@@ -3,7 +3,7 @@
  * It takes seconds and blocks on probes (spawnSync with 5 s limits in audit/run.ts), so it runs as a child process:
  * the engine keeps answering meanwhile, and a probe that hangs cannot stall it.
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 
 export interface AuditRunView {
   state: "never" | "running" | "done" | "failed";
@@ -16,6 +16,7 @@ export interface AuditRunView {
 
 export class AuditRuns {
   private view: AuditRunView = { state: "never" };
+  private child: ChildProcess | undefined;
   private last: Omit<AuditRunView, "state"> = {};
 
   /** `argv`: the audit command to run (serve builds it: this node, this state dir). */
@@ -25,6 +26,11 @@ export class AuditRuns {
     return this.view.state === "running" ? { ...this.last, ...this.view } : this.view;
   }
 
+  /** End a run under way (the engine stops): its probes clean up after themselves on SIGTERM, as on a Ctrl-C. */
+  stop(): void {
+    this.child?.kill("SIGTERM");
+  }
+
   /** Start a run unless one runs; the view says "running" at once (the last report stays beside it). */
   start(): AuditRunView {
     if (this.view.state === "running") return this.current();
@@ -32,6 +38,7 @@ export class AuditRuns {
     const startedAt = new Date().toISOString();
     this.view = { state: "running", startedAt };
     const child = spawn(this.argv[0]!, this.argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    this.child = child;
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {
@@ -41,6 +48,7 @@ export class AuditRuns {
       stderr += d;
     });
     const finish = (code: number | null, spawnError?: Error) => {
+      this.child = undefined;
       const finishedAt = new Date().toISOString();
       try {
         if (spawnError) throw spawnError;

@@ -86,6 +86,7 @@ export async function serveDashboard(o: DashboardOptions): Promise<Server> {
   const close = server.close.bind(server);
   server.close = (cb?: (err?: Error) => void) => {
     stats.close();
+    o.audits.stop();
     server.closeAllConnections();
     return close(cb);
   };

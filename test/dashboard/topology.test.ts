@@ -71,3 +71,36 @@ test("an opened network shows its contexts one by one, none on top of another", 
   const spots = new Set(big.map((e) => `${e.position!.x},${e.position!.y}`));
   assert.equal(spots.size, 600);
 });
+
+test("the cluster's other nodes: a host each with its overlay networks, one edge per network and node", () => {
+  const local = [
+    { name: "pn", driver: "overlay", subnets: [] },
+    { name: "lan", driver: "bridge", subnets: [] },
+  ];
+  const els = topology(
+    contexts()
+      .slice(0, 3)
+      .map((c) => ({ ...c, networks: ["pn"] })),
+    local,
+    {
+      node: "h1",
+      expanded: new Set(),
+      collapseAbove: 30,
+      peers: [
+        { name: "h2", underlay: "192.168.77.2", contexts: 4, networks: ["pn"] },
+        { name: "h3", underlay: "192.168.77.3", contexts: 0, networks: [] },
+      ],
+    },
+  );
+  const hosts = nodes(els).filter((e) => e.classes?.startsWith("host"));
+  assert.deepEqual(
+    hosts.map((h) => h.data.label),
+    ["h1", "h2 · 192.168.77.2 · 4 contexts", "h3 · 192.168.77.3 · 0 contexts"],
+  );
+  assert.equal(nodes(els).find((e) => e.data.id === "net:h2/pn")?.data.parent, "host:h2");
+  assert.deepEqual(
+    edges(els).map((e) => [e.data.source, e.data.target]),
+    [["net:h1/pn", "net:h2/pn"]],
+  );
+  assert.ok(hosts[2]!.position, "a node without networks is placed");
+});

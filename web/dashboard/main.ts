@@ -8,7 +8,7 @@ import { AuditView } from "./audit-view.ts";
 import { renderContextPage, trafficText } from "./context-page.ts";
 import { byId, el, getJson } from "./dom.ts";
 import { byteRates, type ContextStats, humanBytes, type StatsView } from "./rates.ts";
-import { type ContextInfo, type NetworkInfo, topology } from "./topology.ts";
+import { type ContextInfo, type NetworkInfo, type PeerInfo, topology } from "./topology.ts";
 
 /** Above this many contexts a network shows one node per level until opened. */
 const COLLAPSE_ABOVE = 30;
@@ -19,6 +19,7 @@ const state = {
   node: "this host",
   contexts: [] as ContextInfo[],
   networks: [] as NetworkInfo[],
+  peers: [] as PeerInfo[],
   expanded: new Set<string>(),
   drawn: "",
   previous: undefined as StatsView | undefined,
@@ -52,6 +53,9 @@ const cy: Core = cytoscape({
       selector: "node.host",
       style: { "font-weight": "bold", "font-size": 14, "background-color": "#1d232b" },
     },
+    { selector: "node.peer", style: { "background-color": "#6b7480", "border-style": "dashed" } },
+    { selector: "node.remote", style: { "background-color": "#9aa4b1" } },
+    { selector: "edge.overlay", style: { "line-style": "dashed", "line-color": "#6b7480", width: 2 } },
     { selector: "node.network", style: { "background-color": "#6b7480", shape: "round-rectangle" } },
     ...Object.entries(LEVEL_COLOURS).map(([level, colour]) => ({
       selector: `node.level-${level}`,
@@ -88,6 +92,7 @@ function draw(force = false): void {
   const signature = JSON.stringify([
     state.contexts.map((c) => [c.name, c.level, c.status, c.networks]),
     state.networks.map((n) => n.name),
+    state.peers,
     [...state.expanded],
   ]);
   if (!force && signature === state.drawn) return;
@@ -96,6 +101,7 @@ function draw(force = false): void {
   cy.add(
     topology(state.contexts, state.networks, {
       node: state.node,
+      peers: state.peers,
       expanded: state.expanded,
       collapseAbove: COLLAPSE_ABOVE,
     }),
@@ -103,14 +109,43 @@ function draw(force = false): void {
   cy.layout({ name: "preset", fit: true, padding: 20 }).run();
 }
 
+interface ClusterStatus {
+  self?: string;
+  nodes: { name: string; underlay: string; contexts: number; blocks: { network: string }[] }[];
+}
+
+/** The cluster's other nodes; none when this engine is no cluster member (the API answers 400 then). */
+async function clusterPeers(): Promise<PeerInfo[]> {
+  let status: ClusterStatus;
+  try {
+    status = await getJson<ClusterStatus>("/v1/cluster");
+  } catch {
+    return [];
+  }
+  if (status.self && status.self !== state.node) {
+    state.node = status.self;
+  }
+  return status.nodes
+    .filter((n) => n.name !== status.self)
+    .map((n) => ({
+      name: n.name,
+      underlay: n.underlay,
+      contexts: n.contexts,
+      networks: [...new Set(n.blocks.map((b) => b.network))].sort(),
+    }));
+}
+
 async function loadTopology(): Promise<void> {
-  const [contexts, networks] = await Promise.all([
+  const [contexts, networks, peers] = await Promise.all([
     getJson<ContextInfo[]>("/ui/contexts"),
     getJson<NetworkInfo[]>("/v1/networks"),
+    clusterPeers(),
   ]);
   state.contexts = contexts;
   state.networks = networks;
+  state.peers = peers;
   showSummary();
+  showHosts();
   draw();
   renderTable();
 }
@@ -118,6 +153,23 @@ async function loadTopology(): Promise<void> {
 function showSummary(): void {
   byId("summary").textContent =
     `node ${state.node} · ${state.contexts.length} contexts · ${state.networks.length} networks`;
+}
+
+/** The hosts and their networks in words, under the canvas (which a screen reader or a test cannot read). */
+function showHosts(): void {
+  const local = el(
+    "span",
+    { "data-host": state.node },
+    `${state.node} (this node): ${state.networks.map((n) => n.name).join(", ") || "no networks"}`,
+  );
+  const peers = state.peers.map((p) =>
+    el(
+      "span",
+      { "data-host": p.name },
+      `${p.name} (${p.underlay}, ${p.contexts} contexts): ${p.networks.join(", ") || "no overlay blocks"}`,
+    ),
+  );
+  byId("hosts").replaceChildren(...[local, ...peers].flatMap((s, i) => (i === 0 ? [s] : [" · ", s])));
 }
 
 function renderTable(): void {

@@ -21,9 +21,20 @@ export interface NetworkInfo {
   subnets: { cidr: string }[];
 }
 
+/** Another node of the cluster, as `GET /v1/cluster` lists it: its own contexts live in its engine, not here. */
+export interface PeerInfo {
+  name: string;
+  underlay: string;
+  contexts: number;
+  /** The overlay networks it holds address blocks of. */
+  networks: string[];
+}
+
 export interface TopologyOptions {
   /** This engine's node: the host of every local network and context. */
   node: string;
+  /** The cluster's other nodes; none on a lone host. */
+  peers?: readonly PeerInfo[];
   /** Networks the user opened although they are large. */
   expanded: ReadonlySet<string>;
   collapseAbove: number;
@@ -160,6 +171,35 @@ export function topology(
       return { id };
     });
     place(shown, Math.ceil(Math.sqrt(shown.length)));
+  }
+  // Other nodes: a host each, with the overlay networks it holds blocks of, joined to the same network here (one edge
+  // per network and node: the overlay's VXLAN peering, not its contexts).
+  for (const peer of opts.peers ?? []) {
+    const id = hostId(peer.name);
+    add({
+      group: "nodes",
+      data: { id, label: `${peer.name} · ${peer.underlay} · ${peer.contexts} contexts` },
+      classes: "host peer",
+    });
+    const shown = peer.networks.map((network) => {
+      const netId = networkId(peer.name, network);
+      add({ group: "nodes", data: { id: netId, parent: id, label: network }, classes: "network remote" });
+      return { id: netId };
+    });
+    if (shown.length === 0) shown.push({ id });
+    place(shown, shown.length);
+    for (const network of peer.networks)
+      if (members.has(network))
+        out.push({
+          group: "edges",
+          data: {
+            id: `edge:${networkId(node, network)}>${networkId(peer.name, network)}`,
+            source: networkId(node, network),
+            target: networkId(peer.name, network),
+            label: "",
+          },
+          classes: "overlay",
+        });
   }
   // Further networks of a context: one edge each, merged per drawn node (a group's members share theirs).
   const edges = new Map<string, { source: string; target: string; count: number }>();
