@@ -11,11 +11,15 @@ export interface Dashboard {
   stderr(): string;
 }
 
-/** `netctx serve --listen 127.0.0.1:PORT` with a generated token, once its URL is printed. */
-export async function startDashboard(port: number, extra: string[] = []): Promise<Dashboard> {
+/** `netctx serve --listen ADDRESS:PORT` (loopback) with a generated token, once its URL is printed. */
+export async function startDashboard(
+  port: number,
+  extra: string[] = [],
+  address = "127.0.0.1",
+): Promise<Dashboard> {
   let stderr = "";
   const engine = await startEngine({
-    args: ["--listen", `127.0.0.1:${port}`, ...extra],
+    args: ["--listen", `${address}:${port}`, ...extra],
     onStderr: (chunk) => {
       stderr += chunk;
     },
@@ -25,7 +29,7 @@ export async function startDashboard(port: number, extra: string[] = []): Promis
   if (!url) throw new Error(`no dashboard URL on stderr: ${stderr}${engine.log()}`);
   return {
     engine,
-    base: `http://127.0.0.1:${port}`,
+    base: `http://${address}:${port}`,
     url,
     token: new URL(url).searchParams.get("token")!,
     stderr: () => stderr,

@@ -141,3 +141,12 @@ test("the listener answers nothing without the token, and changes nothing with i
   assert.match(dash.engine.log(), /dashboard: GET \/v1\/contexts from 127\.0\.0\.1 -> 401/);
   assert.ok(listeners().includes("127.0.0.1:8431"));
 });
+
+test("an IPv6 loopback listener prints its URL with brackets and answers there", async () => {
+  await dash?.engine.stop();
+  dash = await startDashboard(8435, ["--no-dns"], "[::1]");
+  assert.match(dash.url, /^http:\/\/\[::1\]:8435\/\?token=[A-Za-z0-9_-]{43}$/);
+  const r = await get(`http://[::1]:8435/v1/networks`, { authorization: `Bearer ${dash.token}` });
+  assert.equal(r.status, 200);
+  assert.ok(listeners().includes("[::1]:8435"), listeners());
+});
