@@ -71,14 +71,12 @@ export async function serveDashboard(o: DashboardOptions): Promise<Server> {
   const assets = loadAssets(o.assetsDir);
   const stats = new StatsEvents(() => route(o.engine, "GET", "/v1/stats", {}, ""));
   const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      void answer(o, assets, stats, req, res, Buffer.concat(chunks).toString("utf8")).catch((err) => {
-        o.log(`dashboard: ${req.method} ${req.url}: ${(err as Error).message}`);
-        if (!res.headersSent)
-          send(res, json(500, { error: { code: "internal", message: "internal error" } }));
-      });
+    // No route here reads a body (GETs, and the audit's POST takes none): it is drained unread, so nobody, with a
+    // token or without, makes the engine hold a large upload in memory.
+    req.resume();
+    void answer(o, assets, stats, req, res).catch((err) => {
+      o.log(`dashboard: ${req.method} ${req.url}: ${(err as Error).message}`);
+      if (!res.headersSent) send(res, json(500, { error: { code: "internal", message: "internal error" } }));
     });
   });
   server.on("close", () => stats.close());
@@ -115,7 +113,6 @@ async function answer(
   stats: StatsEvents,
   req: IncomingMessage,
   res: ServerResponse,
-  body: string,
 ): Promise<void> {
   const method = req.method ?? "GET";
   const url = req.url ?? "/";
@@ -159,7 +156,7 @@ async function answer(
       { allow: "GET, HEAD" },
     );
   const started = performance.now();
-  const reply = await route(o.engine, "GET", url, req.headers, body);
+  const reply = await route(o.engine, "GET", url, req.headers, "");
   send(res, reply);
   o.log(`dashboard: GET ${url} -> ${reply.status} (${(performance.now() - started).toFixed(1)} ms)`);
 }

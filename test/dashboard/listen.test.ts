@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { netctx, netctxOk } from "../utils/cli.ts";
@@ -98,6 +98,17 @@ test("the listener answers nothing without the token, and changes nothing with i
     assert.equal(r.status, 401, `${path} ${JSON.stringify(headers)}`);
     assert.doesNotMatch(r.text, /web|front|10\.91/, "no data in a refusal");
   }
+
+  // A large upload is drained, not kept: 64 MB sent without a token leave the engine's peak memory where it was.
+  const peak = () =>
+    Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${dash!.engine.child.pid}/status`, "utf8"))?.[1]);
+  const peakBefore = peak();
+  const upload = await get(`${base}/v1/contexts`, {}, "POST", "x".repeat(64 << 20));
+  assert.equal(upload.status, 401);
+  assert.ok(
+    peak() - peakBefore < 16 << 10,
+    `peak memory grew ${((peak() - peakBefore) / 1024).toFixed(0)} MB`,
+  );
 
   // The token in the URL becomes a cookie the page's scripts cannot read, and leaves the address bar.
   const login = await get(`${base}/?token=${token}`);
