@@ -9,10 +9,12 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
+import { cgroup2Root } from "../src/kernel/cgroup.ts";
 import { sandboxArgv } from "../src/sandbox.ts";
 
 const root = join(import.meta.dirname, "..");
-const CGROUP_ROOT = "/sys/fs/cgroup/unified";
+/** Where cgroup v2 is mounted on this machine (/sys/fs/cgroup on most, /sys/fs/cgroup/unified on hybrid ones). */
+const CGROUP_ROOT = cgroup2Root();
 const concurrency = Number(process.env.NETCTX_TEST_JOBS ?? 2);
 /** The longest one file may run (the slowest takes about 2 minutes alone on 2 cores). */
 const FILE_LIMIT_S = Number(process.env.NETCTX_TEST_FILE_LIMIT_S ?? 600);
