@@ -2,8 +2,9 @@
  * Traffic counters per context and per network, read from what the kernel counts anyway:
  * - an l2 context: its own interfaces' device counters and its netns's TCP MIB, read inside its netns
  *   (readOwnNetns says why not from the host side).
- * - l3 and socket contexts share the host's stack and devices: their counters come from a cgroup skb counter
- *   program keyed by the context's cgroup (see sharedStackCounters).
+ * - l3 and socket contexts share the host's stack and devices: their counters come from the cgroup-skb counter
+ *   programs on the contexts' cgroup parent, keyed by the context's cgroup (networks/cgroup-counters.ts); drops
+ *   are the packets netctx's programs refused.
  * Connections: TCP connections in ESTABLISHED or CLOSE_WAIT (the MIB's CurrEstab): the netns's counter (l2), or the
  * host's sockets by their cgroup through sock_diag (shared stack; a socket of a process in a child cgroup of the
  * context's is not matched).
@@ -21,6 +22,7 @@ import { openSockDiag, openTcpConnections } from "../kernel/sock-diag.ts";
 import { specOf } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
+import { readCgroupCounters } from "../networks/cgroup-counters.ts";
 
 export interface Counters {
   bytes: number;
@@ -84,16 +86,9 @@ interface ContextReading {
   connections: number;
 }
 
-/**
- * Reads the shared-stack contexts' cgroup counters: cgroup id -> counters. Passed in so this module stays free of
- * the BPF layer's loading (the engine hands the level's reader; without one, those contexts read zero).
- */
-export type SharedStackCounters = (host: Host) => Map<bigint, Directions>;
-
 export interface StatsOptions {
   /** Only these contexts (and the networks they are on); every name must exist. */
   names?: readonly string[];
-  sharedStack?: SharedStackCounters;
 }
 
 /** The counters of every context (or those named) and of their networks, read now. */
@@ -101,7 +96,7 @@ export function statsView(host: Host, options: StatsOptions = {}): StatsView {
   const records = selected(host, options.names);
   const at = Date.now();
   const shared = records.some(onSharedStack);
-  const cgroupCounters = shared && options.sharedStack ? options.sharedStack(host) : new Map();
+  const cgroupCounters: Map<bigint, Directions> = shared ? readCgroupCounters(host) : new Map();
   const cgroupConnections = shared ? connectionsByCgroup() : new Map<bigint, number>();
   const readings = records.map((record) =>
     onSharedStack(record) ? readShared(record, cgroupCounters, cgroupConnections) : readOwnNetns(record),
