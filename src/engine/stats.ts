@@ -93,6 +93,19 @@ export interface StatsOptions {
 
 /** The counters of every context (or those named) and of their networks, read now. */
 export function statsView(host: Host, options: StatsOptions = {}): StatsView {
+  const { shares: _, ...view } = statsReading(host, options);
+  return view;
+}
+
+/** One context's counters on one of its networks (Prometheus labels each series with both). */
+export interface ContextShare extends Directions {
+  context: string;
+  level: string;
+  network: string;
+}
+
+/** The view, and each context's share per network, from one reading of the kernel. */
+export function statsReading(host: Host, options: StatsOptions = {}): StatsView & { shares: ContextShare[] } {
   const records = selected(host, options.names);
   const at = Date.now();
   const shared = records.some(onSharedStack);
@@ -107,6 +120,15 @@ export function statsView(host: Host, options: StatsOptions = {}): StatsView {
     contexts: readings.map(contextStats),
     // Unfiltered, every network shows, those without contexts with zeros.
     networks: networkTotals(host, readings, options.names?.length ? [] : host.store.listNetworks()),
+    shares: readings.flatMap((r) =>
+      [...r.perNetwork].map(([network, d]) => ({
+        context: r.record.name,
+        level: r.record.level,
+        network,
+        rx: d.rx,
+        tx: d.tx,
+      })),
+    ),
   };
 }
 
