@@ -15,7 +15,7 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { notFound } from "../errors.ts";
-import type { Host } from "../host.ts";
+import { type Host, hostSlot } from "../host.ts";
 import { cgroupId } from "../kernel/cgroup.ts";
 import { type DeviceCounters, netnsCounters } from "../kernel/proc-net.ts";
 import { openSockDiag, openTcpConnections } from "../kernel/sock-diag.ts";
@@ -106,13 +106,13 @@ export interface ContextShare extends Directions {
 
 /** The view, and each context's share per network, from one reading of the kernel. */
 export function statsReading(host: Host, options: StatsOptions = {}): StatsView & { shares: ContextShare[] } {
-  const records = selected(host, options.names);
+  const contexts = selected(host, options.names);
   const at = Date.now();
-  const shared = records.some(onSharedStack);
+  const shared = contexts.some((k) => onSharedStack(k.record));
   const cgroupCounters: Map<bigint, Directions> = shared ? readCgroupCounters(host) : new Map();
   const cgroupConnections = shared ? connectionsByCgroup() : new Map<bigint, number>();
-  const readings = records.map((record) =>
-    onSharedStack(record) ? readShared(record, cgroupCounters, cgroupConnections) : readOwnNetns(record),
+  const readings = contexts.map((k) =>
+    onSharedStack(k.record) ? readShared(k, cgroupCounters, cgroupConnections) : readOwnNetns(k.record),
   );
   return {
     at,
@@ -134,9 +134,55 @@ export function statsReading(host: Host, options: StatsOptions = {}): StatsView 
 
 const onSharedStack = (r: ContextRecord) => levelDriver(r.level).sharedStack;
 
-function selected(host: Host, names: readonly string[] | undefined): ContextRecord[] {
-  if (!names?.length) return host.store.listContexts();
-  return names.map((name) => host.store.getContext(name) ?? throwNotFound(name));
+/** A record as last loaded, with its cgroup's id once the cgroup was there. */
+interface KnownContext {
+  fingerprint: string;
+  record: ContextRecord;
+  cgroupId?: bigint;
+}
+
+/**
+ * The records, loaded again only when their fingerprint changed: loading and checking 1000 records costs ~30 ms, the
+ * fingerprints ~1 ms (state-store.ts), and a scrape every few seconds should not pay the first.
+ */
+const KNOWN = hostSlot(() => new Map<string, KnownContext>());
+
+function knownContexts(host: Host): KnownContext[] {
+  const fingerprints = host.store.contextFingerprints();
+  const known = host.cache(KNOWN);
+  for (const name of known.keys()) if (!fingerprints.has(name)) known.delete(name);
+  const out: KnownContext[] = [];
+  for (const [name, fingerprint] of fingerprints) {
+    let k = known.get(name);
+    if (k?.fingerprint !== fingerprint) {
+      const record = host.store.getContext(name);
+      if (!record) continue;
+      k = { fingerprint, record };
+      known.set(name, k);
+    }
+    out.push(k);
+  }
+  return out;
+}
+
+function selected(host: Host, names: readonly string[] | undefined): KnownContext[] {
+  const all = knownContexts(host);
+  if (!names?.length) return all;
+  const byName = new Map(all.map((k) => [k.record.name, k]));
+  return names.map((name) => byName.get(name) ?? throwNotFound(name));
+}
+
+/** The id of a shared-stack context's cgroup (its inode), kept once read: a cgroup made again is another record. */
+function cgroupIdOf(k: KnownContext): bigint | undefined {
+  if (k.cgroupId !== undefined) return k.cgroupId;
+  const path = specOf(k.record).cgroup;
+  if (!path) return undefined;
+  try {
+    k.cgroupId = cgroupId(path);
+  } catch {
+    return undefined; // not made yet, or gone
+  }
+  return k.cgroupId;
 }
 
 function throwNotFound(name: string): never {
@@ -166,12 +212,13 @@ function readOwnNetns(record: ContextRecord): ContextReading {
  * its first network (a context on several host networks shows its whole traffic there).
  */
 function readShared(
-  record: ContextRecord,
+  known: KnownContext,
   cgroupCounters: Map<bigint, Directions>,
   cgroupConnections: Map<bigint, number>,
 ): ContextReading {
+  const record = known.record;
   const spec = specOf(record);
-  const id = spec.cgroup && existsSync(spec.cgroup) ? cgroupId(spec.cgroup) : undefined;
+  const id = cgroupIdOf(known);
   const perNetwork = new Map<string, Directions>();
   const counted = id === undefined ? undefined : cgroupCounters.get(id);
   spec.attachments.forEach((att, i) => {
