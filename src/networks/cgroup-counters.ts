@@ -186,6 +186,28 @@ function dropLosers(parent: string, winner: number): void {
   });
 }
 
+/**
+ * The counter programs leave the contexts' cgroup parent (the bench's paths without counters; a parent that has no
+ * shared-stack context left). Drop paths that count into the map keep it alive until their cgroups go.
+ */
+export function detachCounters(host: Host): void {
+  const parent = contextsCgroupParentPath(host.config.cgroupParent);
+  withFd(openCgroup(parent), (cg) => {
+    for (const direction of ["rx", "tx"] as const)
+      for (const id of queryPrograms(cg, HOOKS[direction])) {
+        const fd = progFdById(id);
+        try {
+          if (progInfo(fd).name === COUNTER_PROGRAM_NAMES[direction]) detachProgram(cg, fd, HOOKS[direction]);
+        } finally {
+          closeFd(fd);
+        }
+      }
+  });
+  const known = host.cache(KNOWN);
+  if (known.map !== undefined) closeFd(known.map);
+  known.map = undefined;
+}
+
 /** What every cgroup counted, by cgroup id; empty when nothing counts yet (no shared-stack context was made). */
 export function readCgroupCounters(host: Host): Map<bigint, CgroupCounts> {
   const map = mapIfAny(host);
