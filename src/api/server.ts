@@ -23,6 +23,7 @@ import { invalid, NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { CallerCheck } from "./caller.ts";
 import { handleCluster } from "./cluster-routes.ts";
+import { EngineMetrics } from "./metrics.ts";
 import { handleOverlay } from "./overlay-routes.ts";
 import { errorReply, json, type Reply } from "./reply.ts";
 
@@ -152,6 +153,15 @@ async function dnsReply(dns: DnsService | undefined): Promise<Reply> {
   return json(200, { serving: true, domain: dns.domain, listening: await dns.listening() });
 }
 
+/** `GET /metrics`: the Prometheus text (api/metrics.ts). */
+async function metricsReply(metrics: EngineMetrics): Promise<Reply> {
+  try {
+    return { status: 200, body: await metrics.text(), type: metrics.contentType };
+  } catch (err) {
+    return errorReply(err);
+  }
+}
+
 /** A socket file nobody answers on is a leftover of a killed engine; a live one means another engine runs. */
 async function claimSocket(path: string): Promise<void> {
   if (!existsSync(path)) return;
@@ -231,6 +241,7 @@ export async function serve(
     idle.unref();
   };
   const callers = new CallerCheck(host.config.cgroupParent);
+  const metrics = new EngineMetrics(host, cluster);
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const refused = refusals.get(req.socket);
     if (refused !== undefined) {
@@ -249,27 +260,32 @@ export async function serve(
       const body = Buffer.concat(chunks).toString("utf8");
       // Cluster requests wait on etcd (up to 5 s): they run beside the others, and touch no kernel state. Overlay
       // requests wait on etcd only when they must (engine/overlay.ts); their kernel work runs in one synchronous step.
-      const reply = url.startsWith("/v1/resolve")
-        ? await resolveReply(dns, url)
-        : url === "/v1/dns"
-          ? await dnsReply(dns)
-          : url.startsWith("/v1/cluster")
-            ? await handleCluster(cluster, method, url, overlay)
-            : await (handleOverlay(
-                overlay,
-                host,
-                method,
-                url,
-                body,
-                url.startsWith("/v1/cni") ? cniEnvOf(req.headers) : undefined,
-              ) ?? handle(host, method, url, req.headers, body));
+      const reply =
+        url.split("?")[0] === "/metrics" && method === "GET"
+          ? await metricsReply(metrics)
+          : url.startsWith("/v1/resolve")
+            ? await resolveReply(dns, url)
+            : url === "/v1/dns"
+              ? await dnsReply(dns)
+              : url.startsWith("/v1/cluster")
+                ? await handleCluster(cluster, method, url, overlay)
+                : await (handleOverlay(
+                    overlay,
+                    host,
+                    method,
+                    url,
+                    body,
+                    url.startsWith("/v1/cni") ? cniEnvOf(req.headers) : undefined,
+                  ) ?? handle(host, method, url, req.headers, body));
       if (method !== "GET") await syncNames();
       res.writeHead(reply.status, {
-        "content-type": "application/json",
+        "content-type": reply.type ?? "application/json",
         "content-length": Buffer.byteLength(reply.body),
       });
       res.end(reply.body);
-      log(requestLine(req, reply.status, performance.now() - started));
+      const ms = performance.now() - started;
+      metrics.observeRequest(method, url, ms / 1000);
+      log(requestLine(req, reply.status, ms));
       flushWhenIdle();
     });
   });
