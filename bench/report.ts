@@ -4,6 +4,7 @@
  */
 
 import { addedPerCall, type BpfHookOptions, type BpfHookSamples, CASES, type HookCase } from "./bpf-hooks.ts";
+import type { CountersFigures, CountersResult } from "./counters.ts";
 import type { DatapathResult } from "./datapath.ts";
 import { KERNEL_FLOOR } from "./kernel-floor.ts";
 import type { L2Memory } from "./l2-lifecycle.ts";
@@ -40,6 +41,7 @@ export interface BenchData {
   datapath?: DatapathResult;
   overlay?: OverlayResult;
   policy?: PolicyResult;
+  counters?: CountersResult;
 }
 
 export interface ResultRow {
@@ -58,12 +60,14 @@ export interface ResultRow {
 
 /**
  * bench/results.json: the setup/teardown rows (per path and N) under "rows", and the overlay section's figures
- * (issue 18) under "overlay" and the policy section's (issue 19) under "policy" when they ran.
+ * (issue 18) under "overlay", the policy section's (issue 19) under "policy" and the counters section's (issue 21)
+ * under "counters" when they ran.
  */
 export interface Results {
   rows: ResultRow[];
   overlay?: OverlayFigures;
   policy?: PolicyFigures;
+  counters?: CountersFigures;
 }
 
 export function results(data: BenchData): Results {
@@ -71,6 +75,7 @@ export function results(data: BenchData): Results {
     rows: resultRows(data),
     ...(data.overlay ? { overlay: data.overlay.figures } : {}),
     ...(data.policy ? { policy: data.policy.figures } : {}),
+    ...(data.counters ? { counters: data.counters.figures } : {}),
   };
 }
 
@@ -396,6 +401,8 @@ function goals(data: BenchData): Verdict[] {
   out.push(...(data.overlay?.verdicts ?? []));
   // 6: policy (issue 19), decided in the policy section.
   out.push(...(data.policy?.verdicts ?? []));
+  // 7: counters and the scrape (issue 21), decided in the counters section.
+  out.push(...(data.counters?.verdicts ?? []));
   return out;
 }
 
@@ -435,6 +442,7 @@ namespace of its own (nested), so it starts from an empty firewall, and that nam
     data.datapath?.text ?? "## Data path\n\nNot measured in this run.\n",
     data.overlay?.text ?? "## Overlay (issue 18)\n\nNot measured in this run.\n",
     data.policy?.text ?? "## Policy (issue 19)\n\nNot measured in this run.\n",
+    data.counters?.text ?? "## Counters (issue 21)\n\nNot measured in this run.\n",
     notMeasuredSection(data),
   ]
     .filter(Boolean)

@@ -163,7 +163,7 @@ async function answer(
 
 function send(res: ServerResponse, reply: Reply, headers: Record<string, string> = {}): void {
   res.writeHead(reply.status, {
-    "content-type": "application/json",
+    "content-type": reply.type ?? "application/json",
     "content-length": Buffer.byteLength(reply.body),
     "cache-control": "no-store",
     ...PAGE_HEADERS,

@@ -4,6 +4,8 @@ import { NetctxError } from "../errors.ts";
 export interface Reply {
   status: number;
   body: string;
+  /** Content type; JSON unless given. */
+  type?: string;
 }
 
 export function json(status: number, value: unknown): Reply {

@@ -23,6 +23,7 @@ import { invalid, NetctxError, notFound } from "../errors.ts";
 import type { Host } from "../host.ts";
 import { CallerCheck } from "./caller.ts";
 import { handleCluster } from "./cluster-routes.ts";
+import { EngineMetrics } from "./metrics.ts";
 import { handleOverlay } from "./overlay-routes.ts";
 import { errorReply, json, type Reply } from "./reply.ts";
 
@@ -152,6 +153,15 @@ async function dnsReply(dns: DnsService | undefined): Promise<Reply> {
   return json(200, { serving: true, domain: dns.domain, listening: await dns.listening() });
 }
 
+/** `GET /metrics`: the Prometheus text (api/metrics.ts). */
+async function metricsReply(metrics: EngineMetrics): Promise<Reply> {
+  try {
+    return { status: 200, body: await metrics.text(), type: metrics.contentType };
+  } catch (err) {
+    return errorReply(err);
+  }
+}
+
 /** A socket file nobody answers on is a leftover of a killed engine; a live one means another engine runs. */
 async function claimSocket(path: string): Promise<void> {
   if (!existsSync(path)) return;
@@ -181,6 +191,8 @@ export interface EngineParts {
   cluster?: ClusterMember | undefined;
   overlay?: OverlayEngine | undefined;
   dns?: DnsService | undefined;
+  /** `GET /metrics` (api/metrics.ts); without it the path is not found. */
+  metrics?: EngineMetrics | undefined;
 }
 
 /** One request of the engine's JSON API, whichever listener it came through. */
@@ -191,7 +203,8 @@ export async function route(
   headers: IncomingMessage["headers"],
   body: string,
 ): Promise<Reply> {
-  const { host, cluster, overlay, dns } = parts;
+  const { host, cluster, overlay, dns, metrics } = parts;
+  if (metrics && url.split("?")[0] === "/metrics" && method === "GET") return metricsReply(metrics);
   // Cluster requests wait on etcd (up to 5 s): they run beside the others, and touch no kernel state. Overlay
   // requests wait on etcd only when they must (engine/overlay.ts); their kernel work runs in one synchronous step.
   if (url.startsWith("/v1/resolve")) return resolveReply(dns, url);
@@ -220,6 +233,8 @@ export async function serve(
   cluster?: ClusterMember,
   overlay?: OverlayEngine,
   dns?: DnsService,
+  /** Shared with the dashboard's listener (cli/serve.ts), which serves /metrics too. */
+  metrics: EngineMetrics = new EngineMetrics(host, cluster),
 ): Promise<Server> {
   await claimSocket(socketPath);
   // The DNS server (a worker thread) learns what changed after every request that may have changed names, before
@@ -265,7 +280,7 @@ export async function serve(
     idle.unref();
   };
   const callers = new CallerCheck(host.config.cgroupParent);
-  const parts: EngineParts = { host, cluster, overlay, dns };
+  const parts: EngineParts = { host, cluster, overlay, dns, metrics };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const refused = refusals.get(req.socket);
     if (refused !== undefined) {
@@ -285,11 +300,13 @@ export async function serve(
       const reply = await route(parts, method, url, req.headers, body);
       if (method !== "GET") await syncNames();
       res.writeHead(reply.status, {
-        "content-type": "application/json",
+        "content-type": reply.type ?? "application/json",
         "content-length": Buffer.byteLength(reply.body),
       });
       res.end(reply.body);
-      log(requestLine(req, reply.status, performance.now() - started));
+      const ms = performance.now() - started;
+      metrics.observeRequest(method, url, ms / 1000);
+      log(requestLine(req, reply.status, ms));
       flushWhenIdle();
     });
   });

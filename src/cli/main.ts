@@ -15,6 +15,7 @@ import { cliErrorLine } from "./output.ts";
 import { registerPolicy } from "./policy.ts";
 import { registerResolve } from "./resolve.ts";
 import { registerServe } from "./serve.ts";
+import { registerStats } from "./stats.ts";
 
 // grpc-js (etcd3) passes an IP endpoint to TLS as its server name, which node deprecates (DEP0123) with a warning
 // on stderr; etcd endpoints are IP addresses as often as not, and the warning broke the one-line error contract.
@@ -59,6 +60,7 @@ registerAudit(program);
 registerCluster(program);
 registerPolicy(program);
 registerResolve(program);
+registerStats(program);
 acceptStateDirAfterSubcommands(program);
 
 /**

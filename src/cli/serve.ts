@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { AuditRuns } from "../api/audit-runs.ts";
 import { hostPort, loadAssets, serveDashboard } from "../api/dashboard.ts";
+import { EngineMetrics } from "../api/metrics.ts";
 import { serve } from "../api/server.ts";
 import { generateToken, WebAuth } from "../api/web-auth.ts";
 import { type ListenAddress, parseListen, readTokenFile } from "../api/web-listen.ts";
@@ -118,10 +119,11 @@ export function registerServe(program: Command): void {
             log,
           })
         : undefined;
-      const server = await serve(host, socketPath, log, cluster, overlay, dns);
+      const metrics = new EngineMetrics(host, cluster);
+      const server = await serve(host, socketPath, log, cluster, overlay, dns, metrics);
       const dashboard = web
         ? await serveDashboard({
-            engine: { host, cluster, overlay, dns },
+            engine: { host, cluster, overlay, dns, metrics },
             listen: web.listen,
             auth: new WebAuth(web.token),
             assetsDir: web.assetsDir,

@@ -55,6 +55,11 @@ export class ClusterMember {
     void this.membership.tick();
   }
 
+  /** This node's membership as the engine knows it now (no etcd request): registered, last renewal, error. */
+  memberState(): MembershipState {
+    return this.membership.state();
+  }
+
   async status(): Promise<MemberStatus> {
     const member = this.membership.state();
     return { self: member.name, ...(await clusterStatus(this.etcd)), member };

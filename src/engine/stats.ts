@@ -2,8 +2,9 @@
  * Traffic counters per context and per network, read from what the kernel counts anyway:
  * - an l2 context: its own interfaces' device counters and its netns's TCP MIB, read inside its netns
  *   (readOwnNetns says why not from the host side).
- * - l3 and socket contexts share the host's stack and devices: their counters come from a cgroup skb counter
- *   program keyed by the context's cgroup (see sharedStackCounters).
+ * - l3 and socket contexts share the host's stack and devices: their counters come from the cgroup-skb counter
+ *   programs on the contexts' cgroup parent, keyed by the context's cgroup (networks/cgroup-counters.ts); drops
+ *   are the packets netctx's programs refused.
  * Connections: TCP connections in ESTABLISHED or CLOSE_WAIT (the MIB's CurrEstab): the netns's counter (l2), or the
  * host's sockets by their cgroup through sock_diag (shared stack; a socket of a process in a child cgroup of the
  * context's is not matched).
@@ -14,13 +15,14 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { notFound } from "../errors.ts";
-import type { Host } from "../host.ts";
+import { type Host, hostSlot } from "../host.ts";
 import { cgroupId } from "../kernel/cgroup.ts";
 import { type DeviceCounters, netnsCounters } from "../kernel/proc-net.ts";
 import { openSockDiag, openTcpConnections } from "../kernel/sock-diag.ts";
 import { specOf } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
+import { readCgroupCounters } from "../networks/cgroup-counters.ts";
 
 export interface Counters {
   bytes: number;
@@ -84,27 +86,33 @@ interface ContextReading {
   connections: number;
 }
 
-/**
- * Reads the shared-stack contexts' cgroup counters: cgroup id -> counters. Passed in so this module stays free of
- * the BPF layer's loading (the engine hands the level's reader; without one, those contexts read zero).
- */
-export type SharedStackCounters = (host: Host) => Map<bigint, Directions>;
-
 export interface StatsOptions {
   /** Only these contexts (and the networks they are on); every name must exist. */
   names?: readonly string[];
-  sharedStack?: SharedStackCounters;
 }
 
 /** The counters of every context (or those named) and of their networks, read now. */
 export function statsView(host: Host, options: StatsOptions = {}): StatsView {
-  const records = selected(host, options.names);
+  const { shares: _, ...view } = statsReading(host, options);
+  return view;
+}
+
+/** One context's counters on one of its networks (Prometheus labels each series with both). */
+export interface ContextShare extends Directions {
+  context: string;
+  level: string;
+  network: string;
+}
+
+/** The view, and each context's share per network, from one reading of the kernel. */
+export function statsReading(host: Host, options: StatsOptions = {}): StatsView & { shares: ContextShare[] } {
+  const contexts = selected(host, options.names);
   const at = Date.now();
-  const shared = records.some(onSharedStack);
-  const cgroupCounters = shared && options.sharedStack ? options.sharedStack(host) : new Map();
+  const shared = contexts.some((k) => onSharedStack(k.record));
+  const cgroupCounters: Map<bigint, Directions> = shared ? readCgroupCounters(host) : new Map();
   const cgroupConnections = shared ? connectionsByCgroup() : new Map<bigint, number>();
-  const readings = records.map((record) =>
-    onSharedStack(record) ? readShared(record, cgroupCounters, cgroupConnections) : readOwnNetns(record),
+  const readings = contexts.map((k) =>
+    onSharedStack(k.record) ? readShared(k, cgroupCounters, cgroupConnections) : readOwnNetns(k.record),
   );
   return {
     at,
@@ -112,14 +120,69 @@ export function statsView(host: Host, options: StatsOptions = {}): StatsView {
     contexts: readings.map(contextStats),
     // Unfiltered, every network shows, those without contexts with zeros.
     networks: networkTotals(host, readings, options.names?.length ? [] : host.store.listNetworks()),
+    shares: readings.flatMap((r) =>
+      [...r.perNetwork].map(([network, d]) => ({
+        context: r.record.name,
+        level: r.record.level,
+        network,
+        rx: d.rx,
+        tx: d.tx,
+      })),
+    ),
   };
 }
 
 const onSharedStack = (r: ContextRecord) => levelDriver(r.level).sharedStack;
 
-function selected(host: Host, names: readonly string[] | undefined): ContextRecord[] {
-  if (!names?.length) return host.store.listContexts();
-  return names.map((name) => host.store.getContext(name) ?? throwNotFound(name));
+/** A record as last loaded, with its cgroup's id once the cgroup was there. */
+interface KnownContext {
+  fingerprint: string;
+  record: ContextRecord;
+  cgroupId?: bigint;
+}
+
+/**
+ * The records, loaded again only when their fingerprint changed: loading and checking 1000 records costs ~30 ms, the
+ * fingerprints ~1 ms (state-store.ts), and a scrape every few seconds should not pay the first.
+ */
+const KNOWN = hostSlot(() => new Map<string, KnownContext>());
+
+function knownContexts(host: Host): KnownContext[] {
+  const fingerprints = host.store.contextFingerprints();
+  const known = host.cache(KNOWN);
+  for (const name of known.keys()) if (!fingerprints.has(name)) known.delete(name);
+  const out: KnownContext[] = [];
+  for (const [name, fingerprint] of fingerprints) {
+    let k = known.get(name);
+    if (k?.fingerprint !== fingerprint) {
+      const record = host.store.getContext(name);
+      if (!record) continue;
+      k = { fingerprint, record };
+      known.set(name, k);
+    }
+    out.push(k);
+  }
+  return out;
+}
+
+function selected(host: Host, names: readonly string[] | undefined): KnownContext[] {
+  const all = knownContexts(host);
+  if (!names?.length) return all;
+  const byName = new Map(all.map((k) => [k.record.name, k]));
+  return names.map((name) => byName.get(name) ?? throwNotFound(name));
+}
+
+/** The id of a shared-stack context's cgroup (its inode), kept once read: a cgroup made again is another record. */
+function cgroupIdOf(k: KnownContext): bigint | undefined {
+  if (k.cgroupId !== undefined) return k.cgroupId;
+  const path = specOf(k.record).cgroup;
+  if (!path) return undefined;
+  try {
+    k.cgroupId = cgroupId(path);
+  } catch {
+    return undefined; // not made yet, or gone
+  }
+  return k.cgroupId;
 }
 
 function throwNotFound(name: string): never {
@@ -149,12 +212,13 @@ function readOwnNetns(record: ContextRecord): ContextReading {
  * its first network (a context on several host networks shows its whole traffic there).
  */
 function readShared(
-  record: ContextRecord,
+  known: KnownContext,
   cgroupCounters: Map<bigint, Directions>,
   cgroupConnections: Map<bigint, number>,
 ): ContextReading {
+  const record = known.record;
   const spec = specOf(record);
-  const id = spec.cgroup && existsSync(spec.cgroup) ? cgroupId(spec.cgroup) : undefined;
+  const id = cgroupIdOf(known);
   const perNetwork = new Map<string, Directions>();
   const counted = id === undefined ? undefined : cgroupCounters.get(id);
   spec.attachments.forEach((att, i) => {

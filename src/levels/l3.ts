@@ -9,6 +9,7 @@ import type { Rtnl } from "../kernel/rtnl.ts";
 import type { RuleSpec } from "../kernel/rule.ts";
 import { parseRouteArg } from "../model/route.ts";
 import { cidrContains, formatIp, parseInterfaceAddress, parseIp } from "../net/cidr.ts";
+import { dropCountersIfAny } from "../networks/cgroup-counters.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
 import { ruleId, tableId, tableRouteId } from "../networks/ownership.ts";
 import type { ContextSpec, LevelDriver } from "./driver.ts";
@@ -39,7 +40,9 @@ export const l3Level: LevelDriver = {
     for (const route of routesOf(spec)) host.rtnl.routeAdd(route);
     // The device guard last: the devices its packets may leave through are those of the table just filled.
     const ifindexOf = (name: string) => host.rtnl.linkIndexIfAny(name);
-    attachDevicePolicy(spec.cgroup!, l3Policy(spec, ifindexOf, host.rtnl.routeList({ table })));
+    const policy = l3Policy(spec, ifindexOf, host.rtnl.routeList({ table }));
+    const dropCounters = dropCountersIfAny(host);
+    attachDevicePolicy(spec.cgroup!, dropCounters === undefined ? policy : { ...policy, dropCounters });
   },
 
   teardown(host, _name, spec) {

@@ -12,6 +12,7 @@ import { createCgroup, removeCgroupTree, setCgroupXattr } from "../kernel/cgroup
 import { KernelError } from "../kernel/errors.ts";
 import type { ContextRecord } from "../model/records.ts";
 import { STORE_XATTR } from "../model/store-mark.ts";
+import { dropCountersIfAny, knownDropCounters } from "../networks/cgroup-counters.ts";
 import { familyOf, tolerateMissing } from "../networks/common.ts";
 import { addHostAddresses } from "../networks/host-net.ts";
 import { addressId, type Declarer } from "../networks/ownership.ts";
@@ -33,7 +34,13 @@ export function confineContext(host: Host, spec: ContextSpec, fwmark?: number): 
   host.pause("create:after-cgroup");
   for (const att of spec.attachments) addHostAddresses(host, att.ifname, att.addresses);
   host.pause("create:after-addresses");
-  attachSocketPolicy(cgroup, addressPolicy(spec, fwmark));
+  attachCounted(host, cgroup, addressPolicy(spec, fwmark));
+}
+
+/** The socket policy, its packet programs counting their refusals into the traffic counters (cgroup-counters.ts). */
+export function attachCounted(host: Host, cgroup: string, policy: SocketPolicy): void {
+  const dropCounters = dropCountersIfAny(host);
+  attachSocketPolicy(cgroup, dropCounters === undefined ? policy : { ...policy, dropCounters });
 }
 
 /** Which store made the cgroup (model/store-mark.ts); a kernel that keeps no user xattrs (before 5.7) leaves it unmarked. */
@@ -123,7 +130,9 @@ export function declareSharedStack(
         const want = policy();
         let drift: string | undefined;
         try {
-          drift = policyDrift(cgroup, want);
+          // Compared with the programs as attachCounted makes them (the device programs' tags include the counting).
+          const counters = knownDropCounters(host);
+          drift = policyDrift(cgroup, counters === undefined ? want : { ...want, dropCounters: counters });
         } catch (err) {
           drift = `its programs cannot be compared (${errorLine(err)})`;
         }
@@ -132,7 +141,7 @@ export function declareSharedStack(
           action: "reattach",
           object: `bpf ${cgroup}`,
           reason: drift,
-          run: () => attachSocketPolicy(cgroup, want),
+          run: () => attachCounted(host, cgroup, want),
         };
       },
     });

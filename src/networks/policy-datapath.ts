@@ -46,6 +46,7 @@ import { contextsCgroupParent, contextsCgroupParentPath } from "../kernel/cgroup
 import { KernelError } from "../kernel/errors.ts";
 import { BLOCK_PREF, type JoinedBlocks, type PortBlocks } from "../kernel/tc.ts";
 import { POLICY_WORDS, type PolicyTables } from "../model/policy-tables.ts";
+import { dropCountersIfAny } from "./cgroup-counters.ts";
 import type { Fix } from "./ownership.ts";
 import {
   activeGeneration,
@@ -141,9 +142,9 @@ function datapathIfAny(host: Host): Datapath | undefined {
   return known.datapath;
 }
 
-function load(maps: PolicyMapFds, hook: PolicyHook): number {
+function load(maps: PolicyMapFds, hook: PolicyHook, dropCounters?: number): number {
   try {
-    return loadProgram(policyProgram(maps, hook, POLICY_WORDS));
+    return loadProgram(policyProgram(maps, hook, POLICY_WORDS, dropCounters));
   } catch (err) {
     if (err instanceof KernelError) throw unsupported(`the policy program for ${hook}`, err);
     throw err;
@@ -161,7 +162,9 @@ function ensureAnchor(host: Host): Datapath {
   const maps = createPolicyMaps();
   const loaded: { hook: PolicyHook; fd: number }[] = [];
   try {
-    for (const hook of CGROUP_HOOKS) loaded.push({ hook, fd: load(maps, hook) });
+    // The cgroup hooks' refusals are the shared-stack contexts' drops (networks/cgroup-counters.ts).
+    const counters = dropCountersIfAny(host);
+    for (const hook of CGROUP_HOOKS) loaded.push({ hook, fd: load(maps, hook, counters) });
     withFd(openCgroup(parent), (cg) => {
       const attached: typeof loaded = [];
       try {

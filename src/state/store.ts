@@ -258,7 +258,8 @@ export class Store implements StateStore {
       context: db.prepare<[string], ContextRow>(`SELECT * FROM contexts WHERE name = ?`),
       contexts: db.prepare<[], ContextRow>(`SELECT * FROM contexts ORDER BY name`),
       contextFingerprints: db.prepare<[], { name: string; fp: string }>(
-        `SELECT name, status || ' ' || spec AS fp FROM contexts`,
+        // created_at: a context removed and made again with the same spec is another record (another cgroup).
+        `SELECT name, status || ' ' || created_at || ' ' || spec AS fp FROM contexts ORDER BY name`,
       ),
       contextTables: db
         .prepare<[], number>(

@@ -131,6 +131,13 @@ test("the listener answers nothing without the token, and changes nothing with i
   assert.equal(bearer.status, 200);
   assert.equal((JSON.parse(bearer.text) as { name: string }).name, "front");
 
+  // Prometheus scrapes through the listener with the token, in its own text format; without the token, nothing.
+  const scrape = await get(`${base}/metrics`, { authorization: `Bearer ${token}` });
+  assert.equal(scrape.status, 200);
+  assert.match(scrape.headers.get("content-type") ?? "", /^text\/plain/);
+  assert.match(scrape.text, /^netctx_\w+\{[^}]*context="web"/m);
+  assert.equal((await get(`${base}/metrics`)).status, 401);
+
   // Read-only: with the token, a create or a remove over TCP is refused and the records stay as they were.
   const auth = { authorization: `Bearer ${token}`, "content-type": "application/json" };
   const create = await get(

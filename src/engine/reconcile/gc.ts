@@ -10,6 +10,7 @@
 import { conflict } from "../../errors.ts";
 import type { Host } from "../../host.ts";
 import { networkDriver } from "../../networks/registry.ts";
+import { timed } from "../timings.ts";
 import { declareAll } from "./declare.ts";
 import { reconcileFirewall } from "./firewall-step.ts";
 import { type Act, reconcile, recordingAct } from "./loop.ts";
@@ -32,12 +33,14 @@ export interface GcReport {
 }
 
 export function gc(host: Host, opts: { dryRun?: boolean } = {}): GcReport {
-  const report: GcReport = { dryRun: opts.dryRun ?? false, actions: [], busy: [] };
-  const act = recordingAct(report);
-  refuseForAnEmptyStore(host, "gc");
-  settleRecords(host, act, report.busy);
-  converge(host, act, report.dryRun, { removals: true });
-  return report;
+  return timed(host, "gc", opts.dryRun ? "dry-run" : "gc", () => {
+    const report: GcReport = { dryRun: opts.dryRun ?? false, actions: [], busy: [] };
+    const act = recordingAct(report);
+    refuseForAnEmptyStore(host, "gc");
+    settleRecords(host, act, report.busy);
+    converge(host, act, report.dryRun, { removals: true });
+    return report;
+  });
 }
 
 /**
@@ -62,6 +65,10 @@ export function repair(host: Host): { rebuild: boolean; remove: string[]; add: s
  * (CNI CHECK, and `ls`/`inspect`, which show such a context as degraded). Nothing is changed. `only`: just these.
  */
 export function missingByContext(host: Host, only?: readonly string[]): Map<string, string[]> {
+  return timed(host, "reconcile", "check", () => missingIn(host, only));
+}
+
+function missingIn(host: Host, only?: readonly string[]): Map<string, string[]> {
   const { present } = observe(host);
   const contexts = host.store.listContexts();
   const own = declareAll(host, host.store.listNetworks(), contexts);
@@ -110,6 +117,12 @@ export function missingFor(host: Host, context: string): string[] {
 }
 
 function converge(host: Host, act: Act, dryRun: boolean, opts: { removals: boolean }): void {
+  timed(host, "reconcile", opts.removals ? "converge" : "repair", () =>
+    convergeOnce(host, act, dryRun, opts),
+  );
+}
+
+function convergeOnce(host: Host, act: Act, dryRun: boolean, opts: { removals: boolean }): void {
   remakeDevices(host, act);
   const observed = observe(host).present;
   const present = opts.removals

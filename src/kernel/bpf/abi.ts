@@ -41,6 +41,8 @@ export const Helper = {
   skb_load_bytes: 26,
   bind: 64,
   fib_lookup: 69,
+  /** cgroup v2 id of the skb's socket's cgroup (cgroup-skb and tc programs). */
+  skb_cgroup_id: 79,
   get_current_cgroup_id: 80,
   get_netns_cookie: 122,
   redirect_peer: 155,

@@ -16,6 +16,7 @@
 import { IFNAME_MAX } from "../../net/ifname.ts";
 import { ETH_P_IP_LE, ETH_P_IPV6_LE, ProgType, SkBuff, SockOpt } from "./abi.ts";
 import { Asm, R1, R2, R3, R4, R6, R7, R8, R9 } from "./asm.ts";
+import { countDrop } from "./counter-program.ts";
 import type { AddrWords, ProgramSpec } from "./program-spec.ts";
 
 const SOL_IP = 0;
@@ -194,10 +195,11 @@ export interface EgressDevices {
  * only through a device its table uses, or lo. skb->ifindex is the output device here (ip_finish_output and
  * ip6_finish_output run the hook after the route set skb->dev). A drop is EPERM to the sender.
  */
-export function egressProgram(devices: EgressDevices): ProgramSpec {
+export function egressProgram(devices: EgressDevices, dropCounters?: number): ProgramSpec {
   const a = new Asm();
-  a.ldx("w", R2, R1, SkBuff.protocol);
-  a.ldx("w", R3, R1, SkBuff.ifindex);
+  a.mov64Reg(R6, R1);
+  a.ldx("w", R2, R6, SkBuff.protocol);
+  a.ldx("w", R3, R6, SkBuff.ifindex);
   for (const [family, proto] of [
     [4, ETH_P_IP_LE],
     [6, ETH_P_IPV6_LE],
@@ -206,11 +208,15 @@ export function egressProgram(devices: EgressDevices): ProgramSpec {
     if (allowed === undefined) continue;
     a.jmp32Imm("ne", R2, proto, `not-v${family}`);
     for (const ifindex of new Set([LOOPBACK_IFINDEX, ...allowed])) a.jmp32Imm("eq", R3, ifindex, "pass");
-    a.ret(0);
+    a.ja("deny");
     a.label(`not-v${family}`);
   }
   a.label("pass");
   a.ret(1);
+  a.label("deny");
+  // Counted as the context's refused tx (counter-program.ts), when the counters' map is given.
+  if (dropCounters !== undefined) countDrop(a, dropCounters, "tx", 0);
+  else a.ret(0);
   return {
     name: "nctx_egress",
     progType: ProgType.CGROUP_SKB,

@@ -6,7 +6,7 @@
 import { KernelError } from "../errors.ts";
 import { BPF_ATTR_SIZE, BpfCmd, bpf, NativeBuffer, withBuffers } from "./syscall.ts";
 
-export const MapType = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LPM_TRIE: 11 } as const;
+export const MapType = { HASH: 1, ARRAY: 2, LRU_HASH: 9, LRU_PERCPU_HASH: 10, LPM_TRIE: 11 } as const;
 const BPF_MAP_TYPE_HASH = MapType.HASH;
 const BPF_F_NO_PREALLOC = 1;
 
@@ -173,6 +173,52 @@ export function mapEntries(mapFd: number, keySize: number, valueSize: number): [
       }
     }
   });
+}
+
+const BPF_MAP_LOOKUP_BATCH = 24;
+const BATCH = 1024;
+
+/**
+ * Every entry through BPF_MAP_LOOKUP_BATCH: one syscall per BATCH entries where mapEntries makes two per entry.
+ * `valueSize` is the whole value as user space sees it (for a per-CPU map: the rounded value times the CPUs).
+ */
+export function mapEntriesBatch(
+  mapFd: number,
+  keySize: number,
+  valueSize: number,
+): [Uint8Array, Uint8Array][] {
+  return withBuffers(
+    [BPF_ATTR_SIZE, 8, 8, keySize * BATCH, valueSize * BATCH],
+    (attr, inBatch, outBatch, keys, values) => {
+      const out: [Uint8Array, Uint8Array][] = [];
+      for (let first = true; ; first = false) {
+        attr.bytes.fill(0);
+        const v = attr.view;
+        v.setBigUint64(0, first ? 0n : inBatch.address, true);
+        v.setBigUint64(8, outBatch.address, true);
+        v.setBigUint64(16, keys.address, true);
+        v.setBigUint64(24, values.address, true);
+        v.setUint32(32, BATCH, true);
+        v.setUint32(36, mapFd, true);
+        let done = false;
+        try {
+          bpf(BPF_MAP_LOOKUP_BATCH, attr, "bpf map lookup batch");
+        } catch (err) {
+          // ENOENT: the walk is over; what this call returned is still in the buffers (count says how much).
+          if (!(err instanceof KernelError && err.errnoName === "ENOENT")) throw err;
+          done = true;
+        }
+        const count = v.getUint32(32, true);
+        for (let i = 0; i < count; i++)
+          out.push([
+            keys.bytes.slice(i * keySize, (i + 1) * keySize),
+            values.bytes.slice(i * valueSize, (i + 1) * valueSize),
+          ]);
+        if (done || count === 0) return out;
+        inBatch.bytes.set(outBatch.bytes);
+      }
+    },
+  );
 }
 
 export function mapFdById(id: number): number {

@@ -19,6 +19,7 @@
  */
 import { ETH_P_IP_LE, ETH_P_IPV6_LE, Helper, ProgType, SkBuff } from "./abi.ts";
 import { Asm, FP, R0, R1, R2, R3, R4, R6, R7, R8, R9, type Reg } from "./asm.ts";
+import { countDrop } from "./counter-program.ts";
 import type { ProgramSpec } from "./program-spec.ts";
 
 export interface PolicyMapFds {
@@ -379,9 +380,15 @@ function track(a: Asm, maps: PolicyMapFds): void {
 
 /**
  * The program for one hook. `words`: u64 words of policy bits per side (model/policy-tables.ts POLICY_WORDS).
+ * `dropCounters`: the traffic counters' map, where a cgroup hook's refusals are counted.
  * Packets that are not IPv4 or IPv6 (ARP) pass.
  */
-export function policyProgram(maps: PolicyMapFds, hook: PolicyHook, words: number): ProgramSpec {
+export function policyProgram(
+  maps: PolicyMapFds,
+  hook: PolicyHook,
+  words: number,
+  dropCounters?: number,
+): ProgramSpec {
   const v = VARIANTS[hook];
   const a = new Asm();
   a.mov64Reg(R6, R1);
@@ -400,7 +407,11 @@ export function policyProgram(maps: PolicyMapFds, hook: PolicyHook, words: numbe
   decide(a, maps, 6, words);
   track(a, maps);
   a.label("pass").ret(v.pass);
-  a.label("drop").ret(v.drop);
+  a.label("drop");
+  // On the cgroup hooks a refusal is the context's drop (counter-program.ts); an l2 port's are not counted here.
+  const direction = hook === "cgroup-ingress" ? "rx" : hook === "cgroup-egress" ? "tx" : undefined;
+  if (dropCounters !== undefined && direction) countDrop(a, dropCounters, direction, v.drop);
+  else a.ret(v.drop);
   return {
     name: POLICY_PROGRAM_NAMES[hook],
     progType: v.progType,

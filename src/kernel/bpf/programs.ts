@@ -13,6 +13,7 @@
  */
 import { ETH_P_IP_LE, ETH_P_IPV6_LE, Helper, ProgType, SkBuff, Sock, SockAddr } from "./abi.ts";
 import { Asm, FP, R0, R1, R2, R3, R4, R6, type Reg } from "./asm.ts";
+import { countDrop } from "./counter-program.ts";
 import {
   type BindableDevices,
   type EgressDevices,
@@ -48,6 +49,8 @@ export interface PolicyWords {
   egress?: EgressDevices;
   /** Host loopback ports its connects and datagrams may reach (not jailed to its own address). */
   hostPorts?: HostPort[];
+  /** The traffic counters' map (counter-program.ts): the packet programs count what they refuse there. */
+  dropCounters?: number;
 }
 
 /** Jump to `target` unless the words at base+off equal `addr` (JMP32: a 64-bit compare sign-extends). */
@@ -315,7 +318,8 @@ export function ingressProgram(policy: PolicyWords): ProgramSpec {
     a.ret(1);
   }
   a.label("drop");
-  a.ret(0);
+  if (policy.dropCounters !== undefined) countDrop(a, policy.dropCounters, "rx", 0);
+  else a.ret(0);
   return {
     name: "nctx_ingress",
     progType: ProgType.CGROUP_SKB,
@@ -345,7 +349,7 @@ export function policyPrograms(policy: PolicyWords): ProgramSpec[] {
 export function devicePrograms(policy: PolicyWords): ProgramSpec[] {
   const out: ProgramSpec[] = [];
   if (policy.devices) out.push(sockoptProgram(policy.devices, policy.ipv4));
-  if (policy.egress?.ipv4 || policy.egress?.ipv6) out.push(egressProgram(policy.egress));
+  if (policy.egress?.ipv4 || policy.egress?.ipv6) out.push(egressProgram(policy.egress, policy.dropCounters));
   return out;
 }
 

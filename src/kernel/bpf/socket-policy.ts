@@ -42,6 +42,8 @@ export interface SocketPolicy {
   egress?: { ipv4?: number[]; ipv6?: number[] };
   /** Host loopback ports it may reach; any other loopback destination is its own address (jail-loopback.ts). */
   hostPorts?: HostPort[];
+  /** The traffic counters' map fd (counter-program.ts): packets its programs refuse are counted there. */
+  dropCounters?: number;
 }
 
 /** The l3 device guard's hooks (device-programs.ts): their programs hold ifindexes. */
@@ -89,6 +91,7 @@ export function policyWords(policy: SocketPolicy): PolicyWords {
         throw invalid("allowHostPorts", `${p.port}/${p.protocol} is not a port (1-65535) over tcp or udp`);
     words.hostPorts = policy.hostPorts.map((p) => ({ port: p.port, protocol: p.protocol }));
   }
+  if (policy.dropCounters !== undefined) words.dropCounters = policy.dropCounters;
   if (policy.egress) {
     words.egress = {};
     if (policy.egress.ipv4) words.egress.ipv4 = policy.egress.ipv4.map(ifindex);
