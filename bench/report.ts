@@ -5,6 +5,7 @@
 
 import { addedPerCall, type BpfHookOptions, type BpfHookSamples, CASES, type HookCase } from "./bpf-hooks.ts";
 import type { DatapathResult } from "./datapath.ts";
+import type { DnsFigures, DnsResult } from "./dns.ts";
 import { KERNEL_FLOOR } from "./kernel-floor.ts";
 import type { L2Memory } from "./l2-lifecycle.ts";
 import type { KernelReading } from "./memory.ts";
@@ -40,6 +41,7 @@ export interface BenchData {
   datapath?: DatapathResult;
   overlay?: OverlayResult;
   policy?: PolicyResult;
+  dns?: DnsResult;
 }
 
 export interface ResultRow {
@@ -58,12 +60,14 @@ export interface ResultRow {
 
 /**
  * bench/results.json: the setup/teardown rows (per path and N) under "rows", and the overlay section's figures
- * (issue 18) under "overlay" and the policy section's (issue 19) under "policy" when they ran.
+ * (issue 18) under "overlay", the policy section's (issue 19) under "policy" and the DNS section's (issue 20) under
+ * "dns" when they ran.
  */
 export interface Results {
   rows: ResultRow[];
   overlay?: OverlayFigures;
   policy?: PolicyFigures;
+  dns?: DnsFigures;
 }
 
 export function results(data: BenchData): Results {
@@ -71,6 +75,7 @@ export function results(data: BenchData): Results {
     rows: resultRows(data),
     ...(data.overlay ? { overlay: data.overlay.figures } : {}),
     ...(data.policy ? { policy: data.policy.figures } : {}),
+    ...(data.dns ? { dns: data.dns.figures } : {}),
   };
 }
 
@@ -396,6 +401,8 @@ function goals(data: BenchData): Verdict[] {
   out.push(...(data.overlay?.verdicts ?? []));
   // 6: policy (issue 19), decided in the policy section.
   out.push(...(data.policy?.verdicts ?? []));
+  // 7: DNS (issue 20), decided in the DNS section.
+  out.push(...(data.dns?.verdicts ?? []));
   return out;
 }
 
@@ -435,6 +442,7 @@ namespace of its own (nested), so it starts from an empty firewall, and that nam
     data.datapath?.text ?? "## Data path\n\nNot measured in this run.\n",
     data.overlay?.text ?? "## Overlay (issue 18)\n\nNot measured in this run.\n",
     data.policy?.text ?? "## Policy (issue 19)\n\nNot measured in this run.\n",
+    data.dns?.text ?? "## DNS (issue 20)\n\nNot measured in this run.\n",
     notMeasuredSection(data),
   ]
     .filter(Boolean)

@@ -1,0 +1,8 @@
+/**
+ * Runs the DNS section (bench/dns.ts) alone and prints it:
+ *   node --import tsx bench/dns-check.ts [--quick]
+ */
+import { dnsSection } from "./dns.ts";
+import { runSectionAlone } from "./section-alone.ts";
+
+await runSectionAlone("dns", dnsSection);
