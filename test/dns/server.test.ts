@@ -251,6 +251,32 @@ test("the same query bytes again: a changed name answers anew, a forwarded TTL c
   assert.equal(await ttl(), STUB_TTL_S - 1, "kept one second: its TTL one less");
 });
 
+/**
+ * A big batch of changes (an apply of many contexts) is applied in slices (worker.ts): a query sent just after the
+ * batch is answered before the batch is through, instead of waiting behind all of it.
+ */
+test("a query sent during a batch of 10,000 changes is answered before the batch is applied", async () => {
+  const many = Array.from({ length: 10_000 }, (_, i) => ({
+    name: `bulk${i}`,
+    aliases: [],
+    attachments: [{ network: "loop", addresses: [`127.1.${i >> 8}.${(i & 255) + 1}`] }],
+  }));
+  const events: string[] = [];
+  const started = performance.now();
+  const applied = serve([web, ...many]).then(() =>
+    events.push(`applied ${Math.round(performance.now() - started)} ms`),
+  );
+  const answered = sendUdp(SERVER, queryBytes("www")).then((a) => {
+    events.push(`answered ${Math.round(performance.now() - started)} ms`);
+    return a;
+  });
+  const answer = await answered;
+  await applied;
+  assert.ok(answer, "answered");
+  assert.match(events[0]!, /^answered/, events.join(", "));
+  await serve([web]);
+});
+
 test("no gap while the tables change: a client asking all along is always answered", async () => {
   let answered = 0;
   let failed = 0;
