@@ -171,7 +171,8 @@ function startDnsperf(
   child.stderr!.on("data", (c: Buffer) => chunks.push(c));
   const done = new Promise<DnsperfRun>((resolve, reject) => {
     child.once("error", reject);
-    child.once("exit", (code) => {
+    // "close", not "exit": the last of its output may still be in the pipe when it has exited.
+    child.once("close", (code) => {
       const out = Buffer.concat(chunks).toString("utf8");
       if (code !== 0) reject(new Error(`dnsperf exited with ${code}: ${out.slice(-300)}`));
       else
