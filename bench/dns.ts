@@ -17,7 +17,8 @@
  *  - during an `apply` of 500 contexts through the engine (one POST /v1/apply to its socket, what `netctx apply`
  *    sends), dnsperf asks netctx for `web` at a fixed rate; the p99 over that window, beside the same rate without
  *    an apply just before. Three cycles (apply, destroy), each with its own "before": the machine's own noise at
- *    that rate is of the same order as the goal, and shows in the "before" figures.
+ *    that rate is of the same order as the goal, and shows in the "before" figures. A second dnsperf asks
+ *    aardvark-dns the same at the same time, a server the apply does not touch: the machine's share of the tail.
  * bench/dns-check.ts runs it alone.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -489,7 +490,7 @@ function verdicts(f: DnsFigures, problems: string[]): Verdict[] {
     out.push({
       goal: GOALS.apply,
       status: ap[0]!.contexts >= 500 && during <= 5 && lost === 0 ? "met" : "not met",
-      figure: `p99 ${fmt(during)} ms (median of ${ap.length} applies of ${ap[0]!.contexts} contexts: ${ap.map((c) => fmt(c.during.p99Ms)).join(", ")}), lost ${lost}, at ${ap[0]!.rate} q/s; ${ap.map((c) => fmt(c.before.p99Ms)).join(", ")} ms just before each; aardvark-dns asked beside it: ${ap.map((c) => fmt(c.aardvark.during.p99Ms)).join(", ")} ms during, ${ap.map((c) => fmt(c.aardvark.before.p99Ms)).join(", ")} ms before`,
+      figure: `p99 ${fmt(during)} ms (median of ${ap.length} ${ap.length === 1 ? "apply" : "applies"} of ${ap[0]!.contexts} contexts: ${ap.map((c) => fmt(c.during.p99Ms)).join(", ")}), lost ${lost}, at ${ap[0]!.rate} q/s; ${ap.map((c) => fmt(c.before.p99Ms)).join(", ")} ms just before each; aardvark-dns asked beside it: ${ap.map((c) => fmt(c.aardvark.during.p99Ms)).join(", ")} ms during, ${ap.map((c) => fmt(c.aardvark.before.p99Ms)).join(", ")} ms before`,
     });
   }
   return out;
