@@ -18,8 +18,8 @@ export interface Engine {
   stop(): Promise<void>;
 }
 
-export async function startEngine(stateDir: string): Promise<Engine> {
-  const child: ChildProcess = spawn(NETCTX_BIN, ["serve"], {
+export async function startEngine(stateDir: string, serveArgs: string[] = []): Promise<Engine> {
+  const child: ChildProcess = spawn(NETCTX_BIN, ["serve", ...serveArgs], {
     env: { ...process.env, NETCTX_STATE_DIR: stateDir },
     stdio: ["ignore", "ignore", "inherit"],
   });

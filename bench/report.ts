@@ -6,6 +6,7 @@
 import { addedPerCall, type BpfHookOptions, type BpfHookSamples, CASES, type HookCase } from "./bpf-hooks.ts";
 import type { CountersFigures, CountersResult } from "./counters.ts";
 import type { DatapathResult } from "./datapath.ts";
+import type { DnsFigures, DnsResult } from "./dns.ts";
 import { KERNEL_FLOOR } from "./kernel-floor.ts";
 import type { L2Memory } from "./l2-lifecycle.ts";
 import type { KernelReading } from "./memory.ts";
@@ -42,6 +43,7 @@ export interface BenchData {
   overlay?: OverlayResult;
   policy?: PolicyResult;
   counters?: CountersResult;
+  dns?: DnsResult;
 }
 
 export interface ResultRow {
@@ -60,14 +62,15 @@ export interface ResultRow {
 
 /**
  * bench/results.json: the setup/teardown rows (per path and N) under "rows", and the overlay section's figures
- * (issue 18) under "overlay", the policy section's (issue 19) under "policy" and the counters section's (issue 21)
- * under "counters" when they ran.
+ * (issue 18) under "overlay", the policy section's (issue 19) under "policy", the counters section's (issue 21)
+ * under "counters" and the DNS section's (issue 20) under "dns" when they ran.
  */
 export interface Results {
   rows: ResultRow[];
   overlay?: OverlayFigures;
   policy?: PolicyFigures;
   counters?: CountersFigures;
+  dns?: DnsFigures;
 }
 
 export function results(data: BenchData): Results {
@@ -76,6 +79,7 @@ export function results(data: BenchData): Results {
     ...(data.overlay ? { overlay: data.overlay.figures } : {}),
     ...(data.policy ? { policy: data.policy.figures } : {}),
     ...(data.counters ? { counters: data.counters.figures } : {}),
+    ...(data.dns ? { dns: data.dns.figures } : {}),
   };
 }
 
@@ -403,6 +407,8 @@ function goals(data: BenchData): Verdict[] {
   out.push(...(data.policy?.verdicts ?? []));
   // 7: counters and the scrape (issue 21), decided in the counters section.
   out.push(...(data.counters?.verdicts ?? []));
+  // 7: DNS (issue 20), decided in the DNS section.
+  out.push(...(data.dns?.verdicts ?? []));
   return out;
 }
 
@@ -443,6 +449,7 @@ namespace of its own (nested), so it starts from an empty firewall, and that nam
     data.overlay?.text ?? "## Overlay (issue 18)\n\nNot measured in this run.\n",
     data.policy?.text ?? "## Policy (issue 19)\n\nNot measured in this run.\n",
     data.counters?.text ?? "## Counters (issue 21)\n\nNot measured in this run.\n",
+    data.dns?.text ?? "## DNS (issue 20)\n\nNot measured in this run.\n",
     notMeasuredSection(data),
   ]
     .filter(Boolean)

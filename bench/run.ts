@@ -3,9 +3,9 @@
  * (each peer in a nested one of its own). Installs nothing: the peers come from ../shared/peers/setup.sh (Debian
  * containernetworking-plugins, netavark, iptables); a missing peer is reported, never faked.
  * Writes BENCHMARKS.md, bench/results.json and bench/setup-vs-n.png.
- * Full mode stays under 10 minutes on a 2-core machine, --quick under 2, plus the overlay, policy and counters
- * sections' time (overlay ~1 min, ~20 s; policy ~2-3 min at 1000 contexts, ~40 s; counters ~2 min, ~1 min): each
- * peer's extent is cut to the time left.
+ * Full mode stays under 10 minutes on a 2-core machine, --quick under 2, plus the overlay, policy, counters, DNS and
+ * CLI-start sections' time (overlay ~1 min, ~20 s; policy ~2-3 min at 1000 contexts, ~40 s; counters ~2 min, ~1 min;
+ * DNS ~1.5 min, ~40 s): each peer's extent is cut to the time left.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
@@ -17,6 +17,7 @@ import { APPLY_WALKS, applyWalk } from "./apply-walks.ts";
 import { type BpfHookOptions, type BpfHookSamples, measureBpfHooks } from "./bpf-hooks.ts";
 import { type CountersResult, countersSection } from "./counters.ts";
 import { type DatapathResult, datapathSection } from "./datapath.ts";
+import { type DnsResult, dnsSection } from "./dns.ts";
 import { KERNEL_FLOOR, kernelFloorPath } from "./kernel-floor.ts";
 import { L2_PATHS, type L2Cell, type L2Memory, type L2PathId, netctxL2Walk } from "./l2-lifecycle.ts";
 import { type KernelReading, settleNetns } from "./memory.ts";
@@ -199,6 +200,7 @@ let datapath: DatapathResult | undefined;
 let overlay: OverlayResult | undefined;
 let policy: PolicyResult | undefined;
 let counters: CountersResult | undefined;
+let dns: DnsResult | undefined;
 const why = (err: unknown) => (err instanceof Error ? err.message : String(err)).split("\n")[0]!;
 
 try {
@@ -296,11 +298,19 @@ try {
   } catch (err) {
     notMeasured.push({ label: "counters", why: `failed: ${why(err)}` });
   }
+  await settleNetns();
+
+  log("DNS (issue 20)");
+  try {
+    dns = await dnsSection(quick, log);
+  } catch (err) {
+    notMeasured.push({ label: "DNS", why: `failed: ${why(err)}` });
+  }
   const peerlessSeconds = elapsed() - peerlessStarted;
   await settleNetns();
 
   // Peers last: their extent is cut to the time left, each keeping room for the smallest N of those after it. The
-  // overlay and policy sections' time is added to the budget: they need no peer, and the peers keep theirs.
+  // overlay, policy, counters and DNS sections' time is added to the budget: they need none of these peers, which keep theirs.
   const deadline = PLAN.budgetSeconds + peerlessSeconds;
   for (const [index, planned] of PLAN.peers.entries()) {
     const label = PEERS[planned.id].label;
@@ -393,6 +403,7 @@ const data: BenchData = {
   ...(overlay ? { overlay } : {}),
   ...(policy ? { policy } : {}),
   ...(counters ? { counters } : {}),
+  ...(dns ? { dns } : {}),
 };
 writeFileSync(join(ROOT, "BENCHMARKS.md"), benchmarksMarkdown(data));
 writeFileSync(join(ROOT, "bench", "results.json"), `${JSON.stringify(results(data), null, 2)}\n`);

@@ -66,6 +66,14 @@ export class AnswerCache {
 
   /** The cached answer for `key` with `id` and the TTLs less the time it has been kept; undefined when expired. */
   lookup(key: string, id: number): Buffer | undefined {
+    return this.lookupHeld(key, id)?.bytes;
+  }
+
+  /**
+   * The same, with the moment it stops being the answer: when its TTLs count down one more second, or it expires
+   * (answer-memo.ts keeps it that long).
+   */
+  lookupHeld(key: string, id: number): { bytes: Buffer; validUntil: number } | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
     const now = this.now();
@@ -77,6 +85,7 @@ export class AnswerCache {
     out.writeUInt16BE(id, 0);
     const aged = Math.floor((now - entry.storedMs) / 1000);
     for (const o of entry.ttlAt) out.writeUInt32BE(Math.max(0, out.readUInt32BE(o) - aged), o);
-    return out;
+    const validUntil = Math.min(entry.expiresMs, entry.storedMs + (aged + 1) * 1000);
+    return { bytes: out, validUntil };
   }
 }

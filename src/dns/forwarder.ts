@@ -45,6 +45,12 @@ export class Forwarder {
     return this.cache.size;
   }
 
+  /** The cached answer for the client, if one is held, and until when it holds (answer-memo.ts). */
+  cachedAnswer(req: ForwardRequest): { bytes: Buffer; validUntil: number } | undefined {
+    const hit = this.cache.lookupHeld(req.key, req.id);
+    return hit && { bytes: fit(hit.bytes, req), validUntil: hit.validUntil };
+  }
+
   /** The answer for the client: cached, fresh from an upstream, SERVFAIL when none answered. */
   async forward(req: ForwardRequest): Promise<Buffer> {
     const hit = this.cache.lookup(req.key, req.id);

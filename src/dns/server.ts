@@ -5,6 +5,7 @@
  */
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer, type Socket, type Server as TcpServer } from "node:net";
+import { AnswerMemo } from "./answer-memo.ts";
 import type { DnsUpdate } from "./feed.ts";
 import { Forwarder } from "./forwarder.ts";
 import { isHostSender } from "./host-listener.ts";
@@ -48,6 +49,9 @@ export class DnsServer {
   private hostRebind: NodeJS.Timeout | undefined;
   private readonly gatewayView: ViewOf;
   private readonly hostView: ViewOf;
+  /** UDP answers already given, per kind of listener (the views differ): see answer-memo.ts. */
+  private readonly gatewayMemo = new AnswerMemo();
+  private readonly hostMemo = new AnswerMemo();
 
   constructor(private readonly opts: DnsServerOptions) {
     this.tables = new NameTables(opts.domain);
@@ -65,6 +69,11 @@ export class DnsServer {
   /** Apply the engine's changes, then listen where the served networks' gateways now are. */
   update(updates: readonly DnsUpdate[]): void {
     for (const u of updates) this.tables.apply(u);
+    // Before the next query: a name that went must not be answered from a memo.
+    if (updates.length > 0) {
+      this.gatewayMemo.clear();
+      this.hostMemo.clear();
+    }
     if (updates.some((u) => u.kind === "network" || u.kind === "network-gone")) {
       this.syncListeners();
       this.refreshUpstreams();
@@ -116,7 +125,11 @@ export class DnsServer {
   private async listen(address: string): Promise<void> {
     this.opening.add(address);
     try {
-      const listener = await openListener(address, this.opts.port, this.handlers(this.gatewayView));
+      const listener = await openListener(
+        address,
+        this.opts.port,
+        this.handlers(this.gatewayView, this.gatewayMemo),
+      );
       this.opening.delete(address);
       // The network may have gone while the sockets were being bound.
       if (!this.wanted(address)) return await closeListener(listener);
@@ -144,7 +157,7 @@ export class DnsServer {
     for (const { address, port } of this.opts.hostListen ?? []) {
       const key = `${address}|${port}`;
       if (this.hostListeners.has(key)) continue;
-      openListener(address, port, this.handlers(this.hostView)).then(
+      openListener(address, port, this.handlers(this.hostView, this.hostMemo)).then(
         (l) => {
           this.hostListeners.set(key, l);
           if (this.failed.delete(key)) this.opts.log(`dns: host listener now on ${address} port ${port}`);
@@ -162,9 +175,9 @@ export class DnsServer {
     }
   }
 
-  private handlers(viewOf: ViewOf): Handlers {
+  private handlers(viewOf: ViewOf, memo: AnswerMemo): Handlers {
     return {
-      udp: (msg, from, reply) => this.onQuery(msg, from, "udp", reply, viewOf),
+      udp: (msg, from, reply) => this.onQuery(msg, from, "udp", reply, viewOf, memo),
       tcp: (socket) => this.onConnection(socket, viewOf),
     };
   }
@@ -175,7 +188,16 @@ export class DnsServer {
     transport: Transport,
     reply: (bytes: Buffer) => void,
     viewOf: ViewOf,
+    memo?: AnswerMemo,
   ): void {
+    const key = memo && msg.length >= 12 ? AnswerMemo.keyOf(from, msg) : undefined;
+    if (key !== undefined) {
+      const hit = memo!.answer(key, msg.readUInt16BE(0));
+      if (hit) {
+        reply(hit);
+        return;
+      }
+    }
     let outcome: ReturnType<typeof respond>;
     try {
       outcome = respond(this.tables, msg, from, transport, viewOf);
@@ -186,7 +208,14 @@ export class DnsServer {
     }
     if (outcome.kind === "drop") return;
     if (outcome.kind === "reply") {
+      if (key !== undefined) memo!.keep(key, outcome.bytes);
       reply(outcome.bytes);
+      return;
+    }
+    const cached = this.forwarder.cachedAnswer({ ...outcome, transport });
+    if (cached) {
+      if (key !== undefined) memo!.keep(key, cached.bytes, cached.validUntil);
+      reply(cached.bytes);
       return;
     }
     this.forwarder
@@ -244,7 +273,7 @@ function openListener(address: string, port: number, on: Handlers): Promise<List
       udp.removeListener("error", reject);
       udp.on("error", () => {});
       udp.on("message", (msg, rinfo) =>
-        on.udp(msg, rinfo.address, (bytes) => udp.send(bytes, rinfo.port, rinfo.address, () => {})),
+        on.udp(msg, rinfo.address, (bytes) => udp.send(bytes, rinfo.port, rinfo.address)),
       );
       const tcp = createServer(on.tcp);
       tcp.maxConnections = TCP_MAX_CONNECTIONS;

@@ -4,6 +4,7 @@
  * message; the worker answers queries on its own event loop.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import type { DnsUpdate } from "./feed.ts";
 import { readNameservers } from "./resolv-conf.ts";
 import { DnsServer } from "./server.ts";
 import type { ToWorker, WorkerSettings } from "./worker-protocol.ts";
@@ -23,11 +24,28 @@ const server = new DnsServer({
 const reread = setInterval(() => server.refreshUpstreams(), UPSTREAM_REREAD_MS);
 reread.unref();
 
+/**
+ * A batch of changes is applied this many at a time, with the queries that arrived meanwhile answered in between:
+ * the 500 contexts of one apply held the worker 10-17 ms in one go (measured, tables not yet optimised by the JIT),
+ * and every query waited behind them. Each change stays whole (tables.ts); batches are applied in the order sent.
+ */
+const SLICE = 50;
+let applying = Promise.resolve();
+
+function applyInSlices(updates: DnsUpdate[], seq: number): void {
+  applying = applying.then(async () => {
+    for (let i = 0; i < updates.length; i += SLICE) {
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+      server.update(updates.slice(i, i + SLICE));
+    }
+    port.postMessage({ type: "applied", seq });
+  });
+}
+
 port.on("message", (msg: ToWorker) => {
   switch (msg.type) {
     case "updates":
-      server.update(msg.updates);
-      port.postMessage({ type: "applied", seq: msg.seq });
+      applyInSlices(msg.updates, msg.seq);
       return;
     case "resolve":
       port.postMessage({ type: "resolved", seq: msg.seq, resolution: server.resolve(msg.name, msg.network) });

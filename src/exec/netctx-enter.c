@@ -317,15 +317,9 @@ static void remake_run(void) {
   if (conf >= 0) place(conf, resolv, 0);
 }
 
-/*
- * --resolv-conf TEXT: the context's own resolver configuration (its networks' DNS server) over /etc/resolv.conf, as
- * `ip netns exec` puts /etc/netns/NAME/resolv.conf there. The file sits on a small tmpfs that is never attached
- * anywhere (fsmount), so nothing but this bind mount reaches it, and the bind is read-only. A symlink at
- * /etc/resolv.conf (systemd-resolved's stub in /run, put back by remake_run) is followed: reading either path gives
- * the same file. A host without /etc/resolv.conf keeps having none (the root file system is read-only here).
- */
-static void cover_resolv_conf(void) {
-  if (!resolv_text) return;
+/* The resolv.conf file to put in place: on a small tmpfs that is never attached anywhere (fsmount), so nothing but
+ * the bind made of it reaches it; the bind is read-only. */
+static int resolv_conf_file(void) {
   int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
   if (fs < 0) die("fsopen tmpfs");
   if (fsconfig(fs, FSCONFIG_SET_STRING, "size", "16k", 0) < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
@@ -344,9 +338,96 @@ static void cover_resolv_conf(void) {
   struct mount_attr attr = {0};
   attr.attr_set = MOUNT_ATTR_RDONLY;
   if (mount_setattr(file, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) die("resolv.conf read-only");
-  if (move_mount(file, "", AT_FDCWD, "/etc/resolv.conf", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS) < 0) {
-    if (errno != ENOENT) die("/etc/resolv.conf");
-    fprintf(stderr, "netctx exec: warning: no /etc/resolv.conf to cover: the context's DNS server is not configured\n");
+  return file;
+}
+
+#define ETC_SCRATCH "/run/.netctx-etc"
+
+/*
+ * No /etc/resolv.conf at all: there is nothing to mount on, and the host's /etc must not get a file. /etc becomes an
+ * overlay instead, the host's /etc below and a tmpfs above that holds only the new resolv.conf, read-only like the
+ * rest. What is mounted below /etc (a runtime's /etc/hosts) is taken along and put back on top.
+ */
+static void etc_overlay(int file) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) die("/proc/self/mountinfo");
+  char line[4096];
+  char *paths[64];
+  int subs[64], n = 0;
+  while (fgets(line, sizeof line, f) && n < 64) {
+    char *save, *field, *mountpoint = NULL;
+    int i = 0;
+    for (field = strtok_r(line, " ", &save); field && i <= 4; field = strtok_r(NULL, " ", &save), i++)
+      if (i == 4) mountpoint = field;
+    if (!mountpoint) continue;
+    unescape(mountpoint);
+    if (!under(mountpoint, "/etc") || strcmp(mountpoint, "/etc") == 0) continue;
+    /* One under another is carried along with it (AT_RECURSIVE). */
+    int inside = 0;
+    for (int k = 0; k < n; k++) inside |= under(mountpoint, paths[k]);
+    if (inside) continue;
+    paths[n] = strdup(mountpoint);
+    subs[n] = open_tree(AT_FDCWD, mountpoint, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (subs[n] < 0) die(mountpoint);
+    n++;
+  }
+  fclose(f);
+  /* Overlay takes its upper and work directories by path: a tmpfs there for as long as the mount call needs it. */
+  if (mkdir(ETC_SCRATCH, 0700) < 0 || mount("netctx-etc", ETC_SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") < 0 ||
+      mkdir(ETC_SCRATCH "/upper", 0755) < 0 || mkdir(ETC_SCRATCH "/work", 0755) < 0)
+    die(ETC_SCRATCH);
+  if (mount("netctx-etc", "/etc", "overlay", MS_NOSUID | MS_NODEV,
+            "lowerdir=/etc,upperdir=" ETC_SCRATCH "/upper,workdir=" ETC_SCRATCH "/work") < 0)
+    die("overlay on /etc");
+  if (umount2(ETC_SCRATCH, MNT_DETACH) < 0 || rmdir(ETC_SCRATCH) < 0) die(ETC_SCRATCH);
+  int fd = open("/etc/resolv.conf", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) die("/etc/resolv.conf on the overlay");
+  close(fd);
+  if (move_mount(file, "", AT_FDCWD, "/etc/resolv.conf", MOVE_MOUNT_F_EMPTY_PATH) < 0) die("/etc/resolv.conf");
+  for (int k = 0; k < n; k++) {
+    if (move_mount(subs[k], "", AT_FDCWD, paths[k], MOVE_MOUNT_F_EMPTY_PATH) < 0) die(paths[k]);
+    close(subs[k]);
+    free(paths[k]);
+  }
+  struct mount_attr attr = {0};
+  attr.attr_set = MOUNT_ATTR_RDONLY;
+  if (mount_setattr(AT_FDCWD, "/etc", 0, &attr, sizeof attr) < 0) die("/etc read-only");
+}
+
+/* Whether a --rw path holds `path`: then it is the host's, writable, and nothing is to be laid over it. */
+static int writable_path(const char *path) {
+  for (int i = 0; i < n_writable; i++)
+    if (under(path, writable[i]) || strcmp(writable[i], "/") == 0) return 1;
+  return 0;
+}
+
+/*
+ * --resolv-conf TEXT: the context's own resolver configuration (its networks' DNS server) over /etc/resolv.conf, as
+ * `ip netns exec` puts /etc/netns/NAME/resolv.conf there. Whatever the host has there, the context gets its file and
+ * the host's stays as it is (every mount here lives in this mount namespace):
+ *  - a file, or a symlink to one (systemd-resolved's stub in /run, put back by remake_run): the file is covered where
+ *    the link leads, so reading either path gives the context's file;
+ *  - a symlink to nothing (a resolver not running yet, a stub of a /run not kept here): the link itself is covered
+ *    (a mount may sit on a symlink); its target stays missing;
+ *  - nothing: /etc becomes an overlay holding the file (etc_overlay), unless a --rw path makes /etc the host's.
+ */
+static void cover_resolv_conf(void) {
+  if (!resolv_text) return;
+  struct stat st;
+  int exists = stat("/etc/resolv.conf", &st) == 0;
+  int link = !exists && lstat("/etc/resolv.conf", &st) == 0;
+  if (!exists && !link && (writable_path("/etc") || !is_dir("/etc"))) {
+    fprintf(stderr, "netctx exec: warning: no /etc/resolv.conf to cover and /etc is the host's (--rw): the context's DNS server is not configured\n");
+    return;
+  }
+  int file = resolv_conf_file();
+  if (exists) {
+    if (move_mount(file, "", AT_FDCWD, "/etc/resolv.conf", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS) < 0)
+      die("/etc/resolv.conf");
+  } else if (link) {
+    if (move_mount(file, "", AT_FDCWD, "/etc/resolv.conf", MOVE_MOUNT_F_EMPTY_PATH) < 0) die("/etc/resolv.conf (a symlink)");
+  } else {
+    etc_overlay(file);
   }
   close(file);
 }

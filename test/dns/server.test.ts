@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import type { RecordType } from "dns-packet";
+import { decode, type RecordType } from "dns-packet";
 import { type DnsSnapshot, EMPTY_SNAPSHOT, snapshotChanges } from "../../src/dns/feed.ts";
 import { Forwarder, MAX_IN_FLIGHT } from "../../src/dns/forwarder.ts";
 import { DnsService } from "../../src/dns/service.ts";
@@ -48,7 +48,11 @@ before(async () => {
     process.execPath,
     join(import.meta.dirname, "..", "utils", "dns-stub.mjs"),
     STUB,
-    JSON.stringify({ "example.org": "198.51.100.7", "cached.example.org": "198.51.100.8" }),
+    JSON.stringify({
+      "example.org": "198.51.100.7",
+      "cached.example.org": "198.51.100.8",
+      "kept.example.org": "198.51.100.9",
+    }),
     String(STUB_TTL_S),
   ]);
   assert.equal(await stub.next(), "ready");
@@ -205,6 +209,72 @@ test("other names go to the upstream of resolv.conf, and its answer is cached fo
   assert.equal(asked(), 2, "asked again once the TTL ran out");
   const missing = await query(SERVER, "nosuch.example.org");
   assert.equal((missing as { rcode?: string }).rcode, "NXDOMAIN");
+});
+
+/**
+ * The server keeps finished UDP answers by sender and query bytes (src/dns/answer-memo.ts): the very same bytes,
+ * asked again after the tables changed, get the tables' new answer; a forwarded answer's TTL still counts down.
+ */
+test("the same query bytes again: a changed name answers anew, a forwarded TTL counts down", async () => {
+  const bytes = queryBytes("kept");
+  const ask = async () => {
+    const answer = await sendUdp(SERVER, bytes);
+    assert.ok(answer, "answered");
+    const packet = decode(answer);
+    assert.equal(packet.id, bytes.readUInt16BE(0));
+    return packet;
+  };
+  const kept = (address: string) => ({
+    ...web,
+    name: "kept",
+    aliases: [],
+    attachments: [{ network: "loop", addresses: [address] }],
+  });
+  await serve([web, kept("127.0.0.9")]);
+  assert.deepEqual(dataOf(await ask()), ["127.0.0.9"]);
+  assert.deepEqual(dataOf(await ask()), ["127.0.0.9"]);
+  await serve([web, kept("127.0.0.10")]);
+  assert.deepEqual(dataOf(await ask()), ["127.0.0.10"], "the moved name's new address");
+  await serve([web]);
+  assert.equal(((await ask()) as { rcode?: string }).rcode, "NXDOMAIN", "the removed name is gone");
+
+  const forwarded = queryBytes("kept.example.org");
+  const ttl = async () => {
+    const answer = await sendUdp(SERVER, forwarded);
+    const a = answer && decode(answer).answers?.[0];
+    assert.ok(a, "answered");
+    return (a as { ttl: number }).ttl;
+  };
+  assert.equal(await ttl(), STUB_TTL_S);
+  assert.equal(await ttl(), STUB_TTL_S);
+  await sleep(1100);
+  assert.equal(await ttl(), STUB_TTL_S - 1, "kept one second: its TTL one less");
+});
+
+/**
+ * A big batch of changes (an apply of many contexts) is applied in slices (worker.ts): a query sent just after the
+ * batch is answered before the batch is through, instead of waiting behind all of it.
+ */
+test("a query sent during a batch of 10,000 changes is answered before the batch is applied", async () => {
+  const many = Array.from({ length: 10_000 }, (_, i) => ({
+    name: `bulk${i}`,
+    aliases: [],
+    attachments: [{ network: "loop", addresses: [`127.1.${i >> 8}.${(i & 255) + 1}`] }],
+  }));
+  const events: string[] = [];
+  const started = performance.now();
+  const applied = serve([web, ...many]).then(() =>
+    events.push(`applied ${Math.round(performance.now() - started)} ms`),
+  );
+  const answered = sendUdp(SERVER, queryBytes("www")).then((a) => {
+    events.push(`answered ${Math.round(performance.now() - started)} ms`);
+    return a;
+  });
+  const answer = await answered;
+  await applied;
+  assert.ok(answer, "answered");
+  assert.match(events[0]!, /^answered/, events.join(", "));
+  await serve([web]);
 });
 
 test("no gap while the tables change: a client asking all along is always answered", async () => {
