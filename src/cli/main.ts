@@ -8,13 +8,13 @@ import { registerCni } from "./cni.ts";
 import { useGlobalOptions } from "./config.ts";
 import { registerContext } from "./context.ts";
 import { registerDemo } from "./demo.ts";
-import { CliExit } from "./exit.ts";
 import { registerGc } from "./gc.ts";
 import { registerNetwork } from "./network.ts";
-import { cliErrorLine } from "./output.ts";
+import { reportFailure } from "./output.ts";
 import { registerPolicy } from "./policy.ts";
 import { registerResolve } from "./resolve.ts";
 import { registerServe } from "./serve.ts";
+import { netctxVersion } from "./version.ts";
 
 // grpc-js (etcd3) passes an IP endpoint to TLS as its server name, which node deprecates (DEP0123) with a warning
 // on stderr; etcd endpoints are IP addresses as often as not, and the warning broke the one-line error contract.
@@ -32,6 +32,8 @@ const program = new Command("netctx")
     "--state-dir <dir>",
     "state directory (default: $NETCTX_STATE_DIR or /var/lib/netctx); also taken after the subcommand",
   )
+  // package.json's version; bin/netctx's fast client prints the same without loading this file (fast-path.ts).
+  .version(netctxVersion())
   .enablePositionalOptions()
   .showHelpAfterError(false)
   .exitOverride()
@@ -79,8 +81,5 @@ try {
     // commander already printed its one line (or help / version, which are not errors)
     process.exit(err.exitCode);
   }
-  const reason = err instanceof CliExit ? err.reason : err;
-  process.stderr.write(`error: ${cliErrorLine(reason)}\n`);
-  if (process.env.NETCTX_DEBUG && reason instanceof Error) process.stderr.write(`${reason.stack}\n`);
-  process.exit(err instanceof CliExit ? err.exitCode : 1);
+  process.exit(reportFailure(err));
 }

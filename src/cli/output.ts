@@ -1,6 +1,7 @@
 /** Terminal output: aligned tables for people, JSON for programs. */
 import { errorLine } from "../errors.ts";
 import { formatTable } from "../text-table.ts";
+import { CliExit } from "./exit.ts";
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -23,6 +24,17 @@ export function cliErrorLine(err: unknown): string {
   if (process.geteuid?.() !== 0 && DENIED.test(line))
     return `netctx needs root (it changes the host's network and its state directory): ${line}`;
   return line;
+}
+
+/**
+ * A command's failure as the CLI reports it (main.ts and the fast client): one line, the stack with NETCTX_DEBUG.
+ * Returns the exit status.
+ */
+export function reportFailure(err: unknown): number {
+  const reason = err instanceof CliExit ? err.reason : err;
+  process.stderr.write(`error: ${cliErrorLine(reason)}\n`);
+  if (process.env.NETCTX_DEBUG && reason instanceof Error) process.stderr.write(`${reason.stack}\n`);
+  return err instanceof CliExit ? err.exitCode : 1;
 }
 
 /**
