@@ -4,6 +4,7 @@
  */
 
 import { addedPerCall, type BpfHookOptions, type BpfHookSamples, CASES, type HookCase } from "./bpf-hooks.ts";
+import type { CliStartFigures, CliStartResult } from "./cli-start.ts";
 import type { DatapathResult } from "./datapath.ts";
 import { KERNEL_FLOOR } from "./kernel-floor.ts";
 import type { L2Memory } from "./l2-lifecycle.ts";
@@ -40,6 +41,7 @@ export interface BenchData {
   datapath?: DatapathResult;
   overlay?: OverlayResult;
   policy?: PolicyResult;
+  cliStart?: CliStartResult;
 }
 
 export interface ResultRow {
@@ -58,12 +60,14 @@ export interface ResultRow {
 
 /**
  * bench/results.json: the setup/teardown rows (per path and N) under "rows", and the overlay section's figures
- * (issue 18) under "overlay" and the policy section's (issue 19) under "policy" when they ran.
+ * (issue 18) under "overlay", the policy section's (issue 19) under "policy" and the CLI-start section's (issue 21)
+ * under "cliStart" when they ran.
  */
 export interface Results {
   rows: ResultRow[];
   overlay?: OverlayFigures;
   policy?: PolicyFigures;
+  cliStart?: CliStartFigures;
 }
 
 export function results(data: BenchData): Results {
@@ -71,6 +75,7 @@ export function results(data: BenchData): Results {
     rows: resultRows(data),
     ...(data.overlay ? { overlay: data.overlay.figures } : {}),
     ...(data.policy ? { policy: data.policy.figures } : {}),
+    ...(data.cliStart ? { cliStart: data.cliStart.figures } : {}),
   };
 }
 
@@ -396,6 +401,8 @@ function goals(data: BenchData): Verdict[] {
   out.push(...(data.overlay?.verdicts ?? []));
   // 6: policy (issue 19), decided in the policy section.
   out.push(...(data.policy?.verdicts ?? []));
+  // 7: CLI start (issue 21), decided in the CLI-start section.
+  out.push(...(data.cliStart?.verdicts ?? []));
   return out;
 }
 
@@ -435,6 +442,7 @@ namespace of its own (nested), so it starts from an empty firewall, and that nam
     data.datapath?.text ?? "## Data path\n\nNot measured in this run.\n",
     data.overlay?.text ?? "## Overlay (issue 18)\n\nNot measured in this run.\n",
     data.policy?.text ?? "## Policy (issue 19)\n\nNot measured in this run.\n",
+    data.cliStart?.text ?? "## CLI start (issue 21)\n\nNot measured in this run.\n",
     notMeasuredSection(data),
   ]
     .filter(Boolean)

@@ -3,8 +3,9 @@
  * (each peer in a nested one of its own). Installs nothing: the peers come from ../shared/peers/setup.sh (Debian
  * containernetworking-plugins, netavark, iptables); a missing peer is reported, never faked.
  * Writes BENCHMARKS.md, bench/results.json and bench/setup-vs-n.png.
- * Full mode stays under 10 minutes on a 2-core machine, --quick under 2, plus the overlay and policy sections' time
- * (overlay ~1 min, ~20 s; policy ~2-3 min at 1000 contexts, ~40 s): each peer's extent is cut to the time left.
+ * Full mode stays under 10 minutes on a 2-core machine, --quick under 2, plus the overlay, policy and CLI-start
+ * sections' time (overlay ~1 min, ~20 s; policy ~2-3 min at 1000 contexts, ~40 s; CLI start ~60 s, ~20 s): each
+ * peer's extent is cut to the time left.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
@@ -14,6 +15,7 @@ import { cgroup2Root } from "../src/kernel/cgroup.ts";
 import { insideSandbox, sandboxArgv } from "../src/sandbox.ts";
 import { APPLY_WALKS, applyWalk } from "./apply-walks.ts";
 import { type BpfHookOptions, type BpfHookSamples, measureBpfHooks } from "./bpf-hooks.ts";
+import { type CliStartResult, cliStartSection } from "./cli-start.ts";
 import { type DatapathResult, datapathSection } from "./datapath.ts";
 import { KERNEL_FLOOR, kernelFloorPath } from "./kernel-floor.ts";
 import { L2_PATHS, type L2Cell, type L2Memory, type L2PathId, netctxL2Walk } from "./l2-lifecycle.ts";
@@ -196,6 +198,7 @@ let bpf: ({ samples: BpfHookSamples } & BpfHookOptions) | undefined;
 let datapath: DatapathResult | undefined;
 let overlay: OverlayResult | undefined;
 let policy: PolicyResult | undefined;
+let cliStart: CliStartResult | undefined;
 const why = (err: unknown) => (err instanceof Error ? err.message : String(err)).split("\n")[0]!;
 
 try {
@@ -284,6 +287,14 @@ try {
     policy = await policySection(quick, log);
   } catch (err) {
     notMeasured.push({ label: "policy", why: `failed: ${why(err)}` });
+  }
+  await settleNetns();
+
+  log("CLI start (issue 21)");
+  try {
+    cliStart = await cliStartSection(quick, log);
+  } catch (err) {
+    notMeasured.push({ label: "CLI start", why: `failed: ${why(err)}` });
   }
   const peerlessSeconds = elapsed() - peerlessStarted;
   await settleNetns();
@@ -381,6 +392,7 @@ const data: BenchData = {
   ...(datapath ? { datapath } : {}),
   ...(overlay ? { overlay } : {}),
   ...(policy ? { policy } : {}),
+  ...(cliStart ? { cliStart } : {}),
 };
 writeFileSync(join(ROOT, "BENCHMARKS.md"), benchmarksMarkdown(data));
 writeFileSync(join(ROOT, "bench", "results.json"), `${JSON.stringify(results(data), null, 2)}\n`);

@@ -1,0 +1,173 @@
+/**
+ * The CLI-start section (issue 21): how long a `netctx` command takes as a whole process with the engine running,
+ * against a bare node start (`node -e 0`) measured in the same turns, so machine noise moves both. Rows:
+ *  - `netctx --version` (the fast client, no engine call);
+ *  - `netctx ls` and `netctx create` (an l2 context on a bridge network) through the fast client and the engine:
+ *    goal <= 1.3x a bare node start each; `netctx rm` beside them;
+ *  - `netctx ls` through the full CLI (NETCTX_FULL_CLI=1), which every command paid before the fast client;
+ * each with the same request sent from this process without a CLI (the engine's share of the row).
+ * Each ratio is the median of the per-turn ratios. bench/cli-start-check.ts runs it alone.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { callEngine } from "../src/api/client.ts";
+import { NETCTX_BIN, startEngine } from "./cni-netctx.ts";
+import type { Verdict } from "./report.ts";
+import { fmt, nowMs, stats } from "./stats.ts";
+
+const PLAN = {
+  quick: { turns: 10, population: 10 },
+  full: { turns: 30, population: 50 },
+} as const;
+
+export const CLI_START_GOAL = 1.3;
+
+type RowId = "version" | "ls" | "create" | "rm" | "lsFull";
+
+const ROWS: Record<RowId, { label: string; goal: boolean }> = {
+  version: { label: "`netctx --version`", goal: false },
+  ls: { label: "`netctx ls` (engine running)", goal: true },
+  create: { label: "`netctx create NAME --level l2 --network NET` (engine running)", goal: true },
+  rm: { label: "`netctx rm NAME` (engine running)", goal: false },
+  lsFull: { label: "`netctx ls` through the full CLI (NETCTX_FULL_CLI=1, engine running)", goal: false },
+};
+
+export interface CliStartRow {
+  ms: number;
+  /** Median over the turns of this row's time / the bare node start's time in the same turn. */
+  ratio: number;
+  /** The same request from this process, without a CLI (median ms); undefined for rows without a request. */
+  engineMs?: number;
+}
+
+export interface CliStartFigures {
+  turns: number;
+  population: number;
+  nodeMs: number;
+  rows: Partial<Record<RowId, CliStartRow>>;
+}
+
+export interface CliStartResult {
+  text: string;
+  verdicts: Verdict[];
+  figures: CliStartFigures;
+}
+
+function timed(argv: string[], env: NodeJS.ProcessEnv): number {
+  const t = nowMs();
+  const r = spawnSync(argv[0]!, argv.slice(1), {
+    env,
+    stdio: ["ignore", "ignore", "pipe"],
+    encoding: "utf8",
+  });
+  const ms = nowMs() - t;
+  if (r.status !== 0) throw new Error(`${argv.join(" ")} exited ${r.status}: ${r.stderr.trim()}`);
+  return ms;
+}
+
+async function timedRequest(socket: string, method: string, path: string, body?: unknown): Promise<number> {
+  const t = nowMs();
+  if ((await callEngine(socket, method, path, body)) === undefined)
+    throw new Error("the engine did not answer");
+  return nowMs() - t;
+}
+
+export async function cliStartSection(quick: boolean, log: (line: string) => void): Promise<CliStartResult> {
+  const plan = quick ? PLAN.quick : PLAN.full;
+  const stateDir = mkdtempSync(join(tmpdir(), "netctx-bench-cli-"));
+  const env = { ...process.env, NETCTX_STATE_DIR: stateDir };
+  const socket = join(stateDir, "netctx.sock");
+  const engine = await startEngine(stateDir);
+  const samples: Record<RowId | "node", number[]> = {
+    node: [],
+    version: [],
+    ls: [],
+    create: [],
+    rm: [],
+    lsFull: [],
+  };
+  const direct: Partial<Record<RowId, number[]>> = { ls: [], create: [], rm: [] };
+  try {
+    timed([NETCTX_BIN, "network", "create", "clistart", "--subnet", "10.201.0.0/16"], env);
+    for (let i = 0; i < plan.population; i++)
+      await timedRequest(socket, "POST", "/v1/contexts", {
+        name: `pop${i}`,
+        level: "l2",
+        networks: ["clistart"],
+      });
+    log(`  cli start: ${plan.population} contexts, ${plan.turns} turns`);
+    const bin = [process.execPath, NETCTX_BIN];
+    for (let turn = 0; turn < plan.turns; turn++) {
+      const name = `turn${turn}`;
+      samples.node.push(timed([process.execPath, "-e", "0"], env));
+      samples.version.push(timed([...bin, "--version"], env));
+      samples.ls.push(timed([...bin, "ls"], env));
+      samples.create.push(timed([...bin, "create", name, "--level", "l2", "--network", "clistart"], env));
+      samples.rm.push(timed([...bin, "rm", name], env));
+      samples.lsFull.push(timed([...bin, "ls"], { ...env, NETCTX_FULL_CLI: "1" }));
+      direct.ls!.push(await timedRequest(socket, "GET", "/v1/contexts"));
+      direct.create!.push(
+        await timedRequest(socket, "POST", "/v1/contexts", { name, level: "l2", networks: ["clistart"] }),
+      );
+      direct.rm!.push(await timedRequest(socket, "DELETE", `/v1/contexts/${name}`));
+    }
+  } finally {
+    await engine.stop();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+  const figures: CliStartFigures = {
+    turns: plan.turns,
+    population: plan.population,
+    nodeMs: stats(samples.node).median,
+    rows: {},
+  };
+  for (const id of Object.keys(ROWS) as RowId[]) {
+    const ratios = samples[id].map((ms, i) => ms / samples.node[i]!);
+    const engineSamples = direct[id];
+    figures.rows[id] = {
+      ms: stats(samples[id]).median,
+      ratio: Math.round(stats(ratios).median * 1000) / 1000,
+      ...(engineSamples ? { engineMs: stats(engineSamples).median } : {}),
+    };
+  }
+  return { text: cliStartText(figures), verdicts: cliStartVerdicts(figures), figures };
+}
+
+function cliStartVerdicts(f: CliStartFigures): Verdict[] {
+  return (Object.keys(ROWS) as RowId[])
+    .filter((id) => ROWS[id].goal)
+    .map((id) => {
+      const row = f.rows[id];
+      const goal = `CLI start: ${ROWS[id].label} <= ${CLI_START_GOAL}x a bare node start`;
+      if (!row) return { goal, status: "not measured", figure: "n/a" };
+      return {
+        goal,
+        status: row.ratio <= CLI_START_GOAL ? "met" : "not met",
+        figure: `${fmt(row.ratio, 2)}x (${fmt(row.ms)} ms against ${fmt(f.nodeMs)} ms)`,
+      };
+    });
+}
+
+function cliStartText(f: CliStartFigures): string {
+  const lines = [
+    "## CLI start (issue 21)",
+    "",
+    `Whole commands as a user runs them, with \`netctx serve\` running on a store of ${f.population} l2 contexts, each in`,
+    `${f.turns} turns beside \`node -e 0\` (a bare node start: ${fmt(f.nodeMs)} ms median here). The ratio is the median of`,
+    'the per-turn ratios. "Engine alone" is the same request sent from the bench process, without a CLI: the part',
+    "of the row the engine spends (for `ls` it reads the kernel to mark degraded contexts).",
+    "",
+    "| command | median ms | x node -e 0 | engine alone ms | goal |",
+    "|---|---|---|---|---|",
+  ];
+  for (const id of Object.keys(ROWS) as RowId[]) {
+    const row = f.rows[id];
+    if (!row) continue;
+    lines.push(
+      `| ${ROWS[id].label} | ${fmt(row.ms)} | ${fmt(row.ratio, 2)}x | ${fmt(row.engineMs)} | ${ROWS[id].goal ? `<= ${CLI_START_GOAL}x` : ""} |`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
