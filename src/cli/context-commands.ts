@@ -74,6 +74,7 @@ export const RM: CommandSpec = {
   options: [
     { flags: "--force", description: "kill the processes still running in the context instead of refusing" },
     { flags: "-i, --ignore", description: "a missing context is a note, not an error" },
+    { flags: "--json", description: 'print {"removed": [NAME...]} once all are done' },
   ],
 };
 

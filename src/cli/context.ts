@@ -15,7 +15,7 @@ import { createInput, engineCreate, engineInspect, engineList, engineRemove } fr
 import { printContextList, printCreated, reportRemoved } from "./context-output.ts";
 import { CliExit } from "./exit.ts";
 import { withHost } from "./host.ts";
-import { collect, forEachName, printJson } from "./output.ts";
+import { collect, forEachName, printJson, removedNames } from "./output.ts";
 
 export function registerContext(program: Command): void {
   addSpecCommand(program, CREATE).action(async (name: string, o: CreateOptions) => {
@@ -42,15 +42,19 @@ export function registerContext(program: Command): void {
     printJson(view);
   });
 
-  addSpecCommand(program, RM).action((names: string[], o: { force?: boolean; ignore?: boolean }) => {
-    const force = o.force === true;
-    return forEachName(names, async (name) => {
-      const removed =
-        (await engineRemove(cliConfig().socketPath, name, force)) ??
-        withHost((host) => removeContext(host, name, { force }) !== undefined);
-      reportRemoved(name, removed, o.ignore);
-    });
-  });
+  addSpecCommand(program, RM).action(
+    async (names: string[], o: { force?: boolean; ignore?: boolean; json?: boolean }) => {
+      const force = o.force === true;
+      const out = removedNames(o.json);
+      await forEachName(names, async (name) => {
+        const removed =
+          (await engineRemove(cliConfig().socketPath, name, force)) ??
+          withHost((host) => removeContext(host, name, { force }) !== undefined);
+        reportRemoved(name, removed, o.ignore, out);
+      });
+      out.end();
+    },
+  );
 
   program
     .command("exec")

@@ -13,7 +13,7 @@ import { CREATE, type CreateOptions, INSPECT, LS, RM } from "./context-commands.
 import { createInput, engineCreate, engineInspect, engineList, engineRemove } from "./context-engine.ts";
 import { printContextList, printCreated, reportRemoved } from "./context-output.ts";
 import { type ParsedCommand, parseCommandArgv } from "./fast-argv.ts";
-import { forEachName, printJson, reportFailure } from "./output.ts";
+import { forEachName, printJson, removedNames, reportFailure } from "./output.ts";
 import { netctxVersion } from "./version.ts";
 
 /** Handled: the command ran (its exit status is set). Declined: the full CLI runs `argv` (this command line, or
@@ -89,20 +89,28 @@ const COMMANDS: Record<string, FastCommand> = {
       const names = parsed.args[0] as string[];
       const force = parsed.opts.force === true;
       const ignore = parsed.opts.ignore === true;
+      const json = parsed.opts.json === true;
+      const out = removedNames(json);
       // Names the engine was gone for: the first one, or (it stopped between two) the rest, go to the full CLI.
       let left: string[] | undefined;
       await forEachName(names, async (name) => {
         if (left) return void left.push(name);
         const removed = await engineRemove(socketPath, name, force);
         if (removed === undefined) left = [name];
-        else reportRemoved(name, removed, ignore);
+        else reportRemoved(name, removed, ignore, out);
       });
-      if (!left) return HANDLED;
+      if (!left) {
+        out.end();
+        return HANDLED;
+      }
       if (left.length === names.length) return DECLINED;
-      return {
-        handled: false,
-        argv: rerun(["rm", ...(force ? ["--force"] : []), ...(ignore ? ["--ignore"] : []), ...left]),
-      };
+      // With --json the names removed so far are not told: the full CLI's answer covers the rest only.
+      const flags = [
+        ...(force ? ["--force"] : []),
+        ...(ignore ? ["--ignore"] : []),
+        ...(json ? ["--json"] : []),
+      ];
+      return { handled: false, argv: rerun(["rm", ...flags, ...left]) };
     },
   },
 };

@@ -55,6 +55,20 @@ export async function forEachName(
   }
 }
 
+/**
+ * What `rm A B C` prints of the names that went: a line each, or with --json one `{"removed": [...]}` once all are
+ * done (notes and errors stay lines on stderr either way).
+ */
+export function removedNames(json: boolean | undefined): { removed(name: string): void; end(): void } {
+  const names: string[] = [];
+  return {
+    removed: (name) => (json ? names.push(name) : console.log(name)),
+    end: () => {
+      if (json) printJson({ removed: names });
+    },
+  };
+}
+
 /** commander helper for options that may be given several times. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
