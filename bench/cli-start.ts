@@ -10,7 +10,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { callEngine } from "../src/api/client.ts";
 import { NETCTX_BIN, startEngine } from "./cni-netctx.ts";
@@ -46,6 +46,8 @@ export interface CliStartFigures {
   turns: number;
   population: number;
   nodeMs: number;
+  /** The 1-minute load average before and after the turns: on a shared machine, how much else ran. */
+  load: [number, number];
   rows: Partial<Record<RowId, CliStartRow>>;
 }
 
@@ -89,6 +91,7 @@ export async function cliStartSection(quick: boolean, log: (line: string) => voi
     lsFull: [],
   };
   const direct: Partial<Record<RowId, number[]>> = { ls: [], create: [], rm: [] };
+  let loadBefore = 0;
   try {
     timed([NETCTX_BIN, "network", "create", "clistart", "--subnet", "10.201.0.0/16"], env);
     for (let i = 0; i < plan.population; i++)
@@ -98,6 +101,7 @@ export async function cliStartSection(quick: boolean, log: (line: string) => voi
         networks: ["clistart"],
       });
     log(`  cli start: ${plan.population} contexts, ${plan.turns} turns`);
+    loadBefore = loadavg()[0]!;
     const bin = [process.execPath, NETCTX_BIN];
     for (let turn = 0; turn < plan.turns; turn++) {
       const name = `turn${turn}`;
@@ -121,6 +125,7 @@ export async function cliStartSection(quick: boolean, log: (line: string) => voi
     turns: plan.turns,
     population: plan.population,
     nodeMs: stats(samples.node).median,
+    load: [loadBefore, loadavg()[0]!],
     rows: {},
   };
   for (const id of Object.keys(ROWS) as RowId[]) {
@@ -158,6 +163,8 @@ function cliStartText(f: CliStartFigures): string {
     `${f.turns} turns beside \`node -e 0\` (a bare node start: ${fmt(f.nodeMs)} ms median here). The ratio is the median of`,
     'the per-turn ratios. "Engine alone" is the same request sent from the bench process, without a CLI: the part',
     "of the row the engine spends (for `ls` it reads the kernel to mark degraded contexts).",
+    `Load average (1 min) before and after the turns: ${f.load.map((x) => x.toFixed(2)).join(" and ")}; with more than`,
+    "the machine's cores busy, every process waits for a core and the ratios shrink towards 1.",
     "",
     "| command | median ms | x node -e 0 | engine alone ms | goal |",
     "|---|---|---|---|---|",
