@@ -110,6 +110,7 @@ complete -F _netctx netctx
 export function zshCompletion(program: Command): string {
   return `#compdef netctx
 # netctx completion for zsh: source <(netctx completion zsh)
+(( $+functions[compdef] )) || { autoload -U +X compinit && compinit }
 autoload -U +X bashcompinit && bashcompinit
 ${bashCompletion(program)}`;
 }
