@@ -1,7 +1,7 @@
 /**
  * The fast client (issue 21): `create`, `rm`, `ls` and `inspect` handed to the running engine, and `--version`,
  * without loading the engine's modules (koffi, SQLite, zod, the kernel layer) or commander. bin/netctx runs it
- * first, from its own bundle (dist/netctx-fast.mjs, node built-ins only; scripts/build.mjs refuses a package in
+ * first, from its own bundle (dist/netctx-fast.cjs, node built-ins only; scripts/build.mjs refuses a package in
  * it), and loads the full CLI only when it declines: a command it does not read (help, other commands, anything
  * fast-argv.ts leaves out) or no engine answering. It prints only after the engine answered, with the full CLI's
  * own output and error functions (context-output.ts, output.ts), so the two paths print the same bytes.
