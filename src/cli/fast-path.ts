@@ -139,8 +139,9 @@ export async function runFast(argv: readonly string[]): Promise<FastOutcome> {
     return HANDLED;
   }
   const global = globalOptions(argv);
-  const command = global && COMMANDS[argv[global.at] ?? ""];
-  if (!global || !command || !Object.hasOwn(COMMANDS, argv[global.at]!)) return DECLINED;
+  const name = global ? argv[global.at] : undefined;
+  if (!global || name === undefined || !Object.hasOwn(COMMANDS, name)) return DECLINED;
+  const command = COMMANDS[name]!;
   const parsed = parseCommandArgv(command.spec, argv.slice(global.at + 1));
   if (!parsed) return DECLINED;
   const after = parsed.opts.stateDir as string | undefined;
