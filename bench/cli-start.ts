@@ -92,22 +92,14 @@ export async function cliStartSection(quick: boolean, log: (line: string) => voi
   const env = { ...process.env, NETCTX_STATE_DIR: stateDir };
   const socket = join(stateDir, "netctx.sock");
   const engine = await startEngine(stateDir);
-  const samples: Record<RowId | "node", number[]> = {
-    node: [],
-    version: [],
-    ls: [],
-    create: [],
-    rm: [],
-    lsFull: [],
-  };
-  const cpu: Record<RowId | "node", number[]> = {
-    node: [],
-    version: [],
-    ls: [],
-    create: [],
-    rm: [],
-    lsFull: [],
-  };
+  const perRow = () =>
+    Object.fromEntries(["node", ...Object.keys(ROWS)].map((id) => [id, [] as number[]])) as Record<
+      RowId | "node",
+      number[]
+    >;
+  // Wall and CPU milliseconds per row, turn by turn.
+  const samples = perRow();
+  const cpu = perRow();
   const measure = (id: RowId | "node", argv: string[], runEnv: NodeJS.ProcessEnv = env) => {
     samples[id].push(timed(argv, runEnv));
     cpu[id].push(lastCpuMs);
