@@ -78,7 +78,7 @@ function exchange(
 }
 
 /** Status line, headers, and the body as the engine sends it: Content-Length, chunked, or up to the close. */
-export function parseReply(raw: Buffer): RawReply {
+function parseReply(raw: Buffer): RawReply {
   const split = raw.indexOf("\r\n\r\n");
   const status = /^HTTP\/1\.[01] (\d{3})/.exec(raw.subarray(0, 32).toString("latin1"));
   if (split < 0 || !status) throw new NetctxError("internal", "the engine's reply is not HTTP");
