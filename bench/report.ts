@@ -4,6 +4,7 @@
  */
 
 import { addedPerCall, type BpfHookOptions, type BpfHookSamples, CASES, type HookCase } from "./bpf-hooks.ts";
+import type { CliStartFigures, CliStartResult } from "./cli-start.ts";
 import type { CountersFigures, CountersResult } from "./counters.ts";
 import type { DatapathResult } from "./datapath.ts";
 import type { DnsFigures, DnsResult } from "./dns.ts";
@@ -44,6 +45,7 @@ export interface BenchData {
   policy?: PolicyResult;
   counters?: CountersResult;
   dns?: DnsResult;
+  cliStart?: CliStartResult;
 }
 
 export interface ResultRow {
@@ -62,8 +64,8 @@ export interface ResultRow {
 
 /**
  * bench/results.json: the setup/teardown rows (per path and N) under "rows", and the overlay section's figures
- * (issue 18) under "overlay", the policy section's (issue 19) under "policy", the counters section's (issue 21)
- * under "counters" and the DNS section's (issue 20) under "dns" when they ran.
+ * (issue 18) under "overlay", the policy section's (issue 19) under "policy", the counters and CLI-start sections'
+ * (issue 21) under "counters" and "cliStart", and the DNS section's (issue 20) under "dns" when they ran.
  */
 export interface Results {
   rows: ResultRow[];
@@ -71,6 +73,7 @@ export interface Results {
   policy?: PolicyFigures;
   counters?: CountersFigures;
   dns?: DnsFigures;
+  cliStart?: CliStartFigures;
 }
 
 export function results(data: BenchData): Results {
@@ -80,6 +83,7 @@ export function results(data: BenchData): Results {
     ...(data.policy ? { policy: data.policy.figures } : {}),
     ...(data.counters ? { counters: data.counters.figures } : {}),
     ...(data.dns ? { dns: data.dns.figures } : {}),
+    ...(data.cliStart ? { cliStart: data.cliStart.figures } : {}),
   };
 }
 
@@ -407,8 +411,10 @@ function goals(data: BenchData): Verdict[] {
   out.push(...(data.policy?.verdicts ?? []));
   // 7: counters and the scrape (issue 21), decided in the counters section.
   out.push(...(data.counters?.verdicts ?? []));
-  // 7: DNS (issue 20), decided in the DNS section.
+  // 8: DNS (issue 20), decided in the DNS section.
   out.push(...(data.dns?.verdicts ?? []));
+  // 9: CLI start (issue 21), decided in the CLI-start section.
+  out.push(...(data.cliStart?.verdicts ?? []));
   return out;
 }
 
@@ -450,6 +456,7 @@ namespace of its own (nested), so it starts from an empty firewall, and that nam
     data.policy?.text ?? "## Policy (issue 19)\n\nNot measured in this run.\n",
     data.counters?.text ?? "## Counters (issue 21)\n\nNot measured in this run.\n",
     data.dns?.text ?? "## DNS (issue 20)\n\nNot measured in this run.\n",
+    data.cliStart?.text ?? "## CLI start (issue 21)\n\nNot measured in this run.\n",
     notMeasuredSection(data),
   ]
     .filter(Boolean)

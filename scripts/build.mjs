@@ -48,9 +48,33 @@ async function bundle(options) {
     writeFileSync(tmp, file.contents);
     renameSync(tmp, file.path);
   }
+  return result;
 }
 
 await bundle({ ...common, entryPoints: { netctx: "src/cli/main.ts" } });
+// The fast client bin/netctx tries first (src/cli/fast-path.ts): create, rm, ls, inspect through a running engine
+// and --version, in about node's own start time. Node built-ins only: a package in it (commander alone costs ~10 ms
+// of a ~65 ms budget) is refused here, and its input list lets bin/netctx tell whether it is older than a source.
+// CommonJS, as bin/netctx is: required without starting node's ESM loader (~9% of a node start).
+const fast = await bundle({
+  ...common,
+  entryPoints: { "netctx-fast": "src/cli/fast-path.ts" },
+  format: "cjs",
+  outExtension: { ".js": ".cjs" },
+  external: [],
+  define: { "import.meta.url": "__netctxModuleUrl" },
+  banner: { js: 'const __netctxModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
+  metafile: true,
+});
+const fastInputs = Object.keys(fast.metafile.inputs);
+const packages = fastInputs.filter((f) => f.includes("node_modules/"));
+if (packages.length) {
+  const named = packages.slice(0, 3).join(", ") + (packages.length > 3 ? ` and ${packages.length - 3} more` : "");
+  console.error(`build: the fast client (src/cli/fast-path.ts) must not bundle packages: ${named}`);
+  process.exit(1);
+}
+writeFileSync(`dist/netctx-fast.inputs.json.tmp-${process.pid}`, `${JSON.stringify(fastInputs, null, 2)}\n`);
+renameSync(`dist/netctx-fast.inputs.json.tmp-${process.pid}`, "dist/netctx-fast.inputs.json");
 // The DNS server's worker thread (src/dns/service.ts starts it from beside the CLI's bundle).
 await bundle({ ...common, entryPoints: { "netctx-dns": "src/dns/worker.ts" } });
 // The CNI plugin a container runtime execs per verb: its own entry with the engine in a lazily imported chunk, so

@@ -15,6 +15,8 @@ packages+=(etcd-server etcd-client openssl)
 # The DNS bench runs podman's DNS server next to ours under dnsperf's load (issue 20); the dashboard is tested in a
 # real headless browser (issue 21).
 packages+=(aardvark-dns dnsperf chromium)
+# `netctx completion zsh|fish` scripts are parsed by their shells in test/cli/habits-issue21.test.ts.
+packages+=(zsh fish)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

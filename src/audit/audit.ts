@@ -111,6 +111,8 @@ const MIN_PMTU = 552;
 const IP_PATHS = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"];
 
 export interface AuditOptions {
+  /** Each context's probe as it reports, twice a context (the CLI draws it once the audit runs past 2 s). */
+  progress?: (done: number, total: number, what: string) => void;
   /**
    * How probes and markers enter a context; default: the context's exec sandbox, as `netctx exec` does. Tests pass
    * a bare path (nsenter, a cgroup move) to show that each escape probe reads "possible" once its guard is gone.
@@ -166,10 +168,13 @@ export async function runAudit(
     );
     for (const s of subjects)
       probes.set(s.name, spawnInContext(exec, s.record, "probe", plans.get(s.name)!.params));
+    let reported = 0;
+    const reportedBy = (what: string) => options.progress?.(++reported, subjects.length * 2, what);
     const phase1 = new Map<string, Phase1>();
     await Promise.all(
       subjects.map(async (s) => {
         phase1.set(s.name, await probes.get(s.name)!.json<Phase1>());
+        reportedBy(`${s.name}: probes sent`);
       }),
     );
 
@@ -215,6 +220,7 @@ export async function runAudit(
     await Promise.all(
       subjects.map(async (s) => {
         phase2.set(s.name, await probes.get(s.name)!.json<Phase2>());
+        reportedBy(`${s.name}: what arrived read`);
       }),
     );
     await sleep(100);

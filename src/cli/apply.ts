@@ -8,6 +8,8 @@ import { type ApplyOutcome, type ApplyRequest, describeStep, runApply } from "..
 import { type ErrorCode, invalid, NetctxError } from "../errors.ts";
 import { cliConfig } from "./config.ts";
 import { withHost } from "./host.ts";
+import { printJson } from "./output.ts";
+import { startProgress } from "./progress.ts";
 
 /**
  * YAML 1.2 is a superset of JSON, so one parser reads both; its errors carry line and column. Loaded on use: every
@@ -27,11 +29,38 @@ export async function readSceneFile(path: string): Promise<unknown> {
   return doc.toJS();
 }
 
+/**
+ * What apply and destroy tell: their lines as they come, or with --json the engine's own answer
+ * (`{"lines": [...], "error": {...}}`) once they are done; a failure is still the one error line on stderr.
+ */
+function outcomePrinter(json: boolean | undefined) {
+  const lines: string[] = [];
+  return {
+    say: (line: string) => (json ? lines.push(line) : console.log(line)),
+    /** Runs the whole apply; its outcome printed as JSON at the end with --json. */
+    async run(fn: () => Promise<void> | void): Promise<void> {
+      try {
+        await fn();
+      } catch (err) {
+        if (json) printJson({ lines, error: errorBody(err) } satisfies ApplyOutcome);
+        throw err;
+      }
+      if (json) printJson({ lines } satisfies ApplyOutcome);
+    },
+  };
+}
+
+function errorBody(err: unknown): NonNullable<ApplyOutcome["error"]> {
+  if (err instanceof NetctxError)
+    return { code: err.code, message: err.message, ...(err.field !== undefined ? { field: err.field } : {}) };
+  return { code: "internal", message: err instanceof Error ? err.message : String(err) };
+}
+
 /** An engine runs: the apply runs there (one writer; on an overlay network it may lease a block), lines come back. */
-async function throughEngine(req: ApplyRequest): Promise<boolean> {
+async function throughEngine(req: ApplyRequest, say: (line: string) => void): Promise<boolean> {
   const out = await callEngine<ApplyOutcome>(cliConfig().socketPath, "POST", "/v1/apply", req);
   if (!out) return false;
-  for (const line of out.lines) console.log(line);
+  for (const line of out.lines) say(line);
   if (out.error) throw new NetctxError(out.error.code as ErrorCode, out.error.message, out.error.field);
   return true;
 }
@@ -46,7 +75,9 @@ export function registerApply(program: Command): void {
       "also remove the contexts and networks an earlier apply of this scene made that the file no longer declares",
     )
     .option("--dry-run", "check the file as apply does and print the plan, changing nothing")
-    .action(async (file: string, o: { prune?: boolean; dryRun?: boolean }) => {
+    .option("--json", 'print {"lines": [...]} (and "error" when it failed) once done, no progress')
+    .action(async (file: string, o: { prune?: boolean; dryRun?: boolean; json?: boolean }) => {
+      const out = outcomePrinter(o.json);
       const scene = await readSceneFile(file);
       const req: ApplyRequest = {
         scene,
@@ -54,30 +85,33 @@ export function registerApply(program: Command): void {
         source: resolve(file),
         ...(o.dryRun ? { dryRun: true } : {}),
       };
-      if (await throughEngine(req)) return;
-      const cliProgress = process.stdout.isTTY === true ? (await import("cli-progress")).default : undefined;
-      withHost((host) => {
-        const bar = cliProgress
-          ? new cliProgress.SingleBar(
-              { format: "{bar} {value}/{total} {step}" },
-              cliProgress.Presets.shades_classic,
-            )
-          : undefined;
-        let started = false;
-        const progress = bar
-          ? (done: number, total: number, step: Step) => {
-              if (!started) {
-                bar.start(total, 0, { step: "" });
-                started = true;
+      await out.run(async () => {
+        if (await throughEngine(req, out.say)) return;
+        const cliProgress =
+          process.stdout.isTTY === true && !o.json ? (await import("cli-progress")).default : undefined;
+        withHost((host) => {
+          const bar = cliProgress
+            ? new cliProgress.SingleBar(
+                { format: "{bar} {value}/{total} {step}" },
+                cliProgress.Presets.shades_classic,
+              )
+            : undefined;
+          let started = false;
+          const progress = bar
+            ? (done: number, total: number, step: Step) => {
+                if (!started) {
+                  bar.start(total, 0, { step: "" });
+                  started = true;
+                }
+                bar.update(done, { step: describeStep(step) });
               }
-              bar.update(done, { step: describeStep(step) });
-            }
-          : undefined;
-        try {
-          runApply(host, req, { say: (l) => console.log(l), ...(progress ? { progress } : {}) });
-        } finally {
-          bar?.stop();
-        }
+            : undefined;
+          try {
+            runApply(host, req, { say: out.say, ...(progress ? { progress } : {}) });
+          } finally {
+            bar?.stop();
+          }
+        });
       });
     });
 
@@ -88,7 +122,9 @@ export function registerApply(program: Command): void {
     )
     .argument("<file>")
     .option("--dry-run", "print what destroy would remove, changing nothing")
-    .action(async (file: string, o: { dryRun?: boolean }) => {
+    .option("--json", 'print {"lines": [...]} (and "error" when it failed) once done')
+    .action(async (file: string, o: { dryRun?: boolean; json?: boolean }) => {
+      const out = outcomePrinter(o.json);
       const scene = await readSceneFile(file);
       const req: ApplyRequest = {
         scene,
@@ -96,7 +132,20 @@ export function registerApply(program: Command): void {
         source: resolve(file),
         ...(o.dryRun ? { dryRun: true } : {}),
       };
-      if (await throughEngine(req)) return;
-      withHost((host) => runApply(host, req, { say: (l) => console.log(l) }));
+      await out.run(async () => {
+        if (await throughEngine(req, out.say)) return;
+        // Through an engine the lines come at the end; here, each removal is a step past 2 s.
+        const progress = await startProgress("destroy", o.json);
+        try {
+          withHost((host) =>
+            runApply(host, req, {
+              say: out.say,
+              progress: (done, total, step) => progress.step(done, total, describeStep(step)),
+            }),
+          );
+        } finally {
+          progress.stop();
+        }
+      });
     });
 }

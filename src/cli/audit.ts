@@ -11,6 +11,7 @@ import { invalid } from "../errors.ts";
 import { Host } from "../host.ts";
 import { cliConfig } from "./config.ts";
 import { printJson } from "./output.ts";
+import { startProgress } from "./progress.ts";
 
 interface AuditFlags {
   json?: boolean;
@@ -37,6 +38,7 @@ export function registerAudit(program: Command): void {
       if (o.scene !== undefined && !o.reach) throw invalid("--scene", "only with --reach");
       if (o.reach && o.markdown) throw invalid("--markdown", "not with --reach (use --json)");
       const host = Host.open(cliConfig());
+      const progress = await startProgress("audit", o.json);
       try {
         if (o.reach) {
           const report = await runReach(host, {
@@ -48,12 +50,14 @@ export function registerAudit(program: Command): void {
           process.exitCode = report.ok ? 0 : 2;
           return;
         }
-        const report = await runAudit(host, names);
+        const report = await runAudit(host, names, { progress: progress.step });
+        progress.stop();
         if (o.json) printJson(auditJson(report));
         else if (o.markdown) process.stdout.write(`${formatAuditMarkdown(report)}\n`);
         else process.stdout.write(`${formatAudit(report)}\n`);
         process.exitCode = report.ok ? 0 : 2;
       } finally {
+        progress.stop();
         host.close();
       }
     });

@@ -7,6 +7,7 @@ import { DEFAULT_STATE_DIR } from "../config.ts";
 import { invalid } from "../errors.ts";
 import { packageRoot } from "../package-root.ts";
 import { namedStateDir } from "./config.ts";
+import { printJson } from "./output.ts";
 
 const ROOT = packageRoot();
 const BUNDLE = join(ROOT, "dist", "cni", "netctx-cni.mjs");
@@ -102,7 +103,10 @@ export function registerCni(program: Command): void {
     .command("install")
     .description("write the CNI plugin executable `netctx` into DIR (a runtime's CNI plugin directory)")
     .argument("<dir>")
-    .action((dir: string) => {
-      console.log(installCni(dir));
+    .option("--json", 'print {"installed": PATH}')
+    .action((dir: string, o: { json?: boolean }) => {
+      const installed = installCni(dir);
+      if (o.json) printJson({ installed });
+      else console.log(installed);
     });
 }

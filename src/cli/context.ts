@@ -5,152 +5,56 @@ import { callEngine } from "../api/client.ts";
 import { contextResolvConf } from "../dns/resolv-conf.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { contextResolver } from "../engine/dns-feed.ts";
-import { type ContextView, contextView, contextViews, inspectView } from "../engine/views.ts";
+import { contextView, contextViews, inspectView } from "../engine/views.ts";
 import { conflict, notFound } from "../errors.ts";
 import { contextExecArgv, EXEC_SETUP_FAILED, execInto } from "../exec/enter.ts";
-import { labelsFromArgs } from "../model/labels.ts";
-import { parseBandwidthArg } from "../model/publish.ts";
+import { addSpecCommand } from "./command-spec.ts";
 import { cliConfig } from "./config.ts";
+import { CREATE, type CreateOptions, INSPECT, LS, RM } from "./context-commands.ts";
+import { createInput, engineCreate, engineInspect, engineList, engineRemove } from "./context-engine.ts";
+import { printContextList, printCreated, reportRemoved } from "./context-output.ts";
 import { CliExit } from "./exit.ts";
 import { withHost } from "./host.ts";
-import { collect, forEachName, printJson, printTable } from "./output.ts";
-
-interface CreateOptions {
-  level: string;
-  network: string[];
-  ip: string[];
-  mac?: string;
-  ifname: string[];
-  route: string[];
-  publish: string[];
-  bandwidth?: string;
-  label: string[];
-  allowHostPort: string[];
-  alias: string[];
-  json?: boolean;
-}
+import { collect, forEachName, printJson, removedNames } from "./output.ts";
 
 export function registerContext(program: Command): void {
-  program
-    .command("create")
-    .description("create a network context")
-    .argument("<name>")
-    .requiredOption("--level <level>", "l2 | l3 | socket")
-    .option("--network <name>", "network to join (repeatable)", collect, [])
-    .option("--ip <addr>", "requested address (repeatable)", collect, [])
-    .option("--mac <mac>", "static MAC of the first interface (l2)")
-    .option(
-      "--ifname <name>",
-      "interface name inside the context, per network (l2; default eth0, eth1, ...)",
-      collect,
-      [],
-    )
-    .option("--route <route>", "extra route in `ip route` form (l3; repeatable)", collect, [])
-    .option(
-      "--publish <spec>",
-      "publish a port: [HOSTIP:]HOSTPORT:PORT[/tcp|udp] (repeatable; IPv6 host address in [])",
-      collect,
-      [],
-    )
-    .option(
-      "--bandwidth <rate>",
-      "l2 rate limit: RATE (both ways) or IN/OUT, tc units (10mbit, 500kbit; - = none)",
-    )
-    .option(
-      "--label <key=value>",
-      "a label policy selectors match (repeatable; Kubernetes label syntax; netctx.*, cni.*, k8s.* are netctx's own)",
-      collect,
-      [],
-    )
-    .option(
-      "--allow-host-port <port>",
-      "l3/socket: let the context reach this host loopback port, PORT[/tcp|udp] (repeatable; the rest of 127.0.0.1/::1 is its own address)",
-      collect,
-      [],
-    )
-    .option("--alias <name>", "another DNS name the context answers to (repeatable)", collect, [])
-    .option("--json", "print the context as JSON")
-    .action(async (name: string, o: CreateOptions) => {
-      const input = {
-        name,
-        level: o.level,
-        networks: o.network,
-        ips: o.ip,
-        ...(o.mac !== undefined ? { mac: o.mac } : {}),
-        ...(o.ifname.length ? { ifnames: o.ifname } : {}),
-        ...(o.route.length ? { routes: o.route } : {}),
-        ...(o.publish.length ? { publish: o.publish } : {}),
-        ...(o.bandwidth !== undefined ? { bandwidth: parseBandwidthArg(o.bandwidth) } : {}),
-        ...(o.label.length ? { labels: labelsFromArgs("label", o.label) } : {}),
-        ...(o.allowHostPort.length ? { allowHostPorts: o.allowHostPort } : {}),
-        ...(o.alias.length ? { aliases: o.alias } : {}),
-      };
-      const view =
-        (await callEngine<ContextView>(cliConfig().socketPath, "POST", "/v1/contexts", input)) ??
-        withHost((host) => contextView(host, createContext(host, input)));
-      if (o.json) printJson(view);
-      else console.log(view.name);
-    });
+  addSpecCommand(program, CREATE).action(async (name: string, o: CreateOptions) => {
+    const input = createInput(name, o);
+    const view =
+      (await engineCreate(cliConfig().socketPath, input)) ??
+      withHost((host) => contextView(host, createContext(host, input)));
+    printCreated(view, o.json);
+  });
 
-  program
-    .command("ls")
-    .description("list contexts")
-    .option("--json", "JSON output")
-    .action((o: { json?: boolean }) => {
-      withHost((host) => {
-        const views = contextViews(host);
-        if (o.json) return printJson(views);
-        printTable(
-          ["NAME", "LEVEL", "STATUS", "NETWORKS", "ADDRESSES", "LABELS"],
-          views.map((v) => [
-            v.name,
-            v.level,
-            v.status,
-            v.networks.join(","),
-            v.addresses.join(","),
-            Object.entries(v.labels ?? {})
-              .map(([k, val]) => `${k}=${val}`)
-              .join(","),
-          ]),
-        );
-      });
-    });
+  addSpecCommand(program, LS).action(async (o: { json?: boolean }) => {
+    const views = (await engineList(cliConfig().socketPath)) ?? withHost((host) => contextViews(host));
+    printContextList(views, o.json);
+  });
 
-  program
-    .command("inspect")
-    .description("show a context as JSON")
-    .argument("<name>")
-    .option("--json", "JSON output (the default)")
-    .action((name: string) => {
+  addSpecCommand(program, INSPECT).action(async (name: string) => {
+    const view =
+      (await engineInspect(cliConfig().socketPath, name)) ??
       withHost((host) => {
         const record = host.store.getContext(name);
         if (!record) throw notFound("context", name);
-        printJson(inspectView(host, record));
+        return inspectView(host, record);
       });
-    });
+    printJson(view);
+  });
 
-  program
-    .command("rm")
-    .description("remove contexts; a missing or refused one is reported, the others go")
-    .argument("<name...>")
-    .option("--force", "kill the processes still running in the context instead of refusing")
-    .option("-i, --ignore", "a missing context is a note, not an error")
-    .action((names: string[], o: { force?: boolean; ignore?: boolean }) => {
+  addSpecCommand(program, RM).action(
+    async (names: string[], o: { force?: boolean; ignore?: boolean; json?: boolean }) => {
       const force = o.force === true;
-      return forEachName(names, async (name) => {
-        const remote = await callEngine<{ removed: boolean }>(
-          cliConfig().socketPath,
-          "DELETE",
-          `/v1/contexts/${encodeURIComponent(name)}${force ? "?force=1" : ""}`,
-        );
-        const removed = remote
-          ? remote.removed
-          : withHost((host) => removeContext(host, name, { force }) !== undefined);
-        if (removed) console.log(name);
-        else if (o.ignore) console.error(`note: context "${name}" does not exist; nothing to remove`);
-        else throw notFound("context", name);
+      const out = removedNames(o.json);
+      await forEachName(names, async (name) => {
+        const removed =
+          (await engineRemove(cliConfig().socketPath, name, force)) ??
+          withHost((host) => removeContext(host, name, { force }) !== undefined);
+        reportRemoved(name, removed, o.ignore, out);
       });
-    });
+      out.end();
+    },
+  );
 
   program
     .command("exec")

@@ -1,9 +1,10 @@
 /** netctx gc | repair | state export: the reliability commands. */
 import type { Command } from "commander";
-import { gc, repair } from "../engine/reconcile/gc.ts";
+import { type GcReport, gc, repair } from "../engine/reconcile/gc.ts";
 import { exportState } from "../engine/state-export.ts";
 import { withHost } from "./host.ts";
 import { printJson } from "./output.ts";
+import { startProgress } from "./progress.ts";
 
 export function registerGc(program: Command): void {
   program
@@ -11,8 +12,14 @@ export function registerGc(program: Command): void {
     .description("converge state and kernel: finish or undo crashed operations, remove what no record owns")
     .option("--dry-run", "list the actions without doing them")
     .option("--json", "JSON output")
-    .action((o: { dryRun?: boolean; json?: boolean }) => {
-      const report = withHost((host) => gc(host, { dryRun: o.dryRun ?? false }));
+    .action(async (o: { dryRun?: boolean; json?: boolean }) => {
+      const progress = await startProgress("gc", o.json);
+      let report: GcReport;
+      try {
+        report = withHost((host) => gc(host, { dryRun: o.dryRun ?? false, progress: progress.step }));
+      } finally {
+        progress.stop();
+      }
       if (o.json) return printJson(report);
       for (const a of report.actions) {
         const line = `${a.action} ${a.object}: ${a.reason}`;

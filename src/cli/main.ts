@@ -1,21 +1,7 @@
-/** netctx command line: one file per command family; this file wires them and turns errors into one line. */
-import { Command, CommanderError, Option } from "commander";
-import { NetctxError } from "../errors.ts";
-import { registerApply } from "./apply.ts";
-import { registerAudit } from "./audit.ts";
-import { registerCluster } from "./cluster.ts";
-import { registerCni } from "./cni.ts";
-import { useGlobalOptions } from "./config.ts";
-import { registerContext } from "./context.ts";
-import { registerDemo } from "./demo.ts";
-import { CliExit } from "./exit.ts";
-import { registerGc } from "./gc.ts";
-import { registerNetwork } from "./network.ts";
-import { cliErrorLine } from "./output.ts";
-import { registerPolicy } from "./policy.ts";
-import { registerResolve } from "./resolve.ts";
-import { registerServe } from "./serve.ts";
-import { registerStats } from "./stats.ts";
+/** netctx command line: parses with the command tree (program.ts) and turns errors into one line. */
+import { CommanderError } from "commander";
+import { reportFailure } from "./output.ts";
+import { buildProgram } from "./program.ts";
 
 // grpc-js (etcd3) passes an IP endpoint to TLS as its server name, which node deprecates (DEP0123) with a warning
 // on stderr; etcd endpoints are IP addresses as often as not, and the warning broke the one-line error contract.
@@ -25,54 +11,7 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
   if (code !== "DEP0123") (emitWarning as (...a: unknown[]) => void)(warning, ...rest);
 }) as typeof process.emitWarning;
 
-const program = new Command("netctx")
-  .description(
-    "network contexts for Linux processes: l2 (own netns), l3 (own routing table), socket (bind filtering)",
-  )
-  .option(
-    "--state-dir <dir>",
-    "state directory (default: $NETCTX_STATE_DIR or /var/lib/netctx); also taken after the subcommand",
-  )
-  .enablePositionalOptions()
-  .showHelpAfterError(false)
-  .exitOverride()
-  .configureOutput({ outputError: (str, write) => write(str.split("\n")[0] + "\n") })
-  .hook("preAction", (cmd, action) => {
-    const before = cmd.opts<{ stateDir?: string }>().stateDir;
-    const after = action === cmd ? undefined : action.opts<{ stateDir?: string }>().stateDir;
-    // Two different stores named in one command: guessing which one was meant could act on the wrong store.
-    if (before !== undefined && after !== undefined && before !== after)
-      throw new NetctxError(
-        "invalid",
-        `--state-dir given twice with two directories: ${before} and ${after}`,
-      );
-    useGlobalOptions(after ?? before);
-  });
-
-registerNetwork(program);
-registerApply(program);
-registerServe(program);
-registerContext(program);
-registerDemo(program);
-registerGc(program);
-registerCni(program);
-registerAudit(program);
-registerCluster(program);
-registerPolicy(program);
-registerResolve(program);
-registerStats(program);
-acceptStateDirAfterSubcommands(program);
-
-/**
- * `netctx ls --state-dir X` and `netctx network ls --state-dir X` as podman takes its global options anywhere: every
- * leaf command takes --state-dir too (hidden from its help; the program's help tells it).
- */
-function acceptStateDirAfterSubcommands(cmd: Command): void {
-  for (const sub of cmd.commands) {
-    if (sub.commands.length) acceptStateDirAfterSubcommands(sub);
-    else sub.addOption(new Option("--state-dir <dir>", "state directory").hideHelp());
-  }
-}
+const program = buildProgram();
 
 try {
   await program.parseAsync(process.argv);
@@ -81,8 +20,5 @@ try {
     // commander already printed its one line (or help / version, which are not errors)
     process.exit(err.exitCode);
   }
-  const reason = err instanceof CliExit ? err.reason : err;
-  process.stderr.write(`error: ${cliErrorLine(reason)}\n`);
-  if (process.env.NETCTX_DEBUG && reason instanceof Error) process.stderr.write(`${reason.stack}\n`);
-  process.exit(err instanceof CliExit ? err.exitCode : 1);
+  process.exit(reportFailure(err));
 }

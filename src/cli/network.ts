@@ -14,7 +14,7 @@ import { shown } from "../net/ifname.ts";
 import { networkDriver, networkDriverNames, networkDriverOptionKeys } from "../networks/registry.ts";
 import { cliConfig } from "./config.ts";
 import { withHost } from "./host.ts";
-import { collect, forEachName, printJson, printTable } from "./output.ts";
+import { collect, forEachName, printJson, printTable, removedNames } from "./output.ts";
 
 interface CreateOptions {
   driver: string;
@@ -212,21 +212,24 @@ export function registerNetwork(program: Command): void {
     )
     .argument("<name...>")
     .option("-i, --ignore", "a missing network is a note, not an error")
-    .action((names: string[], o: { ignore?: boolean }) =>
-      forEachName(names, async (name) => {
+    .option("--json", 'print {"removed": [NAME...]} once all are done')
+    .action(async (names: string[], o: { ignore?: boolean; json?: boolean }) => {
+      const out = removedNames(o.json);
+      await forEachName(names, async (name) => {
         try {
           const remote = await callEngine<NetworkRecord>(
             cliConfig().socketPath,
             "DELETE",
             `/v1/networks/${encodeURIComponent(name)}`,
           );
-          console.log((remote ?? withHost((host) => removeNetwork(host, name))).name);
+          out.removed((remote ?? withHost((host) => removeNetwork(host, name))).name);
         } catch (err) {
           if (!o.ignore || !(err instanceof NetctxError && err.code === "not-found")) throw err;
           console.error(`note: network "${name}" does not exist; nothing to remove`);
         }
-      }),
-    );
+      });
+      out.end();
+    });
 }
 
 function networkView(host: Host, net: NetworkRecord) {

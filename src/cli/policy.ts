@@ -5,7 +5,7 @@ import { addPolicy, type PolicyView, policyView, removePolicy } from "../engine/
 import { notFound } from "../errors.ts";
 import { cliConfig } from "./config.ts";
 import { withHost } from "./host.ts";
-import { collect, forEachName, printJson, printTable } from "./output.ts";
+import { collect, forEachName, printJson, printTable, removedNames } from "./output.ts";
 
 interface AddOptions {
   to: string;
@@ -76,17 +76,20 @@ export function registerPolicy(program: Command): void {
     .description("remove policies; a missing one is reported, the others go")
     .argument("<name...>")
     .option("-i, --ignore", "a missing policy is a note, not an error")
-    .action((names: string[], o: { ignore?: boolean }) =>
-      forEachName(names, async (name) => {
+    .option("--json", 'print {"removed": [NAME...]} once all are done')
+    .action(async (names: string[], o: { ignore?: boolean; json?: boolean }) => {
+      const out = removedNames(o.json);
+      await forEachName(names, async (name) => {
         const remote = await callEngine<{ removed: boolean }>(
           cliConfig().socketPath,
           "DELETE",
           `/v1/policies/${encodeURIComponent(name)}`,
         );
         const removed = remote ? remote.removed : withHost((host) => removePolicy(host, name) !== undefined);
-        if (removed) console.log(name);
+        if (removed) out.removed(name);
         else if (o.ignore) console.error(`note: policy "${name}" does not exist; nothing to remove`);
         else throw notFound("policy", name);
-      }),
-    );
+      });
+      out.end();
+    });
 }

@@ -75,7 +75,7 @@ function announceLines(plan: Plan, say: (line: string) => void): void {
 
 export interface RunOptions {
   say: (line: string) => void;
-  /** Progress of a real apply; without it, `[done/total] step` lines. */
+  /** Progress of a real apply (without it, `[done/total] step` lines) or destroy (without it, none). */
   progress?: (done: number, total: number, step: Step) => void;
   /**
    * Set when blocks can be leased (an engine that is a cluster member): a dry run that meets a network whose blocks
@@ -103,7 +103,11 @@ export function runApply(host: Host, req: ApplyRequest, o: RunOptions): void {
     return;
   }
   if (destroy) {
-    const plan = destroyScene(host, req.scene, { ...opts, planned: (p) => announceLines(p, o.say) });
+    const plan = destroyScene(host, req.scene, {
+      ...opts,
+      planned: (p) => announceLines(p, o.say),
+      ...(o.progress ? { progress: o.progress } : {}),
+    });
     for (const step of plan.steps) o.say(`removed ${step.op.slice("remove-".length)} ${step.name}`);
     if (plan.steps.length === 0) o.say(`nothing to do: scene "${plan.scene}" has made nothing here`);
     return;

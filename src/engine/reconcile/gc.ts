@@ -32,13 +32,26 @@ export interface GcReport {
   busy: string[];
 }
 
-export function gc(host: Host, opts: { dryRun?: boolean } = {}): GcReport {
+/** Where a long gc is: its phase of GC_PHASES, and each action as it is taken (the CLI draws it past 2 s). */
+export type GcProgress = (phase: number, phases: number, what: string) => void;
+
+const GC_PHASES = 4;
+
+export function gc(host: Host, opts: { dryRun?: boolean; progress?: GcProgress } = {}): GcReport {
   return timed(host, "gc", opts.dryRun ? "dry-run" : "gc", () => {
     const report: GcReport = { dryRun: opts.dryRun ?? false, actions: [], busy: [] };
-    const act = recordingAct(report);
+    let phase = 0;
+    const progress = opts.progress ?? (() => {});
+    const recording = recordingAct(report);
+    const act: Act = (action, object, reason, run, owner) => {
+      progress(phase, GC_PHASES, `${action} ${object}`);
+      recording(action, object, reason, run, owner);
+    };
+    const next = (what: string) => progress(++phase, GC_PHASES, what);
     refuseForAnEmptyStore(host, "gc");
+    next("records: finishing or undoing interrupted operations");
     settleRecords(host, act, report.busy);
-    converge(host, act, report.dryRun, { removals: true });
+    converge(host, act, report.dryRun, { removals: true }, next);
     return report;
   });
 }
@@ -116,19 +129,34 @@ export function missingFor(host: Host, context: string): string[] {
   return missingByContext(host, [context]).get(context) ?? [];
 }
 
-function converge(host: Host, act: Act, dryRun: boolean, opts: { removals: boolean }): void {
+function converge(
+  host: Host,
+  act: Act,
+  dryRun: boolean,
+  opts: { removals: boolean },
+  next: (what: string) => void = () => {},
+): void {
   timed(host, "reconcile", opts.removals ? "converge" : "repair", () =>
-    convergeOnce(host, act, dryRun, opts),
+    convergeOnce(host, act, dryRun, opts, next),
   );
 }
 
-function convergeOnce(host: Host, act: Act, dryRun: boolean, opts: { removals: boolean }): void {
+function convergeOnce(
+  host: Host,
+  act: Act,
+  dryRun: boolean,
+  opts: { removals: boolean },
+  next: (what: string) => void,
+): void {
+  next("devices: remaking what records declare");
   remakeDevices(host, act);
+  next("kernel: reading what is there");
   const observed = observe(host).present;
   const present = opts.removals
     ? observed
     : new Map([...observed].map(([kind, list]) => [kind, list.map(({ remove: _r, ...keep }) => keep)]));
   const own = declareAll(host, host.store.listNetworks(), host.store.listContexts());
+  next("kernel and firewall: converging on the records");
   reconcile({
     // Links were made in the first pass: here they are only owned.
     declared: own.objects.map(({ make, ...d }) => (d.kind === "link" || !make ? d : { ...d, make })),
