@@ -8,7 +8,12 @@
  * (NetnsCounterFiles), closing them when the context goes.
  */
 import { closeSync, openSync, readSync } from "node:fs";
+import { KernelError } from "./errors.ts";
+import * as ffi from "./ffi.ts";
 import { inNetns } from "./netns.ts";
+
+/** Where kept counter files go (NetnsCounterFiles.open): above select()'s FD_SETSIZE. */
+const HIGH_FDS = 1024;
 
 /** A device's counters as the device itself sees them (its rx is what it received). */
 export interface DeviceCounters {
@@ -95,6 +100,14 @@ export class NetnsCounterFiles {
         fds.push(openSync("/proc/thread-self/net/dev", "r"));
         fds.push(openSync("/proc/thread-self/net/snmp", "r"));
       });
+      // Kept at 1024 and up: thousands of them at low numbers would push the sockets libraries open later past
+      // FD_SETSIZE, and libnftables select()s on its netlink socket (glibc aborts the process on such an fd_set).
+      for (const [i, fd] of fds.entries()) {
+        const high = ffi.dupAtLeast(fd, HIGH_FDS);
+        if (high < 0) throw new KernelError(`keep ${path} counter files`, ffi.errno());
+        closeSync(fd);
+        fds[i] = high;
+      }
     } catch (err) {
       for (const fd of fds) closeSync(fd);
       throw err;

@@ -5,7 +5,8 @@
  * netns no context has any more.
  */
 import { type Host, hostSlot } from "../host.ts";
-import { NetnsCounterFiles, type NetnsCounters } from "../kernel/proc-net.ts";
+import { KernelError } from "../kernel/errors.ts";
+import { NetnsCounterFiles, type NetnsCounters, netnsCounters } from "../kernel/proc-net.ts";
 
 const KEPT = hostSlot(() => new Map<string, NetnsCounterFiles>());
 
@@ -14,7 +15,14 @@ export function keptNetnsCounters(host: Host, path: string): NetnsCounters {
   const kept = host.cache(KEPT);
   let files = kept.get(path);
   if (!files) {
-    files = NetnsCounterFiles.open(path);
+    try {
+      files = NetnsCounterFiles.open(path);
+    } catch (err) {
+      // Out of descriptors (two a context, at 1024 and up): read it the one-shot way rather than fail the reading.
+      const code = err instanceof KernelError ? err.errnoName : (err as NodeJS.ErrnoException).code;
+      if (code === "EMFILE" || code === "ENFILE" || code === "EINVAL") return netnsCounters(path);
+      throw err;
+    }
     kept.set(path, files);
   }
   return files.read();
