@@ -140,7 +140,7 @@ export class EngineMetrics {
   /** The exposition text: the counters read now, everything else as it stands. */
   async text(): Promise<string> {
     const started = performance.now();
-    const reading = statsReading(this.host);
+    const reading = statsReading(this.host, { keepNetnsFiles: true });
     this.node = reading.node;
     this.readSeconds = (performance.now() - started) / 1000;
     return `${await this.registry.metrics()}\n${trafficText(reading)}`;

@@ -71,7 +71,7 @@ export function handle(
     if (kind === "health") return json(200, { ok: true, pid: process.pid });
     // `?name=A&name=B`: only those contexts (an unknown one is a 404 naming it).
     if (kind === "stats" && method === "GET" && !name)
-      return json(200, statsView(host, { names: queryAll(path, "name") }));
+      return json(200, statsView(host, { names: queryAll(path, "name"), keepNetnsFiles: true }));
     // Run the cleanup the engine left for a pause (deferred DEL teardowns, batched nft removals) now: for callers
     // that need the kernel settled (tests, benchmarks charging that work to the removals that left it).
     if (kind === "settle" && method === "POST") {

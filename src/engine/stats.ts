@@ -17,9 +17,10 @@ import { hostname } from "node:os";
 import { notFound } from "../errors.ts";
 import { type Host, hostSlot } from "../host.ts";
 import { cgroupId } from "../kernel/cgroup.ts";
-import { type DeviceCounters, netnsCounters } from "../kernel/proc-net.ts";
+import { type DeviceCounters, type NetnsCounters, netnsCounters } from "../kernel/proc-net.ts";
 import { openSockDiag, openTcpConnections } from "../kernel/sock-diag.ts";
 import { specOf } from "../levels/driver.ts";
+import { keptNetnsCounters, releaseNetnsCountersExcept } from "../levels/netns-counter-files.ts";
 import { levelDriver } from "../levels/registry.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import { readCgroupCounters } from "../networks/cgroup-counters.ts";
@@ -89,6 +90,11 @@ interface ContextReading {
 export interface StatsOptions {
   /** Only these contexts (and the networks they are on); every name must exist. */
   names?: readonly string[];
+  /**
+   * Keep l2 contexts' counter files open between readings (the resident engine, whose removals close them: see
+   * levels/netns-counter-files.ts). A one-shot reader leaves them closed, so no netns outlives its context.
+   */
+  keepNetnsFiles?: boolean;
 }
 
 /** The counters of every context (or those named) and of their networks, read now. */
@@ -111,9 +117,15 @@ export function statsReading(host: Host, options: StatsOptions = {}): StatsView 
   const shared = contexts.some((k) => onSharedStack(k.record));
   const cgroupCounters: Map<bigint, Directions> = shared ? readCgroupCounters(host) : new Map();
   const cgroupConnections = shared ? connectionsByCgroup() : new Map<bigint, number>();
+  const inside = (path: string) =>
+    options.keepNetnsFiles ? keptNetnsCounters(host, path) : netnsCounters(path);
   const readings = contexts.map((k) =>
-    onSharedStack(k.record) ? readShared(k, cgroupCounters, cgroupConnections) : readOwnNetns(k.record),
+    onSharedStack(k.record)
+      ? readShared(k, cgroupCounters, cgroupConnections)
+      : readOwnNetns(k.record, inside),
   );
+  if (options.keepNetnsFiles && !options.names?.length)
+    releaseNetnsCountersExcept(host, new Set(contexts.flatMap((k) => specOf(k.record).netns ?? [])));
   return {
     at,
     node: host.config.cluster?.nodeName ?? hostname(),
@@ -196,9 +208,9 @@ function throwNotFound(name: string): never {
  * networks/bridge-shortcut.ts): measured, a context receiving 20 kB of pings showed 152 bytes received there. A
  * macvlan has no host side at all.
  */
-function readOwnNetns(record: ContextRecord): ContextReading {
+function readOwnNetns(record: ContextRecord, read: (netns: string) => NetnsCounters): ContextReading {
   const spec = specOf(record);
-  const inside = spec.netns && existsSync(spec.netns) ? netnsCounters(spec.netns) : undefined;
+  const inside = spec.netns && existsSync(spec.netns) ? read(spec.netns) : undefined;
   const perNetwork = new Map<string, Directions>();
   for (const att of spec.attachments) {
     const c = inside?.devices.get(att.ifname);

@@ -45,6 +45,16 @@ export const recv = libc.func("long recv(int fd, void *buf, size_t len, int flag
   flags: number,
 ) => number;
 export const close = libc.func("int close(int fd)") as (fd: number) => number;
+const fcntlVariadic = libc.func("int fcntl(int fd, int cmd, ...)") as (
+  fd: number,
+  cmd: number,
+  ...rest: unknown[]
+) => number;
+/** fcntl(fd, F_DUPFD_CLOEXEC, min): a copy of fd at the lowest free number >= min, or -1 (errno). */
+export function dupAtLeast(fd: number, min: number): number {
+  return fcntlVariadic(fd, F_DUPFD_CLOEXEC, "int", min);
+}
+const F_DUPFD_CLOEXEC = 1030;
 const openVariadic = libc.func("int open(const char *path, int flags, ...)") as (
   path: string,
   flags: number,

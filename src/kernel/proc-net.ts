@@ -3,11 +3,17 @@
  * `ip -s link` shows them) and `snmp` (the TCP MIB's CurrEstab: connections in ESTABLISHED or CLOSE_WAIT, v4 and v6,
  * kept by the kernel as a counter instead of found by walking sockets). sock_diag would walk the host-wide TCP hash
  * table for each namespace (~2 ms here); these files cost ~20-30 us each.
- * The files are opened inside a setns window (they describe the netns of the thread that opens them) and read and
- * closed right after: an open one holds its netns, and with it a removed context's veth, alive.
+ * The files are opened inside a setns window (they describe the netns of the thread that opens them); an open one
+ * holds its netns, and with it a removed context's veth, alive, so only the resident engine keeps them open
+ * (NetnsCounterFiles), closing them when the context goes.
  */
 import { closeSync, openSync, readSync } from "node:fs";
+import { KernelError } from "./errors.ts";
+import * as ffi from "./ffi.ts";
 import { inNetns } from "./netns.ts";
+
+/** Where kept counter files go (NetnsCounterFiles.open): above select()'s FD_SETSIZE. */
+const HIGH_FDS = 1024;
 
 /** A device's counters as the device itself sees them (its rx is what it received). */
 export interface DeviceCounters {
@@ -63,7 +69,7 @@ export function parseTcpCurrEstab(text: string): number {
 
 let buffer = Buffer.alloc(16 * 1024);
 
-/** The whole file (a /proc file's size is 0 until read, so read until the end). */
+/** The whole file from its start (pread: a /proc seq file read at 0 is generated afresh). */
 function slurp(fd: number): string {
   let n = 0;
   for (;;) {
@@ -72,23 +78,61 @@ function slurp(fd: number): string {
       buffer.copy(bigger);
       buffer = bigger;
     }
-    const r = readSync(fd, buffer, n, buffer.length - n, null);
+    const r = readSync(fd, buffer, n, buffer.length - n, n);
     if (r <= 0) break;
     n += r;
   }
   return buffer.toString("latin1", 0, n);
 }
 
-/** The counters of the netns at `path`. */
+/**
+ * A netns's two counter files, opened once in a setns window and read again without entering it (~10 us a read,
+ * where entering and opening costs ~50-190 us here). An open file holds its netns alive, and with it the context's
+ * veth: close it before the netns is deleted (levels/netns-counter-files.ts).
+ */
+export class NetnsCounterFiles {
+  private constructor(private fds: number[]) {}
+
+  static open(path: string): NetnsCounterFiles {
+    const fds: number[] = [];
+    try {
+      inNetns(path, () => {
+        fds.push(openSync("/proc/thread-self/net/dev", "r"));
+        fds.push(openSync("/proc/thread-self/net/snmp", "r"));
+      });
+      // Kept at 1024 and up: thousands of them at low numbers would push the sockets libraries open later past
+      // FD_SETSIZE, and libnftables select()s on its netlink socket (glibc aborts the process on such an fd_set).
+      for (const [i, fd] of fds.entries()) {
+        const high = ffi.dupAtLeast(fd, HIGH_FDS);
+        if (high < 0) throw new KernelError(`keep ${path} counter files`, ffi.errno());
+        closeSync(fd);
+        fds[i] = high;
+      }
+    } catch (err) {
+      for (const fd of fds) closeSync(fd);
+      throw err;
+    }
+    return new NetnsCounterFiles(fds);
+  }
+
+  read(): NetnsCounters {
+    const [dev, snmp] = this.fds;
+    if (dev === undefined || snmp === undefined) throw new Error("netns counter files: read after close");
+    return { devices: parseNetDev(slurp(dev)), tcpCurrEstab: parseTcpCurrEstab(slurp(snmp)) };
+  }
+
+  close(): void {
+    for (const fd of this.fds) closeSync(fd);
+    this.fds = [];
+  }
+}
+
+/** The counters of the netns at `path`, its files closed again at once. */
 export function netnsCounters(path: string): NetnsCounters {
-  const fds: number[] = [];
+  const files = NetnsCounterFiles.open(path);
   try {
-    inNetns(path, () => {
-      fds.push(openSync("/proc/thread-self/net/dev", "r"));
-      fds.push(openSync("/proc/thread-self/net/snmp", "r"));
-    });
-    return { devices: parseNetDev(slurp(fds[0]!)), tcpCurrEstab: parseTcpCurrEstab(slurp(fds[1]!)) };
+    return files.read();
   } finally {
-    for (const fd of fds) closeSync(fd);
+    files.close();
   }
 }

@@ -16,6 +16,7 @@ import type { ContextNetns } from "../networks/driver.ts";
 import { networkDriver } from "../networks/registry.ts";
 import type { ContextSpec, LevelDriver } from "./driver.ts";
 import { BASE_CAPABILITIES, specOf } from "./driver.ts";
+import { releaseNetnsCounters } from "./netns-counter-files.ts";
 import { refuseWhileRunning } from "./processes.ts";
 
 export const l2Level: LevelDriver = {
@@ -81,6 +82,8 @@ export const l2Level: LevelDriver = {
     // rm checked before it marked the record; this is the net behind it (an exec that entered in between).
     // Unmounting the netns would not end its processes, only leave them in a namespace nothing can reach.
     refuseWhileRunning(name, spec);
+    // The engine's open counter files would keep the netns, and the links going with it, alive.
+    releaseNetnsCounters(host, spec.netns);
     const linksGoWithNetns = spec.netnsExternal !== true;
     for (const att of spec.attachments) {
       if (linksGoWithNetns) detachLeavingLink(host, att, spec.netns);

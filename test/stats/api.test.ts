@@ -4,11 +4,13 @@
  * TYPE, the traffic series carry context, network, level and node, and the engine's own timings are there.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { request } from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { StatsView } from "../../src/engine/stats.ts";
 import { netctxOk, type RunningEngine, startEngine } from "../utils/cli.ts";
+import { waitFor } from "../utils/wait.ts";
 
 const SOCKET = join(process.env.NETCTX_STATE_DIR!, "netctx.sock");
 let engine: RunningEngine;
@@ -171,4 +173,19 @@ test("GET /metrics: Prometheus text with the labelled traffic series and the eng
   assert.ok(gcs.length === 1 && gcs[0]!.value >= 1, "the periodic gc is timed");
   assert.ok(one("netctx_reconcile_duration_seconds_count", { pass: "converge" })[0]!.value >= 1);
   assert.equal(one("netctx_etcd_up", {}).length, 0, "no etcd series on a lone host");
+});
+
+test("the engine keeps l2 counter files open between readings, and an rm through it leaves no netns alive", async () => {
+  // A netns this one has an id for (through the veth into it) keeps the id until the kernel frees it: an open file
+  // in it would keep it, unnamed, in this list. (Its veth is no witness here: the periodic gc removes an orphan one.)
+  const netnsIds = () =>
+    JSON.parse(execFileSync("ip", ["-j", "netns", "list-id"], { encoding: "utf8" }) || "[]").length;
+  const before = netnsIds();
+  netctxOk("create", "x9", "--level", "l2", "--network", "apin");
+  assert.equal(netnsIds(), before + 1);
+  // Two readings: the files are opened by the first and read again by the second.
+  for (let i = 0; i < 2; i++) assert.equal((await engineGet("/v1/stats?name=x9")).status, 200);
+  netctxOk("rm", "x9");
+  await waitFor(() => netnsIds() === before, 3000);
+  assert.equal(netnsIds(), before, "the context's netns was freed: nothing held it open");
 });
