@@ -6,16 +6,29 @@
  * macvlan, a context cannot reach the host through the parent (the host is no address of the segment for it).
  * There is no anti-spoofing (no hook sees a macvlan's frames before the parent sends them), and the audit, whose
  * probes go through the host, leaves such contexts out.
+ *
+ * Policy (issue 19) is enforced only on an `--isolate` network, where every context's macvlan is in private mode:
+ * the macvlan driver hands a frame from one macvlan straight to a sibling only when both are in bridge mode
+ * (macvlan_queue_xmit, macvlan_broadcast), so a context in private mode receives only what came in through the
+ * parent, past the parent's tc ingress, and sends only out through it, past the parent's tc egress. Both hooks are
+ * in the host's netns (policy-datapath.ts puts the policy program there), out of reach of root inside a context:
+ * a sender that switches its own macvlan to bridge mode, or sends with PACKET_QDISC_BYPASS, still cannot hand a
+ * frame to a receiver in private mode (measured). In bridge mode the driver switches frames between contexts where
+ * no host hook sees them, and nothing tells the receiver which sibling sent a frame: a policy cannot be enforced
+ * there, so the compiler refuses one that selects such a context (policyUnenforceable), and `--default-deny`
+ * needs `--isolate` here.
  */
 import { invalid, NetctxError } from "../errors.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
+import { networkSwitches } from "../model/policy.ts";
 import type { NetworkRecord } from "../model/records.ts";
 import { ifnameProblem } from "../net/ifname.ts";
 import { type ContextSide, configureContextSide, tolerateMissing } from "./common.ts";
 import { distrustRouters } from "./context-sysctls.ts";
 import { declareContextSide } from "./declarations.ts";
 import type { NetworkDriver } from "./driver.ts";
+import { attachPortPolicy } from "./policy-datapath.ts";
 
 function parentOf(net: NetworkRecord): string {
   const parent = net.options["parent"];
@@ -24,6 +37,11 @@ function parentOf(net: NetworkRecord): string {
   const problem = ifnameProblem(parent);
   if (problem) throw invalid("parent", problem);
   return parent;
+}
+
+/** Private on an `--isolate` network: no frame between two of its contexts without the parent's hooks. */
+function macvlanMode(net: NetworkRecord): "private" | "bridge" {
+  return networkSwitches(net.options).isolate ? "private" : "bridge";
 }
 
 /** The context's side: the gateway is a router on the parent's segment, on the context's prefix. */
@@ -44,6 +62,22 @@ export const macvlanDriver: NetworkDriver = {
         "nat",
         "a macvlan network leaves through its gateway on the parent's segment: the host does not NAT it",
       );
+    const switches = networkSwitches(net.options);
+    if (switches.defaultDeny && !switches.isolate)
+      throw invalid(
+        "default-deny",
+        "a macvlan network needs --isolate with it: in bridge mode its contexts switch frames to each other inside the macvlan driver, where no host hook sees them",
+      );
+  },
+
+  policyUnenforceable(net) {
+    return networkSwitches(net.options).isolate
+      ? undefined
+      : "its contexts switch frames to each other inside the macvlan driver (bridge mode), where no host hook sees them; only an --isolate macvlan network enforces policies";
+  },
+
+  policyDevices(net) {
+    return networkSwitches(net.options).isolate ? [parentOf(net)] : [];
   },
 
   /** Nothing to make: the parent must be there, with room for the network's MTU. */
@@ -91,11 +125,14 @@ export const macvlanDriver: NetworkDriver = {
     // Before the context's interface exists: it copies the netns's conf/default when it is made.
     distrustRouters(ctx);
     const parent = parentOf(net);
+    // Tables that select somebody hook the parent of an isolating network before the context has a link on it (the
+    // hooks stay once there, as a port's do).
+    if (networkSwitches(net.options).isolate) attachPortPolicy(host, parent);
     try {
       host.rtnl.linkAdd({
         name: att.ifname,
         kind: "macvlan",
-        macvlan: { parent, mode: "bridge" },
+        macvlan: { parent, mode: macvlanMode(net) },
         netns: ctx.path,
         mtu: att.mtu,
         ...(att.mac ? { mac: att.mac } : {}),

@@ -1,0 +1,217 @@
+/**
+ * Policy on macvlan networks (issue 19), on the wire. The parent is a veth whose other end sits in "mvp-router", a
+ * namespace playing the segment's router (two addresses: the allowed source and another one). On an `--isolate`
+ * network the contexts' macvlans are in private mode and the policy program runs on the parent both ways
+ * (networks/macvlan.ts); a bridge-mode network refuses what it cannot enforce. The attacks run as root inside a
+ * context through `netctx exec`, with what it keeps there (CAP_NET_ADMIN, CAP_NET_RAW).
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
+import { ipLink } from "../utils/kernel-oracle.ts";
+import { addVethNetns, contextNetns, delVethNetns, netnsPath } from "../utils/netns.ts";
+import { type ProbePlace, probe, type RunningProbe, startServing } from "../utils/socket-probe.ts";
+
+const ROUTER = { name: "mvp-router", hostIfname: "mvlan0" };
+const GW = "10.95.0.254";
+const OTHER = "10.95.0.253";
+const RAW_FRAME = join(import.meta.dirname, "..", "utils", "raw-frame.py");
+
+const routerNs = () => netnsPath(ROUTER.name);
+
+interface Inspect {
+  addresses: string[];
+}
+const v4 = (name: string) =>
+  netctxJson<Inspect>("inspect", name)
+    .addresses.find((a) => !a.includes(":"))!
+    .split("/")[0]!;
+
+async function tcp(from: ProbePlace, to: string, port: number): Promise<boolean> {
+  const [r] = await probe(from, [{ op: "tcp", host: to, port, timeoutMs: 800 }]);
+  return r!.ok;
+}
+async function udp(from: ProbePlace, to: string, port: number): Promise<boolean> {
+  const [r] = await probe(from, [{ op: "udp", host: to, port, reply: true }]);
+  return r!.ok;
+}
+
+/** Probes at once (blocked ones wait for their timeout). */
+async function reach(probes: Record<string, () => Promise<boolean>>): Promise<Record<string, boolean>> {
+  const names = Object.keys(probes);
+  const results = await Promise.all(names.map((n) => probes[n]!()));
+  return Object.fromEntries(names.map((n, i) => [n, results[i]!]));
+}
+
+function rxPackets(ifname: string, netns: string): number {
+  const r = spawnSync("ip", ["-n", netns.split("/").pop()!, "-j", "-s", "link", "show", ifname], {
+    encoding: "utf8",
+  });
+  return (JSON.parse(r.stdout) as { stats64: { rx: { packets: number } } }[])[0]!.stats64.rx.packets;
+}
+
+const macOf = (ifname: string, netns: string) => ipLink<{ address: string }>(ifname, netns).address;
+
+/** Root inside the context runs argv (the sandbox of `netctx exec`). */
+function asRootIn(context: string, ...argv: string[]) {
+  return netctx("exec", context, "--", ...argv);
+}
+
+describe("policy on macvlan networks", () => {
+  const servers: RunningProbe[] = [];
+  let A = "";
+  let B = "";
+  const a: ProbePlace = { netns: contextNetns("ma") };
+  const b: ProbePlace = { netns: contextNetns("mb") };
+  const router: ProbePlace = { netns: routerNs() };
+
+  before(async () => {
+    addVethNetns({ ...ROUTER, addresses: [`${GW}/24`, `${OTHER}/24`] });
+    netctxOk(
+      "network",
+      "create",
+      "mvi",
+      "--driver",
+      "macvlan",
+      "--parent",
+      ROUTER.hostIfname,
+      "--subnet",
+      "10.95.0.0/24",
+      "--gateway",
+      GW,
+      "--isolate",
+      "--default-deny",
+    );
+    netctxOk("create", "ma", "--level", "l2", "--network", "mvi");
+    netctxOk("create", "mb", "--level", "l2", "--network", "mvi");
+    A = v4("ma");
+    B = v4("mb");
+    netctxOk("policy", "add", "web", "--to", "ma", "--from", `${GW}/32`, "--port", "8080/tcp");
+    netctxOk("policy", "add", "web-b", "--to", "mb", "--from", "network:mvi", "--port", "8080/tcp");
+    netctxOk("policy", "add", "out", "--egress", "--from", "mb", "--to", `${GW}/32`, "--port", "9090/tcp");
+    for (const [place, proto, port] of [
+      [a, "tcp", 8080],
+      [a, "tcp", 8081],
+      [a, "udp", 8080],
+      [b, "tcp", 8080],
+      [router, "tcp", 9090],
+      [router, "tcp", 9091],
+    ] as const)
+      servers.push(await startServing({ op: "serve", proto, port }, place));
+  });
+
+  after(() => {
+    for (const s of servers) s.stop();
+    for (const c of ["ma", "mb", "mc"]) netctx("rm", "--force", c);
+    delVethNetns(ROUTER);
+  });
+
+  test("an isolating network puts its contexts' macvlans in private mode", () => {
+    const eth0 = ipLink<{ linkinfo?: { info_data?: { mode?: string } } }>("eth0", contextNetns("ma"));
+    assert.equal(eth0.linkinfo?.info_data?.mode, "private");
+  });
+
+  test("an allow opens exactly its port from its source; replies flow; isolate and egress hold", async () => {
+    const got = await reach({
+      "router -> a tcp/8080 (allowed)": () => tcp(router, A, 8080),
+      "router -> a tcp/8081": () => tcp(router, A, 8081),
+      "router -> a udp/8080": () => udp(router, A, 8080),
+      "a -> b tcp/8080 (isolate, though web-b allows network:mvi)": () => tcp(a, B, 8080),
+      "b -> a tcp/8080 (isolate)": () => tcp(b, A, 8080),
+      "b -> router tcp/9090 (egress allowed)": () => tcp(b, GW, 9090),
+      "b -> router tcp/9091 (egress not allowed)": () => tcp(b, GW, 9091),
+      "a -> router tcp/9091 (a is not egress-selected)": () => tcp(a, GW, 9091),
+    });
+    assert.deepEqual(got, {
+      "router -> a tcp/8080 (allowed)": true,
+      "router -> a tcp/8081": false,
+      "router -> a udp/8080": false,
+      "a -> b tcp/8080 (isolate, though web-b allows network:mvi)": false,
+      "b -> a tcp/8080 (isolate)": false,
+      "b -> router tcp/9090 (egress allowed)": true,
+      "b -> router tcp/9091 (egress not allowed)": false,
+      "a -> router tcp/9091 (a is not egress-selected)": true,
+    });
+    // Another source on the segment: the router's second address, as the source towards a.
+    spawnSync("ip", ["-n", ROUTER.name, "route", "add", `${A}/32`, "dev", "eth0", "src", OTHER]);
+    try {
+      assert.equal(await tcp(router, A, 8080), false, "another source -> a tcp/8080");
+    } finally {
+      spawnSync("ip", ["-n", ROUTER.name, "route", "del", `${A}/32`]);
+    }
+    assert.equal(await tcp(router, A, 8080), true, "the allowed source again");
+  });
+
+  test("root inside a context: nothing of the hooks to reach, bridge mode and PACKET_QDISC_BYPASS do not reach a sibling", async () => {
+    const hooks = asRootIn("ma", "tc", "filter", "show", "dev", ROUTER.hostIfname, "egress");
+    assert.notEqual(hooks.code, 0, "the parent is not in the context's netns");
+    const mode = asRootIn("ma", "ip", "link", "set", "eth0", "type", "macvlan", "mode", "bridge");
+    assert.equal(mode.code, 0, `root inside may change its own macvlan's mode: ${mode.stderr}`);
+    try {
+      assert.equal(await tcp(a, B, 8080), false, "a in bridge mode -> b (private) tcp/8080");
+      const aMac = macOf("eth0", contextNetns("ma"));
+      const bMac = macOf("eth0", contextNetns("mb"));
+      const before = rxPackets("eth0", contextNetns("mb"));
+      const sent = asRootIn("ma", "python3", RAW_FRAME, "eth0", bMac, aMac, A, B, "8080", "50", "bypass");
+      assert.equal(sent.code, 0, sent.stderr);
+      const reached = rxPackets("eth0", contextNetns("mb")) - before;
+      assert.ok(
+        reached < 5,
+        `b received ${reached} of 50 raw frames sent to its MAC with PACKET_QDISC_BYPASS`,
+      );
+      // The same frames towards the router arrive: the sender works, and nothing filters what a may send it.
+      const routerMac = macOf("eth0", routerNs());
+      const r0 = rxPackets("eth0", routerNs());
+      asRootIn("ma", "python3", RAW_FRAME, "eth0", routerMac, aMac, A, GW, "9091", "50", "bypass");
+      assert.ok(rxPackets("eth0", routerNs()) - r0 >= 50, "the raw frames to the router arrive");
+    } finally {
+      asRootIn("ma", "ip", "link", "set", "eth0", "type", "macvlan", "mode", "private");
+    }
+  });
+
+  test("what cannot be enforced is refused in one line: default-deny or a policy on a bridge-mode macvlan network", () => {
+    const deny = netctx(
+      "network",
+      "create",
+      "mvd",
+      "--driver",
+      "macvlan",
+      "--parent",
+      ROUTER.hostIfname,
+      "--subnet",
+      "10.96.0.0/24",
+      "--default-deny",
+    );
+    assert.notEqual(deny.code, 0);
+    assert.match(deny.stderr, /default-deny: .*--isolate/);
+    assert.equal(deny.stderr.trim().split("\n").length, 1);
+
+    netctxOk(
+      "network",
+      "create",
+      "mvb",
+      "--driver",
+      "macvlan",
+      "--parent",
+      ROUTER.hostIfname,
+      "--subnet",
+      "10.97.0.0/24",
+    );
+    netctxOk("create", "mc", "--level", "l2", "--network", "mvb");
+    const policies = netctxJson<unknown[]>("policy", "ls", "--json");
+    const bad = netctx("policy", "add", "bad", "--to", "mc", "--from", "world");
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /policy bad: .*"mc" on network "mvb": .*macvlan driver.*--isolate/);
+    assert.equal(bad.stderr.trim().split("\n").length, 1);
+    assert.deepEqual(netctxJson<unknown[]>("policy", "ls", "--json"), policies, "nothing recorded");
+    // A context made later that a policy would select on such a network is refused too.
+    netctxOk("policy", "add", "lab", "--to", "role=lab", "--from", "world");
+    const later = netctx("create", "md", "--level", "l2", "--network", "mvb", "--label", "role=lab");
+    assert.notEqual(later.code, 0);
+    assert.match(later.stderr, /policy lab: .*"md" on network "mvb"/);
+    assert.equal(netctx("inspect", "md").code === 0, false, "no record left");
+    netctxOk("policy", "rm", "lab");
+  });
+});
