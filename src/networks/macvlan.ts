@@ -4,8 +4,10 @@
  * The gateway is a router on that segment, not the host: netctx makes nothing on the host side, no NAT, no
  * firewall parts. In bridge mode the kernel switches frames between macvlans of one parent itself; like every
  * macvlan, a context cannot reach the host through the parent (the host is no address of the segment for it).
- * There is no anti-spoofing (no hook sees a macvlan's frames before the parent sends them), and the audit, whose
- * probes go through the host, leaves such contexts out.
+ * Anti-spoofing sits on the parent's egress, where every frame a context sends off the host passes (its own
+ * device's hooks are root-inside's): the source guard (macvlan-guard.ts) lets out only a context's own MAC with its
+ * own addresses, and the host's. A parent netctx uses thus carries only netctx's contexts and the host: a macvlan
+ * made on it by other means cannot send. The audit, whose probes go through the host, leaves such contexts out.
  *
  * Policy (issue 19) is enforced only on an `--isolate` network, where every context's macvlan is in private mode:
  * the macvlan driver hands a frame from one macvlan straight to a sibling only when both are in bridge mode
@@ -28,6 +30,7 @@ import { type ContextSide, configureContextSide, tolerateMissing } from "./commo
 import { distrustRouters } from "./context-sysctls.ts";
 import { declareContextSide } from "./declarations.ts";
 import type { NetworkDriver } from "./driver.ts";
+import { admitMacvlanSource, forgetMacvlanSource } from "./macvlan-guard.ts";
 import { attachPortPolicy } from "./policy-datapath.ts";
 
 function parentOf(net: NetworkRecord): string {
@@ -142,11 +145,16 @@ export const macvlanDriver: NetworkDriver = {
         throw new NetctxError("not-found", `network "${net.name}": its parent device ${parent} is gone`);
       throw err;
     }
+    // Before it comes up: the parent lets out only what the context's own MAC sends from its own addresses.
+    const mac = ctx.rtnl.linkGet(att.ifname)?.mac;
+    if (!mac) throw new NetctxError("internal", `${att.ifname}: the macvlan just made has no MAC`);
+    admitMacvlanSource(host, parent, mac, att.addresses);
     configureContextSide(host, ctx, att, contextSide(net));
   },
 
   /** A runtime's netns outlives the context: its macvlan is taken out of it (the CNI macvlan plugin's DEL). */
-  detach(_host, _net, att, linkGoesWithNetns, netns) {
+  detach(host, net, att, linkGoesWithNetns, netns) {
+    forgetMacvlanSource(host, parentOf(net), att.addresses);
     if (linkGoesWithNetns || !netns) return;
     let rtnl: Rtnl;
     try {
