@@ -18,6 +18,7 @@ const ROUTER = { name: "mvp-router", hostIfname: "mvlan0" };
 const GW = "10.95.0.254";
 const OTHER = "10.95.0.253";
 const RAW_FRAME = join(import.meta.dirname, "..", "utils", "raw-frame.py");
+const ROGUE_MACVLAN = join(import.meta.dirname, "..", "utils", "rogue-macvlan.py");
 
 const routerNs = () => netnsPath(ROUTER.name);
 
@@ -161,6 +162,24 @@ describe("policy on macvlan networks", () => {
         reached < 5,
         `b received ${reached} of 50 raw frames sent to its MAC with PACKET_QDISC_BYPASS`,
       );
+      // Unicast between bridge-mode macvlans passes the parent's receive path (macvlan_queue_xmit hands it to the
+      // parent first); a broadcast frame does not, and b's stack would take the unicast datagram inside it.
+      const before2 = rxPackets("eth0", contextNetns("mb"));
+      const broadcast = asRootIn(
+        "ma",
+        "python3",
+        RAW_FRAME,
+        "eth0",
+        "ff:ff:ff:ff:ff:ff",
+        aMac,
+        A,
+        B,
+        "8080",
+        "50",
+      );
+      assert.equal(broadcast.code, 0, broadcast.stderr);
+      const flooded = rxPackets("eth0", contextNetns("mb")) - before2;
+      assert.ok(flooded < 5, `b received ${flooded} of 50 broadcast frames carrying a datagram for it`);
       // The same frames towards the router arrive: the sender works, and nothing filters what a may send it.
       const routerMac = macOf("eth0", routerNs());
       const r0 = rxPackets("eth0", routerNs());
@@ -169,6 +188,100 @@ describe("policy on macvlan networks", () => {
     } finally {
       asRootIn("ma", "ip", "link", "set", "eth0", "type", "macvlan", "mode", "private");
     }
+  });
+
+  test("root inside a context cannot send from an address or a MAC not its own", async () => {
+    // b may send only to the router's tcp/9090. As root inside it takes an address nobody was given, and a route
+    // that makes it the source towards the router: the router would answer it, and b answer ARP for it.
+    const spoof = "10.95.0.77";
+    const add = asRootIn("mb", "ip", "addr", "add", `${spoof}/32`, "dev", "eth0");
+    assert.equal(add.code, 0, add.stderr);
+    const route = asRootIn("mb", "ip", "route", "add", `${GW}/32`, "dev", "eth0", "src", spoof);
+    assert.equal(route.code, 0, route.stderr);
+    try {
+      const got = await reach({
+        "b as 10.95.0.77 -> router tcp/9091": () => tcp(b, GW, 9091),
+        "b as 10.95.0.77 -> router tcp/9090": () => tcp(b, GW, 9090),
+      });
+      assert.deepEqual(got, {
+        "b as 10.95.0.77 -> router tcp/9091": false,
+        "b as 10.95.0.77 -> router tcp/9090": false,
+      });
+    } finally {
+      asRootIn("mb", "ip", "route", "del", `${GW}/32`);
+      asRootIn("mb", "ip", "addr", "del", `${spoof}/32`, "dev", "eth0");
+    }
+    assert.equal(await tcp(b, GW, 9090), true, "b from its own address again");
+
+    // Forged frames with the qdisc bypassed: its own MAC with another source address, and another MAC with its own.
+    const aMac = macOf("eth0", contextNetns("ma"));
+    const routerMac = macOf("eth0", routerNs());
+    for (const [mac, source] of [
+      [aMac, spoof],
+      [aMac, GW],
+      ["02:00:00:00:00:99", A],
+    ] as const) {
+      const r0 = rxPackets("eth0", routerNs());
+      const sent = asRootIn(
+        "ma",
+        "python3",
+        RAW_FRAME,
+        "eth0",
+        routerMac,
+        mac,
+        source,
+        GW,
+        "9091",
+        "50",
+        "bypass",
+      );
+      assert.equal(sent.code, 0, sent.stderr);
+      const arrived = rxPackets("eth0", routerNs()) - r0;
+      assert.ok(arrived < 5, `${arrived} of 50 frames from ${mac} as ${source} reached the router`);
+    }
+
+    // A new MAC on its macvlan: nothing it sends leaves, until it takes its own back.
+    const set = asRootIn("ma", "ip", "link", "set", "eth0", "address", "02:00:00:00:00:98");
+    assert.equal(set.code, 0, set.stderr);
+    try {
+      assert.equal(await tcp(a, GW, 9091), false, "a with a MAC of its choosing -> router tcp/9091");
+    } finally {
+      asRootIn("ma", "ip", "link", "set", "eth0", "address", aMac);
+    }
+    assert.equal(await tcp(a, GW, 9091), true, "a with its own MAC again");
+  });
+
+  test("root inside a context: a macvlan of its own on the parent (through the host's netns id) sends nothing", async () => {
+    const nsid = ipLink<{ link_netnsid?: number }>("eth0", contextNetns("ma")).link_netnsid;
+    assert.equal(typeof nsid, "number", "the context's netns holds an id for the host's");
+    const parent = ipLink<{ ifindex: number }>(ROUTER.hostIfname).ifindex;
+    const made = asRootIn(
+      "ma",
+      "python3",
+      ROGUE_MACVLAN,
+      String(nsid),
+      String(parent),
+      "rogue0",
+      "02:00:00:00:00:97",
+    );
+    // The kernel lets it (CAP_NET_ADMIN in the initial user namespace reaches the host's netns by its id).
+    assert.equal(made.code, 0, `rogue macvlan: ${made.stdout}${made.stderr}`);
+    for (const argv of [
+      ["ip", "addr", "add", "10.95.0.78/24", "dev", "rogue0"],
+      ["ip", "link", "set", "rogue0", "up"],
+      ["ip", "route", "add", `${GW}/32`, "dev", "rogue0"],
+      ["ip", "route", "add", `${B}/32`, "dev", "rogue0"],
+    ]) {
+      const r = asRootIn("ma", ...argv);
+      assert.equal(r.code, 0, `${argv.join(" ")}: ${r.stderr}`);
+    }
+    const got = await reach({
+      "rogue -> router tcp/9091": () => tcp(a, GW, 9091),
+      "rogue -> b tcp/8080": () => tcp(a, B, 8080),
+    });
+    assert.deepEqual(got, { "rogue -> router tcp/9091": false, "rogue -> b tcp/8080": false });
+    asRootIn("ma", "ip", "link", "del", "rogue0");
+    assert.equal(await tcp(a, GW, 9091), true, "a through its own macvlan again");
   });
 
   test("what cannot be enforced is refused in one line: default-deny or a policy on a bridge-mode macvlan network", () => {
