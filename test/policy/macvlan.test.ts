@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { detachProgram, progFdById, queryPrograms } from "../../src/kernel/bpf/attach.ts";
+import { closeFd } from "../../src/kernel/bpf/syscall.ts";
 import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
 import { ipLink } from "../utils/kernel-oracle.ts";
 import { addVethNetns, contextNetns, delVethNetns, netnsPath } from "../utils/netns.ts";
@@ -282,6 +284,52 @@ describe("policy on macvlan networks", () => {
     assert.deepEqual(got, { "rogue -> router tcp/9091": false, "rogue -> b tcp/8080": false });
     asRootIn("ma", "ip", "link", "del", "rogue0");
     assert.equal(await tcp(a, GW, 9091), true, "a through its own macvlan again");
+  });
+
+  test("audit --reach takes macvlan contexts: between them measured against the policies, the host's cells n/a", async () => {
+    // The audit starts listeners of its own on the policies' ports.
+    await Promise.all(servers.splice(0).map((server) => server.stop()));
+    const r = netctx("audit", "--reach", "--json", "ma", "mb");
+    const report = JSON.parse(r.stdout) as {
+      ok: boolean;
+      skipped: string[];
+      cells: { from: string; to: string; port: string; expected: string; measured: string; ok: boolean }[];
+    };
+    assert.deepEqual(report.skipped, []);
+    const between = report.cells.filter((c) => c.to !== "host" && c.from !== "host" && c.to !== "world");
+    // web-b allows network:mvi to b's tcp/8080, and isolate wins: every cell between them is blocked, and measured so.
+    assert.ok(between.length >= 4, JSON.stringify(report.cells.map((c) => `${c.from}>${c.to}`)));
+    assert.ok(
+      between.every((c) => c.expected === "blocked" && c.measured === "blocked" && c.ok),
+      JSON.stringify(between),
+    );
+    const others = report.cells.filter((c) => !between.includes(c));
+    assert.ok(
+      others.every((c) => c.expected === "n/a" && c.ok),
+      JSON.stringify(others),
+    );
+    assert.equal(report.ok, true);
+    assert.equal(r.code, 0);
+
+    // Rules deleted by hand: both macvlans in bridge mode, the policy programs off the parent. The audit sees it.
+    for (const c of ["ma", "mb"])
+      spawnSync("ip", ["-n", `netctx-${c}`, "link", "set", "eth0", "type", "macvlan", "mode", "bridge"]);
+    const parent = ipLink<{ ifindex: number }>(ROUTER.hostIfname).ifindex;
+    for (const type of ["TCX_INGRESS", "TCX_EGRESS"] as const)
+      for (const id of queryPrograms(parent, type)) {
+        const fd = progFdById(id);
+        detachProgram(parent, fd, type);
+        closeFd(fd);
+      }
+    const broken = netctx("audit", "--reach", "--json", "ma", "mb");
+    assert.notEqual(broken.code, 0, "a difference exits non-zero");
+    const differing = (JSON.parse(broken.stdout) as typeof report).cells.filter((c) => !c.ok);
+    assert.ok(
+      differing.some(
+        (c) => c.from === "ma" && c.to === "mb" && c.expected === "blocked" && c.measured === "allowed",
+      ),
+      JSON.stringify(differing),
+    );
   });
 
   test("what cannot be enforced is refused in one line: default-deny or a policy on a bridge-mode macvlan network", () => {
