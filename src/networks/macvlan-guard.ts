@@ -50,8 +50,21 @@ function guardMap(ifindex: number): number | undefined {
   return undefined;
 }
 
-/** The guard on the parent, made when missing; the parent's own MAC is (again) the host's. Returns its map's fd. */
-function ensureGuard(host: Host, parent: string): { ifindex: number; map: number } {
+/** A context's macvlan: its MAC and its addresses ("10.1.0.5/24", "fd00::5/64"). */
+export interface MacvlanSource {
+  mac: string;
+  addresses: readonly string[];
+}
+
+/**
+ * The guard on the parent, made when missing; the parent's own MAC is (again) the host's. A guard made now admits
+ * `existing` before it attaches: contexts made before it (an earlier netctx) keep sending. Returns its map's fd.
+ */
+function ensureGuard(
+  host: Host,
+  parent: string,
+  existing: () => MacvlanSource[],
+): { ifindex: number; map: number } {
   const link = host.rtnl.linkGet(parent);
   if (!link?.mac) throw new NetctxError("not-found", `macvlan parent ${parent} is gone`);
   let map = guardMap(link.index);
@@ -66,6 +79,10 @@ function ensureGuard(host: Host, parent: string): { ifindex: number; map: number
       const prog = loadProgram(macvlanGuardProgram(map));
       try {
         mapUpdate(map, guardKey(link.index, link.mac), guardValue(GUARD_FLAG_HOST));
+        for (const s of existing()) {
+          const { v4, v6 } = addressBytes(s.addresses);
+          mapUpdate(map, guardKey(link.index, s.mac), guardValue(0, v4, v6));
+        }
         attachProgram(link.index, prog, "TCX_EGRESS", BPF_F_BEFORE);
       } finally {
         closeFd(prog);
@@ -94,17 +111,20 @@ function addressBytes(addresses: readonly string[]): { v4?: Uint8Array; v6?: Uin
   return out;
 }
 
-/** A context's macvlan may send from `mac` with its `addresses` (and nothing else may, but the host). */
+/**
+ * A context's macvlan may send from its MAC with its addresses (and nothing else may, but the host). `existing`: the
+ * parent's other contexts, for a guard made now.
+ */
 export function admitMacvlanSource(
   host: Host,
   parent: string,
-  mac: string,
-  addresses: readonly string[],
+  source: MacvlanSource,
+  existing: () => MacvlanSource[],
 ): void {
-  const { ifindex, map } = ensureGuard(host, parent);
+  const { ifindex, map } = ensureGuard(host, parent, existing);
   try {
-    const { v4, v6 } = addressBytes(addresses);
-    mapUpdate(map, guardKey(ifindex, mac), guardValue(0, v4, v6));
+    const { v4, v6 } = addressBytes(source.addresses);
+    mapUpdate(map, guardKey(ifindex, source.mac), guardValue(0, v4, v6));
   } finally {
     closeFd(map);
   }

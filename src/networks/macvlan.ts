@@ -20,7 +20,9 @@
  * there, so the compiler refuses one that selects such a context (policyUnenforceable), and `--default-deny`
  * needs `--isolate` here.
  */
+import { existsSync } from "node:fs";
 import { invalid, NetctxError } from "../errors.ts";
+import type { Host } from "../host.ts";
 import { KernelError } from "../kernel/errors.ts";
 import { Rtnl } from "../kernel/rtnl.ts";
 import { networkSwitches } from "../model/policy.ts";
@@ -30,7 +32,7 @@ import { type ContextSide, configureContextSide, tolerateMissing } from "./commo
 import { distrustRouters } from "./context-sysctls.ts";
 import { declareContextSide } from "./declarations.ts";
 import type { NetworkDriver } from "./driver.ts";
-import { admitMacvlanSource, forgetMacvlanSource } from "./macvlan-guard.ts";
+import { admitMacvlanSource, forgetMacvlanSource, type MacvlanSource } from "./macvlan-guard.ts";
 import { attachPortPolicy } from "./policy-datapath.ts";
 
 function parentOf(net: NetworkRecord): string {
@@ -40,6 +42,32 @@ function parentOf(net: NetworkRecord): string {
   const problem = ifnameProblem(parent);
   if (problem) throw invalid("parent", problem);
   return parent;
+}
+
+/** The macvlans of the contexts on every macvlan network of `parent` (those whose netns and link are there). */
+function sourcesOn(host: Host, parent: string): MacvlanSource[] {
+  const networks = new Set(
+    host.store
+      .listNetworks()
+      .filter((n) => n.driver === macvlanDriver.name && n.options["parent"] === parent)
+      .map((n) => n.name),
+  );
+  const out: MacvlanSource[] = [];
+  for (const c of host.store.listContexts()) {
+    const netns = c.spec.netns;
+    const atts = c.spec.attachments.filter((a) => networks.has(a.network));
+    if (!netns || atts.length === 0 || !existsSync(netns)) continue;
+    const rtnl = Rtnl.open(netns);
+    try {
+      for (const a of atts) {
+        const mac = rtnl.linkGet(a.ifname)?.mac;
+        if (mac) out.push({ mac, addresses: a.addresses });
+      }
+    } finally {
+      rtnl.close();
+    }
+  }
+  return out;
 }
 
 /** Private on an `--isolate` network: no frame between two of its contexts without the parent's hooks. */
@@ -148,7 +176,7 @@ export const macvlanDriver: NetworkDriver = {
     // Before it comes up: the parent lets out only what the context's own MAC sends from its own addresses.
     const mac = ctx.rtnl.linkGet(att.ifname)?.mac;
     if (!mac) throw new NetctxError("internal", `${att.ifname}: the macvlan just made has no MAC`);
-    admitMacvlanSource(host, parent, mac, att.addresses);
+    admitMacvlanSource(host, parent, { mac, addresses: att.addresses }, () => sourcesOn(host, parent));
     configureContextSide(host, ctx, att, contextSide(net));
   },
 

@@ -375,4 +375,26 @@ describe("policy on macvlan networks", () => {
     assert.equal(netctx("inspect", "md").code === 0, false, "no record left");
     netctxOk("policy", "rm", "lab");
   });
+
+  test("a source guard made on a parent whose contexts an earlier netctx made admits them before it attaches", async () => {
+    // The guard goes (as on a host an earlier netctx set up); mc, already on the parent, is its first context then.
+    spawnSync("ip", ["-n", ROUTER.name, "addr", "add", "10.97.0.254/24", "dev", "eth0"]);
+    const parent = ipLink<{ ifindex: number }>(ROUTER.hostIfname).ifindex;
+    for (const id of queryPrograms(parent, "TCX_EGRESS")) {
+      const fd = progFdById(id);
+      detachProgram(parent, fd, "TCX_EGRESS");
+      closeFd(fd);
+    }
+    const served = await startServing({ op: "serve", proto: "tcp", port: 9092 }, router);
+    try {
+      const c: ProbePlace = { netns: contextNetns("mc") };
+      assert.equal(await tcp(c, "10.97.0.254", 9092), true, "mc -> router before any guard");
+      netctxOk("create", "me", "--level", "l2", "--network", "mvb");
+      assert.equal(await tcp(c, "10.97.0.254", 9092), true, "mc -> router once me made the guard again");
+      assert.equal(await tcp({ netns: contextNetns("me") }, "10.97.0.254", 9092), true, "me -> router");
+    } finally {
+      await served.stop();
+      netctx("rm", "me");
+    }
+  });
 });
