@@ -6,7 +6,14 @@
  */
 import { NetctxError } from "../errors.ts";
 import type { Host } from "../host.ts";
-import { attachProgram, loadProgram, progFdById, progInfo, queryPrograms } from "../kernel/bpf/attach.ts";
+import {
+  attachProgram,
+  detachProgram,
+  loadProgram,
+  progFdById,
+  progInfo,
+  queryPrograms,
+} from "../kernel/bpf/attach.ts";
 import {
   GUARD_FLAG_HOST,
   GUARD_KEY_SIZE,
@@ -148,5 +155,25 @@ export function forgetMacvlanSource(host: Host, parent: string, addresses: reado
     }
   } finally {
     closeFd(map);
+  }
+}
+
+/** The guard leaves the parent (its last macvlan network went): the parent is the operator's again. */
+export function removeMacvlanGuard(host: Host, parent: string): void {
+  const ifindex = host.rtnl.linkIndexIfAny(parent);
+  if (ifindex === undefined) return;
+  for (const id of queryPrograms(ifindex, "TCX_EGRESS")) {
+    let prog: number;
+    try {
+      prog = progFdById(id);
+    } catch (err) {
+      if (err instanceof KernelError && err.errnoName === "ENOENT") continue;
+      throw err;
+    }
+    try {
+      if (progInfo(prog).name === MACVLAN_GUARD_NAME) detachProgram(ifindex, prog, "TCX_EGRESS");
+    } finally {
+      closeFd(prog);
+    }
   }
 }

@@ -32,7 +32,12 @@ import { type ContextSide, configureContextSide, tolerateMissing } from "./commo
 import { distrustRouters } from "./context-sysctls.ts";
 import { declareContextSide } from "./declarations.ts";
 import type { NetworkDriver } from "./driver.ts";
-import { admitMacvlanSource, forgetMacvlanSource, type MacvlanSource } from "./macvlan-guard.ts";
+import {
+  admitMacvlanSource,
+  forgetMacvlanSource,
+  type MacvlanSource,
+  removeMacvlanGuard,
+} from "./macvlan-guard.ts";
 import { attachPortPolicy } from "./policy-datapath.ts";
 
 function parentOf(net: NetworkRecord): string {
@@ -127,8 +132,13 @@ export const macvlanDriver: NetworkDriver = {
     return [];
   },
 
-  destroy() {
-    // Nothing on the host: each context's macvlan goes with it.
+  /** Each context's macvlan went with it; the source guard goes with the parent's last macvlan network. */
+  destroy(host, net) {
+    const parent = parentOf(net);
+    const others = host.store
+      .listNetworks()
+      .some((n) => n.name !== net.name && n.driver === macvlanDriver.name && n.options["parent"] === parent);
+    if (!others) removeMacvlanGuard(host, parent);
   },
 
   contextAddress(lease) {

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { detachProgram, progFdById, queryPrograms } from "../../src/kernel/bpf/attach.ts";
+import { detachProgram, progFdById, progInfo, queryPrograms } from "../../src/kernel/bpf/attach.ts";
 import { closeFd } from "../../src/kernel/bpf/syscall.ts";
 import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
 import { ipLink } from "../utils/kernel-oracle.ts";
@@ -396,5 +396,26 @@ describe("policy on macvlan networks", () => {
       await served.stop();
       netctx("rm", "me");
     }
+  });
+
+  test("the source guard leaves the parent with its last macvlan network", () => {
+    const guards = () => {
+      const parent = ipLink<{ ifindex: number }>(ROUTER.hostIfname).ifindex;
+      return queryPrograms(parent, "TCX_EGRESS").filter((id) => {
+        const fd = progFdById(id);
+        try {
+          return progInfo(fd).name === "nctx_mv_src";
+        } finally {
+          closeFd(fd);
+        }
+      }).length;
+    };
+    assert.equal(guards(), 1);
+    for (const c of ["ma", "mb", "mc"]) netctxOk("rm", "--force", c);
+    netctxOk("network", "rm", "mvb");
+    assert.equal(guards(), 1, "mvi is still on the parent");
+    for (const p of ["web", "web-b", "out"]) netctxOk("policy", "rm", p);
+    netctxOk("network", "rm", "mvi");
+    assert.equal(guards(), 0);
   });
 });
