@@ -2,8 +2,8 @@
  * macvlan: each l2 context gets a macvlan interface in bridge mode on a host device the operator names (`--parent
  * DEV`), so contexts sit on that device's segment as machines of their own (podman's and Incus's macvlan networks).
  * The gateway is a router on that segment, not the host: netctx makes nothing on the host side, no NAT, no
- * firewall parts. In bridge mode the kernel switches frames between macvlans of one parent itself; like every
- * macvlan, a context cannot reach the host through the parent (the host is no address of the segment for it).
+ * firewall parts. In bridge mode the macvlan driver switches frames between macvlans of one parent itself; like
+ * every macvlan, a context cannot reach the host through the parent (the host is no address of the segment for it).
  * Anti-spoofing sits on the parent's egress, where every frame a context sends off the host passes (its own
  * device's hooks are root-inside's): the source guard (macvlan-guard.ts) lets out only a context's own MAC with its
  * own addresses, and the host's. A parent netctx uses thus carries only netctx's contexts and the host: a macvlan
@@ -15,10 +15,12 @@
  * parent, past the parent's tc ingress, and sends only out through it, past the parent's tc egress. Both hooks are
  * in the host's netns (policy-datapath.ts puts the policy program there), out of reach of root inside a context:
  * a sender that switches its own macvlan to bridge mode, or sends with PACKET_QDISC_BYPASS, still cannot hand a
- * frame to a receiver in private mode (measured). In bridge mode the driver switches frames between contexts where
- * no host hook sees them, and nothing tells the receiver which sibling sent a frame: a policy cannot be enforced
- * there, so the compiler refuses one that selects such a context (policyUnenforceable), and `--default-deny`
- * needs `--isolate` here.
+ * frame to a receiver in private mode (measured). In bridge mode, unicast between two contexts does pass the parent's
+ * receive path (macvlan_queue_xmit hands it to the parent first), but a broadcast or multicast frame goes straight to
+ * every bridge-mode sibling, and the receiver's stack takes a unicast datagram inside one (measured); and the
+ * parent's ingress cannot tell a sibling's frame from the segment's, so a context posing as a machine of the segment
+ * would meet its siblings under nobody's egress policy. A policy cannot be enforced there: the compiler refuses one
+ * that selects such a context (policyUnenforceable), and `--default-deny` needs `--isolate` here.
  */
 import { existsSync } from "node:fs";
 import { invalid, NetctxError } from "../errors.ts";
@@ -102,14 +104,14 @@ export const macvlanDriver: NetworkDriver = {
     if (switches.defaultDeny && !switches.isolate)
       throw invalid(
         "default-deny",
-        "a macvlan network needs --isolate with it: in bridge mode its contexts switch frames to each other inside the macvlan driver, where no host hook sees them",
+        "a macvlan network needs --isolate with it: in bridge mode its contexts hand broadcast frames to each other inside the macvlan driver, where no host hook sees them",
       );
   },
 
   policyUnenforceable(net) {
     return networkSwitches(net.options).isolate
       ? undefined
-      : "its contexts switch frames to each other inside the macvlan driver (bridge mode), where no host hook sees them; only an --isolate macvlan network enforces policies";
+      : "in bridge mode its contexts hand broadcast frames to each other inside the macvlan driver, where no host hook sees them, and may pose as machines of the segment to each other; only an --isolate macvlan network enforces policies";
   },
 
   policyDevices(net) {
