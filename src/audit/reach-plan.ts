@@ -21,6 +21,8 @@ export interface ReachEnd {
   name: string;
   address: string;
   network?: NetworkRecord;
+  /** The host is not on its path (NetworkDriver.hostDevice is undefined: macvlan). */
+  offHost?: boolean;
 }
 
 export type Verdict = "allowed" | "blocked";
@@ -72,8 +74,13 @@ export function reachPorts(policies: readonly PolicyRecord[]): ReachPort[] {
  * judges).
  */
 function notDecidedByPolicy(from: ReachEnd, to: ReachEnd, toIsL2: boolean): string | undefined {
-  if (to.name === "host" || from.name === "host") return undefined;
   const same = from.network !== undefined && from.network.name === to.network?.name;
+  if (from.offHost || to.offHost) {
+    if (to.name === "host" || from.name === "host" || to.name === "world")
+      return "the host is not on the path of a context on its parent's segment (macvlan)";
+    if (!same) return "through the segment's router, off the host (macvlan)";
+  }
+  if (to.name === "host" || from.name === "host") return undefined;
   if (same) return undefined;
   if (from.network?.internal || to.network?.internal) return "internal network";
   if (from.network?.nat && toIsL2 && to.name !== "world") return "source masqueraded (--nat)";
@@ -88,6 +95,7 @@ export interface PlanInput {
     network: NetworkRecord;
     gateway: string;
     l2: boolean;
+    offHost?: boolean;
   }[];
   tables: PolicyTables;
   ports: readonly ReachPort[];
@@ -114,13 +122,19 @@ export function planReach({ contexts, tables, ports, world }: PlanInput): Planne
       });
     }
   };
+  const end = (c: PlanInput["contexts"][number]): ReachEnd => ({
+    name: c.name,
+    address: c.address,
+    network: c.network,
+    ...(c.offHost ? { offHost: true } : {}),
+  });
   for (const s of contexts) {
-    const from: ReachEnd = { name: s.name, address: s.address, network: s.network };
-    for (const t of contexts)
-      if (t !== s) pair(from, { name: t.name, address: t.address, network: t.network }, t.l2);
-    pair(from, { name: "host", address: s.gateway, network: s.network }, false);
+    const from = end(s);
+    for (const t of contexts) if (t !== s) pair(from, end(t), t.l2);
+    const gateway: ReachEnd = { name: "host", address: s.gateway, network: s.network };
+    pair(from, gateway, false);
     if (world !== undefined) pair(from, { name: "world", address: world }, false);
-    pair({ name: "host", address: s.gateway, network: s.network }, { ...from }, s.l2);
+    pair(gateway, { ...from }, s.l2);
   }
   return cells;
 }

@@ -35,8 +35,9 @@ export interface ReachReport {
   world: string | undefined;
   cells: ReachCell[];
   /**
-   * Selected contexts not audited (not ready, no IPv4 address, no host-side path such as macvlan, where the data path
-   * does not enforce policies either): listed, not counted as differences.
+   * Selected contexts not audited (not ready, no IPv4 address): listed, not counted as differences. A context the
+   * host is not on the path of (macvlan) is audited against the contexts of its own network only; its other cells
+   * are "n/a".
    */
   skipped: string[];
   ok: boolean;
@@ -100,7 +101,7 @@ const key = (c: PlannedCell) => `${c.to}|${c.proto}/${c.port}`;
 export async function runReach(host: Host, options: ReachOptions = {}): Promise<ReachReport> {
   const exec = options.exec ?? sandboxExec(host);
   const records = selectRecords(host, options);
-  const { subjects, skipped } = subjectsOf(host, records);
+  const { subjects, skipped } = subjectsOf(host, records, { offHost: true });
   const policies = host.store.listPolicies();
   const ports = reachPorts(policies);
   const tables = compilePolicies({
@@ -117,6 +118,7 @@ export async function runReach(host: Host, options: ReachOptions = {}): Promise<
       network: s.net,
       gateway: s.gateway4,
       l2: !s.shared,
+      ...(s.offHost ? { offHost: true } : {}),
     })),
     tables,
     ports,
@@ -152,7 +154,11 @@ export async function runReach(host: Host, options: ReachOptions = {}): Promise<
       children.push(child);
       return child;
     });
-    const hostAddrs = [...new Set(subjects.map((s) => s.gateway4)), ...(worldAdded ? [world!] : [])];
+    // An off-host context's gateway is a router of its segment, not an address of the host.
+    const hostAddrs = [
+      ...new Set(subjects.filter((s) => !s.offHost).map((s) => s.gateway4)),
+      ...(worldAdded ? [world!] : []),
+    ];
     const hostListener = hostChild(
       "listener on the host",
       reachArgv("listen", { addrs: hostAddrs, ports: portList }),

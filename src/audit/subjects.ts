@@ -17,8 +17,13 @@ export interface Subject {
   net: NetworkRecord;
   att: Attachment;
   gateway4: string;
-  /** Host device the context's traffic arrives on: its network's bridge, or its routed veth. */
+  /** Host device the context's traffic arrives on: its network's bridge, or its routed veth ("" when offHost). */
   hostDevice: string;
+  /**
+   * The host is not on its path (a macvlan's parent segment): only the reach matrix takes such a context, for the
+   * cells between it and the contexts of its own network.
+   */
+  offHost?: boolean;
   /** Its network puts its contexts on one L2 segment (a bridge), not on a link each to the host. */
   segment: boolean;
   /** Where its network's driver guards ports (on a --no-antispoof network too: the audit shows what that costs). */
@@ -38,7 +43,11 @@ export function first4(att: Attachment): string | undefined {
   return att.addresses.map((a) => a.split("/")[0]!).find((a) => !a.includes(":"));
 }
 
-export function subjectsOf(host: Host, records: ContextRecord[]): { subjects: Subject[]; skipped: string[] } {
+export function subjectsOf(
+  host: Host,
+  records: ContextRecord[],
+  opts: { offHost?: boolean } = {},
+): { subjects: Subject[]; skipped: string[] } {
   const subjects: Subject[] = [];
   const skipped: string[] = [];
   const perNetwork = new Map<string, number>();
@@ -54,6 +63,23 @@ export function subjectsOf(host: Host, records: ContextRecord[]): { subjects: Su
     const shared = levelDriver(record.level).sharedStack;
     const driver = networkDriver(net.driver);
     const hostDevice = driver.hostDevice(net, att);
+    if (hostDevice === undefined && opts.offHost) {
+      subjects.push({
+        record,
+        name: record.name,
+        shared,
+        own4: first4(att)!,
+        net,
+        att,
+        gateway4,
+        hostDevice: "",
+        offHost: true,
+        segment: driver.sharedSegment,
+        probeDst: gateway4,
+        spare4: gateway4,
+      });
+      continue;
+    }
     if (hostDevice === undefined) {
       // The host is not on its path (a macvlan's parent segment): the probes that go through the host cannot run.
       skipped.push(record.name);

@@ -15,7 +15,7 @@
  * - `--isolate`: each isolating network (ordered by name) is a group, 1, 2, ..., set on its contexts' addresses on it.
  * - `--default-deny`: every address of a context on such a network is ingress-selected.
  */
-import { NetctxError } from "../errors.ts";
+import { invalid, NetctxError } from "../errors.ts";
 import { networkSwitches, type PolicyRecord, parseSelector, type Selector } from "../model/policy.ts";
 import {
   type AddressEntry,
@@ -38,6 +38,8 @@ export interface CompileInput {
   policies: readonly PolicyRecord[];
   contexts: readonly PolicyContext[];
   networks: readonly NetworkRecord[];
+  /** Networks whose driver cannot enforce a policy on their contexts, with why (NetworkDriver.policyUnenforceable). */
+  unenforceable?: ReadonlyMap<string, string>;
 }
 
 /** What made an entry: world's bits reach only the world and what CIDR selectors add. */
@@ -57,7 +59,12 @@ const cidrOf = (s: Slot): Cidr => {
 
 type Mark = (e: AddressEntry) => void;
 
-export function compilePolicies({ policies, contexts, networks }: CompileInput): PolicyTables {
+export function compilePolicies({
+  policies,
+  contexts,
+  networks,
+  unenforceable = new Map(),
+}: CompileInput): PolicyTables {
   if (policies.length > MAX_POLICIES)
     throw new NetctxError(
       "exhausted",
@@ -175,6 +182,8 @@ export function compilePolicies({ policies, contexts, networks }: CompileInput):
       }
   });
 
+  refuseUnenforceable(contexts, unenforceable, addressesOf, ordered);
+
   for (const s of slots.values()) {
     for (const spread of spreads) {
       const c = cidrOf(s);
@@ -209,6 +218,35 @@ function selectorsOf(p: PolicyRecord): { to: Selector; from: Selector } {
     parsed.set(p, s);
   }
   return s;
+}
+
+/**
+ * A selected context on a network whose driver cannot enforce policies (a macvlan network in bridge mode, whose
+ * contexts switch frames to each other where no host hook sees them) is refused rather than left open while the
+ * policy says otherwise. Named after the first policy (or the network's `--default-deny`) that selects it.
+ */
+function refuseUnenforceable(
+  contexts: readonly PolicyContext[],
+  unenforceable: ReadonlyMap<string, string>,
+  addressesOf: ReadonlyMap<string, Slot[]>,
+  ordered: readonly PolicyRecord[],
+): void {
+  if (unenforceable.size === 0) return;
+  for (const c of contexts)
+    for (const a of c.attachments) {
+      const why = unenforceable.get(a.network);
+      if (why === undefined) continue;
+      const entries = (addressesOf.get(c.name) ?? []).map((s) => s.entry);
+      const bits = entries.reduce((b, e) => b | e.ingressTo | e.egressFrom, 0n);
+      if (bits === 0n && !entries.some((e) => e.ingressSelected || e.egressSelected)) continue;
+      let first = 0;
+      while (bits !== 0n && ((bits >> BigInt(first)) & 1n) === 0n) first++;
+      const by = bits === 0n ? `network "${a.network}"` : `policy "${ordered[first]!.name}"`;
+      throw invalid(
+        bits === 0n ? "default-deny" : `policy ${ordered[first]!.name}`,
+        `${by} selects context "${c.name}" on network "${a.network}": ${why}`,
+      );
+    }
 }
 
 function emptyEntry(cidr: string): AddressEntry {

@@ -16,6 +16,7 @@ import type { PolicyRecord } from "../model/policy.ts";
 import { OPEN_TABLES } from "../model/policy-tables.ts";
 import type { ContextRecord, NetworkRecord } from "../model/records.ts";
 import { writePolicyTables } from "../networks/policy-datapath.ts";
+import { policyDevices, policyUnenforceable } from "../networks/registry.ts";
 import { compilePolicies, type PolicyContext } from "./policy-compile.ts";
 
 interface SyncState {
@@ -83,7 +84,12 @@ export function syncPolicyTables(host: Host, touched: readonly string[] | "all")
   }
   state.version = version;
   const { policies, networks } = policiesAndNetworks(host, state);
-  const tables = compilePolicies({ policies, contexts: [...state.contexts.values()], networks });
+  const tables = compilePolicies({
+    policies,
+    contexts: [...state.contexts.values()],
+    networks,
+    unenforceable: policyUnenforceable(networks),
+  });
   state.open = false;
-  writePolicyTables(host, tables);
+  writePolicyTables(host, tables, policyDevices(networks));
 }

@@ -68,6 +68,16 @@ export interface NetworkDriver {
   observe?(host: Host, net: NetworkRecord): Present[];
   /** Driver state `network inspect` shows. */
   inspect?(host: Host, net: NetworkRecord): Record<string, unknown>;
+  /**
+   * Why the policy (issue 19) cannot be enforced on its contexts (they switch frames to each other where no host
+   * hook sees them): the compiler refuses a policy that selects one. Absent or undefined: enforced.
+   */
+  policyUnenforceable?(net: NetworkRecord): string | undefined;
+  /**
+   * Host devices beyond its contexts' ports that must run the policy program both ways (tcx): a macvlan parent,
+   * the only host device its contexts' frames pass.
+   */
+  policyDevices?(net: NetworkRecord): string[];
   /** Driver-specific checks of a new network; throws invalid(field, ...). Must not touch the kernel. */
   validate(net: NetworkRecord): void;
   /** Make the network's host-side kernel objects, among them its device nc-NET. */

@@ -15,7 +15,10 @@
  *    period, ~17 ms, per port and direction). Once added they stay (one array lookup while open).
  *    A port outside the blocks (a context with bandwidth limits: its ingress holds the limits' qdisc, or a port made
  *    by an earlier netctx) gets tcx programs instead, which run before tc.
- *    Macvlan contexts have no host-side device: not enforced here.
+ *  - Devices a driver names (NetworkDriver.policyDevices: a macvlan parent of an `--isolate` network, macvlan.ts):
+ *    tcx programs, both ways, in the host's netns.
+ *    Its contexts are in private mode, so every frame of theirs passes the parent's hooks; the same program decides
+ *    there (it decides the whole rule for source and destination wherever it runs).
  *
  * The tables are written in two generations (policy-maps.ts): the inactive one is brought to the new tables entry by
  * entry (a diff), then one update of the state array makes it the active one, so no packet meets a half-written table.
@@ -198,7 +201,7 @@ function ensureAnchor(host: Host): Datapath {
  * (invalid, naming the field) before anything is written. Tables that select somebody make the anchor when there is
  * none, and put the port programs where they are missing.
  */
-export function writePolicyTables(host: Host, tables: PolicyTables): void {
+export function writePolicyTables(host: Host, tables: PolicyTables, devices: readonly string[] = []): void {
   const open = isOpen(tables);
   let datapath = datapathIfAny(host);
   if (!datapath) {
@@ -211,14 +214,14 @@ export function writePolicyTables(host: Host, tables: PolicyTables): void {
   // Only when the tables stop being open: from then on every port made hooks itself (attachPortPolicy), and a hook
   // lost later is gc's and repair's (portPolicyFix). A port made meanwhile joined its blocks before it read the
   // generation, and this reads the blocks after setting it: one of the two sees the other.
-  if (wasOpen && !open) hookAllPorts(host, datapath);
+  if (wasOpen && !open) hookAllPorts(host, datapath, devices);
 }
 
 /**
  * Every l2 port: the filters in each block a port of ours is joined to (once per block, from the kernel's list, so
  * a port whose record is not yet committed counts too); tcx on a context's port that is in no block.
  */
-function hookAllPorts(host: Host, datapath: Datapath): void {
+function hookAllPorts(host: Host, datapath: Datapath, devices: readonly string[]): void {
   const links = host.rtnl.linkList();
   const ours = new Set(links.filter((l) => l.group === host.linkMark.group).map((l) => l.index));
   const index = new Map(links.map((l) => [l.name, l.index]));
@@ -230,7 +233,7 @@ function hookAllPorts(host: Host, datapath: Datapath): void {
     done.add(`${blocks.ingress}/${blocks.egress}`);
     addBlockFilters(host, datapath, blocks);
   }
-  for (const ifname of l2Ports(host)) {
+  for (const ifname of [...l2Ports(host), ...devices]) {
     const ifindex = index.get(ifname);
     if (ifindex !== undefined && !portBlocks(joined.get(ifindex))) attachTcx(host, datapath, ifname);
   }

@@ -25,6 +25,21 @@ export function portGuardOf(net: NetworkRecord): PortKind | undefined {
   return guardKindOf(networkDriver(net.driver), net);
 }
 
+/** The networks whose driver cannot enforce a policy on their contexts, with the reason (compilePolicies). */
+export function policyUnenforceable(networks: readonly NetworkRecord[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const net of networks) {
+    const why = networkDriver(net.driver).policyUnenforceable?.(net);
+    if (why) out.set(net.name, why);
+  }
+  return out;
+}
+
+/** The host devices the networks' drivers want the policy program on (NetworkDriver.policyDevices), once each. */
+export function policyDevices(networks: readonly NetworkRecord[]): string[] {
+  return [...new Set(networks.flatMap((n) => networkDriver(n.driver).policyDevices?.(n) ?? []))];
+}
+
 /** Refuse an option `driver` does not declare, naming it and the ones it takes. */
 export function checkDriverOptions(driver: NetworkDriver, options: Readonly<Record<string, unknown>>): void {
   const accepted = Object.keys(driver.options);

@@ -301,3 +301,32 @@ test("more policies than the tables hold are refused", () => {
   const full = compilePolicies({ policies: many.slice(0, MAX_POLICIES), contexts, networks });
   assert.equal(lookup(full, "10.2.0.4").ingressTo, (1n << BigInt(MAX_POLICIES)) - 1n);
 });
+
+test("a policy or --default-deny selecting a context on a network its driver cannot enforce is refused, naming it", () => {
+  const lan = net("lan", "10.9.0.0/24", "10.9.0.254");
+  const m = ctx("m", { lan: ["10.9.0.2/24"] });
+  const why = "its contexts switch frames where no host hook sees them";
+  const unenforceable = new Map([["lan", why]]);
+  const base = { contexts: [...contexts, m], networks: [...networks, lan], unenforceable };
+  // Naming it as a peer only is fine: its own traffic is not what the policy restricts.
+  compilePolicies({ ...base, policies: [pol({ name: "p", to: "web", from: "m" })] });
+  assert.throws(() => compilePolicies({ ...base, policies: [pol({ name: "in", to: "m", from: "world" })] }), {
+    message: `policy in: policy "in" selects context "m" on network "lan": ${why}`,
+  });
+  assert.throws(
+    () =>
+      compilePolicies({ ...base, policies: [pol({ name: "out", to: "world", from: "m", egress: true })] }),
+    /policy out: .*"m" on network "lan"/,
+  );
+  const denying = { ...lan, options: { defaultDeny: true } };
+  assert.throws(
+    () => compilePolicies({ ...base, networks: [...networks, denying], policies: [] }),
+    /^.*default-deny: network "lan" selects context "m"/,
+  );
+  // Without the driver's word, the same records compile.
+  compilePolicies({
+    contexts: base.contexts,
+    networks: base.networks,
+    policies: [pol({ name: "in", to: "m", from: "world" })],
+  });
+});
