@@ -305,10 +305,10 @@ function realizeContext(host: Host, record: ContextRecord): void {
 
 /** Write the tables with the new records in them; if that fails, the records go again (nothing of theirs is made). */
 function syncOrForget(host: Host, records: readonly ContextRecord[]): void {
-  const names = records.map((r) => r.name);
   try {
-    syncPolicyTables(host, names);
+    syncPolicyTables(host, records);
   } catch (err) {
+    const names = records.map((r) => r.name);
     for (const name of names) forget(host, name);
     syncAfterUndo(host, names);
     throw err;
@@ -436,7 +436,7 @@ function tearDown(host: Host, record: ContextRecord): void {
   }
   host.pause("rm:after-teardown");
   forget(host, record.name);
-  syncPolicyTables(host, [record.name]);
+  syncPolicyTables(host, [{ removed: record.name }]);
 }
 
 /**

@@ -203,6 +203,36 @@ export function compilePolicies({
 }
 
 /**
+ * The tables after the contexts named in `changed` were made, changed or removed, from `before`, the tables compiled
+ * for the same policies and networks and the contexts as they were: those contexts' entries (and the entries of no
+ * context: gateways, CIDRs, the world) are compiled anew, every other context's entry is taken from `before`. An
+ * entry of a context depends on the policies, the networks and that context alone, so this equals compilePolicies of
+ * the whole input (test/policy/compile-incremental.test.ts holds it to that). `input.contexts` is every context now.
+ * Undefined when an address of a changed context is also another's: then compile the whole input.
+ */
+export function recompileContexts(
+  before: PolicyTables,
+  input: CompileInput,
+  changed: ReadonlySet<string>,
+): PolicyTables | undefined {
+  const kept = new Set<string>();
+  for (const c of input.contexts)
+    if (!changed.has(c.name))
+      for (const a of c.attachments) for (const addr of a.addresses) kept.add(hostCidr(addr));
+  const renewed = input.contexts.filter((c) => changed.has(c.name));
+  for (const c of renewed)
+    for (const a of c.attachments)
+      for (const addr of a.addresses) if (kept.has(hostCidr(addr))) return undefined;
+  const fresh = compilePolicies({ ...input, contexts: renewed });
+  const addresses = [
+    ...before.addresses.filter((e) => kept.has(e.cidr)),
+    // A CIDR selector's entry at an unchanged context's address: `before` has it with that context's bits too.
+    ...fresh.addresses.filter((e) => !kept.has(e.cidr)),
+  ].sort((a, b) => (a.cidr < b.cidr ? -1 : a.cidr > b.cidr ? 1 : 0));
+  return { addresses, ports: fresh.ports, anyPort: fresh.anyPort };
+}
+
+/**
  * A policy's selectors, parsed once per record: policy-sync hands the same records to every compile until a policy
  * or network changes, and parsing 400 selectors was a third of a compile.
  */

@@ -209,8 +209,7 @@ export function writePolicyTables(host: Host, tables: PolicyTables, devices: rea
     if (open) return;
     datapath = ensureAnchor(host);
   }
-  const wasOpen = activeGeneration(datapath.maps) === 0;
-  writeTables(datapath.maps, tables, datapath.written);
+  const wasOpen = writeTables(datapath.maps, tables, datapath.written) === 0;
   // Only when the tables stop being open: from then on every port made hooks itself (attachPortPolicy), and a hook
   // lost later is gc's and repair's (portPolicyFix). A port made meanwhile joined its blocks before it read the
   // generation, and this reads the blocks after setting it: one of the two sees the other.

@@ -21,7 +21,7 @@ import {
 } from "../kernel/bpf/policy-program.ts";
 import { closeFd } from "../kernel/bpf/syscall.ts";
 import { KernelError } from "../kernel/errors.ts";
-import { MAX_POLICIES, POLICY_WORDS, type PolicyTables } from "../model/policy-tables.ts";
+import { type AddressEntry, MAX_POLICIES, POLICY_WORDS, type PolicyTables } from "../model/policy-tables.ts";
 import { ipBytes, parseCidr } from "../net/cidr.ts";
 
 export type Generation = 1 | 2;
@@ -75,6 +75,9 @@ export function portKey(gen: number, proto: "tcp" | "udp", port: number): Uint8A
 /** An address entry's key (hex) and value as encoded before, by the entry's fields and generation. */
 export type EncodedAddresses = Map<string, [string, Uint8Array]>;
 
+/** The same, by the entry object (tables are not changed once compiled), per generation. */
+const encodedEntries = new WeakMap<AddressEntry, Partial<Record<Generation, [string, Uint8Array]>>>();
+
 /**
  * What generation `gen` of the maps must hold for `tables`. `encoded`: entries encoded by earlier calls (a create
  * changes one entry of a hundred, and encoding all of them was most of a write); entries are added to it.
@@ -87,11 +90,17 @@ export function generationEntries(
   const L = addressLayout(POLICY_WORDS);
   const addresses = new Map<string, Uint8Array>();
   tables.addresses.forEach((e, i) => {
-    const signature = `${gen} ${e.cidr} ${e.ingressFrom} ${e.ingressTo} ${e.egressFrom} ${e.egressTo} ${e.ingressSelected} ${e.egressSelected} ${e.gateway} ${e.isolateGroup}`;
-    const known = encoded.get(signature);
+    // The incremental compile hands the unchanged entries on as the same objects: known without a signature.
+    const byObject = encodedEntries.get(e);
+    const signature =
+      byObject?.[gen] === undefined
+        ? `${gen} ${e.cidr} ${e.ingressFrom} ${e.ingressTo} ${e.egressFrom} ${e.egressTo} ${e.ingressSelected} ${e.egressSelected} ${e.gateway} ${e.isolateGroup}`
+        : "";
+    const known = byObject?.[gen] ?? encoded.get(signature);
     if (known) {
       if (addresses.has(known[0])) throw invalid(`addresses[${i}].cidr`, `${e.cidr} is in the table twice`);
       addresses.set(known[0], known[1]);
+      encodedEntries.set(e, { ...byObject, [gen]: known });
       return;
     }
     const field = `addresses[${i}]`;
@@ -113,6 +122,7 @@ export function generationEntries(
     if (addresses.has(key)) throw invalid(`${field}.cidr`, `${e.cidr} is in the table twice`);
     addresses.set(key, value);
     encoded.set(signature, [key, value]);
+    encodedEntries.set(e, { ...byObject, [gen]: [key, value] });
   });
   // Every lookup finds an entry: an address no entry covers gets the zero one ("every field zero or false").
   for (const world of ["0.0.0.0/0", "::/0"]) {
@@ -305,13 +315,14 @@ function sync(mapFd: number, have: Map<string, string>, want: Map<string, Uint8A
  * Bring the maps to `tables`: the inactive generation is brought to them entry by entry, then one update of the
  * state array makes it the active one (or generation 0 when the tables are open), so no packet meets a half-written
  * table. Refuses bad tables (invalid, naming the field) before writing anything. `cache`: the process's own record
- * of what it wrote (see WriteCache); without it the inactive generation is read back from the maps.
+ * of what it wrote (see WriteCache); without it the inactive generation is read back from the maps. Returns the
+ * generation that was active before (0: the tables were open).
  */
 export function writeTables(
   maps: PolicyMapFds,
   tables: PolicyTables,
   cache: WriteCache = newWriteCache(),
-): void {
+): number {
   const head = readHead(maps);
   const target: Generation = head.gen === 1 ? 2 : 1;
   // Entries of contexts long gone would pile up: start again once it holds several tables' worth.
@@ -322,7 +333,7 @@ export function writeTables(
   if (isOpen(tables)) {
     writeHead(maps, { gen: 0, serial });
     cache.serial = serial;
-    return;
+    return head.gen;
   }
   // Forgotten until the write is through: a failure halfway leaves the generation as nobody knows it.
   const known = cache.generations.get(target);
@@ -343,4 +354,5 @@ export function writeTables(
   writeHead(maps, { gen: target, serial });
   cache.generations.set(target, { addresses, ports });
   cache.serial = serial;
+  return head.gen;
 }
