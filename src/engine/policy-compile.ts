@@ -223,13 +223,31 @@ export function recompileContexts(
   for (const c of renewed)
     for (const a of c.attachments)
       for (const addr of a.addresses) if (kept.has(hostCidr(addr))) return undefined;
-  const fresh = compilePolicies({ ...input, contexts: renewed });
+  const fresh =
+    renewed.length > 0 ? compilePolicies({ ...input, contexts: renewed }) : withoutContexts(input);
   const addresses = [
     ...before.addresses.filter((e) => kept.has(e.cidr)),
     // A CIDR selector's entry at an unchanged context's address: `before` has it with that context's bits too.
     ...fresh.addresses.filter((e) => !kept.has(e.cidr)),
   ].sort((a, b) => (a.cidr < b.cidr ? -1 : a.cidr > b.cidr ? 1 : 0));
   return { addresses, ports: fresh.ports, anyPort: fresh.anyPort };
+}
+
+/**
+ * The tables of `input`'s policies and networks without any context: what a removal compiles again. Kept per policy
+ * list and network list (policy-sync hands the same lists on until either changes), so an rm compiles nothing.
+ */
+const contextless = new WeakMap<
+  readonly PolicyRecord[],
+  { networks: readonly NetworkRecord[]; tables: PolicyTables }
+>();
+
+function withoutContexts(input: CompileInput): PolicyTables {
+  const known = contextless.get(input.policies);
+  if (known && known.networks === input.networks) return known.tables;
+  const tables = compilePolicies({ ...input, contexts: [] });
+  contextless.set(input.policies, { networks: input.networks, tables });
+  return tables;
 }
 
 /**
