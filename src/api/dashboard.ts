@@ -28,6 +28,7 @@ export interface DashboardOptions {
   /** dist/web: index.html and the bundle. */
   assetsDir: string;
   audits: AuditRuns;
+  reaches: AuditRuns;
   log: (line: string) => void;
 }
 
@@ -85,6 +86,7 @@ export async function serveDashboard(o: DashboardOptions): Promise<Server> {
   server.close = (cb?: (err?: Error) => void) => {
     stats.close();
     o.audits.stop();
+    o.reaches.stop();
     server.closeAllConnections();
     return close(cb);
   };
@@ -144,6 +146,8 @@ async function answer(
   if (records) return send(res, records);
   if (path === "/ui/audit" && reading) return send(res, json(200, o.audits.current()));
   if (path === "/ui/audit" && method === "POST") return send(res, json(202, o.audits.start()));
+  if (path === "/ui/reach" && reading) return send(res, json(200, o.reaches.current()));
+  if (path === "/ui/reach" && method === "POST") return send(res, json(202, o.reaches.start()));
   if (!reading)
     return send(
       res,

@@ -127,15 +127,9 @@ export function registerServe(program: Command): void {
             listen: web.listen,
             auth: new WebAuth(web.token),
             assetsDir: web.assetsDir,
-            // The audit runs as this command would: the same node, state dir and environment.
-            audits: new AuditRuns([
-              process.execPath,
-              process.argv[1]!,
-              "--state-dir",
-              config.stateDir,
-              "audit",
-              "--json",
-            ]),
+            audits: new AuditRuns(auditArgv(config.stateDir)),
+            // The reach matrix (audit --reach): every ordered pair of contexts against the policies.
+            reaches: new AuditRuns([...auditArgv(config.stateDir), "--reach"]),
             log,
           }).catch((err) => {
             server.close();
@@ -235,4 +229,9 @@ function netctxVersion(): string {
 function logGc(report: GcReport): void {
   for (const a of report.actions)
     console.log(`gc: ${a.action} ${a.object} (${a.reason})${a.error ? `: ${a.error}` : ""}`);
+}
+
+/** `netctx audit --json` as this command would run it: the same node, state dir and environment. */
+function auditArgv(stateDir: string): string[] {
+  return [process.execPath, process.argv[1]!, "--state-dir", stateDir, "audit", "--json"];
 }

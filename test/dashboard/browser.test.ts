@@ -171,3 +171,24 @@ test("the audit table shows each level's row, and a cell's evidence on click", a
     traffic.kill();
   }
 });
+
+test("the reach section measures who reaches whom against the policies: web reaches db's port, nobody else does", async () => {
+  await page.click("#reach-run");
+  await page.locator('#reach-cells tr[data-reach="web>db:tcp/5432"]').waitFor({ timeout: 120_000 });
+  await page.waitForFunction(
+    () => !document.querySelector("#reach-state")?.textContent?.includes("measuring"),
+  );
+  const state = (await page.textContent("#reach-state")) ?? "";
+  assert.match(state, /every cell as the policies say/, state);
+  const cells = await page.$$eval("#reach-cells tr[data-reach]", (trs) =>
+    trs.map((tr) => [
+      tr.getAttribute("data-reach"),
+      ...[...tr.querySelectorAll("td")].map((td) => td.textContent),
+    ]),
+  );
+  const cell = (key: string) => cells.find((c) => c[0] === key);
+  assert.deepEqual(cell("web>db:tcp/5432")?.slice(4, 6), ["allowed", "allowed"], JSON.stringify(cells));
+  // db is selected by web-to-db: from the l3 context its port is blocked, by the policies and on the wire.
+  assert.deepEqual(cell("rt>db:tcp/5432")?.slice(4, 6), ["blocked", "blocked"], JSON.stringify(cells));
+  await shot("reach");
+});

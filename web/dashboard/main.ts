@@ -8,6 +8,7 @@ import { AuditView } from "./audit-view.ts";
 import { renderContextPage, trafficText } from "./context-page.ts";
 import { byId, el, getJson } from "./dom.ts";
 import { byteRates, type ContextStats, humanBytes, type StatsView } from "./rates.ts";
+import { ReachView } from "./reach-view.ts";
 import { type ContextInfo, type NetworkInfo, type PeerInfo, topology } from "./topology.ts";
 
 /** Above this many contexts a network shows one node per level until opened. */
@@ -295,4 +296,5 @@ await loadTopology();
 watchCounters();
 void route();
 void new AuditView().open(state.contexts.length);
+void new ReachView().open();
 setInterval(() => void loadTopology().catch(() => undefined), REFRESH_MS);
