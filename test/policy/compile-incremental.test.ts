@@ -12,18 +12,7 @@ import {
 } from "../../src/engine/policy-compile.ts";
 import { type PolicyRecord, policyRecordOf } from "../../src/model/policy.ts";
 import type { NetworkRecord } from "../../src/model/records.ts";
-
-/** A small deterministic generator (mulberry32), so a failure names a seed that repeats it. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from "../reliability/prng.ts";
 
 const NETWORKS: NetworkRecord[] = [
   {

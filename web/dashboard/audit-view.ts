@@ -1,6 +1,6 @@
 /** The audit section: the seed's table per level, the per-context rows, the evidence of a clicked cell. */
 import { type AuditReport, CELL_KEYS, CELL_TITLES, type CellKey, levelRows } from "./audit-levels.ts";
-import { byId, el, getJson } from "./dom.ts";
+import { byId, el, getJson, verdict } from "./dom.ts";
 
 interface AuditRunView {
   state: "never" | "running" | "done" | "failed";
@@ -86,11 +86,7 @@ export class AuditView {
             td.addEventListener("click", () => this.evidence(td, row.contexts, k));
             return td;
           }),
-          el(
-            "td",
-            {},
-            row.ok ? el("span", { class: "ok" }, "ok") : el("span", { class: "differs-text" }, "DIFFERS"),
-          ),
+          el("td", {}, verdict(row.ok)),
         ),
       ),
     );
@@ -117,11 +113,7 @@ export class AuditView {
             td.addEventListener("click", () => this.evidence(td, [c.name], k));
             return td;
           }),
-          el(
-            "td",
-            {},
-            c.ok ? el("span", { class: "ok" }, "ok") : el("span", { class: "differs-text" }, "DIFFERS"),
-          ),
+          el("td", {}, verdict(c.ok)),
         ),
       ),
       ...(report.skipped.length

@@ -25,3 +25,8 @@ export async function getJson<T>(path: string, init: RequestInit = {}): Promise<
   if (!res.ok) throw new Error(`${init.method ?? "GET"} ${path}: ${res.status}`);
   return (await res.json()) as T;
 }
+
+/** A row's verdict: "ok", or "DIFFERS" marked for the eye. */
+export function verdict(ok: boolean): HTMLElement {
+  return ok ? el("span", { class: "ok" }, "ok") : el("span", { class: "differs-text" }, "DIFFERS");
+}

@@ -2,7 +2,7 @@
  * The reach section (issue 19): `netctx audit --reach --json` run by the engine on demand, shown as one row per
  * ordered pair and port, expected (what the policies say) beside measured, the differences first.
  */
-import { byId, el, getJson } from "./dom.ts";
+import { byId, el, getJson, verdict } from "./dom.ts";
 
 interface ReachCell {
   from: string;
@@ -68,11 +68,7 @@ export class ReachView {
           el("td", {}, c.port),
           el("td", { title: c.reason }, c.expected),
           el("td", {}, c.measured),
-          el(
-            "td",
-            {},
-            c.ok ? el("span", { class: "ok" }, "ok") : el("span", { class: "differs-text" }, "DIFFERS"),
-          ),
+          el("td", {}, verdict(c.ok)),
         ),
       ),
       ...(report.skipped.length
