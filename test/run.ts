@@ -5,7 +5,7 @@
  *   npm test                 all files
  *   npm test -- kernel ipam  only files whose path contains one of the words
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
@@ -124,6 +124,26 @@ function runFile(file: string): Promise<FileResult> {
   });
 }
 
+/**
+ * What the suite may leave on the machine itself, outside every file's throwaway namespaces: named network
+ * namespaces in the host's /run/netns, links in the host's network namespace, netctx cgroups under the cgroup2 root.
+ * Read before and after the run: anything new is a leak (a test that made it outside its sandbox), and fails the run.
+ */
+function hostFootprint(): Set<string> {
+  const names = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
+  const links = spawnSync("ip", ["-j", "link", "show"], { encoding: "utf8" });
+  const linkNames =
+    links.status === 0 ? (JSON.parse(links.stdout) as { ifname: string }[]).map((l) => l.ifname) : [];
+  return new Set([
+    ...names("/run/netns").map((n) => `netns ${n}`),
+    ...linkNames.map((n) => `link ${n}`),
+    ...names(CGROUP_ROOT)
+      .filter((n) => n.startsWith("netctx"))
+      .map((n) => `cgroup ${join(CGROUP_ROOT, n)}`),
+  ]);
+}
+
+const footprint = hostFootprint();
 const filters = process.argv.slice(2);
 const files = findTests(join(root, "test")).filter(
   (f) => filters.length === 0 || filters.some((w) => relative(root, f).includes(w)),
@@ -146,5 +166,8 @@ await Promise.all(
 const sum = (k: "pass" | "fail" | "skip") => results.reduce((n, r) => n + r[k], 0);
 const failedFiles = results.filter((r) => r.fail > 0).map((r) => relative(root, r.file));
 if (failedFiles.length) console.log(`\nfailed files: ${failedFiles.join(", ")}`);
+const leaked = [...hostFootprint()].filter((x) => !footprint.has(x));
+if (leaked.length)
+  console.log(`\nleft on the machine itself, outside the tests' namespaces: ${leaked.join(", ")}`);
 console.log(`\ntests: ${sum("pass")} passed, ${sum("fail")} failed, ${sum("skip")} skipped`);
-process.exit(sum("fail") > 0 || files.length === 0 ? 1 : 0);
+process.exit(sum("fail") > 0 || leaked.length > 0 || files.length === 0 ? 1 : 0);
