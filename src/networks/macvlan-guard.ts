@@ -32,8 +32,14 @@ import { ipBytes, parseIp } from "../net/cidr.ts";
 /** bpf_mprog: attach before every program already there (the policy program decides after the source is known). */
 const BPF_F_BEFORE = 8;
 
-/** The guard's map on the parent `ifindex`, if its program is attached there (an fd the caller closes). */
-function guardMap(ifindex: number): number | undefined {
+/**
+ * `use` on each guard program on the parent's tcx egress (its fd closed after; a program gone meanwhile is skipped),
+ * until it returns something.
+ */
+function eachGuardProgram<T>(
+  ifindex: number,
+  use: (prog: number, info: ReturnType<typeof progInfo>) => T | undefined,
+): T | undefined {
   for (const id of queryPrograms(ifindex, "TCX_EGRESS")) {
     let prog: number;
     try {
@@ -45,16 +51,25 @@ function guardMap(ifindex: number): number | undefined {
     try {
       const info = progInfo(prog);
       if (info.name !== MACVLAN_GUARD_NAME) continue;
-      for (const mapId of info.mapIds) {
-        const fd = mapFdById(mapId);
-        if (mapInfo(fd).name === MACVLAN_GUARD_MAP_NAME) return fd;
-        closeFd(fd);
-      }
+      const found = use(prog, info);
+      if (found !== undefined) return found;
     } finally {
       closeFd(prog);
     }
   }
   return undefined;
+}
+
+/** The guard's map on the parent `ifindex`, if its program is attached there (an fd the caller closes). */
+function guardMap(ifindex: number): number | undefined {
+  return eachGuardProgram(ifindex, (_prog, info) => {
+    for (const mapId of info.mapIds) {
+      const fd = mapFdById(mapId);
+      if (mapInfo(fd).name === MACVLAN_GUARD_MAP_NAME) return fd;
+      closeFd(fd);
+    }
+    return undefined;
+  });
 }
 
 /** A context's macvlan: its MAC and its addresses ("10.1.0.5/24", "fd00::5/64"). */
@@ -162,18 +177,8 @@ export function forgetMacvlanSource(host: Host, parent: string, addresses: reado
 export function removeMacvlanGuard(host: Host, parent: string): void {
   const ifindex = host.rtnl.linkIndexIfAny(parent);
   if (ifindex === undefined) return;
-  for (const id of queryPrograms(ifindex, "TCX_EGRESS")) {
-    let prog: number;
-    try {
-      prog = progFdById(id);
-    } catch (err) {
-      if (err instanceof KernelError && err.errnoName === "ENOENT") continue;
-      throw err;
-    }
-    try {
-      if (progInfo(prog).name === MACVLAN_GUARD_NAME) detachProgram(ifindex, prog, "TCX_EGRESS");
-    } finally {
-      closeFd(prog);
-    }
-  }
+  eachGuardProgram(ifindex, (prog) => {
+    detachProgram(ifindex, prog, "TCX_EGRESS");
+    return undefined;
+  });
 }
