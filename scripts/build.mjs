@@ -134,6 +134,12 @@ if (!compile("src/exec/netctx-enter.c", "dist/netctx-enter"))
   console.warn(
     "build: no C compiler (cc/gcc): `netctx exec` and the audit need dist/netctx-enter and will refuse",
   );
+// An l2 context's network namespace owned by a user namespace of its own (src/kernel/netns-owned.c), loaded through
+// koffi. Without it the namespace is the host user namespace's, and `netctx exec` withholds CAP_NET_ADMIN there.
+if (!compile("src/kernel/netns-owned.c", "dist/libnetctx-netns.so", ["-shared", "-fPIC"]))
+  console.warn(
+    "build: no C compiler (cc/gcc): `netctx exec` in an l2 context runs without CAP_NET_ADMIN (no user namespace of its own)",
+  );
 // The scan for a namespace's processes rm makes on every l2 context (src/kernel/netns-procs.c), loaded through
 // koffi: a fifth of node's cost per task. Without it netns-procs.ts walks /proc in JavaScript.
 if (!compile("src/kernel/netns-procs.c", "dist/libnetctx-procs.so", ["-shared", "-fPIC"]))

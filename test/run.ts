@@ -129,6 +129,12 @@ function runFile(file: string): Promise<FileResult> {
  * namespaces in the host's /run/netns, links in the host's network namespace, netctx cgroups under the cgroup2 root.
  * Read before and after the run: anything new is a leak (a test that made it outside its sandbox), and fails the run.
  */
+/** A test cgroup of another runner working beside this one (a second checkout's tests): its own to remove. */
+function anotherRunners(cgroup: string): boolean {
+  const runner = /^netctx-test-(\d+)-/.exec(cgroup)?.[1];
+  return runner !== undefined && runner !== String(process.pid);
+}
+
 function hostFootprint(): Set<string> {
   const names = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
   const links = spawnSync("ip", ["-j", "link", "show"], { encoding: "utf8" });
@@ -138,7 +144,7 @@ function hostFootprint(): Set<string> {
     ...names("/run/netns").map((n) => `netns ${n}`),
     ...linkNames.map((n) => `link ${n}`),
     ...names(CGROUP_ROOT)
-      .filter((n) => n.startsWith("netctx"))
+      .filter((n) => n.startsWith("netctx") && !anotherRunners(n))
       .map((n) => `cgroup ${join(CGROUP_ROOT, n)}`),
   ]);
 }

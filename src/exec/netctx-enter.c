@@ -3,7 +3,8 @@
  * the command line, built by src/exec/enter.ts per level; this program only carries it out, in this order:
  *
  *   1. --cgroup DIR: move into the context's cgroup first, so every socket the command makes is born there.
- *   2. --netns PATH: enter the context's network namespace (l2).
+ *   2. --netns PATH: enter the context's network namespace (l2), and keep a handle on the user namespace that
+ *      owns it (step 6 joins it).
  *   3. new mount, PID, cgroup and IPC namespaces; fork: the child is PID 1 of the new PID namespace.
  *   4. PID 1 remakes the mounts: the host's file system read-only (systemd's ProtectSystem=strict) except /tmp,
  *      /var/tmp and the --rw paths; a fresh /proc of its own PID namespace (other contexts' and the
@@ -16,7 +17,9 @@
  *      IPC namespace, and with --resolv-conf TEXT a read-only /etc/resolv.conf of its own.
  *   5. PID 1 forks the command and stays as its init: it reaps orphans, passes on signals sent to it, and exits
  *      with the command's status (which takes the whole PID namespace with it).
- *   6. the command's process: no_new_privs; every capability not in --keep-caps out of the bounding,
+ *   6. the command's process: with --netns, into the user namespace that owns the network namespace (an l2
+ *      context's own, made by src/kernel/netns-owned.c), so the capabilities kept below count in that namespace
+ *      only; no_new_privs; every capability not in --keep-caps out of the bounding,
  *      inheritable, permitted, effective and ambient sets; Landlock scoping (--scope-signals,
  *      --scope-abstract-unix; ABI >= 6); a seccomp filter (no user namespaces, socket families from --families,
  *      no io_uring, bpf, mount API, setns, keyrings, module loading, TIOCSTI/TIOCLINUX); then exec.
@@ -31,6 +34,7 @@
 #include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/nsfs.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
@@ -76,6 +80,8 @@ static int n_families = -1;
 static int scope_signals;
 static int scope_unix;
 static char **command;
+/* The user namespace owning --netns when it is not ours (the command joins it), else -1. */
+static int netns_owner = -1;
 
 static void die(const char *what) {
   fprintf(stderr, "netctx exec: sandbox: %s: %s\n", what, strerror(errno));
@@ -632,7 +638,35 @@ static void install_seccomp(void) {
   if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) die("seccomp");
 }
 
+static void withhold(int cap) {
+  int n = 0;
+  for (int i = 0; i < n_keep; i++)
+    if (keep_caps[i] != cap) keep_caps[n++] = keep_caps[i];
+  n_keep = n;
+}
+
+/*
+ * A capability counts in the user namespace that holds it and in every one below. CAP_NET_ADMIN held in ours (the
+ * host's) would reach every network namespace the command can name, the host's among them: netlink requests take a
+ * target nsid (IFLA_TARGET_NETNSID), and a context's namespace has one for the host's. So the command moves into the
+ * user namespace that owns the context's network namespace, where what it keeps covers that namespace alone; one
+ * owned by ours (a container runtime's, or made where user namespaces are off) gets no CAP_NET_ADMIN at all.
+ */
+static void confine_to_netns_owner(int owner) {
+  struct stat theirs, ours;
+  if (fstat(owner, &theirs) < 0 || stat("/proc/self/ns/user", &ours) < 0) die("stat user namespace");
+  if (theirs.st_ino == ours.st_ino && theirs.st_dev == ours.st_dev) {
+    if (kept(CAP_NET_ADMIN))
+      fprintf(stderr, "netctx exec: CAP_NET_ADMIN withheld: the context's network namespace belongs to the host's user "
+                      "namespace (made by another runtime, or where user namespaces are off)\n");
+    withhold(CAP_NET_ADMIN);
+  } else if (setns(owner, CLONE_NEWUSER) < 0)
+    die("setns user namespace");
+  close(owner);
+}
+
 static void run_command(void) {
+  if (netns_owner >= 0) confine_to_netns_owner(netns_owner);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
   drop_capabilities();
   landlock_scope();
@@ -742,6 +776,8 @@ int main(int argc, char **argv) {
     int fd = open(netns_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) die(netns_path);
     if (setns(fd, CLONE_NEWNET) < 0) die("setns");
+    netns_owner = ioctl(fd, NS_GET_USERNS);
+    if (netns_owner < 0) die("NS_GET_USERNS");
     close(fd);
   }
   if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWCGROUP | CLONE_NEWIPC) < 0) die("unshare");

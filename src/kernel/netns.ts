@@ -2,8 +2,11 @@
  * Network namespaces without forking. setns() moves only the calling thread, so every window here is
  * synchronous: enter, do the work, come back. /run/netns/NAME bind mounts follow the `ip netns` convention.
  */
-import { mkdirSync, readdirSync, unlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
+import koffi from "koffi";
 import { invalid } from "../errors.ts";
+import { packageRoot } from "../package-root.ts";
 import { EINVAL, ENOENT, KernelError } from "./errors.ts";
 import * as ffi from "./ffi.ts";
 
@@ -49,14 +52,57 @@ function ensureNetnsDir(): void {
   shared = true;
 }
 
+/**
+ * Who owns a new namespace: the host's user namespace, as `ip netns add` makes it, or a user namespace of its own
+ * (an l2 context's: what root inside keeps then counts in that namespace only; netns-owned.c says why).
+ */
+export type NetnsOwner = "host" | "own";
+
+type NativeCreateOwned = (path: string) => number;
+let nativeCreateOwned: NativeCreateOwned | null | undefined;
+
+/** dist/libnetctx-netns.so's netns_create_owned, or null when it was not built (no C compiler). */
+function createOwnedNative(): NativeCreateOwned | null {
+  if (nativeCreateOwned === undefined) {
+    const lib = join(packageRoot(), "dist", "libnetctx-netns.so");
+    nativeCreateOwned = existsSync(lib)
+      ? (koffi.load(lib).func("int netns_create_owned(const char *path)") as NativeCreateOwned)
+      : null;
+  }
+  return nativeCreateOwned;
+}
+
+/** Where the kernel has no user namespaces to give (off, or user.max_user_namespaces reached). */
+const NO_USERNS = new Set([1 /* EPERM */, 22 /* EINVAL */, 28 /* ENOSPC */, 87 /* EUSERS */]);
+
+/**
+ * Mounts a namespace owned by a new user namespace on the marked path. False when that cannot be had here (the
+ * library was not built, or the kernel gives no user namespace): the caller makes a host-owned one, and
+ * `netctx exec` then withholds CAP_NET_ADMIN and says why (netctx-enter.c).
+ */
+function mountOwnedNetns(path: string, op: string): boolean {
+  const create = createOwnedNative();
+  if (!create) return false;
+  const rc = create(path);
+  if (rc === 0) return true;
+  if (NO_USERNS.has(-rc)) return false;
+  throw new KernelError(op, -rc);
+}
+
 /** Creates /run/netns/NAME holding a new network namespace; returns its path. */
-export function createNetns(name: string): string {
+export function createNetns(name: string, owner: NetnsOwner = "host"): string {
   const path = netnsPath(name);
   const op = `netns add ${name}`;
   ensureNetnsDir();
   const mark = ffi.open(path, ffi.O_RDONLY | ffi.O_CREAT | ffi.O_EXCL | ffi.O_CLOEXEC, 0);
   if (mark < 0) throw new KernelError(op, ffi.errno());
   ffi.close(mark);
+  try {
+    if (owner === "own" && mountOwnedNetns(path, op)) return path;
+  } catch (err) {
+    unlinkQuiet(path);
+    throw err;
+  }
   const home = openNs(SELF_NET, op);
   try {
     if (ffi.unshare(ffi.CLONE_NEWNET) !== 0) {

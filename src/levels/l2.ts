@@ -25,8 +25,9 @@ export const l2Level: LevelDriver = {
   ownTable: false,
 
   create(host: Host, name: string, spec: ContextSpec) {
-    // An external netns (a container runtime's) already exists and stays the runtime's to delete.
-    const path = spec.netnsExternal && spec.netns ? spec.netns : createNetns(contextNetnsName(name));
+    // An external netns (a container runtime's) already exists and stays the runtime's to delete. Ours is owned by
+    // a user namespace of its own: root inside manages this stack and no other (kernel/netns-owned.c).
+    const path = spec.netnsExternal && spec.netns ? spec.netns : createNetns(contextNetnsName(name), "own");
     host.pause("create:after-netns");
     const rtnl = Rtnl.open(path);
     try {

@@ -1,0 +1,197 @@
+/**
+ * Root inside an l2 context keeps CAP_NET_ADMIN to manage its own stack. Netlink names other namespaces by nsid
+ * (IFLA_TARGET_NETNSID, IFLA_LINK_NETNSID), and a context's namespace holds one for the host's as soon as its veth's
+ * peer is dumped: with the capability counting in the host's user namespace, a request through that nsid changed,
+ * deleted and created links in the host. Each attack here runs through `netctx exec` and must be refused, the
+ * host's links unchanged; the same request without a target (its own stack) must work, and the attack itself is
+ * shown to work from the same netns entered by bare nsenter as host root. A context in a namespace the host's user
+ * namespace owns (a container runtime's, through CNI) gets no CAP_NET_ADMIN at all.
+ */
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { after, before, test } from "node:test";
+import { NETCTX, netctxOk } from "../utils/cli.ts";
+import { cniOk } from "../utils/cni-runtime.ts";
+import { ipj } from "../utils/kernel-oracle.ts";
+import { addNetns, contextNetns, delNetns, inNetns } from "../utils/netns.ts";
+import { must } from "../utils/shell.ts";
+
+const PY = "/usr/bin/python3";
+const VICTIM = "nctxvictim0";
+const VICTIM_PEER = "nctxvictim1";
+
+/** Raw rtnetlink in Python: every request reports its errno name ("OK" for success). */
+const NETLINK = `
+import errno, json, socket, struct, sys
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_GETNSID = 16, 17, 18, 90
+F_REQUEST, F_ACK, F_DUMP, F_CREATE, F_EXCL = 1, 4, 0x300, 0x400, 0x200
+IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID, IFLA_TARGET_NETNSID = 3, 5, 18, 20, 37, 46
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER, NETNSA_NSID = 1, 2, 1, 1
+def attr(t, data):
+    n = 4 + len(data)
+    return struct.pack("HH", n, t) + data + b"\\0" * ((4 - n % 4) % 4)
+def s32(v): return struct.pack("i", v)
+def name(v): return v.encode() + b"\\0"
+IFINFO = struct.pack("BxHiII", 0, 0, 0, 0, 0)
+def talk(kind, flags, body):
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    s.bind((0, 0))
+    s.send(struct.pack("IHHII", 16 + len(body), kind, flags | F_REQUEST, 1, 0) + body)
+    out = []
+    while True:
+        data = s.recv(1 << 16)
+        off = 0
+        while off < len(data):
+            n, t = struct.unpack_from("IH", data, off)
+            if t == 2:
+                err = -struct.unpack_from("i", data, off + 16)[0]
+                s.close()
+                return ("OK" if err == 0 else errno.errorcode.get(err, str(err))), out
+            if t == 3:  # a dump's end carries its error
+                err = -struct.unpack_from("i", data, off + 16)[0] if n >= 20 else 0
+                s.close()
+                return ("OK" if err == 0 else errno.errorcode.get(err, str(err))), out
+            out.append(data[off + 16:off + n])
+            off += (n + 3) & ~3
+def nsids():
+    talk(RTM_GETLINK, F_DUMP, IFINFO)  # the kernel gives the veth peer's namespace an nsid as it dumps the link
+    found = []
+    for m in talk(RTM_GETNSID, F_DUMP, b"\\0\\0\\0\\0")[1]:
+        off = 4
+        while off + 4 <= len(m):
+            n, t = struct.unpack_from("HH", m, off)
+            if t == NETNSA_NSID: found.append(struct.unpack_from("i", m, off + 4)[0])
+            off += (n + 3) & ~3
+    return found
+def target(nsid): return attr(IFLA_TARGET_NETNSID, s32(nsid)) if nsid is not None else b""
+def make_bridge(ifname, nsid=None):
+    return talk(RTM_NEWLINK, F_ACK | F_CREATE | F_EXCL, IFINFO + target(nsid) + attr(IFLA_IFNAME, name(ifname))
+        + attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, name("bridge"))))[0]
+def delete(ifname, nsid=None):
+    return talk(RTM_DELLINK, F_ACK, IFINFO + target(nsid) + attr(IFLA_IFNAME, name(ifname)))[0]
+`;
+
+/** The attacks, against every nsid the context's namespace holds; the controls, on its own stack. */
+const ATTACKS = `${NETLINK}
+victim, victim_index = sys.argv[1], int(sys.argv[2])
+result = {"nsids": nsids(), "create": {}, "delete": {}, "macvlan": {}, "veth_out": {}, "dump": {}}
+for nsid in result["nsids"]:
+    k = str(nsid)
+    result["create"][k] = make_bridge("nctxmade", nsid)
+    result["delete"][k] = delete(victim, nsid)
+    # A macvlan of its own on the host's link: frames of its choosing on the host's segment.
+    result["macvlan"][k] = talk(RTM_NEWLINK, F_ACK | F_CREATE | F_EXCL, IFINFO + attr(IFLA_IFNAME, name("nctxmv"))
+        + attr(IFLA_LINK, s32(victim_index)) + attr(IFLA_LINK_NETNSID, s32(nsid))
+        + attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, name("macvlan"))))[0]
+    # A veth whose far end lands in the host.
+    result["veth_out"][k] = talk(RTM_NEWLINK, F_ACK | F_CREATE | F_EXCL, IFINFO + attr(IFLA_IFNAME, name("nctxout0"))
+        + attr(IFLA_LINK_NETNSID, s32(nsid)) + attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, name("veth"))
+        + attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, IFINFO + attr(IFLA_IFNAME, name("nctxout1"))))))[0]
+    result["dump"][k] = talk(RTM_GETLINK, F_DUMP, IFINFO + target(nsid))[0]
+result["own_create"] = make_bridge("nctxmine")
+result["own_delete"] = delete("nctxmine")
+print(json.dumps(result))
+`;
+
+interface Attacks {
+  nsids: number[];
+  create: Record<string, string>;
+  delete: Record<string, string>;
+  macvlan: Record<string, string>;
+  veth_out: Record<string, string>;
+  dump: Record<string, string>;
+  own_create: string;
+  own_delete: string;
+}
+
+const REFUSED = new Set(["EPERM", "EACCES"]);
+
+function hostLinks(): string[] {
+  return ipj<{ ifname: string }>(["link", "show"]).map((l) => l.ifname);
+}
+
+function victimIndex(): number {
+  return ipj<{ ifindex: number }>(["link", "show", VICTIM])[0]!.ifindex;
+}
+
+function execAttacks(context: string): { attacks: Attacks; stderr: string } {
+  const r = spawnSync(NETCTX, ["exec", context, "--", PY, "-c", ATTACKS, VICTIM, String(victimIndex())], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 0, `exec ${context}: ${r.stderr}${r.stdout}`);
+  return { attacks: JSON.parse(r.stdout.trim().split("\n").pop()!) as Attacks, stderr: r.stderr };
+}
+
+function assertHostUnchanged(before: string[]): void {
+  assert.deepEqual(hostLinks(), before, "the host's links are the ones it had");
+}
+
+function assertAllRefused(attacks: Attacks): void {
+  for (const kind of ["create", "delete", "macvlan", "veth_out", "dump"] as const)
+    for (const [nsid, outcome] of Object.entries(attacks[kind]))
+      assert.ok(REFUSED.has(outcome), `${kind} through nsid ${nsid} is refused (got ${outcome})`);
+}
+
+before(() => {
+  must(["ip", "link", "add", VICTIM, "type", "veth", "peer", "name", VICTIM_PEER]);
+  netctxOk("network", "create", "tn", "--driver", "bridge", "--subnet", "10.66.0.0/24");
+  netctxOk("create", "x", "--level", "l2", "--network", "tn");
+});
+
+after(() => {
+  spawnSync("ip", ["link", "del", VICTIM]);
+});
+
+test("root in an l2 context reaches no other namespace through an nsid, and still manages its own", () => {
+  const before = hostLinks();
+  const { attacks } = execAttacks("x");
+  assert.ok(attacks.nsids.length > 0, "the context's namespace holds an nsid (the host's, through its veth)");
+  assertAllRefused(attacks);
+  assert.equal(attacks.own_create, "OK", "a link inside its own namespace is its to make");
+  assert.equal(attacks.own_delete, "OK", "and to delete");
+  assertHostUnchanged(before);
+});
+
+test("the same requests from the context's namespace as host root do reach the host (the attack is real)", () => {
+  const argv = inNetns(contextNetns("x"), [
+    PY,
+    "-c",
+    `${NETLINK}\nprint(json.dumps({str(n): [make_bridge("nctxmade", n), delete("nctxmade", n)] for n in nsids()}))`,
+  ]);
+  const before = hostLinks();
+  const outcomes = JSON.parse(execFileSync(argv[0]!, argv.slice(1), { encoding: "utf8" })) as Record<
+    string,
+    [string, string]
+  >;
+  assert.ok(
+    Object.values(outcomes).some(([made, gone]) => made === "OK" && gone === "OK"),
+    `one nsid names the host: ${JSON.stringify(outcomes)}`,
+  );
+  assert.deepEqual(hostLinks(), before);
+});
+
+test("a context in a runtime's namespace (owned by the host's user namespace) gets no CAP_NET_ADMIN", () => {
+  const netns = addNetns("runtime-ns");
+  try {
+    const conf = { cniVersion: "1.0.0", name: "tcni", type: "netctx", subnets: ["10.67.0.0/24"] };
+    cniOk("ADD", conf, { id: "runtimecontainer", netns });
+    const name = netctxOk("ls", "--json")
+      .trim()
+      .match(/"name":\s*"(c[0-9a-f]{11})"/)?.[1];
+    assert.ok(name, "the CNI ADD made a context");
+    const before = hostLinks();
+    const { attacks, stderr } = execAttacks(name);
+    assert.ok(attacks.nsids.length > 0, "the runtime's namespace holds an nsid for the host's");
+    assertAllRefused(attacks);
+    assert.ok(
+      REFUSED.has(attacks.own_create),
+      `no CAP_NET_ADMIN even on its own stack (got ${attacks.own_create})`,
+    );
+    assert.match(stderr, /CAP_NET_ADMIN withheld/);
+    assertHostUnchanged(before);
+    cniOk("DEL", conf, { id: "runtimecontainer", netns });
+  } finally {
+    delNetns("runtime-ns");
+  }
+});
