@@ -155,7 +155,7 @@ export async function openScene(
     ndisc: new Map(),
   };
   // Never rejects; awaited on every path, so what it makes on the host is always closeScene's to remove.
-  const hostFs = openHostFs(runId, audited);
+  const hostFs = openHostFs(runId, audited, host.store.dir);
   try {
     const [helpers, enginePid] = await Promise.all([
       Promise.all(audited.map((s) => startHostHelper(`netctx-audit-${runId}-host-${s.name}`))),

@@ -1,12 +1,12 @@
 /**
  * The host file system escapes, seen from the host: root inside writing into a host directory (host-file-write),
- * connecting to a host daemon's unix socket under /run (host-daemon-socket), leaving a setuid file in the shared
- * /tmp (setuid-file), opening the host's disk (block-device). What the auditor makes for them, what each probe is
+ * connecting to a host daemon's unix socket under /run (host-daemon-socket), leaving a setuid file in its /tmp
+ * (setuid-file: the context's own, state/private-tmp.ts, under the state directory on the host), opening the host's disk (block-device). What the auditor makes for them, what each probe is
  * told (escape-script.ts host_fs_probes), what the host finds afterwards, the verdicts, and the cleanup.
  *
  * "blocked" needs proof that the probe could have seen the escape: it saw the very directory the auditor made (its
  * inode), the auditor's own write there worked, the auditor's own connects answered before and after the probes,
- * the probe's plain file in /tmp showed up on the host (its /tmp is the host's), the auditor opened the disk itself.
+ * the probe's plain file in /tmp showed up on the host where its /tmp lives, the auditor opened the disk itself.
  * A target the auditor cannot make (a read-only /var/lib or /run, a host without block devices) leaves its probe
  * out. Everything made here is removed by closeHostFs, or by the exit guard should the process end first.
  */
@@ -24,15 +24,22 @@ import {
   writeFileSync,
 } from "node:fs";
 import { createConnection, createServer, type Socket } from "node:net";
+import { join } from "node:path";
+import { privateTmpOf } from "../state/private-tmp.ts";
 import { type Call, callText, type EscapeOutcome, type EscapeVerdict, said } from "./evidence.ts";
 import { guardExit } from "./exit-guard.ts";
 import type { Subject } from "./subjects.ts";
 
 /** The probe's names in /tmp: one for chmod 04755, one for open(O_CREAT, 04755), one for a mknod'ed disk. */
-interface TmpFiles {
+interface TmpNames {
   chmod: string;
   create: string;
   node: string;
+}
+
+/** The names as the probe uses them, and the same files as the host sees them (the context's own /tmp). */
+interface TmpFiles extends TmpNames {
+  onHost: TmpNames;
 }
 
 /** What the auditor made on the host for one audit run. */
@@ -82,10 +89,13 @@ export interface HostFsSeen {
   socketAfter?: Call;
 }
 
-const tmpFilesOf = (runId: string, name: string): TmpFiles => {
-  const base = `/tmp/netctx-audit-${runId}-${name}`;
-  return { chmod: `${base}-suid-chmod`, create: `${base}-suid-open`, node: `${base}-disk` };
-};
+function tmpFilesOf(runId: string, name: string, stateDir: string): TmpFiles {
+  const names = (tmp: string): TmpNames => {
+    const base = `${tmp}/netctx-audit-${runId}-${name}`;
+    return { chmod: `${base}-suid-chmod`, create: `${base}-suid-open`, node: `${base}-disk` };
+  };
+  return { ...names("/tmp"), onHost: names(join(privateTmpOf(stateDir, name), "tmp")) };
+}
 
 function attempt(call: string, fn: () => void): Call {
   try {
@@ -96,9 +106,14 @@ function attempt(call: string, fn: () => void): Call {
   }
 }
 
-/** Every path made here and every name a probe may use in /tmp, removed; a failure is told, not thrown. */
+/**
+ * Every path made here and every name a probe may use in /tmp, removed; a failure is told, not thrown. The names
+ * are this run's alone: a probe run without the sandbox (a check with the guards taken away) leaves them in the
+ * host's /tmp, not in the context's.
+ */
 function removeAll(scene: HostFsScene): void {
-  const paths = [...scene.made, ...[...scene.tmp.values()].flatMap((t) => [t.chmod, t.create, t.node])];
+  const names = (t: TmpNames) => [t.chmod, t.create, t.node];
+  const paths = [...scene.made, ...[...scene.tmp.values()].flatMap((t) => [...names(t), ...names(t.onHost)])];
   for (const path of paths) {
     try {
       rmSync(path, { recursive: true, force: true });
@@ -112,9 +127,9 @@ function removeAll(scene: HostFsScene): void {
  * Make the targets. Never rejects: a target that cannot be made leaves its probe out. The exit guard is set first,
  * so whatever is made is covered from its first moment.
  */
-export async function openHostFs(runId: string, audited: Subject[]): Promise<HostFsScene> {
+export async function openHostFs(runId: string, audited: Subject[], stateDir: string): Promise<HostFsScene> {
   const scene: HostFsScene = {
-    tmp: new Map(audited.map((s) => [s.name, tmpFilesOf(runId, s.name)])),
+    tmp: new Map(audited.map((s) => [s.name, tmpFilesOf(runId, s.name, stateDir)])),
     made: [],
     release: () => {},
   };
@@ -262,7 +277,7 @@ export async function observeHostFs(scene: HostFsScene, names: string[]): Promis
   for (const name of names) {
     if (scene.dir) written.set(name, look(`${scene.dir.path}/probe-${name}`));
     const tmp = scene.tmp.get(name);
-    if (tmp) setuid.set(name, { chmod: look(tmp.chmod), create: look(tmp.create) });
+    if (tmp) setuid.set(name, { chmod: look(tmp.onHost.chmod), create: look(tmp.onHost.create) });
   }
   const out: HostFsSeen = { written, setuid };
   if (scene.socket) out.socketAfter = await connectUnix(scene.socket.path, `${scene.socket.control}-after`);
@@ -346,7 +361,7 @@ export function classifyHostFs(x: {
         refused(chmod, ["EPERM"]) && refused(open, ["EPERM"]) && shared,
       ),
       `${said(create)}; ${said(chmod)}; ${said(open)}; host: ${files.chmod.text}; ${files.create.text}${
-        create.ok && !files.chmod.exists ? " (the probe's /tmp is not the host's)" : ""
+        create.ok && !files.chmod.exists ? " (the probe's /tmp is not the context's own)" : ""
       }`,
     );
   }

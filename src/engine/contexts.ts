@@ -24,6 +24,7 @@ import { cidrContains, macProblem, parseIp, parseSubnet, randomMac } from "../ne
 import type { Attachment } from "../networks/driver.ts";
 import { hostDevice } from "../networks/host-net.ts";
 import { networkDriver } from "../networks/registry.ts";
+import { removePrivateTmp } from "../state/private-tmp.ts";
 import { applyExtras, checkPublishFree, parseExtras, removeExtras } from "./context-extras.ts";
 import { opMark } from "./intent.ts";
 import { syncPolicyTables } from "./policy-sync.ts";
@@ -476,6 +477,7 @@ function forget(host: Host, name: string): void {
     host.store.releaseAll(name);
     host.store.deleteContext(name);
   });
+  removePrivateTmp(host.store.dir, name);
 }
 
 function resolveNetworks(host: Host, input: ContextInput): NetworkRecord[] {

@@ -13,6 +13,7 @@ import type { ExecSandbox } from "../levels/driver.ts";
 import { levelDriver } from "../levels/registry.ts";
 import type { ContextRecord } from "../model/records.ts";
 import { packageRoot } from "../package-root.ts";
+import { ensurePrivateTmp } from "../state/private-tmp.ts";
 
 const HELPER = join(packageRoot(), "dist", "netctx-enter");
 
@@ -35,12 +36,15 @@ export function contextExecArgv(
   options: ExecOptions = {},
 ): string[] {
   const hide = [host.store.dir, host.config.socketPath, ...NETNS_DIRS];
-  return enterArgv(levelDriver(record.level).execSandbox(record), { hide, ...options }, command);
+  const tmp = ensurePrivateTmp(host.store.dir, record.name);
+  return enterArgv(levelDriver(record.level).execSandbox(record), { hide, tmp, ...options }, command);
 }
 
 export interface MountView extends ExecOptions {
   /** Paths covered (directories by an empty read-only tmpfs, files by /dev/null). */
   hide?: readonly string[];
+  /** The context's own /tmp and /var/tmp (private-tmp.ts). */
+  tmp: string;
 }
 
 /** argv that runs `command` in `box`, with the paths of `view` hidden or writable. */
@@ -59,6 +63,8 @@ export function enterArgv(box: ExecSandbox, view: MountView, command: readonly s
     box.keepCaps.map((c) => CAPABILITY[c]).join(","),
     "--families",
     box.families.map((f) => SOCKET_FAMILY[f]).join(","),
+    "--tmp",
+    view.tmp,
     "--scope-signals",
     ...(box.scopeAbstractUnix ? ["--scope-abstract-unix"] : []),
     ...(view.hide ?? []).flatMap((p) => ["--hide", p]),

@@ -6,8 +6,9 @@
  *   2. --netns PATH: enter the context's network namespace (l2), and keep a handle on the user namespace that
  *      owns it (step 6 joins it).
  *   3. new mount, PID, cgroup and IPC namespaces; fork: the child is PID 1 of the new PID namespace.
- *   4. PID 1 remakes the mounts: the host's file system read-only (systemd's ProtectSystem=strict) except /tmp,
- *      /var/tmp and the --rw paths; a fresh /proc of its own PID namespace (other contexts' and the
+ *   4. PID 1 remakes the mounts: the host's file system read-only (systemd's ProtectSystem=strict) except /tmp
+ *      and /var/tmp, which are the context's own (--tmp DIR: DIR/tmp and DIR/var-tmp, systemd's PrivateTmp), and
+ *      the --rw paths; a fresh /proc of its own PID namespace (other contexts' and the
  *      host's processes are not there to ptrace, signal or pidfd_getfd), /proc/sys and friends read-only, a fresh
  *      read-only sysfs (the context's own devices for l2) with the cgroup namespace's cgroup2 read-only on
  *      /sys/fs/cgroup (every v1 hierarchy gone), a /dev of harmless nodes only (no disks, no /dev/mem) with a
@@ -69,6 +70,7 @@ struct ruleset_attr {
 static const char *netns_path;
 static const char *cgroup_dir;
 static const char *resolv_text;
+static const char *tmp_dir;
 static const char *hide[MAX_LIST];
 static int n_hide;
 static const char *writable[MAX_LIST];
@@ -121,6 +123,7 @@ static void parse_args(int argc, char **argv) {
     else if (strcmp(a, "--netns") == 0) netns_path = v, i++;
     else if (strcmp(a, "--cgroup") == 0) cgroup_dir = v, i++;
     else if (strcmp(a, "--resolv-conf") == 0) resolv_text = v, i++;
+    else if (strcmp(a, "--tmp") == 0) tmp_dir = v, i++;
     else if (strcmp(a, "--hide") == 0) {
       if (n_hide >= MAX_LIST) usage("too many --hide");
       hide[n_hide++] = v, i++;
@@ -132,7 +135,7 @@ static void parse_args(int argc, char **argv) {
     else usage("unknown option");
   }
   if (!command || !command[0]) usage("no command after --");
-  if (n_keep < 0 || n_families < 0) usage("--keep-caps and --families are required");
+  if (n_keep < 0 || n_families < 0 || !tmp_dir) usage("--keep-caps, --families and --tmp are required");
 }
 
 static void write_file(const char *path, const char *text) {
@@ -269,12 +272,24 @@ static void set_read_only(const char *path, int read_only) {
   if (mount_setattr(AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr) < 0) die(path);
 }
 
-/* What stays writable: the temporary directories every program expects and shares with the host, as systemd's
- * ProtectSystem=strict leaves them, and the paths the caller asked for. Each becomes a mount of its own, so it can differ from "/". */
-static void make_writable(const char *path) {
-  if (!is_dir(path)) return;
-  if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0) die(path);
-  set_read_only(path, 0);
+/*
+ * The temporary directories every program expects, writable and the context's own (systemd's PrivateTmp): the host's
+ * /tmp is every host process's, and there a context would connect to a host daemon's socket (tmux, ssh-agent: a
+ * connect needs no write access to the directory, and root's DAC override ignores the socket's mode), plant a file a
+ * host process trusts, or read another context's files. Both are cloned before either is placed: --tmp may lie
+ * under the host's /tmp, which the first covers.
+ */
+static void private_tmps(void) {
+  static const char *const own[] = {"tmp", "var-tmp"};
+  static const char *const path[] = {"/tmp", "/var/tmp"};
+  int clone[2];
+  for (int i = 0; i < 2; i++) {
+    char source[4096];
+    snprintf(source, sizeof source, "%s/%s", tmp_dir, own[i]);
+    clone[i] = is_dir(path[i]) ? clone_tree(source) : -1;
+  }
+  for (int i = 0; i < 2; i++)
+    if (clone[i] >= 0) place(clone[i], path[i], 1);
 }
 
 /* Device nodes that read or write nothing of the host's: no disks (root writes a block device whatever the
@@ -746,8 +761,7 @@ static void init_process(void) {
   }
   detach_handles();
   set_read_only("/", 1);
-  make_writable("/tmp");
-  make_writable("/var/tmp");
+  private_tmps();
   remake_sys();
   remake_proc();
   remake_dev();

@@ -14,7 +14,15 @@ import { enterArgv } from "../../src/exec/enter.ts";
 import { killSubtree } from "../../src/kernel/cgroup-kill.ts";
 import { BASE_CAPABILITIES } from "../../src/levels/driver.ts";
 import { commOf, procsOf } from "../utils/cgroup.ts";
-import { NETCTX, netctx, netctxJson, netctxOk, type RunningEngine, startEngine } from "../utils/cli.ts";
+import {
+  NETCTX,
+  netctx,
+  netctxJson,
+  netctxOk,
+  type RunningEngine,
+  scratchTmp,
+  startEngine,
+} from "../utils/cli.ts";
 import { ipj } from "../utils/kernel-oracle.ts";
 import { startLines } from "../utils/line-process.ts";
 import { contextNetns, inNetns } from "../utils/netns.ts";
@@ -454,10 +462,15 @@ print(json.dumps({"r": r}))`;
   });
 
   test("a caller that reaches the socket from a context is refused by its credentials (403)", () => {
-    // The sandbox without its hiding, in a's cgroup; bare nsenter into x's netns; a PID namespace alone.
+    // The sandbox without its hiding (the state directory, under the host's /tmp here, kept in view), in a's cgroup;
+    // bare nsenter into x's netns; a PID namespace alone.
     const shared = { keepCaps: BASE_CAPABILITIES, families: ["unix", "inet", "inet6"] as const };
     const callers = [
-      enterArgv({ ...shared, cgroup: a.cgroup!, scopeAbstractUnix: true }, {}, [PY, "-c", ask]),
+      enterArgv(
+        { ...shared, cgroup: a.cgroup!, scopeAbstractUnix: true },
+        { tmp: scratchTmp(), writable: [STATE] },
+        [PY, "-c", ask],
+      ),
       inNetns(x.netns!, [PY, "-c", ask]),
       ["unshare", "--pid", "--fork", "--", PY, "-c", ask],
     ];

@@ -1,13 +1,20 @@
 /** Run the real `bin/netctx` as a user would, inside the test file's sandbox. */
 import { type ChildProcess, type SpawnSyncReturns, spawn, spawnSync } from "node:child_process";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { type CliResult, runAsync } from "../../bench/cluster-hosts.ts";
+import { ensurePrivateTmp } from "../../src/state/private-tmp.ts";
 import { waitFor } from "./wait.ts";
 
 export const NETCTX = join(import.meta.dirname, "..", "..", "bin", "netctx");
 
 export type { CliResult };
+
+/** The private /tmp a bare netctx-enter needs (what `netctx exec` gives a context), under the test's scratch. */
+export function scratchTmp(): string {
+  return ensurePrivateTmp(process.env.NETCTX_TEST_SCRATCH ?? tmpdir(), "bare-enter");
+}
 
 function result(r: SpawnSyncReturns<string>): CliResult {
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };

@@ -3,11 +3,13 @@
  * back, ready contexts whose anchor is gone are dropped, and leases without a context are released. What the
  * kernel holds is the loop's (loop.ts); a network finished here gets its missing objects made there.
  */
+
 import type { Host } from "../../host.ts";
 import { specOf } from "../../levels/driver.ts";
 import { levelDriver } from "../../levels/registry.ts";
 import type { ContextRecord, NetworkRecord } from "../../model/records.ts";
 import { networkDriver } from "../../networks/registry.ts";
+import { privateTmpContexts, removePrivateTmp } from "../../state/private-tmp.ts";
 import { rollBackConnect } from "../context-networks.ts";
 import { ownerAlive } from "../intent.ts";
 import { syncPolicyTables } from "../policy-sync.ts";
@@ -53,6 +55,10 @@ function settleContexts(host: Host, act: Act, busy: string[]): void {
   );
   for (const owner of orphans)
     act("release", `leases of ${owner}`, "no context of that name", () => host.store.releaseAll(owner));
+  for (const name of privateTmpContexts(host.store.dir).filter((n) => !owners.has(n)))
+    act("remove", `private /tmp of ${name}`, "no context of that name", () =>
+      removePrivateTmp(host.store.dir, name),
+    );
 }
 
 /** Teardown tolerates missing objects; the record and its leases go only once the kernel side is gone. */
@@ -62,6 +68,7 @@ function dropContext(host: Host, c: ContextRecord): void {
     host.store.releaseAll(c.name);
     host.store.deleteContext(c.name);
   });
+  removePrivateTmp(host.store.dir, c.name);
   syncPolicyTables(host, [c.name]);
 }
 
