@@ -4,7 +4,8 @@
  * NLMSG_DONE (a dump carries its error there, not in an NLMSG_ERROR). netlink-nsid.ts makes the targets and judges.
  *
  *   nsid_probes   list the nsids this netns holds (a link dump first: the kernel assigns an nsid to the namespace
- *                 of a veth's peer as it lists the veth), then through each: a bridge made there
+ *                 of a veth's peer as it lists the veth), then through each: a link made there (an ifb: it goes
+ *                 in a sixth of a bridge's time, and every delete holds the whole machine's rtnl lock)
  *                 (IFLA_TARGET_NETNSID), a macvlan here on the auditor's marker there (IFLA_LINK_NETNSID; through
  *                 the nsid the auditor found for the target only: the marker's index means nothing elsewhere), a
  *                 link dump there, the marker deleted there; and, when asked, the same create and delete with no
@@ -80,9 +81,9 @@ def nl_nsids():
             off += (n + 3) & ~3
     return listed, got, found
 
-def nl_new_bridge(name, nsid):
+def nl_new_link(name, nsid):
     where = " IFLA_TARGET_NETNSID=%d" % nsid if nsid is not None else ""
-    return nl_call("RTM_NEWLINK bridge %s%s" % (name, where), NL_NEWLINK, NL_ACK | NL_CREATE | NL_EXCL, NL_IFINFO + nl_target(nsid) + nl_str(IFLA_IFNAME, name) + nl_kind("bridge"))[0]
+    return nl_call("RTM_NEWLINK ifb %s%s" % (name, where), NL_NEWLINK, NL_ACK | NL_CREATE | NL_EXCL, NL_IFINFO + nl_target(nsid) + nl_str(IFLA_IFNAME, name) + nl_kind("ifb"))[0]
 
 def nl_del_link(name, nsid):
     where = " IFLA_TARGET_NETNSID=%d" % nsid if nsid is not None else ""
@@ -90,7 +91,7 @@ def nl_del_link(name, nsid):
 
 def nsid_try(n, nsid):
     t = {"nsid": nsid, "undo": []}
-    t["create"] = nl_new_bridge(n["create"], nsid)
+    t["create"] = nl_new_link(n["create"], nsid)
     # What an escape made goes at once, through the same path; the auditor removes whatever is left.
     if t["create"]["ok"]: t["undo"].append(nl_del_link(n["create"], nsid))
     if nsid == n.get("nsid"):
@@ -111,7 +112,7 @@ def nsid_probes(n):
     listed, got, nsids = nl_nsids()
     out = {"listed": listed, "nsids": got, "found": nsids, "tries": [nsid_try(n, nsid) for nsid in nsids]}
     if n.get("control"):
-        made = nl_new_bridge(n["control"], None)
+        made = nl_new_link(n["control"], None)
         out["control"] = {"create": made, "delete": nl_del_link(n["control"], None) if made["ok"] else {"call": "RTM_DELLINK %s" % n["control"], "ok": False, "errno": "not tried: the link was not made"}}
     return out
 `;

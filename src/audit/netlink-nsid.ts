@@ -5,13 +5,15 @@
  * target is the host; a shared-stack context runs in the host's namespace, which holds one for every l2 context's,
  * so its target is an l2 context's namespace, and without one the probe is left out.
  *
- * Per audited context the auditor puts a marker (a bridge, down, no ports) in the target; the probe
+ * Per audited context the auditor puts a marker (an ifb, down) in the target; the probe
  * (netlink-nsid-script.ts) tries everything through every nsid its namespace holds. "blocked" needs proof that
  * it could have done it: the auditor finds from outside that one of those nsids names the target, every request
  * through it was refused (EPERM/EACCES), the marker is still there under its index and nothing of the probe's
  * appeared, and for l2 the control (the same create and delete on its own stack, no target) worked, or was
  * refused for want of CAP_NET_ADMIN even there (a runtime's namespace: then it holds none over any namespace).
- * Names carry the run's tag, so whatever is left is found and removed (closeNsid, or the exit guard).
+ * Names carry the run's tag, so whatever is left is found and removed (closeNsid, or the exit guard); the markers
+ * also carry the run's link group, so they go in one request per namespace (a link's removal waits ~17 ms for the
+ * kernel's RCU grace period, one request's for all of its links once).
  */
 import { Rtnl } from "../kernel/rtnl.ts";
 import { type Call, type EscapeOutcome, type EscapeVerdict, said } from "./evidence.ts";
@@ -20,7 +22,7 @@ import type { Subject } from "./subjects.ts";
 
 /** What the probe program's nsid_probes() gets. */
 export interface NsidParams {
-  /** The bridge it tries to make in the target. */
+  /** The link (an ifb) it tries to make in the target. */
   create: string;
   /** The auditor's marker in the target, and its ifindex there (the macvlan's parent). */
   marker: string;
@@ -33,7 +35,7 @@ export interface NsidParams {
   nsid?: number;
   /** The macvlan it tries to make here, on the marker. */
   macvlan: string;
-  /** l2: the bridge of its own stack, the control. */
+  /** l2: the link of its own stack, the control. */
   control?: string;
 }
 
@@ -71,6 +73,8 @@ interface NsidTarget {
 
 export interface NsidScene {
   tag: string;
+  /** The markers' link group (IFLA_GROUP), the run's own. */
+  group: number;
   /** By audited context. */
   targets: Map<string, NsidTarget>;
   /** Namespaces the run may have left a tagged link in (undefined: the host's). */
@@ -99,12 +103,14 @@ function withRtnl<T>(netns: string | undefined, fn: (r: Rtnl) => T): T {
   }
 }
 
-/** Every link whose name begins with the run's tag, in every namespace it may be in; failures are told. */
+/** Every link of the run's group or whose name begins with its tag, in every namespace it may be in; failures are told. */
 function removeTagged(scene: NsidScene): void {
   for (const space of scene.spaces) {
     try {
       withRtnl(space, (r) => {
-        for (const l of r.linkList()) if (l.name.startsWith(scene.tag)) r.linkDel(l.name);
+        const left = r.linkList().filter((l) => l.name.startsWith(scene.tag) || l.group === scene.group);
+        if (left.some((l) => l.group === scene.group)) r.linkDelGroup(scene.group);
+        for (const l of left) if (l.group !== scene.group) r.linkDel(l.name);
       });
     } catch (err) {
       // A context removed meanwhile took its namespace, and whatever was in it, along.
@@ -120,9 +126,12 @@ function removeTagged(scene: NsidScene): void {
  */
 export function openNsid(runId: string, audited: Subject[], everyone: Subject[]): NsidScene {
   const tag = `nk${runId.slice(-6)}`;
-  const scene: NsidScene = { tag, targets: new Map(), spaces: [undefined], release: () => {} };
+  // "nk" and 16 bits of the run: apart from LINK_GROUP (0x6e63) and from another audit's at the same time.
+  const group = 0x6e6b0000 + Number.parseInt(runId.slice(-4), 16);
+  const scene: NsidScene = { tag, group, targets: new Map(), spaces: [undefined], release: () => {} };
   scene.release = guardExit(() => removeTagged(scene));
   const l2Other = everyone.find((o) => !o.shared && o.netns !== undefined);
+  const dumped = new Set<string>();
   for (const [i, s] of audited.entries()) {
     const target = !s.shared
       ? s.netns !== undefined
@@ -138,12 +147,15 @@ export function openNsid(runId: string, audited: Subject[], everyone: Subject[])
     if (!s.shared && !scene.spaces.includes(s.netns)) scene.spaces.push(s.netns);
     try {
       const markerIndex = withRtnl(target.netns, (r) => {
-        r.linkAdd({ name: marker, kind: "bridge" });
+        r.linkAdd({ name: marker, kind: "ifb", group });
         return r.linkIndex(marker);
       });
-      // The dump gives the target its nsid where a link leads there (the veth's peer), as the probe's own does.
-      const nsid = withRtnl(s.shared ? undefined : s.netns, (r) => {
-        r.linkList();
+      // The dump gives the target its nsid where a link leads there (the veth's peer), as the probe's own does;
+      // once per namespace (the host's holds one for every l2 context's and is every shared-stack prober's).
+      const holder = s.shared ? undefined : s.netns;
+      const nsid = withRtnl(holder, (r) => {
+        if (!dumped.has(holder ?? "")) r.linkList();
+        dumped.add(holder ?? "");
         return r.nsidOf(target.netns ?? HOST_NETNS);
       });
       scene.targets.set(s.name, {
@@ -169,17 +181,26 @@ export function openNsid(runId: string, audited: Subject[], everyone: Subject[])
 /** After every probe's first phase: the nsid that names each target, the marker, what appeared there. */
 export function observeNsid(scene: NsidScene): Map<string, NsidSeen> {
   const seen = new Map<string, NsidSeen>();
+  // One dump per target namespace: every l2 prober's target is the host's.
+  const links = new Map<string, { name: string; index: number }[]>();
+  const linksOf = (netns: string | undefined) => {
+    const key = netns ?? "";
+    let got = links.get(key);
+    if (!got) {
+      got = withRtnl(netns, (r) => r.linkList().map((l) => ({ name: l.name, index: l.index })));
+      links.set(key, got);
+    }
+    return got;
+  };
   for (const [name, t] of scene.targets) {
     const out: NsidSeen = { appeared: [] };
     try {
       const nsid = withRtnl(t.holder, (r) => r.nsidOf(t.netns ?? HOST_NETNS));
       if (nsid !== undefined) out.nsid = nsid;
-      withRtnl(t.netns, (r) => {
-        for (const l of r.linkList()) {
-          if (l.name === t.params.marker) out.markerIndexAfter = l.index;
-          else if (l.name.startsWith(t.prefix)) out.appeared.push(l.name);
-        }
-      });
+      for (const l of linksOf(t.netns)) {
+        if (l.name === t.params.marker) out.markerIndexAfter = l.index;
+        else if (l.name.startsWith(t.prefix)) out.appeared.push(l.name);
+      }
     } catch (err) {
       out.error = (err as Error).message;
     }

@@ -23,6 +23,7 @@ function scene(holder: string | undefined): NsidScene {
   const params = { create: "nkt0c", marker: "nkt0m", markerIndex: 7, nsid: 0, macvlan: "nkt0v" };
   return {
     tag: "nkt",
+    group: 0x6e6b0001,
     spaces: [undefined],
     release: () => {},
     targets: new Map([
