@@ -9,6 +9,7 @@
  *                 connects to the second context and the host, a /proc/sys/net write, the engine's API, setns
  *                 out of the context's netns, an AF_VSOCK socket, Router/Neighbour Advertisements to a
  *                 second context on the same bridge, and the host's file system (host_fs_probes)
+ *                 and netlink requests aimed at other network namespaces by nsid (nsid_probes, netlink-nsid-script.ts)
  *   host_fs_probes a file in a host directory, a connect to a host daemon's socket under /run, a setuid file in
  *                 /tmp, the host's disk (host-fs.ts makes the targets and judges)
  *   serve_until_eof  the loop of the marker and of the host helper: accept, record, report on request
@@ -309,6 +310,7 @@ def escape_probes(e):
     if e.get("engine"): out["engine"] = engine_probe(e["engine"])
     if e.get("setns"): out["setns"] = setns_probe(e["setns"], scan)
     out["hostFs"] = host_fs_probes(e["hostFs"], e["token"])
+    if e.get("nsid"): out["nsid"] = nsid_probes(e["nsid"])
     out["vsock"] = try_("socket(AF_VSOCK, SOCK_STREAM)", lambda: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM).close())
     return out
 

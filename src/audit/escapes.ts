@@ -7,7 +7,7 @@
  * control worked. Anything short of that reads "inconclusive", which fails a promise like "possible" does.
  * A probe is left out only where the scene lacks what it needs (no second context, no engine, ...).
  * The host file system's escapes (a host directory, a daemon's socket under /run, setuid files, disks) live in
- * host-fs.ts.
+ * host-fs.ts; netlink requests aimed at another network namespace by nsid in netlink-nsid.ts.
  */
 import { existsSync, statSync } from "node:fs";
 import type { Server } from "node:net";
@@ -35,6 +35,16 @@ import {
   observeNdisc,
   prepareNdisc,
 } from "./ndisc.ts";
+import {
+  classifyNsid,
+  closeNsid,
+  type NsidParams,
+  type NsidPhase1,
+  type NsidScene,
+  type NsidSeen,
+  observeNsid,
+  openNsid,
+} from "./netlink-nsid.ts";
 import type { ProbeMode } from "./probe-script.ts";
 import { type Subject, secondOf } from "./subjects.ts";
 import {
@@ -78,6 +88,7 @@ export interface EscapeParams {
   setns?: SetnsTarget[];
   ndisc?: NdiscPair["params"];
   hostFs: HostFsParams;
+  nsid?: NsidParams;
 }
 
 type Attempt = Call & { verified?: boolean };
@@ -95,6 +106,7 @@ export interface EscapePhase1 {
   engine?: Call[];
   setns?: (Call & { want: number })[];
   hostFs: HostFsPhase1;
+  nsid?: NsidPhase1;
   vsock: Call;
 }
 
@@ -112,6 +124,8 @@ export interface EscapeScene {
   ndisc: Map<string, NdiscPair>;
   /** What the host file system's escapes aim at; set once made (closeScene removes it). */
   hostFs?: HostFsScene;
+  /** The markers the nsid probes aim at (closeScene removes them). */
+  nsid?: NsidScene;
 }
 
 export interface EscapePlan {
@@ -132,6 +146,7 @@ export interface EscapeObservations {
   engineAfter: boolean;
   ndisc: Map<string, NdiscSeen>;
   hostFs: HostFsSeen;
+  nsid: Map<string, NsidSeen>;
 }
 
 /**
@@ -162,6 +177,7 @@ export async function openScene(
       engineHealth(host.config.socketPath),
     ]);
     scene.hostFs = await hostFs;
+    scene.nsid = openNsid(runId, audited, everyone);
     for (const [i, s] of audited.entries()) scene.helpers.set(s.name, helpers[i]!);
     if (enginePid !== undefined) scene.engine = { path: host.config.socketPath, pid: enginePid };
 
@@ -195,6 +211,7 @@ export async function closeScene(scene: EscapeScene): Promise<void> {
   cleanupNdisc([...scene.ndisc.values()]);
   for (const l of scene.listeners.values()) l.server.close();
   if (scene.hostFs) closeHostFs(scene.hostFs);
+  if (scene.nsid) closeNsid(scene.nsid);
   await Promise.all([...scene.helpers.values()].map((h) => h.child.end()));
 }
 
@@ -321,6 +338,8 @@ export function planEscapes(s: Subject, everyone: Subject[], scene: EscapeScene)
   }
   const pair = scene.ndisc.get(s.name);
   if (pair) params.ndisc = pair.params;
+  const nsid = scene.nsid?.targets.get(s.name);
+  if (nsid) params.nsid = nsid.params;
   return out;
 }
 
@@ -356,6 +375,7 @@ export async function observeEscapes(
     engineAfter: enginePid !== undefined,
     ndisc,
     hostFs,
+    nsid: scene.nsid ? observeNsid(scene.nsid) : new Map(),
   };
 }
 
@@ -573,6 +593,7 @@ export function classifyEscapes(x: ClassifyEscapes): EscapeOutcome[] {
   out.push(
     ...classifyHostFs({ s, token: plan.params.token, e: e.hostFs, scene: scene.hostFs!, seen: obs.hostFs }),
   );
+  if (scene.nsid) out.push(...classifyNsid({ s, e: e.nsid, scene: scene.nsid, seen: obs.nsid }));
   add("vsock-socket", e.vsock.ok ? "possible" : "blocked", said(e.vsock));
   return out;
 }

@@ -64,6 +64,8 @@ export type EscapeProbe =
   | "internal-to-host"
   | "internal-to-shared-stack"
   | "vsock-socket"
+  // Netlink requests aimed at another network namespace by nsid (src/audit/netlink-nsid.ts):
+  | "netlink-other-netns"
   // The host's file system (src/audit/host-fs.ts):
   | "host-file-write"
   | "host-daemon-socket"
@@ -74,7 +76,9 @@ export type EscapeProbe =
  * What no level lets root inside do, whatever its network model: reach into another context's or the host's
  * processes (ptrace, pidfd_getfd, signals), rewrite /proc/sys/net (for l2 its own netns's, which holds what the host
  * set for it, such as accept_ra=0; for the others the host's), talk to the engine that creates and removes contexts,
- * leave its network namespace, or open AF_VSOCK sockets (not a netns object: they reach the host). Nor, whatever
+ * leave its network namespace, or open AF_VSOCK sockets (not a netns object: they reach the host), or act on another
+ * network namespace by naming its nsid in a netlink request (an l2 context's namespace holds one for the host's,
+ * the host's one for every l2 context's: links made, deleted, listed there, a macvlan on a link there). Nor, whatever
  * its level, reach past the network through the host's file system, which no netns separates: write a host
  * directory (a cron job, a unit file, a new netctx binary), connect to a host daemon's socket under /run (dbus,
  * systemd, container runtimes: connect needs no write access), leave a setuid file in the /tmp it shares with the
@@ -88,6 +92,7 @@ const EVERY_LEVEL: readonly EscapeProbe[] = [
   "engine-api",
   "setns-host-netns",
   "vsock-socket",
+  "netlink-other-netns",
   "host-file-write",
   "host-daemon-socket",
   "setuid-file",

@@ -14,6 +14,7 @@
  */
 import { existsSync } from "node:fs";
 import { ESCAPE_PY } from "./escape-script.ts";
+import { NSID_PY } from "./netlink-nsid-script.ts";
 
 export const PROBE_PY = String.raw`
 import errno, json, os, select, socket, struct, subprocess, sys, time
@@ -233,6 +234,7 @@ def icmp(p):
     print(json.dumps({"sent": True}), flush=True)
 
 ${ESCAPE_PY}
+${NSID_PY}
 {"marker": marker, "probe": probe, "icmp": icmp, "host": host}[sys.argv[1]](json.loads(sys.argv[2]))
 `;
 

@@ -17,6 +17,13 @@
  * side then writes the user namespace's identity uid and gid maps (root stays root, every file keeps its owner)
  * through the exited child's /proc entry, which stays until it is reaped, and bind-mounts the handle on the path.
  * The child never lingers as a process inside the namespace (rm refuses a namespace with processes in it).
+ *
+ * Whose: a user namespace belongs to the euid that made it, and the kernel grants its owner every capability in it
+ * from the parent namespace, whatever capabilities the owner holds (cap_capable's owner rule). Made by root, it would
+ * give root of a shared-stack context, which keeps no CAP_NET_ADMIN, that capability over every l2 context's
+ * namespace: the netlink requests the kernel checks against the target namespace alone (a link or address dump
+ * through IFLA_TARGET_NETNSID) listed an l2 context's links from a socket or l3 context (found by the audit's
+ * netlink-other-netns probe). So the creating thread takes a uid no account holds as its euid for the clone alone.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,14 +32,20 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <linux/securebits.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define STACK_SIZE (64 * 1024)
 #define IDENTITY_MAP "0 0 4294967295\n"
+/* The owner of every l2 context's user namespace: no account's uid (systemd leaves 2^31 - 2 unassigned), so no host
+ * process is its owner; root of a shared-stack context cannot become it (it keeps no CAP_SETUID). */
+#define OWNER_UID 2147483646u
 
 /*
  * The child, on node's memory with a stack of its own while node's thread waits: one system call, its result (a file
@@ -77,10 +90,25 @@ int netns_create_owned(const char *path) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
+  /* The owner's euid on this thread alone (the raw system call: glibc's setresuid would change every thread of
+   * node's), capabilities kept across it (SECBIT_NO_SETUID_FIXUP, this thread's too): a user namespace made without
+   * CAP_SYS_ADMIN is refused where unprivileged ones are off (Debian's unprivileged_userns_clone, Ubuntu's AppArmor).
+   * A change of euid also clears the dumpable flag of the memory node shares with the child: put back as it was. */
+  int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+  int securebits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+  int err = securebits < 0 || prctl(PR_SET_SECUREBITS, securebits | SECBIT_NO_SETUID_FIXUP, 0, 0, 0) < 0 ? errno : 0;
+  if (!err && syscall(SYS_setresuid, -1, OWNER_UID, -1) < 0) err = errno;
+  pid_t pid = -1;
   /* No exit signal: node's SIGCHLD handling never hears of this child; waitpid(__WALL) reaps it. */
-  pid_t pid = clone(open_own_netns, (char *)stack + STACK_SIZE,
-                    CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWUSER | CLONE_NEWNET, &netns_fd);
-  int err = pid < 0 ? errno : 0;
+  if (!err) {
+    pid = clone(open_own_netns, (char *)stack + STACK_SIZE,
+                CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWUSER | CLONE_NEWNET, &netns_fd);
+    if (pid < 0) err = errno;
+    /* Root again, or this thread would go on as nobody in particular: no way back is no way on. */
+    if (syscall(SYS_setresuid, -1, 0, -1) < 0) abort();
+    if (dumpable >= 0) prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+  }
+  if (securebits >= 0 && prctl(PR_SET_SECUREBITS, securebits, 0, 0, 0) < 0) abort();
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (pinned) sched_setaffinity(0, sizeof allowed, &allowed);
   if (!err && netns_fd < 0) err = (int)-netns_fd;

@@ -33,6 +33,7 @@ import {
 } from "./neigh.ts";
 import { NetlinkSocket } from "./netlink.ts";
 import { inNetns } from "./netns.ts";
+import { nsidOf } from "./nsid.ts";
 import {
   type Route,
   type RouteSpec,
@@ -84,6 +85,11 @@ export class Rtnl {
 
   close(): void {
     this.sock.close();
+  }
+
+  /** The id this socket's namespace holds for the namespace at netnsPath, undefined when none (nsid.ts). */
+  nsidOf(netnsPath: string): number | undefined {
+    return nsidOf(this.sock, netnsPath);
   }
 
   /** The ifindex of a link; KernelError ENODEV when missing. */

@@ -8,7 +8,8 @@
  *     b's BPF programs detached, and the engine's socket answered by a stand-in without the peer check): every
  *     promised probe reads "possible", so none of them can pass by being blind.
  * Both times the host is clean afterwards: no directory left under /var/lib, no socket under /run, none of the
- * probes' files (setuid or not) in /tmp.
+ * probes' files (setuid or not) in /tmp, no link of the netlink-other-netns probe (its markers, or what a probe made
+ * through an nsid) in the host's namespace or x's (the shared-stack contexts' target).
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -25,6 +26,7 @@ import type { ContextRecord, Level } from "../../src/model/records.ts";
 import { inCgroupArgv } from "../utils/cgroup.ts";
 import { netctx, netctxOk, type RunningEngine, startEngine } from "../utils/cli.ts";
 import { testConfig } from "../utils/config.ts";
+import { ipj } from "../utils/kernel-oracle.ts";
 import { contextNetns, inNetns } from "../utils/netns.ts";
 
 interface AuditJson {
@@ -49,6 +51,7 @@ const EVERY: EscapeProbe[] = [
   "engine-api",
   "setns-host-netns",
   "vsock-socket",
+  "netlink-other-netns",
   ...HOST_FS,
 ];
 
@@ -138,6 +141,19 @@ function assertHostClean(report: AuditJson | AuditReport): void {
     .filter((n) => runs.has(n.match(/^netctx-audit-([a-z0-9]+)-/)?.[1]))
     .filter((n) => ((lstatSync(`/tmp/${n}`, { throwIfNoEntry: false })?.mode ?? 0) & 0o6000) !== 0);
   assert.deepEqual(setuid, [], "setuid files in /tmp");
+  // The netlink-other-netns markers, named in the evidence, and whatever a probe made beside them.
+  const tags = new Set<string>();
+  for (const c of report.contexts)
+    for (const e of c.escapes)
+      if (e.probe === "netlink-other-netns")
+        for (const m of e.evidence.matchAll(/marker (nk[0-9a-f]{6})[0-9a-z]+m /g)) tags.add(m[1]!);
+  assert.ok(tags.size > 0, "the nsid probes name their markers");
+  const tagged = (netns?: string) =>
+    ipj<{ ifname: string }>(["link", "show"], netns)
+      .map((l) => l.ifname)
+      .filter((n) => [...tags].some((t) => n.startsWith(t)));
+  assert.deepEqual(tagged(), [], "nsid probe links left in the host's netns");
+  assert.deepEqual(tagged(contextNetns("x")), [], "nsid probe links left in x's netns");
 }
 
 test("through the sandbox every hardening probe is reported with its promise and evidence", () => {

@@ -5,7 +5,10 @@
  * deleted and created links in the host. Each attack here runs through `netctx exec` and must be refused, the
  * host's links unchanged; the same request without a target (its own stack) must work, and the attack itself is
  * shown to work from the same netns entered by bare nsenter as host root. A context in a namespace the host's user
- * namespace owns (a container runtime's, through CNI) gets no CAP_NET_ADMIN at all.
+ * namespace owns (a container runtime's, through CNI) gets no CAP_NET_ADMIN at all. Root of a shared-stack context
+ * (the host's netns, which holds an nsid for every l2 context's) owns no l2 context's user namespace: the kernel gives
+ * a user namespace's owner every capability in it, and a link dump through the nsid, which the kernel checks against
+ * the target alone, listed an l2 context's links while root owned them.
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -69,6 +72,8 @@ def make_bridge(ifname, nsid=None):
         + attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, name("bridge"))))[0]
 def delete(ifname, nsid=None):
     return talk(RTM_DELLINK, F_ACK, IFINFO + target(nsid) + attr(IFLA_IFNAME, name(ifname)))[0]
+def dump(nsid=None):
+    return talk(RTM_GETLINK, F_DUMP, IFINFO + target(nsid))[0]
 `;
 
 /** The attacks, against every nsid the context's namespace holds; the controls, on its own stack. */
@@ -193,5 +198,36 @@ test("a context in a runtime's namespace (owned by the host's user namespace) ge
     cniOk("DEL", conf, { id: "runtimecontainer", netns });
   } finally {
     delNetns("runtime-ns");
+  }
+});
+
+test("root in a shared-stack context lists no l2 context's links through the host's nsids", () => {
+  netctxOk("network", "create", "hostnet", "--driver", "host", "--subnet", "10.68.0.0/24");
+  netctxOk("create", "s", "--level", "socket", "--network", "hostnet");
+  try {
+    const script = `${NETLINK}\nprint(json.dumps({"own": dump(), "through": {str(n): dump(n) for n in nsids()}}))`;
+    const r = spawnSync(NETCTX, ["exec", "s", "--", PY, "-c", script], { encoding: "utf8", timeout: 30_000 });
+    assert.equal(r.status, 0, `exec s: ${r.stderr}${r.stdout}`);
+    const got = JSON.parse(r.stdout.trim().split("\n").pop()!) as {
+      own: string;
+      through: Record<string, string>;
+    };
+    assert.equal(got.own, "OK", "its own namespace's links are its to list");
+    // x's namespace among them: the host holds an nsid for it (x's veth's peer is on the host's bridge).
+    assert.ok(Object.keys(got.through).length > 0, "the host's netns holds nsids");
+    for (const [nsid, outcome] of Object.entries(got.through))
+      assert.ok(REFUSED.has(outcome), `a dump through nsid ${nsid} is refused (got ${outcome})`);
+    // The same dumps as host root do list: every nsid names a namespace the request reaches.
+    const asRoot = JSON.parse(
+      execFileSync(PY, ["-c", `${NETLINK}\nprint(json.dumps({str(n): dump(n) for n in nsids()}))`], {
+        encoding: "utf8",
+      }),
+    ) as Record<string, string>;
+    assert.ok(
+      Object.values(asRoot).every((o) => o === "OK"),
+      `host root: ${JSON.stringify(asRoot)}`,
+    );
+  } finally {
+    netctxOk("rm", "s");
   }
 });

@@ -141,3 +141,36 @@ test("timing: 100 netns, each with lo up and a veth pair whose peer is created i
   assert.ok(ipLinkNames(paths[99]).includes("eth0"));
   rtnl.close();
 });
+
+test("nsidOf: the id a namespace holds for another, as `ip netns list-id` and the veth's link-netnsid show it", () => {
+  const path = createNetns("ns-id");
+  const host = Rtnl.open();
+  try {
+    // No link leads there yet: no id, and asking assigns none.
+    assert.equal(host.nsidOf(path), undefined);
+    assert.equal(host.nsidOf(path), undefined);
+    host.linkAdd({ name: "nsid-h", kind: "veth", peer: { name: "nsid-p", netns: path } });
+    // The kernel gives the peer's namespace an id as it lists the veth.
+    const veth = ipj<{ ifname: string; link_netnsid?: number }>(["link", "show", "nsid-h"])[0]!;
+    assert.equal(typeof veth.link_netnsid, "number");
+    assert.equal(host.nsidOf(path), veth.link_netnsid);
+    const listed = ipj<{ nsid: number; name?: string }>(["netns", "list-id"]);
+    assert.ok(
+      listed.some((n) => n.nsid === veth.link_netnsid && n.name === "ns-id"),
+      JSON.stringify(listed),
+    );
+    // From the other side: the host's id in ns-id, once its veth end is listed there.
+    const inside = Rtnl.open(path);
+    try {
+      inside.linkList();
+      const peer = ipj<{ link_netnsid?: number }>(["link", "show", "nsid-p"], path)[0]!;
+      assert.equal(inside.nsidOf("/proc/thread-self/ns/net"), peer.link_netnsid);
+    } finally {
+      inside.close();
+    }
+  } finally {
+    host.linkDel("nsid-h");
+    host.close();
+    deleteNetns("ns-id");
+  }
+});
