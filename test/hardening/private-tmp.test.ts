@@ -73,6 +73,8 @@ after(() => {
   for (const c of started) c.kill();
   rmSync(HOST_DIR, { recursive: true, force: true });
   rmSync(HOST_FILE, { force: true });
+  // Only there when the rule under test is broken (a check by hand): never left on the machine.
+  for (const dir of ["/tmp", "/var/tmp"]) rmSync(`${dir}/mine-${process.pid}`, { force: true });
 });
 
 test("no level reaches a host daemon's socket or reads a host file in /tmp", () => {
@@ -95,13 +97,13 @@ test("a context's /tmp and /var/tmp are its own: kept between its execs, unseen 
     inside(
       name,
       `for d in ("/tmp", "/var/tmp"):
-    open(d + "/mine", "w").write(${JSON.stringify("")} + "${name}")
+    open(d + "/mine-${process.pid}", "w").write(${JSON.stringify("")} + "${name}")
 print(json.dumps({}))`,
     );
   for (const [name] of LEVELS) {
     const got = inside(
       name,
-      `print(json.dumps({d: open(d + "/mine").read() for d in ("/tmp", "/var/tmp")} | {"mode": oct(os.stat("/tmp").st_mode & 0o7777)}))`,
+      `print(json.dumps({d: open(d + "/mine-${process.pid}").read() for d in ("/tmp", "/var/tmp")} | {"mode": oct(os.stat("/tmp").st_mode & 0o7777)}))`,
     );
     assert.deepEqual(
       got,
@@ -109,9 +111,12 @@ print(json.dumps({}))`,
       `${name} reads its own files back`,
     );
   }
-  assert.ok(!existsSync("/tmp/mine") && !existsSync("/var/tmp/mine"), "nothing landed in the host's");
+  assert.ok(
+    !existsSync(`/tmp/mine-${process.pid}`) && !existsSync(`/var/tmp/mine-${process.pid}`),
+    "nothing landed in the host's",
+  );
   assert.equal(
-    readFileSync(join(STATE, "tmp", "so", "tmp", "mine"), "utf8"),
+    readFileSync(join(STATE, "tmp", "so", "tmp", `mine-${process.pid}`), "utf8"),
     "so",
     "kept under the state dir",
   );
