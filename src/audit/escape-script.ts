@@ -292,7 +292,7 @@ def block_probe(b):
 def host_fs_probes(f, token):
     out = {"setuid": setuid_probe(f["setuid"])}
     if f.get("write"): out["write"] = host_write_probe(f["write"], token)
-    if f.get("socket"): out["socket"] = daemon_socket_probe(f["socket"]["path"], token)
+    out["sockets"] = [daemon_socket_probe(d["path"], token) for d in f["sockets"]]
     if f.get("block"): out["block"] = block_probe(f["block"])
     return out
 

@@ -1,6 +1,7 @@
 /**
  * The host file system escapes, seen from the host: root inside writing into a host directory (host-file-write),
- * connecting to a host daemon's unix socket under /run (host-daemon-socket), leaving a setuid file in its /tmp
+ * connecting to a host daemon's unix socket under /run or /tmp (host-daemon-socket: tmux keeps its server's in
+ * /tmp/tmux-UID, a directory of root's alone), leaving a setuid file in its /tmp
  * (setuid-file: the context's own, state/private-tmp.ts, under the state directory on the host), opening the host's disk (block-device). What the auditor makes for them, what each probe is
  * told (escape-script.ts host_fs_probes), what the host finds afterwards, the verdicts, and the cleanup.
  *
@@ -46,8 +47,8 @@ interface TmpFiles extends TmpNames {
 export interface HostFsScene {
   /** host-file-write: a fresh directory (a daemon's state directory stands in), its inode, the auditor's write. */
   dir?: { path: string; ino: number; control: Call };
-  /** host-daemon-socket: a listener under /run, the first line of every connection, the auditor's connect. */
-  socket?: { path: string; seen: string[]; control: string; before: Call; close: () => void };
+  /** host-daemon-socket: listeners under /run and /tmp, the first line of every connection, the auditor's connect. */
+  sockets: DaemonSocket[];
   /** block-device: the host's disk, its major:minor, the auditor's own read-only open. */
   block?: { path: string; dev: [number, number]; control: Call };
   /** By audited context: what its probe may leave in /tmp. */
@@ -57,10 +58,19 @@ export interface HostFsScene {
   release: () => void;
 }
 
+/** A listener standing in for a host daemon's socket, what reached it, and the auditor's connect before the probes. */
+interface DaemonSocket {
+  path: string;
+  seen: string[];
+  control: string;
+  before: Call;
+  close: () => void;
+}
+
 /** What the probe program's host_fs_probes() gets. */
 export interface HostFsParams {
   write?: { dir: string; name: string };
-  socket?: { path: string };
+  sockets: { path: string }[];
   setuid: { chmod: string; create: string };
   block?: { path: string; dev: [number, number]; node: string };
 }
@@ -69,7 +79,8 @@ export interface HostFsParams {
 export interface HostFsPhase1 {
   /** ino: the directory's inode as the probe sees it; dirError: why it could not stat it. */
   write?: Call & { ino?: number; dirError?: string };
-  socket?: Call;
+  /** One per socket of the params, in their order. */
+  sockets: Call[];
   setuid: { create: Call; chmod: Call; open: Call };
   /** listed: the block devices under its /dev; scanned: how many entries it looked at; opens[0]: the host's disk. */
   block?: { listed: string[]; scanned: number; error?: string; opens: Call[]; node: Call };
@@ -86,7 +97,8 @@ interface FileSeen {
 export interface HostFsSeen {
   written: Map<string, FileSeen>;
   setuid: Map<string, { chmod: FileSeen; create: FileSeen }>;
-  socketAfter?: Call;
+  /** The auditor's connect to each listener after the probes, in the scene's order. */
+  socketsAfter: Call[];
 }
 
 function tmpFilesOf(runId: string, name: string, stateDir: string): TmpFiles {
@@ -130,6 +142,7 @@ function removeAll(scene: HostFsScene): void {
 export async function openHostFs(runId: string, audited: Subject[], stateDir: string): Promise<HostFsScene> {
   const scene: HostFsScene = {
     tmp: new Map(audited.map((s) => [s.name, tmpFilesOf(runId, s.name, stateDir)])),
+    sockets: [],
     made: [],
     release: () => {},
   };
@@ -138,14 +151,19 @@ export async function openHostFs(runId: string, audited: Subject[], stateDir: st
   if (dir) scene.dir = dir;
   const block = hostDisk();
   if (block) scene.block = block;
-  const socket = await listenUnix(scene, `/run/netctx-audit-${runId}.sock`, `netctx-audit-${runId}-control`);
-  if (socket) scene.socket = socket;
+  const control = `netctx-audit-${runId}-control`;
+  const daemon = await listenUnix(scene, `/run/netctx-audit-${runId}.sock`, control);
+  if (daemon) scene.sockets.push(daemon);
+  // As tmux makes its server's: a directory only root may enter, under the host's /tmp.
+  const tmpDir = makeDir(scene, `/tmp/netctx-audit-${runId}-tmux`, 0o700);
+  const tmux = tmpDir && (await listenUnix(scene, `${tmpDir.path}/default`, control));
+  if (tmux) scene.sockets.push(tmux);
   return scene;
 }
 
-function makeDir(scene: HostFsScene, path: string): HostFsScene["dir"] {
+function makeDir(scene: HostFsScene, path: string, mode = 0o755): HostFsScene["dir"] {
   try {
-    mkdirSync(path, { mode: 0o755 });
+    mkdirSync(path, { mode });
   } catch {
     return undefined;
   }
@@ -187,7 +205,11 @@ function hostDisk(): HostFsScene["block"] {
 }
 
 /** A pathname listener standing in for a host daemon's; it answers each connection's first line with "seen LINE". */
-async function listenUnix(scene: HostFsScene, path: string, control: string): Promise<HostFsScene["socket"]> {
+async function listenUnix(
+  scene: HostFsScene,
+  path: string,
+  control: string,
+): Promise<DaemonSocket | undefined> {
   if (existsSync(path)) return undefined;
   const seen: string[] = [];
   const conns = new Set<Socket>();
@@ -250,9 +272,9 @@ function connectUnix(path: string, line: string): Promise<Call> {
 /** What one context's probe is told. */
 export function hostFsParams(s: Subject, scene: HostFsScene): HostFsParams {
   const tmp = scene.tmp.get(s.name)!;
-  const out: HostFsParams = { setuid: { chmod: tmp.chmod, create: tmp.create } };
+  const out: HostFsParams = { setuid: { chmod: tmp.chmod, create: tmp.create }, sockets: [] };
   if (scene.dir) out.write = { dir: scene.dir.path, name: `probe-${s.name}` };
-  if (scene.socket) out.socket = { path: scene.socket.path };
+  out.sockets = scene.sockets.map((d) => ({ path: d.path }));
   if (scene.block) out.block = { path: scene.block.path, dev: scene.block.dev, node: tmp.node };
   return out;
 }
@@ -279,14 +301,14 @@ export async function observeHostFs(scene: HostFsScene, names: string[]): Promis
     const tmp = scene.tmp.get(name);
     if (tmp) setuid.set(name, { chmod: look(tmp.onHost.chmod), create: look(tmp.onHost.create) });
   }
-  const out: HostFsSeen = { written, setuid };
-  if (scene.socket) out.socketAfter = await connectUnix(scene.socket.path, `${scene.socket.control}-after`);
+  const out: HostFsSeen = { written, setuid, socketsAfter: [] };
+  out.socketsAfter = await Promise.all(scene.sockets.map((d) => connectUnix(d.path, `${d.control}-after`)));
   return out;
 }
 
 /** Remove everything made for the run (the probes are gone by now) and drop the exit guard. */
 export function closeHostFs(scene: HostFsScene): void {
-  scene.socket?.close();
+  for (const d of scene.sockets) d.close();
   removeAll(scene);
   scene.release();
 }
@@ -333,20 +355,27 @@ export function classifyHostFs(x: {
     );
   }
 
-  if (scene.socket && e.socket) {
-    const c = e.socket;
-    const { before } = scene.socket;
-    const after = seen.socketAfter;
-    const reached = scene.socket.seen.includes(x.token);
+  if (scene.sockets.length && e.sockets.length === scene.sockets.length) {
+    const each = scene.sockets.map((d, i) => {
+      const c = e.sockets[i]!;
+      const after = seen.socketsAfter[i];
+      const reached = d.seen.includes(x.token);
+      return {
+        possible: c.ok || reached,
+        proven:
+          refused(c, ["ENOENT", "ECONNREFUSED", "EACCES", "EPERM"]) && d.before.ok && after?.ok === true,
+        text: `${said(c)}; the listener ${reached ? "got its token" : "saw nothing from it"}; control: ${said(
+          d.before,
+        )} before, ${after ? callText(after) : "not tried"} after`,
+      };
+    });
     add(
       "host-daemon-socket",
       verdict(
-        c.ok || reached,
-        refused(c, ["ENOENT", "ECONNREFUSED", "EACCES", "EPERM"]) && before.ok && after?.ok === true,
+        each.some((o) => o.possible),
+        each.every((o) => o.proven),
       ),
-      `${said(c)}; the listener ${reached ? "got its token" : "saw nothing from it"}; control: ${said(before)} before, ${
-        after ? callText(after) : "not tried"
-      } after`,
+      each.map((o) => o.text).join(" | "),
     );
   }
 

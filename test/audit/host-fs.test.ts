@@ -24,13 +24,14 @@ const file = (exists: boolean, setuid = false) => ({ exists, regular: exists, se
 function scene(over: Partial<HostFsScene> = {}): HostFsScene {
   return {
     dir: { path: "/var/lib/netctx-audit-t", ino: 7, control: ok("host: create") },
-    socket: {
-      path: "/run/netctx-audit-t.sock",
+    // A daemon's socket under /run and a tmux-like one under /tmp.
+    sockets: ["/run/netctx-audit-t.sock", "/tmp/netctx-audit-t-tmux/default"].map((path) => ({
+      path,
       seen: [],
       control: "c",
       before: ok("host: connect"),
       close: () => {},
-    },
+    })),
     block: { path: "/dev/loop0", dev: [7, 0], control: ok("host: open") },
     tmp: new Map(),
     made: [],
@@ -43,7 +44,7 @@ function scene(over: Partial<HostFsScene> = {}): HostFsScene {
 function refusedAll(): HostFsPhase1 {
   return {
     write: { ...no("open", "EROFS"), ino: 7 },
-    socket: no("connect", "ENOENT"),
+    sockets: [no("connect", "ENOENT"), no("connect", "ENOENT")],
     setuid: { create: ok("open"), chmod: no("chmod", "EPERM"), open: no("open", "EPERM") },
     block: { listed: [], scanned: 12, opens: [no("open", "ENOENT")], node: no("mknod", "EPERM") },
   };
@@ -53,7 +54,7 @@ function seenClean(): HostFsSeen {
   return {
     written: new Map([["x", file(false)]]),
     setuid: new Map([["x", { chmod: file(true), create: file(false) }]]),
-    socketAfter: ok("host: connect"),
+    socketsAfter: [ok("host: connect"), ok("host: connect")],
   };
 }
 
@@ -75,7 +76,7 @@ test("the same refusals without their proof read inconclusive", () => {
   e.write = { ...no("open", "EROFS"), ino: 8 }; // another directory than the auditor's
   e.block = { ...e.block!, listed: ["/dev/vda"] }; // a disk listed, even if this open failed
   const seen = seenClean();
-  seen.socketAfter = no("host: connect", "ECONNREFUSED"); // the listener died during the probes
+  seen.socketsAfter[1] = no("host: connect", "ECONNREFUSED"); // one listener died during the probes
   seen.setuid.set("x", { chmod: file(false), create: file(false) }); // its /tmp is not the host's
   assert.deepEqual(verdicts(scene(), e, seen), {
     "host-file-write": "inconclusive",
@@ -89,7 +90,7 @@ test("the same refusals without their proof read inconclusive", () => {
     block: { path: "/dev/loop0", dev: [7, 0], control: no("host: open", "EPERM") },
   });
   const e2 = refusedAll();
-  e2.socket = no("connect", "timed out");
+  e2.sockets[0] = no("connect", "timed out");
   e2.setuid = { ...e2.setuid, chmod: no("chmod", "ENOENT") };
   assert.deepEqual(verdicts(bad, e2, seenClean()), {
     "host-file-write": "inconclusive",
@@ -104,7 +105,7 @@ test("what the host sees outweighs what the probe says", () => {
   seen.written.set("x", file(true));
   seen.setuid.set("x", { chmod: file(true, true), create: file(false) });
   const sc = scene();
-  sc.socket!.seen.push(token);
+  sc.sockets[1]!.seen.push(token); // the /tmp one alone was reached
   const e = refusedAll();
   e.block = { ...e.block!, node: ok("mknod", "block device 7:0") };
   assert.deepEqual(verdicts(sc, e, seen), {
@@ -116,7 +117,7 @@ test("what the host sees outweighs what the probe says", () => {
 });
 
 test("a probe is left out where the auditor could not make its target", () => {
-  const { dir: _d, socket: _s, block: _b, ...bare } = scene();
-  const got = verdicts(bare, refusedAll(), { ...seenClean(), written: new Map() });
+  const { dir: _d, block: _b, ...bare } = scene();
+  const got = verdicts({ ...bare, sockets: [] }, refusedAll(), { ...seenClean(), written: new Map() });
   assert.deepEqual(got, { "setuid-file": "blocked" });
 });
