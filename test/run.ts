@@ -79,6 +79,9 @@ function runFile(file: string): Promise<FileResult> {
     NETCTX_STATE_DIR: join(scratch, "state"),
     NETCTX_CGROUP_PARENT: cgroupParent,
     NETCTX_TEST_SCRATCH: scratch,
+    // The tests run the repository's probe scripts inside contexts, and a checkout may lie under the host's /tmp,
+    // which a context does not see (it has its own): `netctx exec` keeps the repository in view, read-only.
+    NETCTX_EXEC_RO: root,
   };
   return new Promise((resolve) => {
     // Its own process group, so that a file that hangs (a hook failed and left a server holding it open) is ended

@@ -66,7 +66,15 @@ export function registerContext(program: Command): void {
     .argument("<command...>")
     .option(
       "--rw <path>",
-      "keep this path writable (the host's file system is read-only inside but for /tmp and /var/tmp; repeatable)",
+      "keep this path writable (the host's file system is read-only inside but for the context's own /tmp and " +
+        "/var/tmp; repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      "--ro <path>",
+      "keep this host path in view, read-only, where the sandbox covers it: under the host's /tmp or /var/tmp " +
+        "(the context has its own), or /run (repeatable; also NETCTX_EXEC_RO, paths separated by ':')",
       collect,
       [],
     )
@@ -85,7 +93,7 @@ Exit status (as podman's):
     .exitOverride((err) => {
       throw err.exitCode === 0 ? err : new CommanderError(EXEC_SETUP_FAILED, err.code, err.message);
     })
-    .action(async (name: string, args: string[], o: { rw: string[] }) => {
+    .action(async (name: string, args: string[], o: { rw: string[]; ro: string[] }) => {
       // commander keeps the "--" that separates our options from the command's
       const command = args[0] === "--" ? args.slice(1) : args;
       try {
@@ -103,6 +111,7 @@ Exit status (as podman's):
           const resolvConf = resolver && contextResolvConf(resolver, readHostResolvConf());
           return contextExecArgv(host, record, command, {
             writable: o.rw,
+            readOnly: [...o.ro, ...(process.env.NETCTX_EXEC_RO?.split(":").filter(Boolean) ?? [])],
             ...(resolvConf !== undefined ? { resolvConf } : {}),
           });
         });

@@ -22,8 +22,10 @@ const NETNS_DIRS = ["/run/netns", "/var/run/netns"];
 
 /** What the caller adds to a context's sandbox. */
 export interface ExecOptions {
-  /** Paths that stay writable (the host's file system is read-only inside but for /tmp and /var/tmp). */
+  /** Paths that stay writable (the host's file system is read-only inside but for its own /tmp and /var/tmp). */
   writable?: readonly string[];
+  /** Host paths kept in view, read-only, where the sandbox would cover them (under the host's /tmp, say). */
+  readOnly?: readonly string[];
   /** The text of the context's own /etc/resolv.conf (its networks' DNS server); absent: the host's stays. */
   resolvConf?: string;
 }
@@ -49,7 +51,8 @@ export interface MountView extends ExecOptions {
 
 /** argv that runs `command` in `box`, with the paths of `view` hidden or writable. */
 export function enterArgv(box: ExecSandbox, view: MountView, command: readonly string[]): string[] {
-  const writable = (view.writable ?? []).map(checkWritable);
+  const writable = (view.writable ?? []).map((p) => checkHostPath("rw", p));
+  const readOnly = (view.readOnly ?? []).map((p) => checkHostPath("ro", p));
   if (!existsSync(HELPER))
     throw new NetctxError(
       "unsupported",
@@ -69,20 +72,27 @@ export function enterArgv(box: ExecSandbox, view: MountView, command: readonly s
     ...(box.scopeAbstractUnix ? ["--scope-abstract-unix"] : []),
     ...(view.hide ?? []).flatMap((p) => ["--hide", p]),
     ...writable.flatMap((p) => ["--rw", p]),
+    ...readOnly.flatMap((p) => ["--ro", p]),
     ...(view.resolvConf !== undefined ? ["--resolv-conf", view.resolvConf] : []),
     "--",
     ...command,
   ];
 }
 
-/** An existing absolute path below / (a writable "/" would undo the read-only view whole). */
-function checkWritable(path: string): string {
+/** An existing absolute path below / for --rw or --ro (a writable "/" would undo the read-only view whole). */
+function checkHostPath(field: "rw" | "ro", path: string): string {
   const parts = path.split("/");
   if (!isAbsolute(path) || parts.includes("..") || parts.includes("."))
-    throw invalid("rw", `"${path}" is not an absolute path without . or .. parts`);
+    throw invalid(field, `"${path}" is not an absolute path without . or .. parts`);
   const clean = normalize(path).replace(/\/+$/, "");
-  if (clean === "") throw invalid("rw", "/ cannot be writable: name the directories below it");
-  if (!existsSync(clean)) throw invalid("rw", `${clean} does not exist`);
+  if (clean === "")
+    throw invalid(
+      field,
+      field === "rw"
+        ? "/ cannot be writable: name the directories below it"
+        : "/ is in view already: name a path below it",
+    );
+  if (!existsSync(clean)) throw invalid(field, `${clean} does not exist`);
   return clean;
 }
 

@@ -8,7 +8,7 @@
  *   3. new mount, PID, cgroup and IPC namespaces; fork: the child is PID 1 of the new PID namespace.
  *   4. PID 1 remakes the mounts: the host's file system read-only (systemd's ProtectSystem=strict) except /tmp
  *      and /var/tmp, which are the context's own (--tmp DIR: DIR/tmp and DIR/var-tmp, systemd's PrivateTmp), and
- *      the --rw paths; a fresh /proc of its own PID namespace (other contexts' and the
+ *      the --rw paths (and the --ro ones, read-only: host paths the view would otherwise cover); a fresh /proc of its own PID namespace (other contexts' and the
  *      host's processes are not there to ptrace, signal or pidfd_getfd), /proc/sys and friends read-only, a fresh
  *      read-only sysfs (the context's own devices for l2) with the cgroup namespace's cgroup2 read-only on
  *      /sys/fs/cgroup (every v1 hierarchy gone), a /dev of harmless nodes only (no disks, no /dev/mem) with a
@@ -75,6 +75,8 @@ static const char *hide[MAX_LIST];
 static int n_hide;
 static const char *writable[MAX_LIST];
 static int n_writable;
+static const char *readable[MAX_LIST];
+static int n_readable;
 static int keep_caps[MAX_LIST];
 static int n_keep = -1; /* -1: no --keep-caps given, which is refused */
 static int families[MAX_LIST];
@@ -130,6 +132,9 @@ static void parse_args(int argc, char **argv) {
     } else if (strcmp(a, "--rw") == 0) {
       if (n_writable >= MAX_LIST) usage("too many --rw");
       writable[n_writable++] = v, i++;
+    } else if (strcmp(a, "--ro") == 0) {
+      if (n_readable >= MAX_LIST) usage("too many --ro");
+      readable[n_readable++] = v, i++;
     } else if (strcmp(a, "--keep-caps") == 0) n_keep = parse_list(v, keep_caps), i++;
     else if (strcmp(a, "--families") == 0) n_families = parse_list(v, families), i++;
     else usage("unknown option");
@@ -754,10 +759,18 @@ static int wait_for(pid_t child) {
 static void init_process(void) {
   /* The outside process was killed: so is the namespace (PID 1's end kills every process in it). */
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  int kept[MAX_LIST], kept_dir[MAX_LIST];
+  int kept[MAX_LIST], kept_dir[MAX_LIST], seen[MAX_LIST], seen_dir[MAX_LIST];
   for (int i = 0; i < n_writable; i++) {
     kept_dir[i] = is_dir(writable[i]);
     kept[i] = clone_tree(writable[i]);
+  }
+  /* --ro: host paths the view would cover (under the host's /tmp, say), kept visible and read-only. */
+  for (int i = 0; i < n_readable; i++) {
+    seen_dir[i] = is_dir(readable[i]);
+    seen[i] = clone_tree(readable[i]);
+    struct mount_attr attr = {0};
+    attr.attr_set = MOUNT_ATTR_RDONLY;
+    if (mount_setattr(seen[i], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) die(readable[i]);
   }
   detach_handles();
   set_read_only("/", 1);
@@ -767,6 +780,7 @@ static void init_process(void) {
   remake_dev();
   remake_run();
   for (int i = 0; i < n_writable; i++) place(kept[i], writable[i], kept_dir[i]);
+  for (int i = 0; i < n_readable; i++) place(seen[i], readable[i], seen_dir[i]);
   /* After the writable paths, so --rw /etc does not bring the host's resolv.conf back over it. */
   cover_resolv_conf();
   /* Last, so a writable path that holds a hidden one (--rw /var/lib) does not bring it back. */

@@ -6,7 +6,7 @@ import { enterArgv } from "../../src/exec/enter.ts";
 import { attachSocketPolicy, detachSocketPolicy } from "../../src/kernel/bpf/socket-policy.ts";
 import { cgroup2Root, contextsCgroupParent, createCgroup, removeCgroup } from "../../src/kernel/cgroup.ts";
 import { BASE_CAPABILITIES } from "../../src/levels/driver.ts";
-import { scratchTmp } from "../utils/cli.ts";
+import { bareView } from "../utils/cli.ts";
 import { testConfig } from "../utils/config.ts";
 import { probe, probeArgv, startProbe } from "../utils/socket-probe.ts";
 import { A4, A6, setUpHostBridge } from "./host-bridge.ts";
@@ -20,7 +20,7 @@ function confinedArgv(cgroup: string, command: string[]): string[] {
     keepCaps: BASE_CAPABILITIES,
     families: ["unix", "inet", "inet6", "netlink"] as const,
   };
-  return enterArgv({ ...box, scopeAbstractUnix: true }, { tmp: scratchTmp() }, command);
+  return enterArgv({ ...box, scopeAbstractUnix: true }, bareView(), command);
 }
 
 function run(argv: string[]): { status: number | null; stdout: string; stderr: string } {

@@ -15,12 +15,12 @@ import { killSubtree } from "../../src/kernel/cgroup-kill.ts";
 import { BASE_CAPABILITIES } from "../../src/levels/driver.ts";
 import { commOf, procsOf } from "../utils/cgroup.ts";
 import {
+  bareView,
   NETCTX,
   netctx,
   netctxJson,
   netctxOk,
   type RunningEngine,
-  scratchTmp,
   startEngine,
 } from "../utils/cli.ts";
 import { ipj } from "../utils/kernel-oracle.ts";
@@ -468,7 +468,7 @@ print(json.dumps({"r": r}))`;
     const callers = [
       enterArgv(
         { ...shared, cgroup: a.cgroup!, scopeAbstractUnix: true },
-        { tmp: scratchTmp(), writable: [STATE] },
+        { ...bareView(), writable: [STATE] },
         [PY, "-c", ask],
       ),
       inNetns(x.netns!, [PY, "-c", ask]),

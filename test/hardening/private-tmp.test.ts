@@ -133,3 +133,36 @@ test("rm takes a context's /tmp with it; gc removes one no context owns", () => 
   assert.ok(!existsSync(join(STATE, "tmp", "ghost")), "gc removed the orphan");
   assert.ok(existsSync(join(STATE, "tmp", "so")), "and kept a living context's");
 });
+
+test("--ro keeps a host path under /tmp in view, read-only; a bad one is refused before anything runs", () => {
+  const got = spawnSync(
+    NETCTX,
+    [
+      "exec",
+      "--ro",
+      HOST_FILE,
+      "so",
+      "--",
+      PY,
+      "-c",
+      `import json, os
+def attempt(f):
+    try: return f()
+    except OSError as e: return os.strerror(e.errno)
+print(json.dumps({"read": attempt(lambda: open(${JSON.stringify(HOST_FILE)}).read()),
+  "write": attempt(lambda: open(${JSON.stringify(HOST_FILE)}, "a").write("x"))}))`,
+    ],
+    { encoding: "utf8" },
+  );
+  assert.equal(got.status, 0, got.stderr);
+  assert.deepEqual(JSON.parse(got.stdout), { read: "host secret", write: "Read-only file system" });
+  assert.equal(readFileSync(HOST_FILE, "utf8"), "host secret");
+  for (const [path, why] of [
+    ["relative", /^error: ro: "relative" is not an absolute path/m],
+    ["/nonexistent-netctx-path", /^error: ro: \/nonexistent-netctx-path does not exist/m],
+  ] as const) {
+    const r = spawnSync(NETCTX, ["exec", "--ro", path, "so", "--", "true"], { encoding: "utf8" });
+    assert.equal(r.status, 125);
+    assert.match(r.stderr, why);
+  }
+});

@@ -11,9 +11,15 @@ export const NETCTX = join(import.meta.dirname, "..", "..", "bin", "netctx");
 
 export type { CliResult };
 
-/** The private /tmp a bare netctx-enter needs (what `netctx exec` gives a context), under the test's scratch. */
-export function scratchTmp(): string {
-  return ensurePrivateTmp(process.env.NETCTX_TEST_SCRATCH ?? tmpdir(), "bare-enter");
+/**
+ * The mount view a bare netctx-enter gets in a test, as `netctx exec` would give it: a private /tmp under the
+ * test's scratch, and the repository in view (NETCTX_EXEC_RO, test/run.ts) should it lie under the host's /tmp.
+ */
+export function bareView(): { tmp: string; readOnly: string[] } {
+  return {
+    tmp: ensurePrivateTmp(process.env.NETCTX_TEST_SCRATCH ?? tmpdir(), "bare-enter"),
+    readOnly: process.env.NETCTX_EXEC_RO?.split(":").filter(Boolean) ?? [],
+  };
 }
 
 function result(r: SpawnSyncReturns<string>): CliResult {
