@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { after, before, test } from "node:test";
+import { NSID_PY } from "../../src/audit/netlink-nsid-script.ts";
 import { NETCTX, netctxOk } from "../utils/cli.ts";
 import { cniOk } from "../utils/cni-runtime.ts";
 import { ipj } from "../utils/kernel-oracle.ts";
@@ -23,57 +24,22 @@ const PY = "/usr/bin/python3";
 const VICTIM = "nctxvictim0";
 const VICTIM_PEER = "nctxvictim1";
 
-/** Raw rtnetlink in Python: every request reports its errno name ("OK" for success). */
+/**
+ * Raw rtnetlink in Python, on the audit probe's own helpers (netlink-nsid-script.ts: nl_talk answers the errno name,
+ * "OK" for success, of an ack or of a dump's end): every request reports how it ended.
+ */
 const NETLINK = `
 import errno, json, socket, struct, sys
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_GETNSID = 16, 17, 18, 90
-F_REQUEST, F_ACK, F_DUMP, F_CREATE, F_EXCL = 1, 4, 0x300, 0x400, 0x200
-IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_LINK_NETNSID, IFLA_TARGET_NETNSID = 3, 5, 18, 20, 37, 46
-IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER, NETNSA_NSID = 1, 2, 1, 1
-def attr(t, data):
-    n = 4 + len(data)
-    return struct.pack("HH", n, t) + data + b"\\0" * ((4 - n % 4) % 4)
-def s32(v): return struct.pack("i", v)
-def name(v): return v.encode() + b"\\0"
-IFINFO = struct.pack("BxHiII", 0, 0, 0, 0, 0)
-def talk(kind, flags, body):
-    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-    s.bind((0, 0))
-    s.send(struct.pack("IHHII", 16 + len(body), kind, flags | F_REQUEST, 1, 0) + body)
-    out = []
-    while True:
-        data = s.recv(1 << 16)
-        off = 0
-        while off < len(data):
-            n, t = struct.unpack_from("IH", data, off)
-            if t == 2:
-                err = -struct.unpack_from("i", data, off + 16)[0]
-                s.close()
-                return ("OK" if err == 0 else errno.errorcode.get(err, str(err))), out
-            if t == 3:  # a dump's end carries its error
-                err = -struct.unpack_from("i", data, off + 16)[0] if n >= 20 else 0
-                s.close()
-                return ("OK" if err == 0 else errno.errorcode.get(err, str(err))), out
-            out.append(data[off + 16:off + n])
-            off += (n + 3) & ~3
-def nsids():
-    talk(RTM_GETLINK, F_DUMP, IFINFO)  # the kernel gives the veth peer's namespace an nsid as it dumps the link
-    found = []
-    for m in talk(RTM_GETNSID, F_DUMP, b"\\0\\0\\0\\0")[1]:
-        off = 4
-        while off + 4 <= len(m):
-            n, t = struct.unpack_from("HH", m, off)
-            if t == NETNSA_NSID: found.append(struct.unpack_from("i", m, off + 4)[0])
-            off += (n + 3) & ~3
-    return found
-def target(nsid): return attr(IFLA_TARGET_NETNSID, s32(nsid)) if nsid is not None else b""
+def err(e): return errno.errorcode.get(e.errno, str(e)) if isinstance(e, OSError) and e.errno else str(e)
+${NSID_PY}
+IFLA_INFO_DATA, VETH_INFO_PEER = 2, 1
+def nsids(): return nl_nsids()[2]
 def make_bridge(ifname, nsid=None):
-    return talk(RTM_NEWLINK, F_ACK | F_CREATE | F_EXCL, IFINFO + target(nsid) + attr(IFLA_IFNAME, name(ifname))
-        + attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, name("bridge"))))[0]
+    return nl_talk(NL_NEWLINK, NL_ACK | NL_CREATE | NL_EXCL, NL_IFINFO + nl_target(nsid) + nl_str(IFLA_IFNAME, ifname) + nl_kind("bridge"))[0]
 def delete(ifname, nsid=None):
-    return talk(RTM_DELLINK, F_ACK, IFINFO + target(nsid) + attr(IFLA_IFNAME, name(ifname)))[0]
+    return nl_talk(NL_DELLINK, NL_ACK, NL_IFINFO + nl_target(nsid) + nl_str(IFLA_IFNAME, ifname))[0]
 def dump(nsid=None):
-    return talk(RTM_GETLINK, F_DUMP, IFINFO + target(nsid))[0]
+    return nl_talk(NL_GETLINK, NL_DUMP, NL_IFINFO + nl_target(nsid))[0]
 `;
 
 /** The attacks, against every nsid the context's namespace holds; the controls, on its own stack. */
@@ -85,14 +51,13 @@ for nsid in result["nsids"]:
     result["create"][k] = make_bridge("nctxmade", nsid)
     result["delete"][k] = delete(victim, nsid)
     # A macvlan of its own on the host's link: frames of its choosing on the host's segment.
-    result["macvlan"][k] = talk(RTM_NEWLINK, F_ACK | F_CREATE | F_EXCL, IFINFO + attr(IFLA_IFNAME, name("nctxmv"))
-        + attr(IFLA_LINK, s32(victim_index)) + attr(IFLA_LINK_NETNSID, s32(nsid))
-        + attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, name("macvlan"))))[0]
+    result["macvlan"][k] = nl_talk(NL_NEWLINK, NL_ACK | NL_CREATE | NL_EXCL, NL_IFINFO + nl_str(IFLA_IFNAME, "nctxmv")
+        + nl_s32(IFLA_LINK, victim_index) + nl_s32(IFLA_LINK_NETNSID, nsid) + nl_kind("macvlan"))[0]
     # A veth whose far end lands in the host.
-    result["veth_out"][k] = talk(RTM_NEWLINK, F_ACK | F_CREATE | F_EXCL, IFINFO + attr(IFLA_IFNAME, name("nctxout0"))
-        + attr(IFLA_LINK_NETNSID, s32(nsid)) + attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, name("veth"))
-        + attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, IFINFO + attr(IFLA_IFNAME, name("nctxout1"))))))[0]
-    result["dump"][k] = talk(RTM_GETLINK, F_DUMP, IFINFO + target(nsid))[0]
+    peer = nl_attr(IFLA_INFO_DATA, nl_attr(VETH_INFO_PEER, NL_IFINFO + nl_str(IFLA_IFNAME, "nctxout1")))
+    result["veth_out"][k] = nl_talk(NL_NEWLINK, NL_ACK | NL_CREATE | NL_EXCL, NL_IFINFO + nl_str(IFLA_IFNAME, "nctxout0")
+        + nl_s32(IFLA_LINK_NETNSID, nsid) + nl_attr(IFLA_LINKINFO, nl_str(IFLA_INFO_KIND, "veth") + peer))[0]
+    result["dump"][k] = dump(nsid)
 result["own_create"] = make_bridge("nctxmine")
 result["own_delete"] = delete("nctxmine")
 print(json.dumps(result))
