@@ -184,6 +184,61 @@ test("a fuzz of 12,000 random and mutated packets (UDP and TCP) leaves the serve
   );
 });
 
+/**
+ * A burst from 16 sockets of one address, sent at once: the server reads most of it a batch at a time (recvmmsg) and
+ * answers a batch at a time (sendmmsg), from its memo for all but the first of each question. Every socket gets back
+ * exactly its own queries, each with its own id and the right answer: a reply sent to another socket of the batch,
+ * or with another asker's id, fails it.
+ */
+test("a burst from many sockets: each gets its own answers, with its own ids", async () => {
+  const { createSocket } = await import("node:dgram");
+  const names = ["web", "www", "example.org"];
+  const want: Record<string, string> = { web: "127.0.0.2", www: "127.0.0.2", "example.org": "198.51.100.7" };
+  const sockets = await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      const socket = createSocket("udp4");
+      await new Promise<void>((resolve) => socket.bind({ address: SERVER, port: 0 }, resolve));
+      return socket;
+    }),
+  );
+  const problems: string[] = [];
+  const pending = sockets.map((socket, s) => {
+    const asked = new Map<number, string>();
+    for (let q = 0; q < 12; q++) {
+      const id = s * 256 + q;
+      const name = names[q % names.length]!;
+      const bytes = queryBytes(name);
+      bytes.writeUInt16BE(id, 0);
+      asked.set(id, name);
+      socket.send(bytes, 53, SERVER);
+    }
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        problems.push(`socket ${s}: no answer for ids ${[...asked.keys()].join(",")}`);
+        resolve();
+      }, 3000);
+      socket.on("message", (msg) => {
+        const answer = decode(msg);
+        const name = asked.get(answer.id ?? -1);
+        if (name === undefined)
+          problems.push(`socket ${s}: an answer with id ${answer.id}, not one it asked`);
+        else if (answer.questions?.[0]?.name !== name || dataOf(answer)[0] !== want[name])
+          problems.push(
+            `socket ${s}: id ${answer.id} asked ${name}, got ${answer.questions?.[0]?.name} ${dataOf(answer)}`,
+          );
+        asked.delete(answer.id ?? -1);
+        if (asked.size === 0) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+  });
+  await Promise.all(pending);
+  for (const socket of sockets) socket.close();
+  assert.deepEqual(problems, []);
+});
+
 test("a sender outside every served subnet gets nothing back, valid query or not, UDP or TCP", async () => {
   for (const bytes of [
     queryBytes("web"),
