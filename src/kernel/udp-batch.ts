@@ -155,7 +155,12 @@ class Side {
       : this.bytes.subarray(at + 8, at + 24);
   }
 
+  private freed = false;
+
+  /** Once only: a second koffi.free of the same memory would corrupt the heap (a server closed twice). */
   free(): void {
+    if (this.freed) return;
+    this.freed = true;
     koffi.free(this.ptr);
   }
 }
