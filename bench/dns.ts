@@ -7,9 +7,12 @@
  *    on the first line, a line per container: id, IPv4, IPv6, names). Both know the contexts `web` and `client`;
  *  - an upstream: a stub server in an "outside" namespace (test/utils/dns-stub.mjs: far.example, TTL 60), netctx's
  *    through `--dns-resolv-conf`, aardvark-dns's as the network's resolver on its config's first line;
- *  - load: dnsperf (one thread, 100 queries outstanding, -l seconds) from the netns of `client`, asking (a) `web A`,
- *    a context name, and (b) `far.example A`, a forwarded name that netctx answers from its cache after the first
- *    query (aardvark-dns 1.4 has no cache: it forwards every query);
+ *  - load: dnsperf (one thread, one socket, 100 queries outstanding, -l seconds) from the netns of `client`, asking
+ *    (a) `web A`, a context name, and (b) `far.example A`, a forwarded name that netctx answers from its cache after
+ *    the first query (aardvark-dns 1.4 has no cache: it forwards every query);
+ *  - pinning (cpu-pinning.ts): in the rounds dnsperf runs on one core and the server under test on the other, every
+ *    thread of it (aardvark-dns started there), so a rate is not the share of two cores the scheduler gave a server
+ *    beside its own load generator; the server's and dnsperf's CPU time per run say which of them set the rate;
  *  - figures: dnsperf's queries per second; p50 and p99 from its verbose output (-v prints one line per answer with
  *    its latency: `> NOERROR web A 0.000229`), nearest rank over every answer of the run;
  *  - rounds alternate the servers' order (the machine is shared: neighbours' load shows up as spread between
@@ -22,7 +25,7 @@
  * bench/dns-check.ts runs it alone.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,7 +34,9 @@ import { createContext, removeContext } from "../src/engine/contexts.ts";
 import { createNetwork, removeNetwork } from "../src/engine/networks.ts";
 import { Host } from "../src/host.ts";
 import { specOf } from "../src/levels/driver.ts";
+import { childrenCpuMs, processCpuMs } from "./child-cpu.ts";
 import { startEngine } from "./cni-netctx.ts";
+import { type CoreSplit, coreSplit, onCpus, pinProcess } from "./cpu-pinning.ts";
 import type { Verdict } from "./report.ts";
 import { fmt, nowMs, sleep } from "./stats.ts";
 
@@ -46,8 +51,16 @@ const PORTS = { netctx: 53, aardvark: 5533 } as const;
 
 const PLAN = {
   quick: { rounds: 2, seconds: 2, applyContexts: 100, applyRate: 3000, applyCycles: 1 },
-  full: { rounds: 4, seconds: 4, applyContexts: 500, applyRate: 5000, applyCycles: 3 },
+  full: { rounds: 6, seconds: 5, applyContexts: 500, applyRate: 5000, applyCycles: 3 },
 } as const;
+
+/**
+ * The load of a round: one dnsperf thread (its sender and receiver), one socket, 100 queries outstanding. With each
+ * server on a core of its own, 150 outstanding gave the same rates within the rounds' spread (measured), and at 200
+ * dnsperf counted queries lost against both servers (more queued than a server's socket takes: its default receive
+ * buffer, 212992 bytes, is charged ~800 bytes a datagram), each one holding an outstanding slot until its timeout.
+ */
+const ROUND_LOAD = ["-T", "1", "-c", "1", "-q", "100"];
 
 export type ServerId = keyof typeof PORTS;
 export type NameId = "context" | "forwarded";
@@ -71,6 +84,11 @@ export interface DnsperfRun {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /**
+   * CPU time over the run (rounds only): the server's process, every thread, and dnsperf's. A core's share near 100%
+   * says who set the rate: the server when its own, the load generator when dnsperf's.
+   */
+  cpu?: { wallMs: number; serverMs: number; loadMs: number };
 }
 
 export interface DnsFigures {
@@ -80,6 +98,8 @@ export interface DnsFigures {
   runs: Partial<Record<ServerId, Partial<Record<NameId, DnsperfRun[]>>>>;
   /** One entry per apply cycle. */
   applies: ApplyCycle[];
+  /** The rounds' CPUs: dnsperf's and the server's (absent: one CPU, nothing pinned). */
+  cores?: { load: number; server: number };
 }
 
 export interface ApplyCycle {
@@ -152,33 +172,38 @@ export function parseDnsperf(out: string): DnsperfRun {
   };
 }
 
-/** dnsperf from `netns` against GATEWAY:port; stop() ends it early (SIGINT: it still prints its summary). */
+/**
+ * dnsperf from `netns` against GATEWAY:port, on `cpu` when given; stop() ends it early (SIGINT: it still prints its
+ * summary). Its output (a line per answer) goes to `outFile`, read once it has ended: a pipe into this process would
+ * have this process wake for every few lines, on the cores the servers and dnsperf need (at ~100k answers a second
+ * dnsperf through a pipe reached 30-40% fewer q/s of either server than through a file, measured).
+ */
 function startDnsperf(
   netns: string,
   port: number,
   queryFile: string,
+  outFile: string,
   extra: string[],
+  cpu?: number,
 ): { done: Promise<DnsperfRun>; stop: () => void } {
-  const argv = ["nsenter", `--net=${netns}`, "--", "dnsperf", "-s", GATEWAY, "-p", String(port)];
-  const child: ChildProcess = spawn(
-    argv[0]!,
-    [...argv.slice(1), "-d", queryFile, "-c", "1", "-v", ...extra],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  const chunks: Buffer[] = [];
-  child.stdout!.on("data", (c: Buffer) => chunks.push(c));
-  child.stderr!.on("data", (c: Buffer) => chunks.push(c));
+  const dnsperf = ["nsenter", `--net=${netns}`, "--", "dnsperf", "-s", GATEWAY, "-p", String(port)];
+  const argv = [...(cpu === undefined ? dnsperf : onCpus(cpu, dnsperf)), "-d", queryFile, "-v", ...extra];
+  const out = openSync(outFile, "w");
+  let child: ChildProcess;
+  try {
+    child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", out, out] });
+  } finally {
+    closeSync(out);
+  }
   const done = new Promise<DnsperfRun>((resolve, reject) => {
     child.once("error", reject);
-    // "close", not "exit": the last of its output may still be in the pipe when it has exited.
     child.once("close", (code) => {
-      const out = Buffer.concat(chunks).toString("utf8");
-      if (code !== 0) reject(new Error(`dnsperf exited with ${code}: ${out.slice(-300)}`));
+      const text = readFileSync(outFile, "utf8");
+      rmSync(outFile, { force: true });
+      if (code !== 0) reject(new Error(`dnsperf exited with ${code}: ${text.slice(-300)}`));
       else
         try {
-          resolve(parseDnsperf(out));
+          resolve(parseDnsperf(text));
         } catch (err) {
           reject(err);
         }
@@ -240,30 +265,46 @@ class Upstream {
 
 /**
  * aardvark-dns as netavark starts it (`aardvark-dns --config DIR -p PORT run`: it forks, and the parent returns once
- * the child serves), with DIR holding one file per network in netavark's format (aardvark-dns's config.md).
+ * the child serves), with DIR holding one file per network in netavark's format (aardvark-dns's config.md). Started
+ * on one CPU it sizes its tokio runtime for that CPU (one worker thread); its threads pinned after a start on two
+ * would take turns on one core, each switch a cost of the pinning and not of the server (measured: ~23% of its
+ * samples in finish_task_switch, and 30-40% fewer q/s).
  */
 class Aardvark {
-  private pid: number | undefined;
+  pid: number | undefined;
   constructor(private readonly dir: string) {}
 
-  start(contexts: { name: string; address: string }[]): void {
+  start(contexts: { name: string; address: string }[], cpu?: number): void {
     mkdirSync(this.dir, { recursive: true });
     const lines = [
       `${GATEWAY} ${OUTSIDE.stub}`,
       ...contexts.map((c, i) => `${(i + 1).toString(16).padStart(64, "0")} ${c.address}  ${c.name}`),
     ];
     writeFileSync(join(this.dir, NETWORK), `${lines.join("\n")}\n`);
-    sh([AARDVARK, "--config", this.dir, "-p", String(PORTS.aardvark), "run"]);
+    const argv = [AARDVARK, "--config", this.dir, "-p", String(PORTS.aardvark), "run"];
+    sh(cpu === undefined ? argv : onCpus(cpu, argv));
     this.pid = Number(readFileSync(join(this.dir, "aardvark.pid"), "utf8").trim());
   }
 
-  stop(): void {
-    if (this.pid !== undefined)
+  /** Ends it and waits until it has gone, so that it can be started again on the same port. */
+  async stop(): Promise<void> {
+    const pid = this.pid;
+    this.pid = undefined;
+    if (pid === undefined) return;
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      return; // gone already
+    }
+    for (let waited = 0; waited < 5000; waited += 20) {
       try {
-        process.kill(this.pid, "SIGTERM");
+        process.kill(pid, 0);
       } catch {
-        // gone already
+        return;
       }
+      await sleep(20);
+    }
+    process.kill(pid, "SIGKILL");
   }
 }
 
@@ -338,7 +379,11 @@ export async function dnsSection(quick: boolean, log: (line: string) => void): P
     hostOpen = false;
     writeFileSync(join(scratch, "upstream-resolv.conf"), `nameserver ${OUTSIDE.stub}\n`);
     engine = await startEngine(stateDir, ["--dns-resolv-conf", join(scratch, "upstream-resolv.conf")]);
-    aardvark.start([web, client]);
+    const rounds = process.argv.includes("--apply-only") ? 0 : plan.rounds;
+    // The rounds' servers each on a core of their own, away from dnsperf's; aardvark-dns starts there (see Aardvark).
+    const split = rounds > 0 ? coreSplit() : undefined;
+    if (split) figures.cores = { load: split.load, server: split.server };
+    aardvark.start([web, client], split?.server);
     const queryFiles: Record<NameId, string> = { context: "", forwarded: "" };
     for (const id of ["context", "forwarded"] as const) {
       queryFiles[id] = join(scratch, `${id}.txt`);
@@ -360,27 +405,39 @@ export async function dnsSection(quick: boolean, log: (line: string) => void): P
           );
       }
 
-    const rounds = process.argv.includes("--apply-only") ? 0 : plan.rounds;
+    if (split) pinProcess(engine.pid, split.server);
     for (let round = 0; round < rounds; round++) {
       const order: ServerId[] = round % 2 === 0 ? ["netctx", "aardvark"] : ["aardvark", "netctx"];
       for (const server of order)
         for (const id of ["context", "forwarded"] as const) {
-          const run = await startDnsperf(netns, PORTS[server], queryFiles[id], [
-            "-q",
-            "100",
-            "-l",
-            String(plan.seconds),
-          ]).done;
+          const serverPid = server === "netctx" ? engine.pid : aardvark.pid!;
+          const cpu0 = { server: processCpuMs(serverPid), load: childrenCpuMs(), at: nowMs() };
+          const run = await startDnsperf(
+            netns,
+            PORTS[server],
+            queryFiles[id],
+            join(scratch, "dnsperf.out"),
+            [...ROUND_LOAD, "-l", String(plan.seconds)],
+            split?.load,
+          ).done;
+          // dnsperf is the only child reaped in between: the children's CPU time grew by its own.
+          run.cpu = {
+            wallMs: nowMs() - cpu0.at,
+            serverMs: processCpuMs(serverPid) - cpu0.server,
+            loadMs: childrenCpuMs() - cpu0.load,
+          };
           const byServer = figures.runs[server] ?? {};
           figures.runs[server] = byServer;
           byServer[id] = [...(byServer[id] ?? []), run];
           log(
-            `  round ${round + 1} ${server} ${id}: ${Math.round(run.qps)} q/s, p50 ${fmt(run.p50Ms)} ms, p99 ${fmt(run.p99Ms)} ms, lost ${run.lost}, not NOERROR ${run.errors}`,
+            `  round ${round + 1} ${server} ${id}: ${Math.round(run.qps)} q/s, p50 ${fmt(run.p50Ms)} ms, p99 ${fmt(run.p99Ms)} ms, lost ${run.lost}, not NOERROR ${run.errors}; server ${fmt(cpuPerAnswerUs(run), 2)} us CPU an answer, busy ${percent(run.cpu.serverMs / run.cpu.wallMs)}, dnsperf ${percent(run.cpu.loadMs / run.cpu.wallMs)}`,
           );
         }
     }
 
-    const rate = ["-Q", String(plan.applyRate), "-q", "100"];
+    if (split) await unpin(split, engine, aardvark, [web, client]);
+
+    const rate = ["-Q", String(plan.applyRate), "-c", "1", "-q", "100"];
     const scene = {
       name: "dns-bench",
       contexts: Array.from({ length: plan.applyContexts }, (_, i) => ({
@@ -396,7 +453,11 @@ export async function dnsSection(quick: boolean, log: (line: string) => void): P
       // aardvark-dns asked beside it, the same way: a server in a process of its own that the apply does not touch,
       // so what the machine itself does to a DNS server's p99 in those seconds shows beside netctx's figure.
       const load = (server: ServerId, seconds: number) =>
-        startDnsperf(netns, PORTS[server], queryFiles.context, [...rate, "-l", String(seconds)]);
+        startDnsperf(netns, PORTS[server], queryFiles.context, join(scratch, `dnsperf-${server}.out`), [
+          ...rate,
+          "-l",
+          String(seconds),
+        ]);
       const beforeRuns = [load("netctx", 4), load("aardvark", 4)];
       const [before, aardvarkBefore] = await Promise.all(beforeRuns.map((r) => r.done));
       const duringRuns = [load("netctx", 600), load("aardvark", 600)];
@@ -426,7 +487,7 @@ export async function dnsSection(quick: boolean, log: (line: string) => void): P
   } catch (err) {
     problems.push((err as Error).message.split("\n")[0]!);
   } finally {
-    aardvark.stop();
+    await aardvark.stop();
     await engine?.stop();
     await upstream.stop();
     const h = hostOpen ? host : Host.open(readConfig(process.env, { stateDir }));
@@ -443,6 +504,22 @@ export async function dnsSection(quick: boolean, log: (line: string) => void): P
     }
   }
   return { text: render(plan, figures, problems), verdicts: verdicts(figures, problems), figures };
+}
+
+/**
+ * After the rounds, both servers get every core back, as they had before this bench pinned anything: the apply
+ * cycles measure netctx's worker beside the engine's main thread doing the apply, and the scheduler places them.
+ * aardvark-dns starts again unpinned (its runtime sized for every core, as before).
+ */
+async function unpin(
+  split: CoreSplit,
+  engine: { pid: number },
+  aardvark: Aardvark,
+  contexts: { name: string; address: string }[],
+): Promise<void> {
+  pinProcess(engine.pid, split.all);
+  await aardvark.stop();
+  aardvark.start(contexts);
 }
 
 function notMeasured(plan: (typeof PLAN)["quick" | "full"], figures: DnsFigures, why: string): DnsResult {
@@ -462,8 +539,28 @@ export function summary(runs: readonly DnsperfRun[] | undefined) {
     p99Spread: `${fmt(Math.min(...pick((r) => r.p99Ms)))}-${fmt(Math.max(...pick((r) => r.p99Ms)))}`,
     lost: runs.reduce((n, r) => n + r.lost, 0),
     errors: runs.reduce((n, r) => n + r.errors, 0),
+    ...(runs.every((r) => r.cpu)
+      ? {
+          cpuUs: median(pick(cpuPerAnswerUs)),
+          serverBusy: median(pick((r) => r.cpu!.serverMs / r.cpu!.wallMs)),
+          loadBusy: median(pick((r) => r.cpu!.loadMs / r.cpu!.wallMs)),
+        }
+      : {}),
   };
 }
+
+/** Beside a rate verdict: the servers' CPU time per answer, which the load generator's limits do not bend. */
+function cpuText(netctxUs: number | undefined, aardvarkUs: number | undefined): string {
+  if (netctxUs === undefined || aardvarkUs === undefined) return "";
+  return `; CPU per answer ${fmt(netctxUs, 2)} against ${fmt(aardvarkUs, 2)} us (${fmt(aardvarkUs / netctxUs, 2)}x less)`;
+}
+
+/** The server's CPU time per answer of a run, in microseconds. */
+function cpuPerAnswerUs(r: DnsperfRun): number {
+  return r.cpu && r.answers > 0 ? (r.cpu.serverMs * 1000) / r.answers : Number.NaN;
+}
+
+const percent = (share: number) => `${Math.round(share * 100)}%`;
 
 function verdicts(f: DnsFigures, problems: string[]): Verdict[] {
   const why = problems.join("; ") || "failed";
@@ -479,7 +576,7 @@ function verdicts(f: DnsFigures, problems: string[]): Verdict[] {
     out.push({
       goal: GOALS[id],
       status: ratio >= 1.5 && n.p99Ms <= a.p99Ms && n.errors === 0 ? "met" : "not met",
-      figure: `${fmt(ratio, 2)}x (${Math.round(n.qps)} against ${Math.round(a.qps)} q/s), p99 ${fmt(n.p99Ms)} against ${fmt(a.p99Ms)} ms (medians of ${f.rounds} rounds)`,
+      figure: `${fmt(ratio, 2)}x (${Math.round(n.qps)} against ${Math.round(a.qps)} q/s), p99 ${fmt(n.p99Ms)} against ${fmt(a.p99Ms)} ms (medians of ${f.rounds} rounds)${cpuText(n.cpuUs, a.cpuUs)}`,
     });
   }
   const ap = f.applies;
@@ -496,22 +593,31 @@ function verdicts(f: DnsFigures, problems: string[]): Verdict[] {
   return out;
 }
 
+/** How the rounds' load was made and where it ran. */
+function loadText(f: DnsFigures): string {
+  const load = `one thread (\`dnsperf ${ROUND_LOAD.join(" ")}\`: its sender and receiver, one socket, 100 queries outstanding)`;
+  if (!f.cores)
+    return `${load}, on the same cores as the servers (one CPU: nothing to pin), so the figures are partly dnsperf's`;
+  const { load: l, server } = f.cores;
+  return `${load}, pinned to CPU ${l} (taskset -c ${l}); the server under test on CPU ${server}, every thread of it (netctx's engine with its DNS worker: taskset -a -p -c ${server}; aardvark-dns started under taskset -c ${server}, so its tokio runtime has one worker for its one core, as the engine's worker is one thread). So each server has a core that dnsperf does not share; the upstream stub and the bench itself are not pinned`;
+}
+
 function render(plan: (typeof PLAN)["quick" | "full"], f: DnsFigures, problems: string[]): string {
   const lines = [
     "## DNS (issue 20)",
     "",
-    `netctx's DNS server and aardvark-dns 1.4 on the same bridge network (netctx on the gateway's port 53, aardvark-dns on port ${PORTS.aardvark} of the same address), serving the same names, with the same upstream (a stub server in an "outside" namespace). dnsperf 2.10 runs in the netns of a context on that network: one thread, 100 queries outstanding, ${plan.seconds} s a run; ${plan.rounds} rounds, each server first in every other round. Queries per second are dnsperf's; p50 and p99 are nearest-rank percentiles of the per-answer latencies dnsperf -v prints (one line per answer), over every answer of a run. Each cell: the median over rounds, and the spread (min-max over rounds) that the shared 2-core machine put into it. aardvark-dns 1.4 keeps no cache: it forwards every query for the forwarded name to the upstream.`,
+    `netctx's DNS server and aardvark-dns 1.4 on the same bridge network (netctx on the gateway's port 53, aardvark-dns on port ${PORTS.aardvark} of the same address), serving the same names, with the same upstream (a stub server in an "outside" namespace). dnsperf 2.10 runs in the netns of a context on that network, ${plan.seconds} s a run, ${plan.rounds} rounds, each server first in every other round. Load: ${loadText(f)}. Queries per second are dnsperf's; p50 and p99 are nearest-rank percentiles of the per-answer latencies dnsperf -v prints (one line per answer, written to a file and read after the run, not piped to the bench), over every answer of a run. Each cell: the median over rounds, and the spread (min-max over rounds) that the shared 2-core machine put into it. aardvark-dns 1.4 keeps no cache: it forwards every query for the forwarded name to the upstream. The last three columns say whose rate it is: the server's CPU time (its process, every thread; the kernel's work of sending an answer on to dnsperf's socket is charged to it) per answer, and the share of the run's wall time the server and dnsperf were on a CPU. A server near 100% set the rate; dnsperf near 100% with the server well below means dnsperf did, and the ratio of the rates understates the faster server (its CPU per answer does not). Both well below 100% means neither had its core to itself: the machine's other work took the rest.`,
     "",
-    "| server | name | q/s (median) | q/s spread | p50 ms | p99 ms | p99 spread | lost | not NOERROR |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| server | name | q/s (median) | q/s spread | p50 ms | p99 ms | p99 spread | lost | not NOERROR | server CPU us an answer | server busy | dnsperf busy |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const server of ["netctx", "aardvark"] as const)
     for (const id of ["context", "forwarded"] as const) {
       const s = summary(f.runs[server]?.[id]);
       lines.push(
         s
-          ? `| ${SERVER_LABEL[server]} | ${NAME_LABEL[id]} | ${Math.round(s.qps)} | ${s.qpsSpread} | ${fmt(s.p50Ms)} | ${fmt(s.p99Ms)} | ${s.p99Spread} | ${s.lost} | ${s.errors} |`
-          : `| ${SERVER_LABEL[server]} | ${NAME_LABEL[id]} | n/a | | | | | | |`,
+          ? `| ${SERVER_LABEL[server]} | ${NAME_LABEL[id]} | ${Math.round(s.qps)} | ${s.qpsSpread} | ${fmt(s.p50Ms)} | ${fmt(s.p99Ms)} | ${s.p99Spread} | ${s.lost} | ${s.errors} | ${fmt(s.cpuUs, 2)} | ${s.serverBusy === undefined ? "" : percent(s.serverBusy)} | ${s.loadBusy === undefined ? "" : percent(s.loadBusy)} |`
+          : `| ${SERVER_LABEL[server]} | ${NAME_LABEL[id]} | n/a | | | | | | | | | |`,
       );
     }
   const ap = f.applies;
@@ -519,7 +625,7 @@ function render(plan: (typeof PLAN)["quick" | "full"], f: DnsFigures, problems: 
   else
     lines.push(
       "",
-      `During an apply of ${ap[0]!.contexts} l2 contexts on the same network through the engine (one POST /v1/apply to its socket; the engine's main thread does the kernel work, the DNS server answers from its worker thread), dnsperf offered netctx ${ap[0]!.rate} q/s for \`web A\`, and at the same time, from a second dnsperf, aardvark-dns the same: a server in a process of its own that the apply does not touch, so its figures show what the machine (2 cores, shared) does to any DNS server's tail in those seconds. Before each apply the same for 4 s without one; after it, a destroy of the same contexts:`,
+      `During an apply of ${ap[0]!.contexts} l2 contexts on the same network through the engine (one POST /v1/apply to its socket; the engine's main thread does the kernel work, the DNS server answers from its worker thread), both servers unpinned again (every thread of the engine may use every core; aardvark-dns started again without taskset), dnsperf offered netctx ${ap[0]!.rate} q/s for \`web A\` (unpinned, one socket, 100 outstanding), and at the same time, from a second dnsperf, aardvark-dns the same: a server in a process of its own that the apply does not touch, so its figures show what the machine (2 cores, shared) does to any DNS server's tail in those seconds. Before each apply the same for 4 s without one; after it, a destroy of the same contexts:`,
       "",
       "| cycle | apply s | server | answers | lost | p50 ms | p99 ms | max ms | before: p50 ms | before: p99 ms | before: max ms |",
       "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -26,21 +26,33 @@ export class AnswerMemo {
 
   /** The key of a query from `source`: the sender and the query's bytes after its id. */
   static keyOf(source: string, query: Buffer): string {
-    return `${source} ${query.toString("latin1", 2)}`;
+    return AnswerMemo.keyAt(source, query, 0, query.length);
+  }
+
+  /** keyOf for the query in bytes [start, end) of `bytes` (a batch of datagrams read at once), without a copy. */
+  static keyAt(source: string, bytes: Buffer, start: number, end: number): string {
+    return `${source} ${bytes.toString("latin1", start + 2, end)}`;
   }
 
   /** The answer for `key` with the query's `id`, a fresh buffer; undefined when none is held or it went stale. */
   answer(key: string, id: number): Buffer | undefined {
+    const held = this.held(key);
+    if (!held) return undefined;
+    const out = Buffer.allocUnsafe(held.length);
+    held.copy(out);
+    out.writeUInt16BE(id, 0);
+    return out;
+  }
+
+  /** The answer kept for `key`, as kept (its id is the first asker's: the caller writes the query's over it). */
+  held(key: string): Buffer | undefined {
     const memo = this.entries.get(key);
     if (!memo) return undefined;
     if (this.now() >= memo.validUntil) {
       this.entries.delete(key);
       return undefined;
     }
-    const out = Buffer.allocUnsafe(memo.bytes.length);
-    memo.bytes.copy(out);
-    out.writeUInt16BE(id, 0);
-    return out;
+    return memo.bytes;
   }
 
   /** Keeps `bytes` as they are (not copied): the caller sends them and never changes them afterwards. */

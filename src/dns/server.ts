@@ -5,6 +5,7 @@
  */
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { createServer, type Socket, type Server as TcpServer } from "node:net";
+import { openUdpSocket, UdpBatch } from "../kernel/udp-batch.ts";
 import { AnswerMemo } from "./answer-memo.ts";
 import type { DnsUpdate } from "./feed.ts";
 import { Forwarder } from "./forwarder.ts";
@@ -32,6 +33,13 @@ const TCP_IDLE_MS = 10_000;
 const TCP_MAX_CONNECTIONS = 512;
 /** A bind that failed (the address not there yet, IPv6 still tentative) is tried again this often. */
 const REBIND_MS = 1000;
+/**
+ * After node:dgram hands over a datagram, what else is queued on that socket is read BATCH_SLOTS at a time
+ * (recvmmsg) and answered in one sendmmsg, at most DRAIN_CALLS reads before the event loop has its turn again (the
+ * other sockets, TCP, the engine's messages).
+ */
+const BATCH_SLOTS = 64;
+const DRAIN_CALLS = 4;
 
 interface Listener {
   udp: UdpSocket;
@@ -52,6 +60,8 @@ export class DnsServer {
   /** UDP answers already given, per kind of listener (the views differ): see answer-memo.ts. */
   private readonly gatewayMemo = new AnswerMemo();
   private readonly hostMemo = new AnswerMemo();
+  /** One for every listener: a drain runs to its end before another socket's begins. */
+  private readonly batch = new UdpBatch(BATCH_SLOTS);
 
   constructor(private readonly opts: DnsServerOptions) {
     this.tables = new NameTables(opts.domain);
@@ -104,6 +114,7 @@ export class DnsServer {
     this.listeners.clear();
     this.hostListeners.clear();
     await Promise.all(all.map((l) => closeListener(l)));
+    this.batch.free();
   }
 
   private syncListeners(): void {
@@ -178,8 +189,60 @@ export class DnsServer {
   private handlers(viewOf: ViewOf, memo: AnswerMemo): Handlers {
     return {
       udp: (msg, from, reply) => this.onQuery(msg, from, "udp", reply, viewOf, memo),
+      drain: (fd, udp) => this.drain(fd, udp, viewOf, memo),
       tcp: (socket) => this.onConnection(socket, viewOf),
     };
+  }
+
+  /** Answers what else is queued on the UDP socket `fd`, a batch a call each way. */
+  private drain(fd: number, udp: UdpSocket, viewOf: ViewOf, memo: AnswerMemo): void {
+    const batch = this.batch;
+    for (let call = 0; call < DRAIN_CALLS; call++) {
+      // A read error (none is expected on UDP but ICMP-reported ones) is left to node:dgram's next read.
+      const n = batch.receive(fd);
+      if (n <= 0) return;
+      for (let i = 0; i < n; i++) this.onBatched(i, udp, viewOf, memo);
+      for (const r of batch.flush(fd)) udp.send(r.bytes, r.port, r.address);
+      if (n < batch.slots) return;
+    }
+  }
+
+  /** Datagram i of the batch: from the memo straight into the batch's reply, else as any query. */
+  private onBatched(i: number, udp: UdpSocket, viewOf: ViewOf, memo: AnswerMemo): void {
+    const batch = this.batch;
+    // Longer than any query this server takes (one question, an OPT record): what is there is only its start.
+    if (batch.truncated(i)) return;
+    const data = batch.received;
+    const at = batch.dataOffset(i);
+    const length = batch.length(i);
+    const from = batch.address(i);
+    const key = length >= 12 ? AnswerMemo.keyAt(from, data, at, at + length) : undefined;
+    const held = key === undefined ? undefined : memo.held(key);
+    const out = batch.nextReplyOffset();
+    if (held && out !== undefined && held.length <= batch.sendSize) {
+      const replies = batch.replies;
+      held.copy(replies, out);
+      // The query's own id over the first asker's.
+      replies[out] = data[at]!;
+      replies[out + 1] = data[at + 1]!;
+      batch.queueWritten(held.length, i);
+      return;
+    }
+    // A copy: a forwarded query is kept until its answer comes, and the batch's memory is read into again.
+    const msg = Buffer.from(data.subarray(at, at + length));
+    const port = batch.port(i);
+    let inBatch = true;
+    this.onQuery(
+      msg,
+      from,
+      "udp",
+      (bytes) => {
+        if (!(inBatch && batch.queue(bytes, i))) udp.send(bytes, port, from);
+      },
+      viewOf,
+      memo,
+    );
+    inBatch = false;
   }
 
   private onQuery(
@@ -260,21 +323,42 @@ export class DnsServer {
 
 interface Handlers {
   udp: (msg: Buffer, from: string, reply: (b: Buffer) => void) => void;
+  /** After a datagram from node:dgram: the rest of what is queued on the socket. */
+  drain: (fd: number, udp: UdpSocket) => void;
   tcp: (s: Socket) => void;
 }
+
+/**
+ * Every address this server sends to is an address a datagram came from: no name to look up, and node:dgram's
+ * default (dns.lookup) would test it against a pattern and defer each send by a tick.
+ */
+const literalAddress = (
+  address: string,
+  _family: unknown,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+) => callback(null, address, address.includes(":") ? 6 : 4);
 
 function openListener(address: string, port: number, on: Handlers): Promise<Listener> {
   return new Promise((resolve, reject) => {
     const v6 = address.includes(":");
-    // ipv6Only on an IPv4 socket is EINVAL; on an IPv6 one it keeps the socket to its own address family.
-    const udp = createSocket(v6 ? { type: "udp6", ipv6Only: true } : { type: "udp4" });
+    // Bound here and handed to node:dgram, so that the batch reads and sends on the same descriptor (openUdpSocket
+    // keeps an IPv6 socket to its own address family, as ipv6Only did).
+    let fd: number;
+    try {
+      fd = openUdpSocket(address, port);
+    } catch (err) {
+      reject(err);
+      return;
+    }
+    const udp = createSocket({ type: v6 ? "udp6" : "udp4", lookup: literalAddress });
     udp.once("error", reject);
-    udp.bind({ address, port, exclusive: true }, () => {
+    udp.bind({ fd }, () => {
       udp.removeListener("error", reject);
       udp.on("error", () => {});
-      udp.on("message", (msg, rinfo) =>
-        on.udp(msg, rinfo.address, (bytes) => udp.send(bytes, rinfo.port, rinfo.address)),
-      );
+      udp.on("message", (msg, rinfo) => {
+        on.udp(msg, rinfo.address, (bytes) => udp.send(bytes, rinfo.port, rinfo.address));
+        on.drain(fd, udp);
+      });
       const tcp = createServer(on.tcp);
       tcp.maxConnections = TCP_MAX_CONNECTIONS;
       tcp.once("error", (err) => {

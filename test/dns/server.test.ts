@@ -52,6 +52,7 @@ before(async () => {
       "example.org": "198.51.100.7",
       "cached.example.org": "198.51.100.8",
       "kept.example.org": "198.51.100.9",
+      "burst.example.org": "198.51.100.10",
     }),
     String(STUB_TTL_S),
   ]);
@@ -74,6 +75,74 @@ after(async () => {
 test("names answer over UDP and TCP", async () => {
   assert.deepEqual(dataOf(await query(SERVER, "www")), ["127.0.0.2"]);
   assert.deepEqual(dataOf(await query(SERVER, "web.loop.netctx", { tcp: true })), ["127.0.0.2"]);
+});
+
+/**
+ * A burst from 16 sockets of one address, sent at once: the server reads most of it a batch at a time (recvmmsg) and
+ * answers a batch at a time (sendmmsg), from its memo for all but the first of each question. Every socket gets back
+ * exactly its own queries, each with its own id and the right answer: a reply sent to another socket of the batch,
+ * or with another asker's id, fails it.
+ */
+test("a burst from many sockets: each gets its own answers, with its own ids", async () => {
+  const { createSocket } = await import("node:dgram");
+  // burst.example.org: forwarded, its answer sent when the upstream's comes, after the batch it came in.
+  const names = ["web", "www", "burst.example.org"];
+  const want: Record<string, string> = {
+    web: "127.0.0.2",
+    www: "127.0.0.2",
+    "burst.example.org": "198.51.100.10",
+  };
+  const sockets = await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      const socket = createSocket("udp4");
+      await new Promise<void>((resolve) => socket.bind({ address: SERVER, port: 0 }, resolve));
+      return socket;
+    }),
+  );
+  const problems: string[] = [];
+  const base = Math.floor(Math.random() * 65536);
+  /** Which socket asked each id of the burst. */
+  const askedBy = new Map<number, number>();
+  const pending = sockets.map((socket, s) => {
+    const asked = new Map<number, string>();
+    for (let q = 0; q < 12; q++) {
+      const id = (base + s * 12 + q) % 65536;
+      askedBy.set(id, s);
+      const name = names[q % names.length]!;
+      const bytes = queryBytes(name);
+      bytes.writeUInt16BE(id, 0);
+      asked.set(id, name);
+      socket.send(bytes, 53, SERVER);
+    }
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        problems.push(`socket ${s}: no answer for ids ${[...asked.keys()].join(",")}`);
+        resolve();
+      }, 3000);
+      socket.on("message", (msg) => {
+        const answer = decode(msg);
+        const name = asked.get(answer.id ?? -1);
+        // An id of no socket of the burst: a late answer to an earlier test's query on a port used again.
+        if (name === undefined && askedBy.has(answer.id ?? -1))
+          problems.push(
+            `socket ${s}: an answer with id ${answer.id} (socket ${askedBy.get(answer.id ?? -1)} asked it), not one it waits for`,
+          );
+        else if (name === undefined) return;
+        else if (answer.questions?.[0]?.name !== name || dataOf(answer)[0] !== want[name])
+          problems.push(
+            `socket ${s}: id ${answer.id} asked ${name}, got ${answer.questions?.[0]?.name} ${dataOf(answer)}`,
+          );
+        asked.delete(answer.id ?? -1);
+        if (asked.size === 0) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+  });
+  await Promise.all(pending);
+  for (const socket of sockets) socket.close();
+  assert.deepEqual(problems, []);
 });
 
 /**
