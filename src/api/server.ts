@@ -14,6 +14,7 @@ import { type ApplyRequest, engineApplySync } from "../engine/apply-run.ts";
 import { connectContext, disconnectContext } from "../engine/context-networks.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { DnsFeed } from "../engine/dns-feed.ts";
+import { type DriftWatch, dropDriftReading, keepDriftReading } from "../engine/drift-watch.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import type { OverlayEngine } from "../engine/overlay.ts";
 import { addPolicy, policyView, removePolicy } from "../engine/policies.ts";
@@ -225,6 +226,54 @@ export async function route(
 const IDLE_FLUSH_MS = 30;
 const RESYNC_MS = 1000;
 const MAX_DEFER_MS = 500;
+/** How often an idle engine asks whether its drift reading went stale, and how long requests must have paused. */
+const DRIFT_POLL_MS = 100;
+const DRIFT_QUIET_MS = 50;
+
+/**
+ * The drift reading `ls` answers from (engine/drift-watch.ts), taken again in the background once requests pause:
+ * DRIFT_QUIET_MS after the last one, or four times as long as a reading takes, so that a dear reading (thousands of
+ * contexts) holds up a request arriving during it by at most a fraction of the pause before it.
+ */
+function keepDriftFresh(
+  host: Host,
+  log: (line: string) => void,
+): { drift: DriftWatch | undefined; busy: () => () => void; stop: () => void } {
+  let drift: DriftWatch | undefined;
+  try {
+    drift = keepDriftReading(host);
+  } catch (err) {
+    log(`drift: no kernel notifications (${(err as Error).message}): every ls reads the kernel`);
+  }
+  let inFlight = 0;
+  let lastActivity = performance.now();
+  const poll = drift
+    ? setInterval(() => {
+        if (!drift || inFlight > 0 || host.hasDeferred) return;
+        if (performance.now() - lastActivity < Math.max(DRIFT_QUIET_MS, 4 * drift.lastCostMs)) return;
+        try {
+          if (drift.changed()) drift.refresh();
+        } catch (err) {
+          log(`drift: reading failed: ${(err as Error).message}`);
+        }
+      }, DRIFT_POLL_MS)
+    : undefined;
+  poll?.unref();
+  return {
+    drift,
+    busy: () => {
+      inFlight++;
+      return () => {
+        inFlight--;
+        lastActivity = performance.now();
+      };
+    },
+    stop: () => {
+      clearInterval(poll);
+      dropDriftReading(host);
+    },
+  };
+}
 
 export async function serve(
   host: Host,
@@ -270,6 +319,7 @@ export async function serve(
         waitingSince = undefined;
         try {
           host.flushDeferred();
+          fresh.drift?.invalidate();
         } catch (err) {
           log(`deferred cleanup failed (gc will finish it): ${(err as Error).message}`);
         }
@@ -279,6 +329,7 @@ export async function serve(
     );
     idle.unref();
   };
+  const fresh = keepDriftFresh(host, log);
   const callers = new CallerCheck(host.config.cgroupParent);
   const parts: EngineParts = { host, cluster, overlay, dns, metrics };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -297,8 +348,17 @@ export async function serve(
       const url = req.url ?? "/";
       const method = req.method ?? "GET";
       const body = Buffer.concat(chunks).toString("utf8");
-      const reply = await route(parts, method, url, req.headers, body);
-      if (method !== "GET") await syncNames();
+      const done = fresh.busy();
+      let reply: Reply;
+      try {
+        reply = await route(parts, method, url, req.headers, body);
+        if (method !== "GET") {
+          fresh.drift?.invalidate();
+          await syncNames();
+        }
+      } finally {
+        done();
+      }
       res.writeHead(reply.status, {
         "content-type": reply.type ?? "application/json",
         "content-length": Buffer.byteLength(reply.body),
@@ -327,6 +387,9 @@ export async function serve(
     server.listen(socketPath, () => resolve());
   });
   chmodSync(socketPath, 0o600);
-  server.on("close", () => clearInterval(resync));
+  server.on("close", () => {
+    clearInterval(resync);
+    fresh.stop();
+  });
   return server;
 }

@@ -7,6 +7,7 @@ import { formatHostPort } from "../model/host-port.ts";
 import { type Bandwidth, formatPublish } from "../model/publish.ts";
 import type { ContextRecord } from "../model/records.ts";
 import { liveBandwidth } from "../networks/bandwidth.ts";
+import { keptDriftReading } from "./drift-watch.ts";
 import { missingByContext } from "./reconcile/gc.ts";
 
 export interface InterfaceView {
@@ -58,10 +59,14 @@ export function inspectView(host: Host, record: ContextRecord): ContextView {
   return node === undefined ? view : { ...view, node };
 }
 
-/** The drift check must not cost a listing its answer: a host where it cannot run (no nft) shows records as they are. */
+/**
+ * The drift check must not cost a listing its answer: a host where it cannot run (no nft) shows records as they are.
+ * A resident engine answers from the reading it keeps (drift-watch.ts).
+ */
 function lacking(host: Host, only?: string): Map<string, string[]> {
+  const names = only === undefined ? undefined : [only];
   try {
-    return missingByContext(host, only === undefined ? undefined : [only]);
+    return keptDriftReading(host)?.missing(names) ?? missingByContext(host, names);
   } catch {
     return new Map();
   }

@@ -33,6 +33,7 @@ import {
 } from "./neigh.ts";
 import { NetlinkSocket } from "./netlink.ts";
 import { inNetns } from "./netns.ts";
+import { netnsIdEnsure } from "./nsid.ts";
 import {
   type Route,
   type RouteSpec,
@@ -84,6 +85,11 @@ export class Rtnl {
 
   close(): void {
     this.sock.close();
+  }
+
+  /** The namespace at `path` gets an id in this socket's namespace unless it has one (nsid.ts says why). */
+  netnsIdEnsure(path: string): void {
+    netnsIdEnsure(this.sock, path);
   }
 
   /** The ifindex of a link; KernelError ENODEV when missing. */

@@ -255,3 +255,33 @@ test("a context's interface deleted inside its netns: its veth is made again wit
   const b5 = netctxJson<View>("inspect", "b5").interfaces[0]!.hostIfname!;
   sh(`nft list set bridge netctx as_ports | grep -q ${b5}`);
 });
+
+/**
+ * A resident engine answers `ls` from the drift reading it keeps (engine/drift-watch.ts): a change by hand, in the
+ * host's namespace, inside a context's, in nft or in the neighbour table, must reach the very next `ls` (the engine
+ * reads what the kernel announced before it answers), and so must repair's fix, made by another process.
+ */
+test("a resident engine's kept reading: the next ls sees a change by hand, and repair's fix", async () => {
+  const engine = await startEngine({ args: ["--check-interval", "0"] });
+  try {
+    const seen = (change: string, name: string) => {
+      // Twice: the second answer comes from the kept reading.
+      assert.equal(statusOf()[name], "ready", `before ${change}`);
+      assert.equal(statusOf()[name], "ready", `before ${change}, again`);
+      sh(change);
+      assert.equal(statusOf()[name], "degraded", `the ls right after ${change}`);
+      netctxOk("repair");
+      assert.equal(statusOf()[name], "ready", `the ls right after repair of ${change}`);
+    };
+    const b5 = netctxJson<View>("inspect", "b5");
+    const r5 = netctxJson<View>("inspect", "r5");
+    const t5 = netctxJson<View & { table: number }>("inspect", "t5");
+    seen(`ip -n ${basename(b5.netns!)} route del default`, "b5");
+    seen(`ip -n ${basename(r5.netns!)} neigh del ${r5.interfaces[0]!.gateways[0]} dev eth0`, "r5");
+    seen("ip link del nc-dh", "s5");
+    seen(`ip rule del pref 1000 from ${v4(t5).split("/")[0]} table ${t5.table}`, "t5");
+    seen(`nft delete element bridge netctx as_ports '{ "${b5.interfaces[0]!.hostIfname}" }'`, "b5");
+  } finally {
+    await engine.stop();
+  }
+});
