@@ -273,15 +273,35 @@ test("a resident engine's kept reading: the next ls sees a change by hand, and r
       netctxOk("repair");
       assert.equal(statusOf()[name], "ready", `the ls right after repair of ${change}`);
     };
+    // A macvlan context's namespace is one the kernel gives no id in the host's (no veth peer links them): the
+    // engine gives it one, or nothing inside it would be heard.
+    sh("ip link add dmp0 type veth peer name dmp1 && ip link set dmp0 up");
+    netctxOk(
+      "network",
+      "create",
+      "dm",
+      "--driver",
+      "macvlan",
+      "--parent",
+      "dmp0",
+      "--subnet",
+      "10.93.0.0/24",
+    );
+    netctxOk("create", "m5", "--level", "l2", "--network", "dm");
+    const m5 = netctxJson<View>("inspect", "m5");
     const b5 = netctxJson<View>("inspect", "b5");
     const r5 = netctxJson<View>("inspect", "r5");
     const t5 = netctxJson<View & { table: number }>("inspect", "t5");
+    seen(`ip -n ${basename(m5.netns!)} addr del ${v4(m5)} dev eth0`, "m5");
     seen(`ip -n ${basename(b5.netns!)} route del default`, "b5");
     seen(`ip -n ${basename(r5.netns!)} neigh del ${r5.interfaces[0]!.gateways[0]} dev eth0`, "r5");
     seen("ip link del nc-dh", "s5");
     seen(`ip rule del pref 1000 from ${v4(t5).split("/")[0]} table ${t5.table}`, "t5");
     seen(`nft delete element bridge netctx as_ports '{ "${b5.interfaces[0]!.hostIfname}" }'`, "b5");
+    netctxOk("rm", "m5");
+    netctxOk("network", "rm", "dm");
   } finally {
     await engine.stop();
+    sh("ip link del dmp0 2>/dev/null || true");
   }
 });
