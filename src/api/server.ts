@@ -232,8 +232,8 @@ const DRIFT_QUIET_MS = 50;
 
 /**
  * The drift reading `ls` answers from (engine/drift-watch.ts), taken again in the background once requests pause:
- * DRIFT_QUIET_MS after the last one, or four times as long as a reading takes, so that a dear reading (thousands of
- * contexts) holds up a request arriving during it by at most a fraction of the pause before it.
+ * DRIFT_QUIET_MS after the last one, or twice as long as a reading takes, so that a dear reading (thousands of
+ * contexts) holds up a request arriving during it by at most half the pause before it.
  */
 function keepDriftFresh(
   host: Host,
@@ -250,7 +250,7 @@ function keepDriftFresh(
   const poll = drift
     ? setInterval(() => {
         if (!drift || inFlight > 0 || host.hasDeferred) return;
-        if (performance.now() - lastActivity < Math.max(DRIFT_QUIET_MS, 4 * drift.lastCostMs)) return;
+        if (performance.now() - lastActivity < Math.max(DRIFT_QUIET_MS, 2 * drift.lastCostMs)) return;
         try {
           if (drift.changed()) drift.refresh();
         } catch (err) {

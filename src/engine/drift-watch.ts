@@ -22,6 +22,7 @@ import type { Message } from "../kernel/netlink.ts";
 import { listNetns, netnsPath } from "../kernel/netns.ts";
 import { DirectoryWatch, MountTableWatch, NotificationSocket, RTNLGRP } from "../kernel/notify.ts";
 import { NETNS_PREFIX } from "../model/names.ts";
+import type { ContextRecord } from "../model/records.ts";
 import { type DriftReading, missingOf, readDrift } from "./reconcile/gc.ts";
 
 const RTNL_GROUPS = [
@@ -65,8 +66,21 @@ export class DriftWatch {
 
   /** What each ready context lacks (`only`: just these), from the kept reading unless it may be stale. */
   missing(only?: readonly string[]): Map<string, string[]> {
+    return missingOf(this.current(), only);
+  }
+
+  /**
+   * Every context record and what each ready one lacks, as `ls` shows them: the kept reading's records are the
+   * store's while its revision holds, which a current reading has checked.
+   */
+  listing(): { contexts: ContextRecord[]; missing: Map<string, string[]> } {
+    const reading = this.current();
+    return { contexts: reading.contexts, missing: missingOf(reading) };
+  }
+
+  private current(): DriftReading {
     if (this.changed() || this.reading === undefined) this.refresh();
-    return missingOf(this.reading!, only);
+    return this.reading!;
   }
 
   /** The engine changed something itself: the next request reads again. */

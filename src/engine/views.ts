@@ -46,8 +46,21 @@ export interface ContextView {
 
 /** Every context as `ls` shows it: the records, with what the kernel lacks of each (one reading of the kernel). */
 export function contextViews(host: Host): ContextView[] {
-  const missing = lacking(host);
-  return host.store.listContexts().map((c) => contextView(host, c, false, missing.get(c.name)));
+  const { contexts, missing } = listing(host);
+  return contexts.map((c) => contextView(host, c, false, missing.get(c.name)));
+}
+
+/** The records and their drift: from the reading a resident engine keeps (drift-watch.ts), or read now. */
+function listing(host: Host): { contexts: ContextRecord[]; missing: Map<string, string[]> } {
+  const kept = keptDriftReading(host);
+  if (kept) {
+    try {
+      return kept.listing();
+    } catch {
+      // As lacking(): records as they are when the kernel cannot be read.
+    }
+  }
+  return { contexts: host.store.listContexts(), missing: lacking(host) };
 }
 
 /** One context as `inspect` shows it: the record, what the kernel says now and what it lacks. */

@@ -9,6 +9,7 @@
  */
 import { conflict } from "../../errors.ts";
 import type { Host } from "../../host.ts";
+import type { ContextRecord } from "../../model/records.ts";
 import type { Declared, Fix, ObjectKind, Present } from "../../networks/ownership.ts";
 import { networkDriver } from "../../networks/registry.ts";
 import { timed } from "../timings.ts";
@@ -90,6 +91,8 @@ export function missingByContext(host: Host, only?: readonly string[]): Map<stri
  * sees (a bridge's shortcut map entries).
  */
 export interface DriftReading {
+  /** The context records the reading was taken against. */
+  contexts: ContextRecord[];
   /** Per ready context, what it lacks; recheck's lines are not in it. */
   lasting: Map<string, string[]>;
   /** The unannounced part, read now, for the contexts `wanted` keeps. */
@@ -162,6 +165,7 @@ function driftIn(host: Host): DriftReading {
   const shortcuts = own.objects.filter((d) => d.kind === "shortcut");
   const links = present.get("link") ?? [];
   return {
+    contexts,
     lasting,
     neighbourIps: new Set(own.objects.filter((d) => d.kind === "neighbour").map((d) => d.id.split(" ")[0]!)),
     recheck(wanted) {
