@@ -226,14 +226,18 @@ export async function route(
 const IDLE_FLUSH_MS = 30;
 const RESYNC_MS = 1000;
 const MAX_DEFER_MS = 500;
-/** How often an idle engine asks whether its drift reading went stale, and how long requests must have paused. */
-const DRIFT_POLL_MS = 100;
-const DRIFT_QUIET_MS = 50;
+/**
+ * How often an idle engine asks whether its drift reading went stale (a few system calls: ~30 us), and how long
+ * requests must have paused before it takes a new one. An rm's kernel cleanup announces itself again tens of ms
+ * later (the namespace goes in a kernel worker, its veth with it): a slower tick left the next `ls` to read itself.
+ */
+const DRIFT_POLL_MS = 25;
+const DRIFT_QUIET_MS = 30;
 
 /**
  * The drift reading `ls` answers from (engine/drift-watch.ts), taken again in the background once requests pause:
- * DRIFT_QUIET_MS after the last one, or twice as long as a reading takes, so that a dear reading (thousands of
- * contexts) holds up a request arriving during it by at most half the pause before it.
+ * DRIFT_QUIET_MS after the last one, or as long as a reading takes, so that a dear reading (thousands of contexts)
+ * holds up a request arriving during it by at most the pause before it.
  */
 function keepDriftFresh(
   host: Host,
@@ -250,7 +254,7 @@ function keepDriftFresh(
   const poll = drift
     ? setInterval(() => {
         if (!drift || inFlight > 0 || host.hasDeferred) return;
-        if (performance.now() - lastActivity < Math.max(DRIFT_QUIET_MS, 2 * drift.lastCostMs)) return;
+        if (performance.now() - lastActivity < Math.max(DRIFT_QUIET_MS, drift.lastCostMs)) return;
         try {
           if (drift.changed()) drift.refresh();
         } catch (err) {
