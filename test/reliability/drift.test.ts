@@ -12,6 +12,7 @@ import { addressesOf } from "../utils/kernel-oracle.ts";
 import { addNetns, delNetns } from "../utils/netns.ts";
 import { ping } from "../utils/ping.ts";
 import { sh } from "../utils/shell.ts";
+import { openStore } from "../utils/state-oracle.ts";
 import { waitFor } from "../utils/wait.ts";
 
 interface View {
@@ -21,6 +22,7 @@ interface View {
   netns?: string;
   interfaces: { name: string; hostIfname?: string; gateways: string[] }[];
   missing?: string[];
+  labels?: Record<string, string>;
 }
 
 const statusOf = () => Object.fromEntries(netctxJson<View[]>("ls", "--json").map((v) => [v.name, v.status]));
@@ -298,6 +300,20 @@ test("a resident engine's kept reading: the next ls sees a change by hand, and r
     seen("ip link del nc-dh", "s5");
     seen(`ip rule del pref 1000 from ${v4(t5).split("/")[0]} table ${t5.table}`, "t5");
     seen(`nft delete element bridge netctx as_ports '{ "${b5.interfaces[0]!.hostIfname}" }'`, "b5");
+    // The records another process writes (here this test, through the store): the kept listing follows them too.
+    const labelsOf = () => netctxJson<View[]>("ls", "--json").find((v) => v.name === "b5")?.labels;
+    assert.equal(labelsOf()?.["drift"], undefined);
+    const store = openStore();
+    try {
+      const record = store.getContext("b5")!;
+      store.updateContext({
+        ...record,
+        spec: { ...record.spec, labels: { ...record.spec.labels, drift: "kept" } },
+      });
+    } finally {
+      store.close();
+    }
+    assert.equal(labelsOf()?.["drift"], "kept", "a record written by another process");
     netctxOk("rm", "m5");
     netctxOk("network", "rm", "dm");
   } finally {
