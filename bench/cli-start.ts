@@ -119,6 +119,9 @@ export async function cliStartSection(quick: boolean, log: (line: string) => voi
     const bin = [process.execPath, NETCTX_BIN];
     for (let turn = 0; turn < plan.turns; turn++) {
       const name = `turn${turn}`;
+      // The last turn's removals leave the engine work for its next pause (batched nft removals, a new drift
+      // reading): done now, or it lands on whichever command runs next, the bare node start first.
+      await timedRequest(socket, "POST", "/v1/settle");
       measure("node", [process.execPath, "-e", "0"]);
       measure("version", [...bin, "--version"]);
       measure("ls", [...bin, "ls"]);

@@ -14,7 +14,12 @@ import { type ApplyRequest, engineApplySync } from "../engine/apply-run.ts";
 import { connectContext, disconnectContext } from "../engine/context-networks.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { DnsFeed } from "../engine/dns-feed.ts";
-import { type DriftWatch, dropDriftReading, keepDriftReading } from "../engine/drift-watch.ts";
+import {
+  type DriftWatch,
+  dropDriftReading,
+  keepDriftReading,
+  keptDriftReading,
+} from "../engine/drift-watch.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import type { OverlayEngine } from "../engine/overlay.ts";
 import { addPolicy, policyView, removePolicy } from "../engine/policies.ts";
@@ -73,10 +78,12 @@ export function handle(
     // `?name=A&name=B`: only those contexts (an unknown one is a 404 naming it).
     if (kind === "stats" && method === "GET" && !name)
       return json(200, statsView(host, { names: queryAll(path, "name"), keepNetnsFiles: true }));
-    // Run the cleanup the engine left for a pause (deferred DEL teardowns, batched nft removals) now: for callers
-    // that need the kernel settled (tests, benchmarks charging that work to the removals that left it).
+    // Run the cleanup the engine left for a pause (deferred DEL teardowns, batched nft removals) now, and take the
+    // drift reading `ls` answers from if it went stale: for callers that need the engine settled (tests, benchmarks
+    // charging that work to the removals that left it, or keeping it off the next measured command).
     if (kind === "settle" && method === "POST") {
       host.flushDeferred();
+      keptDriftReading(host)?.missing();
       return json(200, { settled: true });
     }
     if (kind === "networks" && name && method === "POST" && (verb === "connect" || verb === "disconnect")) {
@@ -355,11 +362,10 @@ export async function serve(
       const done = fresh.busy();
       let reply: Reply;
       try {
+        // Before it runs: a reading taken within (settle's) comes after its changes.
+        if (method !== "GET") fresh.drift?.invalidate();
         reply = await route(parts, method, url, req.headers, body);
-        if (method !== "GET") {
-          fresh.drift?.invalidate();
-          await syncNames();
-        }
+        if (method !== "GET") await syncNames();
       } finally {
         done();
       }
