@@ -83,8 +83,7 @@ export function handle(
     // charging that work to the removals that left it, or keeping it off the next measured command).
     if (kind === "settle" && method === "POST") {
       host.flushDeferred();
-      keptDriftReading(host)?.missing();
-      return json(200, { settled: true });
+      return json(200, { settled: true, driftRead: keptDriftReading(host)?.settle() ?? false });
     }
     if (kind === "networks" && name && method === "POST" && (verb === "connect" || verb === "disconnect")) {
       // The network is the path's; the body names the context (Docker's and podman's API shape).
@@ -263,7 +262,7 @@ function keepDriftFresh(
         if (!drift || inFlight > 0 || host.hasDeferred) return;
         if (performance.now() - lastActivity < Math.max(DRIFT_QUIET_MS, drift.lastCostMs)) return;
         try {
-          if (drift.changed()) drift.refresh();
+          drift.settle();
         } catch (err) {
           log(`drift: reading failed: ${(err as Error).message}`);
         }

@@ -83,6 +83,13 @@ export class DriftWatch {
     return this.reading!;
   }
 
+  /** Takes a new reading if the kept one may be stale; whether it did. */
+  settle(): boolean {
+    if (!this.changed()) return false;
+    this.refresh();
+    return true;
+  }
+
   /** The engine changed something itself: the next request reads again. */
   invalidate(): void {
     this.stale = true;
