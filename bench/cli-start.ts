@@ -12,6 +12,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { callEngine } from "../src/api/client.ts";
 import { childrenCpuMs } from "./child-cpu.ts";
 import { NETCTX_BIN, startEngine } from "./cni-netctx.ts";
@@ -86,6 +87,20 @@ async function timedRequest(socket: string, method: string, path: string, body?:
   return nowMs() - t;
 }
 
+/**
+ * The last turn's removals leave the engine work for its next pause (batched nft removals, a new drift reading; the
+ * kernel ends a removed netns in a worker, tens of ms later, and announces it): done before a turn, or it lands on
+ * whichever command runs next, the bare node start first, and flatters every ratio. Settled until a settle finds the
+ * drift reading current (an engine without one answers no `driftRead`), with a pause after each.
+ */
+async function settled(socket: string): Promise<void> {
+  for (let round = 0; round < 10; round++) {
+    const reply = await callEngine<{ driftRead?: boolean }>(socket, "POST", "/v1/settle");
+    await sleep(100);
+    if (!reply?.driftRead) return;
+  }
+}
+
 export async function cliStartSection(quick: boolean, log: (line: string) => void): Promise<CliStartResult> {
   const plan = quick ? PLAN.quick : PLAN.full;
   const stateDir = mkdtempSync(join(tmpdir(), "netctx-bench-cli-"));
@@ -119,6 +134,7 @@ export async function cliStartSection(quick: boolean, log: (line: string) => voi
     const bin = [process.execPath, NETCTX_BIN];
     for (let turn = 0; turn < plan.turns; turn++) {
       const name = `turn${turn}`;
+      await settled(socket);
       measure("node", [process.execPath, "-e", "0"]);
       measure("version", [...bin, "--version"]);
       measure("ls", [...bin, "ls"]);

@@ -14,6 +14,12 @@ import { type ApplyRequest, engineApplySync } from "../engine/apply-run.ts";
 import { connectContext, disconnectContext } from "../engine/context-networks.ts";
 import { createContext, removeContext } from "../engine/contexts.ts";
 import { DnsFeed } from "../engine/dns-feed.ts";
+import {
+  type DriftWatch,
+  dropDriftReading,
+  keepDriftReading,
+  keptDriftReading,
+} from "../engine/drift-watch.ts";
 import { createNetwork, removeNetwork } from "../engine/networks.ts";
 import type { OverlayEngine } from "../engine/overlay.ts";
 import { addPolicy, policyView, removePolicy } from "../engine/policies.ts";
@@ -72,11 +78,12 @@ export function handle(
     // `?name=A&name=B`: only those contexts (an unknown one is a 404 naming it).
     if (kind === "stats" && method === "GET" && !name)
       return json(200, statsView(host, { names: queryAll(path, "name"), keepNetnsFiles: true }));
-    // Run the cleanup the engine left for a pause (deferred DEL teardowns, batched nft removals) now: for callers
-    // that need the kernel settled (tests, benchmarks charging that work to the removals that left it).
+    // Run the cleanup the engine left for a pause (deferred DEL teardowns, batched nft removals) now, and take the
+    // drift reading `ls` answers from if it went stale: for callers that need the engine settled (tests, benchmarks
+    // charging that work to the removals that left it, or keeping it off the next measured command).
     if (kind === "settle" && method === "POST") {
       host.flushDeferred();
-      return json(200, { settled: true });
+      return json(200, { settled: true, driftRead: keptDriftReading(host)?.settle() ?? false });
     }
     if (kind === "networks" && name && method === "POST" && (verb === "connect" || verb === "disconnect")) {
       // The network is the path's; the body names the context (Docker's and podman's API shape).
@@ -225,6 +232,58 @@ export async function route(
 const IDLE_FLUSH_MS = 30;
 const RESYNC_MS = 1000;
 const MAX_DEFER_MS = 500;
+/**
+ * How often an idle engine asks whether its drift reading went stale (a few system calls: ~30 us), and how long
+ * requests must have paused before it takes a new one. An rm's kernel cleanup announces itself again tens of ms
+ * later (the namespace goes in a kernel worker, its veth with it): a slower tick left the next `ls` to read itself.
+ */
+const DRIFT_POLL_MS = 25;
+const DRIFT_QUIET_MS = 30;
+
+/**
+ * The drift reading `ls` answers from (engine/drift-watch.ts), taken again in the background once requests pause:
+ * DRIFT_QUIET_MS after the last one, or as long as a reading takes, so that a dear reading (thousands of contexts)
+ * holds up a request arriving during it by at most the pause before it.
+ */
+function keepDriftFresh(
+  host: Host,
+  log: (line: string) => void,
+): { drift: DriftWatch | undefined; busy: () => () => void; stop: () => void } {
+  let drift: DriftWatch | undefined;
+  try {
+    drift = keepDriftReading(host);
+  } catch (err) {
+    log(`drift: no kernel notifications (${(err as Error).message}): every ls reads the kernel`);
+  }
+  let inFlight = 0;
+  let lastActivity = performance.now();
+  const poll = drift
+    ? setInterval(() => {
+        if (!drift || inFlight > 0 || host.hasDeferred) return;
+        if (performance.now() - lastActivity < Math.max(DRIFT_QUIET_MS, drift.lastCostMs)) return;
+        try {
+          drift.settle();
+        } catch (err) {
+          log(`drift: reading failed: ${(err as Error).message}`);
+        }
+      }, DRIFT_POLL_MS)
+    : undefined;
+  poll?.unref();
+  return {
+    drift,
+    busy: () => {
+      inFlight++;
+      return () => {
+        inFlight--;
+        lastActivity = performance.now();
+      };
+    },
+    stop: () => {
+      clearInterval(poll);
+      dropDriftReading(host);
+    },
+  };
+}
 
 export async function serve(
   host: Host,
@@ -270,6 +329,7 @@ export async function serve(
         waitingSince = undefined;
         try {
           host.flushDeferred();
+          fresh.drift?.invalidate();
         } catch (err) {
           log(`deferred cleanup failed (gc will finish it): ${(err as Error).message}`);
         }
@@ -279,6 +339,7 @@ export async function serve(
     );
     idle.unref();
   };
+  const fresh = keepDriftFresh(host, log);
   const callers = new CallerCheck(host.config.cgroupParent);
   const parts: EngineParts = { host, cluster, overlay, dns, metrics };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -297,8 +358,16 @@ export async function serve(
       const url = req.url ?? "/";
       const method = req.method ?? "GET";
       const body = Buffer.concat(chunks).toString("utf8");
-      const reply = await route(parts, method, url, req.headers, body);
-      if (method !== "GET") await syncNames();
+      const done = fresh.busy();
+      let reply: Reply;
+      try {
+        // Before it runs: a reading taken within (settle's) comes after its changes.
+        if (method !== "GET") fresh.drift?.invalidate();
+        reply = await route(parts, method, url, req.headers, body);
+        if (method !== "GET") await syncNames();
+      } finally {
+        done();
+      }
       res.writeHead(reply.status, {
         "content-type": reply.type ?? "application/json",
         "content-length": Buffer.byteLength(reply.body),
@@ -327,6 +396,9 @@ export async function serve(
     server.listen(socketPath, () => resolve());
   });
   chmodSync(socketPath, 0o600);
-  server.on("close", () => clearInterval(resync));
+  server.on("close", () => {
+    clearInterval(resync);
+    fresh.stop();
+  });
   return server;
 }

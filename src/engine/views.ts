@@ -7,6 +7,7 @@ import { formatHostPort } from "../model/host-port.ts";
 import { type Bandwidth, formatPublish } from "../model/publish.ts";
 import type { ContextRecord } from "../model/records.ts";
 import { liveBandwidth } from "../networks/bandwidth.ts";
+import { keptDriftReading } from "./drift-watch.ts";
 import { missingByContext } from "./reconcile/gc.ts";
 
 export interface InterfaceView {
@@ -45,8 +46,21 @@ export interface ContextView {
 
 /** Every context as `ls` shows it: the records, with what the kernel lacks of each (one reading of the kernel). */
 export function contextViews(host: Host): ContextView[] {
-  const missing = lacking(host);
-  return host.store.listContexts().map((c) => contextView(host, c, false, missing.get(c.name)));
+  const { contexts, missing } = listing(host);
+  return contexts.map((c) => contextView(host, c, false, missing.get(c.name)));
+}
+
+/** The records and their drift: from the reading a resident engine keeps (drift-watch.ts), or read now. */
+function listing(host: Host): { contexts: ContextRecord[]; missing: Map<string, string[]> } {
+  const kept = keptDriftReading(host);
+  if (kept) {
+    try {
+      return kept.listing();
+    } catch {
+      // As lacking(): records as they are when the kernel cannot be read.
+    }
+  }
+  return { contexts: host.store.listContexts(), missing: lacking(host) };
 }
 
 /** One context as `inspect` shows it: the record, what the kernel says now and what it lacks. */
@@ -58,10 +72,14 @@ export function inspectView(host: Host, record: ContextRecord): ContextView {
   return node === undefined ? view : { ...view, node };
 }
 
-/** The drift check must not cost a listing its answer: a host where it cannot run (no nft) shows records as they are. */
+/**
+ * The drift check must not cost a listing its answer: a host where it cannot run (no nft) shows records as they are.
+ * A resident engine answers from the reading it keeps (drift-watch.ts).
+ */
 function lacking(host: Host, only?: string): Map<string, string[]> {
+  const names = only === undefined ? undefined : [only];
   try {
-    return missingByContext(host, only === undefined ? undefined : [only]);
+    return keptDriftReading(host)?.missing(names) ?? missingByContext(host, names);
   } catch {
     return new Map();
   }

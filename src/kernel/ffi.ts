@@ -45,6 +45,21 @@ export const recv = libc.func("long recv(int fd, void *buf, size_t len, int flag
   flags: number,
 ) => number;
 export const close = libc.func("int close(int fd)") as (fd: number) => number;
+/** poll(2) over `count` packed struct pollfd (fd i32, events i16, revents i16). */
+export const poll = libc.func("int poll(void *fds, unsigned long count, int timeout)") as (
+  fds: Uint8Array,
+  count: number,
+  timeout: number,
+) => number;
+export const read = libc.func("long read(int fd, void *buf, size_t count)") as (
+  fd: number,
+  buf: Uint8Array,
+  count: number,
+) => number;
+export const inotifyInit1 = libc.func("int inotify_init1(int flags)") as (flags: number) => number;
+export const inotifyAddWatch = libc.func(
+  "int inotify_add_watch(int fd, const char *path, uint32_t mask)",
+) as (fd: number, path: string, mask: number) => number;
 const fcntlVariadic = libc.func("int fcntl(int fd, int cmd, ...)") as (
   fd: number,
   cmd: number,

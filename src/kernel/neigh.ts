@@ -203,3 +203,18 @@ export function fdbList(sock: NetlinkSocket, ifindex: number, ifname: string): F
     },
   );
 }
+
+/**
+ * The IP address a neighbour notification (RTM_NEWNEIGH / RTM_DELNEIGH, notify.ts) is about; undefined for any other
+ * message and for a bridge's forwarding entries (AF_BRIDGE), which a bridge learns and forgets with every frame.
+ */
+export function neighNoticeIp(m: Message): string | undefined {
+  if (m.type !== RTM_NEWNEIGH && m.type !== RTM_DELNEIGH) return undefined;
+  if (!familyOfAf(m.buf[m.offset] ?? 0)) return undefined;
+  return parseAttrs(m.buf, m.offset + NDMSG_LEN, m.end, NDA_MAX).ip(NDA_DST);
+}
+
+/** Whether a notification is a neighbour's (an ARP/NDP entry or a forwarding entry). */
+export function isNeighNotice(m: Message): boolean {
+  return m.type === RTM_NEWNEIGH || m.type === RTM_DELNEIGH;
+}

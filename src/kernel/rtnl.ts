@@ -33,7 +33,7 @@ import {
 } from "./neigh.ts";
 import { NetlinkSocket } from "./netlink.ts";
 import { inNetns } from "./netns.ts";
-import { nsidOf } from "./nsid.ts";
+import { netnsIdEnsure, nsidOf } from "./nsid.ts";
 import {
   type Route,
   type RouteSpec,
@@ -90,6 +90,11 @@ export class Rtnl {
   /** The id this socket's namespace holds for the namespace at netnsPath, undefined when none (nsid.ts). */
   nsidOf(netnsPath: string): number | undefined {
     return nsidOf(this.sock, netnsPath);
+  }
+
+  /** The namespace at `path` gets an id in this socket's namespace unless it has one (nsid.ts says why). */
+  netnsIdEnsure(path: string): void {
+    netnsIdEnsure(this.sock, path);
   }
 
   /** The ifindex of a link; KernelError ENODEV when missing. */

@@ -46,13 +46,15 @@ export function portBridge(host: Host, net: NetworkRecord): string {
   let ports = known?.ports;
   for (let k = known?.k ?? 0; ; k++, ports = undefined) {
     const bridge = k === 0 ? bridgeIfname(net.name) : segmentNames(net.name, k).bridge;
-    const link = host.rtnl.linkGet(bridge);
+    // Its index only (SIOCGIFINDEX, ~2 us): a bridge's RTM_GETLINK answer carries all its bridge attributes and
+    // cost ~0.8 ms of each create (profiled at 50 contexts).
+    const index = host.rtnl.linkIndexIfAny(bridge);
     // The network's own bridge missing: the veth's join fails and says so.
-    if (!link && k === 0) return bridge;
-    if (!link) {
+    if (index === undefined && k === 0) return bridge;
+    if (index === undefined) {
       createSegment(host, net, k);
       ports = 1; // its trunk
-    } else ports ??= host.rtnl.linkPortCount(link.index);
+    } else ports ??= host.rtnl.linkPortCount(index);
     if (ports >= limit) continue;
     filling(host).set(net.name, { k, ports: ports + 1 });
     return bridge;

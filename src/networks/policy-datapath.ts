@@ -23,6 +23,7 @@
  * The tables are written in two generations (policy-maps.ts): the inactive one is brought to the new tables entry by
  * entry (a diff), then one update of the state array makes it the active one, so no packet meets a half-written table.
  */
+import { existsSync } from "node:fs";
 import { NetctxError } from "../errors.ts";
 import { type Host, hostSlot } from "../host.ts";
 import type { AttachTypeName } from "../kernel/bpf/abi.ts";
@@ -122,6 +123,9 @@ function findAnchor(host: Host): Datapath | undefined {
   } catch {
     return undefined; // no cgroup v2: nothing was ever anchored
   }
+  // Asked once per port by every drift check (portPolicyFix): without the directory, answered without building the
+  // two errors a failed open makes (~50 us a port).
+  if (!existsSync(parent)) return undefined;
   let cg: number;
   try {
     cg = openCgroup(parent);

@@ -72,4 +72,9 @@ export interface StateStore {
    * are still true while it holds. Undefined inside a transaction, whose reads may yet be rolled back.
    */
   policyInputsRevision(): string | undefined;
+  /**
+   * Changes with every write of any record, by this process or another (a rolled-back one may move it too): what
+   * was derived from the records under one revision is still true while it holds. Undefined inside a transaction.
+   */
+  recordsRevision(): string | undefined;
 }

@@ -257,6 +257,7 @@ export class Store implements StateStore {
         .pluck(),
       context: db.prepare<[string], ContextRow>(`SELECT * FROM contexts WHERE name = ?`),
       contexts: db.prepare<[], ContextRow>(`SELECT * FROM contexts ORDER BY name`),
+      totalChanges: db.prepare<[], number>(`SELECT total_changes()`).pluck(),
       contextFingerprints: db.prepare<[], { name: string; fp: string }>(
         // created_at: a context removed and made again with the same spec is another record (another cgroup).
         `SELECT name, status || ' ' || created_at || ' ' || spec AS fp FROM contexts ORDER BY name`,
@@ -624,6 +625,12 @@ export class Store implements StateStore {
   policyInputsRevision(): string | undefined {
     if (this.state.db.inTransaction) return undefined;
     return `${this.foreignWrites()}:${this.policyInputWrites}`;
+  }
+
+  /** data_version for other connections' commits, total_changes() for this one's rows written. */
+  recordsRevision(): string | undefined {
+    if (this.state.db.inTransaction) return undefined;
+    return `${this.foreignWrites()}:${this.q.totalChanges.get()}`;
   }
 
   /** SQLite's data_version: it changes when another connection commits, never for this one's own writes. */

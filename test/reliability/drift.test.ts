@@ -12,6 +12,7 @@ import { addressesOf } from "../utils/kernel-oracle.ts";
 import { addNetns, delNetns } from "../utils/netns.ts";
 import { ping } from "../utils/ping.ts";
 import { sh } from "../utils/shell.ts";
+import { openStore } from "../utils/state-oracle.ts";
 import { waitFor } from "../utils/wait.ts";
 
 interface View {
@@ -21,6 +22,7 @@ interface View {
   netns?: string;
   interfaces: { name: string; hostIfname?: string; gateways: string[] }[];
   missing?: string[];
+  labels?: Record<string, string>;
 }
 
 const statusOf = () => Object.fromEntries(netctxJson<View[]>("ls", "--json").map((v) => [v.name, v.status]));
@@ -254,4 +256,68 @@ test("a context's interface deleted inside its netns: its veth is made again wit
   }
   const b5 = netctxJson<View>("inspect", "b5").interfaces[0]!.hostIfname!;
   sh(`nft list set bridge netctx as_ports | grep -q ${b5}`);
+});
+
+/**
+ * A resident engine answers `ls` from the drift reading it keeps (engine/drift-watch.ts): a change by hand, in the
+ * host's namespace, inside a context's, in nft or in the neighbour table, must reach the very next `ls` (the engine
+ * reads what the kernel announced before it answers), and so must repair's fix, made by another process.
+ */
+test("a resident engine's kept reading: the next ls sees a change by hand, and repair's fix", async () => {
+  const engine = await startEngine({ args: ["--check-interval", "0"] });
+  try {
+    const seen = (change: string, name: string) => {
+      // Twice: the second answer comes from the kept reading.
+      assert.equal(statusOf()[name], "ready", `before ${change}`);
+      assert.equal(statusOf()[name], "ready", `before ${change}, again`);
+      sh(change);
+      assert.equal(statusOf()[name], "degraded", `the ls right after ${change}`);
+      netctxOk("repair");
+      assert.equal(statusOf()[name], "ready", `the ls right after repair of ${change}`);
+    };
+    // A macvlan context's namespace is one the kernel gives no id in the host's (no veth peer links them): the
+    // engine gives it one, or nothing inside it would be heard.
+    sh("ip link add dmp0 type veth peer name dmp1 && ip link set dmp0 up");
+    netctxOk(
+      "network",
+      "create",
+      "dm",
+      "--driver",
+      "macvlan",
+      "--parent",
+      "dmp0",
+      "--subnet",
+      "10.93.0.0/24",
+    );
+    netctxOk("create", "m5", "--level", "l2", "--network", "dm");
+    const m5 = netctxJson<View>("inspect", "m5");
+    const b5 = netctxJson<View>("inspect", "b5");
+    const r5 = netctxJson<View>("inspect", "r5");
+    const t5 = netctxJson<View & { table: number }>("inspect", "t5");
+    seen(`ip -n ${basename(m5.netns!)} addr del ${v4(m5)} dev eth0`, "m5");
+    seen(`ip -n ${basename(b5.netns!)} route del default`, "b5");
+    seen(`ip -n ${basename(r5.netns!)} neigh del ${r5.interfaces[0]!.gateways[0]} dev eth0`, "r5");
+    seen("ip link del nc-dh", "s5");
+    seen(`ip rule del pref 1000 from ${v4(t5).split("/")[0]} table ${t5.table}`, "t5");
+    seen(`nft delete element bridge netctx as_ports '{ "${b5.interfaces[0]!.hostIfname}" }'`, "b5");
+    // The records another process writes (here this test, through the store): the kept listing follows them too.
+    const labelsOf = () => netctxJson<View[]>("ls", "--json").find((v) => v.name === "b5")?.labels;
+    assert.equal(labelsOf()?.["drift"], undefined);
+    const store = openStore();
+    try {
+      const record = store.getContext("b5")!;
+      store.updateContext({
+        ...record,
+        spec: { ...record.spec, labels: { ...record.spec.labels, drift: "kept" } },
+      });
+    } finally {
+      store.close();
+    }
+    assert.equal(labelsOf()?.["drift"], "kept", "a record written by another process");
+    netctxOk("rm", "m5");
+    netctxOk("network", "rm", "dm");
+  } finally {
+    await engine.stop();
+    sh("ip link del dmp0 2>/dev/null || true");
+  }
 });

@@ -9,6 +9,8 @@
  */
 import { conflict } from "../../errors.ts";
 import type { Host } from "../../host.ts";
+import type { ContextRecord } from "../../model/records.ts";
+import type { Declared, Fix, ObjectKind, Present } from "../../networks/ownership.ts";
 import { networkDriver } from "../../networks/registry.ts";
 import { timed } from "../timings.ts";
 import { declareAll } from "./declare.ts";
@@ -78,21 +80,53 @@ export function repair(host: Host): { rebuild: boolean; remove: string[]; add: s
  * (CNI CHECK, and `ls`/`inspect`, which show such a context as degraded). Nothing is changed. `only`: just these.
  */
 export function missingByContext(host: Host, only?: readonly string[]): Map<string, string[]> {
-  return timed(host, "reconcile", "check", () => missingIn(host, only));
+  return missingOf(readDrift(host), only);
 }
 
-function missingIn(host: Host, only?: readonly string[]): Map<string, string[]> {
-  const { present } = observe(host);
+/**
+ * One reading of drift, in two parts. `lasting` comes from kernel objects whose changes the kernel announces (links,
+ * addresses, routes, rules, neighbours, namespaces, cgroups, nft tables): a resident engine keeps it until such a
+ * change, or a record's, comes (engine/drift-watch.ts). `recheck` reads again what nothing announces: the programs a
+ * present object's check compares (a cgroup's, a port's tc filters and tcx programs) and the objects only a driver
+ * sees (a bridge's shortcut map entries).
+ */
+export interface DriftReading {
+  /** The context records the reading was taken against. */
+  contexts: ContextRecord[];
+  /** Per ready context, what it lacks; recheck's lines are not in it. */
+  lasting: Map<string, string[]>;
+  /** The unannounced part, read now, for the contexts `wanted` keeps. */
+  recheck(wanted: (context: string) => boolean): Map<string, string[]>;
+  /** Addresses of the permanent neighbours the records declare: no other neighbour's change moves the reading. */
+  neighbourIps: Set<string>;
+}
+
+export function readDrift(host: Host): DriftReading {
+  return timed(host, "reconcile", "check", () => driftIn(host));
+}
+
+/** Both parts of a reading, per ready context (`only`: just these). */
+export function missingOf(reading: DriftReading, only?: readonly string[]): Map<string, string[]> {
+  const wanted = (name: string) => only === undefined || only.includes(name);
+  const again = reading.recheck(wanted);
+  const missing = new Map<string, string[]>();
+  for (const [name, lines] of reading.lasting)
+    if (wanted(name)) missing.set(name, [...lines, ...(again.get(name) ?? [])]);
+  return missing;
+}
+
+type Note = (who: string | undefined, line: string) => void;
+
+function driftIn(host: Host): DriftReading {
+  const networks = host.store.listNetworks();
+  const present = withoutRemovals(observeAll(host).present);
   const contexts = host.store.listContexts();
-  const own = declareAll(host, host.store.listNetworks(), contexts);
-  const wanted = contexts.filter(
-    (c) => c.status === "ready" && (only === undefined || only.includes(c.name)),
-  );
-  const missing = new Map(wanted.map((c) => [c.name, [] as string[]]));
+  const own = declareAll(host, networks, contexts);
+  const ready = contexts.filter((c) => c.status === "ready");
   // Whose loss a missing object is: its context's, or every context's on its network.
   const losers = new Map<string, string[]>();
   const lose = (key: string, name: string) => losers.set(key, [...(losers.get(key) ?? []), name]);
-  for (const c of wanted) {
+  for (const c of ready) {
     lose(`context ${c.name}`, c.name);
     for (const a of c.spec.attachments) {
       lose(`network ${a.network}`, c.name);
@@ -101,27 +135,73 @@ function missingIn(host: Host, only?: readonly string[]): Map<string, string[]> 
     }
     lose(c.name, c.name);
   }
-  const note = (who: string | undefined, line: string) => {
-    for (const name of new Set(who === undefined ? [] : (losers.get(who) ?? [])))
-      missing.get(name)?.push(line);
-  };
-  reconcile({
-    declared: own.objects,
-    present: new Map([...present].map(([kind, list]) => [kind, list.map(({ remove: _r, ...keep }) => keep)])),
-    act: (action, object, _reason, _run, owner) => {
-      if (action !== "remove") note(owner, `${object} is missing`);
-    },
-  });
+  const noteInto =
+    (into: Map<string, string[]>, wanted: (name: string) => boolean = () => true): Note =>
+    (who, line) => {
+      for (const name of new Set(who === undefined ? [] : (losers.get(who) ?? [])))
+        if (wanted(name)) into.get(name)?.push(line);
+    };
+  const lasting = new Map(ready.map((c) => [c.name, [] as string[]]));
+  const note = noteInto(lasting);
+  // The checks the loop runs on present objects are kept for recheck, which runs them each time.
+  const checks: { owner: string; check: () => Fix | undefined }[] = [];
+  const declared = own.objects
+    .filter((d) => d.kind !== "shortcut")
+    .map((d): Declared => {
+      const check = d.check;
+      if (!check) return d;
+      return { ...d, check: () => void checks.push({ owner: d.owner, check }) };
+    });
+  reconcile({ declared, present, act: missingLine(note) });
   host.firewall((fw) => {
     for (const a of fw.reconcile(own.firewall, { dryRun: true, publishCgroup: host.config.publishCgroup })) {
       if (a.action === "remove") continue;
       // A table rebuilt whole (after `nft flush ruleset`) is every context's loss; an element, its owner's.
       if (a.action === "rebuild")
-        for (const list of missing.values()) list.push(`${a.object} is missing or damaged`);
+        for (const list of lasting.values()) list.push(`${a.object} is missing or damaged`);
       else for (const word of new Set(a.object.split(" "))) note(word, `${a.object} is missing`);
     }
   });
-  return missing;
+  const shortcuts = own.objects.filter((d) => d.kind === "shortcut");
+  const links = present.get("link") ?? [];
+  return {
+    contexts,
+    lasting,
+    neighbourIps: new Set(own.objects.filter((d) => d.kind === "neighbour").map((d) => d.id.split(" ")[0]!)),
+    recheck(wanted) {
+      const again = new Map([...lasting.keys()].filter(wanted).map((name) => [name, [] as string[]]));
+      const noteAgain = noteInto(again, wanted);
+      for (const { owner, check } of checks) {
+        if (!losers.get(owner)?.some(wanted)) continue;
+        const wrong = check();
+        if (wrong) noteAgain(owner, `${wrong.object} is missing`);
+      }
+      const extra = networks.flatMap((n) => networkDriver(n.driver).observe?.(host, n) ?? []);
+      reconcile({
+        declared: shortcuts,
+        present: withoutRemovals(
+          new Map<ObjectKind, Present[]>([
+            ["link", links],
+            ["shortcut", extra],
+          ]),
+        ),
+        act: missingLine(noteAgain),
+      });
+      return again;
+    },
+  };
+}
+
+/** What the kernel holds, for a reading that changes nothing: no object offers its removal. */
+function withoutRemovals(present: Map<ObjectKind, Present[]>): Map<ObjectKind, Present[]> {
+  return new Map([...present].map(([kind, list]) => [kind, list.map(({ remove: _r, ...keep }) => keep)]));
+}
+
+/** The loop's act for a reading: every make or fix is a line of its owner's; removals are not drift. */
+function missingLine(note: Note): Act {
+  return (action, object, _reason, _run, owner) => {
+    if (action !== "remove") note(owner, `${object} is missing`);
+  };
 }
 
 /** What one context lacks (CNI CHECK). */
