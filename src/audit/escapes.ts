@@ -562,7 +562,13 @@ export function classifyEscapes(x: ClassifyEscapes): EscapeOutcome[] {
   if (pair && seen && e.ndisc) {
     // A send refused inside the context is a block; any other failure means the probe proves nothing.
     const sent = (c: Call) => c.ok || refused(c, ["EPERM", "EACCES", "EAFNOSUPPORT"]);
-    add("rogue-ra", verdict(seen.raRoute, sent(e.ndisc.ra)), `${said(e.ndisc.ra)}; ${seen.raEvidence}`);
+    // Blocked only with y's route notifications read whole: its kernel withdraws an RA's route again as soon as x
+    // answers a neighbour probe without the router flag, so a reading of its routes alone can miss the escape.
+    add(
+      "rogue-ra",
+      verdict(seen.raRoute, sent(e.ndisc.ra) && seen.raWatched),
+      `${said(e.ndisc.ra)}; ${seen.raEvidence}`,
+    );
     add(
       "rogue-na",
       verdict(seen.poisoned, e.ndisc.na.every(sent) && pair.gwEntry !== "missing" && seen.gwEntryAfter),

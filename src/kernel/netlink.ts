@@ -5,7 +5,7 @@
  */
 import { invalid, NetctxError } from "../errors.ts";
 import { formatIpBytes, ipBytes, parseIp as parseAddress, parseCidr as parseCidrText } from "../net/cidr.ts";
-import { EINTR, ENOBUFS, KernelError } from "./errors.ts";
+import { EAGAIN, EINTR, ENOBUFS, KernelError } from "./errors.ts";
 import * as ffi from "./ffi.ts";
 
 export const AF_UNSPEC = 0;
@@ -24,6 +24,7 @@ const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
 const NETLINK_GET_STRICT_CHK = 12;
 const MSG_TRUNC = 0x20;
+const MSG_DONTWAIT = 0x40;
 const SIOCGIFINDEX = 0x8933;
 
 const NLMSG_HDRLEN = 16;
@@ -281,7 +282,11 @@ export class NetlinkSocket {
     this.seq = Math.floor(Math.random() * 0x7fffffff);
   }
 
-  static open(protocol = NETLINK_ROUTE): NetlinkSocket {
+  /**
+   * `groups`: the multicast groups (RTMGRP_* bits) whose notifications the socket receives besides its answers;
+   * read them with drainNotifications, and use such a socket for nothing else.
+   */
+  static open(protocol = NETLINK_ROUTE, groups = 0): NetlinkSocket {
     const fd = ffi.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
     if (fd < 0) throw new KernelError("netlink socket", ffi.errno());
     const sock = new NetlinkSocket(fd);
@@ -294,6 +299,7 @@ export class NetlinkSocket {
       ffi.setsockopt(fd, SOL_SOCKET, SO_SNDBUF, size, 4);
       const sa = Buffer.alloc(12);
       sa.writeUInt16LE(AF_NETLINK, 0);
+      sa.writeUInt32LE(groups, 8);
       if (ffi.bind(fd, sa, sa.length) < 0) throw new KernelError("netlink bind", ffi.errno());
     } catch (err) {
       sock.close();
@@ -461,6 +467,35 @@ export class NetlinkSocket {
             failure = err;
           }
         }
+      }
+    }
+  }
+
+  /**
+   * Hands every notification queued on the socket (see open's `groups`) to onMessage without waiting for more.
+   * Throws ENOBUFS when the kernel dropped some because the receive buffer was full: what was missed is unknown.
+   */
+  drainNotifications(op: string, onMessage: (m: Message) => void): void {
+    for (;;) {
+      const n = ffi.recv(this.fd, this.rbuf, this.rbuf.length, MSG_TRUNC | MSG_DONTWAIT);
+      if (n < 0) {
+        const e = ffi.errno();
+        if (e === EAGAIN) return;
+        if (e !== EINTR) throw new KernelError(op, e);
+        continue;
+      }
+      if (n > this.rbuf.length) {
+        this.rbuf = Buffer.alloc(align4(n) * 2);
+        throw new KernelError(op, ENOBUFS, `netlink notification of ${n} bytes was truncated`);
+      }
+      const buf = this.rbuf;
+      for (let o = 0; o + NLMSG_HDRLEN <= n; ) {
+        const mlen = buf.readUInt32LE(o);
+        if (mlen < NLMSG_HDRLEN || o + mlen > n) break;
+        const type = buf.readUInt16LE(o + 4);
+        const flags = buf.readUInt16LE(o + 6);
+        onMessage({ type, flags, buf, offset: o + NLMSG_HDRLEN, end: o + mlen });
+        o += align4(mlen);
       }
     }
   }

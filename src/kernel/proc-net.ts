@@ -7,7 +7,7 @@
  * holds its netns, and with it a removed context's veth, alive, so only the resident engine keeps them open
  * (NetnsCounterFiles), closing them when the context goes.
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { KernelError } from "./errors.ts";
 import * as ffi from "./ffi.ts";
 import { inNetns } from "./netns.ts";
@@ -135,4 +135,19 @@ export function netnsCounters(path: string): NetnsCounters {
   } finally {
     files.close();
   }
+}
+
+/** /proc/net/snmp6: one `Name value` pair a line (Ip6*, Icmp6*, Udp6*), per network namespace. */
+export function parseSnmp6(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const [name, value] = line.trim().split(/\s+/);
+    if (name && value !== undefined) out.set(name, Number(value));
+  }
+  return out;
+}
+
+/** The IPv6 MIB counters of the netns at `path` (Icmp6InRouterAdvertisements: RAs that reached its stack). */
+export function netnsSnmp6(path: string): Map<string, number> {
+  return parseSnmp6(inNetns(path, () => readFileSync("/proc/thread-self/net/snmp6", "latin1")));
 }
