@@ -218,3 +218,8 @@ export const MS_BIND = 0x1000;
 export const MS_REC = 0x4000;
 export const MS_SHARED = 1 << 20;
 export const MNT_DETACH = 2;
+// Socket flags shared by the raw sockets of this layer (netlink.ts, notify.ts, udp-batch.ts).
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const MSG_TRUNC = 0x20;
+export const MSG_DONTWAIT = 0x40;

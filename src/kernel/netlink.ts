@@ -14,7 +14,6 @@ export const AF_INET6 = 10;
 export const AF_BRIDGE = 7;
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
 export const NETLINK_ROUTE = 0;
 const SOL_SOCKET = 1;
 const SO_SNDBUF = 7;
@@ -23,8 +22,6 @@ const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
 const NETLINK_GET_STRICT_CHK = 12;
-const MSG_TRUNC = 0x20;
-const MSG_DONTWAIT = 0x40;
 const SIOCGIFINDEX = 0x8933;
 
 const NLMSG_HDRLEN = 16;
@@ -287,7 +284,7 @@ export class NetlinkSocket {
    * read them with drainNotifications, and use such a socket for nothing else.
    */
   static open(protocol = NETLINK_ROUTE, groups = 0): NetlinkSocket {
-    const fd = ffi.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+    const fd = ffi.socket(AF_NETLINK, SOCK_RAW | ffi.SOCK_CLOEXEC, protocol);
     if (fd < 0) throw new KernelError("netlink socket", ffi.errno());
     const sock = new NetlinkSocket(fd);
     try {
@@ -477,7 +474,7 @@ export class NetlinkSocket {
    */
   drainNotifications(op: string, onMessage: (m: Message) => void): void {
     for (;;) {
-      const n = ffi.recv(this.fd, this.rbuf, this.rbuf.length, MSG_TRUNC | MSG_DONTWAIT);
+      const n = ffi.recv(this.fd, this.rbuf, this.rbuf.length, ffi.MSG_TRUNC | ffi.MSG_DONTWAIT);
       if (n < 0) {
         const e = ffi.errno();
         if (e === EAGAIN) return;
@@ -502,9 +499,9 @@ export class NetlinkSocket {
 
   private receive(op: string): number {
     for (;;) {
-      const n = ffi.recv(this.fd, this.rbuf, this.rbuf.length, MSG_TRUNC);
+      const n = ffi.recv(this.fd, this.rbuf, this.rbuf.length, ffi.MSG_TRUNC);
       if (n > this.rbuf.length) {
-        // MSG_TRUNC reports the real size of a datagram that did not fit: its tail is lost, so fail loudly
+        // ffi.MSG_TRUNC reports the real size of a datagram that did not fit: its tail is lost, so fail loudly
         // and grow the buffer for the next request.
         this.rbuf = Buffer.alloc(align4(n) * 2);
         throw new KernelError(op, ENOBUFS, `netlink answer of ${n} bytes was truncated`);

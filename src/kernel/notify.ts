@@ -16,8 +16,6 @@ import type { Message } from "./netlink.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_ROUTE = 0;
 const NETLINK_NETFILTER = 12;
 const SOL_SOCKET = 1;
@@ -26,8 +24,6 @@ const SO_RCVBUFFORCE = 33;
 const SOL_NETLINK = 270;
 const NETLINK_ADD_MEMBERSHIP = 1;
 const NETLINK_LISTEN_ALL_NSID = 8;
-const MSG_DONTWAIT = 0x40;
-const MSG_TRUNC = 0x20;
 const EAGAIN = 11;
 const NLMSG_HDRLEN = 16;
 
@@ -53,7 +49,7 @@ export class NotificationSocket {
 
   private constructor(protocol: number, groups: readonly number[], allNamespaces: boolean) {
     const op = "netlink notification socket";
-    this.fd = ffi.socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    this.fd = ffi.socket(AF_NETLINK, SOCK_RAW | ffi.SOCK_NONBLOCK | ffi.SOCK_CLOEXEC, protocol);
     if (this.fd < 0) throw new KernelError(op, ffi.errno());
     try {
       const size = Buffer.alloc(4);
@@ -100,7 +96,7 @@ export class NotificationSocket {
   drain(relevant?: (m: Message) => boolean): boolean {
     let changed = false;
     for (;;) {
-      const n = ffi.recv(this.fd, this.rbuf, this.rbuf.length, MSG_DONTWAIT | MSG_TRUNC);
+      const n = ffi.recv(this.fd, this.rbuf, this.rbuf.length, ffi.MSG_DONTWAIT | ffi.MSG_TRUNC);
       if (n < 0) {
         const e = ffi.errno();
         if (e === EAGAIN) return changed;

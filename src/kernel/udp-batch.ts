@@ -11,7 +11,18 @@
  * socket is readable, and a full send buffer leaves the rest to the caller.
  */
 import koffi from "koffi";
-import { bind, close, errnoName, setsockopt, socket } from "./ffi.ts";
+import { EAGAIN, EINTR } from "./errors.ts";
+import {
+  bind,
+  close,
+  errnoName,
+  MSG_DONTWAIT,
+  MSG_TRUNC,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  setsockopt,
+  socket,
+} from "./ffi.ts";
 
 const libc = koffi.load("libc.so.6");
 // The vectors are passed as addresses (uintptr_t, the same register as a pointer): sendmmsg resumes mid-vector.
@@ -38,14 +49,8 @@ const inetPton = libc.func("int inet_pton(int af, const char *src, void *dst)") 
 ) => number;
 
 const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
 const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
-const MSG_DONTWAIT = 0x40;
-const MSG_TRUNC = 0x20;
-const EAGAIN = 11;
-const EINTR = 4;
 const AF_INET = 2;
 const AF_INET6 = 10;
 
