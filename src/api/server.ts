@@ -239,11 +239,17 @@ const MAX_DEFER_MS = 500;
  */
 const DRIFT_POLL_MS = 25;
 const DRIFT_QUIET_MS = 30;
+/**
+ * The dearest reading taken in the background: the engine does kernel work on one thread, so a create or a CNI ADD
+ * arriving during a reading waits for its end. Past this (thousands of contexts: seconds) the next `ls` reads, as
+ * every `ls` did before readings were kept, and nothing else waits.
+ */
+const DRIFT_BACKGROUND_MAX_MS = 100;
 
 /**
  * The drift reading `ls` answers from (engine/drift-watch.ts), taken again in the background once requests pause:
- * DRIFT_QUIET_MS after the last one, or as long as a reading takes, so that a dear reading (thousands of contexts)
- * holds up a request arriving during it by at most the pause before it.
+ * DRIFT_QUIET_MS after the last one, or as long as a reading takes, and only while a reading is cheap
+ * (DRIFT_BACKGROUND_MAX_MS): a request arriving during it waits at most that long.
  */
 function keepDriftFresh(
   host: Host,
@@ -260,6 +266,7 @@ function keepDriftFresh(
   const poll = drift
     ? setInterval(() => {
         if (!drift || inFlight > 0 || host.hasDeferred) return;
+        if (drift.lastCostMs > DRIFT_BACKGROUND_MAX_MS) return;
         if (performance.now() - lastActivity < Math.max(DRIFT_QUIET_MS, drift.lastCostMs)) return;
         try {
           drift.settle();
