@@ -36,6 +36,7 @@ import { Host } from "../src/host.ts";
 import { specOf } from "../src/levels/driver.ts";
 import { childrenCpuMs, processCpuMs } from "./child-cpu.ts";
 import { startEngine } from "./cni-netctx.ts";
+import { CpuBudget, type CpuBudgetSpec, findCpuController } from "./cpu-budget.ts";
 import { type CoreSplit, coreSplit, onCpus, pinProcess } from "./cpu-pinning.ts";
 import type { Verdict } from "./report.ts";
 import { fmt, nowMs, sleep } from "./stats.ts";
@@ -61,6 +62,16 @@ const PLAN = {
  * buffer, 212992 bytes, is charged ~800 bytes a datagram), each one holding an outstanding slot until its timeout.
  */
 const ROUND_LOAD = ["-T", "1", "-c", "1", "-q", "100"];
+
+/**
+ * The rounds' CPU budget, the same for both servers: 35% of one core in every 10 ms (CFS bandwidth, cpu-budget.ts).
+ * Pinned to a core of their own without one, both servers kept up with dnsperf, which tops out near 125k q/s on its
+ * core (netctx ~70% busy, aardvark-dns ~80%): the ratio of the rates was the load generator's. At 35% a server that
+ * spends 6-8 us of CPU an answer can give 45-60k answers a second, about half of what dnsperf can ask for, so the
+ * server sets the rate. The period is short so that a throttled server waits at most ~6.5 ms for its next slice:
+ * that wait shows in both servers' p99 alike.
+ */
+const ROUND_BUDGET: CpuBudgetSpec = { share: 0.35, periodUs: 10_000 };
 
 export type ServerId = keyof typeof PORTS;
 export type NameId = "context" | "forwarded";
@@ -89,6 +100,8 @@ export interface DnsperfRun {
    * says who set the rate: the server when its own, the load generator when dnsperf's.
    */
   cpu?: { wallMs: number; serverMs: number; loadMs: number };
+  /** Rounds only, under a budget: the share of the run's CFS periods in which the server was throttled. */
+  throttledShare?: number;
 }
 
 export interface DnsFigures {
@@ -100,6 +113,8 @@ export interface DnsFigures {
   applies: ApplyCycle[];
   /** The rounds' CPUs: dnsperf's and the server's (absent: one CPU, nothing pinned). */
   cores?: { load: number; server: number };
+  /** The rounds' CPU budget for the server under test, and how it was set (absent: no cpu controller). */
+  budget?: CpuBudgetSpec & { how: string };
 }
 
 export interface ApplyCycle {
@@ -359,6 +374,7 @@ export async function dnsSection(quick: boolean, log: (line: string) => void): P
   const upstream = new Upstream();
   const aardvark = new Aardvark(join(scratch, "aardvark"));
   let engine: Awaited<ReturnType<typeof startEngine>> | undefined;
+  const budgets: Partial<Record<ServerId, CpuBudget>> = {};
   const host = Host.open(readConfig(process.env, { stateDir }));
   let hostOpen = true;
   try {
@@ -406,11 +422,26 @@ export async function dnsSection(quick: boolean, log: (line: string) => void): P
       }
 
     if (split) pinProcess(engine.pid, split.server);
+    // Each server in a budget cgroup of its own (the same budget), so that the one not under test does not draw on it.
+    const controller = rounds > 0 ? findCpuController() : undefined;
+    if (controller) {
+      for (const server of ["netctx", "aardvark"] as const)
+        budgets[server] = new CpuBudget(
+          controller,
+          ROUND_BUDGET,
+          `netctx-bench-dns-${process.pid}-${server}`,
+        );
+      budgets.netctx!.put(engine.pid);
+      budgets.aardvark!.put(aardvark.pid!);
+      figures.budget = { ...ROUND_BUDGET, how: budgets.netctx!.describe() };
+    } else if (rounds > 0)
+      problems.push("no cpu controller (cgroup v2 cpu or v1 cpu): the rounds ran without a budget");
     for (let round = 0; round < rounds; round++) {
       const order: ServerId[] = round % 2 === 0 ? ["netctx", "aardvark"] : ["aardvark", "netctx"];
       for (const server of order)
         for (const id of ["context", "forwarded"] as const) {
           const serverPid = server === "netctx" ? engine.pid : aardvark.pid!;
+          const throttled0 = budgets[server]?.throttling();
           const cpu0 = { server: processCpuMs(serverPid), load: childrenCpuMs(), at: nowMs() };
           const run = await startDnsperf(
             netns,
@@ -426,15 +457,22 @@ export async function dnsSection(quick: boolean, log: (line: string) => void): P
             serverMs: processCpuMs(serverPid) - cpu0.server,
             loadMs: childrenCpuMs() - cpu0.load,
           };
+          const throttled1 = budgets[server]?.throttling();
+          if (throttled0 && throttled1 && throttled1.periods > throttled0.periods)
+            run.throttledShare =
+              (throttled1.throttled - throttled0.throttled) / (throttled1.periods - throttled0.periods);
           const byServer = figures.runs[server] ?? {};
           figures.runs[server] = byServer;
           byServer[id] = [...(byServer[id] ?? []), run];
           log(
-            `  round ${round + 1} ${server} ${id}: ${Math.round(run.qps)} q/s, p50 ${fmt(run.p50Ms)} ms, p99 ${fmt(run.p99Ms)} ms, lost ${run.lost}, not NOERROR ${run.errors}; server ${fmt(cpuPerAnswerUs(run), 2)} us CPU an answer, busy ${percent(run.cpu.serverMs / run.cpu.wallMs)}, dnsperf ${percent(run.cpu.loadMs / run.cpu.wallMs)}`,
+            `  round ${round + 1} ${server} ${id}: ${Math.round(run.qps)} q/s, p50 ${fmt(run.p50Ms)} ms, p99 ${fmt(run.p99Ms)} ms, lost ${run.lost}, not NOERROR ${run.errors}; server ${fmt(cpuPerAnswerUs(run), 2)} us CPU an answer, busy ${percent(run.cpu.serverMs / run.cpu.wallMs)}${run.throttledShare === undefined ? "" : ` (throttled in ${percent(run.throttledShare)} of periods)`}, dnsperf ${percent(run.cpu.loadMs / run.cpu.wallMs)}`,
           );
         }
     }
 
+    // The apply cycles run as before: no budget, every core.
+    budgets.netctx?.release(engine.pid);
+    budgets.aardvark?.release(aardvark.pid!);
     if (split) await unpin(split, engine, aardvark, [web, client]);
 
     const rate = ["-Q", String(plan.applyRate), "-c", "1", "-q", "100"];
@@ -489,6 +527,12 @@ export async function dnsSection(quick: boolean, log: (line: string) => void): P
   } finally {
     await aardvark.stop();
     await engine?.stop();
+    for (const budget of Object.values(budgets))
+      try {
+        budget.remove();
+      } catch (err) {
+        problems.push(`cleanup: ${(err as Error).message.split("\n")[0]}`);
+      }
     await upstream.stop();
     const h = hostOpen ? host : Host.open(readConfig(process.env, { stateDir }));
     try {
@@ -599,7 +643,14 @@ function loadText(f: DnsFigures): string {
   if (!f.cores)
     return `${load}, on the same cores as the servers (one CPU: nothing to pin), so the figures are partly dnsperf's`;
   const { load: l, server } = f.cores;
-  return `${load}, pinned to CPU ${l} (taskset -c ${l}); the server under test on CPU ${server}, every thread of it (netctx's engine with its DNS worker: taskset -a -p -c ${server}; aardvark-dns started under taskset -c ${server}, so its tokio runtime has one worker for its one core, as the engine's worker is one thread). So each server has a core that dnsperf does not share; the upstream stub and the bench itself are not pinned`;
+  return `${load}, pinned to CPU ${l} (taskset -c ${l}); the server under test on CPU ${server}, every thread of it (netctx's engine with its DNS worker: taskset -a -p -c ${server}; aardvark-dns started under taskset -c ${server}, so its tokio runtime has one worker for its one core, as the engine's worker is one thread). So each server has a core that dnsperf does not share; the upstream stub and the bench itself are not pinned${budgetText(f)}`;
+}
+
+/** How the rounds' CPU budget was set, for the notes. */
+function budgetText(f: DnsFigures): string {
+  const b = f.budget;
+  if (!b) return ". No CPU budget (no cpu controller found): the rate may be dnsperf's";
+  return `. On that core each server gets the same CPU budget, ${percent(b.share)} of one core in every ${fmt(b.periodUs / 1000, 0)} ms period (CFS bandwidth control; ${b.how}; the engine, every thread, and aardvark-dns, every thread, each in a budget cgroup of its own, moved back out before the apply cycles). So a rate is the server's capacity at that budget: server busy near ${percent(b.share)} with dnsperf well below 100% means the server set it. A throttled server waits for its next period: that wait is in both servers' p99 alike`;
 }
 
 function render(plan: (typeof PLAN)["quick" | "full"], f: DnsFigures, problems: string[]): string {
