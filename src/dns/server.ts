@@ -3,7 +3,7 @@
  * tables and forwarding the rest. It runs in a worker thread of the engine (worker.ts), so kernel work on the main
  * thread never holds a query up; here it is plain code with sockets, testable in one thread too.
  */
-import { createSocket, type Socket as UdpSocket } from "node:dgram";
+import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dgram";
 import { createServer, type Socket, type Server as TcpServer } from "node:net";
 import { openUdpSocket, UdpBatch } from "../kernel/udp-batch.ts";
 import { AnswerMemo } from "./answer-memo.ts";
@@ -188,19 +188,46 @@ export class DnsServer {
 
   private handlers(viewOf: ViewOf, memo: AnswerMemo): Handlers {
     return {
-      udp: (msg, from, reply) => this.onQuery(msg, from, "udp", reply, viewOf, memo),
-      drain: (fd, udp) => this.drain(fd, udp, viewOf, memo),
+      udp: (msg, rinfo, fd, udp) => this.onDatagram(msg, rinfo, fd, udp, viewOf, memo),
       tcp: (socket) => this.onConnection(socket, viewOf),
     };
   }
 
-  /** Answers what else is queued on the UDP socket `fd`, a batch a call each way. */
+  /**
+   * The datagram node:dgram read: its answer is queued in the batch and goes out in the same sendmmsg as the
+   * answers to what else is queued on the socket (one node:dgram send per wakeup cost more than the whole batched
+   * answer of another query). An answer that comes later (forwarded), or that does not fit, goes by node:dgram.
+   */
+  private onDatagram(
+    msg: Buffer,
+    rinfo: RemoteInfo,
+    fd: number,
+    udp: UdpSocket,
+    viewOf: ViewOf,
+    memo: AnswerMemo,
+  ): void {
+    let inBatch = true;
+    this.onQuery(
+      msg,
+      rinfo.address,
+      "udp",
+      (bytes) => {
+        if (!(inBatch && this.batch.queueTo(bytes, rinfo.port, rinfo.address)))
+          udp.send(bytes, rinfo.port, rinfo.address);
+      },
+      viewOf,
+      memo,
+    );
+    inBatch = false;
+    this.drain(fd, udp, viewOf, memo);
+  }
+
+  /** Answers what else is queued on the UDP socket `fd`, a batch a call each way, and sends what is queued. */
   private drain(fd: number, udp: UdpSocket, viewOf: ViewOf, memo: AnswerMemo): void {
     const batch = this.batch;
     for (let call = 0; call < DRAIN_CALLS; call++) {
       // A read error (none is expected on UDP but ICMP-reported ones) is left to node:dgram's next read.
       const n = batch.receive(fd);
-      if (n <= 0) return;
       for (let i = 0; i < n; i++) this.onBatched(i, udp, viewOf, memo);
       for (const r of batch.flush(fd)) udp.send(r.bytes, r.port, r.address);
       if (n < batch.slots) return;
@@ -216,12 +243,11 @@ export class DnsServer {
     const at = batch.dataOffset(i);
     const length = batch.length(i);
     const from = batch.address(i);
-    const key = length >= 12 ? AnswerMemo.keyAt(from, data, at, at + length) : undefined;
-    const held = key === undefined ? undefined : memo.held(key);
+    const held = length >= 12 ? memo.held(from, data, at, at + length) : undefined;
     const out = batch.nextReplyOffset();
     if (held && out !== undefined && held.length <= batch.sendSize) {
       const replies = batch.replies;
-      held.copy(replies, out);
+      replies.set(held, out);
       // The query's own id over the first asker's.
       replies[out] = data[at]!;
       replies[out + 1] = data[at + 1]!;
@@ -253,13 +279,10 @@ export class DnsServer {
     viewOf: ViewOf,
     memo?: AnswerMemo,
   ): void {
-    const key = memo && msg.length >= 12 ? AnswerMemo.keyOf(from, msg) : undefined;
-    if (key !== undefined) {
-      const hit = memo!.answer(key, msg.readUInt16BE(0));
-      if (hit) {
-        reply(hit);
-        return;
-      }
+    const hit = memo?.answer(from, msg);
+    if (hit) {
+      reply(hit);
+      return;
     }
     let outcome: ReturnType<typeof respond>;
     try {
@@ -271,13 +294,13 @@ export class DnsServer {
     }
     if (outcome.kind === "drop") return;
     if (outcome.kind === "reply") {
-      if (key !== undefined) memo!.keep(key, outcome.bytes);
+      memo?.keep(from, msg, outcome.bytes);
       reply(outcome.bytes);
       return;
     }
     const cached = this.forwarder.cachedAnswer({ ...outcome, transport });
     if (cached) {
-      if (key !== undefined) memo!.keep(key, cached.bytes, cached.validUntil);
+      memo?.keep(from, msg, cached.bytes, cached.validUntil);
       reply(cached.bytes);
       return;
     }
@@ -322,9 +345,8 @@ export class DnsServer {
 }
 
 interface Handlers {
-  udp: (msg: Buffer, from: string, reply: (b: Buffer) => void) => void;
-  /** After a datagram from node:dgram: the rest of what is queued on the socket. */
-  drain: (fd: number, udp: UdpSocket) => void;
+  /** A datagram from node:dgram, on the socket `fd` it was read from. */
+  udp: (msg: Buffer, rinfo: RemoteInfo, fd: number, udp: UdpSocket) => void;
   tcp: (s: Socket) => void;
 }
 
@@ -355,10 +377,7 @@ function openListener(address: string, port: number, on: Handlers): Promise<List
     udp.bind({ fd }, () => {
       udp.removeListener("error", reject);
       udp.on("error", () => {});
-      udp.on("message", (msg, rinfo) => {
-        on.udp(msg, rinfo.address, (bytes) => udp.send(bytes, rinfo.port, rinfo.address));
-        on.drain(fd, udp);
-      });
+      udp.on("message", (msg, rinfo) => on.udp(msg, rinfo, fd, udp));
       const tcp = createServer(on.tcp);
       tcp.maxConnections = TCP_MAX_CONNECTIONS;
       tcp.once("error", (err) => {

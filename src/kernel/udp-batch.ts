@@ -69,6 +69,9 @@ const MSG_LEN = 56;
 /** Text of an address as Node's rinfo.address gives it (inet_ntop), remembered: senders are few and repeat. */
 const MAX_NAMES = 4096;
 
+/** flush()'s answer when the kernel took everything (the usual case): no array made for it. */
+const NOTHING_LEFT: readonly { bytes: Buffer; port: number; address: string }[] = Object.freeze([]);
+
 /**
  * A non-blocking UDP socket bound to address:port (an IPv6 one for IPv6 only), for node:dgram to take over with
  * bind({ fd }) while its owner also knows the descriptor (dgram keeps its own private). A failure throws an Error
@@ -176,7 +179,13 @@ export class UdpBatch {
   /** Replies queued for the next flush. */
   private queued = 0;
   private readonly names = new Map<string, string>();
+  /** The same for IPv4 senders, keyed by the address as a number: no Buffer or string made to look one up. */
+  private readonly names4 = new Map<number, string>();
+  /** Sockaddrs by the text node:dgram gives (queueTo): the way back from names. */
+  private readonly sockaddrs = new Map<string, Uint8Array>();
   private readonly ntop = Buffer.alloc(64);
+  /** How many receive slots the last recvmmsg filled: at first every one, whose msg_namelen is still 0. */
+  private filled: number;
 
   /**
    * `slots` datagrams a call; a received datagram longer than `receiveSize` is reported truncated, a reply longer
@@ -188,6 +197,7 @@ export class UdpBatch {
     readonly sendSize = 2048,
   ) {
     this.rx = new Side(slots, receiveSize);
+    this.filled = slots;
     this.tx = new Side(slots, sendSize);
   }
 
@@ -203,11 +213,16 @@ export class UdpBatch {
 
   /** Reads what is queued on `fd`, up to `slots` datagrams: their count, 0 when nothing is, or a negative errno. */
   receive(fd: number): number {
-    for (let i = 0; i < this.slots; i++)
+    // recvmmsg wrote the sender's length into the slots it filled last time; the others still hold the full size.
+    for (let i = 0; i < this.filled; i++)
       this.rx.view.setUint32(i * MMSGHDR + MSG_NAMELEN, SOCKADDR_IN6, true);
+    this.filled = 0;
     for (;;) {
       const n = recvmmsgC(fd, this.rx.base, this.slots, MSG_DONTWAIT, null);
-      if (n >= 0) return n;
+      if (n >= 0) {
+        this.filled = n;
+        return n;
+      }
       const errno = koffi.errno();
       if (errno === EINTR) continue;
       return errno === EAGAIN ? 0 : -errno;
@@ -233,7 +248,17 @@ export class UdpBatch {
 
   /** The sender of received datagram i, as Node writes rinfo.address. */
   address(i: number): string {
-    return this.text(this.rx.family(i), this.rx.rawAddress(i));
+    const family = this.rx.family(i);
+    if (family === AF_INET) {
+      const raw = this.rx.view.getUint32(this.rx.names + i * NAME + 4, false);
+      const known = this.names4.get(raw);
+      if (known !== undefined) return known;
+      const text = this.text(family, this.rx.rawAddress(i));
+      if (this.names4.size >= MAX_NAMES) this.names4.clear();
+      this.names4.set(raw, text);
+      return text;
+    }
+    return this.text(family, this.rx.rawAddress(i));
   }
 
   /** Where the next reply's bytes go (sendSize bytes of `replies`); undefined when the send side is full. */
@@ -244,11 +269,39 @@ export class UdpBatch {
   /** The reply written at nextReplyOffset(), `length` bytes, goes to the sender of received datagram `to`. */
   queueWritten(length: number, to: number): void {
     const slot = this.queued++;
-    const from = this.rx.names + to * NAME;
-    this.rx.bytes.copy(this.tx.bytes, this.tx.names + slot * NAME, from, from + NAME);
     const namelen = this.rx.family(to) === AF_INET ? 16 : SOCKADDR_IN6;
+    // Word by word: a Buffer.copy of so few bytes costs more in its call than in its copying.
+    const from = this.rx.names + to * NAME;
+    const into = this.tx.names + slot * NAME;
+    for (let w = 0; w < namelen; w += 4)
+      this.tx.view.setUint32(into + w, this.rx.view.getUint32(from + w, true), true);
+    this.setSlot(slot, namelen, length);
+  }
+
+  /** Slot `slot` of the send side: its sockaddr's length and its data's (iov_len, 64 bits: no BigInt made). */
+  private setSlot(slot: number, namelen: number, length: number): void {
     this.tx.view.setUint32(slot * MMSGHDR + MSG_NAMELEN, namelen, true);
-    this.tx.view.setBigUint64(this.tx.iovecs + slot * IOVEC + 8, BigInt(length), true);
+    const iovLen = this.tx.iovecs + slot * IOVEC + 8;
+    this.tx.view.setUint32(iovLen, length, true);
+    this.tx.view.setUint32(iovLen + 4, 0, true);
+  }
+
+  /**
+   * Queues `reply` for `address` port `port` (a datagram read another way, node:dgram's rinfo); false when it does
+   * not fit, or the address is not one inet_pton reads (an IPv6 one with a scope: the caller sends it another way).
+   */
+  queueTo(reply: Uint8Array, port: number, address: string): boolean {
+    const at = this.nextReplyOffset();
+    if (at === undefined || reply.length > this.sendSize) return false;
+    const sockaddr = this.sockaddrOf(address);
+    if (sockaddr === undefined) return false;
+    const slot = this.queued++;
+    const into = this.tx.names + slot * NAME;
+    this.tx.bytes.set(sockaddr, into);
+    this.tx.view.setUint16(into + 2, port, false);
+    this.tx.bytes.set(reply, at);
+    this.setSlot(slot, sockaddr.length, reply.length);
+    return true;
   }
 
   /** Queues `reply` for the sender of received datagram `to`; false when it does not fit (too long, or full). */
@@ -264,8 +317,9 @@ export class UdpBatch {
    * Sends the queued replies and empties the queue: the replies the kernel did not take (a full socket buffer, or an
    * error), for the caller to send another way.
    */
-  flush(fd: number): { bytes: Buffer; port: number; address: string }[] {
+  flush(fd: number): readonly { bytes: Buffer; port: number; address: string }[] {
     const count = this.queued;
+    if (count === 0) return NOTHING_LEFT;
     this.queued = 0;
     let sent = 0;
     while (sent < count) {
@@ -275,6 +329,7 @@ export class UdpBatch {
       else break;
     }
     const rest: { bytes: Buffer; port: number; address: string }[] = [];
+    if (sent === count) return NOTHING_LEFT;
     for (let i = sent; i < count; i++) {
       const at = this.tx.dataOffset(i);
       const length = Number(this.tx.view.getBigUint64(this.tx.iovecs + i * IOVEC + 8, true));
@@ -290,6 +345,20 @@ export class UdpBatch {
   free(): void {
     this.rx.free();
     this.tx.free();
+  }
+
+  /** The sockaddr (port 0) of an address as text; undefined when inet_pton cannot read it. */
+  private sockaddrOf(address: string): Uint8Array | undefined {
+    let sockaddr = this.sockaddrs.get(address);
+    if (sockaddr === undefined) {
+      const v6 = address.includes(":");
+      sockaddr = new Uint8Array(v6 ? SOCKADDR_IN6 : 16);
+      new DataView(sockaddr.buffer).setUint16(0, v6 ? AF_INET6 : AF_INET, true);
+      if (inetPton(v6 ? AF_INET6 : AF_INET, address, sockaddr.subarray(v6 ? 8 : 4)) !== 1) return undefined;
+      if (this.sockaddrs.size >= MAX_NAMES) this.sockaddrs.clear();
+      this.sockaddrs.set(address, sockaddr);
+    }
+    return sockaddr;
   }
 
   private text(family: number, raw: Buffer): string {
