@@ -65,10 +65,10 @@ const ROUND_LOAD = ["-T", "1", "-c", "1", "-q", "100"];
 
 /**
  * The rounds' CPU budget, the same for both servers: 35% of one core in every 10 ms (CFS bandwidth, cpu-budget.ts).
- * Pinned to a core of their own without one, both servers kept up with dnsperf, which tops out near 125k q/s on its
- * core (netctx ~70% busy, aardvark-dns ~80%): the ratio of the rates was the load generator's. At 35% a server that
- * spends 6-8 us of CPU an answer can give 45-60k answers a second, about half of what dnsperf can ask for, so the
- * server sets the rate. The period is short so that a throttled server waits at most ~6.5 ms for its next slice:
+ * Pinned to a core of their own without one, what dnsperf on its core could ask for set the rate on some runs (a full
+ * run saw it top out near 125k q/s with both servers keeping up; a later one on the same machine reached 200k): the
+ * ratio of the rates was then the load generator's. At 35% a server that spends 4-10 us of CPU an answer gives
+ * 35-80k answers a second, with dnsperf about a third busy (measured), so the server sets the rate on any such day. The period is short so that a throttled server waits at most ~6.5 ms for its next slice:
  * that wait shows in both servers' p99 alike.
  */
 const ROUND_BUDGET: CpuBudgetSpec = { share: 0.35, periodUs: 10_000 };
