@@ -1,6 +1,7 @@
 /**
  * The few libc calls the kernel layer needs, bound once at module load through koffi.
- * Every call is synchronous and runs on the calling (main) thread, which is what setns windows rely on.
+ * Every call is synchronous and runs on the calling thread (the main thread, which is what setns windows rely on;
+ * the DNS worker's UDP batches in their own).
  */
 import koffi from "koffi";
 
@@ -45,6 +46,33 @@ export const recv = libc.func("long recv(int fd, void *buf, size_t len, int flag
   flags: number,
 ) => number;
 export const close = libc.func("int close(int fd)") as (fd: number) => number;
+// Many datagrams a call (udp-batch.ts). The vectors are passed as addresses (uintptr_t, the same register as a
+// pointer): sendmmsg resumes mid-vector.
+export const recvmmsgC = libc.func(
+  "int recvmmsg(int fd, uintptr_t vec, unsigned int vlen, int flags, void *timeout)",
+) as (fd: number, vec: bigint, vlen: number, flags: number, timeout: null) => number;
+export const sendmmsgC = libc.func("int sendmmsg(int fd, uintptr_t vec, unsigned int vlen, int flags)") as (
+  fd: number,
+  vec: bigint,
+  vlen: number,
+  flags: number,
+) => number;
+export const inetNtop = libc.func(
+  "const char *inet_ntop(int af, const void *src, char *dst, uint32_t size)",
+) as (af: number, src: Uint8Array, dst: Buffer, size: number) => string | null;
+export const inetPton = libc.func("int inet_pton(int af, const char *src, void *dst)") as (
+  af: number,
+  src: string,
+  dst: Uint8Array,
+) => number;
+// syscall(2) is variadic; a fixed (long, int, void*, uint) signature passes the same registers on x86_64 and the
+// glibc stub only shuffles registers, never va_arg (bpf(2), which glibc does not wrap: bpf/syscall.ts).
+export const bpfSyscall = libc.func("long syscall(long nr, int cmd, void *attr, unsigned int size)") as (
+  nr: number,
+  cmd: number,
+  attr: unknown,
+  size: number,
+) => number;
 /** poll(2) over `count` packed struct pollfd (fd i32, events i16, revents i16). */
 export const poll = libc.func("int poll(void *fds, unsigned long count, int timeout)") as (
   fds: Uint8Array,

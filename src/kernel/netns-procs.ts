@@ -7,28 +7,18 @@
  */
 import { existsSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
-import koffi from "koffi";
-import { packageRoot } from "../package-root.ts";
+import { ENOENT } from "./errors.ts";
+import { distFunction } from "./native.ts";
 
 /** Same bound as cgroup-kill.ts: a process in uninterruptible sleep dies only when its I/O ends. */
 export const NETNS_KILL_TIMEOUT_MS = 5000;
 const ROUND_MS = 10;
 
-type NativeScan = (path: string, out: Int32Array, max: number) => number;
-let native: NativeScan | null | undefined;
-
 /** dist/libnetctx-procs.so's netns_pids (netns-procs.c, the same walk in C), or null when it was not built. */
-function nativeScan(): NativeScan | null {
-  if (native === undefined) {
-    const lib = join(packageRoot(), "dist", "libnetctx-procs.so");
-    native = existsSync(lib)
-      ? (koffi.load(lib).func("int netns_pids(const char *path, int *out, int max)") as NativeScan)
-      : null;
-  }
-  return native;
-}
-
-const ENOENT = 2;
+const nativeScan = distFunction<(path: string, out: Int32Array, max: number) => number>(
+  "libnetctx-procs.so",
+  "int netns_pids(const char *path, int *out, int max)",
+);
 
 /**
  * The pids (thread-group ids) with at least one task in the namespace at `path`; [] when the file is gone.

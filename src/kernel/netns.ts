@@ -4,11 +4,10 @@
  */
 import { existsSync, mkdirSync, readdirSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import koffi from "koffi";
 import { invalid } from "../errors.ts";
-import { packageRoot } from "../package-root.ts";
-import { EINVAL, ENOENT, KernelError } from "./errors.ts";
+import { EINVAL, ENOENT, ENOSPC, EPERM, EUSERS, KernelError } from "./errors.ts";
 import * as ffi from "./ffi.ts";
+import { distFunction } from "./native.ts";
 
 export const NETNS_DIR = "/run/netns";
 const SELF_NET = "/proc/thread-self/ns/net";
@@ -58,22 +57,14 @@ function ensureNetnsDir(): void {
  */
 export type NetnsOwner = "host" | "own";
 
-type NativeCreateOwned = (path: string) => number;
-let nativeCreateOwned: NativeCreateOwned | null | undefined;
-
 /** dist/libnetctx-netns.so's netns_create_owned, or null when it was not built (no C compiler). */
-function createOwnedNative(): NativeCreateOwned | null {
-  if (nativeCreateOwned === undefined) {
-    const lib = join(packageRoot(), "dist", "libnetctx-netns.so");
-    nativeCreateOwned = existsSync(lib)
-      ? (koffi.load(lib).func("int netns_create_owned(const char *path)") as NativeCreateOwned)
-      : null;
-  }
-  return nativeCreateOwned;
-}
+const createOwnedNative = distFunction<(path: string) => number>(
+  "libnetctx-netns.so",
+  "int netns_create_owned(const char *path)",
+);
 
 /** Where the kernel has no user namespaces to give (off, or user.max_user_namespaces reached). */
-const NO_USERNS = new Set([1 /* EPERM */, 22 /* EINVAL */, 28 /* ENOSPC */, 87 /* EUSERS */]);
+const NO_USERNS = new Set([EPERM, EINVAL, ENOSPC, EUSERS]);
 
 /**
  * Mounts a namespace owned by a new user namespace on the marked path. False when that cannot be had here (the

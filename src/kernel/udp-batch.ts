@@ -16,37 +16,17 @@ import {
   bind,
   close,
   errnoName,
+  inetNtop,
+  inetPton,
   MSG_DONTWAIT,
   MSG_TRUNC,
+  recvmmsgC,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
+  sendmmsgC,
   setsockopt,
   socket,
 } from "./ffi.ts";
-
-const libc = koffi.load("libc.so.6");
-// The vectors are passed as addresses (uintptr_t, the same register as a pointer): sendmmsg resumes mid-vector.
-const recvmmsgC = libc.func(
-  "int recvmmsg(int fd, uintptr_t vec, unsigned int vlen, int flags, void *timeout)",
-) as (fd: number, vec: bigint, vlen: number, flags: number, timeout: null) => number;
-const sendmmsgC = libc.func("int sendmmsg(int fd, uintptr_t vec, unsigned int vlen, int flags)") as (
-  fd: number,
-  vec: bigint,
-  vlen: number,
-  flags: number,
-) => number;
-const inetNtop = libc.func("const char *inet_ntop(int af, const void *src, char *dst, uint32_t size)") as (
-  af: number,
-  src: Uint8Array,
-  dst: Buffer,
-  size: number,
-) => string | null;
-
-const inetPton = libc.func("int inet_pton(int af, const char *src, void *dst)") as (
-  af: number,
-  src: string,
-  dst: Uint8Array,
-) => number;
 
 const SOCK_DGRAM = 2;
 const IPPROTO_IPV6 = 41;

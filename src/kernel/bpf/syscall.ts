@@ -5,17 +5,7 @@
  */
 import koffi from "koffi";
 import { KernelError } from "../errors.ts";
-
-const libc = koffi.load("libc.so.6");
-
-// syscall(2) is variadic; a fixed (long, int, void*, uint) signature passes the same registers on x86_64
-// and the glibc stub only shuffles registers, never va_arg.
-const syscallC = libc.func("long syscall(long nr, int cmd, void *attr, unsigned int size)") as (
-  nr: number,
-  cmd: number,
-  attr: unknown,
-  size: number,
-) => number;
+import { close, open, bpfSyscall as syscallC } from "../ffi.ts";
 
 const BPF_SYSCALL: Partial<Record<string, number>> = { x64: 321, arm64: 280 };
 
@@ -91,24 +81,17 @@ function unsupportedArch(): { code: "unsupported"; message: string } {
   return { code: "unsupported", message: `bpf: no syscall number known for architecture ${process.arch}` };
 }
 
-const closeC = libc.func("int close(int fd)") as (fd: number) => number;
-const openC = libc.func("int open(const char *path, int flags, ...)") as (
-  path: string,
-  flags: number,
-  ...rest: unknown[]
-) => number;
-
 const O_RDONLY = 0;
 const O_DIRECTORY = 0o200000;
 const O_CLOEXEC = 0o2000000;
 
 /** An O_DIRECTORY fd for a cgroup, the `target_fd` of attach, detach and query. */
 export function openDirectory(path: string): number {
-  const fd = openC(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, "int", 0);
+  const fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw new KernelError(`open ${path}`, koffi.errno());
   return fd;
 }
 
 export function closeFd(fd: number): void {
-  if (fd >= 0) closeC(fd);
+  if (fd >= 0) close(fd);
 }
