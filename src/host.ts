@@ -90,7 +90,16 @@ export class Host {
    */
   firewall(change: (fw: Firewall) => void): void {
     this.firewallLock ??= new ProcessLock(this.store.dir, "firewall");
-    this.firewallLock.hold(() => change(this.ownFirewall()));
+    this.firewallLock.hold(() => {
+      const fw = this.ownFirewall();
+      try {
+        change(fw);
+      } finally {
+        // Our inet table went as idle: the next one claims its name anew, as a fresh store's first does (naming.ts:
+        // another store may have taken `netctx` meanwhile).
+        if (fw.takeReleased()) delete this.cache(tableClaim).claim;
+      }
+    });
   }
 
   /** The Firewall of this store's own tables (firewall/naming.ts: several stores on a host keep their own). */

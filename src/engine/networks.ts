@@ -131,6 +131,8 @@ export function removeNetwork(host: Host, name: string, opts: { mirror?: boolean
   host.pause("network-rm:after-destroy");
   host.store.deleteNetwork(name);
   syncPolicyTables(host, []);
+  // The last network's NAT table goes with it (Firewall.releaseIfIdle): its hooks would tax every host packet.
+  if (host.store.listNetworks().length === 0) host.firewall((fw) => fw.releaseIfIdle());
   return record;
 }
 

@@ -11,7 +11,8 @@
  * that no network owns are removed by any commit, so the table heals towards the model. Two writers at once can
  * make the later one fail (it deletes an element the other already deleted): the Host serialises them through a
  * lock. A flushed ruleset loses the registry: `netctx repair` re-adds networks from the state store.
- * After the last network is removed the table stays with empty sets; removeAll() deletes our tables.
+ * After the last network is removed the engine deletes the inet table once nothing else needs it (releaseIfIdle:
+ * its base chains would hook every packet of the host for nothing); removeAll() deletes our tables whatever they hold.
  * A store's firewall refuses a network whose subnets overlap a network of another store's tables (naming.ts).
  */
 import { conflict, invalid, NetctxError, notFound } from "../errors.ts";
@@ -30,7 +31,7 @@ import { modelOf, natListing } from "./nat-listing.ts";
 import { NAT_CHAINS, NAT_SETS } from "./nat-objects.ts";
 import { interfaceScript, natScript } from "./nat-script.ts";
 import { Nft, type NftOptions } from "./nft.ts";
-import { type Except, type Job, repairLines } from "./parts.ts";
+import { type Except, inetIdle, type Job, repairLines } from "./parts.ts";
 import { type FirewallAction, type FirewallDesired, reconcileTables } from "./reconcile.ts";
 import { CLAIMED_NAME, readTable, type TableFamily, type TableListing, type TableRef } from "./tables.ts";
 
@@ -56,6 +57,7 @@ export class Firewall {
   readonly tables: TableRef;
   private depth = 0;
   private pending: Pending | null = null;
+  private released = false;
 
   constructor(opts: FirewallOptions = {}) {
     this.nft = new Nft(opts);
@@ -94,6 +96,25 @@ export class Firewall {
     return repairLines(listing, needed, except);
   }
 
+  /** Deletes our inet table when nothing needs it any more (parts.ts inetIdle); true when it did. */
+  releaseIfIdle(): boolean {
+    const listing = this.table("inet");
+    if (!inetIdle(listing)) return false;
+    this.nft.apply(`delete table inet ${this.tables.name}`);
+    this.released = true;
+    return true;
+  }
+
+  /**
+   * Whether our inet table was deleted as idle since the last call (releaseIfIdle, or reconcile): the owner of the
+   * claim (Host) claims the name anew for the next table.
+   */
+  takeReleased(): boolean {
+    const released = this.released;
+    this.released = false;
+    return released;
+  }
+
   /**
    * Make our tables hold exactly what the records declare (gc, `netctx repair` after `nft flush ruleset`): every
    * part checked, a table missing or damaged rebuilt with all its parts, elements diffed otherwise, all in one
@@ -104,7 +125,13 @@ export class Firewall {
     opts: { dryRun?: boolean; publishCgroup?: string | undefined } = {},
   ): FirewallAction[] {
     this.rollback();
-    return reconcileTables(this.nft, this.tables, desired, opts);
+    const actions = reconcileTables(this.nft, this.tables, desired, opts);
+    if (
+      !opts.dryRun &&
+      actions.some((a) => a.action === "remove" && a.object === `nft table inet ${this.tables.name}`)
+    )
+      this.released = true;
+    return actions;
   }
 
   /**

@@ -66,6 +66,26 @@ export function includedParts(listing: TableListing, needed: readonly Job[]): Ta
   return parts.filter((p) => p.base || included.includes(p));
 }
 
+/**
+ * The inet table holds no part but NAT (the base) and no overlay route (direct-routing elements, which no record
+ * derives): with no network recorded, nothing in it is needed (gc's test; its registry may hold a crashed
+ * operation's leftovers, which go with it).
+ */
+export function inetOnlyNat(listing: TableListing): boolean {
+  if (!listing.exists || listing.family !== "inet") return false;
+  if (PARTS.some((p) => p !== NAT && p.family === "inet" && partPresent(listing, p))) return false;
+  return listedDirect(listing).length === 0;
+}
+
+/**
+ * The inet table holds nothing anyone needs: inetOnlyNat, and NAT's registry sets are empty (no network or
+ * interface). Its base chains still hook every packet of the host (input, forward, postrouting): after a store's
+ * last network it goes (`network rm`, gc), and the next network makes it anew (a table listed absent is made whole).
+ */
+export function inetIdle(listing: TableListing): boolean {
+  return inetOnlyNat(listing) && NAT.listed(listing).length === 0;
+}
+
 /** Every part's objects intact; with `elements`, their elements read back too (see TablePart.elementsHealthy). */
 export function tableHealthy(listing: TableListing, parts: readonly TablePart[], elements = true): boolean {
   return listing.exists && parts.every((p) => partHealthy(listing, p, elements));

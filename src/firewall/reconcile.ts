@@ -23,7 +23,7 @@ import { natListing } from "./nat-listing.ts";
 import { natDiff } from "./nat-script.ts";
 import type { Nft } from "./nft.ts";
 import { listedDirect } from "./overlay-direct-objects.ts";
-import { includedParts, type Job, rebuildLines, tableHealthy } from "./parts.ts";
+import { includedParts, inetOnlyNat, type Job, rebuildLines, tableHealthy } from "./parts.ts";
 import {
   checkComment,
   elementsOf,
@@ -112,7 +112,12 @@ export function reconcileTables(
     bridge: kinds.has("bridge") ? ["antispoof"] : [],
     arp: kinds.has("routed") ? ["antispoof"] : [],
   };
-  const parts = perFamily((f) => includedParts(listings[f], needed[f]));
+  // No network, routed port or publication: the inet table has nothing to hold, and its base chains would hook
+  // every packet of the host for nothing (parts.ts inetOnlyNat).
+  const dropInet =
+    model.networks.size === 0 && !kinds.has("routed") && wanted.length === 0 && inetOnlyNat(listings.inet);
+  if (dropInet) needed.inet = [];
+  const parts = perFamily((f) => (f === "inet" && dropInet ? [] : includedParts(listings[f], needed[f])));
   const rebuild = perFamily((f) => parts[f].length > 0 && !tableHealthy(listings[f], parts[f]));
 
   const actions: FirewallAction[] = [];
@@ -124,7 +129,11 @@ export function reconcileTables(
         reason: "missing or damaged",
       });
 
-  const nat = reconcileNat(table.name, model, listings.inet, rebuild.inet, actions);
+  if (dropInet)
+    actions.push({ action: "remove", object: `nft table inet ${table.name}`, reason: "no network needs it" });
+  const nat = dropInet
+    ? { lines: [`delete table inet ${table.name}`], fresh: [] }
+    : reconcileNat(table.name, model, listings.inet, rebuild.inet, actions);
   const guards = reconcileGuards(desired.guards, listings, rebuild, dryRun, actions);
   const pubs = reconcilePublications(desired.publications, wanted, listings.inet, rebuild.inet, actions);
 
