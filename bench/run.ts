@@ -269,55 +269,27 @@ try {
     notMeasured.push({ label: "BPF hook cost", why: `failed: ${why(err)}` });
   }
 
-  log("data path");
-  try {
-    datapath = await datapathSection(quick);
-  } catch (err) {
-    notMeasured.push({ label: "data path", why: `failed: ${why(err)}` });
+  /** One section: its result, or a line of what was not measured and why; the namespaces it left settled after it. */
+  async function section<T>(heading: string, label: string, run: () => Promise<T>): Promise<T | undefined> {
+    log(heading);
+    try {
+      return await run();
+    } catch (err) {
+      notMeasured.push({ label, why: `failed: ${why(err)}` });
+      return undefined;
+    } finally {
+      await settleNetns();
+    }
   }
-  await settleNetns();
 
-  log("overlay (issue 18)");
+  datapath = await section("data path", "data path", () => datapathSection(quick));
   const peerlessStarted = elapsed();
-  try {
-    overlay = await overlaySection(quick, log);
-  } catch (err) {
-    notMeasured.push({ label: "overlay", why: `failed: ${why(err)}` });
-  }
-  await settleNetns();
-
-  log("policy (issue 19)");
-  try {
-    policy = await policySection(quick, log);
-  } catch (err) {
-    notMeasured.push({ label: "policy", why: `failed: ${why(err)}` });
-  }
-  await settleNetns();
-
-  log("counters (issue 21)");
-  try {
-    counters = await countersSection(quick, log);
-  } catch (err) {
-    notMeasured.push({ label: "counters", why: `failed: ${why(err)}` });
-  }
-  await settleNetns();
-
-  log("DNS (issue 20)");
-  try {
-    dns = await dnsSection(quick, log);
-  } catch (err) {
-    notMeasured.push({ label: "DNS", why: `failed: ${why(err)}` });
-  }
-  await settleNetns();
-
-  log("CLI start (issue 21)");
-  try {
-    cliStart = await cliStartSection(quick, log);
-  } catch (err) {
-    notMeasured.push({ label: "CLI start", why: `failed: ${why(err)}` });
-  }
+  overlay = await section("overlay (issue 18)", "overlay", () => overlaySection(quick, log));
+  policy = await section("policy (issue 19)", "policy", () => policySection(quick, log));
+  counters = await section("counters (issue 21)", "counters", () => countersSection(quick, log));
+  dns = await section("DNS (issue 20)", "DNS", () => dnsSection(quick, log));
+  cliStart = await section("CLI start (issue 21)", "CLI start", () => cliStartSection(quick, log));
   const peerlessSeconds = elapsed() - peerlessStarted;
-  await settleNetns();
 
   // Peers last: their extent is cut to the time left, each keeping room for the smallest N of those after it. The
   // peerless sections' time (overlay, policy, counters, DNS, CLI start) is added to the budget: they need none of these
