@@ -4,10 +4,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { request } from "node:http";
 import { join } from "node:path";
 import { cniPath } from "./cni-peer.ts";
 import type { Path } from "./population.ts";
-import { sleep } from "./stats.ts";
+import { nowMs, sleep } from "./stats.ts";
 
 export const NETCTX_BIN = join(import.meta.dirname, "..", "bin", "netctx");
 /** Pointing NETCTX_SOCKET here makes the CLI and the CNI launcher find no engine and do the work themselves. */
@@ -106,4 +107,32 @@ export function cliPath(
     remove: (i) => run("rm", `${prefix}${i}`),
     ...(engine ? { settle: () => settleEngine(stateDir) } : {}),
   };
+}
+
+/**
+ * One request to the engine's API from here (what the CLI sends), resolving with its wall time in ms; a status of
+ * 300 or more, or a reply that reports an error (an apply's), rejects.
+ */
+export function engineCall(stateDir: string, method: string, path: string, body?: unknown): Promise<number> {
+  const payload = body === undefined ? "" : JSON.stringify(body);
+  const headers = { "content-type": "application/json", "content-length": Buffer.byteLength(payload) };
+  const t = nowMs();
+  return new Promise((resolve, reject) => {
+    // agent: false, a connection of its own as the CLI has: a kept-alive one the engine closed meanwhile (the CLI
+    // calls in between take seconds) fails the next request with EPIPE.
+    const target = { socketPath: join(stateDir, "netctx.sock"), method, path, headers, agent: false };
+    const req = request(target, (res) => {
+      let text = "";
+      res.on("data", (chunk) => {
+        text += chunk;
+      });
+      res.on("end", () => {
+        const failed = (res.statusCode ?? 500) >= 300 || /"error"/.test(text);
+        if (failed) reject(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 300)}`));
+        else resolve(nowMs() - t);
+      });
+    });
+    req.on("error", reject);
+    req.end(payload);
+  });
 }

@@ -26,7 +26,6 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readConfig } from "../src/config.ts";
@@ -35,7 +34,7 @@ import { createNetwork, removeNetwork } from "../src/engine/networks.ts";
 import { Host } from "../src/host.ts";
 import { specOf } from "../src/levels/driver.ts";
 import { childrenCpuMs, processCpuMs } from "./child-cpu.ts";
-import { startEngine } from "./cni-netctx.ts";
+import { engineCall, startEngine } from "./cni-netctx.ts";
 import { CpuBudget, type CpuBudgetSpec, findCpuController } from "./cpu-budget.ts";
 import { type CoreSplit, coreSplit, onCpus, pinProcess } from "./cpu-pinning.ts";
 import type { Verdict } from "./report.ts";
@@ -321,29 +320,6 @@ class Aardvark {
     }
     process.kill(pid, "SIGKILL");
   }
-}
-
-/** One request to the engine's API from here (what the CLI sends), resolving with its wall time in ms. */
-function engineCall(stateDir: string, method: string, path: string, body: unknown): Promise<number> {
-  const payload = JSON.stringify(body);
-  const headers = { "content-type": "application/json", "content-length": Buffer.byteLength(payload) };
-  const t = nowMs();
-  return new Promise((resolve, reject) => {
-    const target = { socketPath: join(stateDir, "netctx.sock"), method, path, headers, agent: false };
-    const req = request(target, (res) => {
-      let text = "";
-      res.on("data", (chunk) => {
-        text += chunk;
-      });
-      res.on("end", () => {
-        const failed = (res.statusCode ?? 500) >= 300 || /"error"/.test(text);
-        if (failed) reject(new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 300)}`));
-        else resolve(nowMs() - t);
-      });
-    });
-    req.on("error", reject);
-    req.end(payload);
-  });
 }
 
 /** What busybox nslookup in the client's netns gets for `name` from `port`: the answer's addresses. */

@@ -18,7 +18,6 @@
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmdirSync, rmSync } from "node:fs";
-import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readConfig } from "../src/config.ts";
@@ -30,7 +29,7 @@ import { Host } from "../src/host.ts";
 import { cgroup2Root } from "../src/kernel/cgroup.ts";
 import { specOf } from "../src/levels/driver.ts";
 import type { ContextRecord } from "../src/model/records.ts";
-import { NETCTX_BIN, startEngine } from "./cni-netctx.ts";
+import { engineCall, NETCTX_BIN, startEngine } from "./cni-netctx.ts";
 import { kernelEnds, measureInTurns, type Row } from "./datapath.ts";
 import type { Verdict } from "./report.ts";
 import { fmt, nowMs, stats } from "./stats.ts";
@@ -392,31 +391,6 @@ function cli(stateDir: string, args: string[]): number {
   const ms = nowMs() - t;
   if (r.status !== 0) throw new Error(`netctx ${args.join(" ")}: ${r.stderr.trim()}`);
   return ms;
-}
-
-/** One request to the engine's API (what the CLI sends), from here: request to reply. */
-function engineCall(stateDir: string, method: string, path: string, body?: unknown): Promise<number> {
-  const payload = body === undefined ? "" : JSON.stringify(body);
-  const headers = { "content-type": "application/json", "content-length": Buffer.byteLength(payload) };
-  const t = nowMs();
-  return new Promise((resolve, reject) => {
-    // agent: false, a connection of its own as the CLI has: a kept-alive one the engine closed meanwhile (the CLI
-    // calls in between take seconds) fails the next request with EPIPE.
-    const target = { socketPath: join(stateDir, "netctx.sock"), method, path, headers, agent: false };
-    const req = request(target, (res) => {
-      let text = "";
-      res.on("data", (chunk) => {
-        text += chunk;
-      });
-      res.on("end", () =>
-        (res.statusCode ?? 500) < 300
-          ? resolve(nowMs() - t)
-          : reject(new Error(`${method} ${path}: ${res.statusCode} ${text}`)),
-      );
-    });
-    req.on("error", reject);
-    req.end(payload);
-  });
 }
 
 async function measureLatency(
