@@ -258,6 +258,8 @@ export class Store implements StateStore {
       context: db.prepare<[string], ContextRow>(`SELECT * FROM contexts WHERE name = ?`),
       contexts: db.prepare<[], ContextRow>(`SELECT * FROM contexts ORDER BY name`),
       totalChanges: db.prepare<[], number>(`SELECT total_changes()`).pluck(),
+      // Prepared once: the engine asks it many times a second while requests come (db.pragma() prepares each call).
+      dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
       contextFingerprints: db.prepare<[], { name: string; fp: string }>(
         // created_at: a context removed and made again with the same spec is another record (another cgroup).
         `SELECT name, status || ' ' || created_at || ' ' || spec AS fp FROM contexts ORDER BY name`,
@@ -635,7 +637,7 @@ export class Store implements StateStore {
 
   /** SQLite's data_version: it changes when another connection commits, never for this one's own writes. */
   foreignWrites(): number {
-    return this.read(() => Number(this.state.db.pragma("data_version", { simple: true })));
+    return this.read(() => Number(this.q.dataVersion.get()));
   }
 
   private toPolicy(row: PolicyRow): PolicyRecord {
