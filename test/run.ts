@@ -1,12 +1,23 @@
 /**
  * Test runner: every test file runs in its own throwaway host namespace (see src/sandbox.ts) with a private
  * state directory and a private cgroup parent, so files cannot see each other's kernel objects or state.
- * Prints node's spec output per file and one closing line: `tests: N passed, N failed, N skipped`.
+ * Prints node's spec output per file with its wall time, then the 15 slowest files, each job's busy time, and one
+ * closing line: `tests: N passed, N failed, N skipped`. Files run longest first (test/durations.json).
  *   npm test                 all files
  *   npm test -- kernel ipam  only files whose path contains one of the words
+ *   NETCTX_TEST_RECORD=1     write the files' wall times into test/durations.json
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { cgroup2Root } from "../src/kernel/cgroup.ts";
@@ -49,6 +60,8 @@ interface FileResult {
   skip: number;
   code: number | null;
   output: string;
+  /** Wall time of the file's process, start to close. */
+  ms: number;
 }
 
 function tapCount(tap: string, key: string): number {
@@ -57,6 +70,7 @@ function tapCount(tap: string, key: string): number {
 }
 
 function runFile(file: string): Promise<FileResult> {
+  const fileStarted = Date.now();
   const scratch = mkdtempSync(join(tmpdir(), "netctx-test-"));
   const tapFile = join(scratch, "out.tap");
   const cgroupParent = join(
@@ -119,6 +133,7 @@ function runFile(file: string): Promise<FileResult> {
         skip: tapCount(tap, "skipped") + tapCount(tap, "todo"),
         code,
         output,
+        ms: Date.now() - fileStarted,
       };
       // A file that died before reporting anything counts as one failure.
       if (code !== 0 && result.fail === 0) result.fail = 1;
@@ -157,21 +172,50 @@ const filters = process.argv.slice(2);
 const files = findTests(join(root, "test")).filter(
   (f) => filters.length === 0 || filters.some((w) => relative(root, f).includes(w)),
 );
+/**
+ * Each file's wall time in the last full run (seconds; `NETCTX_TEST_RECORD=1 npm test` rewrites it). The jobs take
+ * the longest files first, so that no job starts a two-minute file while the other is nearly done: both end together.
+ * A file not in the table (a new one) goes first, as it may be long.
+ */
+const DURATIONS = join(root, "test", "durations.json");
+const known: Record<string, number> = existsSync(DURATIONS)
+  ? JSON.parse(readFileSync(DURATIONS, "utf8"))
+  : {};
+const expected = (f: string) => known[relative(root, f)] ?? Number.POSITIVE_INFINITY;
 const results: FileResult[] = [];
-const queue = [...files];
+const queue = [...files].sort((a, b) => expected(b) - expected(a));
 const started = Date.now();
+const s1 = (ms: number) => (ms / 1000).toFixed(1);
+const busyMs: number[] = [];
 await Promise.all(
-  Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
+  Array.from({ length: Math.min(concurrency, queue.length) }, async (_, job) => {
+    busyMs[job] = 0;
     for (let file = queue.shift(); file; file = queue.shift()) {
       const r = await runFile(file);
       results.push(r);
+      busyMs[job]! += r.ms;
       const secs = ((Date.now() - started) / 1000).toFixed(0);
       process.stdout.write(
-        `\n=== ${relative(root, file)} (${r.pass} passed, ${r.fail} failed) at ${secs}s\n${r.output}`,
+        `\n=== ${relative(root, file)} (${r.pass} passed, ${r.fail} failed) in ${s1(r.ms)}s, at ${secs}s\n${r.output}`,
       );
     }
   }),
 );
+// Where the wall time went: the slowest files and how busy each job was (jobs that end far apart waste a core).
+const slowest = [...results].sort((a, b) => b.ms - a.ms).slice(0, 15);
+console.log(`\nslowest files: ${slowest.map((r) => `${relative(root, r.file)} ${s1(r.ms)}s`).join(", ")}`);
+console.log(
+  `jobs busy: ${busyMs.map((ms) => `${s1(ms)}s`).join(", ")}; wall ${s1(Date.now() - started)}s for ${files.length} files`,
+);
+if (process.env.NETCTX_TEST_RECORD === "1") {
+  // Files this run did not measure keep their last figure; files that no longer exist drop out.
+  const measured = new Map(results.map((r) => [relative(root, r.file), Math.round(r.ms / 100) / 10]));
+  const table = findTests(join(root, "test"))
+    .map((f) => relative(root, f))
+    .filter((f) => measured.has(f) || f in known)
+    .map((f) => [f, measured.get(f) ?? known[f]!] as const);
+  writeFileSync(DURATIONS, `${JSON.stringify(Object.fromEntries(table), null, 2)}\n`);
+}
 const sum = (k: "pass" | "fail" | "skip") => results.reduce((n, r) => n + r[k], 0);
 const failedFiles = results.filter((r) => r.fail > 0).map((r) => relative(root, r.file));
 if (failedFiles.length) console.log(`\nfailed files: ${failedFiles.join(", ")}`);

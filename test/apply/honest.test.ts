@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { before, test } from "node:test";
 import { type CliResult, netctx, netctxJson, netctxOk, netctxState } from "../utils/cli.ts";
 import { must } from "../utils/shell.ts";
+import { storeState } from "../utils/state-oracle.ts";
 import { eventually } from "../utils/wait.ts";
 
 const dir = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH ?? "/tmp", "honest-"));
@@ -18,13 +19,15 @@ function file(name: string, text: string): string {
   return path;
 }
 
-/** The state as the CLI shows it, and the kernel as iproute2 and nft dump it: compared byte for byte. */
+/**
+ * The store's records (read through the library: everything `state export` and `ls` show is a view of them, and a
+ * look is three CLIs fewer), and the kernel as iproute2 and nft dump it: compared byte for byte.
+ */
 function dumps(): Record<string, string> {
   // A new bridge's link-local address stays "tentative" for a second or so (DAD): wait for it, not for a change.
   eventually(() => must(["ip", "-j", "addr", "show"]).includes('"tentative"'), false);
   return {
-    export: netctxOk("state", "export"),
-    state: netctxState(),
+    state: storeState(),
     links: must(["ip", "-j", "link", "show"]),
     addrs: must(["ip", "-j", "addr", "show"]),
     routes4: must(["ip", "-j", "-4", "route", "show", "table", "all"]),

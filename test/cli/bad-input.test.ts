@@ -4,8 +4,10 @@ import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, test } from "node:test";
-import { NETCTX, netctx, netctxOk, netctxState as state } from "../utils/cli.ts";
+import { NETCTX, netctx, netctxOk } from "../utils/cli.ts";
 import { kernelSnapshot } from "../utils/kernel-oracle.ts";
+// The store's records, read through the library: the one CLI a case starts is the command under test.
+import { storeState as state } from "../utils/state-oracle.ts";
 
 before(() => {
   netctxOk(

@@ -6,11 +6,12 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
-import { netctx, netctxJson, netctxOk, netctxState, startEngine } from "../utils/cli.ts";
+import { netctx, netctxJson, netctxOk, startEngine } from "../utils/cli.ts";
 import { ipj, kernelSnapshot, nftSet, routes } from "../utils/kernel-oracle.ts";
 import { addVethNetns, delVethNetns, inNetns, netnsPath, contextNetns as ns } from "../utils/netns.ts";
 import { ping } from "../utils/ping.ts";
 import { must } from "../utils/shell.ts";
+import { storeState } from "../utils/state-oracle.ts";
 import { waitFor } from "../utils/wait.ts";
 
 interface View {
@@ -30,7 +31,7 @@ const bare = (cidr: string) => cidr.split("/")[0]!;
 const linkNames = (ctx: string) => ipj<{ ifname: string }>(["link"], ns(ctx)).map((l) => l.ifname);
 const noGcActions = () => netctxJson<{ actions: unknown[] }>("gc", "--dry-run").actions;
 
-/** What netctx could have touched, the contexts' own namespaces included. */
+/** What netctx could have touched (the store's records read through the library), the contexts' own namespaces included. */
 function everything(contexts: string[]): string {
   const inside = contexts.map((c) => [
     ipj(["link"], ns(c)).map((l) => [l["ifname"], l["address"], l["mtu"], l["operstate"]]),
@@ -38,7 +39,7 @@ function everything(contexts: string[]): string {
     routes(4, ns(c)),
     routes(6, ns(c)),
   ]);
-  return JSON.stringify([netctxState(), kernelSnapshot(), inside]);
+  return JSON.stringify([storeState(), kernelSnapshot(), inside]);
 }
 
 /** Run in the netns at path `netns`; insists on success. */

@@ -9,11 +9,12 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { type CliResult, netctx, netctxJson, netctxOk, netctxState } from "../utils/cli.ts";
+import { type CliResult, netctx, netctxJson, netctxOk } from "../utils/cli.ts";
 import { addressesOf, ipLink, kernelSnapshot } from "../utils/kernel-oracle.ts";
 import { contextNetns as ns } from "../utils/netns.ts";
 import { ping } from "../utils/ping.ts";
 import { must } from "../utils/shell.ts";
+import { storeState } from "../utils/state-oracle.ts";
 
 interface View {
   interfaces: { name: string; network: string; hostIfname?: string; addresses: string[] }[];
@@ -57,7 +58,7 @@ function refused(r: CliResult, message: RegExp, was: string, label: string): voi
   assert.notEqual(r.code, 0, `${label}: accepted: ${r.stdout}`);
   assert.match(r.stderr, /^error: [^\n]+\n$/, `${label}: not one line: ${r.stderr}`);
   assert.match(r.stderr, message, label);
-  assert.equal(netctxState() + kernelSnapshot(), was, `${label}: something changed`);
+  assert.equal(storeState() + kernelSnapshot(), was, `${label}: something changed`);
 }
 
 function apply(name: string, text: string): void {
@@ -119,7 +120,7 @@ test("through apply, both orders in one file: every context keeps its own links"
 test("a context whose first veth would be a network's device is refused before any change, by create and apply", () => {
   netctxOk("create", "d", "--level", "l2", "--network", "vn3");
   const d = holdings("d");
-  const was = netctxState() + kernelSnapshot();
+  const was = storeState() + kernelSnapshot();
   const message = /^error: name: device nc-vn3 belongs to network "vn3"\n$/;
   refused(netctx("create", "vn3", "--level", "l2", "--network", "vn1"), message, was, "create");
   const path = join(dir, "named-like-a-network.yaml");
@@ -139,7 +140,7 @@ test("a link in the way is removed as a leftover only when it carries this store
   // Our group, another store's mark: not ours to delete, whatever its name.
   must(["ip", "link", "add", "nc-e", "group", String(0x6e63), "type", "bridge"]);
   must(["ip", "link", "set", "nc-e", "alias", "netctx store 0123456789abcdef /var/lib/other-store"]);
-  const was = netctxState() + kernelSnapshot();
+  const was = storeState() + kernelSnapshot();
   refused(
     netctx("create", "e", "--level", "l2", "--network", "vn1"),
     /^error: name: device nc-e belongs to the store at \/var\/lib\/other-store/,

@@ -533,22 +533,28 @@ test(`a sample of bad inputs through the CLI: one line "error: ...", non-zero ex
   const kernelBefore = kernelSnapshot();
   const stateBefore = stateDump();
   let ran = 0;
-  const run = (argv: string[], label: string) => {
+  // What the sample covered: each case's kind and bad field, with the field the CLI's refusal named.
+  const covered = new Map<string, number>();
+  const run = (argv: string[], label: string, kind: string) => {
     const r = netctx(...argv);
     ran++;
     assert.notEqual(r.code, 0, `${label} exited 0`);
     assert.match(r.stderr, /^error: [^\n]*\n$/, `${label}: stderr ${JSON.stringify(r.stderr.slice(0, 300))}`);
     assert.equal(r.stdout, "", `${label}: printed ${r.stdout}`);
+    const key = `${kind}>${/^error: ([\w-]+):/.exec(r.stderr)?.[1] ?? "-"}`;
+    covered.set(key, (covered.get(key) ?? 0) + 1);
   };
-  for (const argv of CLI_EXTRA) run(argv, argv.join(" "));
+  for (const argv of CLI_EXTRA) run(argv, argv.join(" "), "extra");
   while (ran < CLI_CASES) {
     const c = generate(rand);
     const argv = argvOf(c);
-    if (argv && argv.join(" ").length < 100_000) run(argv, show(c));
+    if (argv && argv.join(" ").length < 100_000) run(argv, show(c), `${c.kind} ${c.what}`);
   }
   assert.equal(stateDump(), stateBefore, "state unchanged");
   assert.equal(kernelSnapshot(), kernelBefore, "kernel unchanged");
-  console.log(`fuzz (CLI): ${ran} cases, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(
+    `fuzz (CLI): ${ran} cases, ${covered.size} kinds ${JSON.stringify(Object.fromEntries([...covered].sort()))}, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
 });
 
 // ---------------------------------------------------------------------------------------------------------

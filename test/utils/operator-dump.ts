@@ -1,12 +1,12 @@
 /**
- * "A refused operation changes nothing" (issue 17), as one comparable text: the store as the CLI lists it, and
- * everything of the kernel a command could touch, read with the kernel's own tools (kernel-oracle.ts): host links,
- * addresses, routes, policy rules, netns names, the nft ruleset, every cgroup below the test's cgroup parent, and the
- * links, addresses and routes inside every named netns (an l2 context's own stack).
+ * "A refused operation changes nothing" (issue 17), as one comparable text: the store's records (read through the
+ * library, state-oracle.ts: more than the CLI lists, and no CLI started for each look), and everything of the kernel
+ * a command could touch, read with the kernel's own tools (kernel-oracle.ts): host links, addresses, routes, policy
+ * rules, netns names, the nft ruleset, every cgroup below the test's cgroup parent, and the links, addresses and
+ * routes inside every named netns (an l2 context's own stack).
  */
 import { readdirSync } from "node:fs";
 import { join, relative } from "node:path";
-import { netctxState } from "./cli.ts";
 import {
   addrs,
   kernelSnapshot,
@@ -17,6 +17,7 @@ import {
   withoutRouteFlags,
 } from "./kernel-oracle.ts";
 import { netnsPath } from "./netns.ts";
+import { storeState } from "./state-oracle.ts";
 
 const CG = process.env.NETCTX_CGROUP_PARENT!;
 
@@ -64,5 +65,5 @@ export function kernelDump(): string {
 
 /** State and kernel, for before/after comparisons around a command that must change nothing. */
 export function operatorDump(): { state: string; kernel: string } {
-  return { state: netctxState(), kernel: kernelDump() };
+  return { state: storeState(), kernel: kernelDump() };
 }

@@ -186,3 +186,22 @@ export function disagreements(
 export function openStore(): Store {
   return Store.open(testConfig().stateDir);
 }
+
+/**
+ * Every record of the store (networks, contexts with their status and marks, leases, policies) read through the
+ * library, for "nothing changed" comparisons: more than `netctx ls` and `state export` show (those are views of these
+ * records), without starting a CLI for each look.
+ */
+export function storeState(): string {
+  const store = openStore();
+  try {
+    return JSON.stringify({
+      networks: store.listNetworks(),
+      contexts: store.listContexts(),
+      leases: store.leases(),
+      policies: store.listPolicies(),
+    });
+  } finally {
+    store.close();
+  }
+}
