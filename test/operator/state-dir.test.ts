@@ -4,7 +4,6 @@
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { netctx, netctxJson, netctxOk, netctxState } from "../utils/cli.ts";
@@ -24,7 +23,7 @@ const statuses = (...dir: string[]) =>
   );
 
 test("an empty store also refuses while objects with our marks but no store's exist (made by hand, or before marks), before any store has any", () => {
-  const empty = mkdtempSync(join(tmpdir(), "netctx-wrong-"));
+  const empty = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH!, "wrong-"));
   sh("ip link add nc-byhand type bridge");
   try {
     const r = netctx("--state-dir", empty, "gc");
@@ -46,7 +45,7 @@ test("gc with an empty store refuses while another store's objects exist, naming
   const kernel = kernelWithoutNft();
   const nft = JSON.stringify(JSON.parse(kernelSnapshot()).nft);
 
-  const empty = mkdtempSync(join(tmpdir(), "netctx-wrong-"));
+  const empty = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH!, "wrong-"));
   for (const verb of ["gc", "repair"]) {
     const r = netctx("--state-dir", empty, verb);
     assert.notEqual(r.code, 0, verb);
@@ -67,7 +66,7 @@ test("gc with an empty store refuses while another store's objects exist, naming
   );
 });
 test("a second store on the same host converges without touching the first store's links, netns or cgroups", () => {
-  const other = mkdtempSync(join(tmpdir(), "netctx-other-"));
+  const other = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH!, "other-"));
   const b = ["--state-dir", other];
   netctxOk(...b, "network", "create", "bnet", "--driver", "bridge", "--subnet", "10.30.0.0/24");
   netctxOk(...b, "network", "create", "bhn", "--driver", "host", "--subnet", "10.31.0.0/24");
@@ -88,7 +87,7 @@ test("a second store on the same host converges without touching the first store
 });
 
 test("a second store's context of a taken name is refused before it touches the first store's cgroup", () => {
-  const other = mkdtempSync(join(tmpdir(), "netctx-other-"));
+  const other = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH!, "other-"));
   const b = ["--state-dir", other];
   netctxOk(...b, "network", "create", "bhn2", "--driver", "host", "--subnet", "10.32.0.0/24");
   const xattr = () =>

@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { stringify as yamlStringify } from "yaml";
@@ -31,7 +30,7 @@ interface Store {
   scene: string;
 }
 
-const tmp = mkdtempSync(join(tmpdir(), "netctx-two-"));
+const tmp = mkdtempSync(join(process.env.NETCTX_TEST_SCRATCH!, "two-"));
 const other = join(tmp, "state-b");
 const stores: Store[] = [
   {
