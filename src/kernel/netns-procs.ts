@@ -56,16 +56,47 @@ export function netnsProcsInJs(path: string): number[] {
   return out;
 }
 
-/** SIGKILL every process of the namespace and wait until none is left; returns the pids still there at the deadline. */
+/**
+ * How long a host process's thread may be inside a namespace before it counts as living there. netctx's own engine
+ * enters an l2 context's namespace for the length of a read (a setns window, well under a millisecond a namespace)
+ * while another netctx process works on the same store: listed in that instant, it made a concurrent rm refuse
+ * ("processes ENGINE still run"), and an rm --force would have killed the engine. Root inside an l2 context cannot
+ * hop out and back in to dodge this (its user namespace gives it no setns into the host's), so what stays through
+ * the grace lives there.
+ */
+const VISIT_GRACE_MS = 60;
+
+/**
+ * The pids of netnsProcs that stay: listed now and in every listing ROUND_MS apart for VISIT_GRACE_MS (none is
+ * waited for when the first listing is empty, rm's usual case).
+ */
+export function residentNetnsProcs(path: string): number[] {
+  let pids = netnsProcs(path);
+  for (let waited = 0; pids.length > 0 && waited < VISIT_GRACE_MS; waited += ROUND_MS) {
+    pause(ROUND_MS);
+    const now = new Set(netnsProcs(path));
+    pids = pids.filter((pid) => now.has(pid));
+  }
+  return pids;
+}
+
+/**
+ * SIGKILL every process living in the namespace (residentNetnsProcs: a visiting thread of another netctx process is
+ * not one) and wait until none is left; returns the pids still there at the deadline.
+ */
 export function killNetnsProcs(path: string, timeoutMs = NETNS_KILL_TIMEOUT_MS): number[] {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const pids = netnsProcs(path);
+    const pids = residentNetnsProcs(path);
     if (pids.length === 0) return [];
     if (Date.now() >= deadline) return pids;
     for (const pid of pids) sigkill(pid);
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ROUND_MS);
+    pause(ROUND_MS);
   }
+}
+
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /**

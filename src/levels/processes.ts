@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import { conflict, NetctxError } from "../errors.ts";
 import { subtreeProcs } from "../kernel/cgroup.ts";
 import { KILL_TIMEOUT_MS, killSubtree } from "../kernel/cgroup-kill.ts";
-import { killNetnsProcs, NETNS_KILL_TIMEOUT_MS, netnsProcs } from "../kernel/netns-procs.ts";
+import { killNetnsProcs, NETNS_KILL_TIMEOUT_MS, residentNetnsProcs } from "../kernel/netns-procs.ts";
 import type { ContextSpec } from "./driver.ts";
 
 /** How many processes an error names; the rest are counted. */
@@ -33,7 +33,7 @@ function residentsOf(home: ProcessHome): Residents | undefined {
     return { list: () => subtreeProcs(cgroup), kill: () => killSubtree(cgroup), timeoutMs: KILL_TIMEOUT_MS };
   if (netns !== undefined && home.netnsExternal !== true)
     return {
-      list: () => netnsProcs(netns),
+      list: () => residentNetnsProcs(netns),
       kill: () => killNetnsProcs(netns),
       timeoutMs: NETNS_KILL_TIMEOUT_MS,
     };

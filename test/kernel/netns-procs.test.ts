@@ -6,7 +6,12 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { after, test } from "node:test";
 import { createNetns, deleteNetns, netnsPath } from "../../src/kernel/netns.ts";
-import { netnsProcs, netnsProcsInJs } from "../../src/kernel/netns-procs.ts";
+import {
+  killNetnsProcs,
+  netnsProcs,
+  netnsProcsInJs,
+  residentNetnsProcs,
+} from "../../src/kernel/netns-procs.ts";
 import { waitFor } from "../utils/wait.ts";
 
 const NAME = "nsprocs";
@@ -66,4 +71,49 @@ test("a process whose leader is inside is one of them; a missing namespace has n
   assert.ok(netnsProcsInJs(path).includes(child.pid!));
   assert.deepEqual(netnsProcs("/run/netns/no-such-namespace"), []);
   assert.deepEqual(netnsProcsInJs("/run/netns/no-such-namespace"), []);
+});
+
+/** python3 whose second thread hops into the namespace for 1-3 ms and out for 3-7 ms (a setns window's visit). */
+function visitor(): ChildProcess {
+  const script = `
+import ctypes, os, random, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+there = os.open(${JSON.stringify(path)}, os.O_RDONLY)
+def worker():
+    first = True
+    while True:
+        assert libc.setns(there, 0x40000000) == 0
+        if first:
+            print("in", flush=True)
+            first = False
+        time.sleep(random.uniform(0.001, 0.003))
+        assert libc.setns(home, 0x40000000) == 0
+        time.sleep(random.uniform(0.003, 0.007))
+threading.Thread(target=worker, daemon=True).start()
+time.sleep(60)
+`;
+  const child = spawn("python3", ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
+  started.push(child);
+  return child;
+}
+
+test("a thread that visits is no resident: residentNetnsProcs leaves it out, killNetnsProcs leaves it alive", async () => {
+  // Ten rounds: a listing meets a visitor inside about one time in three, so a kill by netnsProcs would end one.
+  for (let round = 0; round < 10; round++) {
+    const resident = spawn("ip", ["netns", "exec", NAME, "sleep", "60"], { stdio: "ignore" });
+    started.push(resident);
+    const guest = visitor();
+    await ready(guest);
+    await waitFor(() => netnsProcs(path).includes(resident.pid!), 5000);
+    const residents = residentNetnsProcs(path);
+    assert.ok(residents.includes(resident.pid!), `round ${round}: the resident is one`);
+    assert.ok(!residents.includes(guest.pid!), `round ${round}: the visitor is not`);
+    assert.deepEqual(killNetnsProcs(path), [], `round ${round}: nothing left`);
+    // Its exit, had it been killed, reaches this process as an event: give it the time to arrive.
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(guest.exitCode ?? guest.signalCode, null, `round ${round}: the visitor lives`);
+    await waitFor(() => resident.exitCode !== null || resident.signalCode !== null, 5000);
+    guest.kill("SIGKILL");
+  }
 });
