@@ -15,10 +15,25 @@ export const KERNEL_FLOOR = "kernel floor: netns + veth into a bridge, no engine
 
 const BRIDGE = "ncfloor";
 
+/** A bridge takes at most 1024 ports (BR_MAX_PORTS). */
+const BRIDGE_PORTS = 1024;
+
+/**
+ * Waits, untimed, until the bridge has room for `count` more ports: a removed namespace takes its veth, and so its
+ * port, with it only in the kernel's namespace cleanup (a worker, behind every namespace the walks before removed),
+ * so at N=1000 the next round's adds could find the ports of the last round's removals still taken (EXFULL).
+ */
+function waitForPorts(rtnl: Rtnl, bridge: number, count: number): void {
+  const deadline = Date.now() + 30_000;
+  while (rtnl.linkPortCount(bridge) + count > BRIDGE_PORTS && Date.now() < deadline)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+}
+
 /** A Path over bare netlink calls; `close()` removes the bridge once the walk is done. */
 export function kernelFloorPath(): Path & { close(): void } {
   const rtnl = Rtnl.open();
   rtnl.linkAdd({ name: BRIDGE, kind: "bridge", up: true, bridge: { multicastSnooping: false } });
+  const bridge = rtnl.linkIndex(BRIDGE);
   // A removed namespace takes its veth with it a moment later (the kernel's netns cleanup), as netctx's rm does:
   // each context gets a fresh name, so a repeated round never meets a veth still on its way out.
   const names = new Map<number, string>();
@@ -41,9 +56,13 @@ export function kernelFloorPath(): Path & { close(): void } {
   return {
     label: KERNEL_FLOOR,
     rounds: 5,
-    add,
+    add: (i) => {
+      waitForPorts(rtnl, bridge, 1);
+      add(i);
+    },
     // Timed as a whole, as the apply path is: k contexts' wall time in equal shares.
     addMany: (indices) => {
+      waitForPorts(rtnl, bridge, indices.length);
       const t = nowMs();
       for (const i of indices) add(i);
       const share = (nowMs() - t) / indices.length;
