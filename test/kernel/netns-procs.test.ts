@@ -12,6 +12,7 @@ import {
   netnsProcsInJs,
   residentNetnsProcs,
 } from "../../src/kernel/netns-procs.ts";
+import { inside, netnsThread, type ThreadMode } from "../utils/netns-thread.ts";
 import { waitFor } from "../utils/wait.ts";
 
 const NAME = "nsprocs";
@@ -24,41 +25,20 @@ after(() => {
   deleteNetns(NAME);
 });
 
-/** python3 with one extra thread that enters the namespace (or not) and prints "in" when it is there. */
-function threadInside(enter: boolean): ChildProcess {
-  const script = `
-import ctypes, os, sys, threading, time
-libc = ctypes.CDLL(None, use_errno=True)
-def worker():
-    if ${enter ? "True" : "False"}:
-        fd = os.open(${JSON.stringify(path)}, os.O_RDONLY)
-        assert libc.setns(fd, 0x40000000) == 0
-    print("in", flush=True)
-    time.sleep(60)
-threading.Thread(target=worker, daemon=True).start()
-time.sleep(60)
-`;
-  const child = spawn("python3", ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
+const thread = (mode: ThreadMode) => {
+  const child = netnsThread(path, mode);
   started.push(child);
   return child;
-}
-
-async function ready(child: ChildProcess): Promise<void> {
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  await waitFor(() => out.includes("in"), 5000);
-}
+};
 
 test("a process with only a non-leader thread in the namespace is one of its processes", async () => {
-  const outside = threadInside(false);
-  const inside = threadInside(true);
-  await Promise.all([ready(outside), ready(inside)]);
+  const outside = thread("out");
+  const stays = thread("stay");
+  await Promise.all([inside(outside), inside(stays)]);
   // The C walk (dist/libnetctx-procs.so, built before the tests) and the JavaScript one without a compiler.
   for (const scan of [netnsProcs, netnsProcsInJs]) {
     const pids = scan(path);
-    assert.ok(pids.includes(inside.pid!), `${scan.name}: ${inside.pid} in ${pids}`);
+    assert.ok(pids.includes(stays.pid!), `${scan.name}: ${stays.pid} in ${pids}`);
     assert.ok(!pids.includes(outside.pid!), `${scan.name}: a thread that stayed out does not count`);
     assert.ok(!pids.includes(process.pid), `${scan.name}: neither does the test`);
   }
@@ -73,38 +53,13 @@ test("a process whose leader is inside is one of them; a missing namespace has n
   assert.deepEqual(netnsProcsInJs("/run/netns/no-such-namespace"), []);
 });
 
-/** python3 whose second thread hops into the namespace for 1-3 ms and out for 3-7 ms (a setns window's visit). */
-function visitor(): ChildProcess {
-  const script = `
-import ctypes, os, random, threading, time
-libc = ctypes.CDLL(None, use_errno=True)
-home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-there = os.open(${JSON.stringify(path)}, os.O_RDONLY)
-def worker():
-    first = True
-    while True:
-        assert libc.setns(there, 0x40000000) == 0
-        if first:
-            print("in", flush=True)
-            first = False
-        time.sleep(random.uniform(0.001, 0.003))
-        assert libc.setns(home, 0x40000000) == 0
-        time.sleep(random.uniform(0.003, 0.007))
-threading.Thread(target=worker, daemon=True).start()
-time.sleep(60)
-`;
-  const child = spawn("python3", ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
-  started.push(child);
-  return child;
-}
-
 test("a thread that visits is no resident: residentNetnsProcs leaves it out, killNetnsProcs leaves it alive", async () => {
   // Ten rounds: a listing meets a visitor inside about one time in three, so a kill by netnsProcs would end one.
   for (let round = 0; round < 10; round++) {
     const resident = spawn("ip", ["netns", "exec", NAME, "sleep", "60"], { stdio: "ignore" });
     started.push(resident);
-    const guest = visitor();
-    await ready(guest);
+    const guest = thread("visit");
+    await inside(guest);
     await waitFor(() => netnsProcs(path).includes(resident.pid!), 5000);
     const residents = residentNetnsProcs(path);
     assert.ok(residents.includes(resident.pid!), `round ${round}: the resident is one`);

@@ -6,9 +6,10 @@
  * residentNetnsProcs) an rm met it inside about one time in three, so ten rms in a row all pass only by chance.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { after, test } from "node:test";
 import { netctx, netctxJson, netctxOk } from "../utils/cli.ts";
+import { inside, netnsThread, type ThreadMode } from "../utils/netns-thread.ts";
 import { waitFor } from "../utils/wait.ts";
 
 const NETWORK = "visits";
@@ -20,39 +21,10 @@ after(() => {
   netctx("network", "rm", NETWORK);
 });
 
-/** python3 whose second thread enters `netns` and leaves again (visits), or enters and stays; prints "in" once in. */
-function thread(netns: string, visits: boolean): ChildProcess {
-  const script = `
-import ctypes, os, random, threading, time
-libc = ctypes.CDLL(None, use_errno=True)
-home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-there = os.open(${JSON.stringify(netns)}, os.O_RDONLY)
-def worker():
-    first = True
-    while True:
-        assert libc.setns(there, 0x40000000) == 0
-        if first:
-            print("in", flush=True)
-            first = False
-        if not ${visits ? "True" : "False"}:
-            time.sleep(60)
-        time.sleep(random.uniform(0.001, 0.003))
-        assert libc.setns(home, 0x40000000) == 0
-        time.sleep(random.uniform(0.003, 0.007))
-threading.Thread(target=worker, daemon=True).start()
-time.sleep(60)
-`;
-  const child = spawn("python3", ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
+function thread(netns: string, mode: ThreadMode): ChildProcess {
+  const child = netnsThread(netns, mode);
   started.push(child);
   return child;
-}
-
-async function inside(child: ChildProcess): Promise<void> {
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  await waitFor(() => out.includes("in"), 5000);
 }
 
 const alive = (c: ChildProcess) => c.exitCode === null && c.signalCode === null;
@@ -66,7 +38,7 @@ test("a visiting thread of a host process neither holds up rm nor is killed by r
   netctxOk("network", "create", NETWORK, "--driver", "bridge", "--subnet", "10.93.0.0/24");
   for (let i = 0; i < 10; i++) {
     const name = `v${i}`;
-    const visitor = thread(context(name), true);
+    const visitor = thread(context(name), "visit");
     await inside(visitor);
     const force = i % 2 === 1;
     const r = netctx("rm", ...(force ? ["--force"] : []), name);
@@ -79,7 +51,7 @@ test("a visiting thread of a host process neither holds up rm nor is killed by r
 });
 
 test("a thread that stays is one of the context's processes: rm refuses naming it, --force kills it", async () => {
-  const resident = thread(context("v10"), false);
+  const resident = thread(context("v10"), "stay");
   await inside(resident);
   const r = netctx("rm", "v10");
   assert.notEqual(r.code, 0);
