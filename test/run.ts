@@ -69,6 +69,21 @@ function tapCount(tap: string, key: string): number {
   return m ? Number(m[1]) : 0;
 }
 
+/**
+ * Removes a file's scratch directory, trying again while something of the file's (a process that left its group)
+ * still writes into it; the error's text when it could not, for the file's output (the run goes on).
+ */
+function removeScratch(dir: string): string | undefined {
+  for (let attempt = 0; ; attempt++)
+    try {
+      rmSync(dir, { recursive: true, force: true });
+      return undefined;
+    } catch (err) {
+      if (attempt >= 10) return (err as Error).message;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
+}
+
 function runFile(file: string): Promise<FileResult> {
   const fileStarted = Date.now();
   const scratch = mkdtempSync(join(tmpdir(), "netctx-test-"));
@@ -123,9 +138,17 @@ function runFile(file: string): Promise<FileResult> {
     });
     child.on("close", (code) => {
       clearTimeout(limit);
+      // What the file left running in its process group ends with it: an etcd still writing into the scratch made
+      // its removal fail (ENOTEMPTY) and took the whole run down.
+      try {
+        process.kill(-child.pid!, "SIGKILL");
+      } catch {
+        // nothing left
+      }
       const tap = existsSync(tapFile) ? readFileSync(tapFile, "utf8") : "";
       removeCgroupTree(cgroupParent);
-      rmSync(scratch, { recursive: true, force: true });
+      const kept = removeScratch(scratch);
+      if (kept) output += `\n[test runner] could not remove ${scratch}: ${kept}\n`;
       const result = {
         file,
         pass: tapCount(tap, "pass"),
