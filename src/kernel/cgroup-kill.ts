@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { sleepSync } from "../sleep-sync.ts";
 import { subtreeProcs } from "./cgroup.ts";
 
 export interface KillOptions {
@@ -28,7 +29,7 @@ export function killSubtree(path: string, opts: KillOptions = {}): number[] {
     // Every round, not once: a process that joined after the first write (an exec that raced rm) goes too.
     if (useKillFile) useKillFile = writeKillFile(path);
     if (!useKillFile) for (const pid of pids) sigkill(pid);
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ROUND_MS);
+    sleepSync(ROUND_MS);
   }
 }
 

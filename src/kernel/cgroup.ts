@@ -5,6 +5,7 @@
 import { type Dirent, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { NetctxError } from "../errors.ts";
+import { sleepSync } from "../sleep-sync.ts";
 import { KernelError } from "./errors.ts";
 import { errno, getxattr, setxattr } from "./ffi.ts";
 
@@ -119,7 +120,7 @@ function removeCgroupSettled(path: string): void {
       const busy =
         err instanceof NetctxError && err.message.includes("EBUSY") && subtreeProcs(path).length === 0;
       if (!busy || attempt >= 50) throw err;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      sleepSync(20);
     }
   }
 }

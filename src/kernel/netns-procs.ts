@@ -7,6 +7,7 @@
  */
 import { existsSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { sleepSync } from "../sleep-sync.ts";
 import { ENOENT } from "./errors.ts";
 import { distFunction } from "./native.ts";
 
@@ -73,7 +74,7 @@ const VISIT_GRACE_MS = 60;
 export function residentNetnsProcs(path: string): number[] {
   let pids = netnsProcs(path);
   for (let waited = 0; pids.length > 0 && waited < VISIT_GRACE_MS; waited += ROUND_MS) {
-    pause(ROUND_MS);
+    sleepSync(ROUND_MS);
     const now = new Set(netnsProcs(path));
     pids = pids.filter((pid) => now.has(pid));
   }
@@ -91,12 +92,8 @@ export function killNetnsProcs(path: string, timeoutMs = NETNS_KILL_TIMEOUT_MS):
     if (pids.length === 0) return [];
     if (Date.now() >= deadline) return pids;
     for (const pid of pids) sigkill(pid);
-    pause(ROUND_MS);
+    sleepSync(ROUND_MS);
   }
-}
-
-function pause(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /**

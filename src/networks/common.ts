@@ -9,6 +9,7 @@ import { LINK_GROUP } from "../model/names.ts";
 import type { NetworkRecord } from "../model/records.ts";
 import { parseStoreMark } from "../model/store-mark.ts";
 import { linkLocalOf } from "../net/cidr.ts";
+import { sleepSync } from "../sleep-sync.ts";
 import type { Attachment, ContextNetns, NetworkDriver } from "./driver.ts";
 
 export function familyOf(address: string): 4 | 6 {
@@ -176,7 +177,7 @@ function retryOnLeftover(host: Host, name: string, netnsPath: string, add: () =>
       }
       if (!isOwnLeftover(host, holder, netnsPath)) throw err;
       deleteOwnLink(host, name);
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+      sleepSync(2);
     }
   }
 }

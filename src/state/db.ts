@@ -6,6 +6,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { NetctxError } from "../errors.ts";
+import { sleepSync } from "../sleep-sync.ts";
 import { checkNotNewer, migrate } from "./migrations.ts";
 
 export type Sqlite = Database.Database;
@@ -26,11 +27,6 @@ export interface OpenOptions {
 function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === "string" && code.startsWith("SQLITE_BUSY");
-}
-
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-function sleepSync(ms: number): void {
-  Atomics.wait(sleeper, 0, 0, ms);
 }
 
 export class StateDb {

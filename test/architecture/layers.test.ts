@@ -16,7 +16,16 @@ const SRC = resolve(import.meta.dirname, "..", "..", "src");
  * Host: they share a layer until the firewall owns its tables behind one interface.
  */
 const LAYERS: readonly (readonly string[])[] = [
-  ["errors.ts", "pause.ts", "config.ts", "text-table.ts", "package-root.ts", "sandbox.ts", "net"],
+  [
+    "errors.ts",
+    "pause.ts",
+    "config.ts",
+    "text-table.ts",
+    "package-root.ts",
+    "sleep-sync.ts",
+    "sandbox.ts",
+    "net",
+  ],
   ["kernel"],
   ["model", "state", "cluster", "dns"],
   ["firewall", "host.ts"],
