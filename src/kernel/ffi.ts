@@ -239,6 +239,7 @@ export function errnoName(errnum: number): string {
 
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0o2000000;
+export const O_DIRECTORY = 0o200000;
 export const O_CREAT = 0o100;
 export const O_EXCL = 0o200;
 export const CLONE_NEWNET = 0x40000000;

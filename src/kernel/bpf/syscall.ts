@@ -5,7 +5,7 @@
  */
 import koffi from "koffi";
 import { KernelError } from "../errors.ts";
-import { close, open, bpfSyscall as syscallC } from "../ffi.ts";
+import { close, O_CLOEXEC, O_DIRECTORY, O_RDONLY, open, bpfSyscall as syscallC } from "../ffi.ts";
 
 const BPF_SYSCALL: Partial<Record<string, number>> = { x64: 321, arm64: 280 };
 
@@ -80,10 +80,6 @@ export function bpf(cmd: number, attr: NativeBuffer, op: string): number {
 function unsupportedArch(): { code: "unsupported"; message: string } {
   return { code: "unsupported", message: `bpf: no syscall number known for architecture ${process.arch}` };
 }
-
-const O_RDONLY = 0;
-const O_DIRECTORY = 0o200000;
-const O_CLOEXEC = 0o2000000;
 
 /** An O_DIRECTORY fd for a cgroup, the `target_fd` of attach, detach and query. */
 export function openDirectory(path: string): number {
